@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs everything mapleak-trace needs to build and test, on a fresh Debian
+# machine (run as root). Idempotent: a second run checks and returns quickly.
+#
+#   - the pinned nightly (with rust-src) that builds the eBPF crate
+#   - bpf-linker, built from crates.io against the nightly's own libLLVM
+#   - Go toolchains for the fixture matrix (module proxy) and Debian's go1.19
+#   - bpftrace and bpftool (Debian), the peer in overhead comparisons
+set -euo pipefail
+
+NIGHTLY=nightly-2026-05-19
+GO_TOOLCHAINS="go1.21.13 go1.22.12 go1.23.12 go1.24.13 go1.25.14 go1.26.8 go1.27.4"
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null || ! command -v rustup >/dev/null; then
+  say "cargo/rustup not found: install Rust with rustup first (stable >= 1.95)"; exit 1
+fi
+if ! command -v go >/dev/null; then
+  say "go not found on PATH: install Go >= 1.21 (it fetches the other toolchains)"; exit 1
+fi
+
+# 1. Debian packages.
+need_pkgs=()
+command -v bpftrace >/dev/null || need_pkgs+=(bpftrace)
+command -v bpftool >/dev/null || need_pkgs+=(bpftool)
+[ -x /usr/lib/go-1.19/bin/go ] || need_pkgs+=(golang-1.19-go)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then say "need root to apt-get install ${need_pkgs[*]}"; exit 1; fi
+  say "apt-get install ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# 2. Pinned nightly with rust-src for the eBPF crate.
+if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1 \
+   || ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "rustup toolchain install $NIGHTLY (+rust-src)"
+  RUSTUP_AUTO_INSTALL=1 rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# 3. bpf-linker 0.13, linked against the nightly's libLLVM (DESIGN.md section 5).
+sysroot=$(rustup run "$NIGHTLY" rustc --print sysroot)
+LIB="$sysroot/lib"
+llvm_so=$(cd "$LIB" && ls libLLVM-*-rust-*.so 2>/dev/null | head -n1)
+if [ -z "$llvm_so" ]; then say "no libLLVM-*.so in $LIB"; exit 1; fi
+llvm_name=${llvm_so#lib}; llvm_name=${llvm_name%.so}
+llvm_major=$(echo "$llvm_name" | sed -E 's/^LLVM-([0-9]+)-.*/\1/')
+if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13' \
+   || ! ldd "$(command -v bpf-linker)" 2>/dev/null | grep -q "$LIB/libLLVM"; then
+  say "cargo install bpf-linker (LLVM $llvm_major from $NIGHTLY)"
+  RUSTFLAGS="-L $LIB -l dylib=$llvm_name -C link-arg=-Wl,-rpath,$LIB" \
+    cargo install --locked --force bpf-linker --version '^0.13' --no-default-features \
+      --features "llvm-$llvm_major,no-llvm-linking" 2>&1 | tail -n 2 >&2
+fi
+
+# 4. Go toolchains (fetched once through the module proxy, then cached).
+for t in $GO_TOOLCHAINS; do
+  if ! GOTOOLCHAIN=$t go version >/dev/null 2>&1; then
+    say "fetching $t"; GOTOOLCHAIN=$t go version >&2
+  fi
+done
+
+say "ok: $NIGHTLY, $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3)"

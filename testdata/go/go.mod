@@ -1,0 +1,3 @@
+module mapleak.test/testdata
+
+go 1.18

@@ -1,0 +1,191 @@
+// target runs the end-to-end scenarios of mapleak-trace in one process, in
+// lock-step so that every map length is known at every forced GC cycle:
+//
+//	leaky    a global session cache that only grows       map[string]*main.session
+//	lru      a bounded LRU under heavy churn               map[int]*list.Element
+//	short    thousands of short-lived maps per second      map[int32]int64
+//	bloat    grown to a million entries, emptied to ten    map[uint64]uint32
+//	private  a goroutine-private map that only grows       map[main.key24]int
+//
+// With -wait it prints "ready" and waits for a line on stdin before creating
+// any map, so that a tracer can attach first. stdout is deterministic (the
+// same with and without a tracer); stderr carries "cycle N <name> L" lines
+// after each forced GC, for checking the tracer's len_by_cycle.
+package main
+
+import (
+	"bufio"
+	"container/list"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+type session struct {
+	token string
+	user  int
+	data  [6]int64
+}
+
+type key24 struct{ a, b, c int64 }
+
+var sessions map[string]*session
+
+//go:noinline
+func newSessionStore() map[string]*session {
+	return make(map[string]*session)
+}
+
+type lru struct {
+	cap   int
+	items map[int]*list.Element
+	order *list.List
+}
+
+//go:noinline
+func newLRU(capacity int) *lru {
+	return &lru{cap: capacity, items: make(map[int]*list.Element, capacity), order: list.New()}
+}
+
+func (c *lru) put(k int) {
+	if e, ok := c.items[k]; ok {
+		c.order.MoveToFront(e)
+		return
+	}
+	c.items[k] = c.order.PushFront(k)
+	if c.order.Len() > c.cap {
+		old := c.order.Back()
+		c.order.Remove(old)
+		delete(c.items, old.Value.(int))
+	}
+}
+
+var shortMade atomic.Int64
+
+//go:noinline
+func shortLived(stop *atomic.Bool) {
+	sink := 0
+	for !stop.Load() {
+		for j := 0; j < 5; j++ {
+			m := make(map[int32]int64)
+			n := 10 + j*10
+			for i := 0; i < n; i++ {
+				m[int32(i)] = int64(i)
+			}
+			sink += len(m)
+			shortMade.Add(1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_ = sink
+}
+
+//go:noinline
+func privateWorker(steps <-chan int, done chan<- int) {
+	local := make(map[key24]int)
+	next := int64(0)
+	for n := range steps {
+		for i := 0; i < n; i++ {
+			local[key24{next, next * 3, 7}] = i
+			next++
+		}
+		done <- len(local)
+	}
+}
+
+var bloat map[uint64]uint32
+
+//go:noinline
+func newBloat() map[uint64]uint32 {
+	return make(map[uint64]uint32)
+}
+
+func main() {
+	steps := flag.Int("steps", 12, "lock-steps to run (0 = forever)")
+	stepMs := flag.Int("step-ms", 300, "pause after each forced GC, in ms")
+	perStep := flag.Int("leak-per-step", 2000, "sessions leaked per step")
+	bloatN := flag.Int("bloat", 1000000, "entries the bloat map grows to")
+	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
+	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run")
+	flag.Parse()
+	on := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		on[s] = true
+	}
+
+	if *wait {
+		fmt.Fprintln(os.Stderr, "ready", os.Getpid())
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+
+	var stop atomic.Bool
+	if on["short"] {
+		go shortLived(&stop)
+	}
+	var cache *lru
+	if on["lru"] {
+		cache = newLRU(1000)
+	}
+	privSteps := make(chan int)
+	privDone := make(chan int)
+	if on["private"] {
+		go privateWorker(privSteps, privDone)
+	}
+	if on["leaky"] {
+		sessions = newSessionStore()
+	}
+	lruNext := 0
+	for step := 0; *steps == 0 || step < *steps; step++ {
+		line := fmt.Sprintf("step %d", step)
+		cycleLine := ""
+		if on["leaky"] {
+			for i := 0; i < *perStep; i++ {
+				tok := fmt.Sprintf("tok-%08d-%04d", step, i)
+				sessions[tok] = &session{token: tok, user: i}
+			}
+			line += fmt.Sprintf(" leaky=%d", len(sessions))
+			cycleLine += fmt.Sprintf(" leaky %d", len(sessions))
+		}
+		if on["lru"] {
+			for i := 0; i < 5000; i++ {
+				cache.put(lruNext)
+				lruNext++
+			}
+			line += fmt.Sprintf(" lru=%d", len(cache.items))
+			cycleLine += fmt.Sprintf(" lru %d", len(cache.items))
+		}
+		if on["bloat"] {
+			switch step {
+			case 0:
+				bloat = newBloat()
+				for i := 0; i < *bloatN; i++ {
+					bloat[uint64(i)] = uint32(i)
+				}
+			case 1:
+				for i := 10; i < *bloatN; i++ {
+					delete(bloat, uint64(i))
+				}
+			}
+			line += fmt.Sprintf(" bloat=%d", len(bloat))
+			cycleLine += fmt.Sprintf(" bloat %d", len(bloat))
+		}
+		if on["private"] {
+			privSteps <- 1500
+			n := <-privDone
+			line += fmt.Sprintf(" private=%d", n)
+			cycleLine += fmt.Sprintf(" private %d", n)
+		}
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Println(line)
+		fmt.Fprintf(os.Stderr, "cycle %d%s\n", ms.NumGC, cycleLine)
+		time.Sleep(time.Duration(*stepMs) * time.Millisecond)
+	}
+	stop.Store(true)
+	fmt.Println("done")
+}

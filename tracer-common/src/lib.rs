@@ -1,0 +1,330 @@
+//! Wire ABI between `tracer-ebpf` and `tracer-user`.
+//!
+//! Every type here is `#[repr(C)]`, made of fixed-width integers with explicit
+//! padding, and checked by `const` size/offset assertions that compile for the
+//! host and for the BPF target alike. Changing a layout means bumping
+//! [`ABI_VERSION`]. Enumerations travel as plain `u32` and are converted with
+//! `TryFrom` on the user side, so an out-of-range value from the kernel is an
+//! error, never undefined behaviour.
+#![no_std]
+#![warn(missing_docs)]
+
+/// Version of this ABI. User space refuses an object built for another one.
+pub const ABI_VERSION: u32 = 1;
+
+/// Ring buffer of rare events (map growth, GC cycles).
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Per-process configuration, keyed by tgid: [`ProcConfig`].
+pub const MAP_PROC_CONFIG: &str = "PROC_CONFIG";
+/// Per-probe description, indexed by the uprobe cookie: [`ProbeSpec`].
+pub const MAP_PROBE_SPECS: &str = "PROBE_SPECS";
+/// Per-CPU hit counter per probe, indexed by the uprobe cookie.
+pub const MAP_PROBE_HITS: &str = "PROBE_HITS";
+/// Per-CPU error and health counters, indexed by [`Counter`].
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Creation records, keyed by map address: [`CreateRecord`]. An LRU hash, so
+/// thousands of short-lived maps per second cost no user-space work at all.
+pub const MAP_CREATED: &str = "CREATED";
+/// Type pointer seen at a creation function's entry, keyed by goroutine
+/// pointer, until the matching RET-site probe consumes it.
+pub const MAP_PENDING_CREATE: &str = "PENDING_CREATE";
+/// User stacks, as `bpf_get_stackid` stores them.
+pub const MAP_STACKS: &str = "STACKS";
+
+/// Names of the eBPF programs; one per probe role.
+pub mod programs {
+    /// Entry of a map-creating function that takes the type (`makemap`, `NewMap`).
+    pub const CREATE_ENTRY: &str = "map_create_entry";
+    /// RET site of a map-creating function: the map pointer is the result.
+    pub const CREATE_RET: &str = "map_create_ret";
+    /// Entry of a growth function (`hashGrow`, Swiss `growToTable`, `grow`, `split`).
+    pub const GROW: &str = "map_grow";
+    /// `runtime.gcStart` entry.
+    pub const GC_START: &str = "gc_start";
+    /// `runtime.gcSweep` entry: the cycle has been marked.
+    pub const GC_SWEEP: &str = "gc_sweep";
+    /// Every program the object must contain.
+    pub const ALL: [&str; 5] = [CREATE_ENTRY, CREATE_RET, GROW, GC_START, GC_SWEEP];
+}
+
+/// Every map the object must contain.
+pub const ALL_MAPS: [&str; 8] = [
+    MAP_EVENTS,
+    MAP_PENDING_CREATE,
+    MAP_PROC_CONFIG,
+    MAP_PROBE_SPECS,
+    MAP_PROBE_HITS,
+    MAP_COUNTERS,
+    MAP_CREATED,
+    MAP_STACKS,
+];
+
+/// Maximum number of planned probes (size of the spec and hit arrays).
+pub const MAX_PROBES: u32 = 256;
+/// Entries in the creation LRU.
+pub const CREATED_ENTRIES: u32 = 1 << 17;
+/// Entries in the stack-trace map.
+pub const STACK_ENTRIES: u32 = 1 << 14;
+/// Ring buffer size in bytes.
+pub const EVENTS_BYTES: u32 = 1 << 22;
+
+/// Sentinel for "this register is not used" in [`ProbeSpec`].
+pub const NO_ARG: u8 = 0xff;
+
+/// Event discriminants. Never reuse a number; retire one with a comment.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A map grew (`hashGrow`, Swiss table growth or split).
+    MapGrow = 1,
+    /// `runtime.gcStart` was entered.
+    GcStart = 2,
+    /// `runtime.gcSweep` was entered: the cycle's marking is done.
+    GcMarked = 3,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        match v {
+            1 => Ok(Self::MapGrow),
+            2 => Ok(Self::GcStart),
+            3 => Ok(Self::GcMarked),
+            other => Err(other),
+        }
+    }
+}
+
+/// Health counters kept per CPU in [`MAP_COUNTERS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// An event was dropped because the ring buffer was full.
+    RingBufFull = 0,
+    /// A `bpf_probe_read_user` failed.
+    ReadFailed = 1,
+    /// `bpf_get_stackid` failed.
+    StackFailed = 2,
+    /// A probe fired for a process with no configuration.
+    NoConfig = 3,
+    /// A probe fired with a cookie outside the spec table.
+    BadCookie = 4,
+    /// A RET-site probe found no pending entry record.
+    CreateNoEntry = 5,
+    /// Creation records written.
+    Created = 6,
+}
+
+/// Number of [`Counter`] slots.
+pub const COUNTER_SLOTS: u32 = 8;
+
+/// Role of a probe: selects the eBPF program.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeRole {
+    /// See [`programs::CREATE_ENTRY`].
+    CreateEntry = 1,
+    /// See [`programs::CREATE_RET`].
+    CreateRet = 2,
+    /// See [`programs::GROW`].
+    Grow = 3,
+    /// See [`programs::GC_START`].
+    GcStart = 4,
+    /// See [`programs::GC_SWEEP`].
+    GcSweep = 5,
+}
+
+impl ProbeRole {
+    /// The eBPF program that serves this role.
+    #[must_use]
+    pub const fn program(self) -> &'static str {
+        match self {
+            Self::CreateEntry => programs::CREATE_ENTRY,
+            Self::CreateRet => programs::CREATE_RET,
+            Self::Grow => programs::GROW,
+            Self::GcStart => programs::GC_START,
+            Self::GcSweep => programs::GC_SWEEP,
+        }
+    }
+}
+
+/// What a probe reads, indexed by its cookie in [`MAP_PROBE_SPECS`].
+///
+/// Register numbers are positions in Go's ABIInternal integer sequence
+/// (amd64: RAX RBX RCX RDI RSI R8 R9 R10 R11; arm64: R0..R15), not the C
+/// convention that `ProbeContext::arg` follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// [`ProbeRole`] as u32.
+    pub role: u32,
+    /// Argument register holding the map pointer, or [`NO_ARG`].
+    pub map_arg: u8,
+    /// Argument register holding the map type descriptor, or [`NO_ARG`].
+    pub type_arg: u8,
+    /// Argument register holding a size (new capacity, hint), or [`NO_ARG`].
+    pub size_arg: u8,
+    /// Role-specific: the [`GrowKind`] for [`ProbeRole::Grow`]; for
+    /// [`ProbeRole::CreateRet`], 1 when a [`ProbeRole::CreateEntry`] probe on
+    /// the same function left a pending record to consume.
+    pub aux: u8,
+}
+const _: () = assert!(core::mem::size_of::<ProbeSpec>() == 8);
+
+/// Which growth function fired.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrowKind {
+    /// Not a growth probe.
+    None = 0,
+    /// hmap `runtime.hashGrow`.
+    HashGrow = 1,
+    /// Swiss `(*Map).growToSmall`.
+    ToSmall = 2,
+    /// Swiss `(*Map).growToTable`.
+    ToTable = 3,
+    /// Swiss `(*table).grow`.
+    TableGrow = 4,
+    /// Swiss `(*table).split`.
+    TableSplit = 5,
+}
+
+/// Per-process configuration in [`MAP_PROC_CONFIG`]. Addresses are run-time
+/// virtual addresses (load bias already added); zero means "unknown, skip".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcConfig {
+    /// Address of `gcController.heapMarked`.
+    pub heap_marked_addr: u64,
+    /// Address of `gcController.heapLive`.
+    pub heap_live_addr: u64,
+    /// Address of `work.cycles` (u32).
+    pub work_cycles_addr: u64,
+    /// Address of `memstats.numgc` (u32).
+    pub numgc_addr: u64,
+    /// Offset of `goid` in `runtime.g`, or 0.
+    pub goid_offset: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<ProcConfig>() == 40);
+
+/// Key of [`MAP_CREATED`] and [`MAP_PENDING_CREATE`]: an address (map header
+/// or goroutine) within one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    /// The address.
+    pub addr: u64,
+    /// Process id (tgid).
+    pub tgid: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<AddrKey>() == 16);
+
+/// What a creation function's entry leaves for its RET-site probe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCreate {
+    /// Map type descriptor.
+    pub type_ptr: u64,
+    /// Size hint.
+    pub hint: u64,
+}
+const _: () = assert!(core::mem::size_of::<PendingCreate>() == 16);
+
+/// A creation record in [`MAP_CREATED`], keyed by map address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreateRecord {
+    /// `bpf_ktime_get_ns` at creation.
+    pub ts_ns: u64,
+    /// Map type descriptor, or 0 (`makemap_small` takes none).
+    pub type_ptr: u64,
+    /// Return address of the creating call (the immediate caller).
+    pub caller_pc: u64,
+    /// Size hint passed to `make`, or 0.
+    pub hint: u64,
+    /// Goroutine id, or 0.
+    pub goid: u64,
+    /// Process id (tgid).
+    pub tgid: u32,
+    /// User stack id in [`MAP_STACKS`], or -1.
+    pub stack_id: i32,
+}
+const _: () = assert!(core::mem::size_of::<CreateRecord>() == 48);
+
+/// Common header of every ring-buffer event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// [`EventKind`] as u32.
+    pub kind: u32,
+    /// Process id (tgid).
+    pub tgid: u32,
+    /// `bpf_ktime_get_ns`.
+    pub ts_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
+
+/// [`EventKind::MapGrow`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapGrowEvent {
+    /// Header.
+    pub hdr: EventHeader,
+    /// Map header address.
+    pub map_addr: u64,
+    /// Type descriptor address.
+    pub type_ptr: u64,
+    /// Immediate caller of the growth function.
+    pub caller_pc: u64,
+    /// Size argument (Swiss `grow`'s new capacity), or 0.
+    pub size: u64,
+    /// Goroutine id, or 0.
+    pub goid: u64,
+    /// User stack id, or -1.
+    pub stack_id: i32,
+    /// Probe id (cookie).
+    pub probe_id: u16,
+    /// [`GrowKind`].
+    pub grow_kind: u8,
+    /// Reserved, zero.
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<MapGrowEvent>() == 64);
+
+/// [`EventKind::GcStart`] and [`EventKind::GcMarked`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcEvent {
+    /// Header.
+    pub hdr: EventHeader,
+    /// `work.cycles` (started cycles), or `u32::MAX` when unknown.
+    pub work_cycles: u32,
+    /// `memstats.numgc` (completed cycles), or `u32::MAX` when unknown.
+    pub numgc: u32,
+    /// `gcController.heapMarked`, or 0 when unknown.
+    pub heap_marked: u64,
+    /// `gcController.heapLive`, or 0 when unknown.
+    pub heap_live: u64,
+    /// gcStart: trigger kind (0 heap, 1 time, 2 forced); else 0.
+    pub trigger: u64,
+}
+const _: () = assert!(core::mem::size_of::<GcEvent>() == 48);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is repr(C), Copy, has no implicit padding (checked by
+    // the size assertions above) and every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::ProbeSpec {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProcConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CreateRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::AddrKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PendingCreate {}
+}

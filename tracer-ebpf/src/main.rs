@@ -1,0 +1,291 @@
+//! eBPF programs of mapleak-trace: uprobes on the Go runtime.
+//!
+//! Every program is attached by user space at an address chosen by the probe
+//! plan, with a cookie equal to the probe's id. The cookie indexes
+//! `PROBE_SPECS`, which tells the program which ABIInternal registers hold the
+//! map and its type, so one object serves every Go version.
+//!
+//! Rules for this file (see DESIGN.md section 3): no logging, no loops, only
+//! rare events go to the ring buffer; creation records are aggregated in an
+//! LRU hash that user space reads only for maps that grow.
+//!
+//! # Minimum kernel version
+//! 5.15 (uprobe cookies, ring buffer).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::BPF_F_USER_STACK,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
+    },
+    macros::{map, uprobe},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::ProbeContext,
+};
+use tracer_common::{
+    AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
+    EventKind, GcEvent, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate, ProbeSpec, ProcConfig,
+    STACK_ENTRIES,
+};
+
+mod regs;
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map(name = "PROC_CONFIG")]
+static PROC_CONFIG: HashMap<u32, ProcConfig> = HashMap::with_max_entries(64, 0);
+
+#[map(name = "PROBE_SPECS")]
+static PROBE_SPECS: Array<ProbeSpec> = Array::with_max_entries(MAX_PROBES, 0);
+
+#[map(name = "PROBE_HITS")]
+static PROBE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+#[map(name = "CREATED")]
+static CREATED: LruHashMap<AddrKey, CreateRecord> =
+    LruHashMap::with_max_entries(CREATED_ENTRIES, 0);
+
+#[map(name = "PENDING_CREATE")]
+static PENDING_CREATE: LruHashMap<AddrKey, PendingCreate> =
+    LruHashMap::with_max_entries(4096, 0);
+
+#[map(name = "STACKS")]
+static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
+
+#[inline(always)]
+fn count(c: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(c as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Looks up the probe's spec by cookie and counts the hit.
+#[inline(always)]
+fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
+    // SAFETY: the helper only reads the attach cookie of the current link.
+    let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    if let Some(hits) = PROBE_HITS.get_ptr_mut(cookie) {
+        // SAFETY: per-CPU slot.
+        unsafe { *hits += 1 };
+    }
+    match PROBE_SPECS.get(cookie) {
+        Some(s) if s.role != 0 => Some((cookie, *s)),
+        _ => {
+            count(Counter::BadCookie);
+            None
+        }
+    }
+}
+
+#[inline(always)]
+fn tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+#[inline(always)]
+fn read_u64(addr: u64) -> Option<u64> {
+    if addr == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
+    match unsafe { bpf_probe_read_user(addr as *const u64) } {
+        Ok(v) => Some(v),
+        Err(_) => {
+            count(Counter::ReadFailed);
+            None
+        }
+    }
+}
+
+#[inline(always)]
+fn read_u32(addr: u64) -> u32 {
+    if addr == 0 {
+        return u32::MAX;
+    }
+    // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
+    match unsafe { bpf_probe_read_user(addr as *const u32) } {
+        Ok(v) => v,
+        Err(_) => {
+            count(Counter::ReadFailed);
+            u32::MAX
+        }
+    }
+}
+
+#[inline(always)]
+fn stack_id(ctx: &ProbeContext) -> i32 {
+    // SAFETY: STACKS is a stack-trace map; the helper walks the user stack.
+    let id = unsafe {
+        generated::bpf_get_stackid(
+            ctx.as_ptr(),
+            core::ptr::addr_of!(STACKS).cast_mut().cast(),
+            u64::from(BPF_F_USER_STACK),
+        )
+    };
+    if id < 0 {
+        count(Counter::StackFailed);
+        -1
+    } else {
+        id as i32
+    }
+}
+
+#[inline(always)]
+fn goid(ctx: &ProbeContext, cfg: &ProcConfig) -> u64 {
+    if cfg.goid_offset == 0 {
+        return 0;
+    }
+    read_u64(regs::g(ctx).wrapping_add(u64::from(cfg.goid_offset))).unwrap_or(0)
+}
+
+#[inline(always)]
+fn arg_or_zero(ctx: &ProbeContext, n: u8) -> u64 {
+    if n == NO_ARG { 0 } else { regs::arg(ctx, n) }
+}
+
+/// Entry of `runtime.makemap` (hmap) or `internal/runtime/maps.NewMap`
+/// (Swiss): remember the type for the RET-site probe, keyed by goroutine.
+#[uprobe]
+pub fn map_create_entry(ctx: ProbeContext) -> u32 {
+    let Some((_, s)) = spec(&ctx) else { return 0 };
+    let key = AddrKey { addr: regs::g(&ctx), tgid: tgid(), _pad: 0 };
+    let pending = PendingCreate {
+        type_ptr: arg_or_zero(&ctx, s.type_arg),
+        hint: arg_or_zero(&ctx, s.size_arg),
+    };
+    let _ = PENDING_CREATE.insert(&key, &pending, 0);
+    0
+}
+
+/// A RET site of a creation function: the result register holds the map.
+#[uprobe]
+pub fn map_create_ret(ctx: ProbeContext) -> u32 {
+    let Some((_, s)) = spec(&ctx) else { return 0 };
+    let tgid = tgid();
+    let map = regs::arg(&ctx, 0);
+    if map == 0 {
+        return 0;
+    }
+    let mut rec = CreateRecord {
+        // SAFETY: plain helper call.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        type_ptr: 0,
+        caller_pc: regs::caller_pc(&ctx),
+        hint: 0,
+        goid: 0,
+        tgid,
+        stack_id: stack_id(&ctx),
+    };
+    if s.aux == 1 {
+        let gkey = AddrKey { addr: regs::g(&ctx), tgid, _pad: 0 };
+        // SAFETY: the value is copied out before the entry is removed.
+        match unsafe { PENDING_CREATE.get(&gkey) } {
+            Some(p) => {
+                rec.type_ptr = p.type_ptr;
+                rec.hint = p.hint;
+                let _ = PENDING_CREATE.remove(&gkey);
+            }
+            None => count(Counter::CreateNoEntry),
+        }
+    }
+    let key = AddrKey { addr: map, tgid, _pad: 0 };
+    let _ = CREATED.insert(&key, &rec, 0);
+    count(Counter::Created);
+    0
+}
+
+/// Entry of a growth function: a rare event, sent to user space whole.
+#[uprobe]
+pub fn map_grow(ctx: ProbeContext) -> u32 {
+    let Some((id, s)) = spec(&ctx) else { return 0 };
+    let tgid = tgid();
+    // SAFETY: the map is only read.
+    let Some(cfg) = (unsafe { PROC_CONFIG.get(&tgid) }) else {
+        count(Counter::NoConfig);
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<MapGrowEvent>(0) else {
+        count(Counter::RingBufFull);
+        return 0;
+    };
+    let ev = MapGrowEvent {
+        hdr: EventHeader {
+            kind: EventKind::MapGrow as u32,
+            tgid,
+            // SAFETY: plain helper call.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        map_addr: arg_or_zero(&ctx, s.map_arg),
+        type_ptr: arg_or_zero(&ctx, s.type_arg),
+        caller_pc: regs::caller_pc(&ctx),
+        size: arg_or_zero(&ctx, s.size_arg),
+        goid: goid(&ctx, cfg),
+        stack_id: stack_id(&ctx),
+        probe_id: id as u16,
+        grow_kind: s.aux,
+        _pad: 0,
+    };
+    entry.write(ev);
+    entry.submit(0);
+    0
+}
+
+#[inline(always)]
+fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
+    let Some(_) = spec(ctx) else { return 0 };
+    let tgid = tgid();
+    // SAFETY: the map is only read.
+    let Some(cfg) = (unsafe { PROC_CONFIG.get(&tgid) }) else {
+        count(Counter::NoConfig);
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<GcEvent>(0) else {
+        count(Counter::RingBufFull);
+        return 0;
+    };
+    let ev = GcEvent {
+        hdr: EventHeader {
+            kind: kind as u32,
+            tgid,
+            // SAFETY: plain helper call.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        work_cycles: read_u32(cfg.work_cycles_addr),
+        numgc: read_u32(cfg.numgc_addr),
+        heap_marked: read_u64(cfg.heap_marked_addr).unwrap_or(0),
+        heap_live: read_u64(cfg.heap_live_addr).unwrap_or(0),
+        trigger: if matches!(kind, EventKind::GcStart) { regs::arg(ctx, 0) } else { 0 },
+    };
+    entry.write(ev);
+    entry.submit(0);
+    0
+}
+
+/// `runtime.gcStart` entry.
+#[uprobe]
+pub fn gc_start(ctx: ProbeContext) -> u32 {
+    gc_event(&ctx, EventKind::GcStart)
+}
+
+/// `runtime.gcSweep` entry: marking of the cycle is complete.
+#[uprobe]
+pub fn gc_sweep(ctx: ProbeContext) -> u32 {
+    gc_event(&ctx, EventKind::GcMarked)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

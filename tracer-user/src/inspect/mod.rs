@@ -1,0 +1,624 @@
+//! `inspect`: a Go ELF binary in, facts out. Pure: never touches `/proc`, the
+//! kernel or the network, and needs no privileges.
+//!
+//! Produces [`BinaryInfo`]: Go version and GOARCH (from `.go.buildinfo`), the
+//! function table (from `.gopclntab`, so stripped binaries work), runtime
+//! struct layouts (from DWARF when present, else the built-in table), global
+//! variable addresses, and map type names (DWARF, or type descriptors found
+//! through `runtime.moduledata`).
+
+pub mod buildinfo;
+pub mod dwarf;
+pub mod elf;
+pub mod layout;
+pub mod pclntab;
+mod types;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use layout::RuntimeLayout;
+pub use types::MapTypeInfo;
+
+/// Target architecture of a Go binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GoArch {
+    /// x86-64.
+    Amd64,
+    /// AArch64.
+    Arm64,
+}
+
+impl GoArch {
+    /// The name `go env GOARCH` prints.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Amd64 => "amd64",
+            Self::Arm64 => "arm64",
+        }
+    }
+}
+
+/// Which builtin map implementation the binary uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapImpl {
+    /// Bucket hashmap `runtime.hmap` (1.18 to 1.23, and 1.24/1.25 with `noswissmap`).
+    Hmap,
+    /// Swiss tables `internal/runtime/maps.Map` (1.24+).
+    Swiss,
+}
+
+impl MapImpl {
+    /// `hmap` or `swiss`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hmap => "hmap",
+            Self::Swiss => "swiss",
+        }
+    }
+}
+
+/// A Go release as `go version` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GoVersion {
+    /// As printed, e.g. `go1.23.5` (any ` X:…` suffix removed).
+    pub raw: String,
+    /// 1.
+    pub major: u32,
+    /// 23.
+    pub minor: u32,
+    /// 5 (0 when absent).
+    pub patch: u32,
+}
+
+/// One function from the pclntab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Func {
+    /// Full Go symbol name, e.g. `runtime.mapassign_fast64`.
+    pub name: String,
+    /// Entry virtual address (link-time, no load bias).
+    pub entry: u64,
+    /// End virtual address (exclusive).
+    pub end: u64,
+}
+
+/// A resolved source position.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Frame {
+    /// Function name.
+    pub function: String,
+    /// Source file.
+    pub file: String,
+    /// Line.
+    pub line: u32,
+}
+
+/// Where a layout came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutSource {
+    /// The binary's own DWARF.
+    Dwarf,
+    /// The built-in per-version table.
+    Builtin,
+}
+
+/// A data symbol (global variable) from `.symtab`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataSymbol {
+    /// Name, e.g. `main.sessions`.
+    pub name: String,
+    /// Virtual address.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Virtual addresses (no load bias) of the runtime globals the tracer reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Globals {
+    /// `runtime.work`.
+    pub work: Option<u64>,
+    /// `runtime.memstats`.
+    pub memstats: Option<u64>,
+    /// `runtime.gcController`.
+    pub gc_controller: Option<u64>,
+    /// `runtime.firstmoduledata`.
+    pub firstmoduledata: Option<u64>,
+}
+
+/// Where `runtime.moduledata` and its type area are.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleData {
+    /// Address of `runtime.firstmoduledata`.
+    pub addr: u64,
+    /// `moduledata.types`.
+    pub types: u64,
+    /// `moduledata.etypes`.
+    pub etypes: u64,
+}
+
+/// Why a file could not be inspected. Each message is one line that says
+/// what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not an ELF file.
+    #[error("{}: not an ELF file", path.display())]
+    NotElf {
+        /// The file.
+        path: PathBuf,
+    },
+    /// ELF headers that `object` cannot parse.
+    #[error("{}: malformed ELF: {what}", path.display())]
+    MalformedElf {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+    /// ELF without Go build info or pclntab.
+    #[error("{}: no .go.buildinfo / .gopclntab: not a Go binary", path.display())]
+    NotGo {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Go older than 1.18.
+    #[error("{}: Go 1.{minor} is not supported: mapleak-trace needs Go 1.18 or newer", path.display())]
+    TooOld {
+        /// The file.
+        path: PathBuf,
+        /// Go minor version (0 when only "older than 1.18" is known).
+        minor: u32,
+    },
+    /// An architecture other than amd64 and arm64.
+    #[error("{}: GOARCH {arch} is not supported: mapleak-trace needs amd64 or arm64", path.display())]
+    UnsupportedArch {
+        /// The file.
+        path: PathBuf,
+        /// What the binary says.
+        arch: String,
+    },
+    /// `.go.buildinfo` is corrupt.
+    #[error("{}: corrupt .go.buildinfo: {source}", path.display())]
+    BuildInfo {
+        /// The file.
+        path: PathBuf,
+        /// Parse error.
+        #[source]
+        source: buildinfo::BuildInfoError,
+    },
+    /// `.gopclntab` is corrupt.
+    #[error("{}: corrupt .gopclntab: {source}", path.display())]
+    Pclntab {
+        /// The file.
+        path: PathBuf,
+        /// Parse error.
+        #[source]
+        source: pclntab::PclntabError,
+    },
+}
+
+/// Facts about one Go executable. Built once per binary (share it by build
+/// id); every accessor is pure.
+#[derive(Debug)]
+pub struct BinaryInfo {
+    /// The file inspected.
+    pub path: PathBuf,
+    /// Go version from `.go.buildinfo`.
+    pub go_version: GoVersion,
+    /// Target architecture.
+    pub goarch: GoArch,
+    /// Map implementation.
+    pub map_impl: MapImpl,
+    /// GOEXPERIMENT entries.
+    pub experiments: Vec<String>,
+    /// `.symtab` present.
+    pub has_symtab: bool,
+    /// `.debug_info` present and readable.
+    pub has_dwarf: bool,
+    /// `ET_DYN` (PIE).
+    pub pie: bool,
+    /// pclntab magic.
+    pub pclntab_magic: u32,
+    /// Runtime struct offsets used.
+    pub layout: RuntimeLayout,
+    /// Where [`Self::layout`] came from.
+    pub layout_source: LayoutSource,
+    /// Runtime globals.
+    pub globals: Globals,
+    /// `runtime.firstmoduledata`, when found.
+    pub moduledata: Option<ModuleData>,
+    /// GNU build id (hex).
+    pub build_id: Option<String>,
+    /// Main package path from the module info.
+    pub main_path: Option<String>,
+    data: Vec<u8>,
+    elf: elf::Elf,
+    pcln: pclntab::Pclntab,
+    funcs: Vec<Func>,
+    by_name: HashMap<String, usize>,
+    data_syms: Vec<DataSymbol>,
+    dwarf_layout: Option<RuntimeLayout>,
+    dwarf_types: HashMap<u64, String>,
+    map_globals: Vec<(String, u64, String)>,
+    type_cache: Mutex<HashMap<u64, Option<String>>>,
+}
+
+impl BinaryInfo {
+    /// Reads and inspects `path`.
+    pub fn open(path: &Path) -> Result<Self, InspectError> {
+        let data = std::fs::read(path).map_err(|source| InspectError::Io { path: path.to_owned(), source })?;
+        Self::from_bytes(path.to_owned(), data)
+    }
+
+    /// Inspects an in-memory copy of an ELF file. Never panics.
+    pub fn from_bytes(path: PathBuf, data: Vec<u8>) -> Result<Self, InspectError> {
+        let elf = match elf::Elf::parse(&data) {
+            Ok(e) => e,
+            Err(elf::ElfError::NotElf) => return Err(InspectError::NotElf { path }),
+            Err(elf::ElfError::Malformed(what)) => return Err(InspectError::MalformedElf { path, what }),
+        };
+        let bi = read_buildinfo(&elf, &data, &path)?;
+        let Some((raw, major, minor, patch)) = buildinfo::parse_version(&bi.version) else {
+            return Err(InspectError::BuildInfo { path, source: buildinfo::BuildInfoError::BadVersion });
+        };
+        if major != 1 || minor < 18 {
+            return Err(InspectError::TooOld { path, minor: if major == 1 { minor } else { 0 } });
+        }
+        let go_version = GoVersion { raw, major, minor, patch };
+        let goarch = match bi.setting("GOARCH") {
+            Some("amd64") => GoArch::Amd64,
+            Some("arm64") => GoArch::Arm64,
+            Some(other) => return Err(InspectError::UnsupportedArch { path, arch: other.to_owned() }),
+            None => match elf.arch {
+                object::Architecture::X86_64 => GoArch::Amd64,
+                object::Architecture::Aarch64 => GoArch::Arm64,
+                other => return Err(InspectError::UnsupportedArch { path, arch: format!("{other:?}") }),
+            },
+        };
+        let experiments = bi.experiments();
+        let map_impl = match minor {
+            ..=23 => MapImpl::Hmap,
+            24 | 25 if experiments.iter().any(|e| e == "noswissmap") => MapImpl::Hmap,
+            _ => MapImpl::Swiss,
+        };
+        let pcln = read_pclntab(&elf, &data, &path)?;
+        let funcs: Vec<Func> = pcln
+            .funcs
+            .iter()
+            .map(|f| Func { name: f.name.clone(), entry: f.entry, end: f.end })
+            .collect();
+        let mut by_name = HashMap::with_capacity(funcs.len());
+        for (i, f) in funcs.iter().enumerate() {
+            by_name.entry(f.name.clone()).or_insert(i);
+        }
+        let mut data_syms: Vec<DataSymbol> = elf
+            .symbols
+            .iter()
+            .filter(|s| s.is_data)
+            .map(|s| DataSymbol { name: s.name.clone(), addr: s.addr, size: s.size })
+            .collect();
+        data_syms.sort_by_key(|s| (s.addr, std::cmp::Reverse(s.size)));
+
+        let dwarf = dwarf::read(&data);
+        let has_dwarf = dwarf.as_ref().is_some_and(|d| d.units > 0);
+        let mut layout = RuntimeLayout::builtin(minor, map_impl, goarch);
+        let mut layout_source = LayoutSource::Builtin;
+        let dwarf_layout = dwarf.as_ref().map(|d| d.layout(map_impl));
+        if let Some(dl) = &dwarf_layout {
+            if *dl != RuntimeLayout::default() {
+                layout.overlay(dl);
+                layout_source = LayoutSource::Dwarf;
+            }
+        }
+        let sym = |n: &str| elf.symbols.iter().find(|s| s.name == n).map(|s| s.addr);
+        let var = |n: &str| sym(n).or_else(|| dwarf.as_ref().and_then(|d| d.vars.get(n).copied()));
+        let mut globals = Globals {
+            work: var("runtime.work"),
+            memstats: var("runtime.memstats"),
+            gc_controller: var("runtime.gcController"),
+            firstmoduledata: var("runtime.firstmoduledata"),
+        };
+        let moduledata = find_moduledata(&elf, &data, &layout, globals.firstmoduledata);
+        if globals.firstmoduledata.is_none() {
+            globals.firstmoduledata = moduledata.as_ref().map(|m| m.addr);
+        }
+        // DW_AT_go_runtime_type is an offset in the section holding type
+        // descriptors: .rodata up to 1.26, .go.type from 1.27.
+        let type_base = elf
+            .section(".go.type")
+            .or_else(|| elf.section(".rodata"))
+            .map_or(0, |s| s.addr);
+        let (dwarf_types, map_globals) = match dwarf {
+            Some(d) => (
+                d.runtime_types
+                    .into_iter()
+                    .filter_map(|(off, n)| Some((type_base.checked_add(off)?, n)))
+                    .collect(),
+                d.map_globals,
+            ),
+            None => (HashMap::new(), Vec::new()),
+        };
+        Ok(Self {
+            path,
+            go_version,
+            goarch,
+            map_impl,
+            experiments,
+            has_symtab: elf.has_symtab,
+            has_dwarf,
+            pie: elf.pie,
+            pclntab_magic: pcln.magic,
+            layout,
+            layout_source,
+            globals,
+            moduledata,
+            build_id: elf.build_id.clone(),
+            main_path: bi.path.clone(),
+            data,
+            elf,
+            pcln,
+            funcs,
+            by_name,
+            data_syms,
+            dwarf_layout,
+            dwarf_types,
+            map_globals,
+            type_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The function called `name`.
+    #[must_use]
+    pub fn func_by_name(&self, name: &str) -> Option<&Func> {
+        self.funcs.get(*self.by_name.get(name)?)
+    }
+
+    /// The function containing link-time `pc`.
+    #[must_use]
+    pub fn func_by_pc(&self, pc: u64) -> Option<&Func> {
+        self.funcs.get(self.pcln.index_for_pc(pc)?)
+    }
+
+    /// Function and file:line of `pc` (outermost function; inlined frames are
+    /// not expanded).
+    #[must_use]
+    pub fn frame_for_pc(&self, pc: u64) -> Option<Frame> {
+        let idx = self.pcln.index_for_pc(pc)?;
+        let f = self.funcs.get(idx)?;
+        let (file, line) = self.pcln.file_line(idx, pc).unwrap_or_else(|| ("?".to_owned(), 0));
+        Some(Frame { function: f.name.clone(), file, line })
+    }
+
+    /// Every function, sorted by entry.
+    #[must_use]
+    pub fn functions(&self) -> &[Func] {
+        &self.funcs
+    }
+
+    /// File-backed bytes at link-time `va`.
+    #[must_use]
+    pub fn read_va(&self, va: u64, len: usize) -> Option<&[u8]> {
+        self.elf.read_va(&self.data, va, len)
+    }
+
+    /// File offset of link-time `va`.
+    #[must_use]
+    pub fn va_to_file_offset(&self, va: u64) -> Option<u64> {
+        self.elf.va_to_file_offset(va)
+    }
+
+    /// The `.symtab` data symbol containing `va`, and the offset into it.
+    #[must_use]
+    pub fn data_symbol_at(&self, va: u64) -> Option<(&DataSymbol, u64)> {
+        let i = self.data_syms.partition_point(|s| s.addr <= va);
+        // Walk back over symbols starting at or before va (zero-sized ones too).
+        for s in self.data_syms[..i].iter().rev().take(8) {
+            let off = va - s.addr;
+            if off < s.size.max(1) {
+                return Some((s, off));
+            }
+        }
+        None
+    }
+
+    /// `[start, end)` covering `.noptrdata`, `.data`, `.bss`, `.noptrbss`.
+    #[must_use]
+    pub fn data_range(&self) -> Option<(u64, u64)> {
+        let mut lo = u64::MAX;
+        let mut hi = 0u64;
+        for s in &self.elf.sections {
+            if matches!(s.name.as_str(), ".noptrdata" | ".data" | ".bss" | ".noptrbss") && s.size > 0 {
+                lo = lo.min(s.addr);
+                hi = hi.max(s.addr.saturating_add(s.size));
+            }
+        }
+        if lo < hi {
+            return Some((lo, hi));
+        }
+        // No section headers: the writable PT_LOAD segment.
+        self.elf
+            .segments
+            .iter()
+            .find(|s| s.flags & 2 != 0)
+            .map(|s| (s.vaddr, s.vaddr.saturating_add(s.memsz)))
+    }
+
+    /// Map-typed globals from DWARF: (variable, address, Go type).
+    #[must_use]
+    pub fn global_maps(&self) -> Vec<(String, u64, String)> {
+        self.map_globals.clone()
+    }
+
+    /// The layout DWARF alone gives (fields DWARF lacks are `None`), or
+    /// `None` without DWARF. Tests compare it with the built-in table.
+    #[must_use]
+    pub fn dwarf_layout(&self) -> Option<&RuntimeLayout> {
+        self.dwarf_layout.as_ref()
+    }
+
+    /// The `.gopclntab` format, e.g. `"Go 1.20+ format"`.
+    #[must_use]
+    pub fn pclntab_format(&self) -> &'static str {
+        self.pcln.format_name()
+    }
+
+    /// `.text` section `[start, end)`.
+    #[must_use]
+    pub fn text_range(&self) -> Option<(u64, u64)> {
+        self.elf.section(".text").map(|s| (s.addr, s.addr.saturating_add(s.size)))
+    }
+
+    /// `.symtab` `STT_FUNC` symbols: (name, address, size). Empty when stripped.
+    #[must_use]
+    pub fn symtab_functions(&self) -> Vec<(&str, u64, u64)> {
+        self.elf
+            .symbols
+            .iter()
+            .filter(|s| s.is_text)
+            .map(|s| (s.name.as_str(), s.addr, s.size))
+            .collect()
+    }
+
+    /// `(descriptor VA, name)` of every type DWARF names.
+    pub fn dwarf_type_names(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.dwarf_types.iter().map(|(&va, n)| (va, n.as_str()))
+    }
+
+    /// Number of type names known from DWARF.
+    #[must_use]
+    pub fn dwarf_type_count(&self) -> usize {
+        self.dwarf_types.len()
+    }
+}
+
+fn read_buildinfo(elf: &elf::Elf, data: &[u8], path: &Path) -> Result<buildinfo::BuildInfo, InspectError> {
+    let blob = if let Some(b) = elf.section_data(data, ".go.buildinfo") {
+        b
+    } else {
+        // No section headers: scan writable PT_LOAD data for the magic.
+        let mut found = None;
+        for s in elf.segments.iter().filter(|s| s.flags & 2 != 0) {
+            let Some(seg) = elf::slice(data, s.offset, s.filesz) else { continue };
+            if let Some(off) = buildinfo::find_magic(seg) {
+                found = Some(&seg[off..]);
+                break;
+            }
+        }
+        match found {
+            Some(b) => b,
+            None if elf.section(".gopclntab").is_some() => {
+                return Err(InspectError::BuildInfo {
+                    path: path.to_owned(),
+                    source: buildinfo::BuildInfoError::NoMagic,
+                });
+            }
+            None => return Err(InspectError::NotGo { path: path.to_owned() }),
+        }
+    };
+    match buildinfo::parse(blob) {
+        Ok(b) => Ok(b),
+        Err(buildinfo::BuildInfoError::OldFormat { ptr_size: 8, big_endian: false, version_ptr }) => {
+            // Go <= 1.17: follow the pointer to the version string header.
+            let minor = elf
+                .read_va(data, version_ptr, 16)
+                .and_then(|h| {
+                    let p = u64::from_le_bytes(h[..8].try_into().ok()?);
+                    let n = u64::from_le_bytes(h[8..16].try_into().ok()?);
+                    elf.read_va(data, p, usize::try_from(n.min(64)).ok()?)
+                })
+                .and_then(|s| buildinfo::parse_version(&String::from_utf8_lossy(s)))
+                .map_or(0, |v| v.2);
+            Err(InspectError::TooOld { path: path.to_owned(), minor })
+        }
+        Err(buildinfo::BuildInfoError::OldFormat { .. }) => {
+            Err(InspectError::TooOld { path: path.to_owned(), minor: 0 })
+        }
+        Err(source) => Err(InspectError::BuildInfo { path: path.to_owned(), source }),
+    }
+}
+
+fn read_pclntab(elf: &elf::Elf, data: &[u8], path: &Path) -> Result<pclntab::Pclntab, InspectError> {
+    let text = elf.section(".text").map_or(0, |s| s.addr);
+    let err = |source| InspectError::Pclntab { path: path.to_owned(), source };
+    if let Some(b) = elf.section_data(data, ".gopclntab") {
+        return pclntab::parse(b, text).map_err(|e| match e {
+            pclntab::PclntabError::TooOld(_) => InspectError::TooOld { path: path.to_owned(), minor: 0 },
+            other => err(other),
+        });
+    }
+    // No section headers: look for a 1.18+ pcHeader in read-only segments.
+    for s in elf.segments.iter().filter(|s| s.flags & 2 == 0) {
+        let Some(seg) = elf::slice(data, s.offset, s.filesz) else { continue };
+        let mut off = 0usize;
+        while off + 8 <= seg.len() {
+            let h = &seg[off..off + 8];
+            if (h[0] == 0xf0 || h[0] == 0xf1) && h[1..4] == [0xff; 3] && h[4..6] == [0, 0] && matches!(h[6], 1 | 4) && h[7] == 8 {
+                if let Ok(p) = pclntab::parse(&seg[off..], text) {
+                    return Ok(p);
+                }
+            }
+            off += 8;
+        }
+    }
+    Err(InspectError::NotGo { path: path.to_owned() })
+}
+
+/// Finds `runtime.firstmoduledata`: `.go.module` (1.26+), the symbol, or a
+/// scan of `.noptrdata` for a word equal to the `.gopclntab` address whose
+/// `text` field (@176) equals the `.text` address (go-runtime.md 6.3).
+fn find_moduledata(elf: &elf::Elf, data: &[u8], layout: &RuntimeLayout, known: Option<u64>) -> Option<ModuleData> {
+    let t_off = u64::from(layout.moduledata_types?);
+    let e_off = u64::from(layout.moduledata_etypes?);
+    let read = |va: u64| -> Option<u64> {
+        let b = elf.read_va(data, va, 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    };
+    let build = |addr: u64| -> Option<ModuleData> {
+        let types = read(addr.checked_add(t_off)?)?;
+        let etypes = read(addr.checked_add(e_off)?)?;
+        (types != 0 && types <= etypes).then_some(ModuleData { addr, types, etypes })
+    };
+    if let Some(s) = elf.section(".go.module") {
+        if let Some(m) = build(s.addr) {
+            return Some(m);
+        }
+    }
+    if let Some(a) = known {
+        if let Some(m) = build(a) {
+            return Some(m);
+        }
+    }
+    let pcln = elf.section(".gopclntab")?.addr;
+    let text = elf.section(".text")?.addr;
+    let nd = elf.section(".noptrdata")?;
+    let bytes = elf.section_data(data, ".noptrdata")?;
+    let mut off = 0usize;
+    while off + 8 <= bytes.len() {
+        let w = u64::from_le_bytes(bytes[off..off + 8].try_into().ok()?);
+        if w == pcln {
+            let addr = nd.addr.checked_add(off as u64)?;
+            if read(addr.checked_add(176)?) == Some(text) {
+                if let Some(m) = build(addr) {
+                    return Some(m);
+                }
+            }
+        }
+        off += 8;
+    }
+    None
+}

@@ -1,0 +1,13 @@
+//! mapleak-trace: find Go maps that leak, in a running process, with eBPF.
+//!
+//! ```text
+//! discover -> inspect -> plan -> bpf (load, attach) -> ingest -> model -> report
+//! (pid)       (binary)   (probes)  (links, RAII)      (events)  (maps,    (text, json)
+//!                                                      sample ->  GC)
+//!                                                      (process_vm_readv)
+//! ```
+//!
+//! Every stage before `bpf` is pure and needs no privileges.
+pub mod inspect;
+pub mod inspect_cmd;
+pub mod plan;
