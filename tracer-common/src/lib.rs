@@ -204,10 +204,15 @@ pub struct ProcConfig {
     pub numgc_addr: u64,
     /// Offset of `goid` in `runtime.g`, or 0.
     pub goid_offset: u32,
+    /// Offset of `hmap.B` (hmap builds), or 0: lets `hashGrow` skip small maps.
+    pub hmap_b_offset: u32,
+    /// Growth events for tables smaller than this many slots (after growth)
+    /// are not sent: short-lived small maps cost no user-space work.
+    pub min_grow_slots: u32,
     /// Reserved, zero.
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<ProcConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<ProcConfig>() == 48);
 
 /// Key of [`MAP_CREATED`] and [`MAP_PENDING_CREATE`]: an address (map header
 /// or goroutine) within one process.

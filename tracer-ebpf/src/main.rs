@@ -26,7 +26,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
-    EventKind, GcEvent, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate, ProbeSpec, ProcConfig,
+    EventKind, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate, ProbeSpec, ProcConfig,
     STACK_ENTRIES,
 };
 
@@ -211,6 +211,34 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
         count(Counter::NoConfig);
         return 0;
     };
+    let map_addr = arg_or_zero(&ctx, s.map_arg);
+    let size = arg_or_zero(&ctx, s.size_arg);
+    // Small tables first: skip before the costly stack walk.
+    let min = u64::from(cfg.min_grow_slots);
+    if min != 0 {
+        let new_slots = if s.aux == GrowKind::HashGrow as u8 {
+            if cfg.hmap_b_offset == 0 {
+                u64::MAX
+            } else {
+                // SAFETY: bpf_probe_read_user checks the address.
+                match unsafe { bpf_probe_read_user((map_addr + u64::from(cfg.hmap_b_offset)) as *const u8) } {
+                    Ok(b) if b < 40 => 16u64 << b,
+                    _ => u64::MAX,
+                }
+            }
+        } else if s.aux == GrowKind::TableGrow as u8 {
+            size & 0xffff
+        } else if s.aux == GrowKind::ToTable as u8 {
+            16
+        } else if s.aux == GrowKind::ToSmall as u8 {
+            8
+        } else {
+            u64::MAX
+        };
+        if new_slots < min {
+            return 0;
+        }
+    }
     let Some(mut entry) = EVENTS.reserve::<MapGrowEvent>(0) else {
         count(Counter::RingBufFull);
         return 0;
@@ -222,10 +250,10 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
             // SAFETY: plain helper call.
             ts_ns: unsafe { bpf_ktime_get_ns() },
         },
-        map_addr: arg_or_zero(&ctx, s.map_arg),
+        map_addr,
         type_ptr: arg_or_zero(&ctx, s.type_arg),
         caller_pc: regs::caller_pc(&ctx),
-        size: arg_or_zero(&ctx, s.size_arg),
+        size,
         goid: goid(&ctx, cfg),
         stack_id: stack_id(&ctx),
         probe_id: id as u16,

@@ -9,6 +9,7 @@ use aya_ebpf::programs::ProbeContext;
 
 #[cfg(bpf_target_arch = "x86_64")]
 mod imp {
+    use super::select;
     use aya_ebpf::{bindings::pt_regs, helpers::bpf_probe_read_user, programs::ProbeContext};
 
     #[inline(always)]
@@ -17,21 +18,28 @@ mod imp {
         unsafe { &*ctx.regs }
     }
 
+    /// All argument registers are loaded first, each with a volatile load
+    /// at a constant offset, and only then selected: the verifier rejects a
+    /// context access through a computed offset, which is what the
+    /// optimiser makes of a `match` over loads.
     #[inline(always)]
     pub(crate) fn arg(ctx: &ProbeContext, n: u8) -> u64 {
-        let r = regs(ctx);
-        match n {
-            0 => r.rax,
-            1 => r.rbx,
-            2 => r.rcx,
-            3 => r.rdi,
-            4 => r.rsi,
-            5 => r.r8,
-            6 => r.r9,
-            7 => r.r10,
-            8 => r.r11,
-            _ => 0,
-        }
+        let r: *const pt_regs = regs(ctx);
+        // SAFETY: r points at the kernel-provided context for this probe.
+        let v: [u64; 9] = unsafe {
+            [
+                core::ptr::read_volatile(&raw const (*r).rax),
+                core::ptr::read_volatile(&raw const (*r).rbx),
+                core::ptr::read_volatile(&raw const (*r).rcx),
+                core::ptr::read_volatile(&raw const (*r).rdi),
+                core::ptr::read_volatile(&raw const (*r).rsi),
+                core::ptr::read_volatile(&raw const (*r).r8),
+                core::ptr::read_volatile(&raw const (*r).r9),
+                core::ptr::read_volatile(&raw const (*r).r10),
+                core::ptr::read_volatile(&raw const (*r).r11),
+            ]
+        };
+        select(&v, n)
     }
 
     #[inline(always)]
@@ -51,6 +59,7 @@ mod imp {
 
 #[cfg(bpf_target_arch = "aarch64")]
 mod imp {
+    use super::select;
     use aya_ebpf::{bindings::user_pt_regs, programs::ProbeContext};
 
     #[inline(always)]
@@ -59,10 +68,25 @@ mod imp {
         unsafe { &*ctx.regs.cast::<user_pt_regs>() }
     }
 
+    /// Loads first, select after (see the x86-64 version).
     #[inline(always)]
     pub(crate) fn arg(ctx: &ProbeContext, n: u8) -> u64 {
-        let r = regs(ctx);
-        if n < 16 { r.regs[n as usize] } else { 0 }
+        let r: *const user_pt_regs = regs(ctx);
+        // SAFETY: r points at the kernel-provided context.
+        let v: [u64; 9] = unsafe {
+            [
+                core::ptr::read_volatile(&raw const (*r).regs[0]),
+                core::ptr::read_volatile(&raw const (*r).regs[1]),
+                core::ptr::read_volatile(&raw const (*r).regs[2]),
+                core::ptr::read_volatile(&raw const (*r).regs[3]),
+                core::ptr::read_volatile(&raw const (*r).regs[4]),
+                core::ptr::read_volatile(&raw const (*r).regs[5]),
+                core::ptr::read_volatile(&raw const (*r).regs[6]),
+                core::ptr::read_volatile(&raw const (*r).regs[7]),
+                core::ptr::read_volatile(&raw const (*r).regs[8]),
+            ]
+        };
+        select(&v, n)
     }
 
     #[inline(always)]
@@ -80,6 +104,23 @@ mod imp {
 #[inline(always)]
 pub(crate) fn arg(ctx: &ProbeContext, n: u8) -> u64 {
     imp::arg(ctx, n)
+}
+
+/// Picks register `n` out of values already on the BPF stack.
+#[inline(always)]
+fn select(v: &[u64; 9], n: u8) -> u64 {
+    match n {
+        0 => v[0],
+        1 => v[1],
+        2 => v[2],
+        3 => v[3],
+        4 => v[4],
+        5 => v[5],
+        6 => v[6],
+        7 => v[7],
+        8 => v[8],
+        _ => 0,
+    }
 }
 
 #[inline(always)]

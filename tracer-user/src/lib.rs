@@ -8,6 +8,14 @@
 //! ```
 //!
 //! Every stage before `bpf` is pure and needs no privileges.
+pub mod app;
+pub mod bpf;
+pub mod discover;
+pub mod doctor;
+pub mod ingest;
 pub mod inspect;
 pub mod inspect_cmd;
+pub mod model;
 pub mod plan;
+pub mod report;
+pub mod sample;

@@ -1,1 +1,132 @@
-fn main() {}
+//! `mapleak-trace`: command line. Parses arguments, calls the library, maps
+//! errors to exit codes (0 ok, 2 error; a closed pipe is not an error).
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use mapleak::{app, doctor, inspect::BinaryInfo, inspect_cmd};
+
+#[derive(Parser)]
+#[command(
+    name = "mapleak-trace",
+    version,
+    about = "Find Go maps that keep growing in a running process (eBPF, no restart, no code change)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    trace: TraceArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct TraceArgs {
+    /// Process to trace (repeat for several).
+    #[arg(long = "pid", short = 'p')]
+    pids: Vec<u32>,
+    /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C, SIGTERM or the target exits.
+    #[arg(long, short = 'd', value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Live view refresh interval.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    interval: Duration,
+    /// Write the report as JSON (schema mapleak-trace/report/v1) to FILE, or `-` for stdout.
+    #[arg(long, value_name = "FILE|-")]
+    json: Option<String>,
+    /// Maps shown in the text report.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Trace processes (the default command).
+    Trace(TraceArgs),
+    /// What would be probed in a Go binary, and how (no root needed).
+    Inspect {
+        /// The Go binary.
+        binary: Option<PathBuf>,
+        /// Inspect the executable of a running process instead.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Can this kernel and this user trace? Says what to do for each miss.
+    Doctor,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit in {s:?} (use ms, s, m or h)")),
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("not a duration: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn trace(a: &TraceArgs) -> Result<()> {
+    if a.pids.is_empty() {
+        bail!("nothing to trace: give --pid PID (see --help; `mapleak-trace inspect` and `doctor` need no pid)");
+    }
+    if let Some(msg) = doctor::failure_message(&doctor::checks()) {
+        bail!(msg);
+    }
+    app::run(&app::TraceOptions {
+        pids: a.pids.clone(),
+        duration: a.duration,
+        interval: a.interval,
+        json: a.json.clone(),
+        top: a.top,
+    })
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        None => trace(&cli.trace),
+        Some(Cmd::Trace(a)) => trace(&a),
+        Some(Cmd::Doctor) => {
+            let c = doctor::checks();
+            if !doctor::print(&mut std::io::stdout(), &c)? {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Some(Cmd::Inspect { binary, pid, json }) => {
+            let path = match (binary, pid) {
+                (Some(b), None) => b,
+                (None, Some(p)) => {
+                    let t = mapleak::discover::Target::discover(p)?;
+                    t.exe
+                }
+                _ => bail!("give either a BINARY or --pid PID"),
+            };
+            let info = BinaryInfo::open(&path).with_context(|| format!("inspecting {}", path.display()))?;
+            inspect_cmd::run(&info, pid, json, &mut std::io::stdout())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("mapleak-trace: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

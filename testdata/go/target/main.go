@@ -87,6 +87,7 @@ func shortLived(stop *atomic.Bool) {
 //go:noinline
 func privateWorker(steps <-chan int, done chan<- int) {
 	local := make(map[key24]int)
+	keepOnHeap(local)
 	next := int64(0)
 	for n := range steps {
 		for i := 0; i < n; i++ {
@@ -96,6 +97,18 @@ func privateWorker(steps <-chan int, done chan<- int) {
 		done <- len(local)
 	}
 }
+
+// keepOnHeap makes the worker's map escape to the heap (as a map shared with
+// a helper would) without any global ever holding it.
+//
+//go:noinline
+func keepOnHeap(m map[key24]int) {
+	if len(os.Args) > 1000 {
+		heapSink = m
+	}
+}
+
+var heapSink map[key24]int
 
 var bloat map[uint64]uint32
 

@@ -261,7 +261,10 @@ pub struct BinaryInfo {
 impl BinaryInfo {
     /// Reads and inspects `path`.
     pub fn open(path: &Path) -> Result<Self, InspectError> {
-        let data = std::fs::read(path).map_err(|source| InspectError::Io { path: path.to_owned(), source })?;
+        let data = std::fs::read(path).map_err(|source| InspectError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_bytes(path.to_owned(), data)
     }
 
@@ -270,24 +273,47 @@ impl BinaryInfo {
         let elf = match elf::Elf::parse(&data) {
             Ok(e) => e,
             Err(elf::ElfError::NotElf) => return Err(InspectError::NotElf { path }),
-            Err(elf::ElfError::Malformed(what)) => return Err(InspectError::MalformedElf { path, what }),
+            Err(elf::ElfError::Malformed(what)) => {
+                return Err(InspectError::MalformedElf { path, what });
+            }
         };
         let bi = read_buildinfo(&elf, &data, &path)?;
         let Some((raw, major, minor, patch)) = buildinfo::parse_version(&bi.version) else {
-            return Err(InspectError::BuildInfo { path, source: buildinfo::BuildInfoError::BadVersion });
+            return Err(InspectError::BuildInfo {
+                path,
+                source: buildinfo::BuildInfoError::BadVersion,
+            });
         };
         if major != 1 || minor < 18 {
-            return Err(InspectError::TooOld { path, minor: if major == 1 { minor } else { 0 } });
+            return Err(InspectError::TooOld {
+                path,
+                minor: if major == 1 { minor } else { 0 },
+            });
         }
-        let go_version = GoVersion { raw, major, minor, patch };
+        let go_version = GoVersion {
+            raw,
+            major,
+            minor,
+            patch,
+        };
         let goarch = match bi.setting("GOARCH") {
             Some("amd64") => GoArch::Amd64,
             Some("arm64") => GoArch::Arm64,
-            Some(other) => return Err(InspectError::UnsupportedArch { path, arch: other.to_owned() }),
+            Some(other) => {
+                return Err(InspectError::UnsupportedArch {
+                    path,
+                    arch: other.to_owned(),
+                });
+            }
             None => match elf.arch {
                 object::Architecture::X86_64 => GoArch::Amd64,
                 object::Architecture::Aarch64 => GoArch::Arm64,
-                other => return Err(InspectError::UnsupportedArch { path, arch: format!("{other:?}") }),
+                other => {
+                    return Err(InspectError::UnsupportedArch {
+                        path,
+                        arch: format!("{other:?}"),
+                    });
+                }
             },
         };
         let experiments = bi.experiments();
@@ -300,17 +326,41 @@ impl BinaryInfo {
         let funcs: Vec<Func> = pcln
             .funcs
             .iter()
-            .map(|f| Func { name: f.name.clone(), entry: f.entry, end: f.end })
+            .map(|f| Func {
+                name: f.name.clone(),
+                entry: f.entry,
+                end: f.end,
+            })
             .collect();
-        let mut by_name = HashMap::with_capacity(funcs.len());
+        // Names can repeat (an ABI0 wrapper and its ABIInternal body share a
+        // pclntab name); the `.symtab` plain name is the ABIInternal entry.
+        let sym_addr: HashMap<&str, u64> = elf
+            .symbols
+            .iter()
+            .filter(|s| s.is_text)
+            .map(|s| (s.name.as_str(), s.addr))
+            .collect();
+        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(funcs.len());
         for (i, f) in funcs.iter().enumerate() {
-            by_name.entry(f.name.clone()).or_insert(i);
+            match by_name.get(&f.name) {
+                None => {
+                    by_name.insert(f.name.clone(), i);
+                }
+                Some(_) if sym_addr.get(f.name.as_str()) == Some(&f.entry) => {
+                    by_name.insert(f.name.clone(), i);
+                }
+                Some(_) => {}
+            }
         }
         let mut data_syms: Vec<DataSymbol> = elf
             .symbols
             .iter()
             .filter(|s| s.is_data)
-            .map(|s| DataSymbol { name: s.name.clone(), addr: s.addr, size: s.size })
+            .map(|s| DataSymbol {
+                name: s.name.clone(),
+                addr: s.addr,
+                size: s.size,
+            })
             .collect();
         data_syms.sort_by_key(|s| (s.addr, std::cmp::Reverse(s.size)));
 
@@ -319,11 +369,11 @@ impl BinaryInfo {
         let mut layout = RuntimeLayout::builtin(minor, map_impl, goarch);
         let mut layout_source = LayoutSource::Builtin;
         let dwarf_layout = dwarf.as_ref().map(|d| d.layout(map_impl));
-        if let Some(dl) = &dwarf_layout {
-            if *dl != RuntimeLayout::default() {
-                layout.overlay(dl);
-                layout_source = LayoutSource::Dwarf;
-            }
+        if let Some(dl) = &dwarf_layout
+            && *dl != RuntimeLayout::default()
+        {
+            layout.overlay(dl);
+            layout_source = LayoutSource::Dwarf;
         }
         let sym = |n: &str| elf.symbols.iter().find(|s| s.name == n).map(|s| s.addr);
         let var = |n: &str| sym(n).or_else(|| dwarf.as_ref().and_then(|d| d.vars.get(n).copied()));
@@ -339,8 +389,16 @@ impl BinaryInfo {
         }
         // DW_AT_go_runtime_type is an offset in the section holding type
         // descriptors: .rodata up to 1.26, .go.type from 1.27.
-        let type_base = elf
-            .section(".go.type")
+        // PIE binaries keep them in .data.rel.ro: take the section holding
+        // moduledata.types when known.
+        let type_base = moduledata
+            .as_ref()
+            .and_then(|m| {
+                elf.sections.iter().find(|s| {
+                    s.addr != 0 && m.types >= s.addr && m.types < s.addr.saturating_add(s.size)
+                })
+            })
+            .or_else(|| elf.section(".go.type"))
             .or_else(|| elf.section(".rodata"))
             .map_or(0, |s| s.addr);
         let (dwarf_types, map_globals) = match dwarf {
@@ -400,8 +458,15 @@ impl BinaryInfo {
     pub fn frame_for_pc(&self, pc: u64) -> Option<Frame> {
         let idx = self.pcln.index_for_pc(pc)?;
         let f = self.funcs.get(idx)?;
-        let (file, line) = self.pcln.file_line(idx, pc).unwrap_or_else(|| ("?".to_owned(), 0));
-        Some(Frame { function: f.name.clone(), file, line })
+        let (file, line) = self
+            .pcln
+            .file_line(idx, pc)
+            .unwrap_or_else(|| ("?".to_owned(), 0));
+        Some(Frame {
+            function: f.name.clone(),
+            file,
+            line,
+        })
     }
 
     /// Every function, sorted by entry.
@@ -426,14 +491,16 @@ impl BinaryInfo {
     #[must_use]
     pub fn data_symbol_at(&self, va: u64) -> Option<(&DataSymbol, u64)> {
         let i = self.data_syms.partition_point(|s| s.addr <= va);
-        // Walk back over symbols starting at or before va (zero-sized ones too).
-        for s in self.data_syms[..i].iter().rev().take(8) {
-            let off = va - s.addr;
-            if off < s.size.max(1) {
-                return Some((s, off));
-            }
-        }
-        None
+        // Walk back over symbols starting at or before va. Sized symbols win
+        // over zero-sized section markers such as `runtime.bss`.
+        let before = self.data_syms.get(..i)?;
+        before
+            .iter()
+            .rev()
+            .take(16)
+            .find(|s| va - s.addr < s.size)
+            .or_else(|| before.iter().rev().take(16).find(|s| s.addr == va))
+            .map(|s| (s, va - s.addr))
     }
 
     /// `[start, end)` covering `.noptrdata`, `.data`, `.bss`, `.noptrbss`.
@@ -442,7 +509,11 @@ impl BinaryInfo {
         let mut lo = u64::MAX;
         let mut hi = 0u64;
         for s in &self.elf.sections {
-            if matches!(s.name.as_str(), ".noptrdata" | ".data" | ".bss" | ".noptrbss") && s.size > 0 {
+            if matches!(
+                s.name.as_str(),
+                ".noptrdata" | ".data" | ".bss" | ".noptrbss"
+            ) && s.size > 0
+            {
                 lo = lo.min(s.addr);
                 hi = hi.max(s.addr.saturating_add(s.size));
             }
@@ -480,7 +551,9 @@ impl BinaryInfo {
     /// `.text` section `[start, end)`.
     #[must_use]
     pub fn text_range(&self) -> Option<(u64, u64)> {
-        self.elf.section(".text").map(|s| (s.addr, s.addr.saturating_add(s.size)))
+        self.elf
+            .section(".text")
+            .map(|s| (s.addr, s.addr.saturating_add(s.size)))
     }
 
     /// `.symtab` `STT_FUNC` symbols: (name, address, size). Empty when stripped.
@@ -506,14 +579,20 @@ impl BinaryInfo {
     }
 }
 
-fn read_buildinfo(elf: &elf::Elf, data: &[u8], path: &Path) -> Result<buildinfo::BuildInfo, InspectError> {
+fn read_buildinfo(
+    elf: &elf::Elf,
+    data: &[u8],
+    path: &Path,
+) -> Result<buildinfo::BuildInfo, InspectError> {
     let blob = if let Some(b) = elf.section_data(data, ".go.buildinfo") {
         b
     } else {
         // No section headers: scan writable PT_LOAD data for the magic.
         let mut found = None;
         for s in elf.segments.iter().filter(|s| s.flags & 2 != 0) {
-            let Some(seg) = elf::slice(data, s.offset, s.filesz) else { continue };
+            let Some(seg) = elf::slice(data, s.offset, s.filesz) else {
+                continue;
+            };
             if let Some(off) = buildinfo::find_magic(seg) {
                 found = Some(&seg[off..]);
                 break;
@@ -521,18 +600,28 @@ fn read_buildinfo(elf: &elf::Elf, data: &[u8], path: &Path) -> Result<buildinfo:
         }
         match found {
             Some(b) => b,
-            None if elf.section(".gopclntab").is_some() => {
+            None if elf.section(".gopclntab").is_some()
+                || elf.section(".data.rel.ro.gopclntab").is_some() =>
+            {
                 return Err(InspectError::BuildInfo {
                     path: path.to_owned(),
                     source: buildinfo::BuildInfoError::NoMagic,
                 });
             }
-            None => return Err(InspectError::NotGo { path: path.to_owned() }),
+            None => {
+                return Err(InspectError::NotGo {
+                    path: path.to_owned(),
+                });
+            }
         }
     };
     match buildinfo::parse(blob) {
         Ok(b) => Ok(b),
-        Err(buildinfo::BuildInfoError::OldFormat { ptr_size: 8, big_endian: false, version_ptr }) => {
+        Err(buildinfo::BuildInfoError::OldFormat {
+            ptr_size: 8,
+            big_endian: false,
+            version_ptr,
+        }) => {
             // Go <= 1.17: follow the pointer to the version string header.
             let minor = elf
                 .read_va(data, version_ptr, 16)
@@ -543,45 +632,79 @@ fn read_buildinfo(elf: &elf::Elf, data: &[u8], path: &Path) -> Result<buildinfo:
                 })
                 .and_then(|s| buildinfo::parse_version(&String::from_utf8_lossy(s)))
                 .map_or(0, |v| v.2);
-            Err(InspectError::TooOld { path: path.to_owned(), minor })
+            Err(InspectError::TooOld {
+                path: path.to_owned(),
+                minor,
+            })
         }
-        Err(buildinfo::BuildInfoError::OldFormat { .. }) => {
-            Err(InspectError::TooOld { path: path.to_owned(), minor: 0 })
-        }
-        Err(source) => Err(InspectError::BuildInfo { path: path.to_owned(), source }),
+        Err(buildinfo::BuildInfoError::OldFormat { .. }) => Err(InspectError::TooOld {
+            path: path.to_owned(),
+            minor: 0,
+        }),
+        Err(source) => Err(InspectError::BuildInfo {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
-fn read_pclntab(elf: &elf::Elf, data: &[u8], path: &Path) -> Result<pclntab::Pclntab, InspectError> {
+fn read_pclntab(
+    elf: &elf::Elf,
+    data: &[u8],
+    path: &Path,
+) -> Result<pclntab::Pclntab, InspectError> {
     let text = elf.section(".text").map_or(0, |s| s.addr);
-    let err = |source| InspectError::Pclntab { path: path.to_owned(), source };
-    if let Some(b) = elf.section_data(data, ".gopclntab") {
+    let err = |source| InspectError::Pclntab {
+        path: path.to_owned(),
+        source,
+    };
+    // Go <= 1.19 PIE builds name it `.data.rel.ro.gopclntab`.
+    if let Some(b) = elf
+        .section_data(data, ".gopclntab")
+        .or_else(|| elf.section_data(data, ".data.rel.ro.gopclntab"))
+    {
         return pclntab::parse(b, text).map_err(|e| match e {
-            pclntab::PclntabError::TooOld(_) => InspectError::TooOld { path: path.to_owned(), minor: 0 },
+            pclntab::PclntabError::TooOld(_) => InspectError::TooOld {
+                path: path.to_owned(),
+                minor: 0,
+            },
             other => err(other),
         });
     }
     // No section headers: look for a 1.18+ pcHeader in read-only segments.
     for s in elf.segments.iter().filter(|s| s.flags & 2 == 0) {
-        let Some(seg) = elf::slice(data, s.offset, s.filesz) else { continue };
+        let Some(seg) = elf::slice(data, s.offset, s.filesz) else {
+            continue;
+        };
         let mut off = 0usize;
         while off + 8 <= seg.len() {
             let h = &seg[off..off + 8];
-            if (h[0] == 0xf0 || h[0] == 0xf1) && h[1..4] == [0xff; 3] && h[4..6] == [0, 0] && matches!(h[6], 1 | 4) && h[7] == 8 {
-                if let Ok(p) = pclntab::parse(&seg[off..], text) {
-                    return Ok(p);
-                }
+            if (h[0] == 0xf0 || h[0] == 0xf1)
+                && h[1..4] == [0xff; 3]
+                && h[4..6] == [0, 0]
+                && matches!(h[6], 1 | 4)
+                && h[7] == 8
+                && let Ok(p) = pclntab::parse(&seg[off..], text)
+            {
+                return Ok(p);
             }
             off += 8;
         }
     }
-    Err(InspectError::NotGo { path: path.to_owned() })
+    Err(InspectError::NotGo {
+        path: path.to_owned(),
+    })
 }
 
 /// Finds `runtime.firstmoduledata`: `.go.module` (1.26+), the symbol, or a
 /// scan of `.noptrdata` for a word equal to the `.gopclntab` address whose
 /// `text` field (@176) equals the `.text` address (go-runtime.md 6.3).
-fn find_moduledata(elf: &elf::Elf, data: &[u8], layout: &RuntimeLayout, known: Option<u64>) -> Option<ModuleData> {
+fn find_moduledata(
+    elf: &elf::Elf,
+    data: &[u8],
+    layout: &RuntimeLayout,
+    known: Option<u64>,
+) -> Option<ModuleData> {
     let t_off = u64::from(layout.moduledata_types?);
     let e_off = u64::from(layout.moduledata_etypes?);
     let read = |va: u64| -> Option<u64> {
@@ -591,19 +714,26 @@ fn find_moduledata(elf: &elf::Elf, data: &[u8], layout: &RuntimeLayout, known: O
     let build = |addr: u64| -> Option<ModuleData> {
         let types = read(addr.checked_add(t_off)?)?;
         let etypes = read(addr.checked_add(e_off)?)?;
-        (types != 0 && types <= etypes).then_some(ModuleData { addr, types, etypes })
+        (types != 0 && types <= etypes).then_some(ModuleData {
+            addr,
+            types,
+            etypes,
+        })
     };
-    if let Some(s) = elf.section(".go.module") {
-        if let Some(m) = build(s.addr) {
-            return Some(m);
-        }
+    if let Some(s) = elf.section(".go.module")
+        && let Some(m) = build(s.addr)
+    {
+        return Some(m);
     }
-    if let Some(a) = known {
-        if let Some(m) = build(a) {
-            return Some(m);
-        }
+    if let Some(a) = known
+        && let Some(m) = build(a)
+    {
+        return Some(m);
     }
-    let pcln = elf.section(".gopclntab")?.addr;
+    let pcln = elf
+        .section(".gopclntab")
+        .or_else(|| elf.section(".data.rel.ro.gopclntab"))?
+        .addr;
     let text = elf.section(".text")?.addr;
     let nd = elf.section(".noptrdata")?;
     let bytes = elf.section_data(data, ".noptrdata")?;
@@ -612,10 +742,10 @@ fn find_moduledata(elf: &elf::Elf, data: &[u8], layout: &RuntimeLayout, known: O
         let w = u64::from_le_bytes(bytes[off..off + 8].try_into().ok()?);
         if w == pcln {
             let addr = nd.addr.checked_add(off as u64)?;
-            if read(addr.checked_add(176)?) == Some(text) {
-                if let Some(m) = build(addr) {
-                    return Some(m);
-                }
+            if read(addr.checked_add(176)?) == Some(text)
+                && let Some(m) = build(addr)
+            {
+                return Some(m);
             }
         }
         off += 8;

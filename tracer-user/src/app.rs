@@ -1,0 +1,535 @@
+//! `app`: wires the stages for `mapleak-trace trace`. Single-threaded: one
+//! loop polls the ring buffer, applies events to each process's model, reads
+//! map headers at every GC cycle, and renders.
+use std::{
+    collections::HashMap,
+    io::{IsTerminal as _, Write},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use tracer_common::{Counter, ProcConfig};
+
+use crate::{
+    bpf::{AttachedProbe, ProbeRequest, Tracer},
+    discover::Target,
+    ingest::{Event, decode},
+    inspect::{BinaryInfo, Frame, MapImpl},
+    model::{Model, Verdict},
+    plan::ProbePlan,
+    report::{self, MapReport, Overhead, Report, TargetInfo},
+    sample::{self, Memory, TypeSizes},
+};
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct TraceOptions {
+    /// Processes.
+    pub pids: Vec<u32>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Live view refresh.
+    pub interval: Duration,
+    /// `--json FILE` or `-`.
+    pub json: Option<String>,
+    /// Maps shown.
+    pub top: usize,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Per-process state.
+struct Session {
+    target: Target,
+    info: BinaryInfo,
+    bias: u64,
+    probes: Vec<(AttachedProbe, String, u64, bool)>,
+    model: Model,
+    mem: Memory,
+    types: HashMap<u64, (String, Option<String>, Option<String>, TypeSizes)>,
+    owners_searched: HashMap<u64, u64>,
+    ended: Option<String>,
+    gc_seen: u64,
+}
+
+/// Cost of one probe hit, from DESIGN.md 3.2 (measured on this kind of VM).
+const EMULATED_HIT_S: f64 = 0.45e-6;
+const SINGLE_STEP_HIT_S: f64 = 5.0e-6;
+
+fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
+    let target = Target::discover(pid)?;
+    let info = BinaryInfo::open(&target.exe)
+        .with_context(|| format!("pid {pid} ({}) is not a traceable Go program", target.exe_display))?;
+    let plan = ProbePlan::build(&info).with_context(|| format!("planning probes for pid {pid}"))?;
+    let first = plan.probes.first().context("empty probe plan")?;
+    let off = info.va_to_file_offset(first.address).context("probe address outside the file")?;
+    let bias = target.load_bias(off, first.address)?;
+    let addr = |g: Option<u64>, f: Option<u32>| match (g, f) {
+        (Some(g), Some(f)) => g + u64::from(f) + bias,
+        _ => 0,
+    };
+    let l = &info.layout;
+    let cfg = ProcConfig {
+        heap_marked_addr: addr(info.globals.gc_controller, l.gc_heap_marked),
+        heap_live_addr: addr(info.globals.gc_controller, l.gc_heap_live),
+        work_cycles_addr: addr(info.globals.work, l.work_cycles),
+        numgc_addr: addr(info.globals.memstats, l.memstats_numgc),
+        goid_offset: l.g_goid.unwrap_or(0),
+        hmap_b_offset: if info.map_impl == MapImpl::Hmap { l.hmap_b.unwrap_or(0) } else { 0 },
+        min_grow_slots: MIN_GROW_SLOTS,
+        _pad: 0,
+    };
+    tracer.configure(pid, cfg)?;
+    let mut probes = Vec::new();
+    for p in &plan.probes {
+        let file_offset = info
+            .va_to_file_offset(p.address)
+            .with_context(|| format!("{} at {:#x} is outside the file", p.function, p.address))?;
+        let req = ProbeRequest { program: p.role.program(), file_offset, spec: p.spec };
+        let a = tracer.attach(&target.exe, pid, &req)?;
+        let emulated = !p.ret_site && !p.reason.starts_with("entry");
+        probes.push((a, p.function.clone(), p.address, emulated));
+    }
+    let mut s = Session {
+        mem: Memory::new(pid),
+        target,
+        info,
+        bias,
+        probes,
+        model: Model::default(),
+        types: HashMap::new(),
+        owners_searched: HashMap::new(),
+        ended: None,
+        gc_seen: 0,
+    };
+    discover_globals(&mut s);
+    Ok(s)
+}
+
+/// Smallest table a growth must reach to be reported by the kernel side:
+/// keeps the thousands of tiny short-lived maps of a busy service out of
+/// user space entirely.
+pub const MIN_GROW_SLOTS: u32 = 128;
+
+/// Maps held by global variables that DWARF names are tracked from the start.
+fn discover_globals(s: &mut Session) {
+    for (name, va, _ty) in s.info.global_maps() {
+        if let Some(ptr) = s.mem.u64(va + s.bias)
+            && ptr != 0
+        {
+            s.model.on_discovered(ptr, 0, 0, Some(name));
+        }
+    }
+}
+
+fn symbolize(s: &Session, ips: &[u64], caller: u64) -> Vec<Frame> {
+    // ips[0] is the probed instruction; the caller's return address is not
+    // on the frame-pointer chain yet, so it goes second.
+    let mut pcs: Vec<u64> = Vec::with_capacity(ips.len() + 1);
+    pcs.extend(ips.first());
+    if caller != 0 {
+        pcs.push(caller);
+    }
+    pcs.extend(ips.iter().skip(1).filter(|&&ip| ip != caller));
+    let mut frames = Vec::new();
+    for (i, pc) in pcs.iter().enumerate() {
+        let link = pc.wrapping_sub(s.bias);
+        let link = if i == 0 { link } else { link.wrapping_sub(1) };
+        if let Some(f) = s.info.frame_for_pc(link)
+            && !is_runtime(&f.function)
+        {
+            frames.push(f);
+            if frames.len() >= 6 {
+                break;
+            }
+        }
+    }
+    frames
+}
+
+fn is_runtime(func: &str) -> bool {
+    func.starts_with("runtime.")
+        || func.starts_with("internal/runtime/")
+        || func.starts_with("internal/abi")
+        || func.starts_with("maps.clone")
+}
+
+fn type_entry(s: &mut Session, type_ptr: u64) -> (String, Option<String>, Option<String>, TypeSizes) {
+    if let Some(e) = s.types.get(&type_ptr) {
+        return e.clone();
+    }
+    let link = type_ptr.wrapping_sub(s.bias);
+    let e = match s.info.map_type_info(link) {
+        Some(t) => (
+            t.name,
+            Some(t.key),
+            Some(t.elem),
+            TypeSizes { bucket_size: t.bucket_size, group_size: t.group_size },
+        ),
+        None => (
+            s.info.type_name(link).unwrap_or_else(|| "unknown".to_owned()),
+            None,
+            None,
+            TypeSizes::default(),
+        ),
+    };
+    s.types.insert(type_ptr, e.clone());
+    e
+}
+
+fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64>) {
+    match ev {
+        Event::MapGrow(g) => {
+            let ips = tracer.stack(g.stack_id);
+            let site = symbolize(s, &ips, g.caller_pc);
+            if s.model.on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, site) {
+                if let Some(rec) = tracer.created(s.target.pid, g.map_addr)
+                    && rec.ts_ns <= g.hdr.ts_ns
+                {
+                    let ips = tracer.stack(rec.stack_id);
+                    let frames = symbolize(s, &ips, rec.caller_pc);
+                    if let Some(m) = s.model.maps.get_mut(&g.map_addr) {
+                        m.created_at = frames;
+                        m.created_ns = Some(rec.ts_ns);
+                        if m.type_ptr == 0 {
+                            m.type_ptr = rec.type_ptr;
+                        }
+                    }
+                }
+            }
+        }
+        Event::GcStart(_) => {}
+        Event::GcMarked(g) => {
+            let t0 = *t0_ns.get_or_insert(g.hdr.ts_ns);
+            let t_s = (g.hdr.ts_ns.saturating_sub(t0)) as f64 / 1e9;
+            let rc = (g.work_cycles != u32::MAX).then_some(u64::from(g.work_cycles));
+            let heap = (g.heap_marked != 0).then_some(g.heap_marked);
+            let cycle = s.model.on_gc_marked(rc, t_s, heap);
+            s.gc_seen += 1;
+            sample_all(s, cycle);
+            find_owners(s, false);
+        }
+    }
+}
+
+/// Reads every tracked map's header (and Swiss tables) at `cycle`.
+fn sample_all(s: &mut Session, cycle: u64) {
+    let imp = s.info.map_impl;
+    let hlen = sample::header_len(&s.info.layout, imp);
+    let addrs: Vec<(u64, u64)> = s.model.maps.values().map(|m| (m.addr, m.type_ptr)).collect();
+    let regions: Vec<(u64, usize)> = addrs.iter().map(|&(a, _)| (a, hlen)).collect();
+    let headers = s.mem.read_many(&regions);
+    let layout = s.info.layout.clone();
+    for ((addr, tp), hb) in addrs.into_iter().zip(headers) {
+        let sizes = if tp == 0 { TypeSizes::default() } else { type_entry(s, tp).3 };
+        let sample = hb.and_then(|b| match imp {
+            MapImpl::Hmap => sample::decode_hmap(&b, &layout, sizes),
+            MapImpl::Swiss => {
+                let h = sample::decode_swiss(&b, &layout)?;
+                let tables = if h.dir_len == 0 {
+                    Vec::new()
+                } else {
+                    let mut dir = vec![0u8; (h.dir_len * 8) as usize];
+                    if !s.mem.read(h.dir_ptr, &mut dir) {
+                        return None;
+                    }
+                    let mut ptrs: Vec<u64> = dir
+                        .chunks_exact(8)
+                        .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
+                        .collect();
+                    ptrs.dedup();
+                    ptrs.sort_unstable();
+                    ptrs.dedup();
+                    let regs: Vec<(u64, usize)> = ptrs.iter().map(|&p| (p, 32)).collect();
+                    s.mem.read_many(&regs)
+                };
+                Some(sample::swiss_sample(&h, &tables, &layout, sizes))
+            }
+        });
+        s.model.on_sample(addr, cycle, sample);
+    }
+}
+
+/// Names the global variable holding each suspicious map, by scanning the
+/// target's writable globals for the map pointer.
+fn find_owners(s: &mut Session, force: bool) {
+    let cands: Vec<u64> = s
+        .model
+        .maps
+        .values()
+        .filter(|m| m.owner.is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated))
+        .filter(|m| force || s.owners_searched.get(&m.addr).is_none_or(|&c| s.gc_seen >= c + 4))
+        .map(|m| m.addr)
+        .collect();
+    if cands.is_empty() {
+        return;
+    }
+    let Some((lo, hi)) = s.info.data_range() else { return };
+    let hi = hi.min(lo + (64 << 20));
+    let mut found: HashMap<u64, String> = HashMap::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut a = lo;
+    while a < hi {
+        let want = ((hi - a) as usize).min(buf.len()) & !7;
+        if want == 0 {
+            break;
+        }
+        let n = s.mem.read_some(a + s.bias, &mut buf[..want]) & !7;
+        if n == 0 {
+            // Unmapped page: skip it.
+            a = (a + 4096) & !4095;
+            continue;
+        }
+        {
+            for (i, w) in buf[..n].chunks_exact(8).enumerate() {
+                let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                if cands.contains(&v) && !found.contains_key(&v) {
+                    let va = a + (i as u64) * 8;
+                    if let Some((sym, off)) = s.info.data_symbol_at(va) {
+                        let name = if off == 0 { sym.name.clone() } else { format!("{}+{off}", sym.name) };
+                        found.insert(v, name);
+                    } else {
+                        found.insert(v, format!("global at {va:#x} (no symbol: stripped binary)"));
+                    }
+                }
+            }
+        }
+        a += n as u64;
+    }
+    for c in cands {
+        s.owners_searched.insert(c, s.gc_seen);
+        if let Some(name) = found.remove(&c)
+            && let Some(m) = s.model.maps.get_mut(&c)
+        {
+            m.owner = Some(name);
+        }
+    }
+}
+
+fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report: bool) -> Report {
+    find_owners(s, final_report);
+    let hits = tracer.probe_hits();
+    let mut overhead = Overhead::default();
+    for (p, func, addr, emulated) in &s.probes {
+        let n = hits.get(p.id as usize).copied().unwrap_or(0);
+        *overhead.probe_hits.entry(format!("{func}@{addr:#x}")).or_default() += n;
+        overhead.estimated_target_cpu_s += n as f64 * if *emulated { EMULATED_HIT_S } else { SINGLE_STEP_HIT_S };
+    }
+    let counters = tracer.counters();
+    for (name, c) in [
+        ("ring_buffer_full", Counter::RingBufFull),
+        ("read_failed", Counter::ReadFailed),
+        ("stack_failed", Counter::StackFailed),
+        ("no_config", Counter::NoConfig),
+        ("bad_cookie", Counter::BadCookie),
+        ("create_without_entry", Counter::CreateNoEntry),
+        ("created", Counter::Created),
+    ] {
+        overhead.counters.insert(name.to_owned(), counters.get(c as usize).copied().unwrap_or(0));
+    }
+    let (cpu, rss) = self_usage();
+    overhead.tracer_cpu_s = cpu;
+    overhead.tracer_max_rss_bytes = rss;
+    let mut maps: Vec<MapReport> = Vec::new();
+    let ids: Vec<u64> = s.model.maps.keys().copied().collect();
+    for addr in ids {
+        let Some(m) = s.model.maps.get(&addr).cloned() else { continue };
+        let Some(last) = m.last().copied() else { continue };
+        let (type_name, key, elem, _) = if m.type_ptr == 0 {
+            ("unknown".to_owned(), None, None, TypeSizes::default())
+        } else {
+            type_entry(s, m.type_ptr)
+        };
+        let first = m.samples.front().copied().unwrap_or(last);
+        let span = last.cycle.saturating_sub(first.cycle).max(1) as f64;
+        maps.push(MapReport {
+            id: m.id,
+            addr: format!("{addr:#x}"),
+            type_name,
+            key_type: key,
+            elem_type: elem,
+            created_at: m.created_at.clone(),
+            grown_at: m.grow_site.clone(),
+            owner: m.owner.clone(),
+            len_by_cycle: m.samples.iter().map(|x| (x.cycle, x.len)).collect(),
+            len_first: m.first.map_or(last.len, |f| f.len),
+            len_last: last.len,
+            capacity: last.capacity,
+            bytes: last.bytes,
+            growth_events: m.growth_events,
+            growth_per_cycle: (last.len as f64 - first.len as f64) / span,
+            verdict: m.verdict(),
+            retained_keys: None,
+        });
+    }
+    maps.sort_by(|a, b| a.verdict.cmp(&b.verdict).then(b.bytes.cmp(&a.bytes)).then(a.id.cmp(&b.id)));
+    Report {
+        schema: report::SCHEMA,
+        target: TargetInfo {
+            pid: s.target.pid,
+            exe: s.target.exe_display.clone(),
+            go_version: s.info.go_version.raw.clone(),
+            goarch: s.info.goarch.as_str().to_owned(),
+            map_impl: s.info.map_impl.as_str().to_owned(),
+            stripped: !s.info.has_symtab,
+        },
+        duration_s,
+        ended: s.ended.clone().unwrap_or_else(|| "still running".to_owned()),
+        gc_cycles: s.model.cycles.iter().copied().collect(),
+        maps,
+        finalizers: report::Finalizers::default(),
+        overhead,
+        maps_retired: s.model.retired,
+        maps_evicted: s.model.evicted,
+    }
+}
+
+fn self_usage() -> (f64, u64) {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut ru) };
+    let cpu = ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6 + ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 / 1e6;
+    (cpu, (ru.ru_maxrss as u64) * 1024)
+}
+
+fn live_line(s: &Session, elapsed: f64) -> String {
+    let mut growing: Vec<_> = s.model.maps.values().filter(|m| m.verdict() == Verdict::Growing).collect();
+    growing.sort_by_key(|m| std::cmp::Reverse(m.last().map_or(0, |x| x.len)));
+    let mut line = format!(
+        "[{elapsed:6.1}s] pid {} gc {} tracked {} growing {}",
+        s.target.pid,
+        s.model.cycles.back().map_or(0, |c| c.cycle),
+        s.model.maps.len(),
+        growing.len()
+    );
+    if let Some(m) = growing.first() {
+        let tn = s.types.get(&m.type_ptr).map_or("unknown", |t| t.0.as_str());
+        line += &format!(" | top: {tn} len {}", m.last().map_or(0, |x| x.len));
+    }
+    line
+}
+
+/// Runs `trace`: attach, loop, report.
+pub fn run(opts: &TraceOptions) -> Result<()> {
+    if opts.pids.is_empty() {
+        bail!("no --pid given");
+    }
+    let mut tracer = Tracer::load()?;
+    let mut sessions: Vec<Session> = Vec::new();
+    for &pid in &opts.pids {
+        sessions.push(attach_session(&mut tracer, pid)?);
+    }
+    install_signal_handlers();
+    let json_to_stdout = opts.json.as_deref() == Some("-");
+    let mut out: Box<dyn Write> = if json_to_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let tty = if json_to_stdout { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
+    for s in &sessions {
+        writeln!(
+            out,
+            "mapleak-trace: attached {} probes to pid {} ({} {} {}); report at {}",
+            s.probes.len(),
+            s.target.pid,
+            s.info.go_version.raw,
+            s.info.goarch.as_str(),
+            s.info.map_impl.as_str(),
+            opts.duration.map_or_else(|| "Ctrl-C".to_owned(), |d| format!("{:.0?}", d))
+        )?;
+    }
+    let start = Instant::now();
+    let mut last_render = Instant::now();
+    let mut t0: Option<u64> = None;
+    let mut events: Vec<Event> = Vec::new();
+    let mut bad_events = 0u64;
+    let end_reason = loop {
+        tracer.wait(100);
+        tracer.drain(|b| match decode(b) {
+            Ok(e) => events.push(e),
+            Err(_) => bad_events += 1,
+        });
+        for ev in events.drain(..) {
+            if let Some(s) = sessions.iter_mut().find(|s| s.target.pid == ev.tgid() && s.ended.is_none()) {
+                on_event(s, &tracer, &ev, &mut t0);
+            }
+        }
+        for s in &mut sessions {
+            if s.ended.is_none() && !s.target.alive() {
+                s.ended = Some("target exited".to_owned());
+            }
+        }
+        if last_render.elapsed() >= opts.interval {
+            last_render = Instant::now();
+            let el = start.elapsed().as_secs_f64();
+            if tty {
+                write!(out, "\x1b[2J\x1b[H")?;
+                for s in &mut sessions {
+                    let r = build_report(s, &tracer, el, false);
+                    report::render(&r, &mut out, opts.top)?;
+                }
+            } else {
+                for s in &sessions {
+                    writeln!(out, "{}", live_line(s, el))?;
+                }
+            }
+            out.flush()?;
+        }
+        if STOP.load(Ordering::SeqCst) {
+            break "interrupted";
+        }
+        if opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            break "duration reached";
+        }
+        if sessions.iter().all(|s| s.ended.is_some()) {
+            break "target exited";
+        }
+    };
+    let el = start.elapsed().as_secs_f64();
+    let mut reports = Vec::new();
+    for s in &mut sessions {
+        if s.ended.is_none() {
+            s.ended = Some(end_reason.to_owned());
+        }
+        reports.push(build_report(s, &tracer, el, true));
+    }
+    for s in &mut sessions {
+        for p in &mut s.probes {
+            tracer.detach(&mut p.0);
+        }
+    }
+    drop(tracer);
+    writeln!(out)?;
+    for r in &reports {
+        report::render(r, &mut out, opts.top)?;
+        writeln!(out)?;
+    }
+    if bad_events > 0 {
+        writeln!(out, "warning: {bad_events} events could not be decoded")?;
+    }
+    out.flush()?;
+    if let Some(path) = &opts.json {
+        let v = if reports.len() == 1 {
+            serde_json::to_value(&reports[0])?
+        } else {
+            serde_json::to_value(&reports)?
+        };
+        let text = serde_json::to_string_pretty(&v)?;
+        if path == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text + "\n").with_context(|| format!("writing {path}"))?;
+        }
+    }
+    Ok(())
+}

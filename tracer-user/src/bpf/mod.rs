@@ -1,0 +1,231 @@
+//! `bpf`: the only module that touches aya. Loads the embedded object, writes
+//! per-process configuration and per-probe specs into BPF maps, attaches the
+//! planned uprobes, and reads back events, creation records, stacks and
+//! counters.
+//!
+//! Every kernel object belongs to [`Tracer`]: dropping it (or the process
+//! dying, even by SIGKILL) closes the file descriptors, and the kernel
+//! removes the probes. Nothing is pinned.
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{
+        UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+    },
+};
+use tracer_common::{
+    AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED, MAP_EVENTS, MAP_PROBE_HITS,
+    MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS, MAX_PROBES, ProbeSpec, ProcConfig, programs,
+};
+
+/// The eBPF object for x86-64 targets.
+pub static OBJECT_X86_64: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/x86_64/mapleak"));
+/// The eBPF object for arm64 targets.
+pub static OBJECT_AARCH64: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aarch64/mapleak"));
+
+/// The object for the architecture this binary runs on.
+#[must_use]
+pub fn object() -> &'static [u8] {
+    if cfg!(target_arch = "aarch64") { OBJECT_AARCH64 } else { OBJECT_X86_64 }
+}
+
+/// One attached probe.
+#[derive(Debug)]
+pub struct AttachedProbe {
+    /// Global probe id (the cookie).
+    pub id: u32,
+    /// Program name.
+    pub program: &'static str,
+    /// Link to detach.
+    link: Option<UProbeLinkId>,
+}
+
+/// The loaded object and everything attached through it.
+pub struct Tracer {
+    ebpf: Ebpf,
+    events: Option<RingBuf<MapData>>,
+    next_id: u32,
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer").field("next_id", &self.next_id).finish_non_exhaustive()
+    }
+}
+
+/// A uprobe to attach: where, with which program and spec.
+#[derive(Debug, Clone)]
+pub struct ProbeRequest {
+    /// Program name (see `tracer_common::programs`).
+    pub program: &'static str,
+    /// File offset of the instruction in the executable.
+    pub file_offset: u64,
+    /// What the program reads.
+    pub spec: ProbeSpec,
+}
+
+impl Tracer {
+    /// Loads the embedded object and its programs into the kernel.
+    pub fn load() -> Result<Self> {
+        let obj = object();
+        if obj.is_empty() {
+            bail!(
+                "this mapleak-trace was built without its eBPF object (MAPLEAK_SKIP_EBPF=1): rebuild after running scripts/setup.sh"
+            );
+        }
+        let mut ebpf = Ebpf::load(obj).context("loading the eBPF object into the kernel")?;
+        for name in programs::ALL {
+            let prog: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("eBPF program {name} missing from the object"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("verifying eBPF program {name}"))?;
+        }
+        let events = RingBuf::try_from(
+            ebpf.take_map(MAP_EVENTS).ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
+        )?;
+        Ok(Self { ebpf, events: Some(events), next_id: 0 })
+    }
+
+    /// Writes the configuration of process `tgid`.
+    pub fn configure(&mut self, tgid: u32, cfg: ProcConfig) -> Result<()> {
+        let mut m: HashMap<_, u32, ProcConfig> = HashMap::try_from(
+            self.ebpf.map_mut(MAP_PROC_CONFIG).ok_or_else(|| anyhow!("map {MAP_PROC_CONFIG} missing"))?,
+        )?;
+        m.insert(tgid, cfg, 0).context("writing the per-process configuration")?;
+        Ok(())
+    }
+
+    /// Attaches `req` to the executable at `exe` (normally `/proc/PID/exe`)
+    /// for process `pid` only. Returns the probe's global id.
+    pub fn attach(&mut self, exe: &std::path::Path, pid: u32, req: &ProbeRequest) -> Result<AttachedProbe> {
+        let id = self.next_id;
+        if id >= MAX_PROBES {
+            bail!("more than {MAX_PROBES} probes: trace fewer processes at once");
+        }
+        {
+            let mut specs: Array<_, ProbeSpec> = Array::try_from(
+                self.ebpf.map_mut(MAP_PROBE_SPECS).ok_or_else(|| anyhow!("map {MAP_PROBE_SPECS} missing"))?,
+            )?;
+            specs.set(id, req.spec, 0)?;
+        }
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(req.program)
+            .ok_or_else(|| anyhow!("eBPF program {} missing", req.program))?
+            .try_into()?;
+        let pid_nz = std::num::NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0"))?;
+        let link = prog
+            .attach(
+                UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(req.file_offset),
+                    cookie: Some(u64::from(id)),
+                },
+                exe,
+                UProbeScope::OneProcess(pid_nz),
+            )
+            .with_context(|| format!("attaching {} at file offset {:#x} of {}", req.program, req.file_offset, exe.display()))?;
+        self.next_id += 1;
+        Ok(AttachedProbe { id, program: req.program, link: Some(link) })
+    }
+
+    /// Detaches a probe (also happens when the tracer is dropped).
+    pub fn detach(&mut self, p: &mut AttachedProbe) {
+        if let Some(link) = p.link.take()
+            && let Some(prog) = self.ebpf.program_mut(p.program)
+            && let Ok(prog) = <&mut UProbe>::try_from(prog)
+        {
+            let _ = prog.detach(link);
+        }
+    }
+
+    /// Drains ready events into `f`. Returns how many were read.
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let Some(rb) = self.events.as_mut() else { return 0 };
+        let mut n = 0;
+        while let Some(item) = rb.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Waits up to `timeout_ms` for events.
+    pub fn wait(&self, timeout_ms: i32) {
+        let Some(rb) = self.events.as_ref() else { return };
+        let mut pfd = libc::pollfd { fd: rb.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+    }
+
+    /// The creation record of the map at `addr` in `tgid`, if still in the LRU.
+    #[must_use]
+    pub fn created(&self, tgid: u32, addr: u64) -> Option<CreateRecord> {
+        let m: HashMap<_, AddrKey, CreateRecord> = HashMap::try_from(self.ebpf.map(MAP_CREATED)?).ok()?;
+        m.get(&AddrKey { addr, tgid, _pad: 0 }, 0).ok()
+    }
+
+    /// The user stack `id` (innermost first).
+    #[must_use]
+    pub fn stack(&self, id: i32) -> Vec<u64> {
+        let Ok(id) = u32::try_from(id) else { return Vec::new() };
+        let Some(map) = self.ebpf.map(MAP_STACKS) else { return Vec::new() };
+        let Ok(st) = StackTraceMap::try_from(map) else { return Vec::new() };
+        st.get(&id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+    }
+
+    /// Hits per probe id, summed over CPUs.
+    #[must_use]
+    pub fn probe_hits(&self) -> Vec<u64> {
+        sum_per_cpu(&self.ebpf, MAP_PROBE_HITS, self.next_id)
+    }
+
+    /// Health counters, summed over CPUs (index = `tracer_common::Counter`).
+    #[must_use]
+    pub fn counters(&self) -> Vec<u64> {
+        sum_per_cpu(&self.ebpf, MAP_COUNTERS, COUNTER_SLOTS)
+    }
+}
+
+fn sum_per_cpu(ebpf: &Ebpf, name: &str, n: u32) -> Vec<u64> {
+    let Some(map) = ebpf.map(name) else { return vec![0; n as usize] };
+    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return vec![0; n as usize] };
+    (0..n).map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)).collect()
+}
+
+/// Checks, without the kernel, that an object carries every program and map
+/// the plan uses.
+pub fn check_object(obj: &[u8]) -> Result<()> {
+    let parsed = aya_obj::Object::parse(obj).context("parsing the eBPF object")?;
+    for p in programs::ALL {
+        if !parsed.programs.contains_key(p) {
+            bail!("program {p} missing from the eBPF object");
+        }
+    }
+    for m in tracer_common::ALL_MAPS {
+        if !parsed.maps.contains_key(m) {
+            bail!("map {m} missing from the eBPF object");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Both embedded objects (x86_64 and aarch64) parse and carry every
+    /// program and map.
+    #[test]
+    fn embedded_objects_complete() {
+        for obj in [super::OBJECT_X86_64, super::OBJECT_AARCH64] {
+            assert!(!obj.is_empty(), "built with MAPLEAK_SKIP_EBPF=1: the eBPF object is a stub");
+            super::check_object(obj).unwrap();
+        }
+        assert!(super::check_object(b"not an elf").is_err());
+    }
+}

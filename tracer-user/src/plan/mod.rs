@@ -1,0 +1,186 @@
+//! `plan`: from [`BinaryInfo`] to the list of uprobes to attach. Pure.
+//!
+//! Which functions: [`hooks`] (go-runtime.md 10.1, DESIGN.md 3.1). Where in
+//! each function: [`disasm`] (DESIGN.md 3.2): the first instruction the kernel
+//! emulates rather than single-steps, and for return values every RET site
+//! (never uretprobes: Go moves goroutine stacks, golang/go#22008).
+
+pub mod disasm;
+pub mod hooks;
+
+use tracer_common::{ProbeRole, ProbeSpec};
+
+use crate::inspect::{BinaryInfo, Func};
+
+/// One uprobe to attach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedProbe {
+    /// Symbol name.
+    pub function: String,
+    /// Role (selects the eBPF program).
+    pub role: ProbeRole,
+    /// What the program reads.
+    pub spec: ProbeSpec,
+    /// Function entry (link-time VA).
+    pub func_addr: u64,
+    /// Function size in bytes (pclntab bounds).
+    pub func_size: u64,
+    /// Link-time VA of the probed instruction.
+    pub address: u64,
+    /// The probed instruction, e.g. `push rbp`.
+    pub instruction: String,
+    /// Why this instruction.
+    pub reason: String,
+    /// `true` for a RET-site probe.
+    pub ret_site: bool,
+}
+
+/// A hook that could not be planned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedProbe {
+    /// Symbol name.
+    pub function: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The probes for one binary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbePlan {
+    /// Probes, in cookie order.
+    pub probes: Vec<PlannedProbe>,
+    /// Hooks whose function is missing or unusable.
+    pub skipped: Vec<SkippedProbe>,
+}
+
+/// Why no usable plan exists.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// None of the functions providing an essential capability exist.
+    #[error("{go_version} binary has none of {functions}: cannot trace {what}")]
+    MissingEssential {
+        /// What is lost (e.g. "map creation").
+        what: &'static str,
+        /// The functions looked for.
+        functions: String,
+        /// Go version of the binary.
+        go_version: String,
+    },
+    /// More probes than the BPF spec table holds.
+    #[error("{count} probes planned, more than the {max} the BPF tables hold")]
+    TooMany {
+        /// Planned.
+        count: usize,
+        /// `tracer_common::MAX_PROBES`.
+        max: u32,
+    },
+}
+
+impl ProbePlan {
+    /// Plans the default probe set for `info`.
+    pub fn build(info: &BinaryInfo) -> Result<Self, PlanError> {
+        let mut plan = Self::default();
+        let table = hooks::default_hooks(info.map_impl);
+        for h in &table {
+            let Some(f) = info.func_by_name(h.function) else {
+                if !plan.skipped.iter().any(|s| s.function == h.function) {
+                    plan.skipped.push(SkippedProbe {
+                        function: h.function.to_owned(),
+                        reason: format!(
+                            "not in the pclntab of this {} binary (inlined or absent)",
+                            info.go_version.raw
+                        ),
+                    });
+                }
+                continue;
+            };
+            let spec = ProbeSpec {
+                role: h.role as u32,
+                map_arg: h.map_arg,
+                type_arg: h.type_arg,
+                size_arg: h.size_arg,
+                aux: h.aux,
+            };
+            let base =
+                |address: u64, instruction: String, reason: String, ret_site: bool| PlannedProbe {
+                    function: f.name.clone(),
+                    role: h.role,
+                    spec,
+                    func_addr: f.entry,
+                    func_size: f.end - f.entry,
+                    address,
+                    instruction,
+                    reason,
+                    ret_site,
+                };
+            match h.placement {
+                hooks::Placement::Entry => {
+                    let p = disasm::entry_placement(info, f);
+                    plan.probes
+                        .push(base(p.insn.address, p.insn.text, p.reason, false));
+                }
+                hooks::Placement::RetSites => {
+                    let sites = disasm::ret_sites(info, f);
+                    if sites.is_empty() {
+                        plan.skipped.push(SkippedProbe {
+                            function: f.name.clone(),
+                            reason: "no RET site found by disassembly".to_owned(),
+                        });
+                    }
+                    for s in sites {
+                        let why = if s.text.starts_with("ret") {
+                            "RET site (return value in RAX/R0); single-stepped, ~4-15 µs/hit"
+                        } else {
+                            "tail-call jump out of the function; single-stepped, ~4-15 µs/hit"
+                        };
+                        plan.probes
+                            .push(base(s.address, s.text, why.to_owned(), true));
+                    }
+                }
+            }
+        }
+        for (group, what) in [
+            (hooks::Group::Create, "map creation"),
+            (hooks::Group::Grow, "map growth"),
+            (hooks::Group::GcStart, "GC cycle starts"),
+            (hooks::Group::GcSweep, "GC cycle ends"),
+        ] {
+            let wanted: Vec<&str> = table
+                .iter()
+                .filter(|h| h.group == group)
+                .map(|h| h.function)
+                .collect();
+            if !plan
+                .probes
+                .iter()
+                .any(|p| wanted.contains(&p.function.as_str()))
+            {
+                let mut functions: Vec<&str> = wanted.clone();
+                functions.dedup();
+                return Err(PlanError::MissingEssential {
+                    what,
+                    functions: functions.join(", "),
+                    go_version: info.go_version.raw.clone(),
+                });
+            }
+        }
+        let max = tracer_common::MAX_PROBES;
+        if plan.probes.len() > max as usize {
+            return Err(PlanError::TooMany {
+                count: plan.probes.len(),
+                max,
+            });
+        }
+        Ok(plan)
+    }
+}
+
+/// Write-path functions present in the binary (`mapassign*`, `mapdelete*`,
+/// `mapclear`, Swiss `(*Map).Delete`/`Clear`). Not probed by default.
+#[must_use]
+pub fn write_path_functions(info: &BinaryInfo) -> Vec<&Func> {
+    hooks::WRITE_PATH
+        .iter()
+        .filter_map(|n| info.func_by_name(n))
+        .collect()
+}

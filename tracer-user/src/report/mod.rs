@@ -1,0 +1,332 @@
+//! `report`: plain data for the `mapleak-trace/report/v1` JSON schema, and a
+//! terminal rendering that leads with the answer: which maps grow, where they
+//! were created, what holds them, how fast they grow.
+use std::io::{self, Write};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::{inspect::Frame, model::{GcCycle, Verdict}};
+
+/// The schema name.
+pub const SCHEMA: &str = "mapleak-trace/report/v1";
+
+/// The whole report (one traced process; several `--pid` give several).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// The process.
+    pub target: TargetInfo,
+    /// Seconds traced.
+    pub duration_s: f64,
+    /// Why tracing ended.
+    pub ended: String,
+    /// GC cycles observed.
+    pub gc_cycles: Vec<GcCycle>,
+    /// Maps worth a look, most suspicious first.
+    pub maps: Vec<MapReport>,
+    /// Finalizer bookkeeping (issue: keys and finalizers; zeros until then).
+    pub finalizers: Finalizers,
+    /// The tracer's own cost.
+    pub overhead: Overhead,
+    /// Maps dropped: died (address reused) or evicted by the tracking bound.
+    pub maps_retired: u64,
+    /// See `maps_retired`.
+    pub maps_evicted: u64,
+}
+
+/// The traced process.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Executable path.
+    pub exe: String,
+    /// e.g. `go1.23.12`.
+    pub go_version: String,
+    /// `amd64` or `arm64`.
+    pub goarch: String,
+    /// `hmap` or `swiss`.
+    pub map_impl: String,
+    /// No `.symtab`.
+    pub stripped: bool,
+}
+
+/// One map.
+#[derive(Debug, Clone, Serialize)]
+pub struct MapReport {
+    /// Id within this run.
+    pub id: u64,
+    /// Header address, hex.
+    pub addr: String,
+    /// Go type, e.g. `map[string]*main.session`, or `unknown`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Key type.
+    pub key_type: Option<String>,
+    /// Element type.
+    pub elem_type: Option<String>,
+    /// Creation site, innermost user frame first; [] when creation was not seen.
+    pub created_at: Vec<Frame>,
+    /// Where the latest growth was triggered (the inserting code).
+    pub grown_at: Vec<Frame>,
+    /// Global variable holding the map.
+    pub owner: Option<String>,
+    /// `[cycle, len]` pairs.
+    pub len_by_cycle: Vec<(u64, u64)>,
+    /// First length seen.
+    pub len_first: u64,
+    /// Last length seen.
+    pub len_last: u64,
+    /// Slots allocated.
+    pub capacity: u64,
+    /// Bytes of buckets or groups.
+    pub bytes: u64,
+    /// Growth events seen.
+    pub growth_events: u64,
+    /// Mean length change per GC cycle over the samples.
+    pub growth_per_cycle: f64,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Key retention (later issue); null for now.
+    pub retained_keys: Option<serde_json::Value>,
+}
+
+/// Finalizer counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Finalizers {
+    /// `SetFinalizer` calls seen.
+    pub set: u64,
+    /// Finalizers that ran.
+    pub ran: u64,
+    /// Set, not yet run.
+    pub pending: u64,
+    /// Objects with finalizers that are map keys.
+    pub held_as_map_keys: Vec<serde_json::Value>,
+}
+
+/// The tracer's cost.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overhead {
+    /// Hits per probe (`function@0xaddr`).
+    pub probe_hits: std::collections::BTreeMap<String, u64>,
+    /// Estimated CPU seconds taken from the target by probe hits.
+    pub estimated_target_cpu_s: f64,
+    /// Health counters from the kernel side (ring buffer full, failed reads…).
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// The tracer's own CPU seconds (user + system).
+    pub tracer_cpu_s: f64,
+    /// The tracer's peak resident memory, bytes.
+    pub tracer_max_rss_bytes: u64,
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+}
+
+fn sparkline(vals: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = vals.iter().copied().max().unwrap_or(0).max(1);
+    let min = vals.iter().copied().min().unwrap_or(0);
+    let span = (max - min).max(1);
+    vals.iter().map(|&v| BARS[(((v - min) * 7) / span) as usize]).collect()
+}
+
+fn frame_line(f: &Frame) -> String {
+    format!("{} ({}:{})", f.function, f.file, f.line)
+}
+
+/// Renders a terminal histogram of `values` (hdrhistogram, log buckets).
+pub fn histogram(w: &mut dyn Write, title: &str, values: &[u64], width: usize) -> io::Result<()> {
+    let Ok(mut h) = Histogram::<u64>::new(3) else { return Ok(()) };
+    for &v in values {
+        let _ = h.record(v);
+    }
+    writeln!(w, "  {title} (n={}, p50={}, p90={}, max={})", h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.9), h.max())?;
+    if h.is_empty() {
+        return Ok(());
+    }
+    let mut rows: Vec<(u64, u64, u64)> = Vec::new();
+    let mut lo = 0u64;
+    let mut hi = 1u64;
+    while lo <= h.max() {
+        let c = h.count_between(lo, hi.saturating_sub(1).max(lo));
+        if c > 0 {
+            rows.push((lo, hi.saturating_sub(1).max(lo), c));
+        }
+        lo = hi;
+        hi = hi.saturating_mul(4);
+        if hi == u64::MAX {
+            break;
+        }
+    }
+    let maxc = rows.iter().map(|r| r.2).max().unwrap_or(1).max(1);
+    for (a, b, c) in rows {
+        let bar = "█".repeat(((c * width as u64).div_ceil(maxc)) as usize);
+        writeln!(w, "    {a:>10} .. {b:<10} {bar} {c}")?;
+    }
+    Ok(())
+}
+
+/// Renders the final report.
+pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
+    let t = &r.target;
+    let first = r.gc_cycles.first().map_or(0, |c| c.cycle);
+    let last = r.gc_cycles.last().map_or(0, |c| c.cycle);
+    writeln!(
+        w,
+        "mapleak-trace: pid {} ({}) {} {} {}{} - {:.1} s, {} GC cycles{} - {}",
+        t.pid,
+        t.exe,
+        t.go_version,
+        t.goarch,
+        t.map_impl,
+        if t.stripped { ", stripped" } else { "" },
+        r.duration_s,
+        r.gc_cycles.len(),
+        if r.gc_cycles.is_empty() { String::new() } else { format!(" (#{first}..#{last})") },
+        r.ended
+    )?;
+    let growing: Vec<&MapReport> = r.maps.iter().filter(|m| m.verdict == Verdict::Growing).collect();
+    writeln!(w)?;
+    if growing.is_empty() {
+        writeln!(w, "No map kept growing across the GC cycles observed.")?;
+        if r.gc_cycles.len() < 3 {
+            writeln!(w, "  (only {} GC cycles seen: trace longer for a verdict; growth is judged over cycles, not time)", r.gc_cycles.len())?;
+        }
+    } else {
+        writeln!(w, "{} map(s) keep growing:", growing.len())?;
+    }
+    let shown: Vec<&MapReport> = r.maps.iter().filter(|m| matches!(m.verdict, Verdict::Growing | Verdict::Bloated)).take(top).collect();
+    for m in &shown {
+        writeln!(w)?;
+        writeln!(
+            w,
+            "  #{} {}  {}  len {} ({:+.0}/cycle over {} cycles)  cap {}  {}",
+            m.id,
+            m.type_name,
+            m.verdict.as_str().to_uppercase(),
+            m.len_last,
+            m.growth_per_cycle,
+            m.len_by_cycle.len(),
+            m.capacity,
+            human_bytes(m.bytes)
+        )?;
+        writeln!(w, "     held by:    {}", m.owner.as_deref().unwrap_or("(no global found: a local, a struct field or a stripped binary)"))?;
+        match m.created_at.split_first() {
+            Some((f, rest)) => {
+                writeln!(w, "     created at: {}", frame_line(f))?;
+                for f in rest.iter().take(3) {
+                    writeln!(w, "                 {}", frame_line(f))?;
+                }
+            }
+            None => writeln!(w, "     created at: (before the tracer attached)")?,
+        }
+        if let Some(f) = m.grown_at.first() {
+            writeln!(w, "     grown by:   {}", frame_line(f))?;
+        }
+        let lens: Vec<u64> = m.len_by_cycle.iter().map(|p| p.1).collect();
+        writeln!(w, "     len/cycle:  {} {:?}", sparkline(&lens), lens.iter().rev().take(6).rev().collect::<Vec<_>>())?;
+    }
+    let count = |v: Verdict| r.maps.iter().filter(|m| m.verdict == v).count();
+    writeln!(w)?;
+    writeln!(
+        w,
+        "Tracked maps: {} growing, {} bloated, {} stable, {} idle ({} retired when their memory was reused, {} evicted)",
+        count(Verdict::Growing),
+        count(Verdict::Bloated),
+        count(Verdict::Stable),
+        count(Verdict::Idle),
+        r.maps_retired,
+        r.maps_evicted
+    )?;
+    writeln!(w)?;
+    let lens: Vec<u64> = r.maps.iter().map(|m| m.len_last).collect();
+    histogram(w, "map length, all tracked maps", &lens, 40)?;
+    let growth: Vec<u64> = r
+        .maps
+        .iter()
+        .filter(|m| m.verdict == Verdict::Growing)
+        .flat_map(|m| m.len_by_cycle.windows(2).map(|p| p[1].1.saturating_sub(p[0].1)).collect::<Vec<_>>())
+        .collect();
+    histogram(w, "growth per GC cycle, growing maps", &growth, 40)?;
+    writeln!(w)?;
+    let hits: u64 = r.overhead.probe_hits.values().sum();
+    writeln!(
+        w,
+        "Tracer cost: {hits} probe hits, est. {:.3} ms of target CPU ({:.4}% of one CPU); tracer {:.2} s CPU, {} peak RSS",
+        r.overhead.estimated_target_cpu_s * 1e3,
+        if r.duration_s > 0.0 { r.overhead.estimated_target_cpu_s / r.duration_s * 100.0 } else { 0.0 },
+        r.overhead.tracer_cpu_s,
+        human_bytes(r.overhead.tracer_max_rss_bytes)
+    )?;
+    for (p, n) in &r.overhead.probe_hits {
+        if *n > 0 {
+            writeln!(w, "    {n:>10}  {p}")?;
+        }
+    }
+    for (c, n) in &r.overhead.counters {
+        if *n > 0 && c != "created" {
+            writeln!(w, "  warning: {c}: {n}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text report leads with the growing map, its owner and creation site.
+    #[test]
+    fn render_leads_with_answer() {
+        let r = Report {
+            schema: SCHEMA,
+            target: TargetInfo { pid: 1, exe: "/x".into(), go_version: "go1.23.12".into(), goarch: "amd64".into(), map_impl: "hmap".into(), stripped: false },
+            duration_s: 3.0,
+            ended: "duration reached".into(),
+            gc_cycles: vec![],
+            maps: vec![MapReport {
+                id: 1,
+                addr: "0xc000010000".into(),
+                type_name: "map[string]*main.session".into(),
+                key_type: None,
+                elem_type: None,
+                created_at: vec![Frame { function: "main.newStore".into(), file: "main.go".into(), line: 7 }],
+                grown_at: vec![],
+                owner: Some("main.sessions".into()),
+                len_by_cycle: vec![(1, 10), (2, 20), (3, 30)],
+                len_first: 10,
+                len_last: 30,
+                capacity: 64,
+                bytes: 4096,
+                growth_events: 2,
+                growth_per_cycle: 10.0,
+                verdict: Verdict::Growing,
+                retained_keys: None,
+            }],
+            finalizers: Finalizers::default(),
+            overhead: Overhead::default(),
+            maps_retired: 0,
+            maps_evicted: 0,
+        };
+        let mut out = Vec::new();
+        render(&r, &mut out, 10).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        let first_map = s.find("map[string]*main.session").unwrap();
+        assert!(s.find("1 map(s) keep growing").unwrap() < first_map);
+        assert!(s.contains("held by:    main.sessions"));
+        assert!(s.contains("created at: main.newStore (main.go:7)"));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["maps"][0]["verdict"], "growing");
+        assert_eq!(v["maps"][0]["len_by_cycle"][2][1], 30);
+    }
+}

@@ -1,0 +1,326 @@
+//! Tier-1 `inspect` tests over every fixture in `target/fixtures/manifest.json`.
+
+mod inspect_common;
+
+use std::collections::HashMap;
+
+use inspect_common::{fixtures, open, twin};
+use mapleak::inspect::{GoArch, LayoutSource, MapImpl, RuntimeLayout};
+
+/// Build info gives the toolchain's version, GOARCH and map implementation.
+#[test]
+fn version_arch_and_map_impl_match_the_toolchain() {
+    for f in fixtures() {
+        let info = open(&f);
+        assert_eq!(info.go_version.raw, f.go_version, "{}", f.path.display());
+        assert_eq!(info.goarch.as_str(), f.goarch, "{}", f.path.display());
+        if let Some(m) = &f.map_impl {
+            assert_eq!(info.map_impl.as_str(), m, "{}", f.path.display());
+        }
+        let expect_magic = if info.go_version.minor < 20 {
+            0xffff_fff0
+        } else {
+            0xffff_fff1
+        };
+        assert_eq!(info.pclntab_magic, expect_magic, "{}", f.path.display());
+        assert_eq!(
+            info.has_symtab,
+            f.variant != "stripped",
+            "{}",
+            f.path.display()
+        );
+        assert_eq!(info.pie, f.variant == "pie", "{}", f.path.display());
+    }
+}
+
+/// pclntab function addresses equal the `.symtab` addresses of the
+/// unstripped twin (what `go tool nm` prints).
+#[test]
+fn pclntab_functions_match_symtab() {
+    let all = fixtures();
+    let mut cache: HashMap<std::path::PathBuf, Vec<(String, u64, u64)>> = HashMap::new();
+    for f in &all {
+        let Some(t) = twin(&all, f) else { continue };
+        let syms = cache.entry(t.path.clone()).or_insert_with(|| {
+            open(t)
+                .symtab_functions()
+                .into_iter()
+                .map(|(n, a, s)| (n.to_owned(), a, s))
+                .collect()
+        });
+        let by_name: HashMap<&str, (u64, u64)> = syms
+            .iter()
+            .map(|(n, a, s)| (n.as_str(), (*a, *s)))
+            .collect();
+        let info = open(f);
+        let mut matched = 0usize;
+        let mut pcln_names: HashMap<&str, usize> = HashMap::new();
+        for func in info.functions() {
+            *pcln_names.entry(func.name.as_str()).or_default() += 1;
+        }
+        for func in info.functions() {
+            assert!(
+                func.entry < func.end,
+                "{}: {} empty",
+                f.path.display(),
+                func.name
+            );
+            let abi0 = format!("{}.abi0", func.name);
+            let hit = by_name
+                .get(func.name.as_str())
+                .filter(|v| v.0 == func.entry || pcln_names[func.name.as_str()] > 1);
+            if let Some(&(addr, size)) = hit
+                .or_else(|| by_name.get(abi0.as_str()))
+                .or_else(|| by_name.get(func.name.as_str()))
+            {
+                if pcln_names[func.name.as_str()] > 1 {
+                    // ABI0 wrapper and ABIInternal body share a pclntab name;
+                    // .symtab calls the wrapper `name.abi0`.
+                    assert!(
+                        info.functions()
+                            .iter()
+                            .any(|g| g.name == func.name && g.entry == addr)
+                    );
+                    continue;
+                }
+                assert_eq!(func.entry, addr, "{}: {}", f.path.display(), func.name);
+                assert!(
+                    size <= func.end - func.entry,
+                    "{}: {} symtab size {size} > pclntab",
+                    f.path.display(),
+                    func.name
+                );
+                matched += 1;
+            }
+        }
+        let n = info.functions().len();
+        assert!(
+            matched * 100 >= n * 95,
+            "{}: only {matched}/{n} functions in .symtab",
+            f.path.display()
+        );
+        for name in [
+            "runtime.gcStart",
+            "runtime.gcSweep",
+            "runtime.makemap_small",
+            "runtime.mapassign",
+        ] {
+            let func = info
+                .func_by_name(name)
+                .unwrap_or_else(|| panic!("{}: no {name}", f.path.display()));
+            assert_eq!(
+                Some(func.entry),
+                by_name.get(name).map(|v| v.0),
+                "{}: {name}",
+                f.path.display()
+            );
+            assert_eq!(
+                info.func_by_pc(func.entry + 1).map(|g| g.name.as_str()),
+                Some(name)
+            );
+            assert_eq!(
+                info.func_by_pc(func.end - 1).map(|g| g.name.as_str()),
+                Some(name)
+            );
+            let frame = info.frame_for_pc(func.entry).expect("frame");
+            assert_eq!(frame.function, name);
+            assert!(
+                frame.file.ends_with(".go") || frame.file.ends_with(".s"),
+                "{}: {frame:?}",
+                f.path.display()
+            );
+            assert!(frame.line > 0, "{}: {frame:?}", f.path.display());
+        }
+        let main = info.func_by_name("main.main").expect("main.main");
+        let frame = info.frame_for_pc(main.entry).expect("frame");
+        assert!(
+            frame.file.ends_with("main.go"),
+            "{}: {frame:?}",
+            f.path.display()
+        );
+        assert!(info.va_to_file_offset(main.entry).is_some());
+    }
+}
+
+/// The built-in layout table agrees with the DWARF of every fixture that has DWARF.
+#[test]
+fn builtin_layout_matches_dwarf() {
+    let mut checked = 0;
+    for f in fixtures() {
+        let info = open(&f);
+        let builtin = RuntimeLayout::builtin(info.go_version.minor, info.map_impl, info.goarch);
+        if !info.has_dwarf {
+            assert_eq!(info.layout_source, LayoutSource::Builtin);
+            assert_eq!(info.layout, builtin);
+            continue;
+        }
+        let dwarf = info.dwarf_layout().expect("DWARF layout");
+        let mut present = 0;
+        for ((name, b), (_, d)) in builtin.fields().into_iter().zip(dwarf.fields()) {
+            if let Some(d) = d {
+                present += 1;
+                assert_eq!(
+                    b,
+                    Some(d),
+                    "{}: {name}: built-in {b:?}, DWARF {d}",
+                    f.path.display()
+                );
+            }
+        }
+        let want = match info.map_impl {
+            MapImpl::Hmap => [
+                "hmap.count",
+                "hmap.buckets",
+                "maptype.bucketsize",
+                "work.cycles",
+                "memstats.numgc",
+                "gcController.heapMarked",
+                "g.goid",
+                "moduledata.types",
+            ],
+            MapImpl::Swiss => [
+                "Map.used",
+                "Map.dirPtr",
+                "MapType.GroupSize",
+                "work.cycles",
+                "memstats.numgc",
+                "gcController.heapMarked",
+                "g.goid",
+                "moduledata.types",
+            ],
+        };
+        for w in want {
+            assert!(
+                dwarf.fields().iter().any(|(n, v)| *n == w && v.is_some()),
+                "{}: DWARF lacks {w}",
+                f.path.display()
+            );
+        }
+        assert!(
+            present >= 20,
+            "{}: DWARF gave only {present} fields",
+            f.path.display()
+        );
+        assert_eq!(info.layout_source, LayoutSource::Dwarf);
+        checked += 1;
+    }
+    assert!(checked > 0, "no fixture with DWARF");
+}
+
+/// Globals and moduledata are found with and without `.symtab`, and type
+/// names decoded from descriptors equal DWARF's names.
+#[test]
+fn globals_moduledata_and_type_names() {
+    let all = fixtures();
+    for f in &all {
+        let info = open(f);
+        let md = info
+            .moduledata
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no moduledata", f.path.display()));
+        assert!(md.types < md.etypes);
+        assert_eq!(
+            info.globals.firstmoduledata,
+            Some(md.addr),
+            "{}",
+            f.path.display()
+        );
+        if info.has_symtab || info.has_dwarf {
+            assert!(
+                info.globals.work.is_some()
+                    && info.globals.memstats.is_some()
+                    && info.globals.gc_controller.is_some(),
+                "{}",
+                f.path.display()
+            );
+        }
+        let (lo, hi) = info.data_range().expect("data range");
+        if info.has_dwarf {
+            let maps = info.global_maps();
+            assert!(
+                !maps.is_empty(),
+                "{}: no map globals in DWARF",
+                f.path.display()
+            );
+            for (name, addr, ty) in &maps {
+                assert!(ty.starts_with("map["), "{name}: {ty}");
+                assert!(
+                    *addr >= lo && *addr < hi,
+                    "{name} at {addr:#x} outside data"
+                );
+                if info.has_symtab {
+                    let (sym, off) = info
+                        .data_symbol_at(*addr)
+                        .unwrap_or_else(|| panic!("{}: no symbol at {name}", f.path.display()));
+                    assert_eq!((sym.name.as_str(), off), (name.as_str(), 0));
+                }
+            }
+            let mut decoded = 0;
+            for (va, name) in info.dwarf_type_names() {
+                if !name.starts_with("map[") || !info.is_map_type(va) {
+                    continue;
+                }
+                // DWARF names carry import paths, descriptors package names.
+                assert_eq!(
+                    info.decode_type_name(va).as_deref(),
+                    Some(short_pkg(name).as_str()),
+                    "{}: {va:#x}",
+                    f.path.display()
+                );
+                let mt = info
+                    .map_type_info(va)
+                    .unwrap_or_else(|| panic!("{}: {name}", f.path.display()));
+                assert_eq!(mt.name, name);
+                assert!(
+                    mt.key_size > 0 || mt.key.contains("struct {}"),
+                    "{name}: {mt:?}"
+                );
+                match info.map_impl {
+                    MapImpl::Hmap => {
+                        // go1.22.0:src/cmd/compile/internal/reflectdata/reflect.go:MapBucketType
+                        let slot = |s: u64| if s > 128 { 8 } else { s };
+                        assert_eq!(
+                            mt.bucket_size,
+                            8 + 8 * slot(mt.key_size) + 8 * slot(mt.elem_size) + 8,
+                            "{name}: {mt:?}"
+                        );
+                    }
+                    MapImpl::Swiss => {
+                        assert_eq!(mt.group_size, 8 + 8 * mt.slot_size, "{name}: {mt:?}")
+                    }
+                }
+                decoded += 1;
+            }
+            assert!(decoded > 0, "{}: no map type decoded", f.path.display());
+        }
+    }
+}
+
+/// arm64 binaries report arm64 and a 4-byte instruction quantum.
+#[test]
+fn arm64_fixtures_present() {
+    let all = fixtures();
+    assert!(all.iter().any(|f| f.goarch == "arm64"), "no arm64 fixture");
+    for f in all.iter().filter(|f| f.goarch == "arm64").take(2) {
+        assert_eq!(open(f).goarch, GoArch::Arm64);
+    }
+}
+
+/// `map[string]*net/http.Request` → `map[string]*http.Request`.
+fn short_pkg(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c == '/' {
+            while out
+                .chars()
+                .last()
+                .is_some_and(|p| p.is_alphanumeric() || matches!(p, '_' | '.' | '-'))
+            {
+                out.pop();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
