@@ -1,0 +1,328 @@
+//! Tier 2: end-to-end tests against real Go processes built from
+//! `testdata/go/target` (`cargo xtask fixtures`), with real uprobes.
+//!
+//! They need root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE). Without it
+//! they say so and return, unless `CI` is set: then they fail loudly. Runs
+//! are serialized (one tracer at a time) so "no probe left behind" can be
+//! checked, and every process a test starts is killed by a guard, also when
+//! the test fails.
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Kills and reaps the child on drop.
+struct Guard(Option<Child>);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but the end-to-end tests are not running as root: they must run in CI"
+        );
+        eprintln!("SKIPPED: end-to-end tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE)");
+    }
+    root
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn fixture(go: &str, variant: &str) -> PathBuf {
+    let p = root().join(format!("target/fixtures/target-{go}-amd64-{variant}"));
+    assert!(p.exists(), "{} missing: run `cargo xtask fixtures`", p.display());
+    p
+}
+
+fn tracer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mapleak-trace"))
+}
+
+/// Our programs still loaded in the kernel (by name), via bpftool.
+fn our_programs_loaded() -> Vec<String> {
+    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool (scripts/setup.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| ["map_create_entr", "map_create_ret", "map_grow", "gc_start", "gc_sweep"].iter().any(|n| l.contains(&format!("name {n}"))))
+        .map(str::to_owned)
+        .collect()
+}
+
+const TARGET_ARGS: [&str; 4] = ["-steps", "10", "-step-ms", "250"];
+
+struct Run {
+    report: Value,
+    target_stdout: String,
+    target_stderr: String,
+}
+
+/// Starts the target paused, attaches the tracer, releases the target, and
+/// collects the tracer's JSON report once the target exits.
+fn traced_run(bin: &PathBuf) -> Run {
+    let mut target = Command::new(bin)
+        .args(["-wait"])
+        .args(TARGET_ARGS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = target.id();
+    let mut stdin = target.stdin.take().unwrap();
+    let mut stderr = BufReader::new(target.stderr.take().unwrap());
+    let mut stdout = target.stdout.take().unwrap();
+    let mut tg = Guard(Some(target));
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("ready"), "target said {line:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let mut tr = tracer()
+        .args(["--pid", &pid.to_string(), "--duration", "60s", "--interval", "1s", "--json"])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tout = BufReader::new(tr.stdout.take().unwrap());
+    let mut trg = Guard(Some(tr));
+    let mut first = String::new();
+    tout.read_line(&mut first).unwrap();
+    assert!(first.contains("attached"), "tracer said {first:?}");
+    // Let the target create its maps only now.
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let mut target_stdout = String::new();
+    stdout.read_to_string(&mut target_stdout).unwrap();
+    let mut target_stderr = String::new();
+    stderr.read_to_string(&mut target_stderr).unwrap();
+    let st = tg.0.take().unwrap().wait().unwrap();
+    assert!(st.success(), "target failed under the tracer: {st}");
+    let mut rest = String::new();
+    tout.read_to_string(&mut rest).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tr = trg.0.take().unwrap();
+    let status = loop {
+        if let Some(s) = tr.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "tracer did not stop after the target exited");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut terr = String::new();
+    tr.stderr.take().unwrap().read_to_string(&mut terr).unwrap();
+    assert!(status.success(), "tracer failed: {status}\n{terr}\n{rest}");
+    assert!(rest.contains("target exited"), "report should say the target exited:\n{rest}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    Run { report, target_stdout, target_stderr }
+}
+
+fn untraced_stdout(bin: &PathBuf) -> String {
+    let out = Command::new(bin).args(TARGET_ARGS).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn maps_of<'a>(r: &'a Value, ty: &str) -> Vec<&'a Value> {
+    r["maps"].as_array().unwrap().iter().filter(|m| m["type"] == ty).collect()
+}
+
+fn check_scenarios(go: &str, variant: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = fixture(go, variant);
+    let run = traced_run(&bin);
+    let r = &run.report;
+    let stripped = variant == "stripped";
+    assert_eq!(r["schema"], "mapleak-trace/report/v1");
+    assert_eq!(r["target"]["go_version"], go);
+    assert_eq!(r["target"]["stripped"], stripped);
+    let dump = serde_json::to_string_pretty(&r["maps"]).unwrap();
+
+    // A global cache that only grows: growing, with type, owner and creator.
+    let leaky = maps_of(r, "map[string]*main.session");
+    assert_eq!(leaky.len(), 1, "leaky cache not found once:\n{dump}");
+    let leaky = leaky[0];
+    assert_eq!(leaky["verdict"], "growing", "{leaky:#}");
+    assert_eq!(leaky["key_type"], "string");
+    assert_eq!(leaky["created_at"][0]["function"], "main.newSessionStore", "{leaky:#}");
+    if stripped {
+        assert!(leaky["owner"].as_str().is_none_or(|o| o.contains("global at")), "{leaky:#}");
+    } else {
+        assert_eq!(leaky["owner"], "main.sessions", "{leaky:#}");
+    }
+
+    // A bounded LRU under heavy churn is not growing.
+    for m in maps_of(r, "map[int]*list.Element") {
+        assert_ne!(m["verdict"], "growing", "{m:#}");
+    }
+    // Thousands of short-lived maps per second: none growing.
+    for m in maps_of(r, "map[int32]int64") {
+        assert_ne!(m["verdict"], "growing", "{m:#}");
+    }
+    // Grown to a million entries, emptied to ten: bloated.
+    let bloat = maps_of(r, "map[uint64]uint32");
+    assert_eq!(bloat.len(), 1, "{dump}");
+    assert_eq!(bloat[0]["verdict"], "bloated", "{:#}", bloat[0]);
+    assert_eq!(bloat[0]["len_last"], 10);
+    // A goroutine-private map that only grows: growing, created there.
+    let private = maps_of(r, "map[main.key24]int");
+    assert_eq!(private.len(), 1, "{dump}");
+    assert_eq!(private[0]["verdict"], "growing", "{:#}", private[0]);
+    assert_eq!(private[0]["created_at"][0]["function"], "main.privateWorker");
+    assert!(private[0]["owner"].is_null());
+    // Nothing else is called growing.
+    let growing = r["maps"].as_array().unwrap().iter().filter(|m| m["verdict"] == "growing").count();
+    assert_eq!(growing, 2, "{dump}");
+
+    // len_by_cycle agrees with what the target printed at its forced GCs.
+    if !stripped {
+        let mut matched = 0;
+        for line in run.target_stderr.lines().filter(|l| l.starts_with("cycle ")) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let cycle: u64 = f[1].parse().unwrap();
+            let want_leaky: u64 = f[f.iter().position(|x| *x == "leaky").unwrap() + 1].parse().unwrap();
+            let want_private: u64 = f[f.iter().position(|x| *x == "private").unwrap() + 1].parse().unwrap();
+            for (m, want) in [(leaky, want_leaky), (private[0], want_private)] {
+                if let Some(p) = m["len_by_cycle"].as_array().unwrap().iter().find(|p| p[0] == cycle) {
+                    assert_eq!(p[1], want, "cycle {cycle}: tracer saw {} for {}, target printed {want}", p[1], m["type"]);
+                    matched += 1;
+                }
+            }
+        }
+        assert!(matched >= 8, "only {matched} (cycle, len) pairs to compare:\n{}", run.target_stderr);
+    }
+
+    // The target's own output is the same without the tracer.
+    assert_eq!(run.target_stdout, untraced_stdout(&bin));
+    // No probe stays attached.
+    assert!(our_programs_loaded().is_empty(), "programs left: {:?}", our_programs_loaded());
+}
+
+/// Every scenario on a classic-hmap release.
+#[test]
+fn scenarios_hmap_go123() {
+    if privileged() {
+        check_scenarios("go1.23.12", "default");
+    }
+}
+
+/// Every scenario on a classic-hmap release, stripped of .symtab and DWARF.
+#[test]
+fn scenarios_hmap_go123_stripped() {
+    if privileged() {
+        check_scenarios("go1.23.12", "stripped");
+    }
+}
+
+/// Every scenario on a Swiss-table release.
+#[test]
+fn scenarios_swiss_go126() {
+    if privileged() {
+        check_scenarios("go1.26.8", "default");
+    }
+}
+
+/// Every scenario on a Swiss-table release, stripped.
+#[test]
+fn scenarios_swiss_go126_stripped() {
+    if privileged() {
+        check_scenarios("go1.26.8", "stripped");
+    }
+}
+
+/// A tracer killed with SIGKILL leaves no probe behind, and the target runs
+/// on to completion with unchanged output.
+#[test]
+fn sigkill_leaves_nothing_attached() {
+    if !privileged() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = fixture("go1.26.8", "default");
+    let mut target = Command::new(&bin)
+        .args(["-wait"])
+        .args(TARGET_ARGS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = target.id();
+    let mut stdin = target.stdin.take().unwrap();
+    let mut stderr = BufReader::new(target.stderr.take().unwrap());
+    let mut stdout = target.stdout.take().unwrap();
+    let mut tg = Guard(Some(target));
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let mut tr = tracer().args(["--pid", &pid.to_string()]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut tout = BufReader::new(tr.stdout.take().unwrap());
+    let _trg = Guard(Some(tr));
+    let mut first = String::new();
+    tout.read_line(&mut first).unwrap();
+    assert!(first.contains("attached"), "{first}");
+    assert!(!our_programs_loaded().is_empty(), "probes should be loaded while tracing");
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    std::thread::sleep(Duration::from_millis(700));
+    // SIGKILL the tracer.
+    let status = Command::new("kill").args(["-9", &_trg.0.as_ref().unwrap().id().to_string()]).status().unwrap();
+    assert!(status.success());
+    drop(_trg);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !our_programs_loaded().is_empty() {
+        assert!(Instant::now() < deadline, "probes still loaded after SIGKILL: {:?}", our_programs_loaded());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    let st = tg.0.take().unwrap().wait().unwrap();
+    assert!(st.success());
+    assert_eq!(out, untraced_stdout(&bin));
+}
+
+/// Bad targets give one clear line and exit code 2, never a panic or hang.
+#[test]
+fn bad_targets() {
+    if !privileged() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tracer().args(["--pid", "999999999", "--duration", "1s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no process with pid 999999999"), "{err}");
+    assert!(!err.contains("panicked"));
+
+    let sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleeper.id();
+    let _g = Guard(Some(sleeper));
+    let out = tracer().args(["--pid", &pid.to_string(), "--duration", "1s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a traceable Go program"), "{err}");
+    assert!(!err.contains("panicked"));
+}
