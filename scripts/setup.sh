@@ -61,4 +61,10 @@ for t in $GO_TOOLCHAINS; do
   fi
 done
 
+# 5. cargo-fuzz, for the brief fuzz runs in the test command.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  say "cargo install cargo-fuzz"
+  cargo install --locked cargo-fuzz --version '^0.13' 2>&1 | tail -n 1 >&2
+fi
+
 say "ok: $NIGHTLY, $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3)"

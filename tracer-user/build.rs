@@ -24,7 +24,10 @@ fn main() -> anyhow::Result<()> {
 
     let meta = cargo_metadata_root()?;
     let ebpf_dir = meta.join("tracer-ebpf");
-    let ebpf_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?.to_owned();
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path"))?
+        .to_owned();
 
     for arch in ARCHES {
         let dir = out_dir.join(arch);
@@ -41,7 +44,11 @@ fn main() -> anyhow::Result<()> {
             env::set_var("CARGO_CFG_TARGET_ARCH", arch);
             env::set_var("OUT_DIR", &dir);
         }
-        let pkg = aya_build::Package { name: "tracer-ebpf", root_dir: &ebpf_dir, ..Default::default() };
+        let pkg = aya_build::Package {
+            name: "tracer-ebpf",
+            root_dir: &ebpf_dir,
+            ..Default::default()
+        };
         aya_build::build_ebpf([pkg], aya_build::Toolchain::Custom(TOOLCHAIN))
             .with_context(|| format!("building the eBPF object for {arch}: run scripts/setup.sh first (it installs {TOOLCHAIN} with rust-src and bpf-linker)"))?;
     }
@@ -51,6 +58,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn cargo_metadata_root() -> anyhow::Result<PathBuf> {
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or_else(|| anyhow!("CARGO_MANIFEST_DIR not set"))?);
-    manifest.parent().map(PathBuf::from).ok_or_else(|| anyhow!("tracer-user has no parent directory"))
+    let manifest = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR").ok_or_else(|| anyhow!("CARGO_MANIFEST_DIR not set"))?,
+    );
+    manifest
+        .parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("tracer-user has no parent directory"))
 }

@@ -17,17 +17,15 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_USER_STACK,
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, uprobe},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::ProbeContext,
 };
 use tracer_common::{
     AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
-    EventKind, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate, ProbeSpec, ProcConfig,
-    STACK_ENTRIES,
+    EventKind, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate, ProbeSpec,
+    ProcConfig, STACK_ENTRIES,
 };
 
 mod regs;
@@ -52,8 +50,7 @@ static CREATED: LruHashMap<AddrKey, CreateRecord> =
     LruHashMap::with_max_entries(CREATED_ENTRIES, 0);
 
 #[map(name = "PENDING_CREATE")]
-static PENDING_CREATE: LruHashMap<AddrKey, PendingCreate> =
-    LruHashMap::with_max_entries(4096, 0);
+static PENDING_CREATE: LruHashMap<AddrKey, PendingCreate> = LruHashMap::with_max_entries(4096, 0);
 
 #[map(name = "STACKS")]
 static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
@@ -155,7 +152,11 @@ fn arg_or_zero(ctx: &ProbeContext, n: u8) -> u64 {
 #[uprobe]
 pub fn map_create_entry(ctx: ProbeContext) -> u32 {
     let Some((_, s)) = spec(&ctx) else { return 0 };
-    let key = AddrKey { addr: regs::g(&ctx), tgid: tgid(), _pad: 0 };
+    let key = AddrKey {
+        addr: regs::g(&ctx),
+        tgid: tgid(),
+        _pad: 0,
+    };
     let pending = PendingCreate {
         type_ptr: arg_or_zero(&ctx, s.type_arg),
         hint: arg_or_zero(&ctx, s.size_arg),
@@ -184,7 +185,11 @@ pub fn map_create_ret(ctx: ProbeContext) -> u32 {
         stack_id: stack_id(&ctx),
     };
     if s.aux == 1 {
-        let gkey = AddrKey { addr: regs::g(&ctx), tgid, _pad: 0 };
+        let gkey = AddrKey {
+            addr: regs::g(&ctx),
+            tgid,
+            _pad: 0,
+        };
         // SAFETY: the value is copied out before the entry is removed.
         match unsafe { PENDING_CREATE.get(&gkey) } {
             Some(p) => {
@@ -195,7 +200,11 @@ pub fn map_create_ret(ctx: ProbeContext) -> u32 {
             None => count(Counter::CreateNoEntry),
         }
     }
-    let key = AddrKey { addr: map, tgid, _pad: 0 };
+    let key = AddrKey {
+        addr: map,
+        tgid,
+        _pad: 0,
+    };
     let _ = CREATED.insert(&key, &rec, 0);
     count(Counter::Created);
     0
@@ -221,7 +230,9 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
                 u64::MAX
             } else {
                 // SAFETY: bpf_probe_read_user checks the address.
-                match unsafe { bpf_probe_read_user((map_addr + u64::from(cfg.hmap_b_offset)) as *const u8) } {
+                match unsafe {
+                    bpf_probe_read_user((map_addr + u64::from(cfg.hmap_b_offset)) as *const u8)
+                } {
                     Ok(b) if b < 40 => 16u64 << b,
                     _ => u64::MAX,
                 }
@@ -289,7 +300,11 @@ fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
         numgc: read_u32(cfg.numgc_addr),
         heap_marked: read_u64(cfg.heap_marked_addr).unwrap_or(0),
         heap_live: read_u64(cfg.heap_live_addr).unwrap_or(0),
-        trigger: if matches!(kind, EventKind::GcStart) { regs::arg(ctx, 0) } else { 0 },
+        trigger: if matches!(kind, EventKind::GcStart) {
+            regs::arg(ctx, 0)
+        } else {
+            0
+        },
     };
     entry.write(ev);
     entry.submit(0);

@@ -62,7 +62,15 @@ struct Session {
     owners_searched: HashMap<u64, u64>,
     ended: Option<String>,
     gc_seen: u64,
+    last_grow: Option<(u64, u8, u64, u64, u64, u64)>,
+    last_gc_ns: [u64; 2],
 }
+
+/// A probe on a conditional branch of the stack check (arm64, and amd64 on
+/// Go <= 1.20, whose prologue has no PUSHQ BP) fires twice when the
+/// goroutine's stack grows: the function restarts after morestack. The
+/// second hit carries the same arguments within microseconds.
+const DOUBLE_HIT_NS: u64 = 200_000;
 
 /// Cost of one probe hit, from DESIGN.md 3.2 (measured on this kind of VM).
 const EMULATED_HIT_S: f64 = 0.45e-6;
@@ -70,11 +78,17 @@ const SINGLE_STEP_HIT_S: f64 = 5.0e-6;
 
 fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
     let target = Target::discover(pid)?;
-    let info = BinaryInfo::open(&target.exe)
-        .with_context(|| format!("pid {pid} ({}) is not a traceable Go program", target.exe_display))?;
+    let info = BinaryInfo::open(&target.exe).with_context(|| {
+        format!(
+            "pid {pid} ({}) is not a traceable Go program",
+            target.exe_display
+        )
+    })?;
     let plan = ProbePlan::build(&info).with_context(|| format!("planning probes for pid {pid}"))?;
     let first = plan.probes.first().context("empty probe plan")?;
-    let off = info.va_to_file_offset(first.address).context("probe address outside the file")?;
+    let off = info
+        .va_to_file_offset(first.address)
+        .context("probe address outside the file")?;
     let bias = target.load_bias(off, first.address)?;
     let addr = |g: Option<u64>, f: Option<u32>| match (g, f) {
         (Some(g), Some(f)) => g + u64::from(f) + bias,
@@ -87,7 +101,11 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
         work_cycles_addr: addr(info.globals.work, l.work_cycles),
         numgc_addr: addr(info.globals.memstats, l.memstats_numgc),
         goid_offset: l.g_goid.unwrap_or(0),
-        hmap_b_offset: if info.map_impl == MapImpl::Hmap { l.hmap_b.unwrap_or(0) } else { 0 },
+        hmap_b_offset: if info.map_impl == MapImpl::Hmap {
+            l.hmap_b.unwrap_or(0)
+        } else {
+            0
+        },
         min_grow_slots: MIN_GROW_SLOTS,
         _pad: 0,
     };
@@ -97,7 +115,11 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
         let file_offset = info
             .va_to_file_offset(p.address)
             .with_context(|| format!("{} at {:#x} is outside the file", p.function, p.address))?;
-        let req = ProbeRequest { program: p.role.program(), file_offset, spec: p.spec };
+        let req = ProbeRequest {
+            program: p.role.program(),
+            file_offset,
+            spec: p.spec,
+        };
         let a = tracer.attach(&target.exe, pid, &req)?;
         let emulated = !p.ret_site && !p.reason.starts_with("entry");
         probes.push((a, p.function.clone(), p.address, emulated));
@@ -113,6 +135,8 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
         owners_searched: HashMap::new(),
         ended: None,
         gc_seen: 0,
+        last_grow: None,
+        last_gc_ns: [0; 2],
     };
     discover_globals(&mut s);
     Ok(s)
@@ -166,7 +190,10 @@ fn is_runtime(func: &str) -> bool {
         || func.starts_with("maps.clone")
 }
 
-fn type_entry(s: &mut Session, type_ptr: u64) -> (String, Option<String>, Option<String>, TypeSizes) {
+fn type_entry(
+    s: &mut Session,
+    type_ptr: u64,
+) -> (String, Option<String>, Option<String>, TypeSizes) {
     if let Some(e) = s.types.get(&type_ptr) {
         return e.clone();
     }
@@ -176,10 +203,15 @@ fn type_entry(s: &mut Session, type_ptr: u64) -> (String, Option<String>, Option
             t.name,
             Some(t.key),
             Some(t.elem),
-            TypeSizes { bucket_size: t.bucket_size, group_size: t.group_size },
+            TypeSizes {
+                bucket_size: t.bucket_size,
+                group_size: t.group_size,
+            },
         ),
         None => (
-            s.info.type_name(link).unwrap_or_else(|| "unknown".to_owned()),
+            s.info
+                .type_name(link)
+                .unwrap_or_else(|| "unknown".to_owned()),
             None,
             None,
             TypeSizes::default(),
@@ -192,6 +224,21 @@ fn type_entry(s: &mut Session, type_ptr: u64) -> (String, Option<String>, Option
 fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64>) {
     match ev {
         Event::MapGrow(g) => {
+            let key = (
+                g.map_addr,
+                g.grow_kind,
+                g.size,
+                g.goid,
+                g.caller_pc,
+                g.hdr.ts_ns,
+            );
+            if let Some(p) = s.last_grow
+                && (p.0, p.1, p.2, p.3, p.4) == (key.0, key.1, key.2, key.3, key.4)
+                && key.5.saturating_sub(p.5) < DOUBLE_HIT_NS
+            {
+                return;
+            }
+            s.last_grow = Some(key);
             let ips = tracer.stack(g.stack_id);
             let site = symbolize(s, &ips, g.caller_pc);
             if s.model.on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, site) {
@@ -210,8 +257,14 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
                 }
             }
         }
-        Event::GcStart(_) => {}
+        Event::GcStart(g) => {
+            s.last_gc_ns[0] = g.hdr.ts_ns;
+        }
         Event::GcMarked(g) => {
+            if g.hdr.ts_ns.saturating_sub(s.last_gc_ns[1]) < DOUBLE_HIT_NS {
+                return;
+            }
+            s.last_gc_ns[1] = g.hdr.ts_ns;
             let t0 = *t0_ns.get_or_insert(g.hdr.ts_ns);
             let t_s = (g.hdr.ts_ns.saturating_sub(t0)) as f64 / 1e9;
             let rc = (g.work_cycles != u32::MAX).then_some(u64::from(g.work_cycles));
@@ -228,12 +281,21 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
 fn sample_all(s: &mut Session, cycle: u64) {
     let imp = s.info.map_impl;
     let hlen = sample::header_len(&s.info.layout, imp);
-    let addrs: Vec<(u64, u64)> = s.model.maps.values().map(|m| (m.addr, m.type_ptr)).collect();
+    let addrs: Vec<(u64, u64)> = s
+        .model
+        .maps
+        .values()
+        .map(|m| (m.addr, m.type_ptr))
+        .collect();
     let regions: Vec<(u64, usize)> = addrs.iter().map(|&(a, _)| (a, hlen)).collect();
     let headers = s.mem.read_many(&regions);
     let layout = s.info.layout.clone();
     for ((addr, tp), hb) in addrs.into_iter().zip(headers) {
-        let sizes = if tp == 0 { TypeSizes::default() } else { type_entry(s, tp).3 };
+        let sizes = if tp == 0 {
+            TypeSizes::default()
+        } else {
+            type_entry(s, tp).3
+        };
         let sample = hb.and_then(|b| match imp {
             MapImpl::Hmap => sample::decode_hmap(&b, &layout, sizes),
             MapImpl::Swiss => {
@@ -270,13 +332,20 @@ fn find_owners(s: &mut Session, force: bool) {
         .maps
         .values()
         .filter(|m| m.owner.is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated))
-        .filter(|m| force || s.owners_searched.get(&m.addr).is_none_or(|&c| s.gc_seen >= c + 4))
+        .filter(|m| {
+            force
+                || s.owners_searched
+                    .get(&m.addr)
+                    .is_none_or(|&c| s.gc_seen >= c + 4)
+        })
         .map(|m| m.addr)
         .collect();
     if cands.is_empty() {
         return;
     }
-    let Some((lo, hi)) = s.info.data_range() else { return };
+    let Some((lo, hi)) = s.info.data_range() else {
+        return;
+    };
     let hi = hi.min(lo + (64 << 20));
     let mut found: HashMap<u64, String> = HashMap::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -298,7 +367,11 @@ fn find_owners(s: &mut Session, force: bool) {
                 if cands.contains(&v) && !found.contains_key(&v) {
                     let va = a + (i as u64) * 8;
                     if let Some((sym, off)) = s.info.data_symbol_at(va) {
-                        let name = if off == 0 { sym.name.clone() } else { format!("{}+{off}", sym.name) };
+                        let name = if off == 0 {
+                            sym.name.clone()
+                        } else {
+                            format!("{}+{off}", sym.name)
+                        };
                         found.insert(v, name);
                     } else {
                         found.insert(v, format!("global at {va:#x} (no symbol: stripped binary)"));
@@ -324,8 +397,16 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     let mut overhead = Overhead::default();
     for (p, func, addr, emulated) in &s.probes {
         let n = hits.get(p.id as usize).copied().unwrap_or(0);
-        *overhead.probe_hits.entry(format!("{func}@{addr:#x}")).or_default() += n;
-        overhead.estimated_target_cpu_s += n as f64 * if *emulated { EMULATED_HIT_S } else { SINGLE_STEP_HIT_S };
+        *overhead
+            .probe_hits
+            .entry(format!("{func}@{addr:#x}"))
+            .or_default() += n;
+        overhead.estimated_target_cpu_s += n as f64
+            * if *emulated {
+                EMULATED_HIT_S
+            } else {
+                SINGLE_STEP_HIT_S
+            };
     }
     let counters = tracer.counters();
     for (name, c) in [
@@ -337,7 +418,10 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
         ("create_without_entry", Counter::CreateNoEntry),
         ("created", Counter::Created),
     ] {
-        overhead.counters.insert(name.to_owned(), counters.get(c as usize).copied().unwrap_or(0));
+        overhead.counters.insert(
+            name.to_owned(),
+            counters.get(c as usize).copied().unwrap_or(0),
+        );
     }
     let (cpu, rss) = self_usage();
     overhead.tracer_cpu_s = cpu;
@@ -345,8 +429,12 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     let mut maps: Vec<MapReport> = Vec::new();
     let ids: Vec<u64> = s.model.maps.keys().copied().collect();
     for addr in ids {
-        let Some(m) = s.model.maps.get(&addr).cloned() else { continue };
-        let Some(last) = m.last().copied() else { continue };
+        let Some(m) = s.model.maps.get(&addr).cloned() else {
+            continue;
+        };
+        let Some(last) = m.last().copied() else {
+            continue;
+        };
         let (type_name, key, elem, _) = if m.type_ptr == 0 {
             ("unknown".to_owned(), None, None, TypeSizes::default())
         } else {
@@ -374,7 +462,12 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             retained_keys: None,
         });
     }
-    maps.sort_by(|a, b| a.verdict.cmp(&b.verdict).then(b.bytes.cmp(&a.bytes)).then(a.id.cmp(&b.id)));
+    maps.sort_by(|a, b| {
+        a.verdict
+            .cmp(&b.verdict)
+            .then(b.bytes.cmp(&a.bytes))
+            .then(a.id.cmp(&b.id))
+    });
     Report {
         schema: report::SCHEMA,
         target: TargetInfo {
@@ -386,7 +479,10 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             stripped: !s.info.has_symtab,
         },
         duration_s,
-        ended: s.ended.clone().unwrap_or_else(|| "still running".to_owned()),
+        ended: s
+            .ended
+            .clone()
+            .unwrap_or_else(|| "still running".to_owned()),
         gc_cycles: s.model.cycles.iter().copied().collect(),
         maps,
         finalizers: report::Finalizers::default(),
@@ -401,12 +497,20 @@ fn self_usage() -> (f64, u64) {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a rusage.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut ru) };
-    let cpu = ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6 + ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 / 1e6;
+    let cpu = ru.ru_utime.tv_sec as f64
+        + ru.ru_utime.tv_usec as f64 / 1e6
+        + ru.ru_stime.tv_sec as f64
+        + ru.ru_stime.tv_usec as f64 / 1e6;
     (cpu, (ru.ru_maxrss as u64) * 1024)
 }
 
 fn live_line(s: &Session, elapsed: f64) -> String {
-    let mut growing: Vec<_> = s.model.maps.values().filter(|m| m.verdict() == Verdict::Growing).collect();
+    let mut growing: Vec<_> = s
+        .model
+        .maps
+        .values()
+        .filter(|m| m.verdict() == Verdict::Growing)
+        .collect();
     growing.sort_by_key(|m| std::cmp::Reverse(m.last().map_or(0, |x| x.len)));
     let mut line = format!(
         "[{elapsed:6.1}s] pid {} gc {} tracked {} growing {}",
@@ -434,8 +538,16 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     }
     install_signal_handlers();
     let json_to_stdout = opts.json.as_deref() == Some("-");
-    let mut out: Box<dyn Write> = if json_to_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
-    let tty = if json_to_stdout { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
+    let mut out: Box<dyn Write> = if json_to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let tty = if json_to_stdout {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
     for s in &sessions {
         writeln!(
             out,
@@ -445,7 +557,8 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
             s.info.go_version.raw,
             s.info.goarch.as_str(),
             s.info.map_impl.as_str(),
-            opts.duration.map_or_else(|| "Ctrl-C".to_owned(), |d| format!("{:.0?}", d))
+            opts.duration
+                .map_or_else(|| "Ctrl-C".to_owned(), |d| format!("{:.0?}", d))
         )?;
     }
     let start = Instant::now();
@@ -460,7 +573,10 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
             Err(_) => bad_events += 1,
         });
         for ev in events.drain(..) {
-            if let Some(s) = sessions.iter_mut().find(|s| s.target.pid == ev.tgid() && s.ended.is_none()) {
+            if let Some(s) = sessions
+                .iter_mut()
+                .find(|s| s.target.pid == ev.tgid() && s.ended.is_none())
+            {
                 on_event(s, &tracer, &ev, &mut t0);
             }
         }

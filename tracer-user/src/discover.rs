@@ -66,7 +66,13 @@ impl Target {
         let exe_display = fs::read_link(&exe)
             .map(|p| p.display().to_string())
             .map_err(|source| DiscoverError::Exe { pid, source })?;
-        Ok(Self { pid, exe, exe_display, start_time, dev_ino: (meta.dev(), meta.ino()) })
+        Ok(Self {
+            pid,
+            exe,
+            exe_display,
+            start_time,
+            dev_ino: (meta.dev(), meta.ino()),
+        })
     }
 
     /// True while the same process (not a reused pid) is alive.
@@ -79,8 +85,12 @@ impl Target {
     /// mapping that holds `file_offset` of the executable. `link_va` is the
     /// link-time address of the byte at `file_offset`.
     pub fn load_bias(&self, file_offset: u64, link_va: u64) -> Result<u64, DiscoverError> {
-        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid))
-            .map_err(|source| DiscoverError::Exe { pid: self.pid, source })?;
+        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(|source| {
+            DiscoverError::Exe {
+                pid: self.pid,
+                source,
+            }
+        })?;
         for m in parse_maps(&maps) {
             if m.inode != self.dev_ino.1 {
                 continue;
@@ -102,7 +112,11 @@ fn start_time(pid: u32) -> Option<u64> {
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').and_then(|i| s.get(i + 2..i + 3)).map(|c| c == "Z" || c == "X"))
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s.get(i + 2..i + 3))
+                .map(|c| c == "Z" || c == "X")
+        })
         .unwrap_or(true)
 }
 
@@ -142,7 +156,11 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
             let offset = u64::from_str_radix(it.next()?, 16).ok()?;
             let _dev = it.next()?;
             let inode = it.next()?.parse().ok()?;
-            let path = it.next().map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
+            let path = it
+                .next()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned);
             let (s, e) = range.split_once('-')?;
             Some(Mapping {
                 start: u64::from_str_radix(s, 16).ok()?,
@@ -158,7 +176,10 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
 
 /// Reads the executable of `target` (through `/proc/PID/exe`).
 pub fn read_exe(target: &Target) -> Result<Vec<u8>, DiscoverError> {
-    fs::read(&target.exe).map_err(|source| DiscoverError::Exe { pid: target.pid, source })
+    fs::read(&target.exe).map_err(|source| DiscoverError::Exe {
+        pid: target.pid,
+        source,
+    })
 }
 
 /// True if `p` is `/proc/<digits>/exe`.
@@ -175,7 +196,8 @@ mod tests {
     /// The start time is found even when the command name has spaces and `)`.
     #[test]
     fn start_time_with_odd_comm() {
-        let stat = "123 (a b) c) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 5 0 987654 1000 10";
+        let stat =
+            "123 (a b) c) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 5 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987_654));
         assert_eq!(parse_start_time("garbage"), None);
     }
@@ -198,6 +220,9 @@ mod tests {
     fn discover_self() {
         let t = Target::discover(std::process::id()).unwrap();
         assert!(t.alive());
-        assert!(matches!(Target::discover(u32::MAX - 1), Err(DiscoverError::NoSuchPid { .. })));
+        assert!(matches!(
+            Target::discover(u32::MAX - 1),
+            Err(DiscoverError::NoSuchPid { .. })
+        ));
     }
 }

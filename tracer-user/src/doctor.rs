@@ -48,9 +48,22 @@ fn bpf_syscall() -> Result<(), String> {
         max_entries: u32,
         map_flags: u32,
     }
-    let attr = MapCreate { map_type: 2, key_size: 4, value_size: 8, max_entries: 1, map_flags: 0 };
+    let attr = MapCreate {
+        map_type: 2,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+        map_flags: 0,
+    };
     // SAFETY: BPF_MAP_CREATE (0) with a valid attr struct of the given size.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, &raw const attr, size_of::<MapCreate>() as u32) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            0,
+            &raw const attr,
+            size_of::<MapCreate>() as u32,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error().to_string());
     }
@@ -67,7 +80,10 @@ pub fn checks() -> Vec<Check> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let mut v = Vec::new();
-    let privs = root || ((has(CAP_BPF) || has(CAP_SYS_ADMIN)) && (has(CAP_PERFMON) || has(CAP_SYS_ADMIN)) && has(CAP_SYS_PTRACE));
+    let privs = root
+        || ((has(CAP_BPF) || has(CAP_SYS_ADMIN))
+            && (has(CAP_PERFMON) || has(CAP_SYS_ADMIN))
+            && has(CAP_SYS_PTRACE));
     v.push(Check {
         name: "privileges",
         ok: privs,
@@ -99,14 +115,22 @@ pub fn checks() -> Vec<Check> {
     v.push(Check {
         name: "uprobes (perf PMU)",
         ok: uprobe,
-        detail: if uprobe { "uprobe PMU present".to_owned() } else { "/sys/bus/event_source/devices/uprobe missing".to_owned() },
+        detail: if uprobe {
+            "uprobe PMU present".to_owned()
+        } else {
+            "/sys/bus/event_source/devices/uprobe missing".to_owned()
+        },
         fix: "needs a kernel with CONFIG_UPROBE_EVENTS=y",
     });
     let btf = fs::metadata("/sys/kernel/btf/vmlinux").is_ok();
     v.push(Check {
         name: "kernel BTF",
         ok: btf,
-        detail: if btf { "/sys/kernel/btf/vmlinux present".to_owned() } else { "missing".to_owned() },
+        detail: if btf {
+            "/sys/kernel/btf/vmlinux present".to_owned()
+        } else {
+            "missing".to_owned()
+        },
         fix: "needs CONFIG_DEBUG_INFO_BTF=y",
     });
     v
@@ -116,7 +140,13 @@ pub fn checks() -> Vec<Check> {
 pub fn print(out: &mut dyn Write, checks: &[Check]) -> std::io::Result<bool> {
     let mut all = true;
     for c in checks {
-        writeln!(out, "{} {:<45} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail)?;
+        writeln!(
+            out,
+            "{} {:<45} {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        )?;
         if !c.ok {
             writeln!(out, "       -> {}", c.fix)?;
             all = false;
@@ -128,6 +158,15 @@ pub fn print(out: &mut dyn Write, checks: &[Check]) -> std::io::Result<bool> {
 /// The message `trace` fails with when a check fails.
 #[must_use]
 pub fn failure_message(checks: &[Check]) -> Option<String> {
-    let failed: Vec<String> = checks.iter().filter(|c| !c.ok).map(|c| format!("{} ({}): {}", c.name, c.detail, c.fix)).collect();
-    (!failed.is_empty()).then(|| format!("cannot trace: {}. Run `mapleak-trace doctor` for details.", failed.join("; ")))
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{} ({}): {}", c.name, c.detail, c.fix))
+        .collect();
+    (!failed.is_empty()).then(|| {
+        format!(
+            "cannot trace: {}. Run `mapleak-trace doctor` for details.",
+            failed.join("; ")
+        )
+    })
 }

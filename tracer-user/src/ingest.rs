@@ -77,7 +77,11 @@ mod tests {
     #[test]
     fn round_trip_and_errors() {
         let ev = MapGrowEvent {
-            hdr: EventHeader { kind: EventKind::MapGrow as u32, tgid: 7, ts_ns: 99 },
+            hdr: EventHeader {
+                kind: EventKind::MapGrow as u32,
+                tgid: 7,
+                ts_ns: 99,
+            },
             map_addr: 0xc000_1000,
             type_ptr: 0x4a_0000,
             stack_id: -1,
@@ -86,12 +90,19 @@ mod tests {
         };
         assert_eq!(decode(&encode(&ev)), Ok(Event::MapGrow(ev)));
         let gc = GcEvent {
-            hdr: EventHeader { kind: EventKind::GcMarked as u32, tgid: 7, ts_ns: 5 },
+            hdr: EventHeader {
+                kind: EventKind::GcMarked as u32,
+                tgid: 7,
+                ts_ns: 5,
+            },
             work_cycles: 12,
             ..Default::default()
         };
         assert_eq!(decode(&encode(&gc)), Ok(Event::GcMarked(gc)));
-        assert!(matches!(decode(&encode(&ev)[..20]), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&encode(&ev)[..20]),
+            Err(DecodeError::Short { .. })
+        ));
         let mut bad = encode(&gc);
         bad[0] = 77;
         assert_eq!(decode(&bad), Err(DecodeError::UnknownKind(77)));

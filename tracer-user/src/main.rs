@@ -60,8 +60,12 @@ enum Cmd {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
-    let v: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 30s, 2m, 500ms)"))?;
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 30s, 2m, 500ms)"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "s" => v,
@@ -77,7 +81,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn trace(a: &TraceArgs) -> Result<()> {
     if a.pids.is_empty() {
-        bail!("nothing to trace: give --pid PID (see --help; `mapleak-trace inspect` and `doctor` need no pid)");
+        bail!(
+            "nothing to trace: give --pid PID (see --help; `mapleak-trace inspect` and `doctor` need no pid)"
+        );
     }
     if let Some(msg) = doctor::failure_message(&doctor::checks()) {
         bail!(msg);
@@ -112,7 +118,8 @@ fn run() -> Result<()> {
                 }
                 _ => bail!("give either a BINARY or --pid PID"),
             };
-            let info = BinaryInfo::open(&path).with_context(|| format!("inspecting {}", path.display()))?;
+            let info = BinaryInfo::open(&path)
+                .with_context(|| format!("inspecting {}", path.display()))?;
             inspect_cmd::run(&info, pid, json, &mut std::io::stdout())
         }
     }
@@ -122,7 +129,10 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("mapleak-trace: error: {e:#}");

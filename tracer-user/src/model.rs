@@ -110,7 +110,9 @@ impl TrackedMap {
 /// Judges a sample history (oldest first).
 #[must_use]
 pub fn verdict(samples: &[Sample]) -> Verdict {
-    let Some(last) = samples.last() else { return Verdict::Idle };
+    let Some(last) = samples.last() else {
+        return Verdict::Idle;
+    };
     let w = &samples[samples.len().saturating_sub(WINDOW)..];
     if w.len() >= MIN_SAMPLES_GROWING {
         let first = w[0];
@@ -131,7 +133,9 @@ pub fn verdict(samples: &[Sample]) -> Verdict {
     if last.capacity >= 2048 && last.len * 16 <= last.capacity {
         return Verdict::Bloated;
     }
-    if w.iter().all(|s| s.len == last.len && s.capacity == last.capacity) {
+    if w.iter()
+        .all(|s| s.len == last.len && s.capacity == last.capacity)
+    {
         Verdict::Idle
     } else {
         Verdict::Stable
@@ -207,7 +211,13 @@ impl Model {
 
     /// Starts tracking a map found without a growth event (a global seen in
     /// DWARF, say). Returns false if it was tracked already.
-    pub fn on_discovered(&mut self, addr: u64, type_ptr: u64, ts_ns: u64, owner: Option<String>) -> bool {
+    pub fn on_discovered(
+        &mut self,
+        addr: u64,
+        type_ptr: u64,
+        ts_ns: u64,
+        owner: Option<String>,
+    ) -> bool {
         if self.on_grow(addr, type_ptr, ts_ns, Vec::new()) {
             if let Some(m) = self.maps.get_mut(&addr) {
                 m.growth_events = 0;
@@ -245,14 +255,20 @@ impl Model {
         if self.cycles.len() >= MAX_CYCLES {
             self.cycles.pop_front();
         }
-        self.cycles.push_back(GcCycle { cycle, t_s, heap_live_bytes: heap });
+        self.cycles.push_back(GcCycle {
+            cycle,
+            t_s,
+            heap_live_bytes: heap,
+        });
         cycle
     }
 
     /// Records a header read at `cycle`; `None` means the read failed or the
     /// header was not a live map, and the map is dropped.
     pub fn on_sample(&mut self, addr: u64, cycle: u64, h: Option<HeaderSample>) {
-        let Some(m) = self.maps.get_mut(&addr) else { return };
+        let Some(m) = self.maps.get_mut(&addr) else {
+            return;
+        };
         let Some(h) = h else {
             self.maps.remove(&addr);
             self.retired += 1;
@@ -268,7 +284,12 @@ impl Model {
             m.first = None;
         }
         m.seed = Some(h.seed);
-        let s = Sample { cycle, len: h.len, capacity: h.capacity, bytes: h.bytes };
+        let s = Sample {
+            cycle,
+            len: h.len,
+            capacity: h.capacity,
+            bytes: h.bytes,
+        };
         if m.samples.back().is_some_and(|p| p.cycle == cycle) {
             m.samples.pop_back();
         }
@@ -296,7 +317,12 @@ mod tests {
     fn hist(lens: &[u64], cap: u64) -> Vec<Sample> {
         lens.iter()
             .enumerate()
-            .map(|(i, &len)| Sample { cycle: i as u64 + 1, len, capacity: cap.max(len * 2), bytes: 0 })
+            .map(|(i, &len)| Sample {
+                cycle: i as u64 + 1,
+                len,
+                capacity: cap.max(len * 2),
+                bytes: 0,
+            })
             .collect()
     }
 
@@ -304,14 +330,26 @@ mod tests {
     #[test]
     fn growing_vs_plateau() {
         assert_eq!(verdict(&hist(&[100, 200, 300, 400], 0)), Verdict::Growing);
-        assert_eq!(verdict(&hist(&[1000, 1000, 1000, 1000], 2048)), Verdict::Idle);
-        assert_eq!(verdict(&hist(&[990, 1000, 995, 1000, 998], 2048)), Verdict::Stable);
+        assert_eq!(
+            verdict(&hist(&[1000, 1000, 1000, 1000], 2048)),
+            Verdict::Idle
+        );
+        assert_eq!(
+            verdict(&hist(&[990, 1000, 995, 1000, 998], 2048)),
+            Verdict::Stable
+        );
         // Grew, then stopped for two cycles: no longer growing.
-        assert_eq!(verdict(&hist(&[100, 200, 300, 300, 300], 1024)), Verdict::Stable);
+        assert_eq!(
+            verdict(&hist(&[100, 200, 300, 300, 300], 1024)),
+            Verdict::Stable
+        );
         // Too few samples.
         assert_eq!(verdict(&hist(&[100, 200], 0)), Verdict::Stable);
         // Saw-tooth (grows, then is cut back): not growing.
-        assert_eq!(verdict(&hist(&[100, 200, 300, 50, 100, 200], 1024)), Verdict::Stable);
+        assert_eq!(
+            verdict(&hist(&[100, 200, 300, 50, 100, 200], 1024)),
+            Verdict::Stable
+        );
     }
 
     /// Emptied after growth: bloated.
@@ -330,7 +368,14 @@ mod tests {
         let mut m = Model::default();
         assert!(m.on_grow(0x10, 1, 0, vec![]));
         assert!(!m.on_grow(0x10, 1, 0, vec![]));
-        let h = |len, seed| Some(HeaderSample { len, capacity: 64, bytes: 0, seed });
+        let h = |len, seed| {
+            Some(HeaderSample {
+                len,
+                capacity: 64,
+                bytes: 0,
+                seed,
+            })
+        };
         m.on_sample(0x10, 1, h(10, 5));
         m.on_sample(0x10, 2, h(20, 5));
         assert_eq!(m.maps[&0x10].samples.len(), 2);

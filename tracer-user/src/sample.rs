@@ -24,21 +24,37 @@ impl Memory {
         if buf.is_empty() {
             return true;
         }
-        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
         // SAFETY: `local` describes `buf`, which we own mutably; the kernel
         // checks `remote` against the target's address space.
-        let n = unsafe { libc::process_vm_readv(self.pid, &raw const local, 1, &raw const remote, 1, 0) };
+        let n = unsafe {
+            libc::process_vm_readv(self.pid, &raw const local, 1, &raw const remote, 1, 0)
+        };
         usize::try_from(n).is_ok_and(|n| n == buf.len())
     }
 
     /// Reads up to `buf.len()` bytes at `addr`; returns how many were read
     /// (a read stops at the first unmapped page).
     pub fn read_some(&self, addr: u64, buf: &mut [u8]) -> usize {
-        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
         // SAFETY: as in `read`.
-        let n = unsafe { libc::process_vm_readv(self.pid, &raw const local, 1, &raw const remote, 1, 0) };
+        let n = unsafe {
+            libc::process_vm_readv(self.pid, &raw const local, 1, &raw const remote, 1, 0)
+        };
         usize::try_from(n).unwrap_or(0)
     }
 
@@ -51,11 +67,17 @@ impl Memory {
             let mut bufs: Vec<Vec<u8>> = chunk.iter().map(|&(_, len)| vec![0u8; len]).collect();
             let local: Vec<libc::iovec> = bufs
                 .iter_mut()
-                .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                })
                 .collect();
             let remote: Vec<libc::iovec> = chunk
                 .iter()
-                .map(|&(a, len)| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: len })
+                .map(|&(a, len)| libc::iovec {
+                    iov_base: a as *mut libc::c_void,
+                    iov_len: len,
+                })
                 .collect();
             // SAFETY: every local iovec points into a Vec we own for the call.
             let n = unsafe {
@@ -164,7 +186,12 @@ pub fn decode_hmap(b: &[u8], l: &RuntimeLayout, t: TypeSizes) -> Option<HeaderSa
         bytes += (nb / 2) * t.bucket_size;
     }
     bytes += noverflow * t.bucket_size;
-    Some(HeaderSample { len: count, capacity, bytes, seed: hash0 })
+    Some(HeaderSample {
+        len: count,
+        capacity,
+        bytes,
+        seed: hash0,
+    })
 }
 
 /// A Swiss map's header fields; tables still need reading.
@@ -202,7 +229,12 @@ pub fn decode_swiss(b: &[u8], l: &RuntimeLayout) -> Option<SwissHeader> {
     } else if depth > 16 || dir_len != 1u64 << depth || dir_ptr == 0 {
         return None;
     }
-    Some(SwissHeader { used, seed, dir_ptr, dir_len })
+    Some(SwissHeader {
+        used,
+        seed,
+        dir_ptr,
+        dir_len,
+    })
 }
 
 /// Turns a Swiss header plus its tables' headers into a sample.
@@ -214,15 +246,29 @@ pub fn swiss_sample(
     t: TypeSizes,
 ) -> HeaderSample {
     if h.dir_len == 0 {
-        let (capacity, bytes) = if h.dir_ptr == 0 { (0, 0) } else { (8, t.group_size) };
-        return HeaderSample { len: h.used, capacity, bytes, seed: h.seed };
+        let (capacity, bytes) = if h.dir_ptr == 0 {
+            (0, 0)
+        } else {
+            (8, t.group_size)
+        };
+        return HeaderSample {
+            len: h.used,
+            capacity,
+            bytes,
+            seed: h.seed,
+        };
     }
     let mut capacity = 0u64;
     for tb in tables.iter().flatten() {
         capacity += u64::from(le_u16(tb, l.table_capacity).unwrap_or(0));
     }
     let bytes = (capacity / 8) * t.group_size + h.dir_len * 8 + tables.len() as u64 * 32;
-    HeaderSample { len: h.used, capacity, bytes, seed: h.seed }
+    HeaderSample {
+        len: h.used,
+        capacity,
+        bytes,
+        seed: h.seed,
+    }
 }
 
 #[cfg(test)]
@@ -251,8 +297,24 @@ mod tests {
         b[9] = 4;
         b[12..16].copy_from_slice(&7u32.to_le_bytes());
         b[16..24].copy_from_slice(&0xc000_0000u64.to_le_bytes());
-        let s = decode_hmap(&b, &hmap_layout(), TypeSizes { bucket_size: 144, group_size: 0 }).unwrap();
-        assert_eq!(s, HeaderSample { len: 100, capacity: 128, bytes: 16 * 144, seed: 7 });
+        let s = decode_hmap(
+            &b,
+            &hmap_layout(),
+            TypeSizes {
+                bucket_size: 144,
+                group_size: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            HeaderSample {
+                len: 100,
+                capacity: 128,
+                bytes: 16 * 144,
+                seed: 7
+            }
+        );
         // Garbage: B far too large, or count impossible for B.
         b[9] = 200;
         assert!(decode_hmap(&b, &hmap_layout(), TypeSizes::default()).is_none());
@@ -271,7 +333,11 @@ mod tests {
         assert!(m.read(data.as_ptr() as u64 + 10, &mut buf));
         assert_eq!(buf[0], 10);
         assert!(!m.read(8, &mut buf));
-        let many = m.read_many(&[(data.as_ptr() as u64, 4), (8, 4), (data.as_ptr() as u64 + 100, 2)]);
+        let many = m.read_many(&[
+            (data.as_ptr() as u64, 4),
+            (8, 4),
+            (data.as_ptr() as u64 + 100, 2),
+        ]);
         assert_eq!(many[0].as_deref(), Some(&[0u8, 1, 2, 3][..]));
         assert!(many[1].is_none());
         assert_eq!(many[2].as_deref(), Some(&[100u8, 101][..]));

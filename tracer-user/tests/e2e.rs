@@ -48,12 +48,19 @@ unsafe extern "C" {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn fixture(go: &str, variant: &str) -> PathBuf {
     let p = root().join(format!("target/fixtures/target-{go}-amd64-{variant}"));
-    assert!(p.exists(), "{} missing: run `cargo xtask fixtures`", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo xtask fixtures`",
+        p.display()
+    );
     p
 }
 
@@ -63,10 +70,23 @@ fn tracer() -> Command {
 
 /// Our programs still loaded in the kernel (by name), via bpftool.
 fn our_programs_loaded() -> Vec<String> {
-    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool (scripts/setup.sh installs it)");
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool (scripts/setup.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .filter(|l| ["map_create_entr", "map_create_ret", "map_grow", "gc_start", "gc_sweep"].iter().any(|n| l.contains(&format!("name {n}"))))
+        .filter(|l| {
+            [
+                "map_create_entr",
+                "map_create_ret",
+                "map_grow",
+                "gc_start",
+                "gc_sweep",
+            ]
+            .iter()
+            .any(|n| l.contains(&format!("name {n}")))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -102,7 +122,15 @@ fn traced_run(bin: &PathBuf) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let mut tr = tracer()
-        .args(["--pid", &pid.to_string(), "--duration", "60s", "--interval", "1s", "--json"])
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--duration",
+            "60s",
+            "--interval",
+            "1s",
+            "--json",
+        ])
         .arg(&json)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -130,15 +158,25 @@ fn traced_run(bin: &PathBuf) -> Run {
         if let Some(s) = tr.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "tracer did not stop after the target exited");
+        assert!(
+            Instant::now() < deadline,
+            "tracer did not stop after the target exited"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut terr = String::new();
     tr.stderr.take().unwrap().read_to_string(&mut terr).unwrap();
     assert!(status.success(), "tracer failed: {status}\n{terr}\n{rest}");
-    assert!(rest.contains("target exited"), "report should say the target exited:\n{rest}");
+    assert!(
+        rest.contains("target exited"),
+        "report should say the target exited:\n{rest}"
+    );
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    Run { report, target_stdout, target_stderr }
+    Run {
+        report,
+        target_stdout,
+        target_stderr,
+    }
 }
 
 fn untraced_stdout(bin: &PathBuf) -> String {
@@ -148,7 +186,12 @@ fn untraced_stdout(bin: &PathBuf) -> String {
 }
 
 fn maps_of<'a>(r: &'a Value, ty: &str) -> Vec<&'a Value> {
-    r["maps"].as_array().unwrap().iter().filter(|m| m["type"] == ty).collect()
+    r["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == ty)
+        .collect()
 }
 
 fn check_scenarios(go: &str, variant: &str) {
@@ -168,9 +211,17 @@ fn check_scenarios(go: &str, variant: &str) {
     let leaky = leaky[0];
     assert_eq!(leaky["verdict"], "growing", "{leaky:#}");
     assert_eq!(leaky["key_type"], "string");
-    assert_eq!(leaky["created_at"][0]["function"], "main.newSessionStore", "{leaky:#}");
+    assert_eq!(
+        leaky["created_at"][0]["function"], "main.newSessionStore",
+        "{leaky:#}"
+    );
     if stripped {
-        assert!(leaky["owner"].as_str().is_none_or(|o| o.contains("global at")), "{leaky:#}");
+        assert!(
+            leaky["owner"]
+                .as_str()
+                .is_none_or(|o| o.contains("global at")),
+            "{leaky:#}"
+        );
     } else {
         assert_eq!(leaky["owner"], "main.sessions", "{leaky:#}");
     }
@@ -192,34 +243,67 @@ fn check_scenarios(go: &str, variant: &str) {
     let private = maps_of(r, "map[main.key24]int");
     assert_eq!(private.len(), 1, "{dump}");
     assert_eq!(private[0]["verdict"], "growing", "{:#}", private[0]);
-    assert_eq!(private[0]["created_at"][0]["function"], "main.privateWorker");
+    assert_eq!(
+        private[0]["created_at"][0]["function"],
+        "main.privateWorker"
+    );
     assert!(private[0]["owner"].is_null());
     // Nothing else is called growing.
-    let growing = r["maps"].as_array().unwrap().iter().filter(|m| m["verdict"] == "growing").count();
+    let growing = r["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["verdict"] == "growing")
+        .count();
     assert_eq!(growing, 2, "{dump}");
 
     // len_by_cycle agrees with what the target printed at its forced GCs.
     if !stripped {
         let mut matched = 0;
-        for line in run.target_stderr.lines().filter(|l| l.starts_with("cycle ")) {
+        for line in run
+            .target_stderr
+            .lines()
+            .filter(|l| l.starts_with("cycle "))
+        {
             let f: Vec<&str> = line.split_whitespace().collect();
             let cycle: u64 = f[1].parse().unwrap();
-            let want_leaky: u64 = f[f.iter().position(|x| *x == "leaky").unwrap() + 1].parse().unwrap();
-            let want_private: u64 = f[f.iter().position(|x| *x == "private").unwrap() + 1].parse().unwrap();
+            let want_leaky: u64 = f[f.iter().position(|x| *x == "leaky").unwrap() + 1]
+                .parse()
+                .unwrap();
+            let want_private: u64 = f[f.iter().position(|x| *x == "private").unwrap() + 1]
+                .parse()
+                .unwrap();
             for (m, want) in [(leaky, want_leaky), (private[0], want_private)] {
-                if let Some(p) = m["len_by_cycle"].as_array().unwrap().iter().find(|p| p[0] == cycle) {
-                    assert_eq!(p[1], want, "cycle {cycle}: tracer saw {} for {}, target printed {want}", p[1], m["type"]);
+                if let Some(p) = m["len_by_cycle"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p[0] == cycle)
+                {
+                    assert_eq!(
+                        p[1], want,
+                        "cycle {cycle}: tracer saw {} for {}, target printed {want}",
+                        p[1], m["type"]
+                    );
                     matched += 1;
                 }
             }
         }
-        assert!(matched >= 8, "only {matched} (cycle, len) pairs to compare:\n{}", run.target_stderr);
+        assert!(
+            matched >= 8,
+            "only {matched} (cycle, len) pairs to compare:\n{}",
+            run.target_stderr
+        );
     }
 
     // The target's own output is the same without the tracer.
     assert_eq!(run.target_stdout, untraced_stdout(&bin));
     // No probe stays attached.
-    assert!(our_programs_loaded().is_empty(), "programs left: {:?}", our_programs_loaded());
+    assert!(
+        our_programs_loaded().is_empty(),
+        "programs left: {:?}",
+        our_programs_loaded()
+    );
 }
 
 /// Every scenario on a classic-hmap release.
@@ -278,23 +362,38 @@ fn sigkill_leaves_nothing_attached() {
     let mut tg = Guard(Some(target));
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    let mut tr = tracer().args(["--pid", &pid.to_string()]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut tr = tracer()
+        .args(["--pid", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut tout = BufReader::new(tr.stdout.take().unwrap());
     let _trg = Guard(Some(tr));
     let mut first = String::new();
     tout.read_line(&mut first).unwrap();
     assert!(first.contains("attached"), "{first}");
-    assert!(!our_programs_loaded().is_empty(), "probes should be loaded while tracing");
+    assert!(
+        !our_programs_loaded().is_empty(),
+        "probes should be loaded while tracing"
+    );
     stdin.write_all(b"go\n").unwrap();
     drop(stdin);
     std::thread::sleep(Duration::from_millis(700));
     // SIGKILL the tracer.
-    let status = Command::new("kill").args(["-9", &_trg.0.as_ref().unwrap().id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-9", &_trg.0.as_ref().unwrap().id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     drop(_trg);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !our_programs_loaded().is_empty() {
-        assert!(Instant::now() < deadline, "probes still loaded after SIGKILL: {:?}", our_programs_loaded());
+        assert!(
+            Instant::now() < deadline,
+            "probes still loaded after SIGKILL: {:?}",
+            our_programs_loaded()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut out = String::new();
@@ -311,7 +410,10 @@ fn bad_targets() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let out = tracer().args(["--pid", "999999999", "--duration", "1s"]).output().unwrap();
+    let out = tracer()
+        .args(["--pid", "999999999", "--duration", "1s"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no process with pid 999999999"), "{err}");
@@ -320,7 +422,10 @@ fn bad_targets() {
     let sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = sleeper.id();
     let _g = Guard(Some(sleeper));
-    let out = tracer().args(["--pid", &pid.to_string(), "--duration", "1s"]).output().unwrap();
+    let out = tracer()
+        .args(["--pid", &pid.to_string(), "--duration", "1s"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a traceable Go program"), "{err}");

@@ -43,14 +43,46 @@ struct Toolchain {
 }
 
 const TOOLCHAINS: &[Toolchain] = &[
-    Toolchain { tag: "go1.19.8", ci: true, noswiss: false },
-    Toolchain { tag: "go1.21.13", ci: false, noswiss: false },
-    Toolchain { tag: "go1.22.12", ci: false, noswiss: false },
-    Toolchain { tag: "go1.23.12", ci: true, noswiss: false },
-    Toolchain { tag: "go1.24.13", ci: true, noswiss: true },
-    Toolchain { tag: "go1.25.14", ci: false, noswiss: true },
-    Toolchain { tag: "go1.26.8", ci: true, noswiss: false },
-    Toolchain { tag: "go1.27.4", ci: true, noswiss: false },
+    Toolchain {
+        tag: "go1.19.8",
+        ci: true,
+        noswiss: false,
+    },
+    Toolchain {
+        tag: "go1.21.13",
+        ci: false,
+        noswiss: false,
+    },
+    Toolchain {
+        tag: "go1.22.12",
+        ci: false,
+        noswiss: false,
+    },
+    Toolchain {
+        tag: "go1.23.12",
+        ci: true,
+        noswiss: false,
+    },
+    Toolchain {
+        tag: "go1.24.13",
+        ci: true,
+        noswiss: true,
+    },
+    Toolchain {
+        tag: "go1.25.14",
+        ci: false,
+        noswiss: true,
+    },
+    Toolchain {
+        tag: "go1.26.8",
+        ci: true,
+        noswiss: false,
+    },
+    Toolchain {
+        tag: "go1.27.4",
+        ci: true,
+        noswiss: false,
+    },
 ];
 
 /// Where Debian's golang-1.19 lives (`scripts/setup.sh` installs it).
@@ -132,15 +164,23 @@ pub(crate) fn run(args: &Args) -> Result<Vec<Fixture>> {
                     let bin = out.join(&name);
                     let stamp = out.join(format!("{name}.stamp"));
                     let key = format!("{hash:x} {} {arch} {variant} v1", tc.tag);
-                    let cached = bin.exists()
-                        && fs::read_to_string(&stamp).is_ok_and(|s| s == key);
+                    let cached = bin.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == key);
                     if !cached {
                         build(tc.tag, &src, program, arch, variant, &bin)?;
                         fs::write(&stamp, &key)?;
                         fresh += 1;
                     }
-                    let go_minor: u32 = tc.tag.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
-                    let map_impl = if go_minor >= 24 && variant != "noswiss" { "swiss" } else { "hmap" };
+                    let go_minor: u32 = tc
+                        .tag
+                        .split('.')
+                        .nth(1)
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or(0);
+                    let map_impl = if go_minor >= 24 && variant != "noswiss" {
+                        "swiss"
+                    } else {
+                        "hmap"
+                    };
                     built.push(Fixture {
                         path: bin,
                         program: program.clone(),
@@ -164,13 +204,28 @@ pub(crate) fn run(args: &Args) -> Result<Vec<Fixture>> {
         all.retain(|o| o.get("path") != v.get("path"));
         all.push(v);
     }
-    all.retain(|o| o.get("path").and_then(|p| p.as_str()).is_some_and(|p| Path::new(p).exists()));
+    all.retain(|o| {
+        o.get("path")
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| Path::new(p).exists())
+    });
     fs::write(&manifest, serde_json::to_vec_pretty(&all)?)?;
-    eprintln!("fixtures: {} binaries ({fresh} built, the rest cached) in {}", built.len(), out.display());
+    eprintln!(
+        "fixtures: {} binaries ({fresh} built, the rest cached) in {}",
+        built.len(),
+        out.display()
+    );
     Ok(built)
 }
 
-fn build(tag: &str, src: &Path, program: &str, arch: &str, variant: &str, bin: &Path) -> Result<()> {
+fn build(
+    tag: &str,
+    src: &Path,
+    program: &str,
+    arch: &str,
+    variant: &str,
+    bin: &Path,
+) -> Result<()> {
     let mut cmd = go_command(tag);
     cmd.current_dir(src)
         .env("GOOS", "linux")
@@ -194,9 +249,14 @@ fn build(tag: &str, src: &Path, program: &str, arch: &str, variant: &str, bin: &
         other => bail!("unknown variant {other}"),
     }
     cmd.arg(format!("./{program}"));
-    let status = cmd.status().with_context(|| format!("running go for {tag} (run scripts/setup.sh to install Go toolchains)"))?;
+    let status = cmd.status().with_context(|| {
+        format!("running go for {tag} (run scripts/setup.sh to install Go toolchains)")
+    })?;
     if !status.success() {
-        bail!("building {} with {tag} for {arch} ({variant}) failed: {status}", bin.display());
+        bail!(
+            "building {} with {tag} for {arch} ({variant}) failed: {status}",
+            bin.display()
+        );
     }
     Ok(())
 }

@@ -35,6 +35,7 @@ var routeHits = map[string]int{}
 
 func main() {
 	fmt.Printf("demo: pid %d handling fake requests (leaks sessions, ~4000/s)\n", os.Getpid())
+	time.Sleep(2 * time.Second) // "loading configuration"
 	sessionsByToken = NewSessionStore()
 	routes := []string{"/", "/login", "/api/items", "/api/cart", "/health"}
 	deadline := time.Time{}

@@ -32,7 +32,11 @@ pub static OBJECT_AARCH64: &[u8] =
 /// The object for the architecture this binary runs on.
 #[must_use]
 pub fn object() -> &'static [u8] {
-    if cfg!(target_arch = "aarch64") { OBJECT_AARCH64 } else { OBJECT_X86_64 }
+    if cfg!(target_arch = "aarch64") {
+        OBJECT_AARCH64
+    } else {
+        OBJECT_X86_64
+    }
 }
 
 /// One attached probe.
@@ -55,7 +59,9 @@ pub struct Tracer {
 
 impl std::fmt::Debug for Tracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracer").field("next_id", &self.next_id).finish_non_exhaustive()
+        f.debug_struct("Tracer")
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,33 +91,49 @@ impl Tracer {
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("eBPF program {name} missing from the object"))?
                 .try_into()?;
-            prog.load().with_context(|| format!("verifying eBPF program {name}"))?;
+            prog.load()
+                .with_context(|| format!("verifying eBPF program {name}"))?;
         }
         let events = RingBuf::try_from(
-            ebpf.take_map(MAP_EVENTS).ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
+            ebpf.take_map(MAP_EVENTS)
+                .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
         )?;
-        Ok(Self { ebpf, events: Some(events), next_id: 0 })
+        Ok(Self {
+            ebpf,
+            events: Some(events),
+            next_id: 0,
+        })
     }
 
     /// Writes the configuration of process `tgid`.
     pub fn configure(&mut self, tgid: u32, cfg: ProcConfig) -> Result<()> {
         let mut m: HashMap<_, u32, ProcConfig> = HashMap::try_from(
-            self.ebpf.map_mut(MAP_PROC_CONFIG).ok_or_else(|| anyhow!("map {MAP_PROC_CONFIG} missing"))?,
+            self.ebpf
+                .map_mut(MAP_PROC_CONFIG)
+                .ok_or_else(|| anyhow!("map {MAP_PROC_CONFIG} missing"))?,
         )?;
-        m.insert(tgid, cfg, 0).context("writing the per-process configuration")?;
+        m.insert(tgid, cfg, 0)
+            .context("writing the per-process configuration")?;
         Ok(())
     }
 
     /// Attaches `req` to the executable at `exe` (normally `/proc/PID/exe`)
     /// for process `pid` only. Returns the probe's global id.
-    pub fn attach(&mut self, exe: &std::path::Path, pid: u32, req: &ProbeRequest) -> Result<AttachedProbe> {
+    pub fn attach(
+        &mut self,
+        exe: &std::path::Path,
+        pid: u32,
+        req: &ProbeRequest,
+    ) -> Result<AttachedProbe> {
         let id = self.next_id;
         if id >= MAX_PROBES {
             bail!("more than {MAX_PROBES} probes: trace fewer processes at once");
         }
         {
             let mut specs: Array<_, ProbeSpec> = Array::try_from(
-                self.ebpf.map_mut(MAP_PROBE_SPECS).ok_or_else(|| anyhow!("map {MAP_PROBE_SPECS} missing"))?,
+                self.ebpf
+                    .map_mut(MAP_PROBE_SPECS)
+                    .ok_or_else(|| anyhow!("map {MAP_PROBE_SPECS} missing"))?,
             )?;
             specs.set(id, req.spec, 0)?;
         }
@@ -130,9 +152,20 @@ impl Tracer {
                 exe,
                 UProbeScope::OneProcess(pid_nz),
             )
-            .with_context(|| format!("attaching {} at file offset {:#x} of {}", req.program, req.file_offset, exe.display()))?;
+            .with_context(|| {
+                format!(
+                    "attaching {} at file offset {:#x} of {}",
+                    req.program,
+                    req.file_offset,
+                    exe.display()
+                )
+            })?;
         self.next_id += 1;
-        Ok(AttachedProbe { id, program: req.program, link: Some(link) })
+        Ok(AttachedProbe {
+            id,
+            program: req.program,
+            link: Some(link),
+        })
     }
 
     /// Detaches a probe (also happens when the tracer is dropped).
@@ -147,7 +180,9 @@ impl Tracer {
 
     /// Drains ready events into `f`. Returns how many were read.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
-        let Some(rb) = self.events.as_mut() else { return 0 };
+        let Some(rb) = self.events.as_mut() else {
+            return 0;
+        };
         let mut n = 0;
         while let Some(item) = rb.next() {
             f(&item);
@@ -158,8 +193,14 @@ impl Tracer {
 
     /// Waits up to `timeout_ms` for events.
     pub fn wait(&self, timeout_ms: i32) {
-        let Some(rb) = self.events.as_ref() else { return };
-        let mut pfd = libc::pollfd { fd: rb.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let Some(rb) = self.events.as_ref() else {
+            return;
+        };
+        let mut pfd = libc::pollfd {
+            fd: rb.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd for the duration of the call.
         unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
     }
@@ -167,17 +208,34 @@ impl Tracer {
     /// The creation record of the map at `addr` in `tgid`, if still in the LRU.
     #[must_use]
     pub fn created(&self, tgid: u32, addr: u64) -> Option<CreateRecord> {
-        let m: HashMap<_, AddrKey, CreateRecord> = HashMap::try_from(self.ebpf.map(MAP_CREATED)?).ok()?;
-        m.get(&AddrKey { addr, tgid, _pad: 0 }, 0).ok()
+        let m: HashMap<_, AddrKey, CreateRecord> =
+            HashMap::try_from(self.ebpf.map(MAP_CREATED)?).ok()?;
+        m.get(
+            &AddrKey {
+                addr,
+                tgid,
+                _pad: 0,
+            },
+            0,
+        )
+        .ok()
     }
 
     /// The user stack `id` (innermost first).
     #[must_use]
     pub fn stack(&self, id: i32) -> Vec<u64> {
-        let Ok(id) = u32::try_from(id) else { return Vec::new() };
-        let Some(map) = self.ebpf.map(MAP_STACKS) else { return Vec::new() };
-        let Ok(st) = StackTraceMap::try_from(map) else { return Vec::new() };
-        st.get(&id, 0).map(|s| s.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+        let Ok(id) = u32::try_from(id) else {
+            return Vec::new();
+        };
+        let Some(map) = self.ebpf.map(MAP_STACKS) else {
+            return Vec::new();
+        };
+        let Ok(st) = StackTraceMap::try_from(map) else {
+            return Vec::new();
+        };
+        st.get(&id, 0)
+            .map(|s| s.frames().iter().map(|f| f.ip).collect())
+            .unwrap_or_default()
     }
 
     /// Hits per probe id, summed over CPUs.
@@ -194,9 +252,15 @@ impl Tracer {
 }
 
 fn sum_per_cpu(ebpf: &Ebpf, name: &str, n: u32) -> Vec<u64> {
-    let Some(map) = ebpf.map(name) else { return vec![0; n as usize] };
-    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else { return vec![0; n as usize] };
-    (0..n).map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0)).collect()
+    let Some(map) = ebpf.map(name) else {
+        return vec![0; n as usize];
+    };
+    let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
+        return vec![0; n as usize];
+    };
+    (0..n)
+        .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0))
+        .collect()
 }
 
 /// Checks, without the kernel, that an object carries every program and map
@@ -223,7 +287,10 @@ mod tests {
     #[test]
     fn embedded_objects_complete() {
         for obj in [super::OBJECT_X86_64, super::OBJECT_AARCH64] {
-            assert!(!obj.is_empty(), "built with MAPLEAK_SKIP_EBPF=1: the eBPF object is a stub");
+            assert!(
+                !obj.is_empty(),
+                "built with MAPLEAK_SKIP_EBPF=1: the eBPF object is a stub"
+            );
             super::check_object(obj).unwrap();
         }
         assert!(super::check_object(b"not an elf").is_err());

@@ -6,7 +6,10 @@ use std::io::{self, Write};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::{inspect::Frame, model::{GcCycle, Verdict}};
+use crate::{
+    inspect::Frame,
+    model::{GcCycle, Verdict},
+};
 
 /// The schema name.
 pub const SCHEMA: &str = "mapleak-trace/report/v1";
@@ -129,7 +132,11 @@ fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", U[i]) }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
 }
 
 fn sparkline(vals: &[u64]) -> String {
@@ -137,7 +144,9 @@ fn sparkline(vals: &[u64]) -> String {
     let max = vals.iter().copied().max().unwrap_or(0).max(1);
     let min = vals.iter().copied().min().unwrap_or(0);
     let span = (max - min).max(1);
-    vals.iter().map(|&v| BARS[(((v - min) * 7) / span) as usize]).collect()
+    vals.iter()
+        .map(|&v| BARS[(((v - min) * 7) / span) as usize])
+        .collect()
 }
 
 fn frame_line(f: &Frame) -> String {
@@ -146,11 +155,20 @@ fn frame_line(f: &Frame) -> String {
 
 /// Renders a terminal histogram of `values` (hdrhistogram, log buckets).
 pub fn histogram(w: &mut dyn Write, title: &str, values: &[u64], width: usize) -> io::Result<()> {
-    let Ok(mut h) = Histogram::<u64>::new(3) else { return Ok(()) };
+    let Ok(mut h) = Histogram::<u64>::new(3) else {
+        return Ok(());
+    };
     for &v in values {
         let _ = h.record(v);
     }
-    writeln!(w, "  {title} (n={}, p50={}, p90={}, max={})", h.len(), h.value_at_quantile(0.5), h.value_at_quantile(0.9), h.max())?;
+    writeln!(
+        w,
+        "  {title} (n={}, p50={}, p90={}, max={})",
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.max()
+    )?;
     if h.is_empty() {
         return Ok(());
     }
@@ -192,20 +210,37 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         if t.stripped { ", stripped" } else { "" },
         r.duration_s,
         r.gc_cycles.len(),
-        if r.gc_cycles.is_empty() { String::new() } else { format!(" (#{first}..#{last})") },
+        if r.gc_cycles.is_empty() {
+            String::new()
+        } else {
+            format!(" (#{first}..#{last})")
+        },
         r.ended
     )?;
-    let growing: Vec<&MapReport> = r.maps.iter().filter(|m| m.verdict == Verdict::Growing).collect();
+    let growing: Vec<&MapReport> = r
+        .maps
+        .iter()
+        .filter(|m| m.verdict == Verdict::Growing)
+        .collect();
     writeln!(w)?;
     if growing.is_empty() {
         writeln!(w, "No map kept growing across the GC cycles observed.")?;
         if r.gc_cycles.len() < 3 {
-            writeln!(w, "  (only {} GC cycles seen: trace longer for a verdict; growth is judged over cycles, not time)", r.gc_cycles.len())?;
+            writeln!(
+                w,
+                "  (only {} GC cycles seen: trace longer for a verdict; growth is judged over cycles, not time)",
+                r.gc_cycles.len()
+            )?;
         }
     } else {
         writeln!(w, "{} map(s) keep growing:", growing.len())?;
     }
-    let shown: Vec<&MapReport> = r.maps.iter().filter(|m| matches!(m.verdict, Verdict::Growing | Verdict::Bloated)).take(top).collect();
+    let shown: Vec<&MapReport> = r
+        .maps
+        .iter()
+        .filter(|m| matches!(m.verdict, Verdict::Growing | Verdict::Bloated))
+        .take(top)
+        .collect();
     for m in &shown {
         writeln!(w)?;
         writeln!(
@@ -220,7 +255,13 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             m.capacity,
             human_bytes(m.bytes)
         )?;
-        writeln!(w, "     held by:    {}", m.owner.as_deref().unwrap_or("(no global found: a local, a struct field or a stripped binary)"))?;
+        writeln!(
+            w,
+            "     held by:    {}",
+            m.owner
+                .as_deref()
+                .unwrap_or("(no global found: a local, a struct field or a stripped binary)")
+        )?;
         match m.created_at.split_first() {
             Some((f, rest)) => {
                 writeln!(w, "     created at: {}", frame_line(f))?;
@@ -234,7 +275,12 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             writeln!(w, "     grown by:   {}", frame_line(f))?;
         }
         let lens: Vec<u64> = m.len_by_cycle.iter().map(|p| p.1).collect();
-        writeln!(w, "     len/cycle:  {} {:?}", sparkline(&lens), lens.iter().rev().take(6).rev().collect::<Vec<_>>())?;
+        writeln!(
+            w,
+            "     len/cycle:  {} {:?}",
+            sparkline(&lens),
+            lens.iter().rev().take(6).rev().collect::<Vec<_>>()
+        )?;
     }
     let count = |v: Verdict| r.maps.iter().filter(|m| m.verdict == v).count();
     writeln!(w)?;
@@ -255,7 +301,12 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         .maps
         .iter()
         .filter(|m| m.verdict == Verdict::Growing)
-        .flat_map(|m| m.len_by_cycle.windows(2).map(|p| p[1].1.saturating_sub(p[0].1)).collect::<Vec<_>>())
+        .flat_map(|m| {
+            m.len_by_cycle
+                .windows(2)
+                .map(|p| p[1].1.saturating_sub(p[0].1))
+                .collect::<Vec<_>>()
+        })
         .collect();
     histogram(w, "growth per GC cycle, growing maps", &growth, 40)?;
     writeln!(w)?;
@@ -264,7 +315,11 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         w,
         "Tracer cost: {hits} probe hits, est. {:.3} ms of target CPU ({:.4}% of one CPU); tracer {:.2} s CPU, {} peak RSS",
         r.overhead.estimated_target_cpu_s * 1e3,
-        if r.duration_s > 0.0 { r.overhead.estimated_target_cpu_s / r.duration_s * 100.0 } else { 0.0 },
+        if r.duration_s > 0.0 {
+            r.overhead.estimated_target_cpu_s / r.duration_s * 100.0
+        } else {
+            0.0
+        },
         r.overhead.tracer_cpu_s,
         human_bytes(r.overhead.tracer_max_rss_bytes)
     )?;
@@ -290,7 +345,14 @@ mod tests {
     fn render_leads_with_answer() {
         let r = Report {
             schema: SCHEMA,
-            target: TargetInfo { pid: 1, exe: "/x".into(), go_version: "go1.23.12".into(), goarch: "amd64".into(), map_impl: "hmap".into(), stripped: false },
+            target: TargetInfo {
+                pid: 1,
+                exe: "/x".into(),
+                go_version: "go1.23.12".into(),
+                goarch: "amd64".into(),
+                map_impl: "hmap".into(),
+                stripped: false,
+            },
             duration_s: 3.0,
             ended: "duration reached".into(),
             gc_cycles: vec![],
@@ -300,7 +362,11 @@ mod tests {
                 type_name: "map[string]*main.session".into(),
                 key_type: None,
                 elem_type: None,
-                created_at: vec![Frame { function: "main.newStore".into(), file: "main.go".into(), line: 7 }],
+                created_at: vec![Frame {
+                    function: "main.newStore".into(),
+                    file: "main.go".into(),
+                    line: 7,
+                }],
                 grown_at: vec![],
                 owner: Some("main.sessions".into()),
                 len_by_cycle: vec![(1, 10), (2, 20), (3, 30)],

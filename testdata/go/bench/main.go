@@ -1,0 +1,215 @@
+// bench is the workload of `cargo xtask bench`: one program, several modes.
+//
+//	-mode=mapwrite -seconds S   writes to a map[int64]int64 of 4096 keys in a
+//	                            loop (runtime.mapassign_fast64, no growth, no
+//	                            allocation) and prints "ops_per_sec N"
+//	-mode=mapwrite -ops N       the same loop for exactly N writes; prints
+//	                            "elapsed_s X" (per-hit cost microbenchmark)
+//	-mode=http -seconds S       a loopback HTTP server on 127.0.0.1:0 and
+//	                            -clients keep-alive clients for S seconds; the
+//	                            handler writes a bounded per-path counter map;
+//	                            prints "req_per_sec N"
+//	-mode=manymaps -n N         creates N live map[int32]int32, each grown past
+//	                            128 entries (150), prints "ready", then runs a
+//	                            GC cycle every -gc-every for S seconds
+//
+// With -wait it prints "waiting" and blocks until a line arrives on stdin
+// before the measured part, so that a tracer can attach first. Every mode is
+// bounded in time (the measured part) and only listens on loopback. Written
+// for Go 1.18+ (the fixture matrix builds it with Go 1.19 too).
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	mode    = flag.String("mode", "mapwrite", "mapwrite | http | manymaps")
+	seconds = flag.Float64("seconds", 3, "length of the measured part, in seconds")
+	ops     = flag.Int64("ops", 0, "mapwrite: run exactly this many writes instead of -seconds")
+	n       = flag.Int("n", 100000, "manymaps: number of live maps")
+	entries = flag.Int("entries", 150, "manymaps: entries per map")
+	gcEvery = flag.Duration("gc-every", 200*time.Millisecond, "manymaps: interval between forced GC cycles")
+	clients = flag.Int("clients", 4, "http: client goroutines")
+	wait    = flag.Bool("wait", false, "print \"waiting\" and wait for a line on stdin before measuring")
+)
+
+func main() {
+	flag.Parse()
+	var err error
+	switch *mode {
+	case "mapwrite":
+		mapwrite()
+	case "http":
+		err = serveHTTP()
+	case "manymaps":
+		manymaps()
+	default:
+		err = fmt.Errorf("unknown -mode %q", *mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func waitForGo() {
+	if !*wait {
+		return
+	}
+	fmt.Println("waiting")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+func dur() time.Duration {
+	return time.Duration(*seconds * float64(time.Second))
+}
+
+var sink int64
+
+func mapwrite() {
+	m := make(map[int64]int64, 4096)
+	if *ops == 0 {
+		// Throughput mode: start from a full map. The -ops mode does not
+		// prefill, so that every runtime.mapassign_fast64 call it makes is
+		// inside the timed loop (the size hint avoids any growth).
+		for i := int64(0); i < 4096; i++ {
+			m[i] = i
+		}
+	}
+	waitForGo()
+	start := time.Now()
+	var done int64
+	if *ops > 0 {
+		for i := int64(0); i < *ops; i++ {
+			m[i&4095] = i
+		}
+		done = *ops
+	} else {
+		deadline := start.Add(dur())
+		for {
+			for i := int64(0); i < 4096; i++ {
+				m[i] = done + i
+			}
+			done += 4096
+			if time.Now().After(deadline) {
+				break
+			}
+		}
+	}
+	el := time.Since(start).Seconds()
+	sink = m[7]
+	fmt.Printf("ops %d\n", done)
+	fmt.Printf("elapsed_s %.6f\n", el)
+	fmt.Printf("ops_per_sec %.0f\n", float64(done)/el)
+}
+
+const paths = 64
+
+type counter struct {
+	mu   sync.Mutex
+	hits map[string]int64
+}
+
+func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	// Bounded: at most `paths` keys.
+	c.hits[r.URL.Path]++
+	c.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func serveHTTP() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: &counter{hits: make(map[string]int64)}}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/p/"
+	tr := &http.Transport{MaxIdleConnsPerHost: *clients, MaxIdleConns: *clients, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	get := func(path string) error {
+		resp, err := client.Get(path)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	if err := get(url + "warmup"); err != nil {
+		return err
+	}
+	waitForGo()
+	var total, failed int64
+	var stop int32
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < *clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := c; atomic.LoadInt32(&stop) == 0; i++ {
+				if get(url+strconv.Itoa(i%paths)) != nil {
+					atomic.AddInt64(&failed, 1)
+					continue
+				}
+				atomic.AddInt64(&total, 1)
+			}
+		}(c)
+	}
+	time.Sleep(dur())
+	atomic.StoreInt32(&stop, 1)
+	el := time.Since(start).Seconds()
+	wg.Wait()
+	done := atomic.LoadInt64(&total)
+	fmt.Printf("requests %d\n", done)
+	fmt.Printf("failed %d\n", atomic.LoadInt64(&failed))
+	fmt.Printf("elapsed_s %.6f\n", el)
+	fmt.Printf("req_per_sec %.0f\n", float64(done)/el)
+	return nil
+}
+
+var live []map[int32]int32
+
+//go:noinline
+func newGrownMap(seed int32, k int) map[int32]int32 {
+	m := make(map[int32]int32)
+	for i := 0; i < k; i++ {
+		m[seed+int32(i)] = int32(i)
+	}
+	return m
+}
+
+func manymaps() {
+	waitForGo()
+	start := time.Now()
+	live = make([]map[int32]int32, 0, *n)
+	for i := 0; i < *n; i++ {
+		live = append(live, newGrownMap(int32(i), *entries))
+	}
+	fmt.Printf("ready %d maps in %.3fs\n", len(live), time.Since(start).Seconds())
+	deadline := time.Now().Add(dur())
+	cycles := 0
+	for time.Now().Before(deadline) {
+		runtime.GC()
+		cycles++
+		time.Sleep(*gcEvery)
+	}
+	fmt.Printf("gc_cycles %d\n", cycles)
+	runtime.KeepAlive(live)
+}
