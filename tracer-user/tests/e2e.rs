@@ -102,9 +102,15 @@ struct Run {
 /// Starts the target paused, attaches the tracer, releases the target, and
 /// collects the tracer's JSON report once the target exits.
 fn traced_run(bin: &PathBuf) -> Run {
-    let mut target = Command::new(bin)
-        .args(["-wait"])
-        .args(TARGET_ARGS)
+    let mut cmd = Command::new(bin);
+    cmd.args(["-wait"]).args(TARGET_ARGS);
+    traced_run_cmd(cmd, &|| {})
+}
+
+/// As [`traced_run`], for any command that ends up exec'ing the target in the
+/// same pid; `before_attach` runs once the target is ready.
+fn traced_run_cmd(mut cmd: Command, before_attach: &dyn Fn()) -> Run {
+    let mut target = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,6 +124,7 @@ fn traced_run(bin: &PathBuf) -> Run {
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
     assert!(line.starts_with("ready"), "target said {line:?}");
+    before_attach();
 
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
@@ -430,4 +437,56 @@ fn bad_targets() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a traceable Go program"), "{err}");
     assert!(!err.contains("panicked"));
+}
+
+/// The binary was deleted and replaced on disk after the target started: the
+/// tracer still probes the file the process runs (through /proc/PID/exe).
+#[test]
+fn binary_replaced_after_start() {
+    if !privileged() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::copy(fixture("go1.23.12", "default"), &app).unwrap();
+    let mut cmd = Command::new(&app);
+    cmd.args(["-wait"]).args(TARGET_ARGS);
+    let other = root().join("target/fixtures/mapzoo-go1.26.8-amd64-default");
+    let run = traced_run_cmd(cmd, &|| {
+        std::fs::remove_file(&app).unwrap();
+        std::fs::copy(&other, &app).unwrap();
+    });
+    let leaky = maps_of(&run.report, "map[string]*main.session");
+    assert_eq!(leaky.len(), 1);
+    assert_eq!(leaky[0]["verdict"], "growing");
+    assert_eq!(run.report["target"]["go_version"], "go1.23.12");
+}
+
+/// A target in another mount namespace, whose binary is reachable only
+/// through /proc/PID/root, is traced like any other.
+#[test]
+fn other_mount_namespace() {
+    if !privileged() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let bin = fixture("go1.26.8", "stripped");
+    let script = format!(
+        "mount -t tmpfs none {d} && cp {} {d}/app && exec {d}/app -wait {}",
+        bin.display(),
+        TARGET_ARGS.join(" ")
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let run = traced_run_cmd(cmd, &|| {
+        // Not visible from here: the tmpfs exists only in the target's namespace.
+        assert!(!dir.path().join("app").exists());
+    });
+    let leaky = maps_of(&run.report, "map[string]*main.session");
+    assert_eq!(leaky.len(), 1, "{:#}", run.report["maps"]);
+    assert_eq!(leaky[0]["verdict"], "growing");
+    assert_eq!(run.report["target"]["map_impl"], "swiss");
 }
