@@ -149,11 +149,11 @@ pub const MIN_GROW_SLOTS: u32 = 128;
 
 /// Maps held by global variables that DWARF names are tracked from the start.
 fn discover_globals(s: &mut Session) {
-    for (name, va, _ty) in s.info.global_maps() {
+    for (name, va, ty) in s.info.global_maps() {
         if let Some(ptr) = s.mem.u64(va + s.bias)
             && ptr != 0
         {
-            s.model.on_discovered(ptr, 0, 0, Some(name));
+            s.model.on_discovered(ptr, Some(ty), 0, Some(name));
         }
     }
 }
@@ -436,7 +436,12 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             continue;
         };
         let (type_name, key, elem, _) = if m.type_ptr == 0 {
-            ("unknown".to_owned(), None, None, TypeSizes::default())
+            (
+                m.type_name.clone().unwrap_or_else(|| "unknown".to_owned()),
+                None,
+                None,
+                TypeSizes::default(),
+            )
         } else {
             type_entry(s, m.type_ptr)
         };

@@ -90,6 +90,8 @@ pub struct TrackedMap {
     pub seed: Option<u64>,
     /// Global variable holding it, if known.
     pub owner: Option<String>,
+    /// Go type name from DWARF, when the type descriptor is not known yet.
+    pub type_name: Option<String>,
 }
 
 impl TrackedMap {
@@ -204,6 +206,7 @@ impl Model {
                 first: None,
                 seed: None,
                 owner: None,
+                type_name: None,
             },
         );
         true
@@ -214,14 +217,15 @@ impl Model {
     pub fn on_discovered(
         &mut self,
         addr: u64,
-        type_ptr: u64,
+        type_name: Option<String>,
         ts_ns: u64,
         owner: Option<String>,
     ) -> bool {
-        if self.on_grow(addr, type_ptr, ts_ns, Vec::new()) {
+        if self.on_grow(addr, 0, ts_ns, Vec::new()) {
             if let Some(m) = self.maps.get_mut(&addr) {
                 m.growth_events = 0;
                 m.owner = owner;
+                m.type_name = type_name;
             }
             true
         } else {

@@ -345,6 +345,27 @@ fn scenarios_swiss_go126_stripped() {
     }
 }
 
+/// Position-independent executables (load bias) on hmap and Swiss.
+#[test]
+fn scenarios_pie() {
+    if privileged() {
+        check_scenarios("go1.23.12", "pie");
+        check_scenarios("go1.26.8", "pie");
+    }
+}
+
+/// The other releases of the matrix: oldest hmap (1.19), first Swiss
+/// release (1.24) and its noswissmap build, and the 1.27 type layout.
+#[test]
+fn scenarios_other_releases() {
+    if privileged() {
+        check_scenarios("go1.19.8", "default");
+        check_scenarios("go1.24.13", "default");
+        check_scenarios("go1.24.13", "noswiss");
+        check_scenarios("go1.27.4", "default");
+    }
+}
+
 /// A tracer killed with SIGKILL leaves no probe behind, and the target runs
 /// on to completion with unchanged output.
 #[test]

@@ -139,6 +139,8 @@ pub(crate) fn run(args: &Args) -> Result<Vec<Fixture>> {
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     programs.sort();
+    // The benchmark workloads are built by `cargo xtask bench` itself.
+    programs.retain(|p| p != "bench");
     if !args.programs.is_empty() {
         programs.retain(|p| args.programs.contains(p));
     }
