@@ -20,7 +20,7 @@ step "Go fixtures (cargo xtask fixtures)"
 cargo xtask fixtures
 
 step "tests (tier 1: parsers, plan, model, report; tier 2: real probes on real Go processes)"
-cargo test --workspace --locked --no-fail-fast
+cargo test --locked --no-fail-fast   # default members: tracer-ebpf only builds for BPF
 
 if [ -x scripts/fuzz.sh ]; then
   step "fuzz targets (brief)"
