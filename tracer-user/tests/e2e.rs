@@ -91,10 +91,34 @@ fn our_programs_loaded() -> Vec<String> {
         .collect()
 }
 
+/// Ids of the programs in `lines` (bpftool's "ID: type name …").
+fn prog_ids(lines: &[String]) -> std::collections::BTreeSet<u32> {
+    lines
+        .iter()
+        .filter_map(|l| l.split(':').next()?.trim().parse().ok())
+        .collect()
+}
+
+/// Programs loaded by the tracer of this test (loaded while it ran, not
+/// before it started) that are still loaded.
+fn leftover(
+    before: &std::collections::BTreeSet<u32>,
+    during: &std::collections::BTreeSet<u32>,
+) -> Vec<u32> {
+    let now = prog_ids(&our_programs_loaded());
+    during
+        .difference(before)
+        .filter(|id| now.contains(id))
+        .copied()
+        .collect()
+}
+
 const TARGET_ARGS: [&str; 4] = ["-steps", "10", "-step-ms", "250"];
 
 struct Run {
     report: Value,
+    /// Our programs left loaded after the tracer exited (must be empty).
+    leftover: Vec<u32>,
     target_stdout: String,
     target_stderr: String,
 }
@@ -128,6 +152,7 @@ fn traced_run_cmd(mut cmd: Command, before_attach: &dyn Fn()) -> Run {
 
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
+    let before = prog_ids(&our_programs_loaded());
     let mut tr = tracer()
         .args([
             "--pid",
@@ -148,6 +173,7 @@ fn traced_run_cmd(mut cmd: Command, before_attach: &dyn Fn()) -> Run {
     let mut first = String::new();
     tout.read_line(&mut first).unwrap();
     assert!(first.contains("attached"), "tracer said {first:?}");
+    let during = prog_ids(&our_programs_loaded());
     // Let the target create its maps only now.
     stdin.write_all(b"go\n").unwrap();
     drop(stdin);
@@ -179,8 +205,10 @@ fn traced_run_cmd(mut cmd: Command, before_attach: &dyn Fn()) -> Run {
         "report should say the target exited:\n{rest}"
     );
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let leftover = leftover(&before, &during);
     Run {
         report,
+        leftover,
         target_stdout,
         target_stderr,
     }
@@ -306,11 +334,7 @@ fn check_scenarios(go: &str, variant: &str) {
     // The target's own output is the same without the tracer.
     assert_eq!(run.target_stdout, untraced_stdout(&bin));
     // No probe stays attached.
-    assert!(
-        our_programs_loaded().is_empty(),
-        "programs left: {:?}",
-        our_programs_loaded()
-    );
+    assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
 }
 
 /// Every scenario on a classic-hmap release.
@@ -390,6 +414,7 @@ fn sigkill_leaves_nothing_attached() {
     let mut tg = Guard(Some(target));
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
+    let before = prog_ids(&our_programs_loaded());
     let mut tr = tracer()
         .args(["--pid", &pid.to_string()])
         .stdout(Stdio::piped())
@@ -401,8 +426,9 @@ fn sigkill_leaves_nothing_attached() {
     let mut first = String::new();
     tout.read_line(&mut first).unwrap();
     assert!(first.contains("attached"), "{first}");
+    let during = prog_ids(&our_programs_loaded());
     assert!(
-        !our_programs_loaded().is_empty(),
+        during.difference(&before).count() >= 5,
         "probes should be loaded while tracing"
     );
     stdin.write_all(b"go\n").unwrap();
@@ -416,11 +442,11 @@ fn sigkill_leaves_nothing_attached() {
     assert!(status.success());
     drop(_trg);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !our_programs_loaded().is_empty() {
+    while !leftover(&before, &during).is_empty() {
         assert!(
             Instant::now() < deadline,
             "probes still loaded after SIGKILL: {:?}",
-            our_programs_loaded()
+            leftover(&before, &during)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
