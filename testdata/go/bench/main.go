@@ -1,10 +1,14 @@
 // bench is the workload of `cargo xtask bench`: one program, several modes.
 //
-//	-mode=mapwrite -seconds S   writes to a map[int64]int64 of 4096 keys in a
+//	-mode=mapwrite -seconds S   writes to 16 map[int64]int64 of 256 keys in a
 //	                            loop (runtime.mapassign_fast64, no growth, no
 //	                            allocation) and prints "ops_per_sec N"
-//	-mode=mapwrite -ops N       the same loop for exactly N writes; prints
-//	                            "elapsed_s X" (per-hit cost microbenchmark)
+//	-mode=mapwrite -ops N       exactly N writes to one map of 4096 keys;
+//	                            prints "elapsed_s X" (per-hit microbenchmark)
+//	-mode=makemap -ops N        creates N maps kept in a global (so heap-
+//	                            allocated): with -hint 0 `make(map[int64]int64)`
+//	                            (runtime.makemap_small), else with that hint
+//	                            (runtime.makemap); prints "elapsed_s X"
 //	-mode=http -seconds S       a loopback HTTP server on 127.0.0.1:0 and
 //	                            -clients keep-alive clients for S seconds; the
 //	                            handler writes a bounded per-path counter map;
@@ -41,6 +45,7 @@ var (
 	n       = flag.Int("n", 100000, "manymaps: number of live maps")
 	entries = flag.Int("entries", 150, "manymaps: entries per map")
 	gcEvery = flag.Duration("gc-every", 200*time.Millisecond, "manymaps: interval between forced GC cycles")
+	hint    = flag.Int("hint", 0, "makemap: size hint")
 	clients = flag.Int("clients", 4, "http: client goroutines")
 	wait    = flag.Bool("wait", false, "print \"waiting\" and wait for a line on stdin before measuring")
 )
@@ -51,6 +56,8 @@ func main() {
 	switch *mode {
 	case "mapwrite":
 		mapwrite()
+	case "makemap":
+		makemaps()
 	case "http":
 		err = serveHTTP()
 	case "manymaps":
@@ -79,40 +86,79 @@ func dur() time.Duration {
 var sink int64
 
 func mapwrite() {
-	m := make(map[int64]int64, 4096)
-	if *ops == 0 {
-		// Throughput mode: start from a full map. The -ops mode does not
-		// prefill, so that every runtime.mapassign_fast64 call it makes is
-		// inside the timed loop (the size hint avoids any growth).
-		for i := int64(0); i < 4096; i++ {
-			m[i] = i
+	if *ops > 0 {
+		mapwriteOps(*ops)
+		return
+	}
+	// Throughput mode: 16 full maps of 256 keys, written in turn. Several
+	// maps average out the run-to-run variation that the layout of a
+	// single map (its per-map hash seed, its address) causes.
+	ms := make([]map[int64]int64, 16)
+	for j := range ms {
+		ms[j] = make(map[int64]int64, 256)
+		for i := int64(0); i < 256; i++ {
+			ms[j][i] = i
 		}
 	}
 	waitForGo()
 	start := time.Now()
+	deadline := start.Add(dur())
 	var done int64
-	if *ops > 0 {
-		for i := int64(0); i < *ops; i++ {
-			m[i&4095] = i
-		}
-		done = *ops
-	} else {
-		deadline := start.Add(dur())
-		for {
-			for i := int64(0); i < 4096; i++ {
+	for {
+		for _, m := range ms {
+			for i := int64(0); i < 256; i++ {
 				m[i] = done + i
 			}
-			done += 4096
-			if time.Now().After(deadline) {
-				break
-			}
+		}
+		done += 4096
+		if time.Now().After(deadline) {
+			break
 		}
 	}
-	el := time.Since(start).Seconds()
+	report(done, time.Since(start).Seconds())
+	sink = ms[3][7]
+}
+
+// mapwriteOps makes exactly n runtime.mapassign_fast64 calls, all in the
+// timed loop (no prefill: the size hint avoids any growth).
+func mapwriteOps(n int64) {
+	m := make(map[int64]int64, 4096)
+	waitForGo()
+	start := time.Now()
+	for i := int64(0); i < n; i++ {
+		m[i&4095] = i
+	}
+	report(n, time.Since(start).Seconds())
 	sink = m[7]
+}
+
+func report(done int64, el float64) {
 	fmt.Printf("ops %d\n", done)
 	fmt.Printf("elapsed_s %.6f\n", el)
 	fmt.Printf("ops_per_sec %.0f\n", float64(done)/el)
+}
+
+var mapSink map[int64]int64
+
+func makemaps() {
+	n := *ops
+	if n <= 0 {
+		n = 100000
+	}
+	waitForGo()
+	h := *hint
+	start := time.Now()
+	if h == 0 {
+		// Constant (no) hint: the compiler calls runtime.makemap_small.
+		for i := int64(0); i < n; i++ {
+			mapSink = make(map[int64]int64)
+		}
+	} else {
+		for i := int64(0); i < n; i++ {
+			mapSink = make(map[int64]int64, h)
+		}
+	}
+	report(n, time.Since(start).Seconds())
 }
 
 const paths = 64
@@ -203,6 +249,9 @@ func manymaps() {
 		live = append(live, newGrownMap(int32(i), *entries))
 	}
 	fmt.Printf("ready %d maps in %.3fs\n", len(live), time.Since(start).Seconds())
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("heap_inuse_bytes %d\n", ms.HeapInuse)
 	deadline := time.Now().Add(dur())
 	cycles := 0
 	for time.Now().Before(deadline) {
