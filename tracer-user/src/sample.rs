@@ -21,23 +21,7 @@ impl Memory {
 
     /// Reads `buf.len()` bytes at `addr`. Returns false on a short or failed read.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        if buf.is_empty() {
-            return true;
-        }
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        // SAFETY: `local` describes `buf`, which we own mutably; the kernel
-        // checks `remote` against the target's address space.
-        let n = unsafe {
-            libc::process_vm_readv(self.pid, &raw const local, 1, &raw const remote, 1, 0)
-        };
-        usize::try_from(n).is_ok_and(|n| n == buf.len())
+        buf.is_empty() || self.read_some(addr, buf) == buf.len()
     }
 
     /// Reads up to `buf.len()` bytes at `addr`; returns how many were read
@@ -51,7 +35,8 @@ impl Memory {
             iov_base: addr as *mut libc::c_void,
             iov_len: buf.len(),
         };
-        // SAFETY: as in `read`.
+        // SAFETY: `local` describes `buf`, which we own mutably; the kernel
+        // checks `remote` against the target's address space.
         let n = unsafe {
             libc::process_vm_readv(self.pid, &raw const local, 1, &raw const remote, 1, 0)
         };
