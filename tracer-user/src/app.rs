@@ -291,8 +291,11 @@ fn sample_all(s: &mut Session, cycle: u64) {
     let headers = s.mem.read_many(&regions);
     let layout = s.info.layout.clone();
     for ((addr, tp), hb) in addrs.into_iter().zip(headers) {
+        // Cache hit without cloning the type's strings (hot: every map, every cycle).
         let sizes = if tp == 0 {
             TypeSizes::default()
+        } else if let Some(e) = s.types.get(&tp) {
+            e.3
         } else {
             type_entry(s, tp).3
         };
@@ -640,17 +643,22 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     }
     out.flush()?;
     if let Some(path) = &opts.json {
-        let v = if reports.len() == 1 {
-            serde_json::to_value(&reports[0])?
+        // Serialized straight to the writer: a serde_json::Value of 100,000
+        // maps would cost gigabytes.
+        let mut w: Box<dyn Write> = if path == "-" {
+            Box::new(std::io::BufWriter::new(std::io::stdout()))
         } else {
-            serde_json::to_value(&reports)?
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("writing {path}"))?,
+            ))
         };
-        let text = serde_json::to_string_pretty(&v)?;
-        if path == "-" {
-            println!("{text}");
+        if reports.len() == 1 {
+            serde_json::to_writer_pretty(&mut w, &reports[0])?;
         } else {
-            std::fs::write(path, text + "\n").with_context(|| format!("writing {path}"))?;
+            serde_json::to_writer_pretty(&mut w, &reports)?;
         }
+        writeln!(w)?;
+        w.flush().with_context(|| format!("writing {path}"))?;
     }
     Ok(())
 }

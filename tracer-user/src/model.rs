@@ -104,8 +104,21 @@ impl TrackedMap {
     /// The verdict over the recent samples.
     #[must_use]
     pub fn verdict(&self) -> Verdict {
-        let s: Vec<Sample> = self.samples.iter().copied().collect();
-        verdict(&s)
+        // The verdict only looks at the last WINDOW samples: copy them to
+        // the stack instead of allocating (this runs for every map, often).
+        let mut w = [Sample {
+            cycle: 0,
+            len: 0,
+            capacity: 0,
+            bytes: 0,
+        }; WINDOW];
+        let skip = self.samples.len().saturating_sub(WINDOW);
+        let mut n = 0;
+        for (slot, s) in w.iter_mut().zip(self.samples.iter().skip(skip)) {
+            *slot = *s;
+            n += 1;
+        }
+        verdict(&w[..n])
     }
 }
 
