@@ -35,6 +35,8 @@ pub struct TraceOptions {
     pub json: Option<String>,
     /// Maps shown.
     pub top: usize,
+    /// Share of one CPU the probes may take from the target (0.01 = 1%).
+    pub overhead_budget: f64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -64,6 +66,99 @@ struct Session {
     gc_seen: u64,
     last_grow: Option<(u64, u8, u64, u64, u64, u64)>,
     last_gc_ns: [u64; 2],
+    /// Attach requests, parallel to `probes`.
+    reqs: Vec<ProbeRequest>,
+    /// Probes on creation functions, parallel to `probes`.
+    creation: Vec<bool>,
+    gov: Governor,
+}
+
+/// Keeps the creation probes within the overhead budget. Their rate grows
+/// with map *creation*, which a busy service does per request (every
+/// `http.Header` is a map), and their RET-site probes are single-stepped:
+/// when the estimated cost exceeds the budget they are detached, then tried
+/// again after a back-off that doubles up to a minute.
+#[derive(Debug)]
+struct Governor {
+    last_check: Instant,
+    last_hits: Vec<u64>,
+    paused_until: Option<Instant>,
+    paused_at: Option<Instant>,
+    backoff: Duration,
+    paused_total: Duration,
+    pauses: u64,
+}
+
+impl Governor {
+    fn new() -> Self {
+        Self {
+            last_check: Instant::now(),
+            last_hits: Vec::new(),
+            paused_until: None,
+            paused_at: None,
+            backoff: Duration::from_secs(2),
+            paused_total: Duration::ZERO,
+            pauses: 0,
+        }
+    }
+}
+
+/// How often the governor looks at the hit rates.
+const GOVERNOR_PERIOD: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+fn govern(s: &mut Session, tracer: &mut Tracer, budget: f64) {
+    let now = Instant::now();
+    if let Some(until) = s.gov.paused_until {
+        if now < until {
+            return;
+        }
+        if let Some(at) = s.gov.paused_at.take() {
+            s.gov.paused_total += now.duration_since(at);
+        }
+        for i in 0..s.probes.len() {
+            if s.creation[i] {
+                let _ =
+                    tracer.reattach(&s.target.exe, s.target.pid, &mut s.probes[i].0, &s.reqs[i]);
+            }
+        }
+        s.gov.paused_until = None;
+        s.gov.last_check = now;
+        s.gov.last_hits = tracer.probe_hits();
+        return;
+    }
+    let dt = now.duration_since(s.gov.last_check);
+    if dt < GOVERNOR_PERIOD {
+        return;
+    }
+    let hits = tracer.probe_hits();
+    let mut cost = 0.0;
+    for (i, (p, _, _, emulated)) in s.probes.iter().enumerate() {
+        if !s.creation[i] {
+            continue;
+        }
+        let now_h = hits.get(p.id as usize).copied().unwrap_or(0);
+        let before = s.gov.last_hits.get(p.id as usize).copied().unwrap_or(0);
+        cost += now_h.saturating_sub(before) as f64
+            * if *emulated {
+                EMULATED_HIT_S
+            } else {
+                SINGLE_STEP_HIT_S
+            };
+    }
+    s.gov.last_hits = hits;
+    s.gov.last_check = now;
+    if cost / dt.as_secs_f64() > budget {
+        for i in 0..s.probes.len() {
+            if s.creation[i] {
+                tracer.detach(&mut s.probes[i].0);
+            }
+        }
+        s.gov.pauses += 1;
+        s.gov.paused_until = Some(now + s.gov.backoff);
+        s.gov.paused_at = Some(now);
+        s.gov.backoff = (s.gov.backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 /// A probe on a conditional branch of the stack check (arm64, and amd64 on
@@ -111,6 +206,8 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
     };
     tracer.configure(pid, cfg)?;
     let mut probes = Vec::new();
+    let mut reqs = Vec::new();
+    let mut creation = Vec::new();
     for p in &plan.probes {
         let file_offset = info
             .va_to_file_offset(p.address)
@@ -123,6 +220,11 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
         let a = tracer.attach(&target.exe, pid, &req)?;
         let emulated = !p.ret_site && !p.reason.starts_with("entry");
         probes.push((a, p.function.clone(), p.address, emulated));
+        reqs.push(req);
+        creation.push(matches!(
+            p.role,
+            tracer_common::ProbeRole::CreateEntry | tracer_common::ProbeRole::CreateRet
+        ));
     }
     let mut s = Session {
         mem: Memory::new(pid),
@@ -137,6 +239,9 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
         gc_seen: 0,
         last_grow: None,
         last_gc_ns: [0; 2],
+        reqs,
+        creation,
+        gov: Governor::new(),
     };
     discover_globals(&mut s);
     Ok(s)
@@ -426,6 +531,10 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             counters.get(c as usize).copied().unwrap_or(0),
         );
     }
+    overhead.creation_probes_paused = s.gov.pauses;
+    overhead.creation_probes_paused_s = (s.gov.paused_total
+        + s.gov.paused_at.map_or(Duration::ZERO, |at| at.elapsed()))
+    .as_secs_f64();
     let (cpu, rss) = self_usage();
     overhead.tracer_cpu_s = cpu;
     overhead.tracer_max_rss_bytes = rss;
@@ -589,6 +698,9 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
             }
         }
         for s in &mut sessions {
+            if s.ended.is_none() {
+                govern(s, &mut tracer, opts.overhead_budget);
+            }
             if s.ended.is_none() && !s.target.alive() {
                 s.ended = Some("target exited".to_owned());
             }

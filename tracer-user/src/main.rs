@@ -37,6 +37,10 @@ struct TraceArgs {
     /// Maps shown in the text report.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Share of one CPU the probes may take from the target, in percent;
+    /// creation probes are paused when they would exceed it.
+    #[arg(long, default_value_t = 1.0)]
+    overhead_budget: f64,
 }
 
 #[derive(Subcommand)]
@@ -94,6 +98,7 @@ fn trace(a: &TraceArgs) -> Result<()> {
         interval: a.interval,
         json: a.json.clone(),
         top: a.top,
+        overhead_budget: a.overhead_budget / 100.0,
     })
 }
 

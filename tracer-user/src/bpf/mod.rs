@@ -168,6 +168,35 @@ impl Tracer {
         })
     }
 
+    /// Attaches a detached probe again, with the same id (cookie and spec).
+    pub fn reattach(
+        &mut self,
+        exe: &std::path::Path,
+        pid: u32,
+        p: &mut AttachedProbe,
+        req: &ProbeRequest,
+    ) -> Result<()> {
+        if p.link.is_some() {
+            return Ok(());
+        }
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(req.program)
+            .ok_or_else(|| anyhow!("eBPF program {} missing", req.program))?
+            .try_into()?;
+        let pid_nz = std::num::NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0"))?;
+        let link = prog.attach(
+            UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(req.file_offset),
+                cookie: Some(u64::from(p.id)),
+            },
+            exe,
+            UProbeScope::OneProcess(pid_nz),
+        )?;
+        p.link = Some(link);
+        Ok(())
+    }
+
     /// Detaches a probe (also happens when the tracer is dropped).
     pub fn detach(&mut self, p: &mut AttachedProbe) {
         if let Some(link) = p.link.take()

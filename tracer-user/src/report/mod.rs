@@ -122,6 +122,10 @@ pub struct Overhead {
     pub tracer_cpu_s: f64,
     /// The tracer's peak resident memory, bytes.
     pub tracer_max_rss_bytes: u64,
+    /// Times the creation probes were paused to stay within the budget.
+    pub creation_probes_paused: u64,
+    /// Seconds they were paused (maps created then have no creation site).
+    pub creation_probes_paused_s: f64,
 }
 
 fn human_bytes(b: u64) -> String {
@@ -323,6 +327,13 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         r.overhead.tracer_cpu_s,
         human_bytes(r.overhead.tracer_max_rss_bytes)
     )?;
+    if r.overhead.creation_probes_paused > 0 {
+        writeln!(
+            w,
+            "  note: creation probes paused {} time(s), {:.1} s in all, to stay within the overhead budget; maps created then show no creation site",
+            r.overhead.creation_probes_paused, r.overhead.creation_probes_paused_s
+        )?;
+    }
     for (p, n) in &r.overhead.probe_hits {
         if *n > 0 {
             writeln!(w, "    {n:>10}  {p}")?;
