@@ -167,9 +167,10 @@ fn govern(s: &mut Session, tracer: &mut Tracer, budget: f64) {
 /// second hit carries the same arguments within microseconds.
 const DOUBLE_HIT_NS: u64 = 200_000;
 
-/// Cost of one probe hit, from DESIGN.md 3.2 (measured on this kind of VM).
-const EMULATED_HIT_S: f64 = 0.45e-6;
-const SINGLE_STEP_HIT_S: f64 = 5.0e-6;
+/// Cost of one probe hit, measured by `cargo xtask bench` on this kind of VM
+/// (docs/benchmarks.md part 2: 0.7-0.9 µs emulated, 9.4-11.6 µs single-stepped).
+const EMULATED_HIT_S: f64 = 0.8e-6;
+const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
 
 fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
     let target = Target::discover(pid)?;
