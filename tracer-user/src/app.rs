@@ -395,6 +395,11 @@ fn sample_all(s: &mut Session, cycle: u64) {
         .collect();
     let regions: Vec<(u64, usize)> = addrs.iter().map(|&(a, _)| (a, hlen)).collect();
     let headers = s.mem.read_many(&regions);
+    // Every read failing means the process is gone (or going), not that
+    // every map died: keep the history for the final report.
+    if !headers.is_empty() && headers.iter().all(Option::is_none) {
+        return;
+    }
     let layout = s.info.layout.clone();
     for ((addr, tp), hb) in addrs.into_iter().zip(headers) {
         // Cache hit without cloning the type's strings (hot: every map, every cycle).
