@@ -137,35 +137,14 @@ impl Tracer {
             )?;
             specs.set(id, req.spec, 0)?;
         }
-        let prog: &mut UProbe = self
-            .ebpf
-            .program_mut(req.program)
-            .ok_or_else(|| anyhow!("eBPF program {} missing", req.program))?
-            .try_into()?;
-        let pid_nz = std::num::NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0"))?;
-        let link = prog
-            .attach(
-                UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(req.file_offset),
-                    cookie: Some(u64::from(id)),
-                },
-                exe,
-                UProbeScope::OneProcess(pid_nz),
-            )
-            .with_context(|| {
-                format!(
-                    "attaching {} at file offset {:#x} of {}",
-                    req.program,
-                    req.file_offset,
-                    exe.display()
-                )
-            })?;
-        self.next_id += 1;
-        Ok(AttachedProbe {
+        let mut p = AttachedProbe {
             id,
             program: req.program,
-            link: Some(link),
-        })
+            link: None,
+        };
+        self.reattach(exe, pid, &mut p, req)?;
+        self.next_id += 1;
+        Ok(p)
     }
 
     /// Attaches a detached probe again, with the same id (cookie and spec).
@@ -185,14 +164,23 @@ impl Tracer {
             .ok_or_else(|| anyhow!("eBPF program {} missing", req.program))?
             .try_into()?;
         let pid_nz = std::num::NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0"))?;
-        let link = prog.attach(
-            UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(req.file_offset),
-                cookie: Some(u64::from(p.id)),
-            },
-            exe,
-            UProbeScope::OneProcess(pid_nz),
-        )?;
+        let link = prog
+            .attach(
+                UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(req.file_offset),
+                    cookie: Some(u64::from(p.id)),
+                },
+                exe,
+                UProbeScope::OneProcess(pid_nz),
+            )
+            .with_context(|| {
+                format!(
+                    "attaching {} at file offset {:#x} of {}",
+                    req.program,
+                    req.file_offset,
+                    exe.display()
+                )
+            })?;
         p.link = Some(link);
         Ok(())
     }
