@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 /// Version of this ABI. User space refuses an object built for another one.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Ring buffer of rare events (map growth, GC cycles).
 pub const MAP_EVENTS: &str = "EVENTS";
@@ -30,6 +30,9 @@ pub const MAP_CREATED: &str = "CREATED";
 pub const MAP_PENDING_CREATE: &str = "PENDING_CREATE";
 /// User stacks, as `bpf_get_stackid` stores them.
 pub const MAP_STACKS: &str = "STACKS";
+/// Write-path hits aggregated in the kernel, keyed by [`WriteKey`]: [`WriteStat`].
+/// Only filled while a write window is open; user space drains it.
+pub const MAP_WRITES: &str = "WRITES";
 
 /// Names of the eBPF programs; one per probe role.
 pub mod programs {
@@ -43,13 +46,28 @@ pub mod programs {
     pub const GC_START: &str = "gc_start";
     /// `runtime.gcSweep` entry: the cycle has been marked.
     pub const GC_SWEEP: &str = "gc_sweep";
+    /// Entry of a write-path function (`mapassign*`, `mapdelete*`, Swiss
+    /// `(*Map).Delete`), attached only in bounded windows.
+    pub const WRITE: &str = "map_write";
+    /// Entry of a finalizer or cleanup function (`SetFinalizer`,
+    /// `queuefinalizer`, `addCleanup`, the cleanup queue, `Cleanup.Stop`).
+    pub const FIN: &str = "fin_hook";
     /// Every program the object must contain.
-    pub const ALL: [&str; 5] = [CREATE_ENTRY, CREATE_RET, GROW, GC_START, GC_SWEEP];
+    pub const ALL: [&str; 7] = [
+        CREATE_ENTRY,
+        CREATE_RET,
+        GROW,
+        GC_START,
+        GC_SWEEP,
+        WRITE,
+        FIN,
+    ];
 }
 
 /// Every map the object must contain.
-pub const ALL_MAPS: [&str; 8] = [
+pub const ALL_MAPS: [&str; 9] = [
     MAP_EVENTS,
+    MAP_WRITES,
     MAP_PENDING_CREATE,
     MAP_PROC_CONFIG,
     MAP_PROBE_SPECS,
@@ -66,7 +84,9 @@ pub const CREATED_ENTRIES: u32 = 1 << 17;
 /// Entries in the stack-trace map.
 pub const STACK_ENTRIES: u32 = 1 << 14;
 /// Ring buffer size in bytes.
-pub const EVENTS_BYTES: u32 = 1 << 22;
+pub const EVENTS_BYTES: u32 = 1 << 23;
+/// Entries in the write-path aggregation map.
+pub const WRITES_ENTRIES: u32 = 1 << 14;
 
 /// Sentinel for "this register is not used" in [`ProbeSpec`].
 pub const NO_ARG: u8 = 0xff;
@@ -81,6 +101,8 @@ pub enum EventKind {
     GcStart = 2,
     /// `runtime.gcSweep` was entered: the cycle's marking is done.
     GcMarked = 3,
+    /// A finalizer or cleanup function was entered: [`FinEvent`].
+    Fin = 4,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -90,6 +112,7 @@ impl TryFrom<u32> for EventKind {
             1 => Ok(Self::MapGrow),
             2 => Ok(Self::GcStart),
             3 => Ok(Self::GcMarked),
+            4 => Ok(Self::Fin),
             other => Err(other),
         }
     }
@@ -113,6 +136,8 @@ pub enum Counter {
     CreateNoEntry = 5,
     /// Creation records written.
     Created = 6,
+    /// A write-path hit found [`MAP_WRITES`] full.
+    WritesFull = 7,
 }
 
 /// Number of [`Counter`] slots.
@@ -132,6 +157,10 @@ pub enum ProbeRole {
     GcStart = 4,
     /// See [`programs::GC_SWEEP`].
     GcSweep = 5,
+    /// See [`programs::WRITE`].
+    Write = 6,
+    /// See [`programs::FIN`].
+    Fin = 7,
 }
 
 impl ProbeRole {
@@ -144,6 +173,8 @@ impl ProbeRole {
             Self::Grow => programs::GROW,
             Self::GcStart => programs::GC_START,
             Self::GcSweep => programs::GC_SWEEP,
+            Self::Write => programs::WRITE,
+            Self::Fin => programs::FIN,
         }
     }
 }
@@ -188,6 +219,64 @@ pub enum GrowKind {
     /// Swiss `(*table).split`.
     TableSplit = 5,
 }
+
+/// What a write-path probe counts ([`ProbeSpec::aux`] of [`ProbeRole::Write`]).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// `mapassign*`: an insert or an update.
+    Assign = 1,
+    /// `mapdelete*`, Swiss `(*Map).Delete`.
+    Delete = 2,
+}
+
+/// Which finalizer or cleanup function fired ([`ProbeSpec::aux`] of
+/// [`ProbeRole::Fin`]). The registers mean different things per kind and Go
+/// version; user space interprets them (go-runtime.md section 5).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinKind {
+    /// `runtime.SetFinalizer(obj any, finalizer any)`: a0 obj type, a1 obj,
+    /// a2 finalizer type (0: the finalizer is removed).
+    SetFinalizer = 1,
+    /// `runtime.queuefinalizer(p, fn, nret, fint, ot)`: a0 p (0 on 1.24
+    /// for a cleanup, then a1 is its funcval).
+    QueueFinalizer = 2,
+    /// `runtime.addCleanup(p, …)`: a0 p; a1 the funcval (1.24, 1.25) or
+    /// a3 the argument box (1.26+).
+    AddCleanup = 3,
+    /// `runtime.(*cleanupQueue).enqueue`: a1 the funcval (1.25) or a3 the
+    /// argument box (1.26+).
+    CleanupQueued = 4,
+    /// `runtime.Cleanup.Stop`: a0 id, a1 ptr.
+    CleanupStop = 5,
+}
+
+/// Key of [`MAP_WRITES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WriteKey {
+    /// Map header address.
+    pub map_addr: u64,
+    /// Return address into the code that wrote (the insert site).
+    pub caller_pc: u64,
+    /// Process id (tgid).
+    pub tgid: u32,
+    /// [`WriteKind`] as u32.
+    pub kind: u32,
+}
+const _: () = assert!(core::mem::size_of::<WriteKey>() == 24);
+
+/// Value of [`MAP_WRITES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStat {
+    /// Hits.
+    pub count: u64,
+    /// Map type descriptor seen with the first hit.
+    pub type_ptr: u64,
+}
+const _: () = assert!(core::mem::size_of::<WriteStat>() == 16);
 
 /// Per-process configuration in [`MAP_PROC_CONFIG`]. Addresses are run-time
 /// virtual addresses (load bias already added); zero means "unknown, skip".
@@ -319,8 +408,29 @@ pub struct GcEvent {
 }
 const _: () = assert!(core::mem::size_of::<GcEvent>() == 48);
 
+/// [`EventKind::Fin`]: the first five ABIInternal argument registers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FinEvent {
+    /// Header.
+    pub hdr: EventHeader,
+    /// Argument registers 0 to 4 (amd64 RAX RBX RCX RDI RSI; arm64 R0-R4).
+    pub args: [u64; 5],
+    /// Probe id (cookie).
+    pub probe_id: u16,
+    /// [`FinKind`].
+    pub fin_kind: u8,
+    /// Reserved, zero.
+    pub _pad: [u8; 5],
+}
+const _: () = assert!(core::mem::size_of::<FinEvent>() == 64);
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: as below.
+    unsafe impl aya::Pod for super::WriteKey {}
+    // SAFETY: as below.
+    unsafe impl aya::Pod for super::WriteStat {}
     // SAFETY: each type is repr(C), Copy, has no implicit padding (checked by
     // the size assertions above) and every bit pattern is a valid value.
     unsafe impl aya::Pod for super::ProbeSpec {}

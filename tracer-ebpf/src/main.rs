@@ -19,13 +19,13 @@ use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, uprobe},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
     programs::ProbeContext,
 };
 use tracer_common::{
     AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
-    EventKind, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate, ProbeSpec,
-    ProcConfig, STACK_ENTRIES,
+    EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate,
+    ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
 };
 
 mod regs;
@@ -54,6 +54,10 @@ static PENDING_CREATE: LruHashMap<AddrKey, PendingCreate> = LruHashMap::with_max
 
 #[map(name = "STACKS")]
 static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
+
+#[map(name = "WRITES")]
+static WRITES: PerCpuHashMap<WriteKey, WriteStat> =
+    PerCpuHashMap::with_max_entries(WRITES_ENTRIES, 0);
 
 #[inline(always)]
 fn count(c: Counter) {
@@ -321,6 +325,64 @@ pub fn gc_start(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn gc_sweep(ctx: ProbeContext) -> u32 {
     gc_event(&ctx, EventKind::GcMarked)
+}
+
+/// Entry of a write-path function, attached only inside a write window:
+/// counted in the kernel per (map, insert site), never sent as an event.
+#[uprobe]
+pub fn map_write(ctx: ProbeContext) -> u32 {
+    let Some((_, s)) = spec(&ctx) else { return 0 };
+    let key = WriteKey {
+        map_addr: arg_or_zero(&ctx, s.map_arg),
+        caller_pc: regs::caller_pc(&ctx),
+        tgid: tgid(),
+        kind: u32::from(s.aux),
+    };
+    if let Some(stat) = WRITES.get_ptr_mut(&key) {
+        // SAFETY: this CPU's copy of the value; no other writer on this CPU.
+        unsafe { (*stat).count += 1 };
+        return 0;
+    }
+    let stat = WriteStat {
+        count: 1,
+        type_ptr: arg_or_zero(&ctx, s.type_arg),
+    };
+    // Per-CPU values: this sets this CPU's copy; the others start at zero.
+    if WRITES.insert(&key, &stat, 0).is_err() {
+        count(Counter::WritesFull);
+    }
+    0
+}
+
+/// Entry of a finalizer or cleanup function: a rare event, sent whole.
+#[uprobe]
+pub fn fin_hook(ctx: ProbeContext) -> u32 {
+    let Some((id, s)) = spec(&ctx) else { return 0 };
+    let Some(mut entry) = EVENTS.reserve::<FinEvent>(0) else {
+        count(Counter::RingBufFull);
+        return 0;
+    };
+    let ev = FinEvent {
+        hdr: EventHeader {
+            kind: EventKind::Fin as u32,
+            tgid: tgid(),
+            // SAFETY: plain helper call.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        args: [
+            regs::arg(&ctx, 0),
+            regs::arg(&ctx, 1),
+            regs::arg(&ctx, 2),
+            regs::arg(&ctx, 3),
+            regs::arg(&ctx, 4),
+        ],
+        probe_id: id as u16,
+        fin_kind: s.aux,
+        _pad: [0; 5],
+    };
+    entry.write(ev);
+    entry.submit(0);
+    0
 }
 
 #[cfg(not(test))]

@@ -14,6 +14,8 @@ use tracer_common::{Counter, ProcConfig};
 use crate::{
     bpf::{AttachedProbe, ProbeRequest, Tracer},
     discover::Target,
+    finalizers::FinTracker,
+    governor::{EMULATED_HIT_S, Governor, SINGLE_STEP_HIT_S, WRITE_HIT_S},
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
     model::{Model, Verdict},
@@ -68,96 +70,46 @@ struct Session {
     last_gc_ns: [u64; 2],
     /// Attach requests, parallel to `probes`.
     reqs: Vec<ProbeRequest>,
-    /// Probes on creation functions, parallel to `probes`.
-    creation: Vec<bool>,
-    gov: Governor,
-}
-
-/// Keeps the creation probes within the overhead budget. Their rate grows
-/// with map *creation*, which a busy service does per request (every
-/// `http.Header` is a map), and their RET-site probes are single-stepped:
-/// when the estimated cost exceeds the budget they are detached, then tried
-/// again after a back-off that doubles up to a minute.
-#[derive(Debug)]
-struct Governor {
-    last_check: Instant,
+    /// Governor class of each probe, parallel to `probes`.
+    class: Vec<Class>,
+    /// Estimated cost of one hit of each probe (seconds), parallel to `probes`.
+    hit_cost: Vec<f64>,
+    /// Hits of each probe at the last governor check.
     last_hits: Vec<u64>,
-    paused_until: Option<Instant>,
-    paused_at: Option<Instant>,
-    backoff: Duration,
-    paused_total: Duration,
-    pauses: u64,
+    gov_check: Instant,
+    gov: Governor,
+    detaching_creation: Detaching,
+    detaching_window: Detaching,
+    /// Maps first found by the write windows.
+    discovered_by_writes: u64,
+    fin: FinTracker,
 }
 
-impl Governor {
-    fn new() -> Self {
-        Self {
-            last_check: Instant::now(),
-            last_hits: Vec::new(),
-            paused_until: None,
-            paused_at: None,
-            backoff: Duration::from_secs(2),
-            paused_total: Duration::ZERO,
-            pauses: 0,
-        }
-    }
+/// What a probe is for, as far as the governor is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Always attached (growth, GC, finalizers).
+    Always,
+    /// Creation: paused when over budget.
+    Creation,
+    /// Write path: attached only in windows.
+    Window,
 }
 
-/// How often the governor looks at the hit rates.
-const GOVERNOR_PERIOD: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Detaches of one group still in progress.
+#[derive(Debug, Default)]
+struct Detaching(Vec<std::thread::JoinHandle<()>>);
 
-fn govern(s: &mut Session, tracer: &mut Tracer, budget: f64) {
-    let now = Instant::now();
-    if let Some(until) = s.gov.paused_until {
-        if now < until {
-            return;
-        }
-        if let Some(at) = s.gov.paused_at.take() {
-            s.gov.paused_total += now.duration_since(at);
-        }
-        for i in 0..s.probes.len() {
-            if s.creation[i] {
-                let _ =
-                    tracer.reattach(&s.target.exe, s.target.pid, &mut s.probes[i].0, &s.reqs[i]);
-            }
-        }
-        s.gov.paused_until = None;
-        s.gov.last_check = now;
-        s.gov.last_hits = tracer.probe_hits();
-        return;
+impl Detaching {
+    fn busy(&mut self) -> bool {
+        self.0.retain(|h| !h.is_finished());
+        !self.0.is_empty()
     }
-    let dt = now.duration_since(s.gov.last_check);
-    if dt < GOVERNOR_PERIOD {
-        return;
-    }
-    let hits = tracer.probe_hits();
-    let mut cost = 0.0;
-    for (i, (p, _, _, emulated)) in s.probes.iter().enumerate() {
-        if !s.creation[i] {
-            continue;
+
+    fn join(&mut self) {
+        for h in self.0.drain(..) {
+            let _ = h.join();
         }
-        let now_h = hits.get(p.id as usize).copied().unwrap_or(0);
-        let before = s.gov.last_hits.get(p.id as usize).copied().unwrap_or(0);
-        cost += now_h.saturating_sub(before) as f64
-            * if *emulated {
-                EMULATED_HIT_S
-            } else {
-                SINGLE_STEP_HIT_S
-            };
-    }
-    s.gov.last_hits = hits;
-    s.gov.last_check = now;
-    if cost / dt.as_secs_f64() > budget {
-        for i in 0..s.probes.len() {
-            if s.creation[i] {
-                tracer.detach(&mut s.probes[i].0);
-            }
-        }
-        s.gov.pauses += 1;
-        s.gov.paused_until = Some(now + s.gov.backoff);
-        s.gov.paused_at = Some(now);
-        s.gov.backoff = (s.gov.backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -167,12 +119,103 @@ fn govern(s: &mut Session, tracer: &mut Tracer, budget: f64) {
 /// second hit carries the same arguments within microseconds.
 const DOUBLE_HIT_NS: u64 = 200_000;
 
-/// Cost of one probe hit, measured by `cargo xtask bench` on this kind of VM
-/// (docs/benchmarks.md part 2: 0.7-0.9 µs emulated, 9.4-11.6 µs single-stepped).
-const EMULATED_HIT_S: f64 = 0.8e-6;
-const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
+/// Reads hit counts, debits their cost, and attaches or detaches the
+/// creation probes and the write window as the governor decides.
+fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
+    let now = Instant::now();
+    let dt = now.duration_since(s.gov_check).as_secs_f64();
+    let mut cost = 0.0;
+    for (i, (p, ..)) in s.probes.iter().enumerate() {
+        let h = hits.get(p.id as usize).copied().unwrap_or(0);
+        let before = s.last_hits.get(i).copied().unwrap_or(0);
+        cost += h.saturating_sub(before) as f64 * s.hit_cost[i];
+    }
+    s.last_hits = s
+        .probes
+        .iter()
+        .map(|(p, ..)| hits.get(p.id as usize).copied().unwrap_or(0))
+        .collect();
+    s.gov_check = now;
+    s.gov.account(dt, cost);
 
-fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
+    let have_window = s.class.contains(&Class::Window);
+    let busy_c = s.detaching_creation.busy();
+    let busy_w = s.detaching_window.busy();
+    let a = s.gov.decide(now, busy_c, busy_w, have_window);
+    if a.close_window {
+        detach_class(s, tracer, Class::Window);
+        s.gov.closed(now);
+    }
+    if a.pause_creation {
+        detach_class(s, tracer, Class::Creation);
+        s.gov.paused(now);
+    }
+    if a.open_window {
+        attach_class(s, tracer, Class::Window);
+        s.gov.opened(now);
+    }
+    if a.resume_creation {
+        attach_class(s, tracer, Class::Creation);
+        s.gov.resumed(now);
+    }
+}
+
+fn detach_class(s: &mut Session, tracer: &mut Tracer, class: Class) {
+    for i in 0..s.probes.len() {
+        if s.class[i] == class
+            && let Some(h) = tracer.detach_async(&mut s.probes[i].0)
+        {
+            match class {
+                Class::Window => s.detaching_window.0.push(h),
+                _ => s.detaching_creation.0.push(h),
+            }
+        }
+    }
+}
+
+fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) {
+    for i in 0..s.probes.len() {
+        if s.class[i] == class {
+            // A failure (the process is exiting) leaves the probe detached.
+            let _ = tracer.reattach(&s.target.exe, s.target.pid, &mut s.probes[i].0, &s.reqs[i]);
+        }
+    }
+}
+
+/// Fewest inserts into an untracked map within the write windows before it
+/// is tracked: keeps the many short-lived maps of a busy service out.
+const DISCOVER_MIN_ASSIGNS: u64 = 16;
+
+/// Applies write-path counts drained from the kernel.
+fn on_writes(s: &mut Session, writes: &[(tracer_common::WriteKey, tracer_common::WriteStat)]) {
+    let assign = u32::from(tracer_common::WriteKind::Assign as u8);
+    let mut per_map: HashMap<u64, u64> = HashMap::new();
+    for (k, st) in writes {
+        if k.tgid == s.target.pid && k.kind == assign {
+            *per_map.entry(k.map_addr).or_default() += st.count;
+        }
+    }
+    for (k, st) in writes {
+        if k.tgid != s.target.pid || k.map_addr == 0 {
+            continue;
+        }
+        if !s.model.maps.contains_key(&k.map_addr) {
+            if per_map.get(&k.map_addr).copied().unwrap_or(0) < DISCOVER_MIN_ASSIGNS {
+                continue;
+            }
+            s.model.on_discovered(k.map_addr, None, 0, None);
+            s.discovered_by_writes += 1;
+        }
+        if let Some(m) = s.model.maps.get_mut(&k.map_addr) {
+            if m.type_ptr == 0 {
+                m.type_ptr = st.type_ptr;
+            }
+            m.on_write(k.kind == assign, k.caller_pc, st.count);
+        }
+    }
+}
+
+fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64) -> Result<Session> {
     let target = Target::discover(pid)?;
     let info = BinaryInfo::open(&target.exe).with_context(|| {
         format!(
@@ -208,7 +251,8 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
     tracer.configure(pid, cfg)?;
     let mut probes = Vec::new();
     let mut reqs = Vec::new();
-    let mut creation = Vec::new();
+    let mut class = Vec::new();
+    let mut hit_cost = Vec::new();
     for p in &plan.probes {
         let file_offset = info
             .va_to_file_offset(p.address)
@@ -218,14 +262,26 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
             file_offset,
             spec: p.spec,
         };
-        let a = tracer.attach(&target.exe, pid, &req)?;
         let emulated = !p.ret_site && !p.reason.starts_with("entry");
+        let a = if p.window {
+            tracer.register(&req)?
+        } else {
+            tracer.attach(&target.exe, pid, &req)?
+        };
         probes.push((a, p.function.clone(), p.address, emulated));
         reqs.push(req);
-        creation.push(matches!(
-            p.role,
-            tracer_common::ProbeRole::CreateEntry | tracer_common::ProbeRole::CreateRet
-        ));
+        class.push(match p.role {
+            _ if p.window => Class::Window,
+            tracer_common::ProbeRole::CreateEntry | tracer_common::ProbeRole::CreateRet => {
+                Class::Creation
+            }
+            _ => Class::Always,
+        });
+        hit_cost.push(match (emulated, p.window) {
+            (false, _) => SINGLE_STEP_HIT_S,
+            (true, true) => WRITE_HIT_S,
+            (true, false) => EMULATED_HIT_S,
+        });
     }
     let mut s = Session {
         mem: Memory::new(pid),
@@ -241,8 +297,15 @@ fn attach_session(tracer: &mut Tracer, pid: u32) -> Result<Session> {
         last_grow: None,
         last_gc_ns: [0; 2],
         reqs,
-        creation,
-        gov: Governor::new(),
+        class,
+        hit_cost,
+        last_hits: Vec::new(),
+        gov_check: Instant::now(),
+        gov: Governor::new(budget),
+        detaching_creation: Detaching::default(),
+        detaching_window: Detaching::default(),
+        discovered_by_writes: 0,
+        fin: FinTracker::default(),
     };
     discover_globals(&mut s);
     Ok(s)
@@ -362,6 +425,10 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
                     }
                 }
             }
+        }
+        Event::Fin(f) => {
+            let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
+            s.fin.on_event(f, s.info.go_version.minor, cycle);
         }
         Event::GcStart(g) => {
             s.last_gc_ns[0] = g.hdr.ts_ns;
@@ -509,18 +576,13 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     find_owners(s, final_report);
     let hits = tracer.probe_hits();
     let mut overhead = Overhead::default();
-    for (p, func, addr, emulated) in &s.probes {
+    for (i, (p, func, addr, _)) in s.probes.iter().enumerate() {
         let n = hits.get(p.id as usize).copied().unwrap_or(0);
         *overhead
             .probe_hits
             .entry(format!("{func}@{addr:#x}"))
             .or_default() += n;
-        overhead.estimated_target_cpu_s += n as f64
-            * if *emulated {
-                EMULATED_HIT_S
-            } else {
-                SINGLE_STEP_HIT_S
-            };
+        overhead.estimated_target_cpu_s += n as f64 * s.hit_cost[i];
     }
     let counters = tracer.counters();
     for (name, c) in [
@@ -531,6 +593,7 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
         ("bad_cookie", Counter::BadCookie),
         ("create_without_entry", Counter::CreateNoEntry),
         ("created", Counter::Created),
+        ("write_table_full", Counter::WritesFull),
     ] {
         overhead.counters.insert(
             name.to_owned(),
@@ -538,9 +601,13 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
         );
     }
     overhead.creation_probes_paused = s.gov.pauses;
-    overhead.creation_probes_paused_s = (s.gov.paused_total
-        + s.gov.paused_at.map_or(Duration::ZERO, |at| at.elapsed()))
+    overhead.creation_probes_paused_s = s.gov.paused_s(Instant::now());
+    overhead.write_windows = s.gov.windows;
+    overhead.write_windows_s = (s.gov.window_total
+        + s.gov.window_open.map_or(Duration::ZERO, |at| at.elapsed()))
     .as_secs_f64();
+    overhead.maps_found_by_write_windows = s.discovered_by_writes;
+    overhead.budget_spent_target_cpu_s = s.gov.spent;
     let (cpu, rss) = self_usage();
     overhead.tracer_cpu_s = cpu;
     overhead.tracer_max_rss_bytes = rss;
@@ -583,6 +650,20 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             growth_per_cycle: (last.len as f64 - first.len as f64) / span,
             verdict: m.verdict(),
             retained_keys: None,
+            inserted_at: m
+                .insert_sites
+                .iter()
+                .filter_map(|&(pc, count)| {
+                    let frame = s
+                        .info
+                        .frame_for_pc(pc.wrapping_sub(s.bias).wrapping_sub(1))?;
+                    Some(report::InsertSite { frame, count })
+                })
+                .collect(),
+            writes_seen: report::WritesSeen {
+                assigns: m.assigns,
+                deletes: m.deletes,
+            },
         });
     }
     maps.sort_by(|a, b| {
@@ -608,10 +689,32 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             .unwrap_or_else(|| "still running".to_owned()),
         gc_cycles: s.model.cycles.iter().copied().collect(),
         maps,
-        finalizers: report::Finalizers::default(),
+        finalizers: finalizer_report(s),
         overhead,
         maps_retired: s.model.retired,
         maps_evicted: s.model.evicted,
+    }
+}
+
+fn finalizer_report(s: &Session) -> report::Finalizers {
+    let f = &s.fin;
+    let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
+    let mut ages: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for a in f.pending_ages(cycle) {
+        *ages.entry(a).or_default() += 1;
+    }
+    report::Finalizers {
+        set: f.set,
+        removed: f.removed,
+        ran: f.ran + f.ran_unknown,
+        ran_set_before_trace: f.ran_unknown,
+        pending: f.pending(),
+        pending_age_cycles_histogram: ages.into_iter().collect(),
+        cleanups_added: f.cleanups_added,
+        cleanups_ran: f.cleanups_ran,
+        cleanups_stopped: f.cleanups_stopped,
+        dropped: f.dropped,
+        held_as_map_keys: Vec::new(),
     }
 }
 
@@ -657,7 +760,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut tracer = Tracer::load()?;
     let mut sessions: Vec<Session> = Vec::new();
     for &pid in &opts.pids {
-        sessions.push(attach_session(&mut tracer, pid)?);
+        sessions.push(attach_session(&mut tracer, pid, opts.overhead_budget)?);
     }
     install_signal_handlers();
     let json_to_stdout = opts.json.as_deref() == Some("-");
@@ -687,10 +790,19 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let start = Instant::now();
     let mut last_render = Instant::now();
     let mut t0: Option<u64> = None;
+    let mut last_govern = Instant::now();
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let end_reason = loop {
-        tracer.wait(100);
+        // While a write window is open, hits cost fast: check the budget
+        // every few milliseconds so that a window overshoots it by little.
+        let window_open = sessions.iter().any(|s| s.gov.window_open.is_some());
+        let period = if window_open {
+            crate::governor::PERIOD_WINDOW
+        } else {
+            crate::governor::PERIOD
+        };
+        tracer.wait(period.as_millis() as i32);
         tracer.drain(|b| match decode(b) {
             Ok(e) => events.push(e),
             Err(_) => bad_events += 1,
@@ -703,10 +815,22 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
                 on_event(s, &tracer, &ev, &mut t0);
             }
         }
-        for s in &mut sessions {
-            if s.ended.is_none() {
-                govern(s, &mut tracer, opts.overhead_budget);
+        if last_govern.elapsed() >= period {
+            last_govern = Instant::now();
+            let hits = tracer.probe_hits();
+            for s in &mut sessions {
+                if s.ended.is_none() {
+                    govern(s, &mut tracer, &hits);
+                }
             }
+            let writes = tracer.drain_writes();
+            if !writes.is_empty() {
+                for s in &mut sessions {
+                    on_writes(s, &writes);
+                }
+            }
+        }
+        for s in &mut sessions {
             if s.ended.is_none() && !s.target.alive() {
                 s.ended = Some("target exited".to_owned());
             }
@@ -745,10 +869,19 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         }
         reports.push(build_report(s, &tracer, el, true));
     }
+    // Detach everything at once: one RCU grace period, not one per probe.
+    let mut pending = Detaching::default();
     for s in &mut sessions {
         for p in &mut s.probes {
-            tracer.detach(&mut p.0);
+            pending.0.extend(tracer.detach_async(&mut p.0));
         }
+        s.detaching_creation.join();
+        s.detaching_window.join();
+    }
+    let t_detach = Instant::now();
+    pending.join();
+    if std::env::var_os("MAPLEAK_DEBUG_DETACH").is_some() {
+        eprintln!("detach of all probes took {:?}", t_detach.elapsed());
     }
     drop(tracer);
     writeln!(out)?;

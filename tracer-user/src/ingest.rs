@@ -1,7 +1,7 @@
 //! `ingest`: bytes from the ring buffer in, typed [`Event`]s out. Pure and
 //! fuzzable: a short buffer or an unknown kind is an error, never a panic.
 use thiserror::Error;
-use tracer_common::{EventHeader, EventKind, GcEvent, MapGrowEvent};
+use tracer_common::{EventHeader, EventKind, FinEvent, GcEvent, MapGrowEvent};
 
 /// A decoded event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +12,8 @@ pub enum Event {
     GcStart(GcEvent),
     /// `gcSweep` entered: cycle marked.
     GcMarked(GcEvent),
+    /// A finalizer or cleanup function was entered.
+    Fin(FinEvent),
 }
 
 impl Event {
@@ -21,6 +23,7 @@ impl Event {
         match self {
             Self::MapGrow(e) => e.hdr.tgid,
             Self::GcStart(e) | Self::GcMarked(e) => e.hdr.tgid,
+            Self::Fin(e) => e.hdr.tgid,
         }
     }
 }
@@ -58,6 +61,7 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         EventKind::MapGrow => Ok(Event::MapGrow(read(b)?)),
         EventKind::GcStart => Ok(Event::GcStart(read(b)?)),
         EventKind::GcMarked => Ok(Event::GcMarked(read(b)?)),
+        EventKind::Fin => Ok(Event::Fin(read(b)?)),
     }
 }
 
@@ -99,6 +103,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decode(&encode(&gc)), Ok(Event::GcMarked(gc)));
+        let fin = FinEvent {
+            hdr: EventHeader {
+                kind: EventKind::Fin as u32,
+                tgid: 7,
+                ts_ns: 6,
+            },
+            args: [1, 2, 3, 4, 5],
+            probe_id: 9,
+            fin_kind: 2,
+            _pad: [0; 5],
+        };
+        assert_eq!(decode(&encode(&fin)), Ok(Event::Fin(fin)));
         assert!(matches!(
             decode(&encode(&ev)[..20]),
             Err(DecodeError::Short { .. })

@@ -20,6 +20,11 @@ fn hex_opt(v: Option<u64>) -> Value {
 fn probe_set_functions(info: &BinaryInfo) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
     for h in hooks::default_hooks(info.map_impl) {
+        // Optional hooks (finalizers, the write path) are listed when the
+        // program links them.
+        if h.group == hooks::Group::Optional && info.func_by_name(h.function).is_none() {
+            continue;
+        }
         if !names.contains(&h.function) {
             names.push(h.function);
         }
@@ -112,11 +117,12 @@ pub fn run(
         if let Some(p) = r.entry {
             writeln!(
                 out,
-                "      probe {} (+{}) `{}`: {}",
+                "      probe {} (+{}) `{}`: {}{}",
                 hex(p.address),
                 p.address - f.entry,
                 p.instruction,
-                p.reason
+                p.reason,
+                if p.window { " [write window only]" } else { "" }
             )?;
         }
         if !r.rets.is_empty() {

@@ -12,6 +12,8 @@ pub mod app;
 pub mod bpf;
 pub mod discover;
 pub mod doctor;
+pub mod finalizers;
+pub mod governor;
 pub mod ingest;
 pub mod inspect;
 pub mod inspect_cmd;

@@ -92,6 +92,35 @@ pub struct TrackedMap {
     pub owner: Option<String>,
     /// Go type name from DWARF, when the type descriptor is not known yet.
     pub type_name: Option<String>,
+    /// Inserts or updates seen in write windows.
+    pub assigns: u64,
+    /// Deletes seen in write windows.
+    pub deletes: u64,
+    /// Insert sites seen in write windows: (return address, count), at most
+    /// [`MAX_INSERT_SITES`], the busiest kept.
+    pub insert_sites: Vec<(u64, u64)>,
+}
+
+/// Insert sites kept per map.
+pub const MAX_INSERT_SITES: usize = 16;
+
+impl TrackedMap {
+    /// Adds write-window counts: an insert (or update) at `pc`, or a delete.
+    pub fn on_write(&mut self, assign: bool, pc: u64, count: u64) {
+        if !assign {
+            self.deletes += count;
+            return;
+        }
+        self.assigns += count;
+        if let Some(e) = self.insert_sites.iter_mut().find(|e| e.0 == pc) {
+            e.1 += count;
+        } else {
+            self.insert_sites.push((pc, count));
+        }
+        self.insert_sites
+            .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.insert_sites.truncate(MAX_INSERT_SITES);
+    }
 }
 
 impl TrackedMap {
@@ -220,6 +249,9 @@ impl Model {
                 seed: None,
                 owner: None,
                 type_name: None,
+                assigns: 0,
+                deletes: 0,
+                insert_sites: Vec::new(),
             },
         );
         true

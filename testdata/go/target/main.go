@@ -6,6 +6,11 @@
 //	short    thousands of short-lived maps per second      map[int32]int64
 //	bloat    grown to a million entries, emptied to ten    map[uint64]uint32
 //	private  a goroutine-private map that only grows       map[main.key24]int
+//	fin      objects with finalizers held as map keys      map[*main.resource]int
+//	         (their finalizers never run), next to objects
+//	         whose finalizers do run
+//	cleanup  the same with runtime.AddCleanup (Go 1.24+)   map[*main.handle]int
+//	ptrdel   a pointer-keyed map with deletes              map[*main.node]int
 //
 // With -wait it prints "ready" and waits for a line on stdin before creating
 // any map, so that a tracer can attach first. stdout is deterministic (the
@@ -123,7 +128,7 @@ func main() {
 	perStep := flag.Int("leak-per-step", 2000, "sessions leaked per step")
 	bloatN := flag.Int("bloat", 1000000, "entries the bloat map grows to")
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
-	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run")
+	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, cleanup, ptrdel)")
 	flag.Parse()
 	on := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -192,13 +197,99 @@ func main() {
 			line += fmt.Sprintf(" private=%d", n)
 			cycleLine += fmt.Sprintf(" private %d", n)
 		}
+		if on["fin"] {
+			finStep(step)
+			line += fmt.Sprintf(" fin=%d", len(held))
+			cycleLine += fmt.Sprintf(" fin %d finset %d", len(held), finSet)
+		}
+		if on["cleanup"] && cleanupsSupported {
+			cleanupStep(step)
+			line += fmt.Sprintf(" cleanup=%d", len(handles))
+			cycleLine += fmt.Sprintf(" cleanup %d", len(handles))
+		}
+		if on["ptrdel"] {
+			ptrdelStep(step)
+			line += fmt.Sprintf(" ptrdel=%d", len(nodes))
+			cycleLine += fmt.Sprintf(" ptrdel %d", len(nodes))
+		}
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		fmt.Println(line)
+		if on["fin"] {
+			cycleLine += fmt.Sprintf(" finran %d", finRan.Load())
+		}
+		if on["cleanup"] && cleanupsSupported {
+			cycleLine += fmt.Sprintf(" cleanran %d", cleanRan.Load())
+		}
 		fmt.Fprintf(os.Stderr, "cycle %d%s\n", ms.NumGC, cycleLine)
 		time.Sleep(time.Duration(*stepMs) * time.Millisecond)
 	}
 	stop.Store(true)
 	fmt.Println("done")
+}
+
+// resource is an object with a finalizer (40 bytes: not a tiny allocation).
+type resource struct {
+	id  int
+	buf [4]int64
+}
+
+// held keeps objects with finalizers as keys: their finalizers never run.
+var held = map[*resource]int{}
+
+var (
+	finRan atomic.Int64
+	finSet int
+	// finOrder remembers insertion order, to release the oldest few.
+	finOrder []*resource
+)
+
+//go:noinline
+func closeResource(r *resource) { finRan.Add(1) }
+
+// finStep adds 200 held objects with finalizers, releases the 50 oldest
+// (their finalizers then run), and makes 100 transient ones (they run too).
+//
+//go:noinline
+func finStep(step int) {
+	for i := 0; i < 200; i++ {
+		r := &resource{id: step*1000 + i}
+		runtime.SetFinalizer(r, closeResource)
+		finSet++
+		held[r] = r.id
+		finOrder = append(finOrder, r)
+	}
+	for i := 0; i < 50 && len(finOrder) > 0; i++ {
+		delete(held, finOrder[0])
+		finOrder = finOrder[1:]
+	}
+	for i := 0; i < 100; i++ {
+		t := &resource{id: -1}
+		runtime.SetFinalizer(t, closeResource)
+		finSet++
+	}
+}
+
+// node is a pointer key that gets deleted.
+type node struct {
+	id   int
+	next *node
+}
+
+var nodes = map[*node]int{}
+
+// ptrdelStep inserts 1000 nodes and deletes 900 of them again: 100 stay.
+//
+//go:noinline
+func ptrdelStep(step int) {
+	fresh := make([]*node, 0, 1000)
+	for i := 0; i < 1000; i++ {
+		n := &node{id: step*1000 + i}
+		nodes[n] = n.id
+		fresh = append(fresh, n)
+	}
+	for _, n := range fresh[100:] {
+		delete(nodes, n)
+	}
 }

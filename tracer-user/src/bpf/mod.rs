@@ -11,7 +11,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{
         UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
@@ -19,7 +19,8 @@ use aya::{
 };
 use tracer_common::{
     AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED, MAP_EVENTS, MAP_PROBE_HITS,
-    MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS, MAX_PROBES, ProbeSpec, ProcConfig, programs,
+    MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS, MAP_WRITES, MAX_PROBES, ProbeSpec, ProcConfig,
+    WriteKey, WriteStat, programs,
 };
 
 /// The eBPF object for x86-64 targets.
@@ -125,6 +126,14 @@ impl Tracer {
         pid: u32,
         req: &ProbeRequest,
     ) -> Result<AttachedProbe> {
+        let mut p = self.register(req)?;
+        self.reattach(exe, pid, &mut p, req)?;
+        Ok(p)
+    }
+
+    /// Gives `req` an id and writes its spec, without attaching it (see
+    /// [`Tracer::reattach`]).
+    pub fn register(&mut self, req: &ProbeRequest) -> Result<AttachedProbe> {
         let id = self.next_id;
         if id >= MAX_PROBES {
             bail!("more than {MAX_PROBES} probes: trace fewer processes at once");
@@ -137,14 +146,12 @@ impl Tracer {
             )?;
             specs.set(id, req.spec, 0)?;
         }
-        let mut p = AttachedProbe {
+        self.next_id += 1;
+        Ok(AttachedProbe {
             id,
             program: req.program,
             link: None,
-        };
-        self.reattach(exe, pid, &mut p, req)?;
-        self.next_id += 1;
-        Ok(p)
+        })
     }
 
     /// Attaches a detached probe again, with the same id (cookie and spec).
@@ -193,6 +200,55 @@ impl Tracer {
         {
             let _ = prog.detach(link);
         }
+    }
+
+    /// Detaches a probe without waiting: the kernel waits for an RCU grace
+    /// period per uprobe it removes, so dropping many links one after the
+    /// other takes seconds. Each link is dropped on its own thread; the
+    /// handle finishes when the probe is gone. The probe may still fire
+    /// until then (its hits are still counted).
+    pub fn detach_async(&mut self, p: &mut AttachedProbe) -> Option<std::thread::JoinHandle<()>> {
+        let link_id = p.link.take()?;
+        let prog = <&mut UProbe>::try_from(self.ebpf.program_mut(p.program)?).ok()?;
+        let link = prog.take_link(link_id).ok()?;
+        std::thread::Builder::new()
+            .name("detach".into())
+            .spawn(move || drop(link))
+            .ok()
+    }
+
+    /// Whether the probe is attached.
+    #[must_use]
+    pub fn is_attached(p: &AttachedProbe) -> bool {
+        p.link.is_some()
+    }
+
+    /// Reads and clears the write-path counts, summed over CPUs.
+    pub fn drain_writes(&mut self) -> Vec<(WriteKey, WriteStat)> {
+        let Some(map) = self.ebpf.map_mut(MAP_WRITES) else {
+            return Vec::new();
+        };
+        let Ok(mut m) = PerCpuHashMap::<_, WriteKey, WriteStat>::try_from(map) else {
+            return Vec::new();
+        };
+        let keys: Vec<WriteKey> = m.keys().filter_map(Result::ok).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Ok(vals) = m.get(&k, 0) {
+                let mut st = WriteStat::default();
+                for v in vals.iter() {
+                    st.count += v.count;
+                    if st.type_ptr == 0 {
+                        st.type_ptr = v.type_ptr;
+                    }
+                }
+                if st.count > 0 {
+                    out.push((k, st));
+                }
+            }
+            let _ = m.remove(&k);
+        }
+        out
     }
 
     /// Drains ready events into `f`. Returns how many were read.

@@ -4,7 +4,7 @@
 //! (`go1.18:src/cmd/compile/abi-internal.md`): amd64 RAX RBX RCX RDI …,
 //! arm64 R0 R1 R2 R3 …. Signatures: go-runtime.md sections 1.2, 1.3 and 4.1.
 
-use tracer_common::{GrowKind, NO_ARG, ProbeRole};
+use tracer_common::{FinKind, GrowKind, NO_ARG, ProbeRole, WriteKind};
 
 use crate::inspect::MapImpl;
 
@@ -20,6 +20,8 @@ pub enum Group {
     GcStart,
     /// `gcSweep`.
     GcSweep,
+    /// Not essential: finalizers, cleanups, the write path.
+    Optional,
 }
 
 /// Where a hook is placed.
@@ -188,14 +190,89 @@ const GC: &[Hook] = &[
     ),
 ];
 
-/// The default hooks for a map implementation, in plan order.
+const fn fin(function: &'static str, kind: FinKind) -> Hook {
+    hook(
+        function,
+        ProbeRole::Fin,
+        Placement::Entry,
+        [N, N, N],
+        kind as u8,
+        Group::Optional,
+    )
+}
+
+/// Finalizers and cleanups (go-runtime.md section 5). The program sends the
+/// first five argument registers; user space reads them per kind and version.
+/// Functions a binary does not use are not linked into it, and are skipped.
+const FIN: &[Hook] = &[
+    // func SetFinalizer(obj any, finalizer any).
+    fin("runtime.SetFinalizer", FinKind::SetFinalizer),
+    // func queuefinalizer(p unsafe.Pointer, fn *funcval, nret uintptr, fint *_type, ot *ptrtype).
+    fin("runtime.queuefinalizer", FinKind::QueueFinalizer),
+    // 1.24+: func addCleanup(p unsafe.Pointer, f *funcval) uint64 (1.26: c cleanupFn).
+    fin("runtime.addCleanup", FinKind::AddCleanup),
+    // 1.25+: func (q *cleanupQueue) enqueue(fn *funcval) (1.26: c cleanupFn).
+    fin("runtime.(*cleanupQueue).enqueue", FinKind::CleanupQueued),
+    // 1.24+: func (c Cleanup) Stop().
+    fin("runtime.Cleanup.Stop", FinKind::CleanupStop),
+];
+
+const fn write(function: &'static str, map_type: [u8; 2], kind: WriteKind) -> Hook {
+    hook(
+        function,
+        ProbeRole::Write,
+        Placement::Entry,
+        [map_type[0], map_type[1], N],
+        kind as u8,
+        Group::Optional,
+    )
+}
+
+/// `mapassign*(t, h, key)` and `mapdelete*(t, h, key)`: map in register 1,
+/// type in 0 (`go1.18:src/runtime/map*.go`, `1.24:src/runtime/map_swiss.go`).
+const WRITE_HMAP: &[Hook] = &[
+    write("runtime.mapassign", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast32", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast32ptr", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast64", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast64ptr", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_faststr", [1, 0], WriteKind::Assign),
+    write("runtime.mapdelete", [1, 0], WriteKind::Delete),
+    write("runtime.mapdelete_fast32", [1, 0], WriteKind::Delete),
+    write("runtime.mapdelete_fast64", [1, 0], WriteKind::Delete),
+    write("runtime.mapdelete_faststr", [1, 0], WriteKind::Delete),
+];
+
+/// Swiss: the same `mapassign*` entry points; every delete funnels into
+/// `func (m *Map) Delete(typ *abi.SwissMapType, key unsafe.Pointer)`.
+const WRITE_SWISS: &[Hook] = &[
+    write("runtime.mapassign", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast32", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast32ptr", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast64", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_fast64ptr", [1, 0], WriteKind::Assign),
+    write("runtime.mapassign_faststr", [1, 0], WriteKind::Assign),
+    write(
+        "internal/runtime/maps.(*Map).Delete",
+        [0, 1],
+        WriteKind::Delete,
+    ),
+];
+
+/// The hooks for a map implementation, in plan order: the default set, then
+/// finalizers, then the write path (attached only in windows).
 #[must_use]
 pub fn default_hooks(map_impl: MapImpl) -> Vec<Hook> {
-    let maps = match map_impl {
-        MapImpl::Hmap => HMAP,
-        MapImpl::Swiss => SWISS,
+    let (maps, writes) = match map_impl {
+        MapImpl::Hmap => (HMAP, WRITE_HMAP),
+        MapImpl::Swiss => (SWISS, WRITE_SWISS),
     };
-    maps.iter().chain(GC).copied().collect()
+    maps.iter()
+        .chain(GC)
+        .chain(FIN)
+        .chain(writes)
+        .copied()
+        .collect()
 }
 
 /// Write-path functions (not probed by default).

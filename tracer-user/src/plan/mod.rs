@@ -33,6 +33,8 @@ pub struct PlannedProbe {
     pub reason: String,
     /// `true` for a RET-site probe.
     pub ret_site: bool,
+    /// `true` for a write-path probe: attached only in bounded windows.
+    pub window: bool,
 }
 
 /// A hook that could not be planned.
@@ -83,6 +85,10 @@ impl ProbePlan {
         let table = hooks::default_hooks(info.map_impl);
         for h in &table {
             let Some(f) = info.func_by_name(h.function) else {
+                if h.group == hooks::Group::Optional {
+                    // Not linked in: the program never calls it.
+                    continue;
+                }
                 if !plan.skipped.iter().any(|s| s.function == h.function) {
                     plan.skipped.push(SkippedProbe {
                         function: h.function.to_owned(),
@@ -112,6 +118,7 @@ impl ProbePlan {
                     instruction,
                     reason,
                     ret_site,
+                    window: h.role == ProbeRole::Write,
                 };
             match h.placement {
                 hooks::Placement::Entry => {

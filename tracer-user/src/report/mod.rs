@@ -92,21 +92,79 @@ pub struct MapReport {
     pub growth_per_cycle: f64,
     /// The verdict.
     pub verdict: Verdict,
-    /// Key retention (later issue); null for now.
+    /// Key retention, for maps whose keys were read; null otherwise.
     pub retained_keys: Option<serde_json::Value>,
+    /// Busiest insert sites seen in the write windows.
+    pub inserted_at: Vec<InsertSite>,
+    /// Writes seen in the write windows.
+    pub writes_seen: WritesSeen,
 }
 
-/// Finalizer counts.
+/// An insert site and how many inserts (or updates) it made in the windows.
+#[derive(Debug, Clone, Serialize)]
+pub struct InsertSite {
+    /// Where.
+    #[serde(flatten)]
+    pub frame: Frame,
+    /// Inserts or updates seen.
+    pub count: u64,
+}
+
+/// Writes seen in the write windows.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WritesSeen {
+    /// `mapassign*` calls.
+    pub assigns: u64,
+    /// `mapdelete*` calls.
+    pub deletes: u64,
+}
+
+/// Objects with pending finalizers or cleanups that are keys of one map:
+/// while the map holds them they stay reachable, so these never run.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldAsMapKeys {
+    /// The map's id in `maps`.
+    pub map_id: u64,
+    /// The map's type.
+    pub map_type: String,
+    /// The global holding the map, if known.
+    pub owner: Option<String>,
+    /// Keys with a pending finalizer or cleanup.
+    pub count: u64,
+    /// Of which with a finalizer.
+    pub finalizers: u64,
+    /// Of which with a cleanup.
+    pub cleanups: u64,
+    /// The objects' type (the key's pointee), e.g. `main.resource`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// Finalizer and cleanup counts, since the trace started.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Finalizers {
-    /// `SetFinalizer` calls seen.
+    /// `SetFinalizer` calls that set a finalizer.
     pub set: u64,
-    /// Finalizers that ran.
+    /// `SetFinalizer(obj, nil)` calls.
+    pub removed: u64,
+    /// Finalizers queued to run (their object became unreachable).
     pub ran: u64,
-    /// Set, not yet run.
+    /// Of those, finalizers set before the trace started.
+    pub ran_set_before_trace: u64,
+    /// Finalizers and cleanups set during the trace that have not run.
     pub pending: u64,
-    /// Objects with finalizers that are map keys.
-    pub held_as_map_keys: Vec<serde_json::Value>,
+    /// `[age in GC cycles, count]` of the pending ones.
+    pub pending_age_cycles_histogram: Vec<(u64, u64)>,
+    /// `AddCleanup` calls (Go 1.24+).
+    pub cleanups_added: u64,
+    /// Cleanups queued to run.
+    pub cleanups_ran: u64,
+    /// `Cleanup.Stop` calls.
+    pub cleanups_stopped: u64,
+    /// Pending objects not remembered (the cap was reached).
+    pub dropped: u64,
+    /// Objects with pending finalizers or cleanups that are map keys.
+    pub held_as_map_keys: Vec<HeldAsMapKeys>,
 }
 
 /// The tracer's cost.
@@ -126,6 +184,14 @@ pub struct Overhead {
     pub creation_probes_paused: u64,
     /// Seconds they were paused (maps created then have no creation site).
     pub creation_probes_paused_s: f64,
+    /// Write-path windows opened (`mapassign*`/`mapdelete*` probes attached).
+    pub write_windows: u64,
+    /// Seconds the write-path probes were attached.
+    pub write_windows_s: f64,
+    /// Maps first found through the write windows (they had not grown).
+    pub maps_found_by_write_windows: u64,
+    /// Target CPU seconds the governor debited for all probe hits.
+    pub budget_spent_target_cpu_s: f64,
 }
 
 fn human_bytes(b: u64) -> String {
@@ -278,6 +344,19 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         if let Some(f) = m.grown_at.first() {
             writeln!(w, "     grown by:   {}", frame_line(f))?;
         }
+        for (i, site) in m.inserted_at.iter().take(3).enumerate() {
+            writeln!(
+                w,
+                "     {}{} ({} inserts seen in write windows)",
+                if i == 0 {
+                    "inserted by: "
+                } else {
+                    "             "
+                },
+                frame_line(&site.frame),
+                site.count
+            )?;
+        }
         let lens: Vec<u64> = m.len_by_cycle.iter().map(|p| p.1).collect();
         writeln!(
             w,
@@ -313,6 +392,52 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         })
         .collect();
     histogram(w, "growth per GC cycle, growing maps", &growth, 40)?;
+    let f = &r.finalizers;
+    if f.set + f.ran + f.cleanups_added + f.cleanups_ran > 0 || !f.held_as_map_keys.is_empty() {
+        writeln!(w)?;
+        writeln!(
+            w,
+            "Finalizers: {} set, {} removed, {} ran; cleanups: {} added, {} ran, {} stopped; {} pending",
+            f.set,
+            f.removed,
+            f.ran,
+            f.cleanups_added,
+            f.cleanups_ran,
+            f.cleanups_stopped,
+            f.pending
+        )?;
+        for h in &f.held_as_map_keys {
+            writeln!(
+                w,
+                "  NEVER RUN: {} {} with a pending {} are keys of map #{} {}{}: the map keeps them reachable",
+                h.count,
+                h.type_name,
+                match (h.finalizers > 0, h.cleanups > 0) {
+                    (true, true) => "finalizer or cleanup",
+                    (false, true) => "cleanup",
+                    _ => "finalizer",
+                },
+                h.map_id,
+                h.map_type,
+                h.owner
+                    .as_ref()
+                    .map_or(String::new(), |o| format!(" (held by {o})"))
+            )?;
+        }
+        let ages: Vec<u64> = f
+            .pending_age_cycles_histogram
+            .iter()
+            .flat_map(|&(a, n)| std::iter::repeat_n(a, n as usize))
+            .collect();
+        if !ages.is_empty() {
+            histogram(
+                w,
+                "age of pending finalizers and cleanups, GC cycles",
+                &ages,
+                40,
+            )?;
+        }
+    }
     writeln!(w)?;
     let hits: u64 = r.overhead.probe_hits.values().sum();
     writeln!(
@@ -332,6 +457,15 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             w,
             "  note: creation probes paused {} time(s), {:.1} s in all, to stay within the overhead budget; maps created then show no creation site",
             r.overhead.creation_probes_paused, r.overhead.creation_probes_paused_s
+        )?;
+    }
+    if r.overhead.write_windows > 0 {
+        writeln!(
+            w,
+            "  write windows: {} opened, {:.1} s in all; {} map(s) found through them",
+            r.overhead.write_windows,
+            r.overhead.write_windows_s,
+            r.overhead.maps_found_by_write_windows
         )?;
     }
     for (p, n) in &r.overhead.probe_hits {
@@ -389,6 +523,8 @@ mod tests {
                 growth_per_cycle: 10.0,
                 verdict: Verdict::Growing,
                 retained_keys: None,
+                inserted_at: vec![],
+                writes_seen: WritesSeen::default(),
             }],
             finalizers: Finalizers::default(),
             overhead: Overhead::default(),

@@ -1,0 +1,286 @@
+//! `governor`: keeps the probes' cost within `--overhead-budget`.
+//!
+//! A token bucket in seconds of target CPU: it fills at `budget` (0.01 = 1%
+//! of one CPU) up to [`BURST_S`] seconds' worth, and every probe hit is
+//! debited at its measured cost (emulated or single-stepped, DESIGN.md 3.2).
+//! Hits are counted in the kernel per probe, so hits that land while a probe
+//! is being detached are debited too: whatever the detach latency, the
+//! long-run cost stays within the budget.
+//!
+//! Two groups of probes spend the credit:
+//! - the **creation** probes (on by default; their rate follows map creation,
+//!   which a busy service does per request): paused when the credit runs out,
+//!   resumed when half of it is back;
+//! - the **write window** (`mapassign*`, `mapdelete*`: off by default): opened
+//!   when the bucket is full, closed when it is empty or after
+//!   [`WINDOW_MAX`]. When the creation probes keep the bucket from filling, a
+//!   window is still opened every [`WINDOW_EVERY`] by keeping them paused
+//!   until the bucket is full.
+//!
+//! The decision is pure ([`Governor::decide`]); the caller attaches and
+//! detaches.
+use std::time::{Duration, Instant};
+
+/// Seconds of the budget that can be spent at once.
+pub const BURST_S: f64 = 5.0;
+/// Longest write window.
+pub const WINDOW_MAX: Duration = Duration::from_secs(2);
+/// A write window is due when the last one ended this long ago.
+pub const WINDOW_EVERY: Duration = Duration::from_secs(10);
+/// How often hit counts are read.
+pub const PERIOD: Duration = Duration::from_millis(100);
+/// How often while a write window is open (a write-heavy target can spend
+/// the whole bucket within one [`PERIOD`]).
+pub const PERIOD_WINDOW: Duration = Duration::from_millis(10);
+
+/// Cost of one probe hit, measured by `cargo xtask bench` on this kind of VM
+/// (docs/benchmarks.md: 0.7-0.9 µs emulated, 9.4-11.6 µs single-stepped).
+pub const EMULATED_HIT_S: f64 = 0.8e-6;
+/// See [`EMULATED_HIT_S`].
+pub const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
+/// An emulated write-path hit also updates a hash map in the kernel.
+pub const WRITE_HIT_S: f64 = 1.0e-6;
+
+/// What the caller must do now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Actions {
+    /// Detach the creation probes.
+    pub pause_creation: bool,
+    /// Attach the creation probes again.
+    pub resume_creation: bool,
+    /// Attach the write-path probes.
+    pub open_window: bool,
+    /// Detach the write-path probes.
+    pub close_window: bool,
+}
+
+/// Governor state of one process.
+#[derive(Debug)]
+pub struct Governor {
+    /// Budget, share of one CPU.
+    pub rate: f64,
+    /// Credit, seconds of target CPU.
+    pub credit: f64,
+    /// Creation probes attached.
+    pub creation_on: bool,
+    /// When the open window opened.
+    pub window_open: Option<Instant>,
+    /// When the last window closed.
+    pub last_window_end: Option<Instant>,
+    /// Times the creation probes were paused.
+    pub pauses: u64,
+    /// Time they spent paused (closed pauses).
+    pub paused_total: Duration,
+    /// Start of the current pause.
+    pub paused_at: Option<Instant>,
+    /// Windows opened.
+    pub windows: u64,
+    /// Time windows were open.
+    pub window_total: Duration,
+    /// Total cost debited, seconds of target CPU.
+    pub spent: f64,
+}
+
+impl Governor {
+    /// A governor with a full bucket and the creation probes on.
+    #[must_use]
+    pub fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            credit: rate * BURST_S,
+            creation_on: true,
+            window_open: None,
+            last_window_end: None,
+            pauses: 0,
+            paused_total: Duration::ZERO,
+            paused_at: None,
+            windows: 0,
+            window_total: Duration::ZERO,
+            spent: 0.0,
+        }
+    }
+
+    /// Bucket size.
+    #[must_use]
+    pub fn max(&self) -> f64 {
+        self.rate * BURST_S
+    }
+
+    /// Credits `dt` seconds of budget and debits `cost`.
+    pub fn account(&mut self, dt: f64, cost: f64) {
+        self.spent += cost;
+        self.credit = (self.credit + self.rate * dt - cost).min(self.max());
+    }
+
+    /// Decides what to change. `busy_creation` / `busy_window`: a detach of
+    /// that group is still in progress (do not attach it again yet);
+    /// `have_window`: there are write-path probes at all.
+    #[must_use]
+    pub fn decide(
+        &self,
+        now: Instant,
+        busy_creation: bool,
+        busy_window: bool,
+        have_window: bool,
+    ) -> Actions {
+        let mut a = Actions::default();
+        let max = self.max();
+        if let Some(open) = self.window_open {
+            if self.credit < 0.0 || now.duration_since(open) >= WINDOW_MAX {
+                a.close_window = true;
+            }
+        }
+        if self.creation_on && self.credit < 0.0 {
+            a.pause_creation = true;
+        }
+        let window_due = have_window
+            && self
+                .last_window_end
+                .is_none_or(|t| now.duration_since(t) >= WINDOW_EVERY);
+        let window_closed = self.window_open.is_none() && !busy_window;
+        if have_window && window_closed && self.credit >= max {
+            a.open_window = true;
+        } else if !self.creation_on
+            && !busy_creation
+            && self.window_open.is_none()
+            && self.credit >= max / 2.0
+            && !(window_due && window_closed)
+        {
+            a.resume_creation = true;
+        }
+        a
+    }
+
+    /// Records that the creation probes were paused at `now`.
+    pub fn paused(&mut self, now: Instant) {
+        self.creation_on = false;
+        self.pauses += 1;
+        self.paused_at = Some(now);
+    }
+
+    /// Records that the creation probes were attached again at `now`.
+    pub fn resumed(&mut self, now: Instant) {
+        self.creation_on = true;
+        if let Some(at) = self.paused_at.take() {
+            self.paused_total += now.duration_since(at);
+        }
+    }
+
+    /// Records that a window opened at `now`.
+    pub fn opened(&mut self, now: Instant) {
+        self.window_open = Some(now);
+        self.windows += 1;
+    }
+
+    /// Records that the window closed at `now`.
+    pub fn closed(&mut self, now: Instant) {
+        if let Some(at) = self.window_open.take() {
+            self.window_total += now.duration_since(at);
+        }
+        self.last_window_end = Some(now);
+    }
+
+    /// Seconds paused so far, including a pause in progress.
+    #[must_use]
+    pub fn paused_s(&self, now: Instant) -> f64 {
+        (self.paused_total
+            + self
+                .paused_at
+                .map_or(Duration::ZERO, |at| now.duration_since(at)))
+        .as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives the governor with a simulated target: `create_cost` and
+    /// `write_cost` are what each group costs per second while attached,
+    /// `lag` how many ticks a detach takes. Returns the cost share over the
+    /// run, and whether windows opened.
+    fn simulate(create_cost: f64, write_cost: f64, lag: u32, secs: u32) -> (f64, u64, f64) {
+        let t0 = Instant::now();
+        let mut g = Governor::new(0.01);
+        let dt = PERIOD.as_secs_f64();
+        let mut create_live = true;
+        let mut window_live = false;
+        let mut create_detach = 0u32;
+        let mut window_detach = 0u32;
+        let ticks = secs * 10;
+        for i in 1..=ticks {
+            let now = t0 + PERIOD * i;
+            let cost = dt
+                * (if create_live || create_detach > 0 {
+                    create_cost
+                } else {
+                    0.0
+                } + if window_live || window_detach > 0 {
+                    write_cost
+                } else {
+                    0.0
+                });
+            create_detach = create_detach.saturating_sub(1);
+            window_detach = window_detach.saturating_sub(1);
+            g.account(dt, cost);
+            let a = g.decide(now, create_detach > 0, window_detach > 0, true);
+            if a.close_window {
+                window_live = false;
+                window_detach = lag;
+                g.closed(now);
+            }
+            if a.pause_creation {
+                create_live = false;
+                create_detach = lag;
+                g.paused(now);
+            }
+            if a.open_window {
+                window_live = true;
+                g.opened(now);
+            }
+            if a.resume_creation {
+                create_live = true;
+                g.resumed(now);
+            }
+        }
+        (
+            g.spent / f64::from(secs),
+            g.windows,
+            g.paused_s(t0 + PERIOD * ticks),
+        )
+    }
+
+    #[test]
+    fn cheap_probes_stay_on() {
+        let (share, windows, paused) = simulate(0.001, 0.001, 1, 60);
+        assert!(share < 0.01, "{share}");
+        assert!(windows >= 20, "{windows}");
+        assert!(paused < 0.01, "{paused}");
+    }
+
+    #[test]
+    fn costly_probes_hold_the_budget() {
+        // Creation probes at 100% of a CPU (an HTTP server), writes at 50%,
+        // detaches taking 300 ms: the long-run share stays near 1%.
+        let (share, windows, paused) = simulate(1.0, 0.5, 3, 600);
+        assert!(share < 0.0125, "{share}");
+        assert!(windows >= 10, "windows still open: {windows}");
+        assert!(paused > 500.0, "{paused}");
+    }
+
+    #[test]
+    fn window_closes_at_max() {
+        let t0 = Instant::now();
+        let mut g = Governor::new(0.01);
+        assert!(g.decide(t0, false, false, true).open_window);
+        g.opened(t0);
+        assert!(
+            !g.decide(t0 + Duration::from_secs(1), false, false, true)
+                .close_window
+        );
+        assert!(g.decide(t0 + WINDOW_MAX, false, false, true).close_window);
+        // No write probes at all: never a window.
+        let g = Governor::new(0.01);
+        assert!(!g.decide(t0, false, false, false).open_window);
+    }
+}
