@@ -39,6 +39,8 @@ pub struct TraceOptions {
     pub top: usize,
     /// Share of one CPU the probes may take from the target (0.01 = 1%).
     pub overhead_budget: f64,
+    /// Render retained keys whole instead of redacted.
+    pub show_keys: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

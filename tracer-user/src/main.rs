@@ -38,9 +38,13 @@ struct TraceArgs {
     #[arg(long, default_value_t = 10)]
     top: usize,
     /// Share of one CPU the probes may take from the target, in percent;
-    /// creation probes are paused when they would exceed it.
+    /// creation probes are paused and write-path windows are sized to stay within it.
     #[arg(long, default_value_t = 1.0)]
     overhead_budget: f64,
+    /// Show retained map keys whole in the report. By default a string key
+    /// shows a short prefix and a hash: keys are often secrets (session tokens).
+    #[arg(long)]
+    show_keys: bool,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +103,7 @@ fn trace(a: &TraceArgs) -> Result<()> {
         json: a.json.clone(),
         top: a.top,
         overhead_budget: a.overhead_budget / 100.0,
+        show_keys: a.show_keys,
     })
 }
 

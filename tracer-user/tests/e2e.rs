@@ -83,6 +83,8 @@ fn our_programs_loaded() -> Vec<String> {
                 "map_grow",
                 "gc_start",
                 "gc_sweep",
+                "map_write",
+                "fin_hook",
             ]
             .iter()
             .any(|n| l.contains(&format!("name {n}")))
@@ -133,7 +135,12 @@ fn traced_run(bin: &PathBuf) -> Run {
 
 /// As [`traced_run`], for any command that ends up exec'ing the target in the
 /// same pid; `before_attach` runs once the target is ready.
-fn traced_run_cmd(mut cmd: Command, before_attach: &dyn Fn()) -> Run {
+fn traced_run_cmd(cmd: Command, before_attach: &dyn Fn()) -> Run {
+    traced_run_args(cmd, before_attach, &[])
+}
+
+/// As [`traced_run_cmd`], with more tracer arguments.
+fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str]) -> Run {
     let mut target = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -164,6 +171,7 @@ fn traced_run_cmd(mut cmd: Command, before_attach: &dyn Fn()) -> Run {
             "--json",
         ])
         .arg(&json)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -536,4 +544,214 @@ fn other_mount_namespace() {
     assert_eq!(leaky.len(), 1, "{:#}", run.report["maps"]);
     assert_eq!(leaky[0]["verdict"], "growing");
     assert_eq!(run.report["target"]["map_impl"], "swiss");
+}
+
+/// Values the target printed on its last `cycle` line for `name`.
+fn last_cycle_value(stderr: &str, name: &str) -> Option<u64> {
+    let line = stderr.lines().rfind(|l| l.starts_with("cycle "))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    f.get(f.iter().position(|x| *x == name)? + 1)?.parse().ok()
+}
+
+/// All `(cycle, value)` pairs the target printed for `name`.
+fn cycle_values(stderr: &str, name: &str) -> Vec<(u64, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("cycle "))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let c = f.get(1)?.parse().ok()?;
+            let v = f.get(f.iter().position(|x| *x == name)? + 1)?.parse().ok()?;
+            Some((c, v))
+        })
+        .collect()
+}
+
+/// Line of `needle` in the target's source (1-based).
+fn source_line(file: &str, needle: &str) -> u64 {
+    let src = std::fs::read_to_string(root().join("testdata/go/target").join(file)).unwrap();
+    src.lines().position(|l| l.contains(needle)).unwrap() as u64 + 1
+}
+
+/// Keys, finalizers, cleanups and insert sites (issue: keys that are never
+/// released and finalizers that never run).
+fn check_keys_and_finalizers(go: &str, variant: &str, show_keys: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = fixture(go, variant);
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-wait"])
+        .args(TARGET_ARGS)
+        .args(["-scenarios", "leaky,lru,fin,cleanup,ptrdel"]);
+    let extra: &[&str] = if show_keys { &["--show-keys"] } else { &[] };
+    let run = traced_run_args(cmd, &|| {}, extra);
+    let r = &run.report;
+    let err = &run.target_stderr;
+    let dump = serde_json::to_string_pretty(&r["maps"]).unwrap();
+    let one = |ty: &str| -> Value {
+        let v = maps_of(r, ty);
+        assert_eq!(v.len(), 1, "{ty} not found once:\n{dump}");
+        v[0].clone()
+    };
+    let swiss_era = r["target"]["go_version"]
+        .as_str()
+        .and_then(|v| v.strip_prefix("go1."))
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| m >= 24);
+
+    // Insert site of the growing session cache: function and line.
+    let leaky = one("map[string]*main.session");
+    assert_eq!(leaky["verdict"], "growing", "{leaky:#}");
+    let site = &leaky["inserted_at"][0];
+    assert_eq!(site["function"], "main.main", "{leaky:#}");
+    assert_eq!(
+        site["line"].as_u64().unwrap(),
+        source_line("main.go", "sessions[tok] = &session"),
+        "{leaky:#}"
+    );
+    assert!(site["count"].as_u64().unwrap() > 0);
+
+    // Finalizers: every SetFinalizer seen; those that ran were queued.
+    let fin = &r["finalizers"];
+    let finset = last_cycle_value(err, "finset").unwrap();
+    let finran = last_cycle_value(err, "finran").unwrap();
+    let held_len = last_cycle_value(err, "fin").unwrap();
+    assert_eq!(fin["set"].as_u64().unwrap(), finset, "{fin:#}");
+    let ran = fin["ran"].as_u64().unwrap();
+    assert!(
+        ran >= finran && ran <= finset - held_len,
+        "tracer saw {ran} finalizers run, target ran {finran} of {finset} with {held_len} held: {fin:#}"
+    );
+    // Objects with finalizers that are keys of a map: never run.
+    let held: Vec<&Value> = fin["held_as_map_keys"].as_array().unwrap().iter().collect();
+    let res = one("map[*main.resource]int");
+    let h = held
+        .iter()
+        .find(|h| h["map_id"] == res["id"])
+        .unwrap_or_else(|| panic!("map[*main.resource]int not in held_as_map_keys: {fin:#}"));
+    assert_eq!(h["type"], "main.resource", "{h:#}");
+    let count = h["count"].as_u64().unwrap();
+    assert!(
+        count.abs_diff(held_len) * 50 <= held_len,
+        "held_as_map_keys count {count}, target holds {held_len}: {h:#}"
+    );
+    // No other map holds objects with finalizers (the transient ones ran).
+    let nodes = one("map[*main.node]int");
+    assert!(
+        held.iter().all(|h| h["map_id"] != nodes["id"] && h["map_id"] != leaky["id"]),
+        "{fin:#}"
+    );
+    if swiss_era {
+        let added = fin["cleanups_added"].as_u64().unwrap();
+        assert_eq!(added, 250 * 10, "{fin:#}");
+        let cleanran = last_cycle_value(err, "cleanran").unwrap();
+        let hlen = last_cycle_value(err, "cleanup").unwrap();
+        let cran = fin["cleanups_ran"].as_u64().unwrap();
+        assert!(
+            cran >= cleanran && cran <= added - hlen,
+            "tracer saw {cran} cleanups run, target ran {cleanran}: {fin:#}"
+        );
+        let handles = one("map[*main.handle]int");
+        let h = held
+            .iter()
+            .find(|h| h["map_id"] == handles["id"])
+            .unwrap_or_else(|| panic!("map[*main.handle]int not in held_as_map_keys: {fin:#}"));
+        assert_eq!(h["type"], "main.handle", "{h:#}");
+        assert!(
+            h["cleanups"].as_u64().unwrap().abs_diff(hlen) * 50 <= hlen,
+            "{h:#}"
+        );
+    }
+    check_retained_keys(&run, show_keys);
+    assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
+}
+
+/// Key retention of the session cache, the LRU and the pointer map with deletes.
+fn check_retained_keys(run: &Run, show_keys: bool) {
+    let r = &run.report;
+    let err = &run.target_stderr;
+    let find = |ty: &str| -> Value { maps_of(r, ty)[0].clone() };
+
+    // The session cache: keys never released, ages spread over the cycles.
+    let leaky = find("map[string]*main.session");
+    let k = &leaky["retained_keys"];
+    assert!(k.is_object(), "no retained_keys for the session cache: {leaky:#}");
+    let lens = cycle_values(err, "leaky");
+    // Keys that survived a cycle: those present one cycle before the last snapshot.
+    let last_cycle = k["cycle"].as_u64().unwrap();
+    let prev = lens
+        .iter()
+        .rfind(|(c, _)| *c < last_cycle)
+        .map(|p| p.1)
+        .unwrap();
+    let never = k["never_released"].as_u64().unwrap();
+    assert!(
+        never.abs_diff(prev) * 100 <= prev * 3,
+        "never_released {never}, target had inserted {prev} keys one cycle earlier: {k:#}"
+    );
+    assert!(k["oldest_cycles"].as_u64().unwrap() >= 5, "{k:#}");
+    let ages = k["age_cycles_histogram"].as_array().unwrap();
+    assert!(ages.len() >= 5, "ages not spread: {k:#}");
+    let examples: Vec<&str> = k["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(!examples.is_empty(), "{k:#}");
+    for e in &examples {
+        let whole = e.contains("tok-") && e.matches(char::is_numeric).count() >= 12;
+        if show_keys {
+            assert!(whole, "--show-keys should show the whole key: {e}");
+        } else {
+            assert!(!whole, "keys must be redacted by default: {e}");
+            assert!(e.contains('#'), "a redacted key carries a hash: {e}");
+        }
+    }
+
+    // The LRU: keys churn; none outlives the capacity window.
+    let lru = find("map[int]*list.Element");
+    let k = &lru["retained_keys"];
+    if k.is_object() {
+        assert!(k["released"].as_u64().unwrap() > 0, "{k:#}");
+        assert!(k["oldest_cycles"].as_u64().unwrap() <= 1, "{k:#}");
+        assert_eq!(k["never_released"], 0, "{k:#}");
+    }
+
+    // Pointer keys with deletes: deleted keys are not retained.
+    let nodes = find("map[*main.node]int");
+    let k = &nodes["retained_keys"];
+    assert!(k.is_object(), "{nodes:#}");
+    let len = nodes["len_last"].as_u64().unwrap();
+    assert_eq!(k["tracked"].as_u64().unwrap(), len, "{k:#}");
+    assert!(k["never_released"].as_u64().unwrap() < len, "{k:#}");
+}
+
+/// Keys and finalizers on a classic-hmap release (redacted keys).
+#[test]
+fn keys_and_finalizers_hmap_go123() {
+    if privileged() {
+        check_keys_and_finalizers("go1.23.12", "default", false);
+    }
+}
+
+/// Keys and cleanups on a Swiss-table release, keys shown whole.
+#[test]
+fn keys_and_finalizers_swiss_go126() {
+    if privileged() {
+        check_keys_and_finalizers("go1.26.8", "default", true);
+    }
+}
+
+/// Stripped builds, the first Swiss release (cleanups through the finalizer
+/// queue), 1.19 and the 1.27 layout.
+#[test]
+fn keys_and_finalizers_other_releases() {
+    if privileged() {
+        check_keys_and_finalizers("go1.23.12", "stripped", false);
+        check_keys_and_finalizers("go1.26.8", "stripped", false);
+        check_keys_and_finalizers("go1.19.8", "default", false);
+        check_keys_and_finalizers("go1.24.13", "default", false);
+        check_keys_and_finalizers("go1.27.4", "default", true);
+    }
 }
