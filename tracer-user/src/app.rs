@@ -14,10 +14,11 @@ use tracer_common::{Counter, ProcConfig};
 use crate::{
     bpf::{AttachedProbe, ProbeRequest, Tracer},
     discover::Target,
-    finalizers::FinTracker,
+    finalizers::{self, FinTracker},
     governor::{EMULATED_HIT_S, Governor, SINGLE_STEP_HIT_S, WRITE_HIT_S},
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
+    keys::{KeyLayout, KeyTracker, MAX_TRACKED_KEYS},
     model::{Model, Verdict},
     plan::ProbePlan,
     report::{self, MapReport, Overhead, Report, TargetInfo},
@@ -85,6 +86,11 @@ struct Session {
     /// Maps first found by the write windows.
     discovered_by_writes: u64,
     fin: FinTracker,
+    /// Key layouts by map type descriptor (`None`: not resolvable).
+    key_layouts: HashMap<u64, Option<KeyLayout>>,
+    /// Key retention by map address.
+    key_trackers: HashMap<u64, KeyTracker>,
+    show_keys: bool,
 }
 
 /// What a probe is for, as far as the governor is concerned.
@@ -217,7 +223,7 @@ fn on_writes(s: &mut Session, writes: &[(tracer_common::WriteKey, tracer_common:
     }
 }
 
-fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64) -> Result<Session> {
+fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -> Result<Session> {
     let target = Target::discover(pid)?;
     let info = BinaryInfo::open(&target.exe).with_context(|| {
         format!(
@@ -308,6 +314,9 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64) -> Result<Session>
         detaching_window: Detaching::default(),
         discovered_by_writes: 0,
         fin: FinTracker::default(),
+        key_layouts: HashMap::new(),
+        key_trackers: HashMap::new(),
+        show_keys,
     };
     discover_globals(&mut s);
     Ok(s)
@@ -412,18 +421,17 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
             s.last_grow = Some(key);
             let ips = tracer.stack(g.stack_id);
             let site = symbolize(s, &ips, g.caller_pc);
-            if s.model.on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, site) {
-                if let Some(rec) = tracer.created(s.target.pid, g.map_addr)
-                    && rec.ts_ns <= g.hdr.ts_ns
-                {
-                    let ips = tracer.stack(rec.stack_id);
-                    let frames = symbolize(s, &ips, rec.caller_pc);
-                    if let Some(m) = s.model.maps.get_mut(&g.map_addr) {
-                        m.created_at = frames;
-                        m.created_ns = Some(rec.ts_ns);
-                        if m.type_ptr == 0 {
-                            m.type_ptr = rec.type_ptr;
-                        }
+            if s.model.on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, site)
+                && let Some(rec) = tracer.created(s.target.pid, g.map_addr)
+                && rec.ts_ns <= g.hdr.ts_ns
+            {
+                let ips = tracer.stack(rec.stack_id);
+                let frames = symbolize(s, &ips, rec.caller_pc);
+                if let Some(m) = s.model.maps.get_mut(&g.map_addr) {
+                    m.created_at = frames;
+                    m.created_ns = Some(rec.ts_ns);
+                    if m.type_ptr == 0 {
+                        m.type_ptr = rec.type_ptr;
                     }
                 }
             }
@@ -447,6 +455,7 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
             let cycle = s.model.on_gc_marked(rc, t_s, heap);
             s.gc_seen += 1;
             sample_all(s, cycle);
+            snapshot_keys(s, cycle);
             find_owners(s, false);
         }
     }
@@ -504,6 +513,66 @@ fn sample_all(s: &mut Session, cycle: u64) {
             }
         });
         s.model.on_sample(addr, cycle, sample);
+    }
+}
+
+/// Keys read per GC cycle, over all maps: bounds the tracer's memory and the
+/// time a cycle takes.
+const MAX_KEYS_PER_CYCLE: u64 = 1_000_000;
+/// Maps that are not suspects whose keys are read per cycle (the largest).
+const MAX_OTHER_SNAPSHOTS: usize = 64;
+
+/// Reads the keys of suspects (growing, bloated) and of a bounded number of
+/// other maps, and follows them across cycles.
+fn snapshot_keys(s: &mut Session, cycle: u64) {
+    s.key_trackers
+        .retain(|addr, _| s.model.maps.contains_key(addr));
+    let mut cands: Vec<(u8, u64, u64, u64)> = s
+        .model
+        .maps
+        .values()
+        .filter(|m| m.type_ptr != 0 && m.last().is_some_and(|x| x.cycle == cycle))
+        .map(|m| {
+            let rank = match m.verdict() {
+                Verdict::Growing => 0,
+                Verdict::Bloated => 1,
+                _ => 2,
+            };
+            (rank, m.last().map_or(0, |x| x.len), m.addr, m.type_ptr)
+        })
+        .collect();
+    cands.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let mut budget = MAX_KEYS_PER_CYCLE;
+    let mut others = 0;
+    for (rank, len, addr, tp) in cands {
+        if rank == 2 {
+            if others >= MAX_OTHER_SNAPSHOTS || len == 0 {
+                continue;
+            }
+            others += 1;
+        }
+        if len > budget {
+            continue;
+        }
+        let (mem, info, bias) = (s.mem, &s.info, s.bias);
+        let Some(kl) = s
+            .key_layouts
+            .entry(tp)
+            .or_insert_with(|| crate::keys::key_layout(&mem, info, bias, tp))
+            .as_ref()
+        else {
+            continue;
+        };
+        let max = MAX_TRACKED_KEYS.min(budget as usize);
+        let Some(snap) = crate::keys::snapshot(&s.mem, &s.info.layout, kl, addr, max) else {
+            continue;
+        };
+        budget = budget.saturating_sub(snap.keys.len() as u64);
+        let show = s.show_keys;
+        s.key_trackers
+            .entry(addr)
+            .or_insert_with(|| KeyTracker::new(kl.key_type.clone(), show))
+            .update(cycle, &snap);
     }
 }
 
@@ -651,7 +720,10 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             growth_events: m.growth_events,
             growth_per_cycle: (last.len as f64 - first.len as f64) / span,
             verdict: m.verdict(),
-            retained_keys: None,
+            retained_keys: s
+                .key_trackers
+                .get(&addr)
+                .and_then(|t| serde_json::to_value(t.stats()).ok()),
             inserted_at: m
                 .insert_sites
                 .iter()
@@ -705,6 +777,32 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
     for a in f.pending_ages(cycle) {
         *ages.entry(a).or_default() += 1;
     }
+    let cleanup_objs = f.cleanup_objects();
+    let mut held = Vec::new();
+    if !f.finalizers.is_empty() || !cleanup_objs.is_empty() {
+        let mut addrs: Vec<&u64> = s.key_trackers.keys().collect();
+        addrs.sort_unstable();
+        for addr in addrs {
+            let (Some(t), Some(m)) = (s.key_trackers.get(addr), s.model.maps.get(addr)) else {
+                continue;
+            };
+            let h = finalizers::held_keys(f, &cleanup_objs, t.present_pointers());
+            if h.finalizers + h.cleanups == 0 {
+                continue;
+            }
+            let layout = s.key_layouts.get(&m.type_ptr).and_then(Option::as_ref);
+            let key_type = layout.map_or("?", |l| l.key_type.name.as_str());
+            held.push(report::HeldAsMapKeys {
+                map_id: m.id,
+                map_type: layout.map_or_else(|| "unknown".to_owned(), |l| l.map_type.clone()),
+                owner: m.owner.clone(),
+                count: h.finalizers.max(h.cleanups),
+                finalizers: h.finalizers,
+                cleanups: h.cleanups,
+                type_name: key_type.strip_prefix('*').unwrap_or(key_type).to_owned(),
+            });
+        }
+    }
     report::Finalizers {
         set: f.set,
         removed: f.removed,
@@ -716,7 +814,7 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
         cleanups_ran: f.cleanups_ran,
         cleanups_stopped: f.cleanups_stopped,
         dropped: f.dropped,
-        held_as_map_keys: Vec::new(),
+        held_as_map_keys: held,
     }
 }
 
@@ -762,7 +860,12 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut tracer = Tracer::load()?;
     let mut sessions: Vec<Session> = Vec::new();
     for &pid in &opts.pids {
-        sessions.push(attach_session(&mut tracer, pid, opts.overhead_budget)?);
+        sessions.push(attach_session(
+            &mut tracer,
+            pid,
+            opts.overhead_budget,
+            opts.show_keys,
+        )?);
     }
     install_signal_handlers();
     let json_to_stdout = opts.json.as_deref() == Some("-");

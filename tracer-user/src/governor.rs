@@ -125,10 +125,10 @@ impl Governor {
     ) -> Actions {
         let mut a = Actions::default();
         let max = self.max();
-        if let Some(open) = self.window_open {
-            if self.credit < 0.0 || now.duration_since(open) >= WINDOW_MAX {
-                a.close_window = true;
-            }
+        if let Some(open) = self.window_open
+            && (self.credit < 0.0 || now.duration_since(open) >= WINDOW_MAX)
+        {
+            a.close_window = true;
         }
         if self.creation_on && self.credit < 0.0 {
             a.pause_creation = true;

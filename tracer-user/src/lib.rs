@@ -17,6 +17,7 @@ pub mod governor;
 pub mod ingest;
 pub mod inspect;
 pub mod inspect_cmd;
+pub mod keys;
 pub mod model;
 pub mod plan;
 pub mod report;

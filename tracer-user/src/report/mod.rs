@@ -357,6 +357,40 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 site.count
             )?;
         }
+        if let Some(k) = m.retained_keys.as_ref().filter(|k| k.is_object()) {
+            let n = |f: &str| k[f].as_u64().unwrap_or(0);
+            writeln!(
+                w,
+                "     keys:       {} never released (oldest {} GC cycles), {} released since attach{}{}",
+                n("never_released"),
+                n("oldest_cycles"),
+                n("released"),
+                if k["cap_reached"] == true {
+                    "; key cap reached, not all keys followed"
+                } else {
+                    ""
+                },
+                if n("partial_snapshots") > 0 {
+                    format!("; {} partial reads", n("partial_snapshots"))
+                } else {
+                    String::new()
+                }
+            )?;
+            if let Some(ex) = k["examples"].as_array() {
+                for (i, e) in ex.iter().take(3).enumerate() {
+                    writeln!(
+                        w,
+                        "     {}{}",
+                        if i == 0 {
+                            "oldest keys: "
+                        } else {
+                            "             "
+                        },
+                        e.as_str().unwrap_or("?")
+                    )?;
+                }
+            }
+        }
         let lens: Vec<u64> = m.len_by_cycle.iter().map(|p| p.1).collect();
         writeln!(
             w,
@@ -392,6 +426,30 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         })
         .collect();
     histogram(w, "growth per GC cycle, growing maps", &growth, 40)?;
+    let ages: Vec<u64> = r
+        .maps
+        .iter()
+        .filter(|m| m.verdict == Verdict::Growing)
+        .filter_map(|m| {
+            m.retained_keys.as_ref()?["age_cycles_histogram"]
+                .as_array()
+                .cloned()
+        })
+        .flatten()
+        .flat_map(|p| {
+            let age = p[0].as_u64().unwrap_or(0);
+            let n = p[1].as_u64().unwrap_or(0).min(1 << 20);
+            std::iter::repeat_n(age, n as usize)
+        })
+        .collect();
+    if !ages.is_empty() {
+        histogram(
+            w,
+            "age of present keys in growing maps, GC cycles",
+            &ages,
+            40,
+        )?;
+    }
     let f = &r.finalizers;
     if f.set + f.ran + f.cleanups_added + f.cleanups_ran > 0 || !f.held_as_map_keys.is_empty() {
         writeln!(w)?;

@@ -1,0 +1,895 @@
+//! `keys`: which keys a live map holds, and which of them stay across GC
+//! cycles. User space only: reads the target with `process_vm_readv`
+//! ([`Memory`]); never writes to, stops or signals it.
+//!
+//! Three parts:
+//! * [`key_layout`] resolves, once per map type, where keys sit in buckets or
+//!   groups and what the key type is ([`KeyType`]), from the type descriptors
+//!   in the target's memory (so PIE relocations are applied) and names from
+//!   [`BinaryInfo::type_name`] (works stripped).
+//! * [`snapshot()`] reads every key of one map: [`Snapshot`] of [`Key`]s,
+//!   each with a 64-bit identity hash of its content.
+//! * [`render()`] turns a key into text (strings redacted by default), and
+//!   [`KeyTracker`] follows key identities across GC cycles.
+//!
+//! Use at a GC cycle (the caller keeps one [`KeyLayout`] per map type
+//! pointer and one [`KeyTracker`] per map):
+//!
+//! ```no_run
+//! # use mapleak::{inspect::BinaryInfo, keys, sample::Memory};
+//! # fn f(mem: &Memory, info: &BinaryInfo, bias: u64, type_ptr: u64, addr: u64, cycle: u64) {
+//! let kl = keys::key_layout(mem, info, bias, type_ptr).expect("a map type");
+//! let mut tracker = keys::KeyTracker::new(kl.key_type.clone(), false);
+//! if let Some(snap) = keys::snapshot(mem, &info.layout, &kl, addr, 1_000_000) {
+//!     tracker.update(cycle, &snap);
+//! }
+//! let stats = tracker.stats();
+//! # }
+//! ```
+//!
+//! Identity limits: strings are hashed on their first [`STR_READ`] bytes
+//! plus their length; past [`MAX_STR_LEAVES`] string leaves per key only the
+//! lengths; interface keys by their two words (an assignment that re-boxes
+//! an existing interface key gives it a new identity); keys over
+//! [`MAX_KEY_BYTES`] on their first bytes; NaN keys all hash alike.
+//!
+//! Offsets: type header (`abi.Type`) `Size_` @0, `Kind_` @23, `Str` @40;
+//! `PtrType.Elem` @48; `ArrayType` `Elem` @48, `Len` @64; `StructType`
+//! `Fields` slice @56 (ptr) / @64 (len), each `StructField` 24 bytes: `Name`
+//! (*byte) @0, `Typ` @8, `Offset` @16. Checked against the DWARF of the
+//! keyzoo fixtures for Go 1.19 (`runtime.structtype`, `runtime.structfield`,
+//! `runtime.arraytype`, `runtime.ptrtype`) and 1.27 (`internal/abi.*`).
+
+mod render;
+mod retention;
+mod snapshot;
+
+pub use render::{PREFIX_CHARS, SHOW_CHARS, escape_bytes, render};
+pub use retention::{KeyTracker, MAX_TRACKED_KEYS, RetainedKeys};
+pub use snapshot::{
+    ATTEMPTS, CHUNK, Key, MAX_KEY_BYTES, MAX_SNAPSHOT_BYTES, MAX_STR_LEAVES, RAW_CAP, RawKey,
+    STR_READ, Snapshot, StrVal, snapshot,
+};
+
+use crate::{
+    inspect::{BinaryInfo, MapImpl, RuntimeLayout, buildinfo::uvarint},
+    sample::Memory,
+};
+
+/// `abi.Kind` values (`Kind_ & 0x1f`), the same in Go 1.18 to 1.27.
+pub mod kind {
+    /// `bool`.
+    pub const BOOL: u8 = 1;
+    /// `int`.
+    pub const INT: u8 = 2;
+    /// `int64`.
+    pub const INT64: u8 = 6;
+    /// `uint`.
+    pub const UINT: u8 = 7;
+    /// `uint64`.
+    pub const UINT64: u8 = 11;
+    /// `uintptr`.
+    pub const UINTPTR: u8 = 12;
+    /// `float32`.
+    pub const FLOAT32: u8 = 13;
+    /// `float64`.
+    pub const FLOAT64: u8 = 14;
+    /// `complex64`.
+    pub const COMPLEX64: u8 = 15;
+    /// `complex128`.
+    pub const COMPLEX128: u8 = 16;
+    /// Arrays.
+    pub const ARRAY: u8 = 17;
+    /// Channels.
+    pub const CHAN: u8 = 18;
+    /// Interfaces.
+    pub const INTERFACE: u8 = 20;
+    /// Maps.
+    pub const MAP: u8 = 21;
+    /// Pointers.
+    pub const POINTER: u8 = 22;
+    /// `string`.
+    pub const STRING: u8 = 24;
+    /// Structs.
+    pub const STRUCT: u8 = 25;
+    /// `unsafe.Pointer`.
+    pub const UNSAFE_POINTER: u8 = 26;
+    /// `abi.KindMask`.
+    pub const MASK: u8 = 0x1f;
+}
+
+/// Deepest nesting of structs and arrays resolved in a key type.
+pub const MAX_TYPE_DEPTH: u32 = 4;
+/// Most struct fields resolved per struct.
+pub const MAX_FIELDS: u64 = 64;
+/// Most types resolved for one key type (fields of fields included).
+const MAX_TYPES: u32 = 256;
+
+/// A Go key type, resolved from its descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyType {
+    /// Go name, e.g. `string`, `*main.T`, `struct { A int32; S string }`.
+    pub name: String,
+    /// `Size_`.
+    pub size: u64,
+    /// What it is.
+    pub kind: KeyKind,
+}
+
+/// The shape of a [`KeyType`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `bool`.
+    Bool,
+    /// `int`, `int8` .. `int64` (width from the size).
+    Int,
+    /// `uint`, `uint8` .. `uint64`.
+    Uint,
+    /// `uintptr`.
+    Uintptr,
+    /// `float32`, `float64`.
+    Float,
+    /// `complex64`, `complex128`.
+    Complex,
+    /// `string` (a data pointer and a length).
+    String,
+    /// `*T`.
+    Pointer,
+    /// `unsafe.Pointer`.
+    UnsafePointer,
+    /// `chan T` (a pointer).
+    Chan,
+    /// An interface (two words: type or itab, and data).
+    Interface,
+    /// A struct, fields in declaration (= offset) order.
+    Struct(Vec<KeyField>),
+    /// `[len]elem`.
+    Array {
+        /// Element type.
+        elem: Box<KeyType>,
+        /// Number of elements.
+        len: u64,
+    },
+    /// Anything not resolved (too deep, unreadable): shown as hex, hashed as bytes.
+    Other(u8),
+}
+
+/// One struct field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyField {
+    /// Field name.
+    pub name: String,
+    /// Byte offset in the struct.
+    pub offset: u64,
+    /// Field type.
+    pub ty: KeyType,
+}
+
+impl KeyType {
+    /// Number of string leaves (strings, also inside structs and arrays).
+    #[must_use]
+    pub fn string_leaves(&self) -> u64 {
+        match &self.kind {
+            KeyKind::String => 1,
+            KeyKind::Struct(fs) => fs.iter().map(|f| f.ty.string_leaves()).sum(),
+            KeyKind::Array { elem, len } => elem.string_leaves().saturating_mul(*len),
+            _ => 0,
+        }
+    }
+}
+
+/// Where the keys of one map type are, resolved once per type descriptor.
+#[derive(Clone, Debug)]
+pub struct KeyLayout {
+    /// Map implementation.
+    pub imp: MapImpl,
+    /// Map type name, e.g. `map[string]int`.
+    pub map_type: String,
+    /// The key type.
+    pub key_type: KeyType,
+    /// `Key.Size_`.
+    pub key_size: u64,
+    /// Keys over 128 bytes are stored as pointers to the key.
+    pub indirect_key: bool,
+    /// Bytes of a key in a slot: 8 when indirect, else `key_size`.
+    pub slot_key_size: u64,
+    /// hmap: bucket size (`tophash[8]`, `keys[8]`, `elems[8]`, overflow pointer).
+    pub bucket_size: u64,
+    /// Swiss: group size (ctrl word then slots).
+    pub group_size: u64,
+    /// Swiss: offset of slot 0's key in a group (8 up to 1.26; `KeysOff` on 1.27+).
+    pub keys_off: u64,
+    /// Swiss: distance between keys (`SlotSize` up to 1.26; `KeyStride` on 1.27+).
+    pub key_stride: u64,
+    plan: Plan,
+}
+
+/// One piece of a key's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seg {
+    /// Bytes hashed as they are.
+    Bytes { off: u64, len: u64 },
+    /// A string header: its content (and length) is hashed.
+    Str { off: u64 },
+    /// A float: -0 and +0 hash the same (they are the same key).
+    Float { off: u64, size: u64 },
+}
+
+/// How to hash a key: the leaves of its type, padding left out, so that a key
+/// hashes the same whatever is in its padding and wherever its strings live
+/// (assigning an existing string key stores the new header in the slot).
+#[derive(Clone, Debug, Default)]
+struct Plan {
+    segs: Vec<Seg>,
+    /// Offsets of the string headers, in leaf order.
+    strs: Vec<u64>,
+}
+
+/// Most hashing segments per key; more falls back to hashing the raw bytes.
+const MAX_SEGS: usize = 64;
+
+impl Plan {
+    fn new(kt: &KeyType) -> Self {
+        let mut p = Self::default();
+        if p.flatten(kt, 0) && p.segs.len() <= MAX_SEGS {
+            return p;
+        }
+        Self {
+            segs: vec![Seg::Bytes {
+                off: 0,
+                len: kt.size,
+            }],
+            strs: Vec::new(),
+        }
+    }
+
+    fn push_bytes(&mut self, off: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        if let Some(Seg::Bytes { off: o, len: l }) = self.segs.last_mut()
+            && *o + *l == off
+        {
+            *l += len;
+            return;
+        }
+        self.segs.push(Seg::Bytes { off, len });
+    }
+
+    fn flatten(&mut self, kt: &KeyType, base: u64) -> bool {
+        if self.segs.len() > MAX_SEGS {
+            return false;
+        }
+        match &kt.kind {
+            KeyKind::String => {
+                self.segs.push(Seg::Str { off: base });
+                self.strs.push(base);
+            }
+            KeyKind::Float => self.segs.push(Seg::Float {
+                off: base,
+                size: kt.size,
+            }),
+            KeyKind::Complex => {
+                let h = kt.size / 2;
+                self.segs.push(Seg::Float { off: base, size: h });
+                self.segs.push(Seg::Float {
+                    off: base + h,
+                    size: h,
+                });
+            }
+            KeyKind::Struct(fs) => {
+                for f in fs {
+                    if !self.flatten(&f.ty, base + f.offset) {
+                        return false;
+                    }
+                }
+            }
+            KeyKind::Array { elem, len } => {
+                if elem.string_leaves() == 0 && !has_float(elem) {
+                    // Arrays of plain scalars: one run of bytes (arrays of
+                    // structs with padding are rare; hash their padding).
+                    self.push_bytes(base, kt.size);
+                } else {
+                    for i in 0..*len {
+                        if !self.flatten(elem, base + i * elem.size) {
+                            return false;
+                        }
+                    }
+                }
+            }
+            _ => self.push_bytes(base, kt.size),
+        }
+        true
+    }
+}
+
+fn has_float(kt: &KeyType) -> bool {
+    match &kt.kind {
+        KeyKind::Float | KeyKind::Complex => true,
+        KeyKind::Struct(fs) => fs.iter().any(|f| has_float(&f.ty)),
+        KeyKind::Array { elem, .. } => has_float(elem),
+        _ => false,
+    }
+}
+
+/// The 64-bit identity hash: a word-at-a-time mix with the splitmix64
+/// finalizer (a bijection, so distinct words from one state give distinct
+/// states). Not cryptographic; stable across runs and platforms.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdHasher {
+    h: u64,
+    n: u64,
+}
+
+const fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl IdHasher {
+    pub(crate) const fn new() -> Self {
+        Self {
+            h: 0x243f_6a88_85a3_08d3,
+            n: 0,
+        }
+    }
+
+    pub(crate) fn write(&mut self, b: &[u8]) {
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.word(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            // Tag the tail with its length so "a" and "a\0" differ.
+            self.word(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+        self.n = self.n.wrapping_add(b.len() as u64);
+    }
+
+    pub(crate) fn word(&mut self, w: u64) {
+        self.h = mix(self.h.rotate_left(17) ^ w);
+    }
+
+    pub(crate) const fn finish(&self) -> u64 {
+        mix(self.h ^ self.n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+}
+
+/// Reading the target. [`Memory`] in production; a fake address space in tests.
+pub(crate) trait Reader {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool;
+    fn read_some(&self, addr: u64, buf: &mut [u8]) -> usize;
+    fn read_many(&self, regions: &[(u64, usize)]) -> Vec<Option<Vec<u8>>>;
+}
+
+impl Reader for Memory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        Self::read(self, addr, buf)
+    }
+    fn read_some(&self, addr: u64, buf: &mut [u8]) -> usize {
+        Self::read_some(self, addr, buf)
+    }
+    fn read_many(&self, regions: &[(u64, usize)]) -> Vec<Option<Vec<u8>>> {
+        Self::read_many(self, regions)
+    }
+}
+
+pub(crate) fn le64(b: &[u8], off: u64) -> Option<u64> {
+    let o = usize::try_from(off).ok()?;
+    Some(u64::from_le_bytes(
+        b.get(o..o.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+pub(crate) fn le32(b: &[u8], off: u64) -> Option<u32> {
+    let o = usize::try_from(off).ok()?;
+    Some(u32::from_le_bytes(
+        b.get(o..o.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+pub(crate) fn le16(b: &[u8], off: u64) -> Option<u16> {
+    let o = usize::try_from(off).ok()?;
+    Some(u16::from_le_bytes(
+        b.get(o..o.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+/// Resolves the key layout of the map type whose descriptor is at run-time
+/// address `map_type` (what `makemap`/`mapassign` get as arg0). `bias` is the
+/// load bias (run-time minus link-time address; 0 unless PIE). `None` when
+/// the descriptor is unreadable, not a map type, or makes no sense.
+#[must_use]
+pub fn key_layout(mem: &Memory, bin: &BinaryInfo, bias: u64, map_type: u64) -> Option<KeyLayout> {
+    let types_rt = bin
+        .moduledata
+        .as_ref()
+        .map(|m| (m.types.wrapping_add(bias), m.etypes.wrapping_add(bias)));
+    let names = |rt: u64| {
+        bin.type_name(rt.wrapping_sub(bias))
+            .or_else(|| name_from_memory(mem, &bin.layout, types_rt?, rt))
+    };
+    key_layout_in(
+        mem,
+        &bin.layout,
+        bin.map_impl,
+        bin.go_version.minor,
+        &names,
+        map_type,
+    )
+}
+
+/// [`key_layout`] over any [`Reader`], with names from `names(run-time address)`.
+pub(crate) fn key_layout_in<R: Reader>(
+    r: &R,
+    l: &RuntimeLayout,
+    imp: MapImpl,
+    minor: u32,
+    names: &dyn Fn(u64) -> Option<String>,
+    map_type: u64,
+) -> Option<KeyLayout> {
+    let mut d = [0u8; 136];
+    let n = r.read_some(map_type, &mut d);
+    let d = &d[..n];
+    let k = u64::from(l.type_kind.unwrap_or(23));
+    if d.get(usize::try_from(k).ok()?)? & kind::MASK != kind::MAP {
+        return None;
+    }
+    let field = |o: Option<u32>| o.map(u64::from);
+    let key_ptr = le64(
+        d,
+        field(match imp {
+            MapImpl::Hmap => l.maptype_key,
+            MapImpl::Swiss => l.swisstype_key,
+        })?,
+    )?;
+    let mut budget = MAX_TYPES;
+    let key_type = resolve_type(r, l, minor, names, key_ptr, 0, &mut budget)?;
+    let map_name = names(map_type).unwrap_or_else(|| format!("map[{}]?", key_type.name));
+    match imp {
+        MapImpl::Hmap => {
+            let keysize = u64::from(*d.get(usize::try_from(field(l.maptype_keysize)?).ok()?)?);
+            let bucket_size = u64::from(le16(d, field(l.maptype_bucketsize)?)?);
+            let flags = le32(d, field(l.maptype_flags)?)?;
+            // go1.18:src/runtime/type.go `indirectkey` = flags & 1.
+            let indirect = flags & 1 != 0;
+            KeyLayout::hmap(map_name, key_type, indirect, keysize, bucket_size)
+        }
+        MapImpl::Swiss => {
+            let group_size = le64(d, field(l.swisstype_group_size)?)?;
+            let (keys_off, key_stride) = match (l.swisstype_keys_off, l.swisstype_slot_size) {
+                // 1.27+: KeysOff / KeyStride describe both group layouts.
+                (Some(ko), _) => (
+                    le64(d, u64::from(ko))?,
+                    le64(d, field(l.swisstype_key_stride)?)?,
+                ),
+                // 1.24 to 1.26: slots from +8, key first in each slot.
+                (None, Some(ss)) => (8, le64(d, u64::from(ss))?),
+                (None, None) => return None,
+            };
+            let flags = le32(d, field(l.swisstype_flags)?)?;
+            // 1.24:src/internal/abi/map_swiss.go `SwissMapFlagIndirectKey` = 4.
+            let indirect = flags & 4 != 0;
+            KeyLayout::swiss(
+                map_name, key_type, indirect, group_size, keys_off, key_stride,
+            )
+        }
+    }
+}
+
+impl KeyLayout {
+    /// An hmap layout; checks that keys fit in the bucket.
+    pub(crate) fn hmap(
+        map_type: String,
+        key_type: KeyType,
+        indirect: bool,
+        slot_key_size: u64,
+        bucket_size: u64,
+    ) -> Option<Self> {
+        let want = if indirect { 8 } else { key_type.size };
+        if slot_key_size != want || bucket_size < 16 + 8 * slot_key_size || bucket_size > 1 << 16 {
+            return None;
+        }
+        let plan = Plan::new(&key_type);
+        Some(Self {
+            imp: MapImpl::Hmap,
+            map_type,
+            key_size: key_type.size,
+            key_type,
+            indirect_key: indirect,
+            slot_key_size,
+            bucket_size,
+            group_size: 0,
+            keys_off: 0,
+            key_stride: 0,
+            plan,
+        })
+    }
+
+    /// A Swiss layout; checks that the 8 keys fit in the group.
+    pub(crate) fn swiss(
+        map_type: String,
+        key_type: KeyType,
+        indirect: bool,
+        group_size: u64,
+        keys_off: u64,
+        key_stride: u64,
+    ) -> Option<Self> {
+        let slot_key_size = if indirect { 8 } else { key_type.size };
+        if keys_off < 8
+            || key_stride < slot_key_size
+            || group_size > 1 << 16
+            || keys_off + 7 * key_stride + slot_key_size > group_size
+        {
+            return None;
+        }
+        let plan = Plan::new(&key_type);
+        Some(Self {
+            imp: MapImpl::Swiss,
+            map_type,
+            key_size: key_type.size,
+            key_type,
+            indirect_key: indirect,
+            slot_key_size,
+            bucket_size: 0,
+            group_size,
+            keys_off,
+            key_stride,
+            plan,
+        })
+    }
+}
+
+/// Reads a `abi.Name` at `addr`: flags byte, uvarint length, bytes.
+fn read_name<R: Reader>(r: &R, addr: u64) -> Option<String> {
+    if addr == 0 {
+        return None;
+    }
+    let mut b = [0u8; 64];
+    let got = r.read_some(addr, &mut b);
+    let (len, n) = uvarint(b.get(1..got)?)?;
+    if len > 4096 {
+        return None;
+    }
+    let start = 1 + n;
+    let end = start + usize::try_from(len).ok()?;
+    if end <= got {
+        return Some(String::from_utf8_lossy(&b[start..end]).into_owned());
+    }
+    let mut v = vec![0u8; end - start];
+    r.read(addr + start as u64, &mut v)
+        .then(|| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// A type's name decoded from the target's memory (`types + Str`), for
+/// descriptors the file cannot name.
+fn name_from_memory<R: Reader>(
+    r: &R,
+    l: &RuntimeLayout,
+    (types, etypes): (u64, u64),
+    addr: u64,
+) -> Option<String> {
+    if addr < types || addr >= etypes {
+        return None;
+    }
+    let mut h = [0u8; 48];
+    if !r.read(addr, &mut h) {
+        return None;
+    }
+    let tflag = *h.get(usize::try_from(l.type_tflag.unwrap_or(20)).ok()?)?;
+    let off = le32(&h, u64::from(l.type_str.unwrap_or(40)))?.cast_signed();
+    let name = read_name(r, types.checked_add_signed(i64::from(off))?)?;
+    Some(if tflag & 2 != 0 {
+        name.strip_prefix('*').map(str::to_owned).unwrap_or(name)
+    } else {
+        name
+    })
+}
+
+/// Resolves the type descriptor at run-time `addr` into a [`KeyType`].
+fn resolve_type<R: Reader>(
+    r: &R,
+    l: &RuntimeLayout,
+    minor: u32,
+    names: &dyn Fn(u64) -> Option<String>,
+    addr: u64,
+    depth: u32,
+    budget: &mut u32,
+) -> Option<KeyType> {
+    *budget = budget.checked_sub(1)?;
+    let mut d = [0u8; 72];
+    if !r.read(addr, &mut d) {
+        return None;
+    }
+    let size = le64(&d, u64::from(l.type_size.unwrap_or(0)))?;
+    let k = d[usize::try_from(l.type_kind.unwrap_or(23)).ok()?.min(71)] & kind::MASK;
+    let name = names(addr).unwrap_or_else(|| format!("<type {addr:#x}>"));
+    let scalar = |want: u64, kind: KeyKind| {
+        if size == want {
+            kind
+        } else {
+            KeyKind::Other(k)
+        }
+    };
+    let kind = match k {
+        kind::BOOL => scalar(1, KeyKind::Bool),
+        kind::INT..=kind::INT64 if matches!(size, 1 | 2 | 4 | 8) => KeyKind::Int,
+        kind::UINT..=kind::UINT64 if matches!(size, 1 | 2 | 4 | 8) => KeyKind::Uint,
+        kind::UINTPTR => scalar(8, KeyKind::Uintptr),
+        kind::FLOAT32 => scalar(4, KeyKind::Float),
+        kind::FLOAT64 => scalar(8, KeyKind::Float),
+        kind::COMPLEX64 => scalar(8, KeyKind::Complex),
+        kind::COMPLEX128 => scalar(16, KeyKind::Complex),
+        kind::STRING => scalar(16, KeyKind::String),
+        kind::POINTER => scalar(8, KeyKind::Pointer),
+        kind::UNSAFE_POINTER => scalar(8, KeyKind::UnsafePointer),
+        kind::CHAN => scalar(8, KeyKind::Chan),
+        kind::INTERFACE => scalar(16, KeyKind::Interface),
+        kind::ARRAY if depth < MAX_TYPE_DEPTH => {
+            // abi.ArrayType: Elem @48, Slice @56, Len @64.
+            let elem_ptr = le64(&d, 48)?;
+            let len = le64(&d, 64)?;
+            match resolve_type(r, l, minor, names, elem_ptr, depth + 1, budget) {
+                Some(elem) if elem.size.checked_mul(len) == Some(size) => KeyKind::Array {
+                    elem: Box::new(elem),
+                    len,
+                },
+                _ => KeyKind::Other(k),
+            }
+        }
+        kind::STRUCT if depth < MAX_TYPE_DEPTH => {
+            resolve_struct(r, l, minor, names, &d, size, depth, budget)
+                .map_or(KeyKind::Other(k), KeyKind::Struct)
+        }
+        _ => KeyKind::Other(k),
+    };
+    Some(KeyType { name, size, kind })
+}
+
+/// `abi.StructType`: Fields slice @56 (ptr) / @64 (len); `StructField` is
+/// {Name *byte @0, Typ @8, Offset @16}, 24 bytes. Go 1.18 stored
+/// `offsetAnon` = offset<<1 | embedded (go1.18:src/runtime/type.go
+/// `structfield`); 1.19 made it a plain offset (checked: DWARF of the 1.19
+/// fixtures names the field `offset`).
+#[expect(clippy::too_many_arguments, reason = "recursion context")]
+fn resolve_struct<R: Reader>(
+    r: &R,
+    l: &RuntimeLayout,
+    minor: u32,
+    names: &dyn Fn(u64) -> Option<String>,
+    d: &[u8],
+    size: u64,
+    depth: u32,
+    budget: &mut u32,
+) -> Option<Vec<KeyField>> {
+    let fields_ptr = le64(d, 56)?;
+    let n = le64(d, 64)?;
+    if n > MAX_FIELDS || (n > 0 && fields_ptr == 0) {
+        return None;
+    }
+    let mut raw = vec![0u8; usize::try_from(n * 24).ok()?];
+    if !r.read(fields_ptr, &mut raw) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len() / 24);
+    let mut end = 0u64;
+    for f in raw.chunks_exact(24) {
+        let name_ptr = le64(f, 0)?;
+        let typ = le64(f, 8)?;
+        let mut offset = le64(f, 16)?;
+        if minor <= 18 {
+            offset >>= 1;
+        }
+        let ty = resolve_type(r, l, minor, names, typ, depth + 1, budget)?;
+        if offset < end || offset.checked_add(ty.size)? > size {
+            return None;
+        }
+        end = offset + ty.size;
+        out.push(KeyField {
+            name: read_name(r, name_ptr).unwrap_or_else(|| "?".to_owned()),
+            offset,
+            ty,
+        });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+pub(crate) mod testmem {
+    //! A fake address space for unit tests.
+    use std::{
+        cell::{Cell, RefCell},
+        collections::BTreeMap,
+    };
+
+    use super::Reader;
+
+    /// Hook run after every `read_many`: lets a test change memory mid-walk.
+    type Hook = Box<dyn FnMut(&FakeMem)>;
+
+    /// Regions of bytes at addresses; reads outside them fail.
+    #[derive(Default)]
+    pub(crate) struct FakeMem {
+        regions: RefCell<BTreeMap<u64, Vec<u8>>>,
+        /// Number of `read_many` calls so far.
+        pub(crate) calls: Cell<u64>,
+        pub(crate) on_read: RefCell<Option<Hook>>,
+    }
+
+    impl FakeMem {
+        pub(crate) fn put(&self, addr: u64, bytes: Vec<u8>) {
+            self.regions.borrow_mut().insert(addr, bytes);
+        }
+        pub(crate) fn remove(&self, addr: u64) {
+            self.regions.borrow_mut().remove(&addr);
+        }
+        /// Writes into an existing region.
+        pub(crate) fn poke(&self, addr: u64, bytes: &[u8]) {
+            let mut r = self.regions.borrow_mut();
+            let (&base, buf) = r.range_mut(..=addr).next_back().expect("region");
+            let o = usize::try_from(addr - base).unwrap();
+            buf[o..o + bytes.len()].copy_from_slice(bytes);
+        }
+        fn get(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+            let r = self.regions.borrow();
+            let (&base, buf) = r.range(..=addr).next_back()?;
+            let o = usize::try_from(addr - base).ok()?;
+            buf.get(o..o.checked_add(len)?).map(<[u8]>::to_vec)
+        }
+    }
+
+    impl Reader for FakeMem {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            match self.get(addr, buf.len()) {
+                Some(v) => {
+                    buf.copy_from_slice(&v);
+                    true
+                }
+                None => buf.is_empty(),
+            }
+        }
+        fn read_some(&self, addr: u64, buf: &mut [u8]) -> usize {
+            let r = self.regions.borrow();
+            let Some((&base, v)) = r.range(..=addr).next_back() else {
+                return 0;
+            };
+            let Ok(o) = usize::try_from(addr - base) else {
+                return 0;
+            };
+            let n = v.len().saturating_sub(o).min(buf.len());
+            buf[..n].copy_from_slice(&v[o..o + n]);
+            n
+        }
+        fn read_many(&self, regions: &[(u64, usize)]) -> Vec<Option<Vec<u8>>> {
+            let out = regions.iter().map(|&(a, n)| self.get(a, n)).collect();
+            self.calls.set(self.calls.get() + 1);
+            if let Some(f) = self.on_read.borrow_mut().as_mut() {
+                f(self);
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{testmem::FakeMem, *};
+
+    /// Writes a type descriptor header (size, kind) at `addr`.
+    fn ty(m: &FakeMem, addr: u64, size: u64, k: u8, extra: &[(usize, u64)]) {
+        let mut d = vec![0u8; 72];
+        d[0..8].copy_from_slice(&size.to_le_bytes());
+        d[23] = k | 0x20;
+        for &(o, v) in extra {
+            d[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        m.put(addr, d);
+    }
+
+    fn name(m: &FakeMem, addr: u64, s: &str) {
+        let mut v = vec![0u8, u8::try_from(s.len()).unwrap()];
+        v.extend_from_slice(s.as_bytes());
+        m.put(addr, v);
+    }
+
+    fn layout() -> RuntimeLayout {
+        RuntimeLayout::builtin(26, MapImpl::Swiss, crate::inspect::GoArch::Amd64)
+    }
+
+    /// A struct key {A int32; S string; P [2]uint16} resolves field by field,
+    /// with names and offsets, and a map type descriptor gives the Swiss
+    /// geometry (1.26 layout: SlotSize) and the IndirectKey flag.
+    #[test]
+    fn resolves_struct_key_and_swiss_geometry() {
+        let m = FakeMem::default();
+        ty(&m, 0x1000, 4, 5, &[]); // int32
+        ty(&m, 0x1100, 16, kind::STRING, &[]);
+        ty(&m, 0x1200, 2, 9, &[]); // uint16
+        ty(&m, 0x1300, 4, kind::ARRAY, &[(48, 0x1200), (64, 2)]);
+        ty(&m, 0x2000, 32, kind::STRUCT, &[(56, 0x3000), (64, 3)]);
+        let mut f = Vec::new();
+        for (n, t, o) in [
+            (0x4000u64, 0x1000u64, 0u64),
+            (0x4100, 0x1100, 8),
+            (0x4200, 0x1300, 24),
+        ] {
+            f.extend_from_slice(&n.to_le_bytes());
+            f.extend_from_slice(&t.to_le_bytes());
+            f.extend_from_slice(&o.to_le_bytes());
+        }
+        m.put(0x3000, f);
+        name(&m, 0x4000, "A");
+        name(&m, 0x4100, "S");
+        name(&m, 0x4200, "P");
+        // map type: Key @48, GroupSize @80, SlotSize @88, Flags @104.
+        let mut d = vec![0u8; 136];
+        d[23] = kind::MAP;
+        d[48..56].copy_from_slice(&0x2000u64.to_le_bytes());
+        d[80..88].copy_from_slice(&(8u64 + 8 * 40).to_le_bytes());
+        d[88..96].copy_from_slice(&40u64.to_le_bytes());
+        m.put(0x5000, d);
+        let names = |a: u64| Some(format!("t{a:x}"));
+        let kl = key_layout_in(&m, &layout(), MapImpl::Swiss, 26, &names, 0x5000).unwrap();
+        assert_eq!(kl.map_type, "t5000");
+        assert_eq!((kl.keys_off, kl.key_stride, kl.group_size), (8, 40, 328));
+        assert!(!kl.indirect_key);
+        let KeyKind::Struct(fs) = &kl.key_type.kind else {
+            panic!("{:?}", kl.key_type)
+        };
+        let got: Vec<(&str, u64, &KeyKind)> = fs
+            .iter()
+            .map(|f| (f.name.as_str(), f.offset, &f.ty.kind))
+            .collect();
+        assert_eq!(got[0], ("A", 0, &KeyKind::Int));
+        assert_eq!(got[1], ("S", 8, &KeyKind::String));
+        assert!(matches!(got[2].2, KeyKind::Array { len: 2, .. }));
+        // The identity plan skips the padding at 4..8 and 28..32.
+        assert_eq!(
+            kl.plan.segs,
+            vec![
+                Seg::Bytes { off: 0, len: 4 },
+                Seg::Str { off: 8 },
+                Seg::Bytes { off: 24, len: 4 }
+            ]
+        );
+        // Not a map: None.
+        assert!(key_layout_in(&m, &layout(), MapImpl::Swiss, 26, &names, 0x2000).is_none());
+        // Keys that do not fit in the group: None.
+        m.poke(0x5000 + 80, &100u64.to_le_bytes());
+        assert!(key_layout_in(&m, &layout(), MapImpl::Swiss, 26, &names, 0x5000).is_none());
+        // Field offsets that overlap: the struct is not trusted.
+        m.poke(0x3000 + 24 + 16, &2u64.to_le_bytes());
+        m.poke(0x5000 + 80, &328u64.to_le_bytes());
+        let kl = key_layout_in(&m, &layout(), MapImpl::Swiss, 26, &names, 0x5000).unwrap();
+        assert_eq!(kl.key_type.kind, KeyKind::Other(kind::STRUCT));
+    }
+
+    /// The identity hash separates lengths, tails and word order.
+    #[test]
+    fn id_hash_separates() {
+        let h = |parts: &[&[u8]]| {
+            let mut x = IdHasher::new();
+            for p in parts {
+                x.write(p);
+            }
+            x.finish()
+        };
+        let all = [
+            h(&[b""]),
+            h(&[b"a"]),
+            h(&[b"a\0"]),
+            h(&[b"abcdefgh", b"ijklmnop"]),
+            h(&[b"ijklmnop", b"abcdefgh"]),
+            h(&[b"abcdefghi"]),
+        ];
+        let uniq: std::collections::HashSet<u64> = all.iter().copied().collect();
+        assert_eq!(uniq.len(), all.len());
+        assert_eq!(h(&[b"key-00001"]), h(&[b"key-00001"]));
+    }
+}

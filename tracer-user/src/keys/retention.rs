@@ -1,0 +1,342 @@
+//! Which keys of one map survive GC cycles.
+//!
+//! [`KeyTracker::update`] takes one [`Snapshot`] per GC cycle. A key is
+//! identified by [`Key::id`] (its content hash). A complete snapshot (not
+//! `partial`, not `truncated`) releases every tracked key it does not hold;
+//! an incomplete one only adds keys, since it cannot prove a key is gone.
+//!
+//! Memory per map is bounded: at most [`MAX_TRACKED_KEYS`] keys of 24 bytes
+//! plus the hash table, and [`POOL`] rendered examples; no raw keys are kept.
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{BuildHasherDefault, Hasher},
+};
+
+use super::{Key, KeyType, Snapshot, render};
+
+/// Most keys tracked per map; more are counted in `untracked_last` and set
+/// `cap_reached`.
+pub const MAX_TRACKED_KEYS: usize = 200_000;
+/// Rendered examples kept (the oldest present keys).
+pub const POOL: usize = 16;
+/// Examples reported.
+pub const EXAMPLES: usize = 5;
+
+/// Key ids are already hashes: use them as they are.
+#[derive(Default)]
+struct IdHash(u64);
+
+impl Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    first_cycle: u64,
+    /// The pointer of a pointer key (0: none).
+    ptr: u64,
+    /// Update number when first seen.
+    first_seq: u32,
+    /// Update number when last seen.
+    last_seq: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Example {
+    id: u64,
+    first_cycle: u64,
+    text: String,
+}
+
+/// Key retention of one map, as of the latest update.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetainedKeys {
+    /// Updates so far.
+    pub snapshots: u64,
+    /// GC cycle of the latest update.
+    pub cycle: u64,
+    /// Keys present: in the latest snapshot, plus (after an incomplete one)
+    /// keys it missed that no complete snapshot has shown gone.
+    pub tracked: u64,
+    /// Present keys first seen at an earlier snapshot than the latest: they
+    /// survived at least one GC cycle and were never absent since.
+    pub never_released: u64,
+    /// Keys seen before and now gone (cumulative).
+    pub released: u64,
+    /// Keys added plus keys released at the latest update.
+    pub churn_last_cycle: u64,
+    /// Oldest present key's age: latest cycle minus its first cycle.
+    pub oldest_cycles: u64,
+    /// `(age in cycles, keys)` of present keys, ascending by age (feed the
+    /// pairs to a histogram with `record_n`).
+    pub age_cycles_histogram: Vec<(u64, u64)>,
+    /// Up to 5 of the oldest present keys, rendered (strings redacted
+    /// unless `show_keys`), oldest first.
+    pub examples: Vec<String>,
+    /// [`MAX_TRACKED_KEYS`] was reached: some keys are not tracked.
+    pub cap_reached: bool,
+    /// Keys of the latest snapshot not tracked because of the cap.
+    pub untracked_last: u64,
+    /// Updates with a partial or truncated snapshot (they release nothing).
+    pub partial_snapshots: u64,
+}
+
+/// Follows the keys of one map across snapshots.
+#[derive(Debug)]
+pub struct KeyTracker {
+    key_type: KeyType,
+    show_keys: bool,
+    keys: HashMap<u64, Entry, BuildHasherDefault<IdHash>>,
+    seq: u32,
+    latest_cycle: u64,
+    released: u64,
+    churn_last: u64,
+    cap_reached: bool,
+    untracked_last: u64,
+    partial_snapshots: u64,
+    pool: Vec<Example>,
+}
+
+impl KeyTracker {
+    /// A tracker for keys of type `key_type`; examples are rendered with
+    /// `show_keys` (see [`render()`]).
+    #[must_use]
+    pub fn new(key_type: KeyType, show_keys: bool) -> Self {
+        Self {
+            key_type,
+            show_keys,
+            keys: HashMap::default(),
+            seq: 0,
+            latest_cycle: 0,
+            released: 0,
+            churn_last: 0,
+            cap_reached: false,
+            untracked_last: 0,
+            partial_snapshots: 0,
+            pool: Vec::new(),
+        }
+    }
+
+    /// Takes the snapshot made at GC cycle `cycle`.
+    pub fn update(&mut self, cycle: u64, snap: &Snapshot) {
+        self.seq = self.seq.saturating_add(1);
+        let seq = self.seq;
+        self.latest_cycle = cycle;
+        let mut added = 0u64;
+        let mut untracked = 0u64;
+        for k in &snap.keys {
+            if let Some(e) = self.keys.get_mut(&k.id) {
+                e.last_seq = seq;
+            } else if self.keys.len() < MAX_TRACKED_KEYS {
+                self.keys.insert(
+                    k.id,
+                    Entry {
+                        first_cycle: cycle,
+                        ptr: k.ptr.unwrap_or(0),
+                        first_seq: seq,
+                        last_seq: seq,
+                    },
+                );
+                added += 1;
+            } else {
+                self.cap_reached = true;
+                untracked += 1;
+            }
+        }
+        let mut released = 0u64;
+        if snap.partial || snap.truncated {
+            self.partial_snapshots += 1;
+        } else {
+            self.keys.retain(|_, e| {
+                let keep = e.last_seq == seq;
+                released += u64::from(!keep);
+                keep
+            });
+        }
+        self.released += released;
+        self.churn_last = added + released;
+        self.untracked_last = untracked;
+        self.refill_pool(&snap.keys);
+    }
+
+    /// Keeps [`POOL`] rendered keys, the oldest present ones: keys only get
+    /// older, so the pool only needs refilling (from the current snapshot)
+    /// when some of its keys are released.
+    fn refill_pool(&mut self, snap: &[Key]) {
+        self.pool.retain(|p| self.keys.contains_key(&p.id));
+        let want = POOL.saturating_sub(self.pool.len());
+        if want == 0 {
+            return;
+        }
+        let mut cands: Vec<(u32, u64, usize)> = snap
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !self.pool.iter().any(|p| p.id == k.id))
+            .filter_map(|(i, k)| self.keys.get(&k.id).map(|e| (e.first_seq, k.id, i)))
+            .collect();
+        if cands.len() > want {
+            cands.select_nth_unstable(want);
+            cands.truncate(want);
+        }
+        for (_, id, i) in cands {
+            if self.pool.iter().any(|p| p.id == id) {
+                continue; // the same key twice in one snapshot
+            }
+            let first_cycle = self
+                .keys
+                .get(&id)
+                .map_or(self.latest_cycle, |e| e.first_cycle);
+            self.pool.push(Example {
+                id,
+                first_cycle,
+                text: render(&snap[i], &self.key_type, self.show_keys),
+            });
+        }
+    }
+
+    /// Retention figures as of the latest update.
+    #[must_use]
+    pub fn stats(&self) -> RetainedKeys {
+        let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut never_released = 0u64;
+        for e in self.keys.values() {
+            *hist
+                .entry(self.latest_cycle.saturating_sub(e.first_cycle))
+                .or_default() += 1;
+            never_released += u64::from(e.first_seq < self.seq);
+        }
+        let mut ex: Vec<&Example> = self.pool.iter().collect();
+        ex.sort_by(|a, b| a.first_cycle.cmp(&b.first_cycle).then(a.text.cmp(&b.text)));
+        RetainedKeys {
+            snapshots: u64::from(self.seq),
+            cycle: self.latest_cycle,
+            tracked: self.keys.len() as u64,
+            never_released,
+            released: self.released,
+            churn_last_cycle: self.churn_last,
+            oldest_cycles: hist.keys().next_back().copied().unwrap_or(0),
+            age_cycles_histogram: hist.into_iter().collect(),
+            examples: ex
+                .into_iter()
+                .take(EXAMPLES)
+                .map(|e| e.text.clone())
+                .collect(),
+            cap_reached: self.cap_reached,
+            untracked_last: self.untracked_last,
+            partial_snapshots: self.partial_snapshots,
+        }
+    }
+
+    /// Pointer values of present pointer keys (`*T`, `unsafe.Pointer`), for
+    /// matching against objects with finalizers or cleanups.
+    pub fn present_pointers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.values().filter(|e| e.ptr != 0).map(|e| e.ptr)
+    }
+
+    /// GC cycle when the key `id` was first seen, if present.
+    #[must_use]
+    pub fn first_cycle(&self, id: u64) -> Option<u64> {
+        self.keys.get(&id).map(|e| e.first_cycle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        super::{KeyKind, RawKey, StrVal},
+        *,
+    };
+
+    fn int_t() -> KeyType {
+        KeyType {
+            name: "int64".into(),
+            size: 8,
+            kind: KeyKind::Int,
+        }
+    }
+
+    fn snap(ids: &[u64], partial: bool) -> Snapshot {
+        Snapshot {
+            keys: ids
+                .iter()
+                .map(|&i| Key {
+                    id: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    raw: RawKey::new(&i.to_le_bytes()),
+                    ptr: Some(0xc000_0000 + i),
+                    strs: Vec::<StrVal>::new(),
+                })
+                .collect(),
+            header_len: ids.len() as u64,
+            partial,
+            truncated: false,
+            attempts: 1,
+            bytes_read: 0,
+        }
+    }
+
+    /// tracked, never_released, released, churn, ages and examples follow the
+    /// definitions over a scripted sequence of snapshots.
+    #[test]
+    fn retention_definitions() {
+        let mut t = KeyTracker::new(int_t(), false);
+        t.update(10, &snap(&[1, 2, 3], false));
+        let s = t.stats();
+        assert_eq!((s.tracked, s.never_released, s.released), (3, 0, 0));
+        assert_eq!((s.churn_last_cycle, s.oldest_cycles), (3, 0));
+        assert_eq!(s.age_cycles_histogram, [(0, 3)]);
+
+        // 1 stays, 2 and 3 go, 4 and 5 come.
+        t.update(11, &snap(&[1, 4, 5], false));
+        let s = t.stats();
+        assert_eq!((s.tracked, s.never_released, s.released), (3, 1, 2));
+        assert_eq!((s.churn_last_cycle, s.oldest_cycles), (4, 1));
+        assert_eq!(s.age_cycles_histogram, [(0, 2), (1, 1)]);
+        assert_eq!(s.examples, ["1", "4", "5"]);
+
+        // A partial snapshot missing 4 and 5 adds 6 and releases nothing.
+        t.update(13, &snap(&[1, 6], true));
+        let s = t.stats();
+        assert_eq!((s.tracked, s.released, s.partial_snapshots), (4, 2, 1));
+        assert_eq!(s.never_released, 3);
+        assert_eq!(s.churn_last_cycle, 1);
+        assert_eq!(s.age_cycles_histogram, [(0, 1), (2, 2), (3, 1)]);
+        assert_eq!(s.oldest_cycles, 3);
+
+        // A complete one releases what it lacks; 1 was released and comes
+        // back: it is a new key again.
+        t.update(14, &snap(&[4, 6], false));
+        t.update(15, &snap(&[1, 4, 6], false));
+        let s = t.stats();
+        assert_eq!(s.released, 2 + 2);
+        assert_eq!(t.first_cycle(snap(&[1], false).keys[0].id), Some(15));
+        assert_eq!(s.examples, ["4", "6", "1"]);
+        let mut ptrs: Vec<u64> = t.present_pointers().collect();
+        ptrs.sort_unstable();
+        assert_eq!(ptrs, [0xc000_0001, 0xc000_0004, 0xc000_0006]);
+        assert!(!s.cap_reached);
+        serde_json::to_string(&s).unwrap();
+    }
+
+    /// The cap stops tracking new keys and says so.
+    #[test]
+    fn cap_is_reported() {
+        let mut t = KeyTracker::new(int_t(), false);
+        let ids: Vec<u64> = (0..MAX_TRACKED_KEYS as u64 + 10).collect();
+        t.update(1, &snap(&ids, false));
+        let s = t.stats();
+        assert!(s.cap_reached);
+        assert_eq!(s.tracked, MAX_TRACKED_KEYS as u64);
+        assert_eq!(s.untracked_last, 10);
+        assert_eq!(s.examples.len(), EXAMPLES);
+    }
+}

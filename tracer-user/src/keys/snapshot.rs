@@ -1,0 +1,1149 @@
+//! Reading every key of one live map.
+//!
+//! hmap (`go1.18:src/runtime/map.go`, go-runtime.md 3.1): 2^B buckets of
+//! `bucket_size` bytes, each `tophash[8]` @0, `keys[8]` @8, the overflow
+//! pointer in the last word; tophash >= 5 marks a full slot. While the map
+//! grows (`oldbuckets != 0`) an old bucket whose `tophash[0]` is 2..=4 has
+//! been moved; the others still hold live keys.
+//!
+//! Swiss (`1.24:src/internal/runtime/maps`, go-runtime.md 3.4): `dirLen == 0`
+//! means `dirPtr` is one group; else `dirPtr` is `[dirLen]*table` (entries
+//! repeat), each table `groups.data` with `lengthMask + 1` groups. A group is
+//! a ctrl word (byte i for slot i; top bit clear = full) then slots; slot i's
+//! key is at `keys_off + i * key_stride`.
+//!
+//! Arrays are read in chunks of [`CHUNK`] bytes batched into few
+//! `process_vm_readv` calls, keys' strings in batches. The map may change
+//! while it is read, so a snapshot is a double collect: walk, read strings,
+//! then read the header (and Swiss table headers) and walk again; the keys
+//! are a moment's keys when both walks found the same slot bytes under the
+//! same header. Otherwise it tries again; after [`ATTEMPTS`] the last keys
+//! are returned marked `partial`.
+use std::collections::HashSet;
+
+use super::{IdHasher, KeyKind, KeyLayout, Reader, Seg, le16, le64};
+use crate::{
+    inspect::{MapImpl, RuntimeLayout},
+    sample::{self, Memory},
+};
+
+/// Bytes of a key slot kept in [`Key::raw`] for rendering.
+pub const RAW_CAP: usize = 64;
+/// Bytes of a string key's content read (and hashed, with the length).
+pub const STR_READ: u64 = 256;
+/// Bytes of an indirect key read (and hashed).
+pub const MAX_KEY_BYTES: u64 = 4096;
+/// Most bytes one walk of one map reads (arrays, indirect keys and strings);
+/// a bigger map is `truncated`. Also bounds the memory a walk holds. A
+/// snapshot makes at most `ATTEMPTS + 1` walks.
+pub const MAX_SNAPSHOT_BYTES: u64 = 128 << 20;
+/// Bytes per read of bucket and group arrays.
+pub const CHUNK: u64 = 64 << 10;
+/// Walks tried before giving up on a consistent one.
+pub const ATTEMPTS: u32 = 3;
+/// String leaves per key whose content is read (more: only lengths hashed).
+pub const MAX_STR_LEAVES: usize = 8;
+/// Overflow buckets followed per walk.
+const MAX_OVERFLOW: usize = 1 << 20;
+/// Chunks held in memory at once.
+const BATCH: usize = 256;
+
+/// The first [`RAW_CAP`] bytes of a key, inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RawKey {
+    len: u8,
+    buf: [u8; RAW_CAP],
+}
+
+impl RawKey {
+    /// Keeps the first [`RAW_CAP`] bytes of `b`.
+    #[must_use]
+    pub fn new(b: &[u8]) -> Self {
+        let n = b.len().min(RAW_CAP);
+        let mut buf = [0u8; RAW_CAP];
+        buf[..n].copy_from_slice(&b[..n]);
+        Self {
+            len: u8::try_from(n).unwrap_or(0),
+            buf,
+        }
+    }
+
+    /// The bytes kept.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for RawKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A string in a key (the key itself, or a string field or element).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrVal {
+    /// Length in bytes.
+    pub len: u64,
+    /// Hash of the first [`STR_READ`] bytes and the length.
+    pub hash: u64,
+    /// The first up to [`STR_READ`] bytes; `None` when unreadable.
+    pub text: Option<Box<[u8]>>,
+}
+
+/// One key.
+#[derive(Clone, Debug)]
+pub struct Key {
+    /// Identity: a hash of the key's content (string contents, not their
+    /// addresses; padding left out).
+    pub id: u64,
+    /// The first [`RAW_CAP`] bytes of the key (of the pointed-to key when
+    /// stored indirectly).
+    pub raw: RawKey,
+    /// The pointer, for `*T` and `unsafe.Pointer` keys.
+    pub ptr: Option<u64>,
+    /// String leaves in type order, the first [`MAX_STR_LEAVES`].
+    pub strs: Vec<StrVal>,
+}
+
+/// The keys of one map at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Keys found (each once).
+    pub keys: Vec<Key>,
+    /// `len(m)` from the header.
+    pub header_len: u64,
+    /// The map changed while being read, or some memory was unreadable: keys
+    /// may be missing (or, rarely, stale).
+    pub partial: bool,
+    /// Stopped at `max_keys` or [`MAX_SNAPSHOT_BYTES`].
+    pub truncated: bool,
+    /// Walks made (1 to [`ATTEMPTS`]).
+    pub attempts: u32,
+    /// Bytes read from the target, all attempts.
+    pub bytes_read: u64,
+}
+
+/// Reads the keys of the map whose header is at `map_addr`, at most
+/// `max_keys` of them. `None` when the header is unreadable or not a map of
+/// `kl.imp` (freed and reused memory, for example). Never panics.
+#[must_use]
+pub fn snapshot(
+    mem: &Memory,
+    layout: &RuntimeLayout,
+    kl: &KeyLayout,
+    map_addr: u64,
+    max_keys: usize,
+) -> Option<Snapshot> {
+    snapshot_in(mem, layout, kl, map_addr, max_keys, MAX_SNAPSHOT_BYTES)
+}
+
+/// What the header (and Swiss table headers) said; equal before and after a
+/// walk means no resize, clear or count change happened in between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Shape {
+    Hmap(HmapHdr),
+    Swiss {
+        used: u64,
+        seed: u64,
+        dir_ptr: u64,
+        dir_len: u64,
+        /// (table, groups.data, lengthMask, used) of each distinct table.
+        tables: Vec<(u64, u64, u64, u16)>,
+    },
+}
+
+impl Shape {
+    const fn count(&self) -> u64 {
+        match self {
+            Self::Hmap(h) => h.count,
+            Self::Swiss { used, .. } => *used,
+        }
+    }
+    const fn writing(&self) -> bool {
+        // go1.18:src/runtime/map.go `hashWriting` = 4.
+        matches!(self, Self::Hmap(h) if h.flags & 4 != 0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HmapHdr {
+    count: u64,
+    flags: u8,
+    b: u8,
+    hash0: u32,
+    buckets: u64,
+    oldbuckets: u64,
+    nevacuate: u64,
+}
+
+fn opt(o: Option<u32>) -> Option<u64> {
+    o.map(u64::from)
+}
+
+fn read_hmap<R: Reader>(r: &R, l: &RuntimeLayout, addr: u64) -> Option<HmapHdr> {
+    let mut b = vec![0u8; sample::header_len(l, MapImpl::Hmap)];
+    if addr == 0 || !r.read(addr, &mut b) {
+        return None;
+    }
+    let byte = |o: Option<u32>| b.get(usize::try_from(o?).ok()?).copied();
+    let h = HmapHdr {
+        count: le64(&b, opt(l.hmap_count)?)?,
+        flags: byte(l.hmap_flags)?,
+        b: byte(l.hmap_b)?,
+        hash0: super::le32(&b, opt(l.hmap_hash0)?)?,
+        buckets: le64(&b, opt(l.hmap_buckets)?)?,
+        oldbuckets: le64(&b, opt(l.hmap_oldbuckets)?)?,
+        nevacuate: l
+            .hmap_nevacuate
+            .and_then(|o| le64(&b, u64::from(o)))
+            .unwrap_or(0),
+    };
+    // Same sanity rules as sample::decode_hmap.
+    if h.b > 48 || (h.buckets == 0 && h.b > 0) || h.count > 1 << 52 {
+        return None;
+    }
+    Some(h)
+}
+
+/// Reads the Swiss header and, for a directory, its distinct tables.
+fn read_swiss<R: Reader>(r: &R, l: &RuntimeLayout, addr: u64) -> Option<(Shape, bool)> {
+    let mut b = vec![0u8; sample::header_len(l, MapImpl::Swiss)];
+    if addr == 0 || !r.read(addr, &mut b) {
+        return None;
+    }
+    let h = sample::decode_swiss(&b, l)?;
+    let mut tables = Vec::new();
+    let mut ok = true;
+    if h.dir_len > 0 {
+        let mut dir = vec![0u8; usize::try_from(h.dir_len * 8).ok()?];
+        if !r.read(h.dir_ptr, &mut dir) {
+            return None;
+        }
+        let mut ptrs: Vec<u64> = dir
+            .chunks_exact(8)
+            .filter_map(|c| le64(c, 0))
+            .filter(|&p| p != 0)
+            .collect();
+        ptrs.sort_unstable();
+        ptrs.dedup();
+        let (d_off, m_off, u_off) = (
+            opt(l.table_groups_data)?,
+            opt(l.table_groups_length_mask)?,
+            opt(l.table_used)?,
+        );
+        let len = usize::try_from(d_off.max(m_off) + 8).ok()?;
+        let regs: Vec<(u64, usize)> = ptrs.iter().map(|&p| (p, len)).collect();
+        for (p, t) in ptrs.iter().zip(r.read_many(&regs)) {
+            match t
+                .as_deref()
+                .and_then(|t| Some((le64(t, d_off)?, le64(t, m_off)?, le16(t, u_off)?)))
+            {
+                Some((data, mask, used)) => tables.push((*p, data, mask, used)),
+                None => ok = false,
+            }
+        }
+    }
+    Some((
+        Shape::Swiss {
+            used: h.used,
+            seed: h.seed,
+            dir_ptr: h.dir_ptr,
+            dir_len: h.dir_len,
+            tables,
+        },
+        ok,
+    ))
+}
+
+fn read_shape<R: Reader>(
+    r: &R,
+    l: &RuntimeLayout,
+    kl: &KeyLayout,
+    addr: u64,
+) -> Option<(Shape, bool)> {
+    match kl.imp {
+        MapImpl::Hmap => read_hmap(r, l, addr).map(|h| (Shape::Hmap(h), true)),
+        MapImpl::Swiss => read_swiss(r, l, addr),
+    }
+}
+
+/// Key slots gathered by one walk.
+struct Walk<'a, R> {
+    r: &'a R,
+    kl: &'a KeyLayout,
+    max_keys: usize,
+    max_bytes: u64,
+    /// Key slot bytes, `slot_key_size` each.
+    slots: Vec<u8>,
+    n: usize,
+    unreadable: bool,
+    truncated: bool,
+    bytes: u64,
+}
+
+impl<R: Reader> Walk<'_, R> {
+    fn take(&mut self, n: u64) -> bool {
+        if self.bytes.saturating_add(n) > self.max_bytes {
+            self.truncated = true;
+            return false;
+        }
+        self.bytes += n;
+        true
+    }
+
+    /// Pushes the key slot at `off` of `buf`.
+    fn push(&mut self, buf: &[u8], off: u64) {
+        if self.n >= self.max_keys {
+            self.truncated = true;
+            return;
+        }
+        let sz = self.kl.slot_key_size;
+        match usize::try_from(off)
+            .ok()
+            .and_then(|o| buf.get(o..o + usize::try_from(sz).ok()?))
+        {
+            Some(s) => {
+                self.slots.extend_from_slice(s);
+                self.n += 1;
+            }
+            None => self.unreadable = true,
+        }
+    }
+
+    /// Reads `[base, base + count * unit)` in chunks of whole units (as
+    /// many units as the byte budget allows) and calls `f(self, unit_bytes)`
+    /// for each unit read.
+    fn chunked(
+        &mut self,
+        base: u64,
+        mut count: u64,
+        unit: u64,
+        mut f: impl FnMut(&mut Self, &[u8]),
+    ) {
+        if count == 0 || unit == 0 {
+            return;
+        }
+        let fit = self.max_bytes.saturating_sub(self.bytes) / unit;
+        if count > fit {
+            count = fit;
+            self.truncated = true;
+        }
+        let per = (CHUNK / unit).max(1);
+        let regions: Vec<(u64, usize)> = (0..count.div_ceil(per))
+            .filter_map(|c| {
+                let first = c * per;
+                let n = per.min(count - first);
+                Some((
+                    base.checked_add(first * unit)?,
+                    usize::try_from(n * unit).ok()?,
+                ))
+            })
+            .collect();
+        for batch in regions.chunks(BATCH) {
+            let regs: Vec<(u64, usize)> = batch.iter().map(|&(a, n)| (a, n)).collect();
+            self.bytes += regs.iter().map(|r| r.1 as u64).sum::<u64>();
+            for buf in self.r.read_many(&regs) {
+                let Some(buf) = buf else {
+                    self.unreadable = true;
+                    continue;
+                };
+                for u in buf.chunks_exact(usize::try_from(unit).unwrap_or(usize::MAX)) {
+                    if self.n >= self.max_keys && self.truncated {
+                        return;
+                    }
+                    f(self, u);
+                }
+            }
+        }
+    }
+
+    /// Scans one hmap bucket; returns its overflow pointer.
+    fn hmap_bucket(&mut self, b: &[u8]) -> u64 {
+        for (i, &top) in (0u64..).zip(&b[..8]) {
+            // minTopHash = 5: below are empty and evacuated marks.
+            if top >= 5 {
+                self.push(b, 8 + i * self.kl.slot_key_size);
+            }
+        }
+        le64(b, self.kl.bucket_size - 8).unwrap_or(0)
+    }
+
+    /// Follows overflow chains breadth first.
+    fn overflow(&mut self, mut next: Vec<u64>) {
+        let bs = self.kl.bucket_size;
+        let mut seen: HashSet<u64> = HashSet::new();
+        while !next.is_empty() && !self.truncated {
+            next.retain(|&p| p != 0 && seen.insert(p));
+            if seen.len() > MAX_OVERFLOW {
+                self.unreadable = true;
+                return;
+            }
+            if !self.take(next.len() as u64 * bs) {
+                return;
+            }
+            let regs: Vec<(u64, usize)> = next
+                .iter()
+                .map(|&p| (p, usize::try_from(bs).unwrap_or(0)))
+                .collect();
+            let mut more = Vec::new();
+            for b in self.r.read_many(&regs) {
+                match b {
+                    Some(b) => more.push(self.hmap_bucket(&b)),
+                    None => self.unreadable = true,
+                }
+            }
+            next = more;
+        }
+    }
+
+    fn walk_hmap(&mut self, h: &HmapHdr) {
+        let bs = self.kl.bucket_size;
+        let nb = 1u64 << h.b;
+        let mut over = Vec::new();
+        if h.buckets != 0 {
+            self.chunked(h.buckets, nb, bs, |w, b| over.push(w.hmap_bucket(b)));
+        }
+        if h.oldbuckets != 0 {
+            // sameSizeGrow (flags & 8): as many old buckets as new.
+            let old_n = if h.flags & 8 != 0 { nb } else { nb >> 1 };
+            self.chunked(h.oldbuckets, old_n.max(1), bs, |w, b| {
+                // evacuatedX, evacuatedY, evacuatedEmpty: moved to the new array.
+                if !(2..=4).contains(&b[0]) {
+                    over.push(w.hmap_bucket(b));
+                }
+            });
+        }
+        self.overflow(over);
+    }
+
+    fn swiss_group(&mut self, g: &[u8]) {
+        let Some(ctrl) = le64(g, 0) else {
+            self.unreadable = true;
+            return;
+        };
+        for i in 0..8u64 {
+            // ctrlEmpty 0x80, ctrlDeleted 0xfe; full is 0b0hhhhhhh.
+            if (ctrl >> (8 * i)) & 0x80 == 0 {
+                self.push(g, self.kl.keys_off + i * self.kl.key_stride);
+            }
+        }
+    }
+
+    fn walk_swiss(&mut self, s: &Shape) {
+        let Shape::Swiss {
+            dir_ptr,
+            dir_len,
+            tables,
+            ..
+        } = s
+        else {
+            return;
+        };
+        let gs = self.kl.group_size;
+        if *dir_len == 0 {
+            if *dir_ptr != 0 {
+                self.chunked(*dir_ptr, 1, gs, |w, g| w.swiss_group(g));
+            }
+            return;
+        }
+        for &(_, data, mask, _) in tables {
+            // lengthMask = groups - 1; a table holds at most 1024 slots
+            // (maxTableCapacity), 128 groups; allow some slack.
+            if data == 0 || mask >= 1 << 12 || !(mask + 1).is_power_of_two() {
+                self.unreadable = true;
+                continue;
+            }
+            self.chunked(data, mask + 1, gs, |w, g| w.swiss_group(g));
+            if self.truncated {
+                return;
+            }
+        }
+    }
+}
+
+/// Hashes the content of `key` (its bytes, `strs` its string leaves).
+fn identity(kl: &KeyLayout, key: &[u8], strs: &[StrVal]) -> u64 {
+    let mut h = IdHasher::new();
+    let mut si = 0usize;
+    for seg in &kl.plan.segs {
+        match *seg {
+            Seg::Bytes { off, len } => {
+                let o = usize::try_from(off).unwrap_or(usize::MAX);
+                let e = usize::try_from(off.saturating_add(len)).unwrap_or(usize::MAX);
+                if let Some(b) = key.get(o.min(key.len())..e.min(key.len())) {
+                    h.write(b);
+                }
+            }
+            Seg::Str { off } => {
+                match strs.get(si) {
+                    Some(s) => h.word(s.hash),
+                    // Past MAX_STR_LEAVES: the length only.
+                    None => h.word(le64(key, off + 8).unwrap_or(0)),
+                }
+                si += 1;
+            }
+            Seg::Float { off, size } => {
+                let o = usize::try_from(off).unwrap_or(usize::MAX);
+                let z = usize::try_from(size).unwrap_or(0);
+                if let Some(b) = key.get(o..o.saturating_add(z)) {
+                    // -0.0 == +0.0: hash the bits of +0 for both.
+                    let neg_zero = b
+                        .iter()
+                        .rev()
+                        .enumerate()
+                        .all(|(i, &x)| if i == 0 { x == 0x80 } else { x == 0 });
+                    if neg_zero {
+                        h.write(&vec![0u8; z]);
+                    } else {
+                        h.write(b);
+                    }
+                }
+            }
+        }
+    }
+    h.finish()
+}
+
+fn str_hash(text: &[u8], len: u64) -> u64 {
+    let mut h = IdHasher::new();
+    h.write(text);
+    h.word(len);
+    h.finish()
+}
+
+/// Turns gathered slots into keys: follows indirect keys, reads strings,
+/// hashes. Returns the keys and whether anything was unreadable.
+/// `budget`: bytes the walk may still read. Returns the keys, whether
+/// anything was unreadable, whether the budget cut keys off, and bytes read.
+fn materialize<R: Reader>(
+    r: &R,
+    kl: &KeyLayout,
+    slots: &[u8],
+    mut budget: u64,
+) -> (Vec<Key>, bool, bool, u64) {
+    let sz = usize::try_from(kl.slot_key_size).unwrap_or(0).max(1);
+    let mut unreadable = false;
+    let mut truncated = false;
+    let mut bytes = 0u64;
+    let mut nkeys = slots.len() / sz;
+    let owned: Vec<Option<Vec<u8>>> = if kl.indirect_key {
+        let want = kl.key_size.min(MAX_KEY_BYTES);
+        let fit = usize::try_from(budget / want.max(1)).unwrap_or(usize::MAX);
+        if nkeys > fit {
+            nkeys = fit;
+            truncated = true;
+        }
+        let want = usize::try_from(want).unwrap_or(0);
+        let regs: Vec<(u64, usize)> = slots
+            .chunks_exact(8)
+            .take(nkeys)
+            .map(|c| (le64(c, 0).unwrap_or(0), want))
+            .collect();
+        bytes += (regs.len() * want) as u64;
+        budget = budget.saturating_sub(bytes);
+        r.read_many(&regs)
+    } else {
+        Vec::new()
+    };
+    let mut views: Vec<Option<&[u8]>> = if kl.indirect_key {
+        owned.iter().map(Option::as_deref).collect()
+    } else {
+        slots.chunks_exact(sz).map(Some).collect()
+    };
+    // Strings: each key's headers, and content regions for those not empty.
+    let nstr = kl.plan.strs.len().min(MAX_STR_LEAVES);
+    let mut regs: Vec<(u64, usize)> = Vec::new();
+    let mut hdrs: Vec<(u64, u64)> = Vec::with_capacity(views.len() * nstr);
+    for (i, v) in views.iter().enumerate() {
+        let (r0, h0) = (regs.len(), hdrs.len());
+        let mut cost = 0u64;
+        for &off in &kl.plan.strs[..nstr] {
+            let (p, n) = v
+                .and_then(|v| Some((le64(v, off)?, le64(v, off + 8)?)))
+                .unwrap_or((0, 0));
+            hdrs.push((p, n));
+            if n > 0 && p != 0 && n < 1 << 48 {
+                cost += n.min(STR_READ);
+                regs.push((p, usize::try_from(n.min(STR_READ)).unwrap_or(0)));
+            }
+        }
+        if cost > budget {
+            regs.truncate(r0);
+            hdrs.truncate(h0);
+            nkeys = i;
+            truncated = true;
+            break;
+        }
+        budget -= cost;
+        bytes += cost;
+    }
+    views.truncate(nkeys);
+    let mut texts = r.read_many(&regs).into_iter();
+    let mut keys = Vec::with_capacity(views.len());
+    let is_ptr = matches!(kl.key_type.kind, KeyKind::Pointer | KeyKind::UnsafePointer);
+    for (i, v) in views.iter().enumerate() {
+        let hs = &hdrs[i * nstr..(i + 1) * nstr];
+        let mut strs = Vec::with_capacity(nstr);
+        for &(p, n) in hs {
+            let text = if n == 0 {
+                Some(Box::default())
+            } else if p == 0 || n >= 1 << 48 {
+                None
+            } else {
+                texts.next().flatten().map(Vec::into_boxed_slice)
+            };
+            if text.is_none() {
+                unreadable = true;
+            }
+            let hash = match &text {
+                Some(t) => str_hash(t, n),
+                None => str_hash(&p.to_le_bytes(), n),
+            };
+            strs.push(StrVal { len: n, hash, text });
+        }
+        let Some(v) = v else {
+            unreadable = true;
+            continue;
+        };
+        keys.push(Key {
+            id: identity(kl, v, &strs),
+            raw: RawKey::new(v),
+            ptr: if is_ptr { le64(v, 0) } else { None },
+            strs,
+        });
+    }
+    (keys, unreadable, truncated, bytes)
+}
+
+/// Walks the map of shape `shape`, gathering key slots.
+fn walk<'a, R: Reader>(
+    r: &'a R,
+    kl: &'a KeyLayout,
+    (shape, tables_ok): &(Shape, bool),
+    max_keys: usize,
+    max_bytes: u64,
+) -> Walk<'a, R> {
+    let mut w = Walk {
+        r,
+        kl,
+        max_keys,
+        max_bytes,
+        slots: Vec::new(),
+        n: 0,
+        unreadable: !tables_ok,
+        truncated: false,
+        bytes: 0,
+    };
+    match shape {
+        Shape::Hmap(h) => w.walk_hmap(h),
+        s @ Shape::Swiss { .. } => w.walk_swiss(s),
+    }
+    w
+}
+
+/// A double collect: walk, read the keys' strings, then walk again. Two
+/// walks that gather the same slot bytes, with the same header (and Swiss
+/// table headers) around them, saw a map that did not change in between
+/// (short of a key deleted and put back into the same slot), so the keys
+/// read between them were all in the map at one moment. Otherwise the
+/// second walk becomes the first of the next attempt.
+pub(crate) fn snapshot_in<R: Reader>(
+    r: &R,
+    l: &RuntimeLayout,
+    kl: &KeyLayout,
+    map_addr: u64,
+    max_keys: usize,
+    max_bytes: u64,
+) -> Option<Snapshot> {
+    let mut before = read_shape(r, l, kl, map_addr)?;
+    let mut w = walk(r, kl, &before, max_keys, max_bytes);
+    let mut bytes_read = w.bytes;
+    for attempt in 1..=ATTEMPTS {
+        let (mut keys, unreadable, cut, more) =
+            materialize(r, kl, &w.slots, max_bytes.saturating_sub(w.bytes));
+        let truncated = w.truncated || cut;
+        bytes_read += more;
+        let count = before.0.count();
+        if matches!(&before.0, Shape::Hmap(h) if h.oldbuckets != 0) {
+            // A key is in an old bucket or in a new one, never both, unless
+            // the map moved it while we read.
+            let mut seen = HashSet::with_capacity(keys.len());
+            keys.retain(|k| seen.insert(k.id));
+        }
+        let after = read_shape(r, l, kl, map_addr);
+        let w2 = after.as_ref().map(|a| walk(r, kl, a, max_keys, max_bytes));
+        bytes_read += w2.as_ref().map_or(0, |w2| w2.bytes);
+        let consistent = after.as_ref().is_some_and(|a| a.0 == before.0)
+            && w2
+                .as_ref()
+                .is_some_and(|w2| w2.slots == w.slots && !w2.unreadable)
+            && !before.0.writing()
+            && !w.unreadable
+            && !unreadable
+            && (truncated || keys.len() as u64 == count);
+        let snap = Snapshot {
+            keys,
+            header_len: count,
+            partial: !consistent,
+            truncated,
+            attempts: attempt,
+            bytes_read,
+        };
+        match (after, w2) {
+            (Some(a), Some(w2)) if !consistent && attempt < ATTEMPTS => {
+                before = a;
+                w = w2;
+            }
+            // Consistent, out of attempts, or the map is gone.
+            _ => return Some(snap),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        super::{KeyField, KeyType, testmem::FakeMem},
+        *,
+    };
+    use crate::inspect::GoArch;
+
+    fn t(name: &str, size: u64, kind: KeyKind) -> KeyType {
+        KeyType {
+            name: name.to_owned(),
+            size,
+            kind,
+        }
+    }
+
+    fn string_t() -> KeyType {
+        t("string", 16, KeyKind::String)
+    }
+
+    /// A fake Go heap: strings and buckets placed at increasing addresses.
+    struct Heap {
+        m: FakeMem,
+        next: u64,
+    }
+
+    impl Heap {
+        fn new() -> Self {
+            Self {
+                m: FakeMem::default(),
+                next: 0xc000_0000,
+            }
+        }
+        fn alloc(&mut self, bytes: Vec<u8>) -> u64 {
+            let a = self.next;
+            self.next += (bytes.len() as u64).div_ceil(16) * 16 + 16;
+            self.m.put(a, bytes);
+            a
+        }
+        fn string(&mut self, s: &str) -> [u8; 16] {
+            let p = if s.is_empty() {
+                0
+            } else {
+                self.alloc(s.as_bytes().to_vec())
+            };
+            let mut h = [0u8; 16];
+            h[..8].copy_from_slice(&p.to_le_bytes());
+            h[8..].copy_from_slice(&(s.len() as u64).to_le_bytes());
+            h
+        }
+    }
+
+    /// hmap bucket for map[string]int: tophash 8, keys 8*16, elems 8*8, overflow.
+    const BS: u64 = 8 + 8 * 16 + 8 * 8 + 8;
+
+    fn hmap_kl() -> KeyLayout {
+        KeyLayout::hmap("map[string]int".into(), string_t(), false, 16, BS).unwrap()
+    }
+
+    fn hmap_l() -> RuntimeLayout {
+        RuntimeLayout::builtin(22, MapImpl::Hmap, GoArch::Amd64)
+    }
+
+    fn bucket(heap: &mut Heap, keys: &[(u8, &str)], overflow: u64) -> Vec<u8> {
+        let mut b = vec![0u8; usize::try_from(BS).unwrap()];
+        for (i, (top, k)) in keys.iter().enumerate() {
+            b[i] = *top;
+            let h = heap.string(k);
+            b[8 + i * 16..8 + i * 16 + 16].copy_from_slice(&h);
+        }
+        let o = usize::try_from(BS - 8).unwrap();
+        b[o..].copy_from_slice(&overflow.to_le_bytes());
+        b
+    }
+
+    fn hmap_header(count: u64, b: u8, buckets: u64, old: u64, flags: u8) -> Vec<u8> {
+        let mut h = vec![0u8; 48];
+        h[0..8].copy_from_slice(&count.to_le_bytes());
+        h[8] = flags;
+        h[9] = b;
+        h[12..16].copy_from_slice(&77u32.to_le_bytes());
+        h[16..24].copy_from_slice(&buckets.to_le_bytes());
+        h[24..32].copy_from_slice(&old.to_le_bytes());
+        h
+    }
+
+    fn texts(s: &Snapshot) -> Vec<String> {
+        let mut v: Vec<String> = s
+            .keys
+            .iter()
+            .map(|k| String::from_utf8_lossy(k.strs[0].text.as_deref().unwrap()).into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// An hmap mid-grow: live keys are in the new buckets, in the one old
+    /// bucket not yet evacuated and in its overflow chain; an evacuated old
+    /// bucket (tophash[0] = 2) and empty/evacuated slots are skipped.
+    #[test]
+    fn hmap_walk_with_grow_and_overflow() {
+        let mut heap = Heap::new();
+        let ovf = bucket(&mut heap, &[(9, "o1"), (1, "gone"), (7, "o2")], 0);
+        let ovf_addr = heap.alloc(ovf);
+        // New array: B = 1, two buckets.
+        let mut newb = bucket(&mut heap, &[(5, "n1"), (0, ""), (200, "n2")], 0);
+        newb.extend(bucket(&mut heap, &[(1, "deleted"), (6, "n3")], 0));
+        let new_addr = heap.alloc(newb);
+        // Old array: one bucket, not evacuated, with an overflow bucket.
+        let old = bucket(&mut heap, &[(8, "old1")], ovf_addr);
+        let old_addr = heap.alloc(old);
+        let hdr = heap.alloc(hmap_header(6, 1, new_addr, old_addr, 0));
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert_eq!(texts(&s), ["n1", "n2", "n3", "o1", "o2", "old1"]);
+        assert!(!s.partial && !s.truncated, "{s:?}");
+        assert_eq!(s.header_len, 6);
+        // Evacuate the old bucket: its keys are no longer read, and the count
+        // (still 6) no longer matches: partial after ATTEMPTS walks.
+        heap.m.poke(old_addr, &[2]);
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert_eq!(texts(&s), ["n1", "n2", "n3"]);
+        assert!(s.partial);
+        assert_eq!(s.attempts, ATTEMPTS);
+        // max_keys: truncated, not partial.
+        heap.m.poke(old_addr, &[8]);
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 4, MAX_SNAPSHOT_BYTES).unwrap();
+        assert_eq!(s.keys.len(), 4);
+        assert!(s.truncated && !s.partial);
+    }
+
+    /// The byte budget bounds a walk: too small for the bucket array gives no
+    /// keys; enough for the array but not all strings cuts keys off. Both are
+    /// `truncated`, not `partial`.
+    #[test]
+    fn byte_budget_truncates() {
+        let mut heap = Heap::new();
+        let long = "x".repeat(200);
+        let b = bucket(&mut heap, &[(5, &long), (6, &long), (7, &long)], 0);
+        let b_addr = heap.alloc(b);
+        let hdr = heap.alloc(hmap_header(3, 0, b_addr, 0, 0));
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, BS - 1).unwrap();
+        assert!(s.truncated && !s.partial && s.keys.is_empty());
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, BS + 450).unwrap();
+        assert!(s.truncated && !s.partial);
+        assert_eq!(s.keys.len(), 2);
+        // Two walks of the bucket array and the strings of two keys.
+        assert!(s.bytes_read <= 2 * BS + 450, "{}", s.bytes_read);
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, BS + 600).unwrap();
+        assert!(!s.truncated && !s.partial);
+        assert_eq!(s.keys.len(), 3);
+    }
+
+    /// A header that changes during the walk makes the walk retry; one that
+    /// keeps changing gives a partial snapshot; unreadable buckets too.
+    #[test]
+    fn hmap_retries_when_the_map_changes() {
+        let mut heap = Heap::new();
+        let b = bucket(&mut heap, &[(5, "a"), (6, "b")], 0);
+        let b_addr = heap.alloc(b);
+        let hdr = heap.alloc(hmap_header(2, 0, b_addr, 0, 0));
+        // The first walk sees the map cleared under it; the second is quiet.
+        let mut calls = 0u32;
+        *heap.m.on_read.borrow_mut() = Some(Box::new(move |m: &FakeMem| {
+            calls += 1;
+            if calls == 1 {
+                m.poke(hdr + 12, &78u32.to_le_bytes()); // hash0: cleared
+            }
+        }));
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert!(!s.partial);
+        assert_eq!(s.attempts, 2);
+        assert_eq!(texts(&s), ["a", "b"]);
+        // A key replaced by another while the header stays the same (one
+        // delete, one insert): the second walk differs, the third agrees.
+        let c = heap.string("c");
+        let mut calls = 0u32;
+        *heap.m.on_read.borrow_mut() = Some(Box::new(move |m: &FakeMem| {
+            calls += 1;
+            if calls == 1 {
+                m.poke(b_addr + 8, &c);
+            }
+        }));
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert!(!s.partial);
+        assert_eq!(s.attempts, 2);
+        assert_eq!(texts(&s), ["b", "c"]);
+        // Always changing.
+        *heap.m.on_read.borrow_mut() = Some(Box::new(move |m: &FakeMem| {
+            let mut c = [0u8; 1];
+            m.read(hdr, &mut c);
+            m.poke(hdr, &[c[0].wrapping_add(1)]);
+        }));
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert!(s.partial);
+        assert_eq!(s.attempts, ATTEMPTS);
+        *heap.m.on_read.borrow_mut() = None;
+        // Unreadable bucket array: partial, no panic.
+        heap.m.poke(hdr, &2u64.to_le_bytes());
+        heap.m.remove(b_addr);
+        let s = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert!(s.partial && s.keys.is_empty());
+        // Garbage header: None.
+        heap.m.poke(hdr + 9, &[200]);
+        assert!(
+            snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).is_none()
+        );
+        assert!(snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), 8, 100, MAX_SNAPSHOT_BYTES).is_none());
+    }
+
+    /// A string key's identity is its content and length, not where it lives.
+    #[test]
+    fn string_identity_is_content() {
+        let mut heap = Heap::new();
+        let mut b = bucket(&mut heap, &[(5, "same"), (6, "other")], 0);
+        let b_addr = heap.alloc(b.clone());
+        let hdr = heap.alloc(hmap_header(2, 0, b_addr, 0, 0));
+        let s1 = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        // Same strings at new addresses (an assignment of an existing key
+        // stores the new header).
+        let same = heap.string("same");
+        b[8..24].copy_from_slice(&same);
+        heap.m.poke(b_addr, &b);
+        let s2 = snapshot_in(&heap.m, &hmap_l(), &hmap_kl(), hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        let ids = |s: &Snapshot| {
+            let mut v: Vec<u64> = s.keys.iter().map(|k| k.id).collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(ids(&s1), ids(&s2));
+        assert_ne!(s1.keys[0].id, s1.keys[1].id);
+    }
+
+    fn swiss_l() -> RuntimeLayout {
+        RuntimeLayout::builtin(26, MapImpl::Swiss, GoArch::Amd64)
+    }
+
+    /// Swiss, key `struct{A int32; S string}` (24 bytes), elem bool: slot 32.
+    fn swiss_kl(keys_off: u64, stride: u64, group: u64) -> KeyLayout {
+        let kt = t(
+            "struct { A int32; S string }",
+            24,
+            KeyKind::Struct(vec![
+                KeyField {
+                    name: "A".into(),
+                    offset: 0,
+                    ty: t("int32", 4, KeyKind::Int),
+                },
+                KeyField {
+                    name: "S".into(),
+                    offset: 8,
+                    ty: string_t(),
+                },
+            ]),
+        );
+        KeyLayout::swiss("m".into(), kt, false, group, keys_off, stride).unwrap()
+    }
+
+    fn group(heap: &mut Heap, kl: &KeyLayout, keys: &[(u8, i32, &str)]) -> Vec<u8> {
+        let mut g = vec![0u8; usize::try_from(kl.group_size).unwrap()];
+        let mut ctrl = [0x80u8; 8];
+        for (i, &(c, a, s)) in keys.iter().enumerate() {
+            ctrl[i] = c;
+            let o = usize::try_from(kl.keys_off + i as u64 * kl.key_stride).unwrap();
+            g[o..o + 4].copy_from_slice(&a.to_le_bytes());
+            // Padding garbage must not matter.
+            g[o + 4..o + 8].copy_from_slice(&[0xde, 0xad, 0xbe, u8::try_from(i).unwrap()]);
+            let h = heap.string(s);
+            g[o + 8..o + 24].copy_from_slice(&h);
+        }
+        g[..8].copy_from_slice(&ctrl);
+        g
+    }
+
+    fn swiss_header(used: u64, dir_ptr: u64, dir_len: u64, depth: u8) -> Vec<u8> {
+        let mut h = vec![0u8; 48];
+        h[0..8].copy_from_slice(&used.to_le_bytes());
+        h[8..16].copy_from_slice(&99u64.to_le_bytes());
+        h[16..24].copy_from_slice(&dir_ptr.to_le_bytes());
+        h[24..32].copy_from_slice(&dir_len.to_le_bytes());
+        h[32] = depth;
+        h
+    }
+
+    fn table(used: u16, data: u64, mask: u64) -> Vec<u8> {
+        let mut t = vec![0u8; 32];
+        t[0..2].copy_from_slice(&used.to_le_bytes());
+        t[16..24].copy_from_slice(&data.to_le_bytes());
+        t[24..32].copy_from_slice(&mask.to_le_bytes());
+        t
+    }
+
+    fn struct_keys(s: &Snapshot) -> Vec<(i32, String)> {
+        let mut v: Vec<(i32, String)> = s
+            .keys
+            .iter()
+            .map(|k| {
+                (
+                    i32::from_le_bytes(k.raw.as_bytes()[..4].try_into().unwrap()),
+                    String::from_utf8_lossy(k.strs[0].text.as_deref().unwrap()).into_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Swiss small map (one group) and directory (two entries sharing one
+    /// table plus another table of two groups), for the 1.24-1.26 layout
+    /// (keys at 8 + i*SlotSize) and the 1.27 split layout (keys[8] then
+    /// elems[8]: KeysOff 8, KeyStride 24). Deleted (0xfe) and empty (0x80)
+    /// slots are skipped.
+    #[test]
+    fn swiss_walks() {
+        for kl in [
+            swiss_kl(8, 32, 8 + 8 * 32),
+            swiss_kl(8, 24, 8 + 8 * 24 + 8 * 8),
+        ] {
+            let mut heap = Heap::new();
+            let g = group(
+                &mut heap,
+                &kl,
+                &[(0x12, 1, "x"), (0xfe, 9, "dead"), (0x7f, 2, "yy")],
+            );
+            let g_addr = heap.alloc(g);
+            let hdr = heap.alloc(swiss_header(2, g_addr, 0, 0));
+            let s = snapshot_in(&heap.m, &swiss_l(), &kl, hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+            assert_eq!(struct_keys(&s), [(1, "x".into()), (2, "yy".into())]);
+            assert!(!s.partial);
+            // Padding differs between slots but does not enter the identity:
+            // the same key in another slot has the same id.
+            let g2 = group(&mut heap, &kl, &[(0x80, 0, ""), (0x01, 1, "x")]);
+            let g2_addr = heap.alloc(g2);
+            let hdr2 = heap.alloc(swiss_header(1, g2_addr, 0, 0));
+            let s2 = snapshot_in(&heap.m, &swiss_l(), &kl, hdr2, 100, MAX_SNAPSHOT_BYTES).unwrap();
+            assert!(s.keys.iter().any(|k| k.id == s2.keys[0].id));
+
+            let mut ga = group(&mut heap, &kl, &[(1, 10, "t1-a")]);
+            ga.extend(group(&mut heap, &kl, &[(1, 11, "t1-b"), (2, 12, "t1-c")]));
+            let ga_addr = heap.alloc(ga);
+            let gb = group(&mut heap, &kl, &[(3, 20, "t2-a")]);
+            let gb_addr = heap.alloc(gb);
+            let t1 = heap.alloc(table(3, ga_addr, 1));
+            let t2 = heap.alloc(table(1, gb_addr, 0));
+            let mut dir = Vec::new();
+            for p in [t1, t1, t2, t1] {
+                dir.extend_from_slice(&p.to_le_bytes());
+            }
+            let dir_addr = heap.alloc(dir);
+            let hdr = heap.alloc(swiss_header(4, dir_addr, 4, 2));
+            let s = snapshot_in(&heap.m, &swiss_l(), &kl, hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+            assert_eq!(
+                struct_keys(&s),
+                [
+                    (10, "t1-a".into()),
+                    (11, "t1-b".into()),
+                    (12, "t1-c".into()),
+                    (20, "t2-a".into())
+                ]
+            );
+            assert!(!s.partial, "{s:?}");
+            // A table whose group array moved (it grew) while being read.
+            let seen = std::rc::Rc::new(std::cell::Cell::new(false));
+            let seen2 = seen.clone();
+            *heap.m.on_read.borrow_mut() = Some(Box::new(move |m: &FakeMem| {
+                if !seen2.replace(true) {
+                    m.poke(t2 + 16, &(gb_addr + 8).to_le_bytes());
+                    m.poke(t2 + 16, &gb_addr.to_le_bytes());
+                    m.poke(t2, &2u16.to_le_bytes());
+                }
+            }));
+            let s = snapshot_in(&heap.m, &swiss_l(), &kl, hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+            assert!(s.attempts >= 2, "{s:?}");
+            *heap.m.on_read.borrow_mut() = None;
+            // Nil dirPtr: an empty map allocated lazily.
+            let hdr = heap.alloc(swiss_header(0, 0, 0, 0));
+            let s = snapshot_in(&heap.m, &swiss_l(), &kl, hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+            assert!(s.keys.is_empty() && !s.partial);
+        }
+    }
+
+    /// Indirect keys are read through their pointers; pointer keys expose
+    /// the pointer.
+    #[test]
+    fn indirect_and_pointer_keys() {
+        let mut heap = Heap::new();
+        let big = t("main.Big", 160, KeyKind::Other(17));
+        let bs = 8 + 8 * 8 + 8 * 8 + 8;
+        let kl = KeyLayout::hmap("map[main.Big]int".into(), big, true, 8, bs).unwrap();
+        let k1 = heap.alloc(vec![1u8; 160]);
+        let k2 = heap.alloc(vec![2u8; 160]);
+        let mut b = vec![0u8; usize::try_from(bs).unwrap()];
+        b[0] = 5;
+        b[1] = 5;
+        b[8..16].copy_from_slice(&k1.to_le_bytes());
+        b[16..24].copy_from_slice(&k2.to_le_bytes());
+        let b_addr = heap.alloc(b);
+        let hdr = heap.alloc(hmap_header(2, 0, b_addr, 0, 0));
+        let s = snapshot_in(&heap.m, &hmap_l(), &kl, hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        let mut raws: Vec<u8> = s.keys.iter().map(|k| k.raw.as_bytes()[0]).collect();
+        raws.sort_unstable();
+        assert_eq!(raws, [1, 2]);
+        assert_eq!(s.keys[0].raw.as_bytes().len(), RAW_CAP);
+        assert!(s.keys.iter().all(|k| k.ptr.is_none()));
+        // Unreadable pointee: partial.
+        heap.m.remove(k2);
+        let s = snapshot_in(&heap.m, &hmap_l(), &kl, hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert!(s.partial);
+
+        let pt = t("*main.T", 8, KeyKind::Pointer);
+        let bs = 8 + 8 * 8 + 8 * 8 + 8;
+        let kl = KeyLayout::hmap("map[*main.T]int".into(), pt, false, 8, bs).unwrap();
+        let mut b = vec![0u8; usize::try_from(bs).unwrap()];
+        b[3] = 5;
+        b[8 + 3 * 8..8 + 4 * 8].copy_from_slice(&0xc000_1234u64.to_le_bytes());
+        let b_addr = heap.alloc(b);
+        let hdr = heap.alloc(hmap_header(1, 0, b_addr, 0, 0));
+        let s = snapshot_in(&heap.m, &hmap_l(), &kl, hdr, 100, MAX_SNAPSHOT_BYTES).unwrap();
+        assert_eq!(s.keys[0].ptr, Some(0xc000_1234));
+    }
+
+    /// -0.0 and +0.0 are one key; padding is not hashed.
+    #[test]
+    fn float_zero_is_one_key() {
+        let kl = KeyLayout::hmap(
+            "m".into(),
+            t("float64", 8, KeyKind::Float),
+            false,
+            8,
+            8 + 64 + 64 + 8,
+        )
+        .unwrap();
+        assert_eq!(
+            identity(&kl, &0.0f64.to_le_bytes(), &[]),
+            identity(&kl, &(-0.0f64).to_le_bytes(), &[])
+        );
+        assert_ne!(
+            identity(&kl, &1.0f64.to_le_bytes(), &[]),
+            identity(&kl, &(-1.0f64).to_le_bytes(), &[])
+        );
+    }
+}
