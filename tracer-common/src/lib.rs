@@ -30,7 +30,7 @@ pub const MAP_CREATED: &str = "CREATED";
 pub const MAP_PENDING_CREATE: &str = "PENDING_CREATE";
 /// User stacks, as `bpf_get_stackid` stores them.
 pub const MAP_STACKS: &str = "STACKS";
-/// Write-path hits aggregated in the kernel, keyed by [`WriteKey`]: [`WriteStat`].
+/// Write-path hits aggregated in the kernel (a per-CPU LRU hash), keyed by [`WriteKey`]: [`WriteStat`].
 /// Only filled while a write window is open; user space drains it.
 pub const MAP_WRITES: &str = "WRITES";
 
@@ -86,7 +86,7 @@ pub const STACK_ENTRIES: u32 = 1 << 14;
 /// Ring buffer size in bytes.
 pub const EVENTS_BYTES: u32 = 1 << 23;
 /// Entries in the write-path aggregation map.
-pub const WRITES_ENTRIES: u32 = 1 << 14;
+pub const WRITES_ENTRIES: u32 = 1 << 13;
 
 /// Sentinel for "this register is not used" in [`ProbeSpec`].
 pub const NO_ARG: u8 = 0xff;

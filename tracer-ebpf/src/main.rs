@@ -19,7 +19,7 @@ use aya_ebpf::{
     bindings::BPF_F_USER_STACK,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, uprobe},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::ProbeContext,
 };
 use tracer_common::{
@@ -56,8 +56,8 @@ static PENDING_CREATE: LruHashMap<AddrKey, PendingCreate> = LruHashMap::with_max
 static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 
 #[map(name = "WRITES")]
-static WRITES: PerCpuHashMap<WriteKey, WriteStat> =
-    PerCpuHashMap::with_max_entries(WRITES_ENTRIES, 0);
+static WRITES: LruPerCpuHashMap<WriteKey, WriteStat> =
+    LruPerCpuHashMap::with_max_entries(WRITES_ENTRIES, 0);
 
 #[inline(always)]
 fn count(c: Counter) {
@@ -348,6 +348,7 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
         type_ptr: arg_or_zero(&ctx, s.type_arg),
     };
     // Per-CPU values: this sets this CPU's copy; the others start at zero.
+    // An LRU: the short-lived maps of a busy service age out.
     if WRITES.insert(&key, &stat, 0).is_err() {
         count(Counter::WritesFull);
     }

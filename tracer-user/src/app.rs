@@ -90,6 +90,10 @@ struct Session {
     key_layouts: HashMap<u64, Option<KeyLayout>>,
     /// Key retention by map address.
     key_trackers: HashMap<u64, KeyTracker>,
+    /// Cycle of each map's latest key snapshot (to rotate when time runs out).
+    snap_cycle: HashMap<u64, u64>,
+    /// A GC cycle whose keys are still to be read.
+    snapshot_due: Option<u64>,
     show_keys: bool,
 }
 
@@ -190,9 +194,14 @@ fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) {
     }
 }
 
-/// Fewest inserts into an untracked map within the write windows before it
-/// is tracked: keeps the many short-lived maps of a busy service out.
-const DISCOVER_MIN_ASSIGNS: u64 = 16;
+/// Fewest inserts into an untracked map within one drain of the write
+/// counts before it is tracked: keeps the many short-lived maps of a busy
+/// service (an HTTP header gets a handful) out.
+const DISCOVER_MIN_ASSIGNS: u64 = 256;
+/// Most maps discovered per drain (the busiest first).
+const DISCOVER_MAX: usize = 64;
+/// How often the write counts are drained from the kernel.
+const WRITES_DRAIN: Duration = Duration::from_secs(1);
 
 /// Applies write-path counts drained from the kernel.
 fn on_writes(s: &mut Session, writes: &[(tracer_common::WriteKey, tracer_common::WriteStat)]) {
@@ -203,16 +212,19 @@ fn on_writes(s: &mut Session, writes: &[(tracer_common::WriteKey, tracer_common:
             *per_map.entry(k.map_addr).or_default() += st.count;
         }
     }
+    let mut busiest: Vec<(u64, u64)> = per_map
+        .iter()
+        .filter(|(a, n)| **n >= DISCOVER_MIN_ASSIGNS && !s.model.maps.contains_key(a))
+        .map(|(a, n)| (*n, *a))
+        .collect();
+    busiest.sort_unstable_by(|a, b| b.cmp(a));
+    for &(_, addr) in busiest.iter().take(DISCOVER_MAX) {
+        s.model.on_discovered(addr, None, 0, None);
+        s.discovered_by_writes += 1;
+    }
     for (k, st) in writes {
         if k.tgid != s.target.pid || k.map_addr == 0 {
             continue;
-        }
-        if !s.model.maps.contains_key(&k.map_addr) {
-            if per_map.get(&k.map_addr).copied().unwrap_or(0) < DISCOVER_MIN_ASSIGNS {
-                continue;
-            }
-            s.model.on_discovered(k.map_addr, None, 0, None);
-            s.discovered_by_writes += 1;
         }
         if let Some(m) = s.model.maps.get_mut(&k.map_addr) {
             if m.type_ptr == 0 {
@@ -316,6 +328,8 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         fin: FinTracker::default(),
         key_layouts: HashMap::new(),
         key_trackers: HashMap::new(),
+        snap_cycle: HashMap::new(),
+        snapshot_due: None,
         show_keys,
     };
     discover_globals(&mut s);
@@ -455,7 +469,9 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
             let cycle = s.model.on_gc_marked(rc, t_s, heap);
             s.gc_seen += 1;
             sample_all(s, cycle);
-            snapshot_keys(s, cycle);
+            // Keys are read after the whole batch of events: a later GC
+            // event in the batch must have its headers read first.
+            s.snapshot_due = Some(cycle);
             find_owners(s, false);
         }
     }
@@ -521,11 +537,19 @@ fn sample_all(s: &mut Session, cycle: u64) {
 const MAX_KEYS_PER_CYCLE: u64 = 1_000_000;
 /// Maps that are not suspects whose keys are read per cycle (the largest).
 const MAX_OTHER_SNAPSHOTS: usize = 64;
+/// Largest map that is not a suspect whose keys are read.
+const MAX_OTHER_LEN: u64 = 20_000;
+/// Wall time for key snapshots per GC cycle; maps left out go first next
+/// cycle. Reading keys must not delay the next cycle's header reads.
+const SNAPSHOT_TIME: Duration = Duration::from_millis(100);
 
 /// Reads the keys of suspects (growing, bloated) and of a bounded number of
 /// other maps, and follows them across cycles.
 fn snapshot_keys(s: &mut Session, cycle: u64) {
+    let started = Instant::now();
     s.key_trackers
+        .retain(|addr, _| s.model.maps.contains_key(addr));
+    s.snap_cycle
         .retain(|addr, _| s.model.maps.contains_key(addr));
     let mut cands: Vec<(u8, u64, u64, u64)> = s
         .model
@@ -541,12 +565,22 @@ fn snapshot_keys(s: &mut Session, cycle: u64) {
             (rank, m.last().map_or(0, |x| x.len), m.addr, m.type_ptr)
         })
         .collect();
-    cands.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    // Suspects first; within a rank, the longest without a snapshot first.
+    let last = |a: u64| s.snap_cycle.get(&a).copied().unwrap_or(0);
+    cands.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(last(a.2).cmp(&last(b.2)))
+            .then(b.1.cmp(&a.1))
+            .then(a.2.cmp(&b.2))
+    });
     let mut budget = MAX_KEYS_PER_CYCLE;
     let mut others = 0;
     for (rank, len, addr, tp) in cands {
+        if started.elapsed() >= SNAPSHOT_TIME {
+            break;
+        }
         if rank == 2 {
-            if others >= MAX_OTHER_SNAPSHOTS || len == 0 {
+            if others >= MAX_OTHER_SNAPSHOTS || len == 0 || len > MAX_OTHER_LEN {
                 continue;
             }
             others += 1;
@@ -568,6 +602,7 @@ fn snapshot_keys(s: &mut Session, cycle: u64) {
             continue;
         };
         budget = budget.saturating_sub(snap.keys.len() as u64);
+        s.snap_cycle.insert(addr, cycle);
         let show = s.show_keys;
         s.key_trackers
             .entry(addr)
@@ -896,6 +931,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut last_render = Instant::now();
     let mut t0: Option<u64> = None;
     let mut last_govern = Instant::now();
+    let mut last_drain = Instant::now();
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let end_reason = loop {
@@ -920,6 +956,11 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
                 on_event(s, &tracer, &ev, &mut t0);
             }
         }
+        for s in &mut sessions {
+            if let Some(cycle) = s.snapshot_due.take() {
+                snapshot_keys(s, cycle);
+            }
+        }
         if last_govern.elapsed() >= period {
             last_govern = Instant::now();
             let hits = tracer.probe_hits();
@@ -928,6 +969,9 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
                     govern(s, &mut tracer, &hits);
                 }
             }
+        }
+        if last_drain.elapsed() >= WRITES_DRAIN {
+            last_drain = Instant::now();
             let writes = tracer.drain_writes();
             if !writes.is_empty() {
                 for s in &mut sessions {

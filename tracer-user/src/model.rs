@@ -2,8 +2,10 @@
 //! the GC cycle number from events, never the wall clock.
 //!
 //! A map is judged over GC cycles:
-//! - **growing**: its length rose across most of the recent cycles, is at its
-//!   high-water mark, and rose again lately;
+//! - **growing**: its length rose at least twice over the recent cycles and
+//!   seldom fell, is at its high-water mark, and rose over the second half of
+//!   the window (level cycles in between are fine: a leak may grow slower
+//!   than the GC runs);
 //! - **bloated**: capacity far above length (Go maps never shrink,
 //!   golang/go#20135);
 //! - **idle**: nothing changed across the recent cycles;
@@ -162,11 +164,28 @@ pub fn verdict(samples: &[Sample]) -> Verdict {
         let first = w[0];
         let max = w.iter().map(|s| s.len).max().unwrap_or(0);
         let ups = w.windows(2).filter(|p| p[1].len > p[0].len).count();
+        let downs = w.windows(2).filter(|p| p[1].len < p[0].len).count();
         let big_drop = w.windows(2).any(|p| p[1].len * 20 < p[0].len * 19);
-        let recent = samples[samples.len() - 1].len > samples[samples.len() - 3].len;
-        let need_ups = (2 * (w.len() - 1)).div_ceil(3);
+        // Still rising: the cycles it has been level at the end are no more
+        // than its longest level run before. A map that grows slower than
+        // the GC runs rises only every few cycles and stays level in
+        // between; one that stopped stays level longer than it ever did.
+        let mut level_at = [false; WINDOW];
+        for (slot, p) in level_at.iter_mut().zip(w.windows(2)) {
+            *slot = p[1].len == p[0].len;
+        }
+        let steps = &level_at[..w.len() - 1];
+        let tail = steps.iter().rev().take_while(|&&level| level).count();
+        let mut prev_max = 0;
+        let mut run = 0;
+        for &level in &steps[..steps.len() - tail] {
+            run = if level { run + 1 } else { 0 };
+            prev_max = prev_max.max(run);
+        }
+        let recent = tail == 0 || tail <= prev_max;
         if last.len > first.len
-            && ups >= need_ups
+            && ups >= 2
+            && downs * 3 <= ups
             && !big_drop
             && last.len * 20 >= max * 19
             && recent
@@ -373,6 +392,18 @@ mod tests {
                 bytes: 0,
             })
             .collect()
+    }
+
+    /// A leak slower than the GC rises every other cycle: still growing.
+    /// A bounded map that wanders up and down is not.
+    #[test]
+    fn slow_leak_and_wandering_map() {
+        let slow = hist(&[12, 14, 14, 16, 18, 18, 20, 20], 64);
+        assert_eq!(verdict(&slow), Verdict::Growing);
+        let wander = hist(&[990, 1000, 995, 1000, 992, 999, 994, 1000], 2048);
+        assert_ne!(verdict(&wander), Verdict::Growing);
+        let stopped = hist(&[10, 12, 14, 16, 18, 18, 18, 18], 64);
+        assert_ne!(verdict(&stopped), Verdict::Growing);
     }
 
     /// A cache that only grows is growing; a plateau is not.
