@@ -154,6 +154,11 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     let busy_c = s.detaching_creation.busy();
     let busy_w = s.detaching_window.busy();
     let a = s.gov.decide(now, busy_c, busy_w, have_window);
+    let dbg = std::env::var_os("MAPLEAK_DEBUG_TIMING").is_some();
+    if dbg && a != crate::governor::Actions::default() {
+        eprintln!("gov {a:?} credit {:.4}", s.gov.credit);
+    }
+    let t = Instant::now();
     if a.close_window {
         detach_class(s, tracer, Class::Window);
         s.gov.closed(now);
@@ -169,6 +174,9 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     if a.resume_creation {
         attach_class(s, tracer, Class::Creation);
         s.gov.resumed(now);
+    }
+    if dbg && t.elapsed() > Duration::from_millis(20) {
+        eprintln!("gov actions took {:?}", t.elapsed());
     }
 }
 
@@ -468,7 +476,16 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
             let heap = (g.heap_marked != 0).then_some(g.heap_marked);
             let cycle = s.model.on_gc_marked(rc, t_s, heap);
             s.gc_seen += 1;
+            let t = Instant::now();
             sample_all(s, cycle);
+            if std::env::var_os("MAPLEAK_DEBUG_TIMING").is_some() {
+                eprintln!(
+                    "gc {cycle}: event age {:.1} ms, sample {:?}, {} maps",
+                    (now_ns().saturating_sub(g.hdr.ts_ns)) as f64 / 1e6,
+                    t.elapsed(),
+                    s.model.maps.len()
+                );
+            }
             // Keys are read after the whole batch of events: a later GC
             // event in the batch must have its headers read first.
             s.snapshot_due = Some(cycle);
@@ -851,6 +868,14 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
         dropped: f.dropped,
         held_as_map_keys: held,
     }
+}
+
+fn now_ns() -> u64 {
+    // SAFETY: clock_gettime fills the timespec we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer; CLOCK_MONOTONIC is what bpf_ktime_get_ns uses.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn self_usage() -> (f64, u64) {
