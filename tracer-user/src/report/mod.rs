@@ -192,6 +192,9 @@ pub struct Overhead {
     pub maps_found_by_write_windows: u64,
     /// Target CPU seconds the governor debited for all probe hits.
     pub budget_spent_target_cpu_s: f64,
+    /// GC cycles whose event reached the tracer more than 150 ms late (a
+    /// starved or busy tracer): their map lengths were not read.
+    pub gc_cycles_not_sampled_late: u64,
 }
 
 fn human_bytes(b: u64) -> String {
