@@ -184,7 +184,7 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
 
     let have_window = s.class.contains(&Class::Window);
     let a = s.gov.decide(now, busy_c, busy_w, have_window);
-    let dbg = std::env::var_os("MAPLEAK_DEBUG_TIMING").is_some();
+    let dbg = debug_timing();
     if dbg && a != crate::governor::Actions::default() {
         eprintln!("gov {a:?} credit {:.4}", s.gov.credit);
     }
@@ -527,7 +527,7 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
                 return;
             }
             sample_all(s, cycle);
-            if std::env::var_os("MAPLEAK_DEBUG_TIMING").is_some() {
+            if debug_timing() {
                 eprintln!(
                     "gc {cycle}: event age {:.1} ms, sample {:?}, {} maps",
                     (now_ns().saturating_sub(g.hdr.ts_ns)) as f64 / 1e6,
@@ -920,6 +920,13 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
     }
 }
 
+/// `MAPLEAK_DEBUG_TIMING` set: print GC event lag, slow governor actions and
+/// the final detach time to stderr. Read once (the governor runs every 10 ms).
+fn debug_timing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("MAPLEAK_DEBUG_TIMING").is_some())
+}
+
 fn now_ns() -> u64 {
     // SAFETY: clock_gettime fills the timespec we pass.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
@@ -1104,7 +1111,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     }
     let t_detach = Instant::now();
     pending.join();
-    if std::env::var_os("MAPLEAK_DEBUG_DETACH").is_some() {
+    if debug_timing() {
         eprintln!("detach of all probes took {:?}", t_detach.elapsed());
     }
     drop(tracer);

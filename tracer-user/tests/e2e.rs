@@ -553,11 +553,9 @@ fn other_mount_namespace() {
     assert_eq!(run.report["target"]["map_impl"], "swiss");
 }
 
-/// Values the target printed on its last `cycle` line for `name`.
+/// Value the target printed on its last `cycle` line for `name`.
 fn last_cycle_value(stderr: &str, name: &str) -> Option<u64> {
-    let line = stderr.lines().rfind(|l| l.starts_with("cycle "))?;
-    let f: Vec<&str> = line.split_whitespace().collect();
-    f.get(f.iter().position(|x| *x == name)? + 1)?.parse().ok()
+    cycle_values(stderr, name).last().map(|p| p.1)
 }
 
 /// All `(cycle, value)` pairs the target printed for `name`.

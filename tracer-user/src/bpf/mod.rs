@@ -192,16 +192,6 @@ impl Tracer {
         Ok(())
     }
 
-    /// Detaches a probe (also happens when the tracer is dropped).
-    pub fn detach(&mut self, p: &mut AttachedProbe) {
-        if let Some(link) = p.link.take()
-            && let Some(prog) = self.ebpf.program_mut(p.program)
-            && let Ok(prog) = <&mut UProbe>::try_from(prog)
-        {
-            let _ = prog.detach(link);
-        }
-    }
-
     /// Detaches a probe without waiting: the kernel waits for an RCU grace
     /// period per uprobe it removes, so dropping many links one after the
     /// other takes seconds. Each link is dropped on its own thread; the

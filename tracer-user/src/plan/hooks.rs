@@ -228,49 +228,47 @@ const fn write(function: &'static str, map_type: [u8; 2], kind: WriteKind) -> Ho
     )
 }
 
-/// `mapassign*(t, h, key)` and `mapdelete*(t, h, key)`: map in register 1,
-/// type in 0 (`go1.18:src/runtime/map*.go`, `1.24:src/runtime/map_swiss.go`).
-const WRITE_HMAP: &[Hook] = &[
+/// `mapassign*(t, h, key)`: map in register 1, type in 0, the same entry
+/// points for hmap and Swiss (`go1.18:src/runtime/map*.go`,
+/// `1.24:src/runtime/map_swiss.go`).
+const WRITE_ASSIGN: &[Hook] = &[
     write("runtime.mapassign", [1, 0], WriteKind::Assign),
     write("runtime.mapassign_fast32", [1, 0], WriteKind::Assign),
     write("runtime.mapassign_fast32ptr", [1, 0], WriteKind::Assign),
     write("runtime.mapassign_fast64", [1, 0], WriteKind::Assign),
     write("runtime.mapassign_fast64ptr", [1, 0], WriteKind::Assign),
     write("runtime.mapassign_faststr", [1, 0], WriteKind::Assign),
+];
+
+/// hmap: `mapdelete*(t, h, key)`, map in register 1, type in 0.
+const DELETE_HMAP: &[Hook] = &[
     write("runtime.mapdelete", [1, 0], WriteKind::Delete),
     write("runtime.mapdelete_fast32", [1, 0], WriteKind::Delete),
     write("runtime.mapdelete_fast64", [1, 0], WriteKind::Delete),
     write("runtime.mapdelete_faststr", [1, 0], WriteKind::Delete),
 ];
 
-/// Swiss: the same `mapassign*` entry points; every delete funnels into
+/// Swiss: every delete funnels into
 /// `func (m *Map) Delete(typ *abi.SwissMapType, key unsafe.Pointer)`.
-const WRITE_SWISS: &[Hook] = &[
-    write("runtime.mapassign", [1, 0], WriteKind::Assign),
-    write("runtime.mapassign_fast32", [1, 0], WriteKind::Assign),
-    write("runtime.mapassign_fast32ptr", [1, 0], WriteKind::Assign),
-    write("runtime.mapassign_fast64", [1, 0], WriteKind::Assign),
-    write("runtime.mapassign_fast64ptr", [1, 0], WriteKind::Assign),
-    write("runtime.mapassign_faststr", [1, 0], WriteKind::Assign),
-    write(
-        "internal/runtime/maps.(*Map).Delete",
-        [0, 1],
-        WriteKind::Delete,
-    ),
-];
+const DELETE_SWISS: &[Hook] = &[write(
+    "internal/runtime/maps.(*Map).Delete",
+    [0, 1],
+    WriteKind::Delete,
+)];
 
 /// The hooks for a map implementation, in plan order: the default set, then
 /// finalizers, then the write path (attached only in windows).
 #[must_use]
 pub fn default_hooks(map_impl: MapImpl) -> Vec<Hook> {
-    let (maps, writes) = match map_impl {
-        MapImpl::Hmap => (HMAP, WRITE_HMAP),
-        MapImpl::Swiss => (SWISS, WRITE_SWISS),
+    let (maps, deletes) = match map_impl {
+        MapImpl::Hmap => (HMAP, DELETE_HMAP),
+        MapImpl::Swiss => (SWISS, DELETE_SWISS),
     };
     maps.iter()
         .chain(GC)
         .chain(FIN)
-        .chain(writes)
+        .chain(WRITE_ASSIGN)
+        .chain(deletes)
         .copied()
         .collect()
 }
