@@ -79,6 +79,13 @@ struct Session {
     hit_cost: Vec<f64>,
     /// Hits of each probe at the last governor check.
     last_hits: Vec<u64>,
+    /// Hits of each probe between the last two checks (detach order).
+    last_delta: Vec<u64>,
+    /// Cost rate (CPUs) of each probe over the last check.
+    last_site_rate: Vec<f64>,
+    /// Instruction bytes at each probe's address before any probe was
+    /// attached, parallel to `probes` (`None`: unreadable).
+    orig: Vec<Option<[u8; 4]>>,
     gov_check: Instant,
     gov: Governor,
     detaching_creation: Detaching,
@@ -87,9 +94,9 @@ struct Session {
     late_cycles: u64,
     /// Cost rate (CPUs) of the creation and write groups over the last check.
     last_rate: [f64; 2],
-    /// The rate each group cost when its detach began: debited until the
-    /// detach ends.
-    tail_rate: [f64; 2],
+    /// Breakpoints of the creation and write groups still in the target's
+    /// code after their links were closed.
+    tails: [Tail; 2],
     /// Maps first found by the write windows.
     discovered_by_writes: u64,
     fin: FinTracker,
@@ -132,6 +139,42 @@ impl Detaching {
     }
 }
 
+/// The breakpoints of a detached group that are still in the target's code.
+///
+/// When a window closes, the program stops running at once but the kernel
+/// removes each breakpoint only when it reaches that link (see
+/// [`crate::bpf::close_links`]); until then every call still traps, costing
+/// the target ~0.8 µs, uncounted. The tail is measured, not guessed: the
+/// instruction bytes at each probe address are read back from the target
+/// (a uprobe is a breakpoint written into the target's copy of the page)
+/// until the original bytes are back.
+#[derive(Debug, Default)]
+struct Tail {
+    /// Address, original bytes and cost rate (CPUs, over the last check
+    /// before the close) of each breakpoint not yet removed: debited while
+    /// it is still there.
+    sites: Vec<(u64, [u8; 4], f64)>,
+    /// When the links began to close.
+    since: Option<Instant>,
+}
+
+impl Tail {
+    /// Drops the sites whose original bytes are back (or that can no
+    /// longer be read: the process is gone). True while some remain.
+    fn poll(&mut self, mem: &Memory) -> bool {
+        self.sites.retain(|&(addr, orig, _)| {
+            let mut b = [0u8; 4];
+            mem.read(addr, &mut b) && b != orig
+        });
+        !self.sites.is_empty()
+    }
+
+    /// Cost rate (CPUs) of the breakpoints still there.
+    fn rate(&self) -> f64 {
+        self.sites.iter().map(|s| s.2).sum::<f64>().min(MAX_TAIL_RATE)
+    }
+}
+
 /// A probe on a conditional branch of the stack check (arm64, and amd64 on
 /// Go <= 1.20, whose prologue has no PUSHQ BP) fires twice when the
 /// goroutine's stack grows: the function restarts after morestack. The
@@ -145,10 +188,13 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     let dt = now.duration_since(s.gov_check).as_secs_f64();
     let mut cost = 0.0;
     let (mut cost_c, mut cost_w) = (0.0, 0.0);
+    let mut delta = Vec::with_capacity(s.probes.len());
     for (i, (p, ..)) in s.probes.iter().enumerate() {
         let h = hits.get(p.id as usize).copied().unwrap_or(0);
         let before = s.last_hits.get(i).copied().unwrap_or(0);
-        let c = h.saturating_sub(before) as f64 * s.hit_cost[i];
+        let d = h.saturating_sub(before);
+        delta.push(d);
+        let c = d as f64 * s.hit_cost[i];
         cost += c;
         match s.class[i] {
             Class::Creation => cost_c += c,
@@ -156,19 +202,35 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
             Class::Always => {}
         }
     }
-    // While a group is being detached its breakpoints still trap (for about
-    // a second here: measured with perf by the benchmark), but the program
-    // no longer runs, so those hits are not counted: debit them at the rate
-    // the group cost when it was detached.
-    let busy_c = s.detaching_creation.busy();
-    let busy_w = s.detaching_window.busy();
-    if busy_c {
-        cost += s.tail_rate[0] * dt;
-    }
-    if busy_w {
-        cost += s.tail_rate[1] * dt;
+    // Breakpoints of a closed group still trap until the kernel removes
+    // them, with the program no longer counting: debited at the rate the
+    // group cost when it was closed, for as long as they are still there.
+    let dbg = debug_timing();
+    for t in &mut s.tails {
+        if t.sites.is_empty() {
+            continue;
+        }
+        let rate = t.rate();
+        cost += rate * dt;
+        let before = t.sites.len();
+        let left = t.poll(&s.mem);
+        if dbg && t.sites.len() != before {
+            eprintln!(
+                "tail: {} of {before} breakpoints gone {:?} after close (debiting {rate:.2} CPUs)",
+                before - t.sites.len(),
+                t.since.map(|at| at.elapsed()).unwrap_or_default(),
+            );
+        }
+        if !left {
+            t.since = None;
+        }
     }
     if dt > 0.0 {
+        s.last_site_rate = delta
+            .iter()
+            .zip(&s.hit_cost)
+            .map(|(&d, &c)| d as f64 * c / dt)
+            .collect();
         s.last_rate = [
             (cost_c / dt).min(MAX_TAIL_RATE),
             (cost_w / dt).min(MAX_TAIL_RATE),
@@ -179,24 +241,37 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
         .iter()
         .map(|(p, ..)| hits.get(p.id as usize).copied().unwrap_or(0))
         .collect();
+    s.last_delta = delta;
     s.gov_check = now;
     s.gov.account(dt, cost);
 
+    let busy_c = s.detaching_creation.busy();
+    let busy_w = s.detaching_window.busy();
     let have_window = s.class.contains(&Class::Window);
-    let a = s.gov.decide(now, busy_c, busy_w, have_window);
-    let dbg = debug_timing();
+    let mut a = s.gov.decide(now, busy_c, busy_w, have_window);
+    // Closes serialize in the kernel: a window's breakpoints must not wait
+    // behind the creation probes' closes, nor the other way round while
+    // the window's are going.
+    if busy_c {
+        a.open_window = false;
+    }
+    if a.close_window || busy_w {
+        a.pause_creation = false;
+    }
     if dbg && a != crate::governor::Actions::default() {
-        eprintln!("gov {a:?} credit {:.4}", s.gov.credit);
+        eprintln!(
+            "gov {:.1} ms {a:?} credit {:.4}",
+            now_ns() as f64 / 1e6,
+            s.gov.credit
+        );
     }
     let t = Instant::now();
     if a.close_window {
-        s.tail_rate[1] = s.last_rate[1];
-        detach_class(s, tracer, Class::Window);
+        detach_class(s, tracer, Class::Window, 1);
         s.gov.closed(now);
     }
     if a.pause_creation {
-        s.tail_rate[0] = s.last_rate[0];
-        detach_class(s, tracer, Class::Creation);
+        detach_class(s, tracer, Class::Creation, 0);
         s.gov.paused(now);
     }
     if a.open_window {
@@ -212,15 +287,37 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     }
 }
 
-fn detach_class(s: &mut Session, tracer: &mut Tracer, class: Class) {
-    for i in 0..s.probes.len() {
-        if s.class[i] == class
-            && let Some(h) = tracer.detach_async(&mut s.probes[i].0)
-        {
-            match class {
-                Class::Window => s.detaching_window.0.push(h),
-                _ => s.detaching_creation.0.push(h),
+/// Probe indices in the order to close them: busiest (over the last
+/// governor check) first.
+fn close_order(s: &Session, pick: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..s.probes.len()).filter(|&i| pick(i)).collect();
+    idx.sort_by_key(|&i| std::cmp::Reverse(s.last_delta.get(i).copied().unwrap_or(0)));
+    idx
+}
+
+/// Closes the links of one group, busiest first, on one thread, and starts
+/// measuring its tail (`slot` 0: creation, 1: window).
+fn detach_class(s: &mut Session, tracer: &mut Tracer, class: Class, slot: usize) {
+    let order = close_order(s, |i| s.class[i] == class);
+    let mut links = Vec::new();
+    let mut sites = Vec::new();
+    for i in order {
+        if let Some(l) = tracer.take_link(&mut s.probes[i].0) {
+            links.push(l);
+            if let Some(o) = s.orig[i] {
+                let rate = s.last_site_rate.get(i).copied().unwrap_or(0.0);
+                sites.push((s.probes[i].2 + s.bias, o, rate));
             }
+        }
+    }
+    s.tails[slot] = Tail {
+        sites,
+        since: Some(Instant::now()),
+    };
+    if let Some(h) = crate::bpf::close_links(links) {
+        match class {
+            Class::Window => s.detaching_window.0.push(h),
+            _ => s.detaching_creation.0.push(h),
         }
     }
 }
@@ -320,6 +417,18 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
     let mut reqs = Vec::new();
     let mut class = Vec::new();
     let mut hit_cost = Vec::new();
+    // The original instruction bytes, read before any probe is attached
+    // (two probes may share an address): a detached probe's breakpoint is
+    // gone when they are back (see `Tail`).
+    let mem = Memory::new(pid);
+    let orig: Vec<Option<[u8; 4]>> = plan
+        .probes
+        .iter()
+        .map(|p| {
+            let mut b = [0u8; 4];
+            mem.read(p.address + bias, &mut b).then_some(b)
+        })
+        .collect();
     for p in &plan.probes {
         let file_offset = info
             .va_to_file_offset(p.address)
@@ -351,7 +460,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         });
     }
     let mut s = Session {
-        mem: Memory::new(pid),
+        mem,
         target,
         info,
         bias,
@@ -367,12 +476,15 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         class,
         hit_cost,
         last_hits: Vec::new(),
+        last_delta: Vec::new(),
+        last_site_rate: Vec::new(),
+        orig,
         gov_check: Instant::now(),
         gov: Governor::new(budget),
         detaching_creation: Detaching::default(),
         detaching_window: Detaching::default(),
         last_rate: [0.0; 2],
-        tail_rate: [0.0; 2],
+        tails: [Tail::default(), Tail::default()],
         late_cycles: 0,
         discovered_by_writes: 0,
         fin: FinTracker::default(),
@@ -1017,9 +1129,13 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let end_reason = loop {
-        // While a write window is open, hits cost fast: check the budget
-        // every few milliseconds so that a window overshoots it by little.
-        let window_open = sessions.iter().any(|s| s.gov.window_open.is_some());
+        // While a write window is open, or its busy breakpoints are still
+        // being removed, hits cost fast: check every few milliseconds so
+        // that a window overshoots the budget by little and its tail is
+        // measured closely.
+        let window_open = sessions.iter().any(|s| {
+            s.gov.window_open.is_some() || s.tails.iter().any(|t| t.rate() > 0.0)
+        });
         let period = if window_open {
             crate::governor::PERIOD_WINDOW
         } else {
@@ -1100,12 +1216,16 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         }
         reports.push(build_report(s, &tracer, el, true));
     }
-    // Detach everything at once: one RCU grace period, not one per probe.
+    // Detach everything, busiest probes first (closes serialize in the
+    // kernel; a breakpoint waiting its turn still traps).
     let mut pending = Detaching::default();
     for s in &mut sessions {
-        for p in &mut s.probes {
-            pending.0.extend(tracer.detach_async(&mut p.0));
-        }
+        let order = close_order(s, |_| true);
+        let links = order
+            .into_iter()
+            .filter_map(|i| tracer.take_link(&mut s.probes[i].0))
+            .collect();
+        pending.0.extend(crate::bpf::close_links(links));
         s.detaching_creation.join();
         s.detaching_window.join();
     }
