@@ -79,10 +79,10 @@ struct Session {
     hit_cost: Vec<f64>,
     /// Hits of each probe at the last governor check.
     last_hits: Vec<u64>,
-    /// Hits of each probe between the last two checks (detach order).
-    last_delta: Vec<u64>,
     /// Cost rate (CPUs) of each probe over the last check.
     last_site_rate: Vec<f64>,
+    /// Check the budget every 10 ms until then (a group was just attached).
+    fast_until: Instant,
     /// Instruction bytes at each probe's address before any probe was
     /// attached, parallel to `probes` (`None`: unreadable).
     orig: Vec<Option<[u8; 4]>>,
@@ -241,7 +241,6 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
         .iter()
         .map(|(p, ..)| hits.get(p.id as usize).copied().unwrap_or(0))
         .collect();
-    s.last_delta = delta;
     s.gov_check = now;
     s.gov.account(dt, cost);
 
@@ -249,14 +248,23 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     let busy_w = s.detaching_window.busy();
     let have_window = s.class.contains(&Class::Window);
     let mut a = s.gov.decide(now, busy_c, busy_w, have_window);
-    // Closes serialize in the kernel: a window's breakpoints must not wait
-    // behind the creation probes' closes, nor the other way round while
-    // the window's are going.
-    if busy_c {
+    // Attaches and closes serialize in the kernel, each waiting for RCU
+    // grace periods, and the main loop is blocked while it attaches: a
+    // window does not open while creation probes that cost more than the
+    // budget are on (they are paused first, and the window opens once
+    // their breakpoints are gone), and neither group is attached while the
+    // other is being closed.
+    let creation_tail = !s.tails[0].sites.is_empty();
+    if a.open_window && s.gov.creation_on && s.last_rate[0] > s.gov.rate {
+        a.open_window = false;
+        a.pause_creation = true;
+    }
+    if busy_c || creation_tail {
         a.open_window = false;
     }
-    if a.close_window || busy_w {
-        a.pause_creation = false;
+    if a.close_window || busy_w || s.gov.window_open.is_some() {
+        a.pause_creation &= s.gov.window_open.is_none() && !busy_w;
+        a.resume_creation = false;
     }
     if dbg && a != crate::governor::Actions::default() {
         eprintln!(
@@ -282,6 +290,10 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
         attach_class(s, tracer, Class::Creation);
         s.gov.resumed(now);
     }
+    if a.open_window || a.resume_creation {
+        // Their rate is unknown until measured: check it closely at first.
+        s.fast_until = Instant::now() + FAST_AFTER_ATTACH;
+    }
     if dbg && t.elapsed() > Duration::from_millis(20) {
         eprintln!("gov actions took {:?}", t.elapsed());
     }
@@ -291,7 +303,8 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
 /// governor check) first.
 fn close_order(s: &Session, pick: impl Fn(usize) -> bool) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..s.probes.len()).filter(|&i| pick(i)).collect();
-    idx.sort_by_key(|&i| std::cmp::Reverse(s.last_delta.get(i).copied().unwrap_or(0)));
+    let rate = |i: usize| s.last_site_rate.get(i).copied().unwrap_or(0.0);
+    idx.sort_by(|&a, &b| rate(b).total_cmp(&rate(a)));
     idx
 }
 
@@ -330,6 +343,11 @@ fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) {
         }
     }
 }
+
+/// How long the budget is checked every [`crate::governor::PERIOD_WINDOW`]
+/// after a group is attached, and while the creation probes cost more than
+/// the budget.
+const FAST_AFTER_ATTACH: Duration = Duration::from_millis(500);
 
 /// A GC event processed later than this is not sampled (see `on_event`).
 const MAX_SAMPLE_LAG_NS: u64 = 150_000_000;
@@ -476,8 +494,8 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         class,
         hit_cost,
         last_hits: Vec::new(),
-        last_delta: Vec::new(),
         last_site_rate: Vec::new(),
+        fast_until: Instant::now() + FAST_AFTER_ATTACH,
         orig,
         gov_check: Instant::now(),
         gov: Governor::new(budget),
@@ -1134,7 +1152,10 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         // that a window overshoots the budget by little and its tail is
         // measured closely.
         let window_open = sessions.iter().any(|s| {
-            s.gov.window_open.is_some() || s.tails.iter().any(|t| t.rate() > 0.0)
+            s.gov.window_open.is_some()
+                || s.tails.iter().any(|t| t.rate() > 0.0)
+                || Instant::now() < s.fast_until
+                || (s.gov.creation_on && s.last_rate[0] > s.gov.rate)
         });
         let period = if window_open {
             crate::governor::PERIOD_WINDOW
