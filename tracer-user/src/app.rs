@@ -171,7 +171,11 @@ impl Tail {
 
     /// Cost rate (CPUs) of the breakpoints still there.
     fn rate(&self) -> f64 {
-        self.sites.iter().map(|s| s.2).sum::<f64>().min(MAX_TAIL_RATE)
+        self.sites
+            .iter()
+            .map(|s| s.2)
+            .sum::<f64>()
+            .min(MAX_TAIL_RATE)
     }
 }
 
