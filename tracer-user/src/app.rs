@@ -122,9 +122,10 @@ enum Class {
     Window,
 }
 
-/// Detaches of one group still in progress.
+/// Detaches of one group still in progress (a thread may close the links
+/// of both groups, so handles are shared).
 #[derive(Debug, Default)]
-struct Detaching(Vec<std::thread::JoinHandle<()>>);
+struct Detaching(Vec<std::sync::Arc<std::thread::JoinHandle<()>>>);
 
 impl Detaching {
     fn busy(&mut self) -> bool {
@@ -134,7 +135,16 @@ impl Detaching {
 
     fn join(&mut self) {
         for h in self.0.drain(..) {
-            let _ = h.join();
+            match std::sync::Arc::try_unwrap(h) {
+                Ok(h) => {
+                    let _ = h.join();
+                }
+                Err(h) => {
+                    while !h.is_finished() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
         }
     }
 }
@@ -256,8 +266,10 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     // grace periods, and the main loop is blocked while it attaches: a
     // window does not open while creation probes that cost more than the
     // budget are on (they are paused first, and the window opens once
-    // their breakpoints are gone), and neither group is attached while the
-    // other is being closed.
+    // their breakpoints are gone); nothing is attached while a group is
+    // being closed; groups closed together are closed on one thread,
+    // busiest probe first, and the creation probes are not closed while
+    // busy window breakpoints still wait for removal.
     let creation_tail = !s.tails[0].sites.is_empty();
     if a.open_window && s.gov.creation_on && s.last_rate[0] > s.gov.rate {
         a.open_window = false;
@@ -266,9 +278,11 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     if busy_c || creation_tail {
         a.open_window = false;
     }
-    if a.close_window || busy_w || s.gov.window_open.is_some() {
-        a.pause_creation &= s.gov.window_open.is_none() && !busy_w;
+    if s.gov.window_open.is_some() || busy_w {
         a.resume_creation = false;
+    }
+    if a.pause_creation && !a.close_window && s.tails[1].rate() > 0.0 {
+        a.pause_creation = false;
     }
     if dbg && a != crate::governor::Actions::default() {
         eprintln!(
@@ -278,12 +292,16 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
         );
     }
     let t = Instant::now();
+    match (a.close_window, a.pause_creation) {
+        (true, true) => detach_classes(s, tracer, &[Class::Window, Class::Creation]),
+        (true, false) => detach_classes(s, tracer, &[Class::Window]),
+        (false, true) => detach_classes(s, tracer, &[Class::Creation]),
+        (false, false) => {}
+    }
     if a.close_window {
-        detach_class(s, tracer, Class::Window, 1);
         s.gov.closed(now);
     }
     if a.pause_creation {
-        detach_class(s, tracer, Class::Creation, 0);
         s.gov.paused(now);
     }
     if a.open_window {
@@ -312,29 +330,34 @@ fn close_order(s: &Session, pick: impl Fn(usize) -> bool) -> Vec<usize> {
     idx
 }
 
-/// Closes the links of one group, busiest first, on one thread, and starts
-/// measuring its tail (`slot` 0: creation, 1: window).
-fn detach_class(s: &mut Session, tracer: &mut Tracer, class: Class, slot: usize) {
-    let order = close_order(s, |i| s.class[i] == class);
+/// Closes the links of the given groups on one thread, busiest probe
+/// first whatever its group, and starts measuring their tails.
+fn detach_classes(s: &mut Session, tracer: &mut Tracer, classes: &[Class]) {
+    let order = close_order(s, |i| classes.contains(&s.class[i]));
     let mut links = Vec::new();
-    let mut sites = Vec::new();
+    let mut sites: [Vec<_>; 2] = [Vec::new(), Vec::new()];
     for i in order {
         if let Some(l) = tracer.take_link(&mut s.probes[i].0) {
             links.push(l);
             if let Some(o) = s.orig[i] {
                 let rate = s.last_site_rate.get(i).copied().unwrap_or(0.0);
-                sites.push((s.probes[i].2 + s.bias, o, rate));
+                let slot = usize::from(s.class[i] == Class::Window);
+                sites[slot].push((s.probes[i].2 + s.bias, o, rate));
             }
         }
     }
-    s.tails[slot] = Tail {
-        sites,
-        since: Some(Instant::now()),
-    };
-    if let Some(h) = crate::bpf::close_links(links) {
-        match class {
-            Class::Window => s.detaching_window.0.push(h),
-            _ => s.detaching_creation.0.push(h),
+    let h = crate::bpf::close_links(links).map(std::sync::Arc::new);
+    for &c in classes {
+        let slot = usize::from(c == Class::Window);
+        s.tails[slot] = Tail {
+            sites: std::mem::take(&mut sites[slot]),
+            since: Some(Instant::now()),
+        };
+        if let Some(h) = &h {
+            match c {
+                Class::Window => s.detaching_window.0.push(h.clone()),
+                _ => s.detaching_creation.0.push(h.clone()),
+            }
         }
     }
 }
@@ -1250,7 +1273,9 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
             .into_iter()
             .filter_map(|i| tracer.take_link(&mut s.probes[i].0))
             .collect();
-        pending.0.extend(crate::bpf::close_links(links));
+        pending
+            .0
+            .extend(crate::bpf::close_links(links).map(std::sync::Arc::new));
         s.detaching_creation.join();
         s.detaching_window.join();
     }

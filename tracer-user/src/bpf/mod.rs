@@ -80,7 +80,7 @@ pub struct Link {
 /// Closing a uprobe's perf event removes its breakpoint first, then waits
 /// for RCU grace periods, and the kernel does all of it under one global
 /// mutex (`event_mutex`), so closes serialize however many threads issue
-/// them: about 70 ms each here, up to ~1 s for a dozen. A breakpoint that
+/// them: 70-150 ms each here, about 1 s for a dozen. A breakpoint that
 /// waits its turn keeps trapping (the program no longer runs), so the
 /// caller puts the busiest probe first and closes nothing else while the
 /// busy ones wait.
