@@ -52,6 +52,9 @@ pub mod programs {
     /// Entry of a finalizer or cleanup function (`SetFinalizer`,
     /// `queuefinalizer`, `addCleanup`, the cleanup queue, `Cleanup.Stop`).
     pub const FIN: &str = "fin_hook";
+    /// Programs whose probes are attached and detached as groups (creation,
+    /// write window): also loaded for uprobe_multi links.
+    pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, WRITE];
     /// Every program the object must contain.
     pub const ALL: [&str; 7] = [
         CREATE_ENTRY,

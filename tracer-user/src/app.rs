@@ -83,6 +83,8 @@ struct Session {
     last_site_rate: Vec<f64>,
     /// Check the budget every 10 ms until then (a group was just attached).
     fast_until: Instant,
+    /// uprobe_multi links: group, link, the probes (indices) behind it.
+    groups: Vec<(Class, crate::bpf::Link, Vec<usize>)>,
     /// Instruction bytes at each probe's address before any probe was
     /// attached, parallel to `probes` (`None`: unreadable).
     orig: Vec<Option<[u8; 4]>>,
@@ -305,11 +307,12 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
         s.gov.paused(now);
     }
     if a.open_window {
-        attach_class(s, tracer, Class::Window);
+        // A failure (the process is exiting) leaves probes detached.
+        let _ = attach_class(s, tracer, Class::Window);
         s.gov.opened(now);
     }
     if a.resume_creation {
-        attach_class(s, tracer, Class::Creation);
+        let _ = attach_class(s, tracer, Class::Creation);
         s.gov.resumed(now);
     }
     if a.open_window || a.resume_creation {
@@ -333,20 +336,38 @@ fn close_order(s: &Session, pick: impl Fn(usize) -> bool) -> Vec<usize> {
 /// Closes the links of the given groups on one thread, busiest probe
 /// first whatever its group, and starts measuring their tails.
 fn detach_classes(s: &mut Session, tracer: &mut Tracer, classes: &[Class]) {
-    let order = close_order(s, |i| classes.contains(&s.class[i]));
-    let mut links = Vec::new();
-    let mut sites: [Vec<_>; 2] = [Vec::new(), Vec::new()];
-    for i in order {
-        if let Some(l) = tracer.take_link(&mut s.probes[i].0) {
-            links.push(l);
-            if let Some(o) = s.orig[i] {
-                let rate = s.last_site_rate.get(i).copied().unwrap_or(0.0);
-                let slot = usize::from(s.class[i] == Class::Window);
-                sites[slot].push((s.probes[i].2 + s.bias, o, rate));
-            }
+    let rate = |s: &Session, i: usize| s.last_site_rate.get(i).copied().unwrap_or(0.0);
+    // (cost rate, link): a group's rate is its probes' sum.
+    let mut links: Vec<(f64, crate::bpf::Link)> = Vec::new();
+    let mut members = Vec::new();
+    let mut k = 0;
+    while k < s.groups.len() {
+        if classes.contains(&s.groups[k].0) {
+            let (_, link, idx) = s.groups.swap_remove(k);
+            links.push((idx.iter().map(|&i| rate(s, i)).sum(), link));
+            members.extend(idx);
+        } else {
+            k += 1;
         }
     }
-    let h = crate::bpf::close_links(links).map(std::sync::Arc::new);
+    for i in 0..s.probes.len() {
+        if classes.contains(&s.class[i])
+            && let Some(l) = tracer.take_link(&mut s.probes[i].0)
+        {
+            links.push((rate(s, i), l));
+            members.push(i);
+        }
+    }
+    links.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut sites: [Vec<_>; 2] = [Vec::new(), Vec::new()];
+    for i in members {
+        if let Some(o) = s.orig[i] {
+            let slot = usize::from(s.class[i] == Class::Window);
+            sites[slot].push((s.probes[i].2 + s.bias, o, rate(s, i)));
+        }
+    }
+    let h =
+        crate::bpf::close_links(links.into_iter().map(|l| l.1).collect()).map(std::sync::Arc::new);
     for &c in classes {
         let slot = usize::from(c == Class::Window);
         s.tails[slot] = Tail {
@@ -362,13 +383,36 @@ fn detach_classes(s: &mut Session, tracer: &mut Tracer, classes: &[Class]) {
     }
 }
 
-fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) {
-    for i in 0..s.probes.len() {
-        if s.class[i] == class {
-            // A failure (the process is exiting) leaves the probe detached.
-            let _ = tracer.reattach(&s.target.exe, s.target.pid, &mut s.probes[i].0, &s.reqs[i]);
+fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) -> Result<()> {
+    if s.groups.iter().any(|g| g.0 == class) {
+        return Ok(());
+    }
+    let mut by_prog: Vec<(&'static str, Vec<usize>)> = Vec::new();
+    for i in (0..s.probes.len()).filter(|&i| s.class[i] == class) {
+        let prog = s.probes[i].0.program;
+        match by_prog.iter_mut().find(|(p, _)| *p == prog) {
+            Some((_, v)) => v.push(i),
+            None => by_prog.push((prog, vec![i])),
         }
     }
+    for (prog, idx) in by_prog {
+        let sites: Vec<(u64, u32)> = idx
+            .iter()
+            .map(|&i| (s.reqs[i].file_offset, s.probes[i].0.id))
+            .collect();
+        match tracer.attach_group(&s.target.exe, s.target.pid, prog, &sites) {
+            Ok(link) => s.groups.push((class, link, idx)),
+            Err(e) => {
+                if debug_timing() {
+                    eprintln!("group {prog}: {e:#}; one perf link per probe");
+                }
+                for i in idx {
+                    tracer.reattach(&s.target.exe, s.target.pid, &mut s.probes[i].0, &s.reqs[i])?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long the budget is checked every [`crate::governor::PERIOD_WINDOW`]
@@ -484,7 +528,12 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
             spec: p.spec,
         };
         let emulated = !p.ret_site && !p.reason.starts_with("entry");
-        let a = if p.window {
+        let grouped = p.window
+            || matches!(
+                p.role,
+                tracer_common::ProbeRole::CreateEntry | tracer_common::ProbeRole::CreateRet
+            );
+        let a = if grouped {
             tracer.register(&req)?
         } else {
             tracer.attach(&target.exe, pid, &req)?
@@ -523,6 +572,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         last_hits: Vec::new(),
         last_site_rate: Vec::new(),
         fast_until: Instant::now() + FAST_AFTER_ATTACH,
+        groups: Vec::new(),
         orig,
         gov_check: Instant::now(),
         gov: Governor::new(budget),
@@ -539,6 +589,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         snapshot_due: None,
         show_keys,
     };
+    attach_class(&mut s, tracer, Class::Creation)?;
     discover_globals(&mut s);
     Ok(s)
 }
@@ -1269,10 +1320,12 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut pending = Detaching::default();
     for s in &mut sessions {
         let order = close_order(s, |_| true);
-        let links = order
-            .into_iter()
-            .filter_map(|i| tracer.take_link(&mut s.probes[i].0))
-            .collect();
+        let mut links: Vec<crate::bpf::Link> = s.groups.drain(..).map(|g| g.1).collect();
+        links.extend(
+            order
+                .into_iter()
+                .filter_map(|i| tracer.take_link(&mut s.probes[i].0)),
+        );
         pending
             .0
             .extend(crate::bpf::close_links(links).map(std::sync::Arc::new));

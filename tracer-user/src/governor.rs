@@ -3,9 +3,11 @@
 //! A token bucket in seconds of target CPU: it fills at `budget` (0.01 = 1%
 //! of one CPU) up to [`BURST_S`] seconds' worth, and every probe hit is
 //! debited at its measured cost (emulated or single-stepped, DESIGN.md 3.2).
-//! Hits are counted in the kernel per probe, so hits that land while a probe
-//! is being detached are debited too: whatever the detach latency, the
-//! long-run cost stays within the budget.
+//! Hits are counted in the kernel per probe while its program runs; the
+//! traps after a link is closed and before the kernel removes the
+//! breakpoint are not, so the caller measures that tail (app.rs, `Tail`)
+//! and debits it too: whatever the detach latency, the long-run cost stays
+//! within the budget.
 //!
 //! Two groups of probes spend the credit:
 //! - the **creation** probes (on by default; their rate follows map creation,

@@ -93,6 +93,17 @@ fn our_programs_loaded() -> Vec<String> {
         .collect()
 }
 
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = rel
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
 /// Ids of the programs in `lines` (bpftool's "ID: type name …").
 fn prog_ids(lines: &[String]) -> std::collections::BTreeSet<u32> {
     lines
@@ -181,7 +192,23 @@ fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str]) -
     let mut first = String::new();
     tout.read_line(&mut first).unwrap();
     assert!(first.contains("attached"), "tracer said {first:?}");
-    let during = prog_ids(&our_programs_loaded());
+    let loaded = our_programs_loaded();
+    let during = prog_ids(&loaded);
+    if kernel_at_least(6, 6) {
+        // The grouped programs have a second copy for uprobe_multi links
+        // (one close removes a whole group): the fallback to one perf link
+        // per probe must not kick in on a kernel that has them.
+        for name in ["map_create_ret", "map_write"] {
+            let n = loaded
+                .iter()
+                .filter(|l| l.contains(&format!("name {name} ")))
+                .count();
+            assert_eq!(
+                n, 2,
+                "{name}: expected the perf and uprobe_multi copies: {loaded:#?}"
+            );
+        }
+    }
     // Let the target create its maps only now.
     stdin.write_all(b"go\n").unwrap();
     drop(stdin);

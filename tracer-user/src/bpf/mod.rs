@@ -8,6 +8,8 @@
 //! removes the probes. Nothing is pinned.
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
+mod multi;
+
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
@@ -54,6 +56,11 @@ pub struct AttachedProbe {
 /// The loaded object and everything attached through it.
 pub struct Tracer {
     ebpf: Ebpf,
+    /// Copies of the grouped programs for uprobe_multi links (empty when
+    /// the kernel has none: every probe then gets its own perf link).
+    multi: multi::MultiPrograms,
+    /// Why `multi` is empty, if it is.
+    multi_error: Option<String>,
     events: Option<RingBuf<MapData>>,
     next_id: u32,
 }
@@ -66,12 +73,14 @@ impl std::fmt::Debug for Tracer {
     }
 }
 
-/// The link of an attached probe, taken out to be closed (see
-/// [`close_links`]).
+/// A link taken out to be closed (see [`close_links`]): one probe's perf
+/// event, or a uprobe_multi link holding a group of probes.
 #[derive(Debug)]
-pub struct Link {
-    /// Closed when dropped.
-    _link: aya::programs::uprobe::UProbeLink,
+pub enum Link {
+    /// One probe (closed when dropped).
+    Perf(aya::programs::uprobe::UProbeLink),
+    /// A group (closed when dropped).
+    Multi(std::os::fd::OwnedFd),
 }
 
 /// Closes links one after the other, in the given order, on a thread, and
@@ -128,12 +137,18 @@ impl Tracer {
             prog.load()
                 .with_context(|| format!("verifying eBPF program {name}"))?;
         }
+        let (multi, multi_error) = match multi::MultiPrograms::load(obj, &ebpf, programs::GROUPED) {
+            Ok(m) => (m, None),
+            Err(e) => (multi::MultiPrograms::default(), Some(format!("{e:#}"))),
+        };
         let events = RingBuf::try_from(
             ebpf.take_map(MAP_EVENTS)
                 .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
         )?;
         Ok(Self {
             ebpf,
+            multi,
+            multi_error,
             events: Some(events),
             next_id: 0,
         })
@@ -225,12 +240,38 @@ impl Tracer {
         Ok(())
     }
 
+    /// Why groups fall back to one perf link per probe (`None`: they do not).
+    #[must_use]
+    pub fn multi_error(&self) -> Option<&str> {
+        self.multi_error.as_deref()
+    }
+
+    /// Attaches probes that share `program` behind one uprobe_multi link:
+    /// `sites` are (file offset, probe id). Fails when the kernel has no
+    /// uprobe_multi; the caller then attaches them one by one.
+    pub fn attach_group(
+        &self,
+        exe: &std::path::Path,
+        pid: u32,
+        program: &str,
+        sites: &[(u64, u32)],
+    ) -> Result<Link> {
+        if !self.multi.has(program) {
+            bail!("{program}: no uprobe_multi copy");
+        }
+        let offsets: Vec<u64> = sites.iter().map(|s| s.0).collect();
+        let cookies: Vec<u64> = sites.iter().map(|s| u64::from(s.1)).collect();
+        self.multi
+            .attach(program, exe, pid, &offsets, &cookies)
+            .map(Link::Multi)
+    }
+
     /// Takes a probe's link out (the probe stays registered, with its id and
     /// spec, and can be attached again once the link is closed).
     pub fn take_link(&mut self, p: &mut AttachedProbe) -> Option<Link> {
         let link_id = p.link.take()?;
         let prog = <&mut UProbe>::try_from(self.ebpf.program_mut(p.program)?).ok()?;
-        prog.take_link(link_id).ok().map(|l| Link { _link: l })
+        prog.take_link(link_id).ok().map(Link::Perf)
     }
 
     /// Whether the probe is attached.

@@ -1,0 +1,180 @@
+//! uprobe_multi links (Linux 6.6+): many uprobes of one program behind one
+//! link, attached and removed in one system call.
+//!
+//! aya 0.14 cannot attach them, and a program used by such a link must be
+//! loaded with `expected_attach_type = BPF_TRACE_UPROBE_MULTI`, so the
+//! programs that go into groups are loaded a second time here: parsed from
+//! the same object with aya-obj, their map references relocated to the file
+//! descriptors of the maps aya created (so both copies share every map),
+//! and loaded with a raw `BPF_PROG_LOAD`.
+//!
+//! Why: closing a perf-event uprobe takes a kernel-wide mutex and waits for
+//! RCU grace periods under it, so a group of N probes closes in N × 70-150
+//! ms, each breakpoint trapping until its turn. A uprobe_multi link removes
+//! all its breakpoints first and then waits once, without that mutex.
+use std::{
+    collections::{HashMap, HashSet},
+    ffi::CString,
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::Path,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{Ebpf, maps::Map};
+use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_type};
+
+fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
+    // SAFETY: `attr` is a valid, fully initialised bpf_attr of the size we
+    // pass; the kernel reads (and for some commands writes) only that.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(r).map_err(|_| std::io::Error::other("bad fd"))?;
+    // SAFETY: the kernel returned a new file descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The file descriptor of a map aya created, by variant.
+fn map_fd(m: &Map) -> Option<i32> {
+    let d = match m {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d)
+        | Map::RingBuf(d)
+        | Map::StackTraceMap(d) => d,
+        _ => return None,
+    };
+    Some(d.fd().as_fd().as_raw_fd())
+}
+
+/// Copies of some programs, loaded for uprobe_multi links.
+#[derive(Debug, Default)]
+pub struct MultiPrograms {
+    fds: HashMap<&'static str, OwnedFd>,
+}
+
+impl MultiPrograms {
+    /// Loads `names` from `object` for uprobe_multi links, sharing the maps
+    /// of `ebpf` (call before any map is taken out of it). An error means
+    /// the kernel has no uprobe_multi (or refused the copy): the caller
+    /// keeps perf-event links.
+    pub fn load(object: &[u8], ebpf: &Ebpf, names: &[&'static str]) -> Result<Self> {
+        let mut obj = aya_obj::Object::parse(object).context("parsing the eBPF object")?;
+        let defs = obj.maps.clone();
+        let mut fds = Vec::new();
+        for (name, def) in &defs {
+            let m = ebpf
+                .map(name)
+                .ok_or_else(|| anyhow!("map {name} not loaded"))?;
+            let fd = map_fd(m).ok_or_else(|| anyhow!("map {name}: unexpected type"))?;
+            fds.push((name.as_str(), fd, def));
+        }
+        let text: HashSet<usize> = obj.functions.keys().map(|(s, _)| *s).collect();
+        obj.relocate_maps(fds.into_iter(), &text)
+            .context("relocating maps")?;
+        obj.relocate_calls(&text).context("relocating calls")?;
+        let mut out = Self::default();
+        for &name in names {
+            let prog = obj
+                .programs
+                .get(name)
+                .ok_or_else(|| anyhow!("program {name} missing"))?;
+            let func = obj
+                .functions
+                .get(&prog.function_key())
+                .ok_or_else(|| anyhow!("program {name}: no code"))?;
+            let fd = load_one(name, &func.instructions, &prog.license)?;
+            out.fds.insert(name, fd);
+        }
+        Ok(out)
+    }
+
+    /// Attaches `program` at `offsets` of `exe` for process `pid`, one
+    /// cookie per offset. Dropping the returned link removes them all.
+    pub fn attach(
+        &self,
+        program: &str,
+        exe: &Path,
+        pid: u32,
+        offsets: &[u64],
+        cookies: &[u64],
+    ) -> Result<OwnedFd> {
+        let prog = self
+            .fds
+            .get(program)
+            .ok_or_else(|| anyhow!("{program} not loaded for uprobe_multi"))?;
+        if offsets.is_empty() || offsets.len() != cookies.len() {
+            bail!(
+                "uprobe_multi: {} offsets, {} cookies",
+                offsets.len(),
+                cookies.len()
+            );
+        }
+        let path = CString::new(exe.as_os_str().as_encoded_bytes())
+            .context("executable path contains a NUL byte")?;
+        // SAFETY: an all-zero bpf_attr is valid (unused fields must be 0).
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: writing plain integer fields of the link_create member.
+        unsafe {
+            let lc = &mut attr.link_create;
+            lc.__bindgen_anon_1.prog_fd = prog.as_raw_fd() as u32;
+            lc.attach_type = bpf_attach_type::BPF_TRACE_UPROBE_MULTI as u32;
+            let um = &mut lc.__bindgen_anon_3.uprobe_multi;
+            um.path = path.as_ptr() as u64;
+            um.offsets = offsets.as_ptr() as u64;
+            um.cookies = cookies.as_ptr() as u64;
+            um.cnt = u32::try_from(offsets.len())?;
+            um.pid = pid;
+        }
+        sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)
+            .with_context(|| format!("uprobe_multi link for {program} ({} sites)", offsets.len()))
+    }
+}
+
+fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd> {
+    let mut log = vec![0u8; 1 << 16];
+    // SAFETY: an all-zero bpf_attr is valid (unused fields must be 0).
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing plain integer fields of the prog-load member.
+    unsafe {
+        let u = &mut attr.__bindgen_anon_3;
+        u.prog_type = bpf_prog_type::BPF_PROG_TYPE_KPROBE as u32;
+        u.expected_attach_type = bpf_attach_type::BPF_TRACE_UPROBE_MULTI as u32;
+        u.insn_cnt = u32::try_from(insns.len())?;
+        u.insns = insns.as_ptr() as u64;
+        u.license = license.as_ptr() as u64;
+        u.log_level = 1;
+        u.log_size = log.len() as u32;
+        u.log_buf = log.as_mut_ptr() as u64;
+        for (d, s) in u.prog_name.iter_mut().zip(name.bytes().take(15)) {
+            *d = s as libc::c_char;
+        }
+    }
+    match sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let tail = String::from_utf8_lossy(&log[end.saturating_sub(600)..end]).into_owned();
+            Err(anyhow!("loading {name} for uprobe_multi: {e}: {tail}"))
+        }
+    }
+}
+
+impl MultiPrograms {
+    /// Whether `program` has a copy.
+    #[must_use]
+    pub fn has(&self, program: &str) -> bool {
+        self.fds.contains_key(program)
+    }
+}
