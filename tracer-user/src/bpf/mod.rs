@@ -137,9 +137,18 @@ impl Tracer {
             prog.load()
                 .with_context(|| format!("verifying eBPF program {name}"))?;
         }
-        let (multi, multi_error) = match multi::MultiPrograms::load(obj, &ebpf, programs::GROUPED) {
-            Ok(m) => (m, None),
-            Err(e) => (multi::MultiPrograms::default(), Some(format!("{e:#}"))),
+        // MAPLEAK_NO_UPROBE_MULTI: the pre-6.6 path (tests, or a kernel
+        // whose uprobe_multi misbehaves).
+        let (multi, multi_error) = if std::env::var_os("MAPLEAK_NO_UPROBE_MULTI").is_some() {
+            (
+                multi::MultiPrograms::default(),
+                Some("disabled by MAPLEAK_NO_UPROBE_MULTI".to_owned()),
+            )
+        } else {
+            match multi::MultiPrograms::load(obj, &ebpf, programs::GROUPED) {
+                Ok(m) => (m, None),
+                Err(e) => (multi::MultiPrograms::default(), Some(format!("{e:#}"))),
+            }
         };
         let events = RingBuf::try_from(
             ebpf.take_map(MAP_EVENTS)
