@@ -420,6 +420,9 @@ fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) -> Result<()
 /// the budget.
 const FAST_AFTER_ATTACH: Duration = Duration::from_millis(500);
 
+/// How often the targets are checked for exit.
+const ALIVE_CHECK: Duration = Duration::from_millis(100);
+
 /// A GC event processed later than this is not sampled (see `on_event`).
 const MAX_SAMPLE_LAG_NS: u64 = 150_000_000;
 
@@ -1222,6 +1225,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut t0: Option<u64> = None;
     let mut last_govern = Instant::now();
     let mut last_drain = Instant::now();
+    let mut last_alive = Instant::now();
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let end_reason = loop {
@@ -1276,9 +1280,14 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
                 }
             }
         }
-        for s in &mut sessions {
-            if s.ended.is_none() && !s.target.alive() {
-                s.ended = Some("target exited".to_owned());
+        // An exit is also seen as the end of the events; /proc is read at
+        // most every 100 ms (the loop runs every 10 ms in windows).
+        if last_alive.elapsed() >= ALIVE_CHECK {
+            last_alive = Instant::now();
+            for s in &mut sessions {
+                if s.ended.is_none() && !s.target.alive() {
+                    s.ended = Some("target exited".to_owned());
+                }
             }
         }
         if last_render.elapsed() >= opts.interval {

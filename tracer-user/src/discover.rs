@@ -78,7 +78,11 @@ impl Target {
     /// True while the same process (not a reused pid) is alive.
     #[must_use]
     pub fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time) && !is_zombie(self.pid)
+        // One read of /proc/PID/stat: the tracer asks often.
+        let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        parse_start_time(&stat) == Some(self.start_time) && !stat_is_zombie(&stat)
     }
 
     /// Load bias: run-time address minus link-time address, found from the
@@ -109,15 +113,10 @@ fn start_time(pid: u32) -> Option<u64> {
     parse_start_time(&stat)
 }
 
-fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .and_then(|i| s.get(i + 2..i + 3))
-                .map(|c| c == "Z" || c == "X")
-        })
-        .unwrap_or(true)
+fn stat_is_zombie(s: &str) -> bool {
+    s.rfind(')')
+        .and_then(|i| s.get(i + 2..i + 3))
+        .is_none_or(|c| c == "Z" || c == "X")
 }
 
 /// Field 22 of `/proc/PID/stat`; the command name (field 2) may hold spaces
