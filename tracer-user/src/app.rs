@@ -204,13 +204,19 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     let dt = now.duration_since(s.gov_check).as_secs_f64();
     let mut cost = 0.0;
     let (mut cost_c, mut cost_w) = (0.0, 0.0);
-    let mut delta = Vec::with_capacity(s.probes.len());
+    // One pass, updating the per-probe hit counts and cost rates in place
+    // (this runs every 10 ms in windows).
+    let n = s.probes.len();
+    s.last_hits.resize(n, 0);
+    s.last_site_rate.resize(n, 0.0);
     for (i, (p, ..)) in s.probes.iter().enumerate() {
         let h = hits.get(p.id as usize).copied().unwrap_or(0);
-        let before = s.last_hits.get(i).copied().unwrap_or(0);
-        let d = h.saturating_sub(before);
-        delta.push(d);
+        let d = h.saturating_sub(s.last_hits[i]);
+        s.last_hits[i] = h;
         let c = d as f64 * s.hit_cost[i];
+        if dt > 0.0 {
+            s.last_site_rate[i] = c / dt;
+        }
         cost += c;
         match s.class[i] {
             Class::Creation => cost_c += c,
@@ -242,50 +248,28 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
         }
     }
     if dt > 0.0 {
-        s.last_site_rate = delta
-            .iter()
-            .zip(&s.hit_cost)
-            .map(|(&d, &c)| d as f64 * c / dt)
-            .collect();
         s.last_rate = [
             (cost_c / dt).min(MAX_TAIL_RATE),
             (cost_w / dt).min(MAX_TAIL_RATE),
         ];
     }
-    s.last_hits = s
-        .probes
-        .iter()
-        .map(|(p, ..)| hits.get(p.id as usize).copied().unwrap_or(0))
-        .collect();
     s.gov_check = now;
     s.gov.account(dt, cost);
 
     let busy_c = s.detaching_creation.busy();
     let busy_w = s.detaching_window.busy();
     let have_window = s.class.contains(&Class::Window);
-    let mut a = s.gov.decide(now, busy_c, busy_w, have_window);
-    // Attaches and closes serialize in the kernel, each waiting for RCU
-    // grace periods, and the main loop is blocked while it attaches: a
-    // window does not open while creation probes that cost more than the
-    // budget are on (they are paused first, and the window opens once
-    // their breakpoints are gone); nothing is attached while a group is
-    // being closed; groups closed together are closed on one thread,
-    // busiest probe first, and the creation probes are not closed while
-    // busy window breakpoints still wait for removal.
-    let creation_tail = !s.tails[0].sites.is_empty();
-    if a.open_window && s.gov.creation_on && s.last_rate[0] > s.gov.rate {
-        a.open_window = false;
-        a.pause_creation = true;
-    }
-    if busy_c || creation_tail {
-        a.open_window = false;
-    }
-    if s.gov.window_open.is_some() || busy_w {
-        a.resume_creation = false;
-    }
-    if a.pause_creation && !a.close_window && s.tails[1].rate() > 0.0 {
-        a.pause_creation = false;
-    }
+    let a = s.gov.decide(now, busy_c, busy_w, have_window);
+    let a = s.gov.sequence(
+        a,
+        crate::governor::InFlight {
+            busy_creation: busy_c,
+            busy_window: busy_w,
+            creation_tail: !s.tails[0].sites.is_empty(),
+            window_hot_tail: s.tails[1].rate() > 0.0,
+            creation_rate: s.last_rate[0],
+        },
+    );
     if dbg && a != crate::governor::Actions::default() {
         eprintln!(
             "gov {:.1} ms {a:?} credit {:.4}",

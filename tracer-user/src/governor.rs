@@ -59,6 +59,22 @@ pub struct Actions {
     pub close_window: bool,
 }
 
+/// Attaches and closes still going on, as the caller sees them (see
+/// [`Governor::sequence`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InFlight {
+    /// A close of the creation probes is in progress.
+    pub busy_creation: bool,
+    /// A close of the write-window probes is in progress.
+    pub busy_window: bool,
+    /// Creation breakpoints are still in the target after their close.
+    pub creation_tail: bool,
+    /// Write-window breakpoints that were being hit are still in the target.
+    pub window_hot_tail: bool,
+    /// Cost of the creation probes over the last check (CPUs).
+    pub creation_rate: f64,
+}
+
 /// Governor state of one process.
 #[derive(Debug)]
 pub struct Governor {
@@ -156,6 +172,33 @@ impl Governor {
         a
     }
 
+    /// Orders [`Governor::decide`]'s actions around the kernel: attaches and
+    /// closes serialize there, each waiting for RCU grace periods, and the
+    /// caller's loop is blocked while it attaches. So a window does not open
+    /// while creation probes costing more than the budget are on (they are
+    /// paused first; the window opens once their breakpoints are gone);
+    /// nothing is attached while a group is being closed; and the creation
+    /// probes are not closed on their own while busy window breakpoints
+    /// still wait for removal (closed together, they share one ordered
+    /// close).
+    #[must_use]
+    pub fn sequence(&self, mut a: Actions, f: InFlight) -> Actions {
+        if a.open_window && self.creation_on && f.creation_rate > self.rate {
+            a.open_window = false;
+            a.pause_creation = true;
+        }
+        if f.busy_creation || f.creation_tail {
+            a.open_window = false;
+        }
+        if self.window_open.is_some() || f.busy_window {
+            a.resume_creation = false;
+        }
+        if a.pause_creation && !a.close_window && f.window_hot_tail {
+            a.pause_creation = false;
+        }
+        a
+    }
+
     /// Records that the creation probes were paused at `now`.
     pub fn paused(&mut self, now: Instant) {
         self.creation_on = false;
@@ -198,6 +241,77 @@ impl Governor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sequence_keeps_kernel_operations_apart() {
+        let t0 = Instant::now();
+        let g = Governor::new(0.01);
+        let open = Actions {
+            open_window: true,
+            ..Actions::default()
+        };
+        // Costly creation probes: paused first, no window yet.
+        let a = g.sequence(
+            open,
+            InFlight {
+                creation_rate: 0.5,
+                ..InFlight::default()
+            },
+        );
+        assert!(a.pause_creation && !a.open_window, "{a:?}");
+        // Cheap ones stay on with the window.
+        let a = g.sequence(
+            open,
+            InFlight {
+                creation_rate: 0.001,
+                ..InFlight::default()
+            },
+        );
+        assert!(a.open_window && !a.pause_creation, "{a:?}");
+        // No attach while creation breakpoints are still going.
+        for f in [
+            InFlight {
+                busy_creation: true,
+                ..InFlight::default()
+            },
+            InFlight {
+                creation_tail: true,
+                ..InFlight::default()
+            },
+        ] {
+            assert!(!g.sequence(open, f).open_window);
+        }
+        // No resume while a window is open or closing.
+        let resume = Actions {
+            resume_creation: true,
+            ..Actions::default()
+        };
+        let mut w = Governor::new(0.01);
+        w.opened(t0);
+        assert!(!w.sequence(resume, InFlight::default()).resume_creation);
+        let busy_w = InFlight {
+            busy_window: true,
+            ..InFlight::default()
+        };
+        assert!(!g.sequence(resume, busy_w).resume_creation);
+        // A pause waits for busy window breakpoints, unless the window
+        // closes in the same step (one ordered close).
+        let hot = InFlight {
+            window_hot_tail: true,
+            ..InFlight::default()
+        };
+        let pause = Actions {
+            pause_creation: true,
+            ..Actions::default()
+        };
+        assert!(!g.sequence(pause, hot).pause_creation);
+        let both = Actions {
+            pause_creation: true,
+            close_window: true,
+            ..Actions::default()
+        };
+        assert!(g.sequence(both, hot).pause_creation);
+    }
+
     use super::*;
 
     /// Drives the governor with a simulated target: `create_cost` and

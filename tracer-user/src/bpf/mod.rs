@@ -283,12 +283,6 @@ impl Tracer {
         prog.take_link(link_id).ok().map(Link::Perf)
     }
 
-    /// Whether the probe is attached.
-    #[must_use]
-    pub fn is_attached(p: &AttachedProbe) -> bool {
-        p.link.is_some()
-    }
-
     /// Reads and clears the write-path counts, summed over CPUs.
     pub fn drain_writes(&mut self) -> Vec<(WriteKey, WriteStat)> {
         let Some(map) = self.ebpf.map_mut(MAP_WRITES) else {

@@ -100,6 +100,12 @@ impl MultiPrograms {
         Ok(out)
     }
 
+    /// Whether `program` has a copy.
+    #[must_use]
+    pub fn has(&self, program: &str) -> bool {
+        self.fds.contains_key(program)
+    }
+
     /// Attaches `program` at `offsets` of `exe` for process `pid`, one
     /// cookie per offset. Dropping the returned link removes them all.
     pub fn attach(
@@ -168,13 +174,5 @@ fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd
             let tail = String::from_utf8_lossy(&log[end.saturating_sub(600)..end]).into_owned();
             Err(anyhow!("loading {name} for uprobe_multi: {e}: {tail}"))
         }
-    }
-}
-
-impl MultiPrograms {
-    /// Whether `program` has a copy.
-    #[must_use]
-    pub fn has(&self, program: &str) -> bool {
-        self.fds.contains_key(program)
     }
 }
