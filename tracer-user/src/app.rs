@@ -94,6 +94,15 @@ struct Session {
     detaching_window: Detaching,
     /// GC cycles not sampled because their event was processed too late.
     late_cycles: u64,
+    /// GC cycles whose headers were read.
+    sampled_cycles: u64,
+    /// The newest GC cycle not sampled yet, its event's time (ns), and
+    /// whether it came before the gap after the previous sample had passed.
+    sample_due: Option<(u64, u64, bool)>,
+    /// When the last sample started, and how long its header reads took:
+    /// the next one waits [`sample_gap`] after it. (Key snapshots have
+    /// their own bound per sample, `SNAPSHOT_TIME`.)
+    last_sample: Option<(Instant, Duration)>,
     /// Cost rate (CPUs) of the creation and write groups over the last check.
     last_rate: [f64; 2],
     /// Breakpoints of the creation and write groups still in the target's
@@ -108,8 +117,9 @@ struct Session {
     key_trackers: HashMap<u64, KeyTracker>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     snap_cycle: HashMap<u64, u64>,
-    /// A GC cycle whose keys are still to be read.
-    snapshot_due: Option<u64>,
+    /// GC cycles not sampled to bound the tracer's CPU: a newer one came
+    /// before the sample, or the gap after the previous sample made it late.
+    skipped_cycles: u64,
     show_keys: bool,
 }
 
@@ -407,7 +417,11 @@ const FAST_AFTER_ATTACH: Duration = Duration::from_millis(500);
 /// How often the targets are checked for exit.
 const ALIVE_CHECK: Duration = Duration::from_millis(100);
 
-/// A GC event processed later than this is not sampled (see `on_event`).
+/// Longest wait for events: GC events are written to the ring buffer
+/// without waking the tracer, so this bounds how late they are read.
+const IDLE_WAIT: Duration = Duration::from_millis(40);
+
+/// A GC event processed later than this is not sampled (see `sample_due`).
 const MAX_SAMPLE_LAG_NS: u64 = 150_000_000;
 
 /// Most CPUs a detaching group is assumed to cost (the target's threads
@@ -568,12 +582,15 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         last_rate: [0.0; 2],
         tails: [Tail::default(), Tail::default()],
         late_cycles: 0,
+        sampled_cycles: 0,
+        sample_due: None,
+        last_sample: None,
         discovered_by_writes: 0,
         fin: FinTracker::default(),
         key_layouts: HashMap::new(),
         key_trackers: HashMap::new(),
         snap_cycle: HashMap::new(),
-        snapshot_due: None,
+        skipped_cycles: 0,
         show_keys,
     };
     attach_class(&mut s, tracer, Class::Creation)?;
@@ -713,28 +730,79 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
             let heap = (g.heap_marked != 0).then_some(g.heap_marked);
             let cycle = s.model.on_gc_marked(rc, t_s, heap);
             s.gc_seen += 1;
-            let t = Instant::now();
-            // Lengths read long after the cycle belong to a later moment:
-            // a cycle whose event is processed late is not sampled.
-            let age_ns = now_ns().saturating_sub(g.hdr.ts_ns);
-            if age_ns > MAX_SAMPLE_LAG_NS {
-                s.late_cycles += 1;
-                return;
+            // Only the newest cycle is sampled: headers read now show the
+            // map as it is now, which belongs to the newest cycle, not to
+            // earlier ones that are still in the same batch of events.
+            if s.sample_due.is_some() {
+                s.skipped_cycles += 1;
             }
-            sample_all(s, cycle);
-            if debug_timing() {
-                eprintln!(
-                    "gc {cycle}: event age {:.1} ms, sample {:?}, {} maps",
-                    (now_ns().saturating_sub(g.hdr.ts_ns)) as f64 / 1e6,
-                    t.elapsed(),
-                    s.model.maps.len()
-                );
-            }
-            // Keys are read after the whole batch of events: a later GC
-            // event in the batch must have its headers read first.
-            s.snapshot_due = Some(cycle);
-            find_owners(s, false);
+            let early = s
+                .last_sample
+                .is_some_and(|(start, took)| start.elapsed() < sample_gap(took));
+            s.sample_due = Some((cycle, g.hdr.ts_ns, early));
         }
+    }
+}
+
+/// Shortest time between two samples: a GC-heavy program (hundreds of
+/// cycles a second) is sampled at most this often.
+const MIN_SAMPLE_GAP: Duration = Duration::from_millis(100);
+
+/// A sample's header reads are followed by a pause of this many times
+/// their length, so reading headers takes at most 1/(1+N) of one CPU
+/// however many maps there are.
+const SAMPLE_GAP_FACTOR: u32 = 9;
+
+/// When the next sample may start, after one that started at `start` and
+/// took `took`.
+fn sample_gap(took: Duration) -> Duration {
+    MIN_SAMPLE_GAP.max(took * (SAMPLE_GAP_FACTOR + 1))
+}
+
+/// Time until `s` may take its pending sample (zero: now), or `None` when
+/// nothing is pending.
+fn sample_wait(s: &Session) -> Option<Duration> {
+    s.sample_due?;
+    Some(s.last_sample.map_or(Duration::ZERO, |(start, took)| {
+        sample_gap(took).saturating_sub(start.elapsed())
+    }))
+}
+
+/// Samples the newest GC cycle seen, if one is pending and the gap since
+/// the previous sample has passed: map headers, then keys, then owners.
+fn sample_due(s: &mut Session) {
+    if sample_wait(s) != Some(Duration::ZERO) {
+        return;
+    }
+    let Some((cycle, ts_ns, early)) = s.sample_due.take() else {
+        return;
+    };
+    // Lengths read long after the cycle belong to a later moment: a cycle
+    // whose event is processed late is not sampled. When it came during
+    // the gap, the gap made it late (the tracer did not fall behind).
+    let age_ns = now_ns().saturating_sub(ts_ns);
+    if age_ns > MAX_SAMPLE_LAG_NS {
+        if early {
+            s.skipped_cycles += 1;
+        } else {
+            s.late_cycles += 1;
+        }
+        return;
+    }
+    let t = Instant::now();
+    sample_all(s, cycle);
+    s.sampled_cycles += 1;
+    let headers = t.elapsed();
+    s.last_sample = Some((t, headers));
+    snapshot_keys(s, cycle);
+    find_owners(s, false);
+    if debug_timing() {
+        eprintln!(
+            "gc {cycle}: event age {:.1} ms, headers {headers:?}, all {:?}, {} maps",
+            age_ns as f64 / 1e6,
+            t.elapsed(),
+            s.model.maps.len()
+        );
     }
 }
 
@@ -884,7 +952,7 @@ fn find_owners(s: &mut Session, force: bool) {
             force
                 || s.owners_searched
                     .get(&m.addr)
-                    .is_none_or(|&c| s.gc_seen >= c + 4)
+                    .is_none_or(|&c| s.sampled_cycles >= c + 4)
         })
         .map(|m| m.addr)
         .collect();
@@ -930,7 +998,7 @@ fn find_owners(s: &mut Session, force: bool) {
         a += n as u64;
     }
     for c in cands {
-        s.owners_searched.insert(c, s.gc_seen);
+        s.owners_searched.insert(c, s.sampled_cycles);
         if let Some(name) = found.remove(&c)
             && let Some(m) = s.model.maps.get_mut(&c)
         {
@@ -976,6 +1044,8 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     overhead.maps_found_by_write_windows = s.discovered_by_writes;
     overhead.budget_spent_target_cpu_s = s.gov.spent;
     overhead.gc_cycles_not_sampled_late = s.late_cycles;
+    overhead.gc_cycles_sampled = s.sampled_cycles;
+    overhead.gc_cycles_skipped = s.skipped_cycles;
     let (cpu, rss) = self_usage();
     overhead.tracer_cpu_s = cpu;
     overhead.tracer_max_rss_bytes = rss;
@@ -1228,7 +1298,15 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         } else {
             crate::governor::PERIOD
         };
-        tracer.wait(period.as_millis() as i32);
+        // GC events do not wake the loop (they are written without a
+        // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
+        // wakes at least every IDLE_WAIT, or when a pending sample is due.
+        let wait = sessions
+            .iter()
+            .filter_map(sample_wait)
+            .fold(period.min(IDLE_WAIT), Duration::min);
+        // Rounded up: a wait of 0 ms would spin until the sample is due.
+        tracer.wait(wait.as_micros().div_ceil(1000) as i32);
         tracer.drain(|b| match decode(b) {
             Ok(e) => events.push(e),
             Err(_) => bad_events += 1,
@@ -1242,8 +1320,8 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
             }
         }
         for s in &mut sessions {
-            if let Some(cycle) = s.snapshot_due.take() {
-                snapshot_keys(s, cycle);
+            if s.ended.is_none() {
+                sample_due(s);
             }
         }
         if last_govern.elapsed() >= period {
@@ -1359,4 +1437,21 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         w.flush().with_context(|| format!("writing {path}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_gap_is_at_least_the_minimum_and_grows_with_cost() {
+        assert_eq!(sample_gap(Duration::ZERO), MIN_SAMPLE_GAP);
+        assert_eq!(sample_gap(Duration::from_millis(5)), MIN_SAMPLE_GAP);
+        // 100,000 maps took about 140 ms to read: 1.4 s between samples,
+        // so header reads stay at a tenth of one CPU.
+        assert_eq!(
+            sample_gap(Duration::from_millis(140)),
+            Duration::from_millis(1400)
+        );
+    }
 }

@@ -47,6 +47,7 @@ var (
 	gcEvery = flag.Duration("gc-every", 200*time.Millisecond, "manymaps: interval between forced GC cycles")
 	hint    = flag.Int("hint", 0, "makemap: size hint")
 	clients = flag.Int("clients", 4, "http: client goroutines")
+	tick    = flag.Duration("tick", 0, "http: also print \"tick UNIX_NS OPS\" every interval (ops done in it)")
 	wait    = flag.Bool("wait", false, "print \"waiting\" and wait for a line on stdin before measuring")
 )
 
@@ -205,6 +206,8 @@ func serveHTTP() error {
 	var stop int32
 	var wg sync.WaitGroup
 	start := time.Now()
+	stopTicks := ticks(&total)
+	defer stopTicks()
 	for c := 0; c < *clients; c++ {
 		wg.Add(1)
 		go func(c int) {
@@ -228,6 +231,31 @@ func serveHTTP() error {
 	fmt.Printf("elapsed_s %.6f\n", el)
 	fmt.Printf("req_per_sec %.0f\n", float64(done)/el)
 	return nil
+}
+
+// ticks prints, every -tick, how many operations the counter advanced by
+// in that interval, until the returned function is called.
+func ticks(counter *int64) func() {
+	if *tick <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(*tick)
+		defer t.Stop()
+		last := atomic.LoadInt64(counter)
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				cur := atomic.LoadInt64(counter)
+				fmt.Printf("tick %d %d\n", now.UnixNano(), cur-last)
+				last = cur
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 var live []map[int32]int32

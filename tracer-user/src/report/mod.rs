@@ -195,6 +195,12 @@ pub struct Overhead {
     /// GC cycles whose event reached the tracer more than 150 ms late (a
     /// starved or busy tracer): their map lengths were not read.
     pub gc_cycles_not_sampled_late: u64,
+    /// GC cycles whose map headers were read.
+    pub gc_cycles_sampled: u64,
+    /// GC cycles not sampled to bound the tracer's own CPU: it samples at
+    /// most every 100 ms, and waits 9 times a sample's length after it, so
+    /// a newer cycle came first (or the wait made this one late).
+    pub gc_cycles_skipped: u64,
 }
 
 fn human_bytes(b: u64) -> String {
