@@ -412,10 +412,29 @@ fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) -> Result<()
 /// How long the budget is checked every [`crate::governor::PERIOD_WINDOW`]
 /// after a group is attached, and while the creation probes cost more than
 /// the budget.
-const FAST_AFTER_ATTACH: Duration = Duration::from_millis(500);
+const FAST_AFTER_ATTACH: Duration = Duration::from_millis(100);
 
 /// How often the targets are checked for exit.
 const ALIVE_CHECK: Duration = Duration::from_millis(100);
+
+/// How soon the governor must look at `s` again. Busy breakpoints still
+/// being removed, probes just attached (their rate is not known yet) and
+/// creation probes costing more than the budget: every few milliseconds,
+/// so that the overshoot is small and tails are measured closely. An open
+/// window: as often as its last rate needs ([`crate::governor::window_period`]).
+fn check_period(s: &Session, now: Instant) -> Duration {
+    use crate::governor::{PERIOD, PERIOD_WINDOW, window_period};
+    if s.tails.iter().any(|t| t.rate() > 0.0)
+        || now < s.fast_until
+        || (s.gov.creation_on && s.last_rate[0] > s.gov.rate)
+    {
+        PERIOD_WINDOW
+    } else if s.gov.window_open.is_some() {
+        window_period(s.last_rate[1])
+    } else {
+        PERIOD
+    }
+}
 
 /// Longest wait for events: GC events are written to the ring buffer
 /// without waking the tracer, so this bounds how late they are read.
@@ -795,10 +814,11 @@ fn sample_due(s: &mut Session) {
     let headers = t.elapsed();
     s.last_sample = Some((t, headers));
     snapshot_keys(s, cycle);
+    let keys = t.elapsed();
     find_owners(s, false);
     if debug_timing() {
         eprintln!(
-            "gc {cycle}: event age {:.1} ms, headers {headers:?}, all {:?}, {} maps",
+            "gc {cycle}: event age {:.1} ms, headers {headers:?}, +keys {keys:?}, all {:?}, {} maps",
             age_ns as f64 / 1e6,
             t.elapsed(),
             s.model.maps.len()
@@ -1283,21 +1303,12 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let end_reason = loop {
-        // While a write window is open, or its busy breakpoints are still
-        // being removed, hits cost fast: check every few milliseconds so
-        // that a window overshoots the budget by little and its tail is
-        // measured closely.
-        let window_open = sessions.iter().any(|s| {
-            s.gov.window_open.is_some()
-                || s.tails.iter().any(|t| t.rate() > 0.0)
-                || Instant::now() < s.fast_until
-                || (s.gov.creation_on && s.last_rate[0] > s.gov.rate)
-        });
-        let period = if window_open {
-            crate::governor::PERIOD_WINDOW
-        } else {
-            crate::governor::PERIOD
-        };
+        let now = Instant::now();
+        let period = sessions
+            .iter()
+            .filter(|s| s.ended.is_none())
+            .map(|s| check_period(s, now))
+            .fold(crate::governor::PERIOD, Duration::min);
         // GC events do not wake the loop (they are written without a
         // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
         // wakes at least every IDLE_WAIT, or when a pending sample is due.
@@ -1335,7 +1346,11 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         }
         if last_drain.elapsed() >= WRITES_DRAIN {
             last_drain = Instant::now();
+            let t = Instant::now();
             let writes = tracer.drain_writes();
+            if debug_timing() {
+                eprintln!("drain_writes: {} keys in {:?}", writes.len(), t.elapsed());
+            }
             if !writes.is_empty() {
                 for s in &mut sessions {
                     on_writes(s, &writes);
