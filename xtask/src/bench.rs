@@ -5,7 +5,7 @@
 //! here into `target/bench/` with Go 1.23 (hmap) and Go 1.26 (Swiss maps),
 //! plus a stripped copy of each for the per-hit microbenchmark. The parts:
 //!
-//! 1. Throughput of `mapwrite` (12 s runs) and `http` (8 s): untraced, under
+//! 1. Throughput of `mapwrite` (12 s runs) and `http` (20 s): untraced, under
 //!    mapleak-trace in default mode (its overhead governor: a token bucket
 //!    that pauses the creation probes and opens write-path windows), and
 //!    under bpftrace with a counting uprobe on the entry of every function
@@ -60,7 +60,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) reps: Option<usize>,
     /// Length of each throughput run in seconds, both workloads (default:
-    /// mapwrite 12, http 8, long enough for the overhead governor's initial
+    /// mapwrite 12, http 20, long enough for the overhead governor's initial
     /// 5 s bucket not to dominate; 1 with --smoke).
     #[arg(long)]
     pub(crate) seconds: Option<f64>,
@@ -101,6 +101,7 @@ const GOV_SINGLE_STEP_US: f64 = 11.0;
 const GOV_WRITE_US: f64 = 1.0;
 const GOV_BURST_S: f64 = 5.0;
 const GOV_WINDOW_MAX_S: f64 = 2.0;
+const GOV_WINDOW_GAP_S: f64 = 5.0;
 
 /// Go releases measured: one with the bucket hash map, one with Swiss maps.
 const TOOLCHAINS: [(&str, &str); 2] = [("go1.23.12", "hmap"), ("go1.26.8", "swiss")];
@@ -157,7 +158,10 @@ impl Settings {
             // 1 %): over 12 s that first burst is 0.4 % of the run, and two
             // or three refills follow, which is what the budget check is about.
             "mapwrite" => 12.0,
-            _ => 8.0,
+            // http spreads the probes' cost over both CPUs, so the first
+            // burst weighs more against the 1 % goal there; 20 s also
+            // averages over the other tenants' slowdowns of a few seconds.
+            _ => 20.0,
         })
     }
 }
@@ -1132,6 +1136,10 @@ struct TpSample {
     target_sys_s: f64,
 }
 
+/// Repetitions that also run bpftrace (its loss is tens of %: a few
+/// repetitions show it, and the time goes to the closer comparison).
+const BPFTRACE_REPS: usize = 3;
+
 const WORKLOADS: [(&str, &str); 2] = [("mapwrite", "ops_per_sec"), ("http", "req_per_sec")];
 
 fn bpftrace_default_program(g: &GoBin) -> String {
@@ -1149,8 +1157,12 @@ fn run_throughput(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Result<Vec<TpS
         for (workload, metric) in WORKLOADS {
             let secs = b.s.tp_seconds(workload);
             for rep in 0..b.s.reps {
-                let mut modes = [Mode::Untraced, Mode::Mapleak, Mode::Bpftrace];
-                modes.rotate_left(rep % 3);
+                let mut modes = vec![Mode::Untraced, Mode::Mapleak];
+                if rep < BPFTRACE_REPS {
+                    modes.push(Mode::Bpftrace);
+                }
+                let n = modes.len();
+                modes.rotate_left(rep % n);
                 for mode in modes {
                     let tracing = match mode {
                         Mode::Untraced => Tracing::Untraced,
@@ -1449,8 +1461,12 @@ fn run_create_cost(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Result<Vec<Cr
         for (kind, hint) in CREATIONS.iter().take(if b.s.smoke { 1 } else { 2 }) {
             let kind: &'static str = kind;
             for rep in 0..b.s.reps {
-                let mut modes = [Mode::Untraced, Mode::Mapleak, Mode::Bpftrace];
-                modes.rotate_left(rep % 3);
+                let mut modes = vec![Mode::Untraced, Mode::Mapleak];
+                if rep < BPFTRACE_REPS {
+                    modes.push(Mode::Bpftrace);
+                }
+                let n = modes.len();
+                modes.rotate_left(rep % n);
                 for mode in modes {
                     let tracing = match mode {
                         Mode::Untraced => Tracing::Untraced,
@@ -1655,6 +1671,8 @@ struct ManyFigures {
     maps: usize,
     evicted: u64,
     gcs: usize,
+    /// Cycles whose headers were read.
+    sampled: u64,
     cpu: f64,
     duration: f64,
     ms_per_gc: f64,
@@ -1670,15 +1688,20 @@ fn many_figures(r: &ManyResult) -> ManyFigures {
     let rep = &r.report;
     let gcs = r.gcs_n;
     let duration = f(rep, &["duration_s"]);
-    let gc_rate = gcs as f64 / duration;
+    let sampled = rep
+        .pointer("/overhead/gc_cycles_sampled")
+        .and_then(Value::as_u64)
+        .unwrap_or(gcs as u64);
+    let sample_rate = sampled as f64 / duration;
     ManyFigures {
         maps: r.maps_n,
         evicted: rep.get("maps_evicted").and_then(Value::as_u64).unwrap_or(0),
         gcs,
+        sampled,
         cpu: f(rep, &["overhead", "tracer_cpu_s"]),
         duration,
-        ms_per_gc: if gcs > 0 {
-            r.steady_cpu / gc_rate * 1e3
+        ms_per_gc: if sampled > 0 {
+            r.steady_cpu / sample_rate * 1e3
         } else {
             f64::NAN
         },
@@ -2385,12 +2408,14 @@ fn render(b: &Bench, ctx: &Ctx, gos: &[GoBin], res: &Results) -> String {
          (if any) is attached to its pid; once it says so (`mapleak-trace: attached`, bpftrace's `Attaching N \
          probes...`) and after a further {:.1} s pause (also taken in untraced runs), the program is told to go \
          and measures its own throughput or time, so attach and startup costs are not in the numbers. \
-         Configurations alternate within each repetition and their order rotates between repetitions. \
+         Configurations alternate within each repetition and their order rotates between repetitions; \
+         bpftrace runs in the first {} repetitions only. \
          The machine has {} CPUs and is shared, so each figure is a median of {} repetition(s), and a loss is \
          the median of the per-repetition ratios `1 - traced/untraced`, each against the untraced run of the \
          same repetition (the min..max of those ratios is shown as the spread). \"Untraced range\" is \
          (max - min) / median of the untraced runs alone: differences smaller than that are noise.\n",
         s.settle.as_secs_f64(),
+        BPFTRACE_REPS.min(s.reps),
         get("nproc"),
         s.reps
     );
@@ -2517,18 +2542,19 @@ fn render(b: &Bench, ctx: &Ctx, gos: &[GoBin], res: &Results) -> String {
              past 128 slots, so the kernel side reports its growth and the tracer tracks it), then forces a GC \
              cycle every 200 ms. mapleak-trace attaches before the maps are created and runs for {t} s \
              (`--duration {t}s`; the target keeps running until the tracer has exited, then is stopped); at \
-             each GC cycle it reads every tracked map's header. \"Total\" CPU and \
+             GC cycles it reads every tracked map's header (at most every 100 ms, and after a read it waits \
+             nine times as long as the read took: \"sampled\" cycles). \"Total\" CPU and \
              \"peak RSS\" are `overhead.tracer_cpu_s` and `overhead.tracer_max_rss_bytes` from its JSON report \
              (its own getrusage: startup and the final report included). From /proc, sampled every 250 ms: \
              \"startup\" is its CPU time when the maps start being created, \"steady\" its CPU use from then \
              to one second before `--duration` ends, and the RSS is the largest seen up to that point. \
-             \"ms per GC cycle\" = steady CPU / cycles seen per second. One run per Go release.\n",
+             \"ms per sampled cycle\" = steady CPU / cycles sampled per second. One run per Go release.\n",
             n = s.many_n,
             t = s.many_trace_s
         );
         let _ = writeln!(
             o,
-            "| Go | maps in report | evicted | events lost (ring buffer full) | creation probes paused (s) | GC cycles run / seen | tracer CPU total (s) | startup (s) | steady (CPUs) | ms per GC cycle seen | RSS until 1 s before --duration ends (MiB) | peak RSS (MiB) | target heap (MiB) | probe hits | creation untraced / traced (s) |"
+            "| Go | maps in report | evicted | events lost (ring buffer full) | creation probes paused (s) | GC cycles run / seen / sampled | tracer CPU total (s) | startup (s) | steady (CPUs) | ms per sampled cycle | RSS until 1 s before --duration ends (MiB) | peak RSS (MiB) | target heap (MiB) | probe hits | creation untraced / traced (s) |"
         );
         let _ = writeln!(
             o,
@@ -2538,7 +2564,7 @@ fn render(b: &Bench, ctx: &Ctx, gos: &[GoBin], res: &Results) -> String {
             let m = many_figures(r);
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {:.1} | {:.0} / {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} / {:.2} |",
+                "| {} | {} | {} | {} | {:.1} | {:.0} / {} / {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} / {:.2} |",
                 r.go,
                 num(m.maps as f64),
                 m.evicted,
@@ -2546,6 +2572,7 @@ fn render(b: &Bench, ctx: &Ctx, gos: &[GoBin], res: &Results) -> String {
                 m.paused_s,
                 r.target_gcs,
                 m.gcs,
+                m.sampled,
                 m.cpu,
                 r.startup_cpu_s,
                 r.steady_cpu,
@@ -2799,8 +2826,8 @@ fn reading(
         let m = many_figures(r);
         out.push(format!(
             "**{} live maps, {}**: the tracer reported {} maps ({} evicted) and saw {} of the target's {:.0} GC \
-             cycles in {:.0} s. Past startup ({:.2} CPU-s) it used {:.2} CPU, about {:.0} ms of CPU per GC cycle \
-             to read the tracked maps' headers{}. Its RSS was {:.0} MiB up to a second before `--duration` \
+             cycles in {:.0} s, and read the tracked maps' headers at {} of them. Past startup ({:.2} CPU-s) it \
+             used {:.2} CPU, about {:.0} ms of CPU per sampled cycle{}. Its RSS was {:.0} MiB up to a second before `--duration` \
              ended; its peak over the whole run, final report included, was {:.0} MiB. Creating the maps took \
              {:.2} s traced against {:.2} s untraced (creation and growth probes fire then){}.",
             num(r.n as f64),
@@ -2810,6 +2837,7 @@ fn reading(
             m.gcs,
             r.target_gcs,
             m.duration,
+            m.sampled,
             r.startup_cpu_s,
             r.steady_cpu,
             m.ms_per_gc,

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use super::{
     BUDGET_MARGIN_PCT, BUDGET_PCT, GOV_BURST_S, GOV_EMULATED_US, GOV_SINGLE_STEP_US,
-    GOV_WINDOW_MAX_S, GOV_WRITE_US, GoBin, Mode, Settings, TpSample, WORKLOADS, num, pct, tp_rows,
+    GOV_WINDOW_GAP_S, GOV_WINDOW_MAX_S, GOV_WRITE_US, GoBin, Mode, Settings, TpSample, WORKLOADS,
+    num, pct, tp_rows,
 };
 
 /// Writes section 1.
@@ -40,11 +41,14 @@ pub(super) fn render(o: &mut String, s: &Settings, gos: &[GoBin], tp: &[TpSample
          {GOV_SINGLE_STEP_US} µs single-stepped, {GOV_WRITE_US} µs on the write path, which also updates a \
          kernel hash map; part 2), hits being counted in the kernel per probe. When the bucket is empty the \
          creation probes are detached (attached again once half of it is back); when it is full a *write \
-         window* opens: uprobes on `runtime.mapassign*`, `runtime.mapdelete*` (and the Swiss \
+         window* opens (at least {GOV_WINDOW_GAP_S} s after the last one closed): uprobes on \
+         `runtime.mapassign*`, `runtime.mapdelete*` (and the Swiss \
          `(*Map).Delete`), counted in the kernel per map and insert site, detached when the bucket is empty \
          or after {GOV_WINDOW_MAX_S} s. So over a run of T s the probes may take the initial bucket plus \
          {BUDGET_PCT} % of T: {:.2} % of one CPU over {mw} s, {:.2} % over {http} s, if the debited costs are \
-         the real ones. The bucket is full when the tracer attaches, so the first window opens at once.\n",
+         the real ones. The bucket is full when the tracer attaches, so the first window opens at once. \
+         The tracer process itself reads map headers at most every 100 ms (not at every GC cycle: `http` \
+         runs over a hundred a second) and is woken by GC events only through that timer.\n",
         BUDGET_PCT * GOV_BURST_S * 10.0,
         BUDGET_PCT + BUDGET_PCT * GOV_BURST_S / mw,
         BUDGET_PCT + BUDGET_PCT * GOV_BURST_S / http,
