@@ -415,15 +415,16 @@ fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) -> Result<()
 const FAST_AFTER_ATTACH: Duration = Duration::from_millis(100);
 
 /// How often the targets are checked for exit.
-const ALIVE_CHECK: Duration = Duration::from_millis(100);
+const ALIVE_CHECK: Duration = Duration::from_millis(250);
 
 /// How soon the governor must look at `s` again. Busy breakpoints still
 /// being removed, probes just attached (their rate is not known yet) and
 /// creation probes costing more than the budget: every few milliseconds,
 /// so that the overshoot is small and tails are measured closely. An open
 /// window: as often as its last rate needs ([`crate::governor::window_period`]).
+/// Creation probes on: every 20 ms, so that a sudden burst is seen soon.
 fn check_period(s: &Session, now: Instant) -> Duration {
-    use crate::governor::{PERIOD, PERIOD_WINDOW, window_period};
+    use crate::governor::{PERIOD, PERIOD_CREATION, PERIOD_WINDOW, window_period};
     if s.tails.iter().any(|t| t.rate() > 0.0)
         || now < s.fast_until
         || (s.gov.creation_on && s.last_rate[0] > s.gov.rate)
@@ -431,6 +432,8 @@ fn check_period(s: &Session, now: Instant) -> Duration {
         PERIOD_WINDOW
     } else if s.gov.window_open.is_some() {
         window_period(s.last_rate[1])
+    } else if s.gov.creation_on {
+        PERIOD_CREATION
     } else {
         PERIOD
     }

@@ -37,7 +37,11 @@ pub const PERIOD: Duration = Duration::from_millis(100);
 pub const PERIOD_WINDOW: Duration = Duration::from_millis(10);
 /// Longest check period while a window is open: its hits may start at any
 /// time (see [`window_period`]).
-pub const PERIOD_WINDOW_MAX: Duration = Duration::from_millis(50);
+pub const PERIOD_WINDOW_MAX: Duration = Duration::from_millis(20);
+/// Check period while the creation probes are attached: a service that
+/// starts creating maps fast (a request burst) makes them cost a CPU or
+/// more at once, which the next check must see soon.
+pub const PERIOD_CREATION: Duration = Duration::from_millis(20);
 /// Target CPU a window may spend between two checks, at its last rate.
 pub const WINDOW_OVERSHOOT_S: f64 = 1.0e-3;
 /// Least time between a window's close and the next one's opening: on an
@@ -274,7 +278,8 @@ mod tests {
         // mapwrite: ~120k write hits/s at 1 µs: as often as allowed.
         assert_eq!(window_period(0.12), PERIOD_WINDOW);
         // 40k hits/s: 25 ms spends 1 ms.
-        assert_eq!(window_period(0.04), Duration::from_millis(25));
+        assert_eq!(window_period(0.0625), Duration::from_millis(16));
+        assert_eq!(window_period(0.04), PERIOD_WINDOW_MAX);
     }
 
     #[test]

@@ -383,6 +383,18 @@ fn check_scenarios(go: &str, variant: &str) {
         );
     }
 
+    // Hit counts (read from the kernel's per-CPU counters in one batch)
+    // see the forced GC cycles and the map creations.
+    let hits = r["overhead"]["probe_hits"].as_object().unwrap();
+    let sum = |prefix: &str| -> u64 {
+        hits.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    assert!(sum("runtime.gcSweep@") >= 8, "{hits:?}");
+    assert!(sum("runtime.makemap") > 0, "{hits:?}");
+
     // The target's own output is the same without the tracer.
     assert_eq!(run.target_stdout, untraced_stdout(&bin));
     // No probe stays attached.

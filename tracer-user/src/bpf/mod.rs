@@ -384,10 +384,15 @@ impl Tracer {
     }
 }
 
+/// Slots `0..n` of a per-CPU u64 array, each summed over CPUs: one batched
+/// system call (this runs every 10-100 ms), else one call per slot.
 fn sum_per_cpu(ebpf: &Ebpf, name: &str, n: u32) -> Vec<u64> {
     let Some(map) = ebpf.map(name) else {
         return vec![0; n as usize];
     };
+    if let Some(v) = multi::sum_per_cpu_batch(map, n) {
+        return v;
+    }
     let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {
         return vec![0; n as usize];
     };

@@ -176,3 +176,48 @@ fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd
         }
     }
 }
+
+/// Reads the first `n` slots of a per-CPU array of u64 in one
+/// `BPF_MAP_LOOKUP_BATCH` call (Linux 5.6+) and sums each slot over CPUs.
+/// `None` when the kernel refuses (the caller reads slot by slot).
+pub(super) fn sum_per_cpu_batch(m: &Map, n: u32) -> Option<Vec<u64>> {
+    let fd = map_fd(m)?;
+    let cpus = aya::util::nr_cpus().ok()?;
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let mut keys = vec![0u32; n as usize];
+    let mut values = vec![0u64; n as usize * cpus];
+    let mut out_batch = 0u32;
+    // SAFETY: bpf_attr is plain old data; all-zero is its documented default.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.batch.in_batch = 0;
+    attr.batch.out_batch = std::ptr::from_mut(&mut out_batch) as u64;
+    attr.batch.keys = keys.as_mut_ptr() as u64;
+    attr.batch.values = values.as_mut_ptr() as u64;
+    attr.batch.count = n;
+    attr.batch.map_fd = u32::try_from(fd).ok()?;
+    // SAFETY: `attr` is a valid bpf_attr; keys and values hold `n` entries
+    // (values: `n` times the possible CPUs, 8 bytes each) for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_MAP_LOOKUP_BATCH as libc::c_long,
+            std::ptr::from_mut(&mut attr),
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    // ENOENT: the end of the map was reached; `count` says how many were read.
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+        return None;
+    }
+    // SAFETY: the batch member is the one written above and by the kernel.
+    let got = (unsafe { attr.batch.count } as usize).min(n as usize);
+    let mut sums = vec![0u64; n as usize];
+    for (i, &k) in keys.iter().take(got).enumerate() {
+        if let Some(slot) = sums.get_mut(k as usize) {
+            *slot = values[i * cpus..(i + 1) * cpus].iter().sum();
+        }
+    }
+    Some(sums)
+}
