@@ -758,9 +758,7 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
             if s.sample_due.is_some() {
                 s.skipped_cycles += 1;
             }
-            let early = s
-                .last_sample
-                .is_some_and(|(start, took)| start.elapsed() < sample_gap(took));
+            let early = !gap_left(s).is_zero();
             s.sample_due = Some((cycle, g.hdr.ts_ns, early));
         }
     }
@@ -775,19 +773,23 @@ const MIN_SAMPLE_GAP: Duration = Duration::from_millis(100);
 /// however many maps there are.
 const SAMPLE_GAP_FACTOR: u32 = 9;
 
-/// When the next sample may start, after one that started at `start` and
-/// took `took`.
+/// How long after its start the next sample may start, when a sample's
+/// header reads took `took`.
 fn sample_gap(took: Duration) -> Duration {
     MIN_SAMPLE_GAP.max(took * (SAMPLE_GAP_FACTOR + 1))
+}
+
+/// Time left of the gap after `s`'s last sample (zero: a sample may start).
+fn gap_left(s: &Session) -> Duration {
+    s.last_sample.map_or(Duration::ZERO, |(start, took)| {
+        sample_gap(took).saturating_sub(start.elapsed())
+    })
 }
 
 /// Time until `s` may take its pending sample (zero: now), or `None` when
 /// nothing is pending.
 fn sample_wait(s: &Session) -> Option<Duration> {
-    s.sample_due?;
-    Some(s.last_sample.map_or(Duration::ZERO, |(start, took)| {
-        sample_gap(took).saturating_sub(start.elapsed())
-    }))
+    s.sample_due.map(|_| gap_left(s))
 }
 
 /// Samples the newest GC cycle seen, if one is pending and the gap since
@@ -1378,11 +1380,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         }
         if last_drain.elapsed() >= WRITES_DRAIN {
             last_drain = Instant::now();
-            let t = Instant::now();
             let writes = tracer.drain_writes();
-            if debug_timing() {
-                eprintln!("drain_writes: {} keys in {:?}", writes.len(), t.elapsed());
-            }
             if !writes.is_empty() {
                 for s in &mut sessions {
                     on_writes(s, &writes);

@@ -277,7 +277,7 @@ mod tests {
         assert_eq!(window_period(f64::NAN), PERIOD_WINDOW_MAX);
         // mapwrite: ~120k write hits/s at 1 µs: as often as allowed.
         assert_eq!(window_period(0.12), PERIOD_WINDOW);
-        // 40k hits/s: 25 ms spends 1 ms.
+        // 62.5k hits/s: 16 ms spends 1 ms; slower still, the longest period.
         assert_eq!(window_period(0.0625), Duration::from_millis(16));
         assert_eq!(window_period(0.04), PERIOD_WINDOW_MAX);
     }

@@ -12,6 +12,9 @@
 //! RCU grace periods under it, so a group of N probes closes in N × 70-150
 //! ms, each breakpoint trapping until its turn. A uprobe_multi link removes
 //! all its breakpoints first and then waits once, without that mutex.
+//!
+//! The one other raw `bpf(2)` call aya 0.14 lacks lives here too, next to
+//! the map-fd helper it needs: `BPF_MAP_LOOKUP_BATCH` for the hit counters.
 use std::{
     collections::{HashMap, HashSet},
     ffi::CString,
@@ -191,7 +194,7 @@ pub(super) fn sum_per_cpu_batch(m: &Map, n: u32) -> Option<Vec<u64>> {
     let mut out_batch = 0u32;
     // SAFETY: bpf_attr is plain old data; all-zero is its documented default.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-    attr.batch.in_batch = 0;
+    // in_batch stays 0: start at the first slot.
     attr.batch.out_batch = std::ptr::from_mut(&mut out_batch) as u64;
     attr.batch.keys = keys.as_mut_ptr() as u64;
     attr.batch.values = values.as_mut_ptr() as u64;
