@@ -89,7 +89,7 @@ pub(crate) struct Args {
 /// `--overhead-budget` given to mapleak-trace (its default, in percent of
 /// one CPU), and the margin the budget check allows on top of it: "the
 /// target loses no more than the budget plus 1 % throughput".
-const BUDGET_PCT: f64 = 1.0;
+const BUDGET_PCT: f64 = 0.5;
 const BUDGET_MARGIN_PCT: f64 = 1.0;
 
 /// What mapleak-trace's governor debits per probe hit, in µs
@@ -2626,7 +2626,7 @@ fn tp_reading(
 ) -> String {
     let mut line = format!(
         "**{} on {} ({})**: mapleak-trace default mode {} (median; spread {} .. {}), bpftrace on the \
-         always-attached functions' entries {}. Budget check: **{}** (at most {:.0} %); the 1 % goal is {}.",
+         always-attached functions' entries {}. Budget check: **{}** (at most {} %); the 1 % goal is {}.",
         r.workload,
         r.go,
         r.map_impl,

@@ -283,25 +283,39 @@ impl Tracer {
         prog.take_link(link_id).ok().map(Link::Perf)
     }
 
-    /// Reads and clears the write-path counts, summed over CPUs.
+    /// Reads and clears the write-path counts, summed over CPUs: in batches
+    /// where the kernel has them (Linux 5.6+), else key by key.
     pub fn drain_writes(&mut self) -> Vec<(WriteKey, WriteStat)> {
+        fn sum(vals: &[WriteStat]) -> WriteStat {
+            let mut st = WriteStat::default();
+            for v in vals {
+                st.count += v.count;
+                if st.type_ptr == 0 {
+                    st.type_ptr = v.type_ptr;
+                }
+            }
+            st
+        }
         let Some(map) = self.ebpf.map_mut(MAP_WRITES) else {
             return Vec::new();
         };
+        let mut out = Vec::new();
+        let batched = multi::drain_per_cpu_hash::<WriteKey, WriteStat>(map, |k, vals| {
+            let st = sum(vals);
+            if st.count > 0 {
+                out.push((*k, st));
+            }
+        });
+        if batched.is_some() {
+            return out;
+        }
         let Ok(mut m) = PerCpuHashMap::<_, WriteKey, WriteStat>::try_from(map) else {
             return Vec::new();
         };
         let keys: Vec<WriteKey> = m.keys().filter_map(Result::ok).collect();
-        let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             if let Ok(vals) = m.get(&k, 0) {
-                let mut st = WriteStat::default();
-                for v in vals.iter() {
-                    st.count += v.count;
-                    if st.type_ptr == 0 {
-                        st.type_ptr = v.type_ptr;
-                    }
-                }
+                let st = sum(&vals);
                 if st.count > 0 {
                     out.push((k, st));
                 }

@@ -13,8 +13,9 @@
 //! ms, each breakpoint trapping until its turn. A uprobe_multi link removes
 //! all its breakpoints first and then waits once, without that mutex.
 //!
-//! The one other raw `bpf(2)` call aya 0.14 lacks lives here too, next to
-//! the map-fd helper it needs: `BPF_MAP_LOOKUP_BATCH` for the hit counters.
+//! The other raw `bpf(2)` calls aya 0.14 lacks live here too, next to
+//! the map-fd helper they need: `BPF_MAP_LOOKUP_BATCH` for the hit counters
+//! and `BPF_MAP_LOOKUP_AND_DELETE_BATCH` to drain the write-path counts.
 use std::{
     collections::{HashMap, HashSet},
     ffi::CString,
@@ -223,4 +224,79 @@ pub(super) fn sum_per_cpu_batch(m: &Map, n: u32) -> Option<Vec<u64>> {
         }
     }
     Some(sums)
+}
+
+/// Most entries moved by one `BPF_MAP_LOOKUP_AND_DELETE_BATCH` call.
+const DRAIN_CHUNK: usize = 1024;
+
+/// Reads and deletes every entry of a per-CPU hash map (plain or LRU) in
+/// `BPF_MAP_LOOKUP_AND_DELETE_BATCH` calls (Linux 5.6+), `DRAIN_CHUNK`
+/// entries each, handing `f` each key with its per-CPU values. The one-key
+/// way costs three system calls per entry (next key, lookup, delete); a
+/// write window on a busy service leaves thousands. `None` when the kernel
+/// refuses the first call (nothing was deleted: the caller drains key by
+/// key); entries already handed to `f` stay drained if a later call fails.
+pub(super) fn drain_per_cpu_hash<K: Copy + Default, V: Copy + Default>(
+    m: &Map,
+    mut f: impl FnMut(&K, &[V]),
+) -> Option<usize> {
+    // The kernel lays out per-CPU values 8-byte aligned, one per possible CPU.
+    const { assert!(std::mem::size_of::<V>().is_multiple_of(8)) };
+    let fd = u32::try_from(map_fd(m)?).ok()?;
+    let cpus = aya::util::nr_cpus().ok()?;
+    let mut chunk = DRAIN_CHUNK;
+    let mut keys = vec![K::default(); chunk];
+    let mut values = vec![V::default(); chunk * cpus];
+    // Opaque position tokens (a bucket index for hash maps).
+    let (mut in_batch, mut out_batch) = (0u64, 0u64);
+    let mut first = true;
+    let mut drained = 0;
+    loop {
+        // SAFETY: bpf_attr is plain old data; all-zero is its documented default.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // in_batch stays 0 (null) on the first call: start at the beginning.
+        if !first {
+            attr.batch.in_batch = std::ptr::from_mut(&mut in_batch) as u64;
+        }
+        attr.batch.out_batch = std::ptr::from_mut(&mut out_batch) as u64;
+        attr.batch.keys = keys.as_mut_ptr() as u64;
+        attr.batch.values = values.as_mut_ptr() as u64;
+        attr.batch.count = u32::try_from(chunk).ok()?;
+        attr.batch.map_fd = fd;
+        // SAFETY: `attr` is a valid bpf_attr; keys and values hold `chunk`
+        // entries (values: `chunk` times the possible CPUs) for the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH as libc::c_long,
+                std::ptr::from_mut(&mut attr),
+                std::mem::size_of::<bpf_attr>(),
+            )
+        };
+        let errno = (r < 0).then(|| std::io::Error::last_os_error().raw_os_error());
+        // SAFETY: the batch member is the one written above and by the kernel.
+        let got = (unsafe { attr.batch.count } as usize).min(chunk);
+        match errno {
+            // ENOENT: the end of the map; `count` says how many were read.
+            None | Some(Some(libc::ENOENT)) => {}
+            // ENOSPC: one bucket holds more entries than `chunk`.
+            Some(Some(libc::ENOSPC)) if got == 0 && chunk < 64 * DRAIN_CHUNK => {
+                chunk *= 4;
+                keys.resize(chunk, K::default());
+                values.resize(chunk * cpus, V::default());
+                continue;
+            }
+            Some(_) if first => return None,
+            Some(_) => return Some(drained),
+        }
+        for (i, k) in keys.iter().take(got).enumerate() {
+            f(k, &values[i * cpus..(i + 1) * cpus]);
+        }
+        drained += got;
+        if errno.is_some() {
+            return Some(drained);
+        }
+        first = false;
+        in_batch = out_batch;
+    }
 }

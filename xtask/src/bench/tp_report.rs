@@ -57,7 +57,7 @@ pub(super) fn render(o: &mut String, s: &Settings, gos: &[GoBin], tp: &[TpSample
         o,
         "Loss > 0 means slower. **Budget check** (the acceptance criterion): with write windows on, the \
          target loses no more than the budget plus {BUDGET_MARGIN_PCT} % of its throughput, i.e. at most \
-         {:.0} %. Goal from the previous issue: at most 1 % on both workloads. The \"governor's debit\" is \
+         {} %. Goal from the previous issue: at most 1 % on both workloads. The \"governor's debit\" is \
          `overhead.budget_spent_target_cpu_s` / length of the measured part: what mapleak-trace believes its \
          probes took, in CPUs (`mapwrite` runs on one CPU, so that is its expected loss; `http` keeps both \
          CPUs busy, so its expected loss is about half of it).\n",
