@@ -8,7 +8,8 @@
 //	-mode=makemap -ops N        creates N maps kept in a global (so heap-
 //	                            allocated): with -hint 0 `make(map[int64]int64)`
 //	                            (runtime.makemap_small), else with that hint
-//	                            (runtime.makemap); prints "elapsed_s X"
+//	                            (runtime.makemap); -par G splits the work
+//	                            between G goroutines; prints "elapsed_s X"
 //	-mode=http -seconds S       a loopback HTTP server on 127.0.0.1:0 and
 //	                            -clients keep-alive clients for S seconds; the
 //	                            handler writes a bounded per-path counter map;
@@ -46,6 +47,7 @@ var (
 	entries = flag.Int("entries", 150, "manymaps: entries per map")
 	gcEvery = flag.Duration("gc-every", 200*time.Millisecond, "manymaps: interval between forced GC cycles")
 	hint    = flag.Int("hint", 0, "makemap: size hint")
+	par     = flag.Int("par", 1, "makemap: goroutines creating maps at once (-ops split between them)")
 	clients = flag.Int("clients", 4, "http: client goroutines")
 	tick    = flag.Duration("tick", 0, "http: also print \"tick UNIX_NS OPS\" every interval (ops done in it)")
 	wait    = flag.Bool("wait", false, "print \"waiting\" and wait for a line on stdin before measuring")
@@ -148,17 +150,32 @@ func makemaps() {
 	}
 	waitForGo()
 	h := *hint
-	start := time.Now()
-	if h == 0 {
-		// Constant (no) hint: the compiler calls runtime.makemap_small.
-		for i := int64(0); i < n; i++ {
-			mapSink = make(map[int64]int64)
-		}
-	} else {
-		for i := int64(0); i < n; i++ {
-			mapSink = make(map[int64]int64, h)
-		}
+	p := *par
+	if p < 1 {
+		p = 1
 	}
+	// One sink per goroutine, on separate cache lines.
+	sinks := make([]map[int64]int64, p*8)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for g := 0; g < p; g++ {
+		wg.Add(1)
+		go func(sink *map[int64]int64, n int64) {
+			defer wg.Done()
+			if h == 0 {
+				// Constant (no) hint: the compiler calls runtime.makemap_small.
+				for i := int64(0); i < n; i++ {
+					*sink = make(map[int64]int64)
+				}
+			} else {
+				for i := int64(0); i < n; i++ {
+					*sink = make(map[int64]int64, h)
+				}
+			}
+		}(&sinks[g*8], n/int64(p))
+	}
+	wg.Wait()
+	mapSink = sinks[0]
 	report(n, time.Since(start).Seconds())
 }
 
