@@ -46,9 +46,9 @@ fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The file descriptor of a map aya created, by variant.
-fn map_fd(m: &Map) -> Option<i32> {
-    let d = match m {
+/// The map aya created, by variant.
+fn map_data(m: &Map) -> Option<&aya::maps::MapData> {
+    match m {
         Map::Array(d)
         | Map::HashMap(d)
         | Map::LruHashMap(d)
@@ -56,10 +56,14 @@ fn map_fd(m: &Map) -> Option<i32> {
         | Map::PerCpuHashMap(d)
         | Map::PerCpuLruHashMap(d)
         | Map::RingBuf(d)
-        | Map::StackTraceMap(d) => d,
-        _ => return None,
-    };
-    Some(d.fd().as_fd().as_raw_fd())
+        | Map::StackTraceMap(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// The file descriptor of a map aya created.
+fn map_fd(m: &Map) -> Option<i32> {
+    Some(map_data(m)?.fd().as_fd().as_raw_fd())
 }
 
 /// Copies of some programs, loaded for uprobe_multi links.
@@ -235,14 +239,24 @@ const DRAIN_CHUNK: usize = 1024;
 /// way costs three system calls per entry (next key, lookup, delete); a
 /// write window on a busy service leaves thousands. `None` when the kernel
 /// refuses the first call (nothing was deleted: the caller drains key by
-/// key); entries already handed to `f` stay drained if a later call fails.
-pub(super) fn drain_per_cpu_hash<K: Copy + Default, V: Copy + Default>(
+/// key), also when the map's key or value size is not `K`'s or `V`'s;
+/// entries already handed to `f` stay drained if a later call fails.
+pub(super) fn drain_per_cpu_hash<K: aya::Pod + Default, V: aya::Pod + Default>(
     m: &Map,
     mut f: impl FnMut(&K, &[V]),
 ) -> Option<usize> {
     // The kernel lays out per-CPU values 8-byte aligned, one per possible CPU.
     const { assert!(std::mem::size_of::<V>().is_multiple_of(8)) };
-    let fd = u32::try_from(map_fd(m)?).ok()?;
+    let d = map_data(m)?;
+    // The kernel writes key_size and value_size bytes per entry: they must
+    // be exactly K and V.
+    let info = d.info().ok()?;
+    if info.key_size() as usize != std::mem::size_of::<K>()
+        || info.value_size() as usize != std::mem::size_of::<V>()
+    {
+        return None;
+    }
+    let fd = u32::try_from(d.fd().as_fd().as_raw_fd()).ok()?;
     let cpus = aya::util::nr_cpus().ok()?;
     let mut chunk = DRAIN_CHUNK;
     let mut keys = vec![K::default(); chunk];
