@@ -46,6 +46,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
+mod phases;
 mod reuse;
 mod tp_report;
 
@@ -68,8 +69,12 @@ pub(crate) struct Args {
     /// release profile; debug profile with --smoke).
     #[arg(long)]
     pub(crate) tracer: Option<PathBuf>,
-    /// Only these parts: throughput, probe-cost, create-cost, manymaps
-    /// (default: all).
+    /// Traced phases per Go release in the alternating HTTP measurement
+    /// (part 1b; default 20; 2 with --smoke).
+    #[arg(long)]
+    pub(crate) rounds: Option<usize>,
+    /// Only these parts: throughput, phases, probe-cost, create-cost,
+    /// manymaps (default: all).
     /// A partial run writes target/bench/partial.md unless --out is given.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
@@ -106,7 +111,13 @@ const GOV_WINDOW_GAP_S: f64 = 5.0;
 /// Go releases measured: one with the bucket hash map, one with Swiss maps.
 const TOOLCHAINS: [(&str, &str); 2] = [("go1.23.12", "hmap"), ("go1.26.8", "swiss")];
 
-const PARTS: [&str; 4] = ["throughput", "probe-cost", "create-cost", "manymaps"];
+const PARTS: [&str; 5] = [
+    "throughput",
+    "phases",
+    "probe-cost",
+    "create-cost",
+    "manymaps",
+];
 
 /// Sizes and lengths of one bench run.
 struct Settings {
@@ -117,6 +128,10 @@ struct Settings {
     /// Pause between the tracer reporting it attached and the measured part
     /// (the same pause in untraced runs).
     settle: Duration,
+    /// Part 1b: traced phases per Go release, and the length of each phase
+    /// (traced and untraced).
+    phase_rounds: usize,
+    phase: Duration,
     /// mapassign_fast64 calls per microbenchmark run.
     micro_ops: u64,
     /// Maps created per creation-cost run.
@@ -141,6 +156,8 @@ impl Settings {
             reps: args.reps.unwrap_or(if smoke { 1 } else { 5 }).max(1),
             seconds: args.seconds.or(smoke.then_some(1.0)).map(|x| x.max(0.2)),
             settle: Duration::from_millis(if smoke { 300 } else { 1000 }),
+            phase_rounds: args.rounds.unwrap_or(if smoke { 2 } else { 20 }).max(1),
+            phase: Duration::from_secs_f64(if smoke { 1.5 } else { 10.0 }),
             micro_ops: if smoke { 20_000 } else { 300_000 },
             create_ops: if smoke { 10_000 } else { 100_000 },
             many_n: if smoke { 10_000 } else { 100_000 },
@@ -714,20 +731,23 @@ impl Bench {
     }
 }
 
-/// User + nice + system CPU seconds of the whole machine, from /proc/stat
-/// (interrupts and steal left out).
+/// Busy CPU seconds of the whole machine, from /proc/stat: user, nice,
+/// system, irq and softirq (idle, iowait and steal left out). The
+/// interrupt columns are in because a process's own times include the
+/// softirq work done on its CPU while it ran: loopback HTTP puts a quarter
+/// of a CPU there, and without them "other processes" came out negative.
 fn system_busy_s() -> Option<f64> {
     let stat = fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let f: Vec<f64> = line
         .split_whitespace()
         .skip(1)
-        .take(3)
+        .take(7)
         .filter_map(|x| x.parse().ok())
         .collect();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (f.len() == 3 && hz > 0).then(|| f.iter().sum::<f64>() / hz as f64)
+    (f.len() == 7 && hz > 0).then(|| (f[0] + f[1] + f[2] + f[5] + f[6]) / hz as f64)
 }
 
 /// CPU seconds of this process's reaped children.
@@ -1882,6 +1902,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         Vec::new()
     };
+    let phases = if want("phases") {
+        phases::run(&mut b, &gos, &tracer)?
+    } else {
+        Vec::new()
+    };
     let cost = if want("probe-cost") {
         run_probe_cost(&mut b, &gos)?
     } else {
@@ -1943,6 +1968,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     let res = Results {
         tp,
+        phases,
         cost,
         create,
         many,
@@ -1980,6 +2006,9 @@ fn cmdline(s: &Settings, args: &Args) -> String {
     if let Some(r) = args.reps {
         let _ = write!(cmdline, " --reps {r}");
     }
+    if let Some(r) = args.rounds {
+        let _ = write!(cmdline, " --rounds {r}");
+    }
     if let Some(x) = args.seconds {
         let _ = write!(cmdline, " --seconds {x}");
     }
@@ -2015,6 +2044,7 @@ struct Ctx {
 #[derive(Default)]
 struct Results {
     tp: Vec<TpSample>,
+    phases: Vec<phases::Phase>,
     cost: Vec<CostSample>,
     create: Vec<CreateSample>,
     many: Vec<ManyResult>,
@@ -2040,6 +2070,7 @@ fn raw_json(gos: &[GoBin], r: &Results) -> Value {
             "budget_spent_target_cpu_s": s.budget_spent_s,
             "target_cpu_s": s.target_cpu_s, "target_sys_s": s.target_sys_s,
         })).collect::<Vec<_>>(),
+        "http_phases": phases::raw_json(&r.phases),
         "create_cost": r.create.iter().map(|c| json!({
             "go": c.go, "kind": c.kind, "rep": c.rep, "mode": c.mode.label(),
             "elapsed_s": c.elapsed_s, "hits": c.hits, "ops": c.ops,
@@ -2435,6 +2466,12 @@ fn render(b: &Bench, ctx: &Ctx, gos: &[GoBin], res: &Results) -> String {
     } else if let Some(k) = ctx.kept.sections.get("throughput") {
         o.push_str(k);
     }
+    // Part 1b.
+    if !res.phases.is_empty() {
+        phases::render(&mut o, gos, &res.phases);
+    } else if let Some(k) = ctx.kept.sections.get("phases") {
+        o.push_str(k);
+    }
 
     // Part 2.
     let mut measured_cost: BTreeMap<String, (f64, f64)> = BTreeMap::new();
@@ -2776,6 +2813,11 @@ fn reading(
     };
     if tp.is_empty() {
         out.extend(kept_lines("throughput"));
+    }
+    if res.phases.is_empty() {
+        out.extend(kept_lines("phases"));
+    } else {
+        out.extend(phases::reading(gos, &res.phases));
     }
     for g in gos {
         if let Some(&(ss, em)) = cost.get(&g.tag)

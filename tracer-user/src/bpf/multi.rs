@@ -27,9 +27,16 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{Ebpf, maps::Map};
 use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_type};
 
-fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a valid, fully initialised bpf_attr of the size we
-    // pass; the kernel reads (and for some commands writes) only that.
+/// One raw `bpf(2)` call: its (non-negative) result, or the error.
+///
+/// # Safety
+///
+/// Every address in `attr` that `cmd` uses must point to memory valid for
+/// what the kernel does there (reads, and for some commands writes, of the
+/// sizes the other fields give) for the duration of the call.
+unsafe fn bpf_call(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<libc::c_long> {
+    // SAFETY: `attr` is a valid bpf_attr of the size we pass; the addresses
+    // in it are valid by the caller's contract.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -39,8 +46,20 @@ fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
         )
     };
     if r < 0 {
-        return Err(std::io::Error::last_os_error());
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
     }
+}
+
+/// A `bpf(2)` command that returns a new file descriptor.
+///
+/// # Safety
+///
+/// As for [`bpf_call`].
+unsafe fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
+    // SAFETY: passed on to our caller.
+    let r = unsafe { bpf_call(cmd, attr) }?;
     let fd = i32::try_from(r).map_err(|_| std::io::Error::other("bad fd"))?;
     // SAFETY: the kernel returned a new file descriptor that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -151,7 +170,9 @@ impl MultiPrograms {
             um.cnt = u32::try_from(offsets.len())?;
             um.pid = pid;
         }
-        sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr)
+        // SAFETY: path, offsets and cookies outlive the call and hold `cnt`
+        // entries (the path NUL-terminated).
+        unsafe { sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr) }
             .with_context(|| format!("uprobe_multi link for {program} ({} sites)", offsets.len()))
     }
 }
@@ -175,7 +196,9 @@ fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd
             *d = s as libc::c_char;
         }
     }
-    match sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) {
+    // SAFETY: insns (insn_cnt of them), the NUL-terminated license and the
+    // log buffer (log_size bytes) outlive the call.
+    match unsafe { sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) } {
         Ok(fd) => Ok(fd),
         Err(e) => {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
@@ -205,18 +228,11 @@ pub(super) fn sum_per_cpu_batch(m: &Map, n: u32) -> Option<Vec<u64>> {
     attr.batch.values = values.as_mut_ptr() as u64;
     attr.batch.count = n;
     attr.batch.map_fd = u32::try_from(fd).ok()?;
-    // SAFETY: `attr` is a valid bpf_attr; keys and values hold `n` entries
-    // (values: `n` times the possible CPUs, 8 bytes each) for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_MAP_LOOKUP_BATCH as libc::c_long,
-            std::ptr::from_mut(&mut attr),
-            std::mem::size_of::<bpf_attr>(),
-        )
-    };
+    // SAFETY: keys and values hold `n` entries (values: `n` times the
+    // possible CPUs, 8 bytes each) and out_batch one u32, for the call.
+    let r = unsafe { bpf_call(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr) };
     // ENOENT: the end of the map was reached; `count` says how many were read.
-    if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+    if r.is_err_and(|e| e.raw_os_error() != Some(libc::ENOENT)) {
         return None;
     }
     // SAFETY: the batch member is the one written above and by the kernel.
@@ -277,17 +293,12 @@ pub(super) fn drain_per_cpu_hash<K: aya::Pod + Default, V: aya::Pod + Default>(
         attr.batch.values = values.as_mut_ptr() as u64;
         attr.batch.count = u32::try_from(chunk).ok()?;
         attr.batch.map_fd = fd;
-        // SAFETY: `attr` is a valid bpf_attr; keys and values hold `chunk`
-        // entries (values: `chunk` times the possible CPUs) for the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH as libc::c_long,
-                std::ptr::from_mut(&mut attr),
-                std::mem::size_of::<bpf_attr>(),
-            )
-        };
-        let errno = (r < 0).then(|| std::io::Error::last_os_error().raw_os_error());
+        // SAFETY: keys and values hold `chunk` entries of the map's key and
+        // value sizes (values: `chunk` times the possible CPUs), in_batch and
+        // out_batch one u64 each (the hash map's token is a u32), for the
+        // call.
+        let r = unsafe { bpf_call(bpf_cmd::BPF_MAP_LOOKUP_AND_DELETE_BATCH, &mut attr) };
+        let errno = r.err().map(|e| e.raw_os_error());
         // SAFETY: the batch member is the one written above and by the kernel.
         let got = (unsafe { attr.batch.count } as usize).min(chunk);
         match errno {

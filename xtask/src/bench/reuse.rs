@@ -8,8 +8,9 @@ use std::{collections::BTreeMap, fs, path::Path};
 use anyhow::{Context as _, Result, bail};
 
 /// Section headings of the report, by part.
-const HEADINGS: [(&str, &str); 4] = [
+const HEADINGS: [(&str, &str); 5] = [
     ("## 1. ", "throughput"),
+    ("## 1b. ", "phases"),
     ("## 2. ", "probe-cost"),
     ("## 2b. ", "create-cost"),
     ("## 3. ", "manymaps"),
@@ -34,6 +35,8 @@ fn reading_part(line: &str) -> Option<&'static str> {
     let l = line.trim_start_matches("**");
     if l.starts_with("mapwrite on") || l.starts_with("http on") {
         Some("throughput")
+    } else if l.starts_with("HTTP in alternating phases") {
+        Some("phases")
     } else if l.starts_with("Per hit,") {
         Some("probe-cost")
     } else if l.starts_with("Per creation,") {
