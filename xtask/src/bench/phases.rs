@@ -208,6 +208,12 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
         hits: 0,
         foreign_cpu_s: foreign(busy0, t0, 0.0),
     });
+    b.foreign.extend(
+        phases
+            .iter()
+            .map(|p| p.foreign_cpu_s / (p.end - p.start))
+            .filter(|x| x.is_finite()),
+    );
     // Let the last tick in, then stop the target (Drop kills it).
     thread::sleep(Duration::from_millis(2 * TICK_MS));
     if !target.running() {
