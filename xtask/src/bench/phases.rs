@@ -98,17 +98,13 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
             _ => f64::NAN,
         }
     };
-    let mut phases = Vec::new();
-    for round in 0..rounds {
-        if !target.running() {
-            bail!("the HTTP target exited early: {}", target.stderr_tail());
-        }
-        // Untraced.
+    // An untraced phase: the target alone for `p`.
+    let untraced = |round: usize| -> Phase {
         let (busy0, t0) = (system_busy_s(), proc_cpu_s(pid));
         let start = now();
         thread::sleep(p);
         let end = now();
-        phases.push(Phase {
+        Phase {
             go: g.tag.clone(),
             round,
             traced: false,
@@ -119,7 +115,14 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
             debit_s: f64::NAN,
             hits: 0,
             foreign_cpu_s: foreign(busy0, t0, 0.0),
-        });
+        }
+    };
+    let mut phases = Vec::new();
+    for round in 0..rounds {
+        if !target.running() {
+            bail!("the HTTP target exited early: {}", target.stderr_tail());
+        }
+        phases.push(untraced(round));
         // Traced, from attach.
         let _ = fs::remove_file(&json_path);
         let mut c = Command::new(tracer);
@@ -192,22 +195,7 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
         thread::sleep(GAP);
     }
     // A last untraced phase, so that every traced one has two neighbours.
-    let (busy0, t0) = (system_busy_s(), proc_cpu_s(pid));
-    let start = now();
-    thread::sleep(p);
-    let end = now();
-    phases.push(Phase {
-        go: g.tag.clone(),
-        round: rounds,
-        traced: false,
-        start,
-        end,
-        rate: f64::NAN,
-        tracer_cpu_s: 0.0,
-        debit_s: f64::NAN,
-        hits: 0,
-        foreign_cpu_s: foreign(busy0, t0, 0.0),
-    });
+    phases.push(untraced(rounds));
     b.foreign.extend(
         phases
             .iter()
