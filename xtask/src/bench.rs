@@ -579,24 +579,7 @@ impl Bench {
             Tracing::Untraced => None,
             Tracing::Mapleak {
                 exe, duration_s, ..
-            } => {
-                let _ = fs::remove_file(&json_path);
-                let mut c = Command::new(exe);
-                c.arg("--pid")
-                    .arg(pid.to_string())
-                    .arg("--overhead-budget")
-                    .arg(BUDGET_PCT.to_string())
-                    .arg("--duration")
-                    .arg(format!("{duration_s}s"))
-                    .arg("--json")
-                    .arg(&json_path);
-                let mut p = Proc::spawn("mapleak-trace", c)?;
-                p.wait_line(
-                    |l| l.starts_with("mapleak-trace: attached"),
-                    Duration::from_secs(60),
-                )?;
-                Some(p)
-            }
+            } => Some(spawn_mapleak(exe, pid, *duration_s, &json_path)?),
             Tracing::Bpftrace {
                 program,
                 unsafe_mode,
@@ -709,15 +692,7 @@ impl Bench {
                 if t.wait_exit(Duration::from_secs(120)).is_err() {
                     t.stop(Duration::from_secs(30));
                 }
-                let text = fs::read_to_string(&json_path).with_context(|| {
-                    format!(
-                        "mapleak-trace wrote no {}; stderr: {}",
-                        json_path.display(),
-                        t.stderr_tail()
-                    )
-                })?;
-                let _ = fs::remove_file(&json_path);
-                res.report = Some(serde_json::from_str(&text).context("mapleak-trace JSON")?);
+                res.report = Some(take_report(&json_path, t)?);
             }
             (Tracing::Bpftrace { .. }, Some(t)) => {
                 t.stop(Duration::from_secs(30));
@@ -729,6 +704,41 @@ impl Bench {
         }
         Ok(res)
     }
+}
+
+/// Starts mapleak-trace on `pid` in default mode (the budget given
+/// explicitly, at its default) for at most `duration_s`, its JSON report
+/// going to `json`, and waits until it says it attached.
+fn spawn_mapleak(exe: &Path, pid: u32, duration_s: u64, json: &Path) -> Result<Proc> {
+    let _ = fs::remove_file(json);
+    let mut c = Command::new(exe);
+    c.arg("--pid")
+        .arg(pid.to_string())
+        .arg("--overhead-budget")
+        .arg(BUDGET_PCT.to_string())
+        .arg("--duration")
+        .arg(format!("{duration_s}s"))
+        .arg("--json")
+        .arg(json);
+    let mut p = Proc::spawn("mapleak-trace", c)?;
+    p.wait_line(
+        |l| l.starts_with("mapleak-trace: attached"),
+        Duration::from_secs(60),
+    )?;
+    Ok(p)
+}
+
+/// The JSON report an exited mapleak-trace wrote to `json` (removed once read).
+fn take_report(json: &Path, t: &Proc) -> Result<Value> {
+    let text = fs::read_to_string(json).with_context(|| {
+        format!(
+            "mapleak-trace wrote no {}; stderr: {}",
+            json.display(),
+            t.stderr_tail()
+        )
+    })?;
+    let _ = fs::remove_file(json);
+    serde_json::from_str(&text).context("mapleak-trace JSON")
 }
 
 /// Busy CPU seconds of the whole machine since boot: the CPUs times the

@@ -10,7 +10,6 @@
 //! so slow drifts of the machine cancel out and the process is the same.
 use std::{
     fmt::Write as _,
-    fs,
     path::Path,
     process::Command,
     thread,
@@ -20,7 +19,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use super::{BUDGET_PCT, Bench, GoBin, Proc, median, min_max, num, pct, proc_cpu_s, system_busy_s};
+use super::{
+    BUDGET_PCT, Bench, GoBin, Proc, f, median, min_max, num, pct, proc_cpu_s, report_hits,
+    spawn_mapleak, system_busy_s, take_report,
+};
 
 /// The target's tick: how often it prints its request count.
 const TICK_MS: u64 = 250;
@@ -124,21 +126,7 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
         }
         phases.push(untraced(round));
         // Traced, from attach.
-        let _ = fs::remove_file(&json_path);
-        let mut c = Command::new(tracer);
-        c.arg("--pid")
-            .arg(pid.to_string())
-            .arg("--overhead-budget")
-            .arg(BUDGET_PCT.to_string())
-            .arg("--duration")
-            .arg(format!("{}s", p.as_secs() + 600))
-            .arg("--json")
-            .arg(&json_path);
-        let mut tr = Proc::spawn("mapleak-trace", c)?;
-        tr.wait_line(
-            |l| l.starts_with("mapleak-trace: attached"),
-            Duration::from_secs(60),
-        )?;
+        let mut tr = spawn_mapleak(tracer, pid, p.as_secs() + 600, &json_path)?;
         let (busy0, t0) = (system_busy_s(), proc_cpu_s(pid));
         let cpu0 = proc_cpu_s(tr.pid());
         let start = now();
@@ -158,23 +146,9 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
                 tr.stderr_tail()
             );
         }
-        let text = fs::read_to_string(&json_path).with_context(|| {
-            format!(
-                "mapleak-trace wrote no {}; stderr: {}",
-                json_path.display(),
-                tr.stderr_tail()
-            )
-        })?;
-        let _ = fs::remove_file(&json_path);
-        let rep: Value = serde_json::from_str(&text).context("mapleak-trace JSON")?;
-        let debit_s = rep
-            .pointer("/overhead/budget_spent_target_cpu_s")
-            .and_then(Value::as_f64)
-            .unwrap_or(f64::NAN);
-        let hits = rep
-            .pointer("/overhead/probe_hits")
-            .and_then(Value::as_object)
-            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+        let rep = take_report(&json_path, &tr)?;
+        let debit_s = f(&rep, &["overhead", "budget_spent_target_cpu_s"]);
+        let hits = report_hits(&rep, &[]).0;
         eprintln!(
             "bench: http phases {:9} round {round}: traced {:.1} s, debit {debit_s:.4} s, tracer CPU {tracer_cpu_s:.3} s",
             g.tag,
