@@ -6,6 +6,10 @@
 #   - bpf-linker, built from crates.io against the nightly's own libLLVM
 #   - Go toolchains for the fixture matrix (module proxy) and Debian's go1.19
 #   - bpftrace and bpftool (Debian), the peer in overhead comparisons
+#   - gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (Debian), the cross C
+#     compiler for the arm64 cgo fixtures
+#   - prometheus and etcd-server (Debian), real Go services for tests; they
+#     are installed without starting them (tests run their own instances)
 set -euo pipefail
 
 NIGHTLY=nightly-2026-05-19
@@ -24,11 +28,33 @@ need_pkgs=()
 command -v bpftrace >/dev/null || need_pkgs+=(bpftrace)
 command -v bpftool >/dev/null || need_pkgs+=(bpftool)
 [ -x /usr/lib/go-1.19/bin/go ] || need_pkgs+=(golang-1.19-go)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then say "need root to apt-get install ${need_pkgs[*]}"; exit 1; fi
-  say "apt-get install ${need_pkgs[*]}"
+command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/include/stdio.h ] || need_pkgs+=(libc6-dev-arm64-cross)
+# Services: without recommends (prometheus would pull in node-exporter).
+svc_pkgs=()
+command -v prometheus >/dev/null || svc_pkgs+=(prometheus)
+command -v etcd >/dev/null || svc_pkgs+=(etcd-server)
+if [ $((${#need_pkgs[@]} + ${#svc_pkgs[@]})) -gt 0 ]; then
+  all_pkgs=("${need_pkgs[@]}" "${svc_pkgs[@]}")
+  if [ "$(id -u)" != 0 ]; then say "need root to apt-get install ${all_pkgs[*]}"; exit 1; fi
+  say "apt-get install ${all_pkgs[*]}"
+  # Keep apt from starting prometheus/etcd as services: a policy-rc.d that
+  # denies every start, only for this install and only if there is none.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    trap 'rm -f "$policy"' EXIT
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+  fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  if [ ${#need_pkgs[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  fi
+  if [ ${#svc_pkgs[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${svc_pkgs[@]}" >/dev/null
+  fi
+  if [ -n "$(trap -p EXIT)" ]; then rm -f "$policy"; trap - EXIT; fi
 fi
 
 # 2. Pinned nightly with rust-src for the eBPF crate.
@@ -67,4 +93,4 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz --version '^0.13' 2>&1 | tail -n 1 >&2
 fi
 
-say "ok: $NIGHTLY, $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3)"
+say "ok: $NIGHTLY, $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3), aarch64-linux-gnu-gcc $(aarch64-linux-gnu-gcc -dumpfullversion), prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3), $(etcd --version | head -n1)"

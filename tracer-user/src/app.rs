@@ -686,14 +686,27 @@ fn type_entry(
                 group_size: t.group_size,
             },
         ),
-        None => (
-            s.info
-                .type_name(link)
-                .unwrap_or_else(|| "unknown".to_owned()),
-            None,
-            None,
-            TypeSizes::default(),
-        ),
+        // Not a descriptor in the file (a type made at run time by
+        // reflect.MapOf): read it from the target.
+        None => match crate::keys::key_layout(&s.mem, &s.info, s.bias, type_ptr) {
+            Some(k) => (
+                k.map_type.clone(),
+                Some(k.key_type.name.clone()),
+                None,
+                TypeSizes {
+                    bucket_size: k.bucket_size,
+                    group_size: k.group_size,
+                },
+            ),
+            None => (
+                s.info
+                    .type_name(link)
+                    .unwrap_or_else(|| "unknown".to_owned()),
+                None,
+                None,
+                TypeSizes::default(),
+            ),
+        },
     };
     s.types.insert(type_ptr, e.clone());
     e

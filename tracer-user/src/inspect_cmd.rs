@@ -177,10 +177,15 @@ pub fn run(
     match &info.moduledata {
         Some(m) => writeln!(
             out,
-            "moduledata:       {} (types {}..{})",
+            "moduledata:       {} (types {}..{}, text {}; found by {})",
             hex(m.addr),
             hex(m.types),
-            hex(m.etypes)
+            hex(m.etypes),
+            hex(m.text),
+            info.globals
+                .found_by
+                .firstmoduledata
+                .map_or_else(|| "?".to_owned(), |b| b.to_string())
         )?,
         None => writeln!(out, "moduledata:       not found")?,
     }
@@ -194,17 +199,22 @@ pub fn run(
         }
     )?;
     let g = &info.globals;
-    for (n, v) in [
-        ("runtime.work", g.work),
-        ("runtime.memstats", g.memstats),
-        ("runtime.gcController", g.gc_controller),
-        ("runtime.firstmoduledata", g.firstmoduledata),
+    let by = &g.found_by;
+    for (n, v, how) in [
+        ("runtime.work", g.work, by.work),
+        ("runtime.memstats", g.memstats, by.memstats),
+        ("runtime.gcController", g.gc_controller, by.gc_controller),
+        (
+            "runtime.firstmoduledata",
+            g.firstmoduledata,
+            by.firstmoduledata,
+        ),
     ] {
-        writeln!(
-            out,
-            "  {n:<24} {}",
-            v.map_or_else(|| "unknown".to_owned(), hex)
-        )?;
+        match (v, how) {
+            (Some(a), Some(how)) => writeln!(out, "  {n:<24} {} (by {how})", hex(a))?,
+            (Some(a), None) => writeln!(out, "  {n:<24} {}", hex(a))?,
+            (None, _) => writeln!(out, "  {n:<24} unknown")?,
+        }
     }
     let maps = info.global_maps();
     if !maps.is_empty() {
@@ -284,13 +294,14 @@ fn write_json(
         "write_path_functions": write_path,
         "layout": layout,
         "layout_source": info.layout_source,
-        "moduledata": info.moduledata.as_ref().map(|m| json!({"addr": hex(m.addr), "types": hex(m.types), "etypes": hex(m.etypes)})),
+        "moduledata": info.moduledata.as_ref().map(|m| json!({"addr": hex(m.addr), "types": hex(m.types), "etypes": hex(m.etypes), "text": hex(m.text)})),
         "type_names_resolvable": type_names_resolvable(info),
         "globals": {
             "work": hex_opt(info.globals.work),
             "memstats": hex_opt(info.globals.memstats),
             "gc_controller": hex_opt(info.globals.gc_controller),
             "firstmoduledata": hex_opt(info.globals.firstmoduledata),
+            "found_by": info.globals.found_by,
         },
         "map_globals": info.global_maps().into_iter().map(|(n, a, t)| json!({"name": n, "address": hex(a), "type": t})).collect::<Vec<_>>(),
     });

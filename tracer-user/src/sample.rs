@@ -114,6 +114,17 @@ pub struct HeaderSample {
     pub seed: u64,
 }
 
+/// The smallest hmap bucket (`tophash[8]` and the overflow pointer, with
+/// zero-size keys and elems): the floor when a map's type is unknown, so a
+/// map with capacity never counts 0 bytes.
+const MIN_BUCKET: u64 = 16;
+/// The smallest Swiss group (the control word).
+const MIN_GROUP: u64 = 8;
+
+/// The largest hmap `B` taken as real: 2^40 buckets of at least 16 bytes
+/// already fill 16 TiB.
+const MAX_B: u32 = 40;
+
 /// Sizes of one map type needed to turn a header into bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TypeSizes {
@@ -157,20 +168,39 @@ pub fn decode_hmap(b: &[u8], l: &RuntimeLayout, t: TypeSizes) -> Option<HeaderSa
     let hash0 = u64::from(le_u32(b, l.hmap_hash0)?);
     let buckets = le_u64(b, l.hmap_buckets)?;
     let old = le_u64(b, l.hmap_oldbuckets)?;
-    if big_b > 48 || (buckets == 0 && big_b > 0) || count > (1u64 << 52) {
+    let flags = byte(b, l.hmap_flags)?;
+    // A live hmap: B small enough for its buckets to fit in a 47-bit
+    // address space, only the four defined flag bits
+    // (go1.18:src/runtime/map.go `iterator`..`sameSizeGrow`), 8-aligned
+    // bucket pointers. Freed memory reused for something else rarely
+    // passes all of these (a torn read of a reused address once showed
+    // B = 46).
+    if big_b > MAX_B
+        || flags >= 16
+        || buckets % 8 != 0
+        || old % 8 != 0
+        || (buckets == 0 && big_b > 0)
+        || count > (1u64 << 52)
+    {
         return None;
     }
     let nb = 1u64 << big_b;
-    let capacity = nb * 8;
+    // No bucket array yet (a map made without a hint): no slots.
+    let capacity = if buckets == 0 { 0 } else { nb * 8 };
     // hmap load factor is 6.5 per bucket; a count well above that is garbage.
-    if count > capacity.saturating_mul(2) + 64 {
+    if count > (nb * 8).saturating_mul(2) + 64 {
         return None;
     }
-    let mut bytes = if buckets == 0 { 0 } else { nb * t.bucket_size };
+    let bs = t.bucket_size.max(MIN_BUCKET);
+    let mut bytes = if buckets == 0 {
+        0
+    } else {
+        nb.saturating_mul(bs)
+    };
     if old != 0 && big_b > 0 {
-        bytes += (nb / 2) * t.bucket_size;
+        bytes = bytes.saturating_add((nb / 2).saturating_mul(bs));
     }
-    bytes += noverflow * t.bucket_size;
+    bytes = bytes.saturating_add(noverflow.saturating_mul(bs));
     Some(HeaderSample {
         len: count,
         capacity,
@@ -234,7 +264,7 @@ pub fn swiss_sample(
         let (capacity, bytes) = if h.dir_ptr == 0 {
             (0, 0)
         } else {
-            (8, t.group_size)
+            (8, t.group_size.max(MIN_GROUP))
         };
         return HeaderSample {
             len: h.used,
@@ -247,7 +277,10 @@ pub fn swiss_sample(
     for tb in tables.iter().flatten() {
         capacity += u64::from(le_u16(tb, l.table_capacity).unwrap_or(0));
     }
-    let bytes = (capacity / 8) * t.group_size + h.dir_len * 8 + tables.len() as u64 * 32;
+    let bytes = (capacity / 8)
+        .saturating_mul(t.group_size.max(MIN_GROUP))
+        .saturating_add(h.dir_len.saturating_mul(8))
+        .saturating_add(tables.len() as u64 * 32);
     HeaderSample {
         len: h.used,
         capacity,
@@ -306,6 +339,24 @@ mod tests {
         b[9] = 1;
         b[0..8].copy_from_slice(&1_000_000u64.to_le_bytes());
         assert!(decode_hmap(&b, &hmap_layout(), TypeSizes::default()).is_none());
+        // Reused memory: B = 46 with a count that fits it (seen on a real
+        // service), undefined flag bits, a misaligned bucket pointer.
+        let ok = |b: &[u8]| decode_hmap(b, &hmap_layout(), TypeSizes::default()).is_some();
+        b[0..8].copy_from_slice(&5u64.to_le_bytes());
+        assert!(ok(&b));
+        b[9] = 46;
+        assert!(!ok(&b));
+        b[9] = 1;
+        b[8] = 0x20;
+        assert!(!ok(&b));
+        b[8] = 0;
+        b[16..24].copy_from_slice(&0xc000_0004u64.to_le_bytes());
+        assert!(!ok(&b));
+        // A map with capacity and an unknown type still counts its bucket
+        // array at the smallest bucket size.
+        b[16..24].copy_from_slice(&0xc000_0000u64.to_le_bytes());
+        let s = decode_hmap(&b, &hmap_layout(), TypeSizes::default()).unwrap();
+        assert_eq!(s.bytes, 2 * MIN_BUCKET);
     }
 
     /// Reading our own memory through process_vm_readv works, and an unmapped

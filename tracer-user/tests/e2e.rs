@@ -9,29 +9,20 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Mutex,
     time::{Duration, Instant},
 };
 
+mod e2e_common;
+
+use e2e_common::{Guard, is_root};
 use serde_json::Value;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Kills and reaps the child on drop.
-struct Guard(Option<Child>);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc_geteuid() } == 0;
+    let root = is_root();
     if !root {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -40,11 +31,6 @@ fn privileged() -> bool {
         eprintln!("SKIPPED: end-to-end tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE)");
     }
     root
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 fn root() -> PathBuf {
@@ -285,7 +271,7 @@ fn check_scenarios(go: &str, variant: &str) {
     let bin = fixture(go, variant);
     let run = traced_run(&bin);
     let r = &run.report;
-    let stripped = variant == "stripped";
+    let stripped = variant.ends_with("stripped");
     assert_eq!(r["schema"], "mapleak-trace/report/v1");
     assert_eq!(r["target"]["go_version"], go);
     assert_eq!(r["target"]["stripped"], stripped);
@@ -297,6 +283,7 @@ fn check_scenarios(go: &str, variant: &str) {
     let leaky = leaky[0];
     assert_eq!(leaky["verdict"], "growing", "{leaky:#}");
     assert_eq!(leaky["key_type"], "string");
+    assert!(leaky["bytes"].as_u64().unwrap_or(0) > 0, "{leaky:#}");
     assert_eq!(
         leaky["created_at"][0]["function"], "main.newSessionStore",
         "{leaky:#}"
@@ -344,8 +331,10 @@ fn check_scenarios(go: &str, variant: &str) {
         .count();
     assert_eq!(growing, 2, "{dump}");
 
-    // len_by_cycle agrees with what the target printed at its forced GCs.
-    if !stripped {
+    // len_by_cycle agrees with what the target printed at its forced GCs:
+    // the cycle numbers are the runtime's own (`runtime.MemStats.NumGC`),
+    // stripped or not (the GC globals are then found from runtime code).
+    {
         let mut matched = 0;
         for line in run
             .target_stderr
@@ -430,6 +419,18 @@ fn scenarios_swiss_go126() {
 fn scenarios_swiss_go126_stripped() {
     if privileged() {
         check_scenarios("go1.26.8", "stripped");
+    }
+}
+
+/// cgo binaries, externally linked and stripped, as distributions ship Go
+/// programs: hmap and Swiss, and an external PIE (pclntab inside
+/// `.data.rel.ro`, pointers as relocations).
+#[test]
+fn scenarios_cgo_external_stripped() {
+    if privileged() {
+        check_scenarios("go1.23.12", "cgo-stripped");
+        check_scenarios("go1.26.8", "cgo-stripped");
+        check_scenarios("go1.23.12", "cgo-pie-stripped");
     }
 }
 

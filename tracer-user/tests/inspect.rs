@@ -4,8 +4,8 @@ mod inspect_common;
 
 use std::collections::HashMap;
 
-use inspect_common::{fixtures, open, twin};
-use mapleak::inspect::{GoArch, LayoutSource, MapImpl, RuntimeLayout};
+use inspect_common::{fixtures, is_pie, is_stripped, open, twin};
+use mapleak::inspect::{FoundBy, GoArch, LayoutSource, MapImpl, RuntimeLayout};
 
 /// Build info gives the toolchain's version, GOARCH and map implementation.
 #[test]
@@ -23,13 +23,8 @@ fn version_arch_and_map_impl_match_the_toolchain() {
             0xffff_fff1
         };
         assert_eq!(info.pclntab_magic, expect_magic, "{}", f.path.display());
-        assert_eq!(
-            info.has_symtab,
-            f.variant != "stripped",
-            "{}",
-            f.path.display()
-        );
-        assert_eq!(info.pie, f.variant == "pie", "{}", f.path.display());
+        assert_eq!(info.has_symtab, !is_stripped(&f), "{}", f.path.display());
+        assert_eq!(info.pie, is_pie(&f), "{}", f.path.display());
     }
 }
 
@@ -273,7 +268,8 @@ fn globals_moduledata_and_type_names() {
                 assert_eq!(mt.name, name);
                 assert!(
                     mt.key_size > 0 || mt.key.contains("struct {}"),
-                    "{name}: {mt:?}"
+                    "{}: {name}: {mt:?}",
+                    f.path.display()
                 );
                 match info.map_impl {
                     MapImpl::Hmap => {
@@ -282,11 +278,17 @@ fn globals_moduledata_and_type_names() {
                         assert_eq!(
                             mt.bucket_size,
                             8 + 8 * slot(mt.key_size) + 8 * slot(mt.elem_size) + 8,
-                            "{name}: {mt:?}"
+                            "{}: {name}: {mt:?}",
+                            f.path.display()
                         );
                     }
                     MapImpl::Swiss => {
-                        assert_eq!(mt.group_size, 8 + 8 * mt.slot_size, "{name}: {mt:?}")
+                        assert_eq!(
+                            mt.group_size,
+                            8 + 8 * mt.slot_size,
+                            "{}: {name}: {mt:?}",
+                            f.path.display()
+                        )
                     }
                 }
                 decoded += 1;
@@ -294,6 +296,110 @@ fn globals_moduledata_and_type_names() {
             assert!(decoded > 0, "{}: no map type decoded", f.path.display());
         }
     }
+}
+
+/// Stripped binaries, internally and externally linked (cgo), PIE or not:
+/// moduledata and the GC globals are where the unstripped twin's `.symtab`
+/// puts them, and type descriptors decode to the names in the twin's DWARF.
+/// On every fixture, the globals recovered from runtime code alone equal
+/// the symbols (so the code shapes are checked on every release and arch).
+#[test]
+fn stripped_binaries_find_moduledata_globals_and_type_names() {
+    let all = fixtures();
+    let mut stripped = 0;
+    for f in &all {
+        let Some(t) = twin(&all, f) else {
+            panic!("{}: no unstripped twin in the manifest", f.path.display())
+        };
+        let (info, tinfo) = (open(f), open(t));
+        let g = &tinfo.globals;
+        let by = &g.found_by;
+        assert_eq!(
+            (by.work, by.memstats, by.gc_controller),
+            (
+                Some(FoundBy::Symbol),
+                Some(FoundBy::Symbol),
+                Some(FoundBy::Symbol)
+            ),
+            "{}: the twin's globals come from .symtab",
+            t.path.display()
+        );
+        let code = tinfo.gc_globals_from_code();
+        assert_eq!(
+            (code.work, code.memstats, code.gc_controller),
+            (g.work, g.memstats, g.gc_controller),
+            "{}: globals from runtime code vs .symtab",
+            t.path.display()
+        );
+        if !is_stripped(f) {
+            continue;
+        }
+        stripped += 1;
+        let name = f.path.display();
+        // `-s -w` is recorded in the build info, which shifts the data that
+        // follows it: compare each address by its offset in its section.
+        let at = |va: Option<u64>| -> Option<(String, u64)> {
+            let (sec, start) = tinfo.section_of(va?)?;
+            Some((sec.to_owned(), va? - start))
+        };
+        let here = |va: Option<u64>| -> Option<(String, u64)> {
+            let (sec, start) = info.section_of(va?)?;
+            Some((sec.to_owned(), va? - start))
+        };
+        for (what, mine, theirs) in [
+            ("runtime.work", info.globals.work, g.work),
+            ("runtime.memstats", info.globals.memstats, g.memstats),
+            (
+                "runtime.gcController",
+                info.globals.gc_controller,
+                g.gc_controller,
+            ),
+            (
+                "runtime.firstmoduledata",
+                info.globals.firstmoduledata,
+                g.firstmoduledata,
+            ),
+        ] {
+            assert!(mine.is_some(), "{name}: {what} not found");
+            assert_eq!(here(mine), at(theirs), "{name}: {what} (section, offset)");
+        }
+        let (md, tmd) = (
+            info.moduledata.as_ref().unwrap(),
+            tinfo.moduledata.as_ref().unwrap(),
+        );
+        assert_eq!(
+            here(Some(md.types)),
+            at(Some(tmd.types)),
+            "{name}: moduledata.types"
+        );
+        assert_eq!(md.text, tmd.text, "{name}: moduledata.text");
+        // Type descriptors: the twin's DWARF names, found at the same
+        // offset of the stripped binary's type section.
+        let shift = md.types.wrapping_sub(tmd.types);
+        let mut named = 0;
+        for (va, dwarf_name) in tinfo.dwarf_type_names() {
+            if !dwarf_name.starts_with("map[") || !tinfo.is_map_type(va) {
+                continue;
+            }
+            let sva = va.wrapping_add(shift);
+            assert_eq!(
+                info.type_name(sva).as_deref(),
+                Some(short_pkg(dwarf_name).as_str()),
+                "{name}: type at {sva:#x}"
+            );
+            let mt = info.map_type_info(sva);
+            let tmt = tinfo.map_type_info(va).expect("twin map type");
+            let mt = mt.unwrap_or_else(|| panic!("{name}: {dwarf_name}: no map type info"));
+            assert_eq!(
+                (mt.key_size, mt.elem_size, mt.bucket_size, mt.group_size),
+                (tmt.key_size, tmt.elem_size, tmt.bucket_size, tmt.group_size),
+                "{name}: {dwarf_name}"
+            );
+            named += 1;
+        }
+        assert!(named > 0, "{name}: no map type in the twin's DWARF");
+    }
+    assert!(stripped > 0, "no stripped fixture");
 }
 
 /// arm64 binaries report arm64 and a 4-byte instruction quantum.

@@ -4,7 +4,7 @@
 mod inspect_common;
 
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, Mnemonic, Register};
-use inspect_common::{fixtures, open, twin};
+use inspect_common::{fixtures, is_stripped, open, twin};
 use mapleak::inspect::{BinaryInfo, GoArch, MapImpl};
 use mapleak::plan::{ProbePlan, write_path_functions};
 use tracer_common::{GrowKind, NO_ARG, ProbeRole};
@@ -226,7 +226,7 @@ fn probe_set_and_registers() {
 fn stripped_plan_equals_default_plan() {
     let all = fixtures();
     let mut compared = 0;
-    for fx in all.iter().filter(|f| f.variant == "stripped") {
+    for fx in all.iter().filter(|f| is_stripped(f)) {
         let Some(t) = twin(&all, fx) else { continue };
         let a = ProbePlan::build(&open(fx)).unwrap();
         let b = ProbePlan::build(&open(t)).unwrap();
@@ -253,7 +253,7 @@ fn inspect_json_shape() {
         assert_eq!(v["go_version"], fx.go_version.as_str());
         assert_eq!(v["goarch"], fx.goarch.as_str());
         assert!(v["map_impl"] == "hmap" || v["map_impl"] == "swiss");
-        assert_eq!(v["stripped"], fx.variant == "stripped");
+        assert_eq!(v["stripped"], is_stripped(fx));
         for f in v["functions"].as_array().unwrap() {
             assert_eq!(f["found"], true, "{f}");
             assert!(f["address"].as_str().unwrap().starts_with("0x"));

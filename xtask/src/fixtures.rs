@@ -1,8 +1,12 @@
 //! `cargo xtask fixtures`: Go programs from testdata/go built with a matrix of
 //! Go releases, for amd64 and arm64, in variants default, stripped
 //! (`-ldflags=-s -w`) and PIE, plus `noswiss` (GOEXPERIMENT=noswissmap) for
-//! the releases that still accept it. Output: `target/fixtures/<program>-
-//! <goversion>-<goarch>-<variant>` and `target/fixtures/manifest.json`.
+//! the releases that still accept it. For the e2e target and the inspect zoo
+//! (`CGO_PROGRAMS`) also cgo variants, linked by the C toolchain
+//! (`-linkmode=external`; `CC=gcc` for amd64, `aarch64-linux-gnu-gcc` for
+//! arm64): `cgo`, `cgo-stripped`, `cgo-pie` and `cgo-pie-stripped`. Output:
+//! `target/fixtures/<program>-<goversion>-<goarch>-<variant>` and
+//! `target/fixtures/manifest.json`.
 //!
 //! Each binary is cached by a hash of the program's sources, the toolchain
 //! and the build settings, kept in a `.stamp` file beside it.
@@ -10,6 +14,7 @@ use std::{
     collections::hash_map::DefaultHasher,
     fs,
     hash::{Hash, Hasher},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -90,6 +95,32 @@ const DEBIAN_GO119: &str = "/usr/lib/go-1.19/bin/go";
 
 const ARCHES: [&str; 2] = ["amd64", "arm64"];
 
+/// Programs also built with cgo and external linking (the e2e target and the
+/// inspect zoo; each has a `cgo_on.go` that is only compiled with cgo).
+const CGO_PROGRAMS: &[&str] = &["target", "mapzoo"];
+
+/// The cgo variants, built for `CGO_PROGRAMS` only.
+const CGO_VARIANTS: &[&str] = &["cgo", "cgo-stripped", "cgo-pie", "cgo-pie-stripped"];
+
+/// The C compiler cgo uses for `arch`.
+fn cgo_cc(arch: &str) -> &'static str {
+    if arch == "arm64" {
+        "aarch64-linux-gnu-gcc"
+    } else {
+        "gcc"
+    }
+}
+
+/// Whether `cmd` is an executable file in a directory of PATH.
+fn on_path(cmd: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|d| {
+        fs::metadata(d.join(cmd)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 /// One built binary, as listed in the manifest.
 #[derive(Serialize)]
 pub(crate) struct Fixture {
@@ -161,6 +192,9 @@ pub(crate) fn run(args: &Args) -> Result<Vec<Fixture>> {
                 if tc.noswiss {
                     variants.push("noswiss");
                 }
+                if CGO_PROGRAMS.contains(&program.as_str()) {
+                    variants.extend_from_slice(CGO_VARIANTS);
+                }
                 for variant in variants {
                     let name = format!("{program}-{}-{arch}-{variant}", tc.tag);
                     let bin = out.join(&name);
@@ -228,15 +262,26 @@ fn build(
     variant: &str,
     bin: &Path,
 ) -> Result<()> {
+    let cgo = CGO_VARIANTS.contains(&variant);
     let mut cmd = go_command(tag);
     cmd.current_dir(src)
         .env("GOOS", "linux")
         .env("GOARCH", arch)
-        .env("CGO_ENABLED", "0")
         .env("GOFLAGS", "-buildvcs=false")
         .arg("build")
         .arg("-o")
         .arg(bin);
+    if cgo {
+        let cc = cgo_cc(arch);
+        if !on_path(cc) {
+            bail!(
+                "{cc} not found (the C compiler for the {arch} cgo fixtures): run scripts/setup.sh"
+            );
+        }
+        cmd.env("CGO_ENABLED", "1").env("CC", cc);
+    } else {
+        cmd.env("CGO_ENABLED", "0");
+    }
     match variant {
         "default" => {}
         "stripped" => {
@@ -248,6 +293,18 @@ fn build(
         "noswiss" => {
             cmd.env("GOEXPERIMENT", "noswissmap");
         }
+        "cgo" => {
+            cmd.arg("-ldflags=-linkmode=external");
+        }
+        "cgo-stripped" => {
+            cmd.arg("-ldflags=-linkmode=external -s -w");
+        }
+        "cgo-pie" => {
+            cmd.args(["-buildmode=pie", "-ldflags=-linkmode=external"]);
+        }
+        "cgo-pie-stripped" => {
+            cmd.args(["-buildmode=pie", "-ldflags=-linkmode=external -s -w"]);
+        }
         other => bail!("unknown variant {other}"),
     }
     cmd.arg(format!("./{program}"));
@@ -255,8 +312,16 @@ fn build(
         format!("running go for {tag} (run scripts/setup.sh to install Go toolchains)")
     })?;
     if !status.success() {
+        let hint = match (cgo, arch) {
+            (true, "arm64") => {
+                " (cgo, CC=aarch64-linux-gnu-gcc: run scripts/setup.sh, it installs \
+                 gcc-aarch64-linux-gnu and libc6-dev-arm64-cross)"
+            }
+            (true, _) => " (cgo, CC=gcc: install gcc and libc6-dev)",
+            _ => "",
+        };
         bail!(
-            "building {} with {tag} for {arch} ({variant}) failed: {status}",
+            "building {} with {tag} for {arch} ({variant}) failed: {status}{hint}",
             bin.display()
         );
     }

@@ -67,6 +67,11 @@ pub struct Elf {
     pub arch: object::Architecture,
     /// Hex GNU build id, when present.
     pub build_id: Option<String>,
+    /// `R_*_RELATIVE` dynamic relocations of a PIE, sorted by address:
+    /// (word address, value once loaded at link-time addresses). GNU ld
+    /// leaves these words 0 in the file on arm64, so a pointer read from
+    /// the file must come from here.
+    pub relative: Vec<(u64, u64)>,
 }
 
 /// Why the file is not usable as ELF.
@@ -135,6 +140,26 @@ impl Elf {
                 is_data: sym.kind() == SymbolKind::Data,
             });
         }
+        // R_X86_64_RELATIVE (8) and R_AARCH64_RELATIVE (1027): B + A.
+        let mut relative: Vec<(u64, u64)> = file
+            .dynamic_relocations()
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| {
+                matches!(
+                    (file.architecture(), r.flags()),
+                    (
+                        object::Architecture::X86_64,
+                        object::RelocationFlags::Elf { r_type: 8 }
+                    ) | (
+                        object::Architecture::Aarch64,
+                        object::RelocationFlags::Elf { r_type: 1027 }
+                    )
+                )
+            })
+            .map(|(off, r)| (off, r.addend() as u64))
+            .collect();
+        relative.sort_unstable();
         // e_type at offset 16 (u16, little endian): ET_DYN = 3.
         let pie = data
             .get(16..18)
@@ -152,6 +177,7 @@ impl Elf {
             pie,
             arch: file.architecture(),
             build_id,
+            relative,
         })
     }
 
@@ -190,6 +216,17 @@ impl Elf {
             return None;
         }
         slice(data, off, len64)
+    }
+
+    /// The pointer-sized word at link-time `va` as the loader leaves it: the
+    /// relocated value when a relative relocation targets it, else the file's.
+    #[must_use]
+    pub fn read_word(&self, data: &[u8], va: u64) -> Option<u64> {
+        if let Ok(i) = self.relative.binary_search_by_key(&va, |r| r.0) {
+            return Some(self.relative[i].1);
+        }
+        let b = self.read_va(data, va, 8)?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
     }
 
     /// File offset of link-time `va` (what uprobe attachment wants).

@@ -8,9 +8,12 @@
 //! through `runtime.moduledata`).
 
 pub mod buildinfo;
+pub mod coderefs;
 pub mod dwarf;
 pub mod elf;
+pub mod gcglobals;
 pub mod layout;
+pub mod moduledata;
 pub mod pclntab;
 mod types;
 
@@ -119,6 +122,39 @@ pub struct DataSymbol {
     pub size: u64,
 }
 
+/// How an address was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoundBy {
+    /// Its `.symtab` symbol.
+    Symbol,
+    /// Its DWARF variable.
+    Dwarf,
+    /// The section that holds exactly it.
+    Section(&'static str),
+    /// A scan of this part of the file, checked against what must be there.
+    Scan(&'static str),
+    /// The code of this runtime function.
+    Code(&'static str),
+}
+
+impl std::fmt::Display for FoundBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Symbol => f.write_str(".symtab symbol"),
+            Self::Dwarf => f.write_str("DWARF variable"),
+            Self::Section(s) => write!(f, "section {s}"),
+            Self::Scan(s) => write!(f, "scan of {s}"),
+            Self::Code(func) => write!(f, "code of {func}"),
+        }
+    }
+}
+
+impl serde::Serialize for FoundBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Virtual addresses (no load bias) of the runtime globals the tracer reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Globals {
@@ -130,6 +166,21 @@ pub struct Globals {
     pub gc_controller: Option<u64>,
     /// `runtime.firstmoduledata`.
     pub firstmoduledata: Option<u64>,
+    /// How each was found.
+    pub found_by: GlobalsFoundBy,
+}
+
+/// How each of [`Globals`] was found (`None`: not found).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GlobalsFoundBy {
+    /// `runtime.work`.
+    pub work: Option<FoundBy>,
+    /// `runtime.memstats`.
+    pub memstats: Option<FoundBy>,
+    /// `runtime.gcController`.
+    pub gc_controller: Option<FoundBy>,
+    /// `runtime.firstmoduledata`.
+    pub firstmoduledata: Option<FoundBy>,
 }
 
 /// Where `runtime.moduledata` and its type area are.
@@ -141,6 +192,9 @@ pub struct ModuleData {
     pub types: u64,
     /// `moduledata.etypes`.
     pub etypes: u64,
+    /// `moduledata.text`: where Go's code starts (not `.text` when an
+    /// external linker put C start-up code first).
+    pub text: u64,
 }
 
 /// Why a file could not be inspected. Each message is one line that says
@@ -322,7 +376,75 @@ impl BinaryInfo {
             24 | 25 if experiments.iter().any(|e| e == "noswissmap") => MapImpl::Hmap,
             _ => MapImpl::Swiss,
         };
-        let pcln = read_pclntab(&elf, &data, &path)?;
+        let text_section = elf.section(".text").map_or(0, |s| s.addr);
+        let dwarf = dwarf::read(&data);
+        let has_dwarf = dwarf.as_ref().is_some_and(|d| d.units > 0);
+        let mut layout = RuntimeLayout::builtin(minor, map_impl, goarch);
+        let mut layout_source = LayoutSource::Builtin;
+        let dwarf_layout = dwarf.as_ref().map(|d| d.layout(map_impl));
+        if let Some(dl) = &dwarf_layout
+            && *dl != RuntimeLayout::default()
+        {
+            layout.overlay(dl);
+            layout_source = LayoutSource::Dwarf;
+        }
+        let sym = |n: &str| elf.symbols.iter().find(|s| s.name == n).map(|s| s.addr);
+        let var = |n: &str| match sym(n) {
+            Some(a) => (Some(a), Some(FoundBy::Symbol)),
+            None => match dwarf.as_ref().and_then(|d| d.vars.get(n).copied()) {
+                Some(a) => (Some(a), Some(FoundBy::Dwarf)),
+                None => (None, None),
+            },
+        };
+        let (work, work_by) = var("runtime.work");
+        let (memstats, memstats_by) = var("runtime.memstats");
+        let (gc_controller, gc_controller_by) = var("runtime.gcController");
+        let (firstmoduledata, md_by) = var("runtime.firstmoduledata");
+        let mut globals = Globals {
+            work,
+            memstats,
+            gc_controller,
+            firstmoduledata,
+            found_by: GlobalsFoundBy {
+                work: work_by,
+                memstats: memstats_by,
+                gc_controller: gc_controller_by,
+                firstmoduledata: md_by,
+            },
+        };
+        let pcln_loc =
+            moduledata::locate_pclntab(&elf, &data, &|b| pclntab::parse(b, text_section).is_ok())
+                .ok_or_else(|| InspectError::NotGo { path: path.clone() })?;
+        let header_text_start = pclntab::header_text_start(pcln_loc.bytes).unwrap_or(0);
+        let found = moduledata::find(
+            &elf,
+            &data,
+            &layout,
+            globals.firstmoduledata,
+            pcln_loc.va,
+            header_text_start,
+        );
+        if globals.firstmoduledata.is_none()
+            && let Some((m, by)) = &found
+        {
+            globals.firstmoduledata = Some(m.addr);
+            globals.found_by.firstmoduledata = Some(*by);
+        }
+        let moduledata = found.map(|(m, _)| m);
+        // Go 1.26+ leaves the header's textStart 0: function entries are
+        // relative to moduledata.text, which external linking moves past
+        // the start of `.text`.
+        let text_start = moduledata.as_ref().map_or(text_section, |m| m.text);
+        let pcln = pclntab::parse(pcln_loc.bytes, text_start).map_err(|e| match e {
+            pclntab::PclntabError::TooOld(_) => InspectError::TooOld {
+                path: path.clone(),
+                minor: 0,
+            },
+            source => InspectError::Pclntab {
+                path: path.clone(),
+                source,
+            },
+        })?;
         let funcs: Vec<Func> = pcln
             .funcs
             .iter()
@@ -364,43 +486,18 @@ impl BinaryInfo {
             .collect();
         data_syms.sort_by_key(|s| (s.addr, std::cmp::Reverse(s.size)));
 
-        let dwarf = dwarf::read(&data);
-        let has_dwarf = dwarf.as_ref().is_some_and(|d| d.units > 0);
-        let mut layout = RuntimeLayout::builtin(minor, map_impl, goarch);
-        let mut layout_source = LayoutSource::Builtin;
-        let dwarf_layout = dwarf.as_ref().map(|d| d.layout(map_impl));
-        if let Some(dl) = &dwarf_layout
-            && *dl != RuntimeLayout::default()
-        {
-            layout.overlay(dl);
-            layout_source = LayoutSource::Dwarf;
-        }
-        let sym = |n: &str| elf.symbols.iter().find(|s| s.name == n).map(|s| s.addr);
-        let var = |n: &str| sym(n).or_else(|| dwarf.as_ref().and_then(|d| d.vars.get(n).copied()));
-        let mut globals = Globals {
-            work: var("runtime.work"),
-            memstats: var("runtime.memstats"),
-            gc_controller: var("runtime.gcController"),
-            firstmoduledata: var("runtime.firstmoduledata"),
-        };
-        let moduledata = find_moduledata(&elf, &data, &layout, globals.firstmoduledata);
-        if globals.firstmoduledata.is_none() {
-            globals.firstmoduledata = moduledata.as_ref().map(|m| m.addr);
-        }
-        // DW_AT_go_runtime_type is an offset in the section holding type
-        // descriptors: .rodata up to 1.26, .go.type from 1.27.
-        // PIE binaries keep them in .data.rel.ro: take the section holding
-        // moduledata.types when known.
-        let type_base = moduledata
-            .as_ref()
-            .and_then(|m| {
-                elf.sections.iter().find(|s| {
-                    s.addr != 0 && m.types >= s.addr && m.types < s.addr.saturating_add(s.size)
-                })
-            })
-            .or_else(|| elf.section(".go.type"))
-            .or_else(|| elf.section(".rodata"))
-            .map_or(0, |s| s.addr);
+        // DW_AT_go_runtime_type is an offset into the Go linker's own
+        // section of type descriptors (.rodata up to 1.26, .go.type from
+        // 1.27, .data.rel.ro in PIE), which starts at `runtime.types` =
+        // moduledata.types. An external linker may put C data first in the
+        // output section, so the output section's start is only the
+        // fallback.
+        let type_base = moduledata.as_ref().map(|m| m.types).or_else(|| {
+            elf.section(".go.type")
+                .or_else(|| elf.section(".rodata"))
+                .map(|s| s.addr)
+        });
+        let type_base = type_base.unwrap_or(0);
         let (dwarf_types, map_globals) = match dwarf {
             Some(d) => (
                 d.runtime_types
@@ -411,7 +508,7 @@ impl BinaryInfo {
             ),
             None => (HashMap::new(), Vec::new()),
         };
-        Ok(Self {
+        let mut info = Self {
             path,
             go_version,
             goarch,
@@ -437,7 +534,32 @@ impl BinaryInfo {
             dwarf_types,
             map_globals,
             type_cache: Mutex::new(HashMap::new()),
-        })
+        };
+        info.complete_globals_from_code();
+        Ok(info)
+    }
+
+    /// Fills the GC globals that no symbol named from the runtime code
+    /// that uses them (stripped binaries; see [`gcglobals`]).
+    fn complete_globals_from_code(&mut self) {
+        let g = &self.globals;
+        if g.work.is_some() && g.memstats.is_some() && g.gc_controller.is_some() {
+            return;
+        }
+        let code = self.gc_globals_from_code();
+        let g = &mut self.globals;
+        if g.work.is_none() && code.work.is_some() {
+            g.work = code.work;
+            g.found_by.work = Some(FoundBy::Code(gcglobals::WORK_FROM));
+        }
+        if g.memstats.is_none() && code.memstats.is_some() {
+            g.memstats = code.memstats;
+            g.found_by.memstats = Some(FoundBy::Code(gcglobals::MEMSTATS_FROM));
+        }
+        if g.gc_controller.is_none() && code.gc_controller.is_some() {
+            g.gc_controller = code.gc_controller;
+            g.found_by.gc_controller = Some(FoundBy::Code(gcglobals::GC_CONTROLLER_FROM));
+        }
     }
 
     /// The function called `name`.
@@ -501,6 +623,22 @@ impl BinaryInfo {
             .find(|s| va - s.addr < s.size)
             .or_else(|| before.iter().rev().take(16).find(|s| s.addr == va))
             .map(|s| (s, va - s.addr))
+    }
+
+    /// The allocated section holding link-time `va`: its name and start.
+    #[must_use]
+    pub fn section_of(&self, va: u64) -> Option<(&str, u64)> {
+        self.elf
+            .sections
+            .iter()
+            .find(|s| s.addr != 0 && va >= s.addr && va < s.addr.saturating_add(s.size))
+            .map(|s| (s.name.as_str(), s.addr))
+    }
+
+    /// Start of the section called `name`.
+    #[must_use]
+    pub fn section_start(&self, name: &str) -> Option<u64> {
+        self.elf.section(name).map(|s| s.addr)
     }
 
     /// `[start, end)` covering `.noptrdata`, `.data`, `.bss`, `.noptrbss`.
@@ -646,109 +784,4 @@ fn read_buildinfo(
             source,
         }),
     }
-}
-
-fn read_pclntab(
-    elf: &elf::Elf,
-    data: &[u8],
-    path: &Path,
-) -> Result<pclntab::Pclntab, InspectError> {
-    let text = elf.section(".text").map_or(0, |s| s.addr);
-    let err = |source| InspectError::Pclntab {
-        path: path.to_owned(),
-        source,
-    };
-    // Go <= 1.19 PIE builds name it `.data.rel.ro.gopclntab`.
-    if let Some(b) = elf
-        .section_data(data, ".gopclntab")
-        .or_else(|| elf.section_data(data, ".data.rel.ro.gopclntab"))
-    {
-        return pclntab::parse(b, text).map_err(|e| match e {
-            pclntab::PclntabError::TooOld(_) => InspectError::TooOld {
-                path: path.to_owned(),
-                minor: 0,
-            },
-            other => err(other),
-        });
-    }
-    // No section headers: look for a 1.18+ pcHeader in read-only segments.
-    for s in elf.segments.iter().filter(|s| s.flags & 2 == 0) {
-        let Some(seg) = elf::slice(data, s.offset, s.filesz) else {
-            continue;
-        };
-        let mut off = 0usize;
-        while off + 8 <= seg.len() {
-            let h = &seg[off..off + 8];
-            if (h[0] == 0xf0 || h[0] == 0xf1)
-                && h[1..4] == [0xff; 3]
-                && h[4..6] == [0, 0]
-                && matches!(h[6], 1 | 4)
-                && h[7] == 8
-                && let Ok(p) = pclntab::parse(&seg[off..], text)
-            {
-                return Ok(p);
-            }
-            off += 8;
-        }
-    }
-    Err(InspectError::NotGo {
-        path: path.to_owned(),
-    })
-}
-
-/// Finds `runtime.firstmoduledata`: `.go.module` (1.26+), the symbol, or a
-/// scan of `.noptrdata` for a word equal to the `.gopclntab` address whose
-/// `text` field (@176) equals the `.text` address (go-runtime.md 6.3).
-fn find_moduledata(
-    elf: &elf::Elf,
-    data: &[u8],
-    layout: &RuntimeLayout,
-    known: Option<u64>,
-) -> Option<ModuleData> {
-    let t_off = u64::from(layout.moduledata_types?);
-    let e_off = u64::from(layout.moduledata_etypes?);
-    let read = |va: u64| -> Option<u64> {
-        let b = elf.read_va(data, va, 8)?;
-        Some(u64::from_le_bytes(b.try_into().ok()?))
-    };
-    let build = |addr: u64| -> Option<ModuleData> {
-        let types = read(addr.checked_add(t_off)?)?;
-        let etypes = read(addr.checked_add(e_off)?)?;
-        (types != 0 && types <= etypes).then_some(ModuleData {
-            addr,
-            types,
-            etypes,
-        })
-    };
-    if let Some(s) = elf.section(".go.module")
-        && let Some(m) = build(s.addr)
-    {
-        return Some(m);
-    }
-    if let Some(a) = known
-        && let Some(m) = build(a)
-    {
-        return Some(m);
-    }
-    let pcln = elf
-        .section(".gopclntab")
-        .or_else(|| elf.section(".data.rel.ro.gopclntab"))?
-        .addr;
-    let text = elf.section(".text")?.addr;
-    let nd = elf.section(".noptrdata")?;
-    let bytes = elf.section_data(data, ".noptrdata")?;
-    let mut off = 0usize;
-    while off + 8 <= bytes.len() {
-        let w = u64::from_le_bytes(bytes[off..off + 8].try_into().ok()?);
-        if w == pcln {
-            let addr = nd.addr.checked_add(off as u64)?;
-            if read(addr.checked_add(176)?) == Some(text)
-                && let Some(m) = build(addr)
-            {
-                return Some(m);
-            }
-        }
-        off += 8;
-    }
-    None
 }

@@ -99,8 +99,20 @@ fn cstr(d: &[u8], off: usize) -> Option<&str> {
     std::str::from_utf8(&tail[..end]).ok()
 }
 
-/// Parses a pclntab. `text_addr` is the `.text` section address, used when
-/// the header's `textStart` is 0 (Go 1.26+). Never panics.
+/// `textStart` from the header of a Go 1.18+ pclntab (0 on Go 1.26+, where
+/// the linker leaves it to `moduledata.text`), without parsing the rest.
+#[must_use]
+pub fn header_text_start(data: &[u8]) -> Option<u64> {
+    let ptr_size = *data.get(7)?;
+    if !matches!(ptr_size, 4 | 8) {
+        return None;
+    }
+    word_at(data, 8 + 2 * usize::from(ptr_size), ptr_size)
+}
+
+/// Parses a pclntab. `text_addr` is where the Go text starts
+/// (`moduledata.text`, else the `.text` section address), used when the
+/// header's `textStart` is 0 (Go 1.26+). Never panics.
 pub fn parse(data: &[u8], text_addr: u64) -> Result<Pclntab, PclntabError> {
     let magic = u32_at(data, 0).ok_or(PclntabError::Truncated("header"))?;
     match magic {

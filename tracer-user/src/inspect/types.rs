@@ -41,7 +41,7 @@ pub struct MapTypeInfo {
 
 impl BinaryInfo {
     fn read_u64(&self, va: u64) -> Option<u64> {
-        Some(u64::from_le_bytes(self.read_va(va, 8)?.try_into().ok()?))
+        self.elf.read_word(&self.data, va)
     }
 
     fn read_u16(&self, va: u64) -> Option<u16> {
@@ -120,7 +120,8 @@ impl BinaryInfo {
     }
 
     /// Key/elem names and sizes and bucket or group geometry of the map type
-    /// descriptor at `va`.
+    /// descriptor at `va`. Unresolvable names read `?` (the name is then
+    /// built from the key and elem names); the sizes never depend on them.
     #[must_use]
     pub fn map_type_info(&self, va: u64) -> Option<MapTypeInfo> {
         if !self.is_map_type(va) {
@@ -135,10 +136,16 @@ impl BinaryInfo {
         let key_t = self.read_u64(field(key_off)?)?;
         let elem_t = self.read_u64(field(elem_off)?)?;
         let size_of = |t: u64| self.read_u64(t.checked_add(u64::from(l.type_size.unwrap_or(0)))?);
+        // Sizes come from the descriptor alone: a name that cannot be
+        // resolved must not cost the map its bytes.
+        let key = self.type_name(key_t).unwrap_or_else(|| "?".to_owned());
+        let elem = self.type_name(elem_t).unwrap_or_else(|| "?".to_owned());
         let mut info = MapTypeInfo {
-            name: self.type_name(va)?,
-            key: self.type_name(key_t).unwrap_or_else(|| "?".to_owned()),
-            elem: self.type_name(elem_t).unwrap_or_else(|| "?".to_owned()),
+            name: self
+                .type_name(va)
+                .unwrap_or_else(|| format!("map[{key}]{elem}")),
+            key,
+            elem,
             key_size: size_of(key_t)?,
             elem_size: size_of(elem_t)?,
             bucket_size: 0,

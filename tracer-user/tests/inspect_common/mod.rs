@@ -63,18 +63,33 @@ pub fn fixtures() -> Vec<Fixture> {
     list
 }
 
-/// The unstripped build of the same program, toolchain and arch (the
-/// fixture itself when it has `.symtab`).
+/// The unstripped build of the same program, toolchain, arch and link mode
+/// (`stripped` → `default`, `cgo-stripped` → `cgo`, `cgo-pie-stripped` →
+/// `cgo-pie`; the fixture itself when it has `.symtab`).
 pub fn twin<'a>(all: &'a [Fixture], f: &'a Fixture) -> Option<&'a Fixture> {
-    if f.variant != "stripped" {
-        return Some(f);
-    }
+    let want = match f.variant.as_str() {
+        "stripped" => "default",
+        v => match v.strip_suffix("-stripped") {
+            Some(base) => base,
+            None => return Some(f),
+        },
+    };
     all.iter().find(|g| {
         g.program == f.program
             && g.go_version == f.go_version
             && g.goarch == f.goarch
-            && g.variant == "default"
+            && g.variant == want
     })
+}
+
+/// Built without `.symtab` (`-ldflags=-s -w`).
+pub fn is_stripped(f: &Fixture) -> bool {
+    f.variant.ends_with("stripped")
+}
+
+/// Built as a position-independent executable.
+pub fn is_pie(f: &Fixture) -> bool {
+    f.variant == "pie" || f.variant.starts_with("cgo-pie")
 }
 
 pub fn open(f: &Fixture) -> BinaryInfo {
