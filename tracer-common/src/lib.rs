@@ -52,9 +52,10 @@ pub mod programs {
     /// Entry of a finalizer or cleanup function (`SetFinalizer`,
     /// `queuefinalizer`, `addCleanup`, the cleanup queue, `Cleanup.Stop`).
     pub const FIN: &str = "fin_hook";
-    /// Programs whose probes are attached and detached as groups (creation,
-    /// write window): also loaded for uprobe_multi links.
-    pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, WRITE];
+    /// Programs whose probes are attached and detached as groups (the
+    /// governed probes: creation, small-map growth, finalizers; the write
+    /// window): also loaded for uprobe_multi links.
+    pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, GROW, FIN, WRITE];
     /// Every program the object must contain.
     pub const ALL: [&str; 7] = [
         CREATE_ENTRY,

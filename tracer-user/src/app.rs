@@ -20,7 +20,7 @@ use crate::{
     inspect::{BinaryInfo, Frame, MapImpl},
     keys::{KeyLayout, KeyTracker, MAX_TRACKED_KEYS},
     model::{Model, Verdict},
-    plan::ProbePlan,
+    plan::{ProbeClass, ProbePlan},
     report::{self, MapReport, Overhead, Report, TargetInfo},
     sample::{self, Memory, TypeSizes},
 };
@@ -74,7 +74,7 @@ struct Session {
     /// Attach requests, parallel to `probes`.
     reqs: Vec<ProbeRequest>,
     /// Governor class of each probe, parallel to `probes`.
-    class: Vec<Class>,
+    class: Vec<ProbeClass>,
     /// Estimated cost of one hit of each probe (seconds), parallel to `probes`.
     hit_cost: Vec<f64>,
     /// Hits of each probe at the last governor check.
@@ -84,7 +84,7 @@ struct Session {
     /// Check the budget every 10 ms until then (a group was just attached).
     fast_until: Instant,
     /// uprobe_multi links: group, link, the probes (indices) behind it.
-    groups: Vec<(Class, crate::bpf::Link, Vec<usize>)>,
+    groups: Vec<(ProbeClass, crate::bpf::Link, Vec<usize>)>,
     /// Instruction bytes at each probe's address before any probe was
     /// attached, parallel to `probes` (`None`: unreadable).
     orig: Vec<Option<[u8; 4]>>,
@@ -121,17 +121,6 @@ struct Session {
     /// before the sample, or the gap after the previous sample made it late.
     skipped_cycles: u64,
     show_keys: bool,
-}
-
-/// What a probe is for, as far as the governor is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    /// Always attached (growth, GC, finalizers).
-    Always,
-    /// Creation: paused when over budget.
-    Creation,
-    /// Write path: attached only in windows.
-    Window,
 }
 
 /// Detaches of one group still in progress (a thread may close the links
@@ -229,9 +218,9 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
         }
         cost += c;
         match s.class[i] {
-            Class::Creation => cost_c += c,
-            Class::Window => cost_w += c,
-            Class::Always => {}
+            ProbeClass::Governed => cost_c += c,
+            ProbeClass::Window => cost_w += c,
+            ProbeClass::Always => {}
         }
     }
     // Breakpoints of a closed group still trap until the kernel removes
@@ -268,7 +257,7 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
 
     let busy_c = s.detaching_creation.busy();
     let busy_w = s.detaching_window.busy();
-    let have_window = s.class.contains(&Class::Window);
+    let have_window = s.class.contains(&ProbeClass::Window);
     let a = s.gov.decide(now, busy_c, busy_w, have_window);
     let a = s.gov.sequence(
         a,
@@ -289,9 +278,9 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     }
     let t = Instant::now();
     match (a.close_window, a.pause_creation) {
-        (true, true) => detach_classes(s, tracer, &[Class::Window, Class::Creation]),
-        (true, false) => detach_classes(s, tracer, &[Class::Window]),
-        (false, true) => detach_classes(s, tracer, &[Class::Creation]),
+        (true, true) => detach_classes(s, tracer, &[ProbeClass::Window, ProbeClass::Governed]),
+        (true, false) => detach_classes(s, tracer, &[ProbeClass::Window]),
+        (false, true) => detach_classes(s, tracer, &[ProbeClass::Governed]),
         (false, false) => {}
     }
     if a.close_window {
@@ -302,11 +291,11 @@ fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
     }
     if a.open_window {
         // A failure (the process is exiting) leaves probes detached.
-        let _ = attach_class(s, tracer, Class::Window);
+        let _ = attach_class(s, tracer, ProbeClass::Window);
         s.gov.opened(now);
     }
     if a.resume_creation {
-        let _ = attach_class(s, tracer, Class::Creation);
+        let _ = attach_class(s, tracer, ProbeClass::Governed);
         s.gov.resumed(now);
     }
     if a.open_window || a.resume_creation {
@@ -329,7 +318,7 @@ fn close_order(s: &Session, pick: impl Fn(usize) -> bool) -> Vec<usize> {
 
 /// Closes the links of the given groups on one thread, busiest probe
 /// first whatever its group, and starts measuring their tails.
-fn detach_classes(s: &mut Session, tracer: &mut Tracer, classes: &[Class]) {
+fn detach_classes(s: &mut Session, tracer: &mut Tracer, classes: &[ProbeClass]) {
     let rate = |s: &Session, i: usize| s.last_site_rate.get(i).copied().unwrap_or(0.0);
     // (cost rate, link): a group's rate is its probes' sum.
     let mut links: Vec<(f64, crate::bpf::Link)> = Vec::new();
@@ -356,28 +345,28 @@ fn detach_classes(s: &mut Session, tracer: &mut Tracer, classes: &[Class]) {
     let mut sites: [Vec<_>; 2] = [Vec::new(), Vec::new()];
     for i in members {
         if let Some(o) = s.orig[i] {
-            let slot = usize::from(s.class[i] == Class::Window);
+            let slot = usize::from(s.class[i] == ProbeClass::Window);
             sites[slot].push((s.probes[i].2 + s.bias, o, rate(s, i)));
         }
     }
     let h =
         crate::bpf::close_links(links.into_iter().map(|l| l.1).collect()).map(std::sync::Arc::new);
     for &c in classes {
-        let slot = usize::from(c == Class::Window);
+        let slot = usize::from(c == ProbeClass::Window);
         s.tails[slot] = Tail {
             sites: std::mem::take(&mut sites[slot]),
             since: Some(Instant::now()),
         };
         if let Some(h) = &h {
             match c {
-                Class::Window => s.detaching_window.0.push(h.clone()),
+                ProbeClass::Window => s.detaching_window.0.push(h.clone()),
                 _ => s.detaching_creation.0.push(h.clone()),
             }
         }
     }
 }
 
-fn attach_class(s: &mut Session, tracer: &mut Tracer, class: Class) -> Result<()> {
+fn attach_class(s: &mut Session, tracer: &mut Tracer, class: ProbeClass) -> Result<()> {
     if s.groups.iter().any(|g| g.0 == class) {
         return Ok(());
     }
@@ -551,11 +540,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
             spec: p.spec,
         };
         let emulated = !p.ret_site && !p.reason.starts_with("entry");
-        let grouped = p.window
-            || matches!(
-                p.role,
-                tracer_common::ProbeRole::CreateEntry | tracer_common::ProbeRole::CreateRet
-            );
+        let grouped = p.class != ProbeClass::Always;
         let a = if grouped {
             tracer.register(&req)?
         } else {
@@ -563,13 +548,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         };
         probes.push((a, p.function.clone(), p.address, emulated));
         reqs.push(req);
-        class.push(match p.role {
-            _ if p.window => Class::Window,
-            tracer_common::ProbeRole::CreateEntry | tracer_common::ProbeRole::CreateRet => {
-                Class::Creation
-            }
-            _ => Class::Always,
-        });
+        class.push(p.class);
         hit_cost.push(match (emulated, p.window) {
             (false, _) => SINGLE_STEP_HIT_S,
             (true, true) => WRITE_HIT_S,
@@ -615,7 +594,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         skipped_cycles: 0,
         show_keys,
     };
-    attach_class(&mut s, tracer, Class::Creation)?;
+    attach_class(&mut s, tracer, ProbeClass::Governed)?;
     discover_globals(&mut s);
     Ok(s)
 }
@@ -1104,6 +1083,12 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     }
     overhead.creation_probes_paused = s.gov.pauses;
     overhead.creation_probes_paused_s = s.gov.paused_s(Instant::now());
+    overhead.governed_probes_attached_share = if duration_s > 0.0 {
+        (1.0 - overhead.creation_probes_paused_s / duration_s).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    overhead.tracer_cpu_debited_s = s.gov.tracer_spent;
     overhead.write_windows = s.gov.windows;
     overhead.write_windows_s = (s.gov.window_total
         + s.gov.window_open.map_or(Duration::ZERO, |at| at.elapsed()))
@@ -1345,6 +1330,9 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut last_render = Instant::now();
     let mut t0: Option<u64> = None;
     let mut last_govern = Instant::now();
+    // The tracer's CPU from here on is debited to the budget (start-up,
+    // before any probe runs, is not).
+    let mut last_cpu = self_usage().0;
     let mut last_drain = Instant::now();
     let mut last_alive = Instant::now();
     let mut events: Vec<Event> = Vec::new();
@@ -1385,8 +1373,15 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         if last_govern.elapsed() >= period {
             last_govern = Instant::now();
             let hits = tracer.probe_hits();
+            // The tracer's own CPU since the last check, shared by the
+            // processes it traces.
+            let cpu = self_usage().0;
+            let live = sessions.iter().filter(|s| s.ended.is_none()).count().max(1);
+            let own = (cpu - last_cpu) / live as f64;
+            last_cpu = cpu;
             for s in &mut sessions {
                 if s.ended.is_none() {
+                    s.gov.account_tracer(own);
                     govern(s, &mut tracer, &hits);
                 }
             }

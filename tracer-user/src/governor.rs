@@ -9,10 +9,12 @@
 //! and debits it too: whatever the detach latency, the long-run cost stays
 //! within the budget.
 //!
-//! Two groups of probes spend the credit:
-//! - the **creation** probes (on by default; their rate follows map creation,
-//!   which a busy service does per request): paused when the credit runs out,
-//!   resumed when half of it is back;
+//! The tracer process's own CPU is debited too ([`Governor::account_tracer`]).
+//! Two groups of probes spend the credit (`plan::ProbeClass`):
+//! - the **governed** probes, called "creation" here after the first of them
+//!   (on by default: map creation, small-map growth and finalizers, whose
+//!   rates follow what a busy service does per request): paused when the
+//!   credit runs out, resumed when half of it is back;
 //! - the **write window** (`mapassign*`, `mapdelete*`: off by default): opened
 //!   when the bucket is full and [`WINDOW_GAP`] has passed since the last
 //!   one, closed when it is empty or after
@@ -125,8 +127,10 @@ pub struct Governor {
     pub windows: u64,
     /// Time windows were open.
     pub window_total: Duration,
-    /// Total cost debited, seconds of target CPU.
+    /// Total cost debited, seconds of target CPU (probes and tracer).
     pub spent: f64,
+    /// The tracer process's own CPU debited, seconds.
+    pub tracer_spent: f64,
 }
 
 impl Governor {
@@ -145,6 +149,7 @@ impl Governor {
             windows: 0,
             window_total: Duration::ZERO,
             spent: 0.0,
+            tracer_spent: 0.0,
         }
     }
 
@@ -152,6 +157,16 @@ impl Governor {
     #[must_use]
     pub fn max(&self) -> f64 {
         self.rate * BURST_S
+    }
+
+    /// Debits `cpu` seconds of the tracer process's own CPU (sampling, key
+    /// snapshots, owner search, reports): one budget covers the probes and
+    /// the tracer.
+    pub fn account_tracer(&mut self, cpu: f64) {
+        if cpu.is_finite() && cpu > 0.0 {
+            self.tracer_spent += cpu;
+            self.account(0.0, cpu);
+        }
     }
 
     /// Credits `dt` seconds of budget and debits `cost`.

@@ -117,13 +117,15 @@ pub fn run(
         if let Some(p) = r.entry {
             writeln!(
                 out,
-                "      probe {} (+{}) `{}`: {}{}",
+                "      probe {} (+{}) `{}`: {}",
                 hex(p.address),
                 p.address - f.entry,
                 p.instruction,
                 p.reason,
-                if p.window { " [write window only]" } else { "" }
             )?;
+        }
+        if let Some(p) = r.entry.or(r.rets.first().copied()) {
+            writeln!(out, "      class {}: {}", p.class.as_str(), p.class_reason)?;
         }
         if !r.rets.is_empty() {
             let sites: Vec<String> = r
@@ -258,6 +260,7 @@ fn write_json(
                         "function": p.function, "role": format!("{:?}", p.role), "program": p.role.program(),
                         "address": hex(p.address), "file_offset": hex_opt(info.va_to_file_offset(p.address)),
                         "instruction": p.instruction, "reason": p.reason, "ret_site": p.ret_site,
+                        "class": p.class, "class_reason": p.class_reason,
                         "map_arg": p.spec.map_arg, "type_arg": p.spec.type_arg, "size_arg": p.spec.size_arg, "aux": p.spec.aux,
                     })
                 })

@@ -90,6 +90,28 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
+/// Ids of the BPF programs that process `pid` holds through its file
+/// descriptors (`prog_id:` in `/proc/PID/fdinfo`, for program and link fds).
+fn programs_held_by(pid: u32) -> std::collections::BTreeSet<u32> {
+    let mut ids = std::collections::BTreeSet::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for l in text.lines() {
+            if let Some(v) = l.strip_prefix("prog_id:")
+                && let Ok(id) = v.trim().parse()
+            {
+                ids.insert(id);
+            }
+        }
+    }
+    ids
+}
+
 /// Ids of the programs in `lines` (bpftool's "ID: type name …").
 fn prog_ids(lines: &[String]) -> std::collections::BTreeSet<u32> {
     lines
@@ -184,12 +206,18 @@ fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str]) -
         .spawn()
         .unwrap();
     let mut tout = BufReader::new(tr.stdout.take().unwrap());
+    let tracer_pid = tr.id();
     let mut trg = Guard(Some(tr));
     let mut first = String::new();
     tout.read_line(&mut first).unwrap();
     assert!(first.contains("attached"), "tracer said {first:?}");
     let loaded = our_programs_loaded();
-    let during = prog_ids(&loaded);
+    // Only this tracer's programs (those its file descriptors hold): a
+    // previous tracer's may still be on their way out of the kernel, and
+    // another test run's tracer may be running.
+    let mine = programs_held_by(tracer_pid);
+    let during: std::collections::BTreeSet<u32> =
+        prog_ids(&loaded).intersection(&mine).copied().collect();
     let copies = if no_multi || !kernel_at_least(6, 6) {
         1
     } else {
@@ -202,6 +230,7 @@ fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str]) -
         let n = loaded
             .iter()
             .filter(|l| l.contains(&format!("name {name} ")))
+            .filter(|l| prog_ids(std::slice::from_ref(l)).is_subset(&mine))
             .count();
         assert_eq!(n, copies, "{name}: copies loaded: {loaded:#?}");
     }
@@ -491,7 +520,12 @@ fn sigkill_leaves_nothing_attached() {
     let mut first = String::new();
     tout.read_line(&mut first).unwrap();
     assert!(first.contains("attached"), "{first}");
-    let during = prog_ids(&our_programs_loaded());
+    // This tracer's programs only (another run's tracer may be running).
+    let mine = programs_held_by(_trg.0.as_ref().unwrap().id());
+    let during: std::collections::BTreeSet<u32> = prog_ids(&our_programs_loaded())
+        .intersection(&mine)
+        .copied()
+        .collect();
     assert!(
         during.difference(&before).count() >= 5,
         "probes should be loaded while tracing"

@@ -13,7 +13,11 @@
 //	-mode=http -seconds S       a loopback HTTP server on 127.0.0.1:0 and
 //	                            -clients keep-alive clients for S seconds; the
 //	                            handler writes a bounded per-path counter map;
-//	                            prints "req_per_sec N"
+//	                            prints "req_per_sec N"; with -json the clients
+//	                            POST JSON documents (objects of 10 to 50 keys,
+//	                            nested objects) that the handler decodes into
+//	                            map[string]any, and one map planted in a global
+//	                            grows by an entry every 100 requests
 //	-mode=manymaps -n N         creates N live map[int32]int32, each grown past
 //	                            128 entries (150), prints "ready", then runs a
 //	                            GC cycle every -gc-every for S seconds
@@ -26,6 +30,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -50,6 +56,7 @@ var (
 	par     = flag.Int("par", 1, "makemap: goroutines creating maps at once (-ops split between them)")
 	clients = flag.Int("clients", 4, "http: client goroutines")
 	tick    = flag.Duration("tick", 0, "http: also print \"tick UNIX_NS OPS\" every interval (ops done in it)")
+	jsonReq = flag.Bool("json", false, "http: POST JSON documents decoded into map[string]any")
 	wait    = flag.Bool("wait", false, "print \"waiting\" and wait for a line on stdin before measuring")
 )
 
@@ -186,10 +193,32 @@ type counter struct {
 	hits map[string]int64
 }
 
+// planted grows slowly for as long as JSON requests are served: the leak
+// the tracer must report whatever else the service does.
+var (
+	plantedMu sync.Mutex
+	planted   = map[int64][64]byte{}
+	served    int64
+)
+
 func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	keys := 0
+	if r.Method == http.MethodPost {
+		var doc map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&doc); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		keys = len(doc)
+		if n := atomic.AddInt64(&served, 1); n%100 == 0 {
+			plantedMu.Lock()
+			planted[n] = [64]byte{byte(keys)}
+			plantedMu.Unlock()
+		}
+	}
 	c.mu.Lock()
 	// Bounded: at most `paths` keys.
-	c.hits[r.URL.Path]++
+	c.hits[r.URL.Path] += int64(1 + keys)
 	c.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = io.WriteString(w, "ok\n")
@@ -207,8 +236,19 @@ func serveHTTP() error {
 	tr := &http.Transport{MaxIdleConnsPerHost: *clients, MaxIdleConns: *clients, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	docs := jsonDocs(64)
 	get := func(path string) error {
-		resp, err := client.Get(path)
+		var resp *http.Response
+		var err error
+		if *jsonReq {
+			body := docs[len(path)*7%len(docs)]
+			if i, e := strconv.Atoi(path[len(url):]); e == nil {
+				body = docs[i%len(docs)]
+			}
+			resp, err = client.Post(path, "application/json", bytes.NewReader(body))
+		} else {
+			resp, err = client.Get(path)
+		}
 		if err != nil {
 			return err
 		}
@@ -248,6 +288,41 @@ func serveHTTP() error {
 	fmt.Printf("elapsed_s %.6f\n", el)
 	fmt.Printf("req_per_sec %.0f\n", float64(done)/el)
 	return nil
+}
+
+// jsonDocs returns n request bodies: objects of 10 to 50 keys whose values
+// are strings, numbers, booleans, arrays and nested objects of 10 to 20 keys
+// (what an API decoding into map[string]any sees).
+func jsonDocs(n int) [][]byte {
+	docs := make([][]byte, n)
+	for i := range docs {
+		doc := map[string]any{}
+		for k := 0; k < 10+i*41/n; k++ {
+			key := fmt.Sprintf("field_%d_%d", i, k)
+			switch k % 5 {
+			case 0:
+				doc[key] = fmt.Sprintf("value %d of document %d", k, i)
+			case 1:
+				doc[key] = float64(k * i)
+			case 2:
+				doc[key] = k%2 == 0
+			case 3:
+				doc[key] = []any{"a", float64(k), map[string]any{"x": 1.0, "y": "z"}}
+			case 4:
+				nested := map[string]any{}
+				for j := 0; j < 10+(i+k)%11; j++ {
+					nested[fmt.Sprintf("n%d", j)] = float64(j)
+				}
+				doc[key] = nested
+			}
+		}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			panic(err)
+		}
+		docs[i] = b
+	}
+	return docs
 }
 
 // ticks prints, every -tick, how many operations the counter advanced by

@@ -35,6 +35,87 @@ pub struct PlannedProbe {
     pub ret_site: bool,
     /// `true` for a write-path probe: attached only in bounded windows.
     pub window: bool,
+    /// How the overhead budget governs it.
+    pub class: ProbeClass,
+    /// Why that class: for an always-on probe, what bounds its hit rate.
+    pub class_reason: &'static str,
+}
+
+/// How the overhead budget governs a probe (one budget covers them all, and
+/// the tracer's own CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeClass {
+    /// Always attached: its hit rate is bounded by the GC's pace or by map
+    /// memory allocated, never by the number of maps created or grown.
+    Always,
+    /// Attached while the budget has credit, paused when it runs out and
+    /// attached again when half of it is back: the report says for how long
+    /// (what it saw is a sample of that share of the time).
+    Governed,
+    /// The write path: attached only in short windows opened when the
+    /// budget is full.
+    Window,
+}
+
+impl ProbeClass {
+    /// `always`, `governed` or `window`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Governed => "governed",
+            Self::Window => "window",
+        }
+    }
+}
+
+/// The class of a probe with `role` and role byte `aux`, and why.
+///
+/// Always on: `gcStart` and `gcSweep` (two hits per GC cycle, even at 1,000
+/// cycles a second 0.2% of one CPU) and Swiss `(*table).split` (one hit per
+/// full 1,024-slot table, that is per 1,024 slots of map memory allocated);
+/// and, as an exception still to remove, hmap's `hashGrow`.
+/// Everything whose rate follows map creations, small-map growth or
+/// `SetFinalizer` calls is governed: decoding JSON into `map[string]any`
+/// grows a small map per object (go1.26: `growToTable` and `(*table).grow`
+/// at ~63,000 hits a second each; go1.22: `hashGrow` at ~165,000).
+#[must_use]
+pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
+    match role {
+        ProbeRole::GcStart | ProbeRole::GcSweep => (
+            ProbeClass::Always,
+            "one hit per GC cycle: bounded by the GC's pace, not by maps",
+        ),
+        ProbeRole::Grow if aux == tracer_common::GrowKind::TableSplit as u8 => (
+            ProbeClass::Always,
+            "one hit per full 1,024-slot table split: bounded by map memory allocated",
+        ),
+        // hmap has no growth function that only large maps reach (hashGrow
+        // sizes the new bucket array itself): governing it would lose the
+        // growth of long-lived maps that no global holds. Open work: a probe
+        // where makeBucketArray allocates 16 buckets or more.
+        ProbeRole::Grow if aux == tracer_common::GrowKind::HashGrow as u8 => (
+            ProbeClass::Always,
+            "one hit per hmap growth, small maps included (exception: hmap has no growth path only large maps take; its cost is debited)",
+        ),
+        ProbeRole::Grow => (
+            ProbeClass::Governed,
+            "one hit per map growth, small maps included: paused when over budget",
+        ),
+        ProbeRole::CreateEntry | ProbeRole::CreateRet => (
+            ProbeClass::Governed,
+            "one hit per map created: paused when over budget",
+        ),
+        ProbeRole::Fin => (
+            ProbeClass::Governed,
+            "one hit per SetFinalizer / AddCleanup call or finalizer run: paused when over budget",
+        ),
+        ProbeRole::Write => (
+            ProbeClass::Window,
+            "one hit per map write: attached only in windows while the budget is full",
+        ),
+    }
 }
 
 /// A hook that could not be planned.
@@ -107,6 +188,7 @@ impl ProbePlan {
                 size_arg: h.size_arg,
                 aux: h.aux,
             };
+            let (class, class_reason) = classify(h.role, h.aux);
             let base =
                 |address: u64, instruction: String, reason: String, ret_site: bool| PlannedProbe {
                     function: f.name.clone(),
@@ -119,6 +201,8 @@ impl ProbePlan {
                     reason,
                     ret_site,
                     window: h.role == ProbeRole::Write,
+                    class,
+                    class_reason,
                 };
             match h.placement {
                 hooks::Placement::Entry => {

@@ -180,17 +180,26 @@ pub struct Overhead {
     pub tracer_cpu_s: f64,
     /// The tracer's peak resident memory, bytes.
     pub tracer_max_rss_bytes: u64,
-    /// Times the creation probes were paused to stay within the budget.
+    /// Times the governed probes (creation, small-map growth, finalizers
+    /// and cleanups) were paused to stay within the budget.
     pub creation_probes_paused: u64,
-    /// Seconds they were paused (maps created then have no creation site).
+    /// Seconds they were paused (maps created then have no creation site;
+    /// growths and finalizer calls then are not seen).
     pub creation_probes_paused_s: f64,
+    /// Share of the run the governed probes were attached: what they saw
+    /// (creation sites, growths, finalizer calls) is a sample of that share.
+    pub governed_probes_attached_share: f64,
+    /// The tracer process's own CPU seconds debited to the budget (from
+    /// attach; included in `budget_spent_target_cpu_s`).
+    pub tracer_cpu_debited_s: f64,
     /// Write-path windows opened (`mapassign*`/`mapdelete*` probes attached).
     pub write_windows: u64,
     /// Seconds the write-path probes were attached.
     pub write_windows_s: f64,
     /// Maps first found through the write windows (they had not grown).
     pub maps_found_by_write_windows: u64,
-    /// Target CPU seconds the governor debited for all probe hits.
+    /// Target CPU seconds the governor debited: every probe hit and the
+    /// tracer's own CPU.
     pub budget_spent_target_cpu_s: f64,
     /// GC cycles whose event reached the tracer more than 150 ms late (a
     /// starved or busy tracer): their map lengths were not read.
@@ -522,8 +531,10 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     if r.overhead.creation_probes_paused > 0 {
         writeln!(
             w,
-            "  note: creation probes paused {} time(s), {:.1} s in all, to stay within the overhead budget; maps created then show no creation site",
-            r.overhead.creation_probes_paused, r.overhead.creation_probes_paused_s
+            "  note: governed probes (creation, small-map growth, finalizers) paused {} time(s), {:.1} s in all, to stay within the overhead budget: attached {:.0}% of the run, so creation sites, growths and finalizer calls are a sample of that share; maps created while paused show no creation site",
+            r.overhead.creation_probes_paused,
+            r.overhead.creation_probes_paused_s,
+            r.overhead.governed_probes_attached_share * 100.0
         )?;
     }
     if r.overhead.write_windows > 0 {

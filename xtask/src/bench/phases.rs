@@ -86,6 +86,10 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
         format!("{TICK_MS}ms"),
         "-wait".to_owned(),
     ]);
+    let json = b.s.phase_workload == "json";
+    if json {
+        cmd.arg("-json");
+    }
     let mut target = Proc::spawn("bench target (http phases)", cmd)?;
     target.wait_line(|l| l == "waiting", Duration::from_secs(30))?;
     let pid = target.pid();
@@ -149,10 +153,26 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
         let rep = take_report(&json_path, &tr)?;
         let debit_s = f(&rep, &["overhead", "budget_spent_target_cpu_s"]);
         let hits = report_hits(&rep, &[]).0;
+        // The planted map (json workload): reported growing, with its type?
+        let planted = rep["maps"].as_array().is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m["type"] == "map[int64][64]uint8" && m["verdict"] == "growing")
+        });
         eprintln!(
-            "bench: http phases {:9} round {round}: traced {:.1} s, debit {debit_s:.4} s, tracer CPU {tracer_cpu_s:.3} s",
+            "bench: {} phases {:9} round {round}: traced {:.1} s, debit {debit_s:.4} s, tracer CPU {tracer_cpu_s:.3} s, governed probes attached {:.0}%{}",
+            b.s.phase_workload,
             g.tag,
-            end - start
+            end - start,
+            f(&rep, &["overhead", "governed_probes_attached_share"]) * 100.0,
+            if json {
+                if planted {
+                    ", planted map reported growing"
+                } else {
+                    ", planted map NOT reported growing"
+                }
+            } else {
+                ""
+            }
         );
         phases.push(Phase {
             go: g.tag.clone(),
