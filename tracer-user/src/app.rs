@@ -1088,7 +1088,6 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     } else {
         1.0
     };
-    overhead.tracer_cpu_debited_s = s.gov.tracer_spent;
     overhead.write_windows = s.gov.windows;
     overhead.write_windows_s = (s.gov.window_total
         + s.gov.window_open.map_or(Duration::ZERO, |at| at.elapsed()))
@@ -1330,9 +1329,6 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     let mut last_render = Instant::now();
     let mut t0: Option<u64> = None;
     let mut last_govern = Instant::now();
-    // The tracer's CPU from here on is debited to the budget (start-up,
-    // before any probe runs, is not).
-    let mut last_cpu = self_usage().0;
     let mut last_drain = Instant::now();
     let mut last_alive = Instant::now();
     let mut events: Vec<Event> = Vec::new();
@@ -1373,15 +1369,8 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         if last_govern.elapsed() >= period {
             last_govern = Instant::now();
             let hits = tracer.probe_hits();
-            // The tracer's own CPU since the last check, shared by the
-            // processes it traces.
-            let cpu = self_usage().0;
-            let live = sessions.iter().filter(|s| s.ended.is_none()).count().max(1);
-            let own = (cpu - last_cpu) / live as f64;
-            last_cpu = cpu;
             for s in &mut sessions {
                 if s.ended.is_none() {
-                    s.gov.account_tracer(own);
                     govern(s, &mut tracer, &hits);
                 }
             }

@@ -9,7 +9,6 @@
 //! and debits it too: whatever the detach latency, the long-run cost stays
 //! within the budget.
 //!
-//! The tracer process's own CPU is debited too ([`Governor::account_tracer`]).
 //! Two groups of probes spend the credit (`plan::ProbeClass`):
 //! - the **governed** probes, called "creation" here after the first of them
 //!   (on by default: map creation, small-map growth and finalizers, whose
@@ -127,10 +126,8 @@ pub struct Governor {
     pub windows: u64,
     /// Time windows were open.
     pub window_total: Duration,
-    /// Total cost debited, seconds of target CPU (probes and tracer).
+    /// Total cost debited, seconds of target CPU.
     pub spent: f64,
-    /// The tracer process's own CPU debited, seconds.
-    pub tracer_spent: f64,
 }
 
 impl Governor {
@@ -149,7 +146,6 @@ impl Governor {
             windows: 0,
             window_total: Duration::ZERO,
             spent: 0.0,
-            tracer_spent: 0.0,
         }
     }
 
@@ -157,16 +153,6 @@ impl Governor {
     #[must_use]
     pub fn max(&self) -> f64 {
         self.rate * BURST_S
-    }
-
-    /// Debits `cpu` seconds of the tracer process's own CPU (sampling, key
-    /// snapshots, owner search, reports): one budget covers the probes and
-    /// the tracer.
-    pub fn account_tracer(&mut self, cpu: f64) {
-        if cpu.is_finite() && cpu > 0.0 {
-            self.tracer_spent += cpu;
-            self.account(0.0, cpu);
-        }
     }
 
     /// Credits `dt` seconds of budget and debits `cost`.

@@ -37,12 +37,13 @@ struct TraceArgs {
     /// Maps shown in the text report.
     #[arg(long, default_value_t = 10)]
     top: usize,
-    /// Share of one CPU the tracer may cost, in percent: every probe hit
-    /// and the tracer process's own CPU (reading map headers and keys,
-    /// reports). The governed probes (creation, small-map growth,
-    /// finalizers) are paused and write-path windows sized to stay within it;
-    /// only probes bounded by the GC's pace or by map memory stay always on.
-    #[arg(long, default_value_t = 1.0)]
+    /// Share of one CPU the probes may take from the target, in percent:
+    /// the governed probes (creation, small-map growth, finalizers) are
+    /// paused and write-path windows sized to stay within it; only probes
+    /// bounded by the GC's pace or by map memory stay always on. The default
+    /// leaves room, within a 1% cost, for the tracer process itself (it
+    /// reads map headers and keys at GC cycles).
+    #[arg(long, default_value_t = 0.5)]
     overhead_budget: f64,
     /// Show retained map keys whole in the report. By default a string key
     /// shows a short prefix and a hash: keys are often secrets (session tokens).

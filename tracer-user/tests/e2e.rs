@@ -484,6 +484,51 @@ fn scenarios_other_releases() {
     }
 }
 
+/// One budget governs the probes: at a budget the target's short-lived maps
+/// exhaust, the governed probes (creation, Swiss small-map growth) are
+/// paused and come back when the budget allows, while the always-on ones
+/// (GC, table split) keep counting; the leak is still found with its type.
+#[test]
+fn governed_probes_pause_and_come_back() {
+    if !privileged() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = fixture("go1.26.8", "default");
+    let mut cmd = Command::new(&bin);
+    // 10 s: a pause lasts until half the bucket is back (2.5 s at any budget).
+    cmd.args(["-wait", "-steps", "40", "-step-ms", "250"]);
+    let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", "0.3"]);
+    let r = &run.report;
+    let o = &r["overhead"];
+    let pauses = o["creation_probes_paused"].as_u64().unwrap();
+    let share = o["governed_probes_attached_share"].as_f64().unwrap();
+    // Paused, attached again, paused again.
+    assert!(
+        pauses >= 2,
+        "governed probes paused {pauses} time(s): {o:#}"
+    );
+    assert!(share > 0.0 && share < 1.0, "attached share {share}: {o:#}");
+    let hits = o["probe_hits"].as_object().unwrap();
+    let sum = |prefix: &str| -> u64 {
+        hits.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum()
+    };
+    assert!(
+        sum("internal/runtime/maps.(*Map).growToTable@")
+            + sum("internal/runtime/maps.(*table).grow@")
+            > 0,
+        "governed growth probes never hit: {hits:?}"
+    );
+    assert!(sum("runtime.gcSweep@") >= 8, "{hits:?}");
+    let leaky = maps_of(r, "map[string]*main.session");
+    assert_eq!(leaky.len(), 1, "{:#}", r["maps"]);
+    assert_eq!(leaky[0]["verdict"], "growing", "{:#}", leaky[0]);
+    assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
+}
+
 /// A tracer killed with SIGKILL leaves no probe behind, and the target runs
 /// on to completion with unchanged output.
 #[test]

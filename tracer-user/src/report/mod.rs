@@ -189,17 +189,14 @@ pub struct Overhead {
     /// Share of the run the governed probes were attached: what they saw
     /// (creation sites, growths, finalizer calls) is a sample of that share.
     pub governed_probes_attached_share: f64,
-    /// The tracer process's own CPU seconds debited to the budget (from
-    /// attach; included in `budget_spent_target_cpu_s`).
-    pub tracer_cpu_debited_s: f64,
+
     /// Write-path windows opened (`mapassign*`/`mapdelete*` probes attached).
     pub write_windows: u64,
     /// Seconds the write-path probes were attached.
     pub write_windows_s: f64,
     /// Maps first found through the write windows (they had not grown).
     pub maps_found_by_write_windows: u64,
-    /// Target CPU seconds the governor debited: every probe hit and the
-    /// tracer's own CPU.
+    /// Target CPU seconds the governor debited for all probe hits.
     pub budget_spent_target_cpu_s: f64,
     /// GC cycles whose event reached the tracer more than 150 ms late (a
     /// starved or busy tracer): their map lengths were not read.
