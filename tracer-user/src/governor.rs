@@ -11,8 +11,8 @@
 //!
 //! Two groups of probes spend the credit (`plan::ProbeClass`):
 //! - the **governed** probes, called "creation" here after the first of them
-//!   (on by default: map creation, small-map growth and finalizers, whose
-//!   rates follow what a busy service does per request): paused when the
+//!   (on by default: map creation and Swiss small-map growth, whose rates
+//!   follow what a busy service does per request): paused when the
 //!   credit runs out, resumed when half of it is back;
 //! - the **write window** (`mapassign*`, `mapdelete*`: off by default): opened
 //!   when the bucket is full and [`WINDOW_GAP`] has passed since the last

@@ -38,7 +38,7 @@ struct TraceArgs {
     #[arg(long, default_value_t = 10)]
     top: usize,
     /// Share of one CPU the probes may take from the target, in percent:
-    /// the governed probes (creation, small-map growth, finalizers) are
+    /// the governed probes (creation, Swiss small-map growth) are
     /// paused and write-path windows sized to stay within it; only probes
     /// bounded by the GC's pace or by map memory stay always on. The default
     /// leaves room, within a 1% cost, for the tracer process itself (it

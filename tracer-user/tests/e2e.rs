@@ -496,8 +496,9 @@ fn governed_probes_pause_and_come_back() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bin = fixture("go1.26.8", "default");
     let mut cmd = Command::new(&bin);
-    // 10 s: a pause lasts until half the bucket is back (2.5 s at any budget).
-    cmd.args(["-wait", "-steps", "40", "-step-ms", "250"]);
+    // 20 s: a pause lasts until half the bucket is back (2.5 s at any
+    // budget), and an unoptimized tracer checks the budget less often.
+    cmd.args(["-wait", "-steps", "80", "-step-ms", "250"]);
     let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", "0.3"]);
     let r = &run.report;
     let o = &r["overhead"];

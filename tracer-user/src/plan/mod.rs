@@ -75,9 +75,10 @@ impl ProbeClass {
 /// Always on: `gcStart` and `gcSweep` (two hits per GC cycle, even at 1,000
 /// cycles a second 0.2% of one CPU) and Swiss `(*table).split` (one hit per
 /// full 1,024-slot table, that is per 1,024 slots of map memory allocated);
-/// and, as an exception still to remove, hmap's `hashGrow`.
-/// Everything whose rate follows map creations, small-map growth or
-/// `SetFinalizer` calls is governed: decoding JSON into `map[string]any`
+/// and, as exceptions still to remove, hmap's `hashGrow` and the finalizer
+/// and cleanup probes.
+/// Map creation and Swiss small-map growth are governed: decoding JSON into
+/// `map[string]any`
 /// grows a small map per object (go1.26: `growToTable` and `(*table).grow`
 /// at ~63,000 hits a second each; go1.22: `hashGrow` at ~165,000).
 #[must_use]
@@ -107,9 +108,12 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
             ProbeClass::Governed,
             "one hit per map created: paused when over budget",
         ),
+        // Governing them would make the finalizers held as map keys a
+        // sample, and they pause with the (costly) creation probes: kept on
+        // until they have a budget of their own.
         ProbeRole::Fin => (
-            ProbeClass::Governed,
-            "one hit per SetFinalizer / AddCleanup call or finalizer run: paused when over budget",
+            ProbeClass::Always,
+            "one hit per SetFinalizer / AddCleanup call or finalizer run (exception: counted exactly for finalizers held as map keys; its cost is debited)",
         ),
         ProbeRole::Write => (
             ProbeClass::Window,

@@ -180,14 +180,14 @@ pub struct Overhead {
     pub tracer_cpu_s: f64,
     /// The tracer's peak resident memory, bytes.
     pub tracer_max_rss_bytes: u64,
-    /// Times the governed probes (creation, small-map growth, finalizers
-    /// and cleanups) were paused to stay within the budget.
+    /// Times the governed probes (creation, Swiss small-map growth) were
+    /// paused to stay within the budget.
     pub creation_probes_paused: u64,
     /// Seconds they were paused (maps created then have no creation site;
-    /// growths and finalizer calls then are not seen).
+    /// small maps' growths then are not seen).
     pub creation_probes_paused_s: f64,
     /// Share of the run the governed probes were attached: what they saw
-    /// (creation sites, growths, finalizer calls) is a sample of that share.
+    /// (creation sites, small-map growths) is a sample of that share.
     pub governed_probes_attached_share: f64,
 
     /// Write-path windows opened (`mapassign*`/`mapdelete*` probes attached).
@@ -528,7 +528,7 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     if r.overhead.creation_probes_paused > 0 {
         writeln!(
             w,
-            "  note: governed probes (creation, small-map growth, finalizers) paused {} time(s), {:.1} s in all, to stay within the overhead budget: attached {:.0}% of the run, so creation sites, growths and finalizer calls are a sample of that share; maps created while paused show no creation site",
+            "  note: governed probes (creation, small-map growth) paused {} time(s), {:.1} s in all, to stay within the overhead budget: attached {:.0}% of the run, so creation sites and small-map growths are a sample of that share; maps created while paused show no creation site",
             r.overhead.creation_probes_paused,
             r.overhead.creation_probes_paused_s,
             r.overhead.governed_probes_attached_share * 100.0
