@@ -1082,6 +1082,7 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
         );
     }
     overhead.creation_probes_paused = s.gov.pauses;
+    overhead.creation_probes_resumed = s.gov.resumes;
     overhead.creation_probes_paused_s = s.gov.paused_s(Instant::now());
     overhead.governed_probes_attached_share = if duration_s > 0.0 {
         (1.0 - overhead.creation_probes_paused_s / duration_s).clamp(0.0, 1.0)

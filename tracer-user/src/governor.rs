@@ -118,6 +118,8 @@ pub struct Governor {
     pub last_window_end: Option<Instant>,
     /// Times the creation probes were paused.
     pub pauses: u64,
+    /// Times they were attached again after a pause.
+    pub resumes: u64,
     /// Time they spent paused (closed pauses).
     pub paused_total: Duration,
     /// Start of the current pause.
@@ -141,6 +143,7 @@ impl Governor {
             window_open: None,
             last_window_end: None,
             pauses: 0,
+            resumes: 0,
             paused_total: Duration::ZERO,
             paused_at: None,
             windows: 0,
@@ -240,6 +243,7 @@ impl Governor {
     /// Records that the creation probes were attached again at `now`.
     pub fn resumed(&mut self, now: Instant) {
         self.creation_on = true;
+        self.resumes += 1;
         if let Some(at) = self.paused_at.take() {
             self.paused_total += now.duration_since(at);
         }

@@ -485,7 +485,7 @@ fn scenarios_other_releases() {
 }
 
 /// One budget governs the probes: at a budget the target's short-lived maps
-/// exhaust, the governed probes (creation, Swiss small-map growth) are
+/// exhaust (1%), the governed probes (creation, Swiss small-map growth) are
 /// paused and come back when the budget allows, while the always-on ones
 /// (GC, table split) keep counting; the leak is still found with its type.
 #[test]
@@ -497,17 +497,21 @@ fn governed_probes_pause_and_come_back() {
     let bin = fixture("go1.26.8", "default");
     let mut cmd = Command::new(&bin);
     // 20 s: a pause lasts until half the bucket is back (2.5 s at any
-    // budget), and an unoptimized tracer checks the budget less often.
+    // budget), or longer while a write window is due.
     cmd.args(["-wait", "-steps", "80", "-step-ms", "250"]);
-    let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", "0.3"]);
+    // 1%: the always-on probes (GC, split) cost a few tenths of that here,
+    // the creation probes (single-stepped RET sites, thousands of maps a
+    // second) several times it.
+    let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", "1"]);
     let r = &run.report;
     let o = &r["overhead"];
     let pauses = o["creation_probes_paused"].as_u64().unwrap();
+    let resumes = o["creation_probes_resumed"].as_u64().unwrap();
     let share = o["governed_probes_attached_share"].as_f64().unwrap();
-    // Paused, attached again, paused again.
+    // Detached over budget, attached again when the budget allowed.
     assert!(
-        pauses >= 2,
-        "governed probes paused {pauses} time(s): {o:#}"
+        pauses >= 1 && resumes >= 1,
+        "governed probes paused {pauses} time(s), resumed {resumes}: {o:#}"
     );
     assert!(share > 0.0 && share < 1.0, "attached share {share}: {o:#}");
     let hits = o["probe_hits"].as_object().unwrap();

@@ -183,6 +183,8 @@ pub struct Overhead {
     /// Times the governed probes (creation, Swiss small-map growth) were
     /// paused to stay within the budget.
     pub creation_probes_paused: u64,
+    /// Times they were attached again after a pause.
+    pub creation_probes_resumed: u64,
     /// Seconds they were paused (maps created then have no creation site;
     /// small maps' growths then are not seen).
     pub creation_probes_paused_s: f64,
