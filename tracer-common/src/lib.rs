@@ -53,9 +53,9 @@ pub mod programs {
     /// `queuefinalizer`, `addCleanup`, the cleanup queue, `Cleanup.Stop`).
     pub const FIN: &str = "fin_hook";
     /// Programs whose probes are attached and detached as groups (the
-    /// governed probes: creation, small-map growth, finalizers; the write
-    /// window): also loaded for uprobe_multi links.
-    pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, GROW, FIN, WRITE];
+    /// governed probes: creation, Swiss small-map growth; the write window):
+    /// also loaded for uprobe_multi links.
+    pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, GROW, WRITE];
     /// Every program the object must contain.
     pub const ALL: [&str; 7] = [
         CREATE_ENTRY,

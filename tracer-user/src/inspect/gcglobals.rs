@@ -68,9 +68,11 @@ impl BinaryInfo {
         };
         let in_data = |a: u64| a >= lo && a < hi;
         let l = &self.layout;
+        // Both `work` and `gcController` are confirmed by gcStart: decode it once.
+        let start = self.code_refs("runtime.gcStart");
         CodeGlobals {
             work: self
-                .work_cycles_from_code(&in_data)
+                .work_cycles_from_code(start.as_ref(), &in_data)
                 .and_then(|ea| ea.checked_sub(u64::from(l.work_cycles?))),
             memstats: self
                 .code_refs(MEMSTATS_FROM)
@@ -78,7 +80,7 @@ impl BinaryInfo {
                 .and_then(|ea| ea.checked_sub(u64::from(l.memstats_numgc?))),
             gc_controller: self.code_refs(GC_CONTROLLER_FROM).and_then(|r| {
                 let a = first_call_argument(&r, &in_data)?;
-                let start = self.code_refs("runtime.gcStart")?;
+                let start = start.as_ref()?;
                 start.calls.iter().any(|c| c.arg0 == Some(a)).then_some(a)
             }),
         }
@@ -92,14 +94,17 @@ impl BinaryInfo {
     /// first reads as 32 bits (`t.n - work.cycles`) and the second adds to
     /// (`work.cycles.Add(1)`; `work.cycles++` up to 1.19). When both give
     /// an answer they must agree.
-    fn work_cycles_from_code(&self, in_data: &dyn Fn(u64) -> bool) -> Option<u64> {
+    fn work_cycles_from_code(
+        &self,
+        start: Option<&CodeRefs>,
+        in_data: &dyn Fn(u64) -> bool,
+    ) -> Option<u64> {
         let from_gc = self
             .code_refs(WORK_FROM)
             .and_then(|r| first_repeated_load(&r, in_data));
         let from_trigger = (|| {
             let test = self.code_refs(WORK_FROM_TRIGGER)?;
-            let start = self.code_refs("runtime.gcStart")?;
-            read_and_updated(&test, &start, in_data)
+            read_and_updated(&test, start?, in_data)
         })();
         match (from_gc, from_trigger) {
             (Some(a), Some(b)) if a != b => None,
