@@ -187,8 +187,10 @@ pub fn decode_hmap(b: &[u8], l: &RuntimeLayout, t: TypeSizes) -> Option<HeaderSa
     let nb = 1u64 << big_b;
     // No bucket array yet (a map made without a hint): no slots.
     let capacity = if buckets == 0 { 0 } else { nb * 8 };
-    // hmap load factor is 6.5 per bucket; a count well above that is garbage.
-    if count > (nb * 8).saturating_mul(2) + 64 {
+    // No bucket array holds nothing, and a count beyond every slot of the
+    // buckets and overflow buckets (growth starts at 6.5 per bucket) is a
+    // header read from memory reused for something else.
+    if (buckets == 0 && count > 0) || count > (nb + noverflow).saturating_mul(8) {
         return None;
     }
     let bs = t.bucket_size.max(MIN_BUCKET);
@@ -352,6 +354,17 @@ mod tests {
         b[8] = 0;
         b[16..24].copy_from_slice(&0xc000_0004u64.to_le_bytes());
         assert!(!ok(&b));
+        // Entries without a bucket array (seen on prometheus: len 38, no
+        // buckets), or more entries than slots.
+        b[9] = 0;
+        b[16..24].copy_from_slice(&0u64.to_le_bytes());
+        b[0..8].copy_from_slice(&38u64.to_le_bytes());
+        assert!(!ok(&b));
+        b[9] = 1;
+        b[16..24].copy_from_slice(&0xc000_0000u64.to_le_bytes());
+        b[0..8].copy_from_slice(&17u64.to_le_bytes());
+        assert!(!ok(&b));
+        b[0..8].copy_from_slice(&5u64.to_le_bytes());
         // A map with capacity and an unknown type still counts its bucket
         // array at the smallest bucket size.
         b[16..24].copy_from_slice(&0xc000_0000u64.to_le_bytes());
