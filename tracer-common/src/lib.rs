@@ -142,10 +142,12 @@ pub enum Counter {
     Created = 6,
     /// A write-path hit found [`MAP_WRITES`] full.
     WritesFull = 7,
+    /// A probe with [`ProbeSpec::ret_delta`] fired for another caller.
+    OtherCaller = 8,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 8;
+pub const COUNTER_SLOTS: u32 = 9;
 
 /// Role of a probe: selects the eBPF program.
 #[repr(u32)]
@@ -189,7 +191,7 @@ impl ProbeRole {
 /// (amd64: RAX RBX RCX RDI RSI R8 R9 R10 R11; arm64: R0..R15), not the C
 /// convention that `ProbeContext::arg` follows.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeSpec {
     /// [`ProbeRole`] as u32.
     pub role: u32,
@@ -203,8 +205,38 @@ pub struct ProbeSpec {
     /// [`ProbeRole::CreateRet`], 1 when a [`ProbeRole::CreateEntry`] probe on
     /// the same function left a pending record to consume.
     pub aux: u8,
+    /// When not [`NO_SP_OFF`]: the map pointer is the word at `SP + map_sp_off`
+    /// (a caller's stack slot), not a register.
+    pub map_sp_off: i32,
+    /// Where the return address is: [`NO_SP_OFF`] at a function entry or a
+    /// RET (`[SP]` on amd64, the link register on arm64); otherwise the word
+    /// at `SP + ret_sp_off` (a probe inside the function body).
+    pub ret_sp_off: i32,
+    /// When not 0: the probe counts only when the return address minus the
+    /// probed address equals this (the function was called from one known
+    /// call site), bias-free because both are in the same binary.
+    pub ret_delta: i64,
 }
-const _: () = assert!(core::mem::size_of::<ProbeSpec>() == 8);
+const _: () = assert!(core::mem::size_of::<ProbeSpec>() == 24);
+
+/// [`ProbeSpec::map_sp_off`] and [`ProbeSpec::ret_sp_off`]: not used.
+pub const NO_SP_OFF: i32 = -1;
+
+impl Default for ProbeSpec {
+    /// No role, no registers, no stack slots.
+    fn default() -> Self {
+        Self {
+            role: 0,
+            map_arg: NO_ARG,
+            type_arg: NO_ARG,
+            size_arg: NO_ARG,
+            aux: 0,
+            map_sp_off: NO_SP_OFF,
+            ret_sp_off: NO_SP_OFF,
+            ret_delta: 0,
+        }
+    }
+}
 
 /// Which growth function fired.
 #[repr(u8)]
@@ -222,6 +254,10 @@ pub enum GrowKind {
     TableGrow = 4,
     /// Swiss `(*table).split`.
     TableSplit = 5,
+    /// hmap: `runtime.makeBucketArray` allocating a bucket array too large
+    /// for a size class (32 KiB or more), called by `hashGrow`; size is the
+    /// new B.
+    BucketArray = 6,
 }
 
 /// What a write-path probe counts ([`ProbeSpec::aux`] of [`ProbeRole::Write`]).

@@ -24,8 +24,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
-    EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, PendingCreate,
-    ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
+    EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, NO_SP_OFF,
+    PendingCreate, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
 };
 
 mod regs;
@@ -154,6 +154,39 @@ fn arg_or_zero(ctx: &ProbeContext, n: u8) -> u64 {
     if n == NO_ARG { 0 } else { regs::arg(ctx, n) }
 }
 
+/// The probed function's return address: at an entry or a RET where the
+/// architecture keeps it, inside a body from the stack slot the plan found.
+#[inline(always)]
+fn caller_pc(ctx: &ProbeContext, s: &ProbeSpec) -> u64 {
+    if s.ret_sp_off == NO_SP_OFF {
+        regs::caller_pc(ctx)
+    } else {
+        read_u64(regs::sp(ctx).wrapping_add(s.ret_sp_off as u64)).unwrap_or(0)
+    }
+}
+
+/// `false` when the spec names one call site and this call came from
+/// another (counted).
+#[inline(always)]
+fn from_expected_caller(ctx: &ProbeContext, s: &ProbeSpec, caller: u64) -> bool {
+    if s.ret_delta == 0 || caller.wrapping_sub(regs::ip(ctx)) == s.ret_delta as u64 {
+        true
+    } else {
+        count(Counter::OtherCaller);
+        false
+    }
+}
+
+/// The map pointer: a register, or a caller's stack slot.
+#[inline(always)]
+fn map_of(ctx: &ProbeContext, s: &ProbeSpec) -> u64 {
+    if s.map_sp_off == NO_SP_OFF {
+        arg_or_zero(ctx, s.map_arg)
+    } else {
+        read_u64(regs::sp(ctx).wrapping_add(s.map_sp_off as u64)).unwrap_or(0)
+    }
+}
+
 /// Entry of `runtime.makemap` (hmap) or `internal/runtime/maps.NewMap`
 /// (Swiss): remember the type for the RET-site probe, keyed by goroutine.
 #[uprobe]
@@ -172,12 +205,18 @@ pub fn map_create_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// A RET site of a creation function: the result register holds the map.
+/// A creation function's map, once allocated: at a RET site (result
+/// register) or at the emulated call that seeds the new map's hash (the
+/// register the plan found; the return address from the frame).
 #[uprobe]
 pub fn map_create_ret(ctx: ProbeContext) -> u32 {
     let Some((_, s)) = spec(&ctx) else { return 0 };
     let tgid = tgid();
-    let map = regs::arg(&ctx, 0);
+    let map = if s.map_arg == NO_ARG {
+        regs::arg(&ctx, 0)
+    } else {
+        map_of(&ctx, &s)
+    };
     if map == 0 {
         return 0;
     }
@@ -185,7 +224,7 @@ pub fn map_create_ret(ctx: ProbeContext) -> u32 {
         // SAFETY: plain helper call.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         type_ptr: 0,
-        caller_pc: regs::caller_pc(&ctx),
+        caller_pc: caller_pc(&ctx, &s),
         hint: 0,
         goid: 0,
         tgid,
@@ -227,7 +266,14 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
         count(Counter::NoConfig);
         return 0;
     };
-    let map_addr = arg_or_zero(&ctx, s.map_arg);
+    let caller = caller_pc(&ctx, &s);
+    if !from_expected_caller(&ctx, &s, caller) {
+        return 0;
+    }
+    let map_addr = map_of(&ctx, &s);
+    if map_addr == 0 {
+        return 0;
+    }
     let size = arg_or_zero(&ctx, s.size_arg);
     // Small tables first: skip before the costly stack walk.
     let min = u64::from(cfg.min_grow_slots);
@@ -250,6 +296,8 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
             16
         } else if s.aux == GrowKind::ToSmall as u8 {
             8
+        } else if s.aux == GrowKind::BucketArray as u8 && s.size_arg != NO_ARG && size < 40 {
+            8u64 << size
         } else {
             u64::MAX
         };
@@ -270,7 +318,7 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
         },
         map_addr,
         type_ptr: arg_or_zero(&ctx, s.type_arg),
-        caller_pc: regs::caller_pc(&ctx),
+        caller_pc: caller,
         size,
         goid: goid(&ctx, cfg),
         stack_id: stack_id(&ctx),

@@ -47,6 +47,16 @@ mod imp {
         regs(ctx).r14
     }
 
+    #[inline(always)]
+    pub(crate) fn sp(ctx: &ProbeContext) -> u64 {
+        regs(ctx).rsp
+    }
+
+    #[inline(always)]
+    pub(crate) fn ip(ctx: &ProbeContext) -> u64 {
+        regs(ctx).rip
+    }
+
     /// At a function entry (before `PUSHQ BP`) and at a `RET`, the return
     /// address is at `[RSP]`.
     #[inline(always)]
@@ -94,6 +104,16 @@ mod imp {
         regs(ctx).regs[28]
     }
 
+    #[inline(always)]
+    pub(crate) fn sp(ctx: &ProbeContext) -> u64 {
+        regs(ctx).sp
+    }
+
+    #[inline(always)]
+    pub(crate) fn ip(ctx: &ProbeContext) -> u64 {
+        regs(ctx).pc
+    }
+
     /// At entry and at `RET` the return address is in the link register.
     #[inline(always)]
     pub(crate) fn caller_pc(ctx: &ProbeContext) -> u64 {
@@ -104,6 +124,18 @@ mod imp {
 #[inline(always)]
 pub(crate) fn arg(ctx: &ProbeContext, n: u8) -> u64 {
     imp::arg(ctx, n)
+}
+
+/// Stack pointer at the probe.
+#[inline(always)]
+pub(crate) fn sp(ctx: &ProbeContext) -> u64 {
+    imp::sp(ctx)
+}
+
+/// The probed instruction's address.
+#[inline(always)]
+pub(crate) fn ip(ctx: &ProbeContext) -> u64 {
+    imp::ip(ctx)
 }
 
 /// Picks register `n` out of values already on the BPF stack.

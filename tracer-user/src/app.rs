@@ -1075,6 +1075,7 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
         ("create_without_entry", Counter::CreateNoEntry),
         ("created", Counter::Created),
         ("write_table_full", Counter::WritesFull),
+        ("other_caller", Counter::OtherCaller),
     ] {
         overhead.counters.insert(
             name.to_owned(),

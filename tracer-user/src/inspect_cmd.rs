@@ -40,7 +40,8 @@ fn type_names_resolvable(info: &BinaryInfo) -> bool {
 struct FnRow<'a> {
     name: &'static str,
     func: Option<&'a Func>,
-    entry: Option<&'a PlannedProbe>,
+    /// Probes that are not RET sites (an entry, a seed call, ...), in plan order.
+    inner: Vec<&'a PlannedProbe>,
     rets: Vec<&'a PlannedProbe>,
 }
 
@@ -54,7 +55,7 @@ fn rows<'a>(info: &'a BinaryInfo, plan: Option<&'a ProbePlan>) -> Vec<FnRow<'a>>
             FnRow {
                 name,
                 func: info.func_by_name(name),
-                entry: probes.iter().copied().find(|p| !p.ret_site),
+                inner: probes.iter().copied().filter(|p| !p.ret_site).collect(),
                 rets: probes.into_iter().filter(|p| p.ret_site).collect(),
             }
         })
@@ -114,7 +115,7 @@ pub fn run(
             hex(f.entry),
             f.end - f.entry
         )?;
-        if let Some(p) = r.entry {
+        for p in &r.inner {
             writeln!(
                 out,
                 "      probe {} (+{}) `{}`: {}",
@@ -123,8 +124,11 @@ pub fn run(
                 p.instruction,
                 p.reason,
             )?;
+            writeln!(out, "      class {}: {}", p.class.as_str(), p.class_reason)?;
         }
-        if let Some(p) = r.entry.or(r.rets.first().copied()) {
+        if r.inner.is_empty()
+            && let Some(p) = r.rets.first()
+        {
             writeln!(out, "      class {}: {}", p.class.as_str(), p.class_reason)?;
         }
         if !r.rets.is_empty() {
@@ -244,9 +248,9 @@ fn write_json(
                 "found": r.func.is_some(),
                 "address": hex_opt(r.func.map(|f| f.entry)),
                 "size": r.func.map(|f| f.end - f.entry),
-                "probe_address": hex_opt(r.entry.map(|p| p.address)),
-                "probe_instruction": r.entry.map(|p| p.instruction.clone()),
-                "probe_reason": r.entry.map(|p| p.reason.clone()),
+                "probe_address": hex_opt(r.inner.first().map(|p| p.address)),
+                "probe_instruction": r.inner.first().map(|p| p.instruction.clone()),
+                "probe_reason": r.inner.first().map(|p| p.reason.clone()),
                 "ret_sites": r.rets.iter().map(|p| json!({"address": hex(p.address), "instruction": p.instruction})).collect::<Vec<_>>(),
             })
         })
@@ -262,6 +266,7 @@ fn write_json(
                         "instruction": p.instruction, "reason": p.reason, "ret_site": p.ret_site,
                         "class": p.class, "class_reason": p.class_reason,
                         "map_arg": p.spec.map_arg, "type_arg": p.spec.type_arg, "size_arg": p.spec.size_arg, "aux": p.spec.aux,
+                        "map_sp_off": p.spec.map_sp_off, "ret_sp_off": p.spec.ret_sp_off, "ret_delta": p.spec.ret_delta,
                     })
                 })
                 .collect()

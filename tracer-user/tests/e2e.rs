@@ -534,6 +534,42 @@ fn governed_probes_pause_and_come_back() {
     assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
 }
 
+/// hmap growth is governed, but a large map's growth is still seen: with
+/// the budget so small that the governed probes (creation, every growth)
+/// stay paused from the first check on, the always-on probe on
+/// `makeBucketArray`'s large-array path finds a map no global holds, with
+/// its type, from `hashGrow`'s frame.
+#[test]
+fn large_hmap_growth_seen_while_governed_probes_are_paused() {
+    if !privileged() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = fixture("go1.23.12", "default");
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-wait", "-scenarios", "leaky,private"]);
+    let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", "0.0001"]);
+    let r = &run.report;
+    let o = &r["overhead"];
+    let share = o["governed_probes_attached_share"].as_f64().unwrap();
+    assert!(share < 0.2, "governed probes attached {share}: {o:#}");
+    let hits = o["probe_hits"].as_object().unwrap();
+    let large: u64 = hits
+        .iter()
+        .filter(|(k, _)| k.starts_with("runtime.makeBucketArray@"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert!(large >= 2, "large-array probe hits {large}: {hits:?}");
+    assert_eq!(o["counters"]["read_failed"], 0, "{o:#}");
+    let private = maps_of(r, "map[main.key24]int");
+    assert_eq!(private.len(), 1, "{:#}", r["maps"]);
+    let p = private[0];
+    assert_eq!(p["verdict"], "growing", "{p:#}");
+    assert!(p["growth_events"].as_u64().unwrap() >= 2, "{p:#}");
+    assert_eq!(p["grown_at"][0]["function"], "main.privateWorker", "{p:#}");
+    assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
+}
+
 /// A tracer killed with SIGKILL leaves no probe behind, and the target runs
 /// on to completion with unchanged output.
 #[test]

@@ -7,7 +7,7 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, Mnemonic, Reg
 use inspect_common::{fixtures, is_stripped, open, twin};
 use mapleak::inspect::{BinaryInfo, GoArch, MapImpl};
 use mapleak::plan::{ProbePlan, write_path_functions};
-use tracer_common::{GrowKind, NO_ARG, ProbeRole};
+use tracer_common::{GrowKind, NO_ARG, NO_SP_OFF, ProbeRole};
 
 /// Decodes `[entry, end)` independently of the plan and returns
 /// `(address, mnemonic, text)` per instruction.
@@ -94,6 +94,16 @@ fn probes_on_named_instruction_boundaries() {
                             p.function,
                             p.instruction
                         );
+                    } else if p.spec.ret_sp_off != NO_SP_OFF {
+                        // Inside the body: a direct CALL (the seed call) or a
+                        // Jcc (the large bucket array path), both emulated.
+                        assert!(
+                            ins.mnemonic() == Mnemonic::Call || ins.is_jcc_short_or_near(),
+                            "{}: {}",
+                            p.function,
+                            p.instruction
+                        );
+                        assert!(p.spec.ret_sp_off > 0, "{}", p.function);
                     } else if info.go_version.minor >= 21 {
                         assert_eq!(
                             (ins.mnemonic(), ins.op0_register()),
@@ -125,6 +135,15 @@ fn probes_on_named_instruction_boundaries() {
                             p.function
                         );
                         assert!(p.instruction == "ret" || p.instruction.starts_with("b "));
+                    } else if p.spec.ret_sp_off != NO_SP_OFF {
+                        // Inside the body: BL (the seed call) or B.cond (the
+                        // large bucket array path), both simulated.
+                        assert!(
+                            w & 0xfc00_0000 == 0x9400_0000 || w & 0xff00_0010 == 0x5400_0000,
+                            "{}: {w:#x}",
+                            p.function
+                        );
+                        assert_eq!(p.spec.ret_sp_off, 0, "{}", p.function);
                     } else {
                         // B.cond, simulated by the kernel.
                         assert_eq!(
@@ -175,16 +194,60 @@ fn probe_set_and_registers() {
         };
         let s = one(create, ProbeRole::CreateEntry);
         assert_eq!((s.type_arg, s.size_arg, s.map_arg), (0, 1, NO_ARG));
-        assert!(get(create, ProbeRole::CreateRet).all(|p| p.ret_site && p.spec.aux == 1));
+        assert!(get(create, ProbeRole::CreateRet).all(|p| p.spec.aux == 1));
         assert!(get(create, ProbeRole::CreateRet).count() >= 1);
         assert!(get("runtime.makemap_small", ProbeRole::CreateRet).count() >= 1);
         assert!(get("runtime.makemap_small", ProbeRole::CreateRet).all(|p| p.spec.aux == 0));
+        // Go 1.22+ seeds every new map with a call to rand: one emulated
+        // probe there, the map in a register; before, fastrand is inlined
+        // and the RET sites are probed.
+        for f in [create, "runtime.makemap_small"] {
+            let rets: Vec<_> = get(f, ProbeRole::CreateRet).collect();
+            if info.go_version.minor >= 22 {
+                assert_eq!(rets.len(), 1, "{}: {f}", fx.path.display());
+                assert!(!rets[0].ret_site && rets[0].spec.map_arg != NO_ARG);
+                assert!(rets[0].class == mapleak::plan::ProbeClass::Governed);
+            } else {
+                assert!(
+                    rets.iter().all(|p| p.ret_site),
+                    "{}: {f}",
+                    fx.path.display()
+                );
+            }
+        }
         let g = one(grow, ProbeRole::Grow);
         match info.map_impl {
-            MapImpl::Hmap => assert_eq!(
-                (g.type_arg, g.map_arg, g.aux),
-                (0, 1, GrowKind::HashGrow as u8)
-            ),
+            MapImpl::Hmap => {
+                assert_eq!(
+                    (g.type_arg, g.map_arg, g.aux),
+                    (0, 1, GrowKind::HashGrow as u8)
+                );
+                // Large arrays: on the fixtures' releases the type and the
+                // new B are still in their argument registers, and the map
+                // is in hashGrow's frame above the return address.
+                let b = one("runtime.makeBucketArray", ProbeRole::Grow);
+                assert_eq!(
+                    (b.type_arg, b.size_arg, b.aux),
+                    (0, 1, GrowKind::BucketArray as u8),
+                    "{}",
+                    fx.path.display()
+                );
+                assert!(b.ret_delta != 0 && b.map_sp_off > b.ret_sp_off);
+                let class = |f: &str| {
+                    plan.probes
+                        .iter()
+                        .find(|p| p.function == f)
+                        .map(|p| p.class)
+                };
+                assert_eq!(
+                    class("runtime.makeBucketArray"),
+                    Some(mapleak::plan::ProbeClass::Always)
+                );
+                assert_eq!(
+                    class("runtime.hashGrow"),
+                    Some(mapleak::plan::ProbeClass::Governed)
+                );
+            }
             MapImpl::Swiss => {
                 assert_eq!(
                     (g.type_arg, g.map_arg, g.size_arg, g.aux),

@@ -574,6 +574,13 @@ impl BinaryInfo {
         self.funcs.get(self.pcln.index_for_pc(pc)?)
     }
 
+    /// Stack bytes the function containing link-time `pc` has pushed or
+    /// reserved at `pc` (pclntab `pcsp`): 0 at its entry.
+    #[must_use]
+    pub fn sp_delta(&self, pc: u64) -> Option<i64> {
+        self.pcln.sp_delta(self.pcln.index_for_pc(pc)?, pc)
+    }
+
     /// Function and file:line of `pc` (outermost function; inlined frames are
     /// not expanded).
     #[must_use]

@@ -286,6 +286,15 @@ impl Pclntab {
         None
     }
 
+    /// Bytes the function at `idx` has pushed or reserved on the stack at
+    /// `pc` (the `pcsp` table): 0 at the entry, the frame size in the body.
+    #[must_use]
+    pub fn sp_delta(&self, idx: usize, pc: u64) -> Option<i64> {
+        let f = self.funcs.get(idx)?;
+        let pcsp = u32_at(&self.data, f.func_off.checked_add(16)?)?;
+        self.pcvalue(pcsp, f.entry, pc)
+    }
+
     /// (file, line) for `pc` inside function `idx`.
     #[must_use]
     pub fn file_line(&self, idx: usize, pc: u64) -> Option<(String, u32)> {

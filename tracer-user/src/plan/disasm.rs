@@ -41,7 +41,7 @@ pub struct Placement {
     pub reason: String,
 }
 
-fn format_x86(ins: &Instruction) -> String {
+pub(super) fn format_x86(ins: &Instruction) -> String {
     let mut f = IntelFormatter::new();
     f.options_mut().set_uppercase_hex(false);
     f.options_mut().set_hex_prefix("0x");
@@ -221,7 +221,7 @@ fn sext(v: u32, bits: u32) -> i64 {
     (i64::from(v) << shift) >> shift
 }
 
-fn arm64_text(w: u32, addr: u64) -> String {
+pub(super) fn arm64_text(w: u32, addr: u64) -> String {
     const CONDS: [&str; 16] = [
         "eq", "ne", "hs", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge", "lt", "gt", "le", "al",
         "nv",

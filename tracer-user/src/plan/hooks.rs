@@ -31,6 +31,16 @@ pub enum Placement {
     Entry,
     /// One probe at every RET site.
     RetSites,
+    /// The emulated call that seeds a new map's hash (`midfunc::seed_call`);
+    /// every RET site when the function does not have that shape.
+    SeedCall,
+    /// `makeBucketArray`'s large-array path, the map read from the frame of
+    /// the named caller (`midfunc::large_bucket_array`); nothing when the
+    /// shape does not match.
+    LargeArray {
+        /// The caller whose map argument is read.
+        caller: &'static str,
+    },
 }
 
 /// One row of the probe table.
@@ -89,7 +99,7 @@ const HMAP: &[Hook] = &[
     hook(
         "runtime.makemap",
         ProbeRole::CreateRet,
-        Placement::RetSites,
+        Placement::SeedCall,
         [N, N, N],
         1,
         Group::Create,
@@ -98,7 +108,7 @@ const HMAP: &[Hook] = &[
     hook(
         "runtime.makemap_small",
         ProbeRole::CreateRet,
-        Placement::RetSites,
+        Placement::SeedCall,
         [N, N, N],
         0,
         Group::Create,
@@ -110,6 +120,19 @@ const HMAP: &[Hook] = &[
         Placement::Entry,
         [1, 0, N],
         GrowKind::HashGrow as u8,
+        Group::Grow,
+    ),
+    // func makeBucketArray(t *maptype, b uint8, dirtyalloc unsafe.Pointer)
+    // (buckets unsafe.Pointer, nextOverflow *bmap), on its path for arrays
+    // of 32 KiB or more; the map is hashGrow's.
+    hook(
+        "runtime.makeBucketArray",
+        ProbeRole::Grow,
+        Placement::LargeArray {
+            caller: "runtime.hashGrow",
+        },
+        [N, N, N],
+        GrowKind::BucketArray as u8,
         Group::Grow,
     ),
 ];
@@ -128,7 +151,7 @@ const SWISS: &[Hook] = &[
     hook(
         "internal/runtime/maps.NewMap",
         ProbeRole::CreateRet,
-        Placement::RetSites,
+        Placement::SeedCall,
         [N, N, N],
         1,
         Group::Create,
@@ -136,7 +159,7 @@ const SWISS: &[Hook] = &[
     hook(
         "runtime.makemap_small",
         ProbeRole::CreateRet,
-        Placement::RetSites,
+        Placement::SeedCall,
         [N, N, N],
         0,
         Group::Create,

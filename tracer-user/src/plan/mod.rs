@@ -7,8 +7,9 @@
 
 pub mod disasm;
 pub mod hooks;
+pub mod midfunc;
 
-use tracer_common::{ProbeRole, ProbeSpec};
+use tracer_common::{NO_SP_OFF, ProbeRole, ProbeSpec};
 
 use crate::inspect::{BinaryInfo, Func};
 
@@ -73,14 +74,15 @@ impl ProbeClass {
 /// The class of a probe with `role` and role byte `aux`, and why.
 ///
 /// Always on: `gcStart` and `gcSweep` (two hits per GC cycle, even at 1,000
-/// cycles a second 0.2% of one CPU) and Swiss `(*table).split` (one hit per
-/// full 1,024-slot table, that is per 1,024 slots of map memory allocated);
-/// and, as exceptions still to remove, hmap's `hashGrow` and the finalizer
+/// cycles a second 0.2% of one CPU), Swiss `(*table).split` (one hit per
+/// full 1,024-slot table, that is per 1,024 slots of map memory allocated)
+/// and hmap `makeBucketArray` on its path for arrays of 32 KiB or more (one
+/// hit per such array); and, as an exception still to remove, the finalizer
 /// and cleanup probes.
-/// Map creation and Swiss small-map growth are governed: decoding JSON into
-/// `map[string]any`
-/// grows a small map per object (go1.26: `growToTable` and `(*table).grow`
-/// at ~63,000 hits a second each; go1.22: `hashGrow` at ~165,000).
+/// Map creation and all other growth are governed: decoding JSON into
+/// `map[string]any` grows a small map per object (go1.26: `growToTable` and
+/// `(*table).grow` at ~63,000 hits a second each; go1.22: `hashGrow` at
+/// ~165,000).
 #[must_use]
 pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
     match role {
@@ -92,13 +94,9 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
             ProbeClass::Always,
             "one hit per full 1,024-slot table split: bounded by map memory allocated",
         ),
-        // hmap has no growth function that only large maps reach (hashGrow
-        // sizes the new bucket array itself): governing it would lose the
-        // growth of long-lived maps that no global holds. Open work: a probe
-        // where makeBucketArray allocates 16 buckets or more.
-        ProbeRole::Grow if aux == tracer_common::GrowKind::HashGrow as u8 => (
+        ProbeRole::Grow if aux == tracer_common::GrowKind::BucketArray as u8 => (
             ProbeClass::Always,
-            "one hit per hmap growth, small maps included (exception: hmap has no growth path only large maps take; its cost is debited)",
+            "one hit per hmap bucket array of 32 KiB or more allocated: bounded by map memory allocated",
         ),
         ProbeRole::Grow => (
             ProbeClass::Governed,
@@ -191,46 +189,82 @@ impl ProbePlan {
                 type_arg: h.type_arg,
                 size_arg: h.size_arg,
                 aux: h.aux,
+                map_sp_off: NO_SP_OFF,
+                ret_sp_off: NO_SP_OFF,
+                ret_delta: 0,
             };
             let (class, class_reason) = classify(h.role, h.aux);
-            let base =
-                |address: u64, instruction: String, reason: String, ret_site: bool| PlannedProbe {
-                    function: f.name.clone(),
-                    role: h.role,
-                    spec,
-                    func_addr: f.entry,
-                    func_size: f.end - f.entry,
-                    address,
-                    instruction,
-                    reason,
-                    ret_site,
-                    window: h.role == ProbeRole::Write,
-                    class,
-                    class_reason,
-                };
+            let base = |spec: ProbeSpec,
+                        address: u64,
+                        instruction: String,
+                        reason: String,
+                        ret_site: bool| PlannedProbe {
+                function: f.name.clone(),
+                role: h.role,
+                spec,
+                func_addr: f.entry,
+                func_size: f.end - f.entry,
+                address,
+                instruction,
+                reason,
+                ret_site,
+                window: h.role == ProbeRole::Write,
+                class,
+                class_reason,
+            };
             match h.placement {
                 hooks::Placement::Entry => {
                     let p = disasm::entry_placement(info, f);
                     plan.probes
-                        .push(base(p.insn.address, p.insn.text, p.reason, false));
+                        .push(base(spec, p.insn.address, p.insn.text, p.reason, false));
                 }
-                hooks::Placement::RetSites => {
-                    let sites = disasm::ret_sites(info, f);
-                    if sites.is_empty() {
+                hooks::Placement::SeedCall => {
+                    if let Some(p) = midfunc::seed_call(info, f) {
+                        let spec = ProbeSpec {
+                            map_arg: p.map_arg,
+                            ret_sp_off: p.ret_sp_off,
+                            ..spec
+                        };
+                        plan.probes.push(base(
+                            spec,
+                            p.insn.address,
+                            p.insn.text,
+                            "the call that seeds the new map's hash, map in a register: emulated by the kernel (~1 µs/hit), runs once per map".to_owned(),
+                            false,
+                        ));
+                    } else {
+                        plan.ret_site_probes(info, f, spec, &base);
+                    }
+                }
+                hooks::Placement::RetSites => plan.ret_site_probes(info, f, spec, &base),
+                hooks::Placement::LargeArray { caller } => {
+                    let found = info
+                        .func_by_name(caller)
+                        .and_then(|c| midfunc::large_bucket_array(info, f, c));
+                    let Some(p) = found else {
                         plan.skipped.push(SkippedProbe {
                             function: f.name.clone(),
-                            reason: "no RET site found by disassembly".to_owned(),
+                            reason: format!(
+                                "no large-array path reading {caller}'s map found by disassembly: large hmap growth is seen only while the governed growth probe is on"
+                            ),
                         });
-                    }
-                    for s in sites {
-                        let why = if s.text.starts_with("ret") {
-                            "RET site (return value in RAX/R0); single-stepped, ~4-15 µs/hit"
-                        } else {
-                            "tail-call jump out of the function; single-stepped, ~4-15 µs/hit"
-                        };
-                        plan.probes
-                            .push(base(s.address, s.text, why.to_owned(), true));
-                    }
+                        continue;
+                    };
+                    let spec = ProbeSpec {
+                        type_arg: p.type_arg.unwrap_or(tracer_common::NO_ARG),
+                        size_arg: p.size_arg.unwrap_or(tracer_common::NO_ARG),
+                        map_sp_off: p.map_sp_off,
+                        ret_sp_off: p.ret_sp_off,
+                        ret_delta: p.ret_delta,
+                        ..spec
+                    };
+                    plan.probes.push(base(
+                        spec,
+                        p.insn.address,
+                        p.insn.text,
+                        format!("first emulated instruction of the path for bucket arrays of 32 KiB or more; map read from {caller}'s frame, other callers not counted"),
+                        false,
+                    ));
                 }
             }
         }
@@ -267,6 +301,33 @@ impl ProbePlan {
             });
         }
         Ok(plan)
+    }
+}
+
+impl ProbePlan {
+    fn ret_site_probes(
+        &mut self,
+        info: &BinaryInfo,
+        f: &Func,
+        spec: ProbeSpec,
+        base: &dyn Fn(ProbeSpec, u64, String, String, bool) -> PlannedProbe,
+    ) {
+        let sites = disasm::ret_sites(info, f);
+        if sites.is_empty() {
+            self.skipped.push(SkippedProbe {
+                function: f.name.clone(),
+                reason: "no RET site found by disassembly".to_owned(),
+            });
+        }
+        for s in sites {
+            let why = if s.text.starts_with("ret") {
+                "RET site (return value in RAX/R0); single-stepped, ~4-15 µs/hit"
+            } else {
+                "tail-call jump out of the function; single-stepped, ~4-15 µs/hit"
+            };
+            self.probes
+                .push(base(spec, s.address, s.text, why.to_owned(), true));
+        }
     }
 }
 
