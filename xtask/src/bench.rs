@@ -47,7 +47,9 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 mod phases;
+mod phases_report;
 mod reuse;
+mod suite;
 mod tp_report;
 
 /// Arguments of `cargo xtask bench`.
@@ -69,10 +71,15 @@ pub(crate) struct Args {
     /// release profile; debug profile with --smoke).
     #[arg(long)]
     pub(crate) tracer: Option<PathBuf>,
-    /// Traced phases per Go release in the alternating HTTP measurement
-    /// (part 1b; default 20; 2 with --smoke).
+    /// Traced phases per workload and Go release in the alternating-phases
+    /// measurement (part 1b; default 20, 7 with `--workload suite`; 2 with
+    /// --smoke).
     #[arg(long)]
     pub(crate) rounds: Option<usize>,
+    /// Length of each phase (traced and untraced) of part 1b, in seconds
+    /// (default 10, 6 with `--workload suite`; 1.5 with --smoke).
+    #[arg(long)]
+    pub(crate) phase_seconds: Option<f64>,
     /// Only these parts: throughput, phases, probe-cost, create-cost,
     /// manymaps (default: all).
     /// A partial run writes target/bench/partial.md unless --out is given.
@@ -89,10 +96,14 @@ pub(crate) struct Args {
     /// (or --out) with all of them, each part saying when it was measured.
     #[arg(long, requires = "only")]
     pub(crate) merge: bool,
-    /// Part 1b's service: `http` (GET, a bounded counter map) or `json`
-    /// (POSTed JSON documents decoded into `map[string]any`, with a planted
-    /// growing map).
-    #[arg(long, default_value = "http", value_parser = ["http", "json"])]
+    /// Part 1b's workload (xtask/src/bench/suite.rs): `http` (GET, a
+    /// bounded counter map), `json` (POSTed JSON documents decoded into
+    /// `map[string]any`), `permaps10`/`100`/`1000` (a map of that many keys
+    /// built per request), `mapwrite`, `gcheavy` (100+ GC cycles/s),
+    /// `creators` (maps created on every CPU), `livemaps` (100,000 live
+    /// maps), or `suite` (alias `all`): every one in turn. Each grows a
+    /// planted map the tracer must report.
+    #[arg(long, default_value = "http", value_parser = suite::NAMES)]
     pub(crate) workload: String,
 }
 
@@ -133,12 +144,12 @@ struct Settings {
     /// Pause between the tracer reporting it attached and the measured part
     /// (the same pause in untraced runs).
     settle: Duration,
-    /// Part 1b: traced phases per Go release, and the length of each phase
-    /// (traced and untraced).
+    /// Part 1b: traced phases per workload and Go release, and the length
+    /// of each phase (traced and untraced).
     phase_rounds: usize,
     phase: Duration,
-    /// Part 1b's workload: `http` or `json` (`bench -mode=http -json`).
-    phase_workload: String,
+    /// Part 1b's workloads (one, or the suite).
+    phase_workloads: Vec<&'static suite::Workload>,
     /// mapassign_fast64 calls per microbenchmark run.
     micro_ops: u64,
     /// Maps created per creation-cost run.
@@ -158,14 +169,37 @@ struct Settings {
 impl Settings {
     fn new(args: &Args) -> Settings {
         let smoke = args.smoke;
+        let phase_workloads = suite::select(&args.workload);
+        // The suite's defaults keep a full run (9 workloads, 2 Go releases)
+        // within about 35 minutes: each workload's run is the warm-up (3 s),
+        // rounds x (2 phases + about 2 s for the tracer's startup and exit
+        // and the gap) and a last untraced phase, 107 s with 7 rounds of
+        // 6 s phases. 7 rounds give both the loss and the noise floor (6
+        // inner untraced phases) a 95 % interval.
+        let whole_suite = phase_workloads.len() > 1;
         Settings {
             smoke,
             reps: args.reps.unwrap_or(if smoke { 1 } else { 5 }).max(1),
             seconds: args.seconds.or(smoke.then_some(1.0)).map(|x| x.max(0.2)),
             settle: Duration::from_millis(if smoke { 300 } else { 1000 }),
-            phase_rounds: args.rounds.unwrap_or(if smoke { 2 } else { 20 }).max(1),
-            phase: Duration::from_secs_f64(if smoke { 1.5 } else { 10.0 }),
-            phase_workload: args.workload.clone(),
+            phase_rounds: args
+                .rounds
+                .unwrap_or(match (smoke, whole_suite) {
+                    (true, _) => 2,
+                    (false, true) => 7,
+                    (false, false) => 20,
+                })
+                .max(1),
+            phase: Duration::from_secs_f64(
+                args.phase_seconds
+                    .unwrap_or(match (smoke, whole_suite) {
+                        (true, _) => 1.5,
+                        (false, true) => 6.0,
+                        (false, false) => 10.0,
+                    })
+                    .max(1.0),
+            ),
+            phase_workloads,
             micro_ops: if smoke { 20_000 } else { 300_000 },
             create_ops: if smoke { 10_000 } else { 100_000 },
             many_n: if smoke { 10_000 } else { 100_000 },
@@ -2045,6 +2079,12 @@ fn cmdline(s: &Settings, args: &Args) -> String {
     if let Some(x) = args.seconds {
         let _ = write!(cmdline, " --seconds {x}");
     }
+    if let Some(x) = args.phase_seconds {
+        let _ = write!(cmdline, " --phase-seconds {x}");
+    }
+    if args.workload != "http" {
+        let _ = write!(cmdline, " --workload {}", args.workload);
+    }
     if !args.only.is_empty() {
         let _ = write!(cmdline, " --only {}", args.only.join(","));
     }
@@ -2103,7 +2143,7 @@ fn raw_json(gos: &[GoBin], r: &Results) -> Value {
             "budget_spent_target_cpu_s": s.budget_spent_s,
             "target_cpu_s": s.target_cpu_s, "target_sys_s": s.target_sys_s,
         })).collect::<Vec<_>>(),
-        "http_phases": phases::raw_json(&r.phases),
+        "http_phases": phases_report::raw_json(&r.phases),
         "create_cost": r.create.iter().map(|c| json!({
             "go": c.go, "kind": c.kind, "rep": c.rep, "mode": c.mode.label(),
             "elapsed_s": c.elapsed_s, "hits": c.hits, "ops": c.ops,
@@ -2508,7 +2548,7 @@ fn render(b: &Bench, ctx: &Ctx, gos: &[GoBin], res: &Results) -> String {
     }
     // Part 1b.
     if !res.phases.is_empty() {
-        phases::render(&mut o, gos, &res.phases);
+        phases_report::render(&mut o, gos, &res.phases);
     } else if let Some(k) = ctx.kept.sections.get("phases") {
         o.push_str(k);
     }
@@ -2863,7 +2903,7 @@ fn reading(
     if res.phases.is_empty() {
         out.extend(kept_lines("phases"));
     } else {
-        out.extend(phases::reading(gos, &res.phases));
+        out.extend(phases_report::reading(gos, &res.phases));
     }
     for g in gos {
         if let Some(&(ss, em)) = cost.get(&g.tag)

@@ -22,6 +22,11 @@
 //	                            128 entries (150), prints "ready", then runs a
 //	                            GC cycle every -gc-every for S seconds
 //
+// The workloads of the alternating phases (`-tick`, suite.go): -mode=http
+// with -json or -words N, -mode=mapwrite -tick, and the modes gcheavy,
+// creators and livemaps. -plant N or -plant-period D grow a map planted in
+// a global (the leak the tracer must report whatever else the program does).
+//
 // With -wait it prints "waiting" and blocks until a line arrives on stdin
 // before the measured part, so that a tracer can attach first. Every mode is
 // bounded in time (the measured part) and only listens on loopback. Written
@@ -46,7 +51,7 @@ import (
 )
 
 var (
-	mode    = flag.String("mode", "mapwrite", "mapwrite | http | manymaps")
+	mode    = flag.String("mode", "mapwrite", "mapwrite | makemap | http | manymaps | gcheavy | creators | livemaps")
 	seconds = flag.Float64("seconds", 3, "length of the measured part, in seconds")
 	ops     = flag.Int64("ops", 0, "mapwrite: run exactly this many writes instead of -seconds")
 	n       = flag.Int("n", 100000, "manymaps: number of live maps")
@@ -55,7 +60,7 @@ var (
 	hint    = flag.Int("hint", 0, "makemap: size hint")
 	par     = flag.Int("par", 1, "makemap: goroutines creating maps at once (-ops split between them)")
 	clients = flag.Int("clients", 4, "http: client goroutines")
-	tick    = flag.Duration("tick", 0, "http: also print \"tick UNIX_NS OPS\" every interval (ops done in it)")
+	tick    = flag.Duration("tick", 0, "print \"tick UNIX_NS OPS GC\" every interval (ops done in it, GC cycles so far)")
 	jsonReq = flag.Bool("json", false, "http: POST JSON documents decoded into map[string]any")
 	wait    = flag.Bool("wait", false, "print \"waiting\" and wait for a line on stdin before measuring")
 )
@@ -72,6 +77,12 @@ func main() {
 		err = serveHTTP()
 	case "manymaps":
 		manymaps()
+	case "gcheavy":
+		gcheavy()
+	case "creators":
+		creators()
+	case "livemaps":
+		livemaps()
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -98,6 +109,10 @@ var sink int64
 func mapwrite() {
 	if *ops > 0 {
 		mapwriteOps(*ops)
+		return
+	}
+	if *tick > 0 {
+		mapwriteTicking()
 		return
 	}
 	// Throughput mode: 16 full maps of 256 keys, written in turn. Several
@@ -193,35 +208,57 @@ type counter struct {
 	hits map[string]int64
 }
 
-// planted grows slowly for as long as JSON requests are served: the leak
-// the tracer must report whatever else the service does.
+// planted grows slowly for as long as the workload runs (plantOp,
+// startPlanter): the leak the tracer must report whatever else the program
+// does.
 var (
 	plantedMu sync.Mutex
 	planted   = map[int64][64]byte{}
 	served    int64
 )
 
+// plantOp counts one operation and grows the planted map every -plant
+// operations (every 100 requests with -json when -plant is not given).
+func plantOp(b int) {
+	every := *plantEvery
+	if every <= 0 {
+		if !*jsonReq {
+			return
+		}
+		every = 100
+	}
+	if n := atomic.AddInt64(&served, 1); n%every == 0 {
+		plantedMu.Lock()
+		planted[n] = [64]byte{byte(b)}
+		plantedMu.Unlock()
+	}
+}
+
 func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	keys := 0
-	if r.Method == http.MethodPost {
+	reply := "ok"
+	if r.Method == http.MethodPost && *jsonReq {
 		var doc map[string]any
 		if err := json.NewDecoder(r.Body).Decode(&doc); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		keys = len(doc)
-		if n := atomic.AddInt64(&served, 1); n%100 == 0 {
-			plantedMu.Lock()
-			planted[n] = [64]byte{byte(keys)}
-			plantedMu.Unlock()
+	} else if r.Method == http.MethodPost {
+		n, top, err := countWords(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
 		}
+		keys, reply = n, top
 	}
+	plantOp(keys)
 	c.mu.Lock()
 	// Bounded: at most `paths` keys.
 	c.hits[r.URL.Path] += int64(1 + keys)
 	c.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain")
-	_, _ = io.WriteString(w, "ok\n")
+	_, _ = io.WriteString(w, reply+"\n")
 }
 
 func serveHTTP() error {
@@ -236,16 +273,25 @@ func serveHTTP() error {
 	tr := &http.Transport{MaxIdleConnsPerHost: *clients, MaxIdleConns: *clients, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	docs := jsonDocs(64)
+	var docs [][]byte
+	if *jsonReq {
+		docs = jsonDocs(64)
+	} else if *words > 0 {
+		docs = wordDocs(*words, 64)
+	}
 	get := func(path string) error {
 		var resp *http.Response
 		var err error
-		if *jsonReq {
+		if docs != nil {
 			body := docs[len(path)*7%len(docs)]
 			if i, e := strconv.Atoi(path[len(url):]); e == nil {
 				body = docs[i%len(docs)]
 			}
-			resp, err = client.Post(path, "application/json", bytes.NewReader(body))
+			ct := "application/json"
+			if !*jsonReq {
+				ct = "text/plain"
+			}
+			resp, err = client.Post(path, ct, bytes.NewReader(body))
 		} else {
 			resp, err = client.Get(path)
 		}
@@ -265,6 +311,7 @@ func serveHTTP() error {
 	start := time.Now()
 	stopTicks := ticks(&total)
 	defer stopTicks()
+	defer startPlanter()()
 	for c := 0; c < *clients; c++ {
 		wg.Add(1)
 		go func(c int) {
@@ -326,7 +373,8 @@ func jsonDocs(n int) [][]byte {
 }
 
 // ticks prints, every -tick, how many operations the counter advanced by
-// in that interval, until the returned function is called.
+// in that interval and the GC cycles completed so far, until the returned
+// function is called.
 func ticks(counter *int64) func() {
 	if *tick <= 0 {
 		return func() {}
@@ -342,7 +390,7 @@ func ticks(counter *int64) func() {
 				return
 			case now := <-t.C:
 				cur := atomic.LoadInt64(counter)
-				fmt.Printf("tick %d %d\n", now.UnixNano(), cur-last)
+				fmt.Printf("tick %d %d %d\n", now.UnixNano(), cur-last, gcCycles())
 				last = cur
 			}
 		}

@@ -1,15 +1,17 @@
-//! Part 1b: HTTP throughput in alternating phases of one process.
+//! Part 1b: throughput in alternating phases of one process, for one
+//! workload or the whole suite (`suite`).
 //!
 //! Part 1 compares separate runs, and on this shared 2-CPU machine separate
 //! HTTP runs differ by 5 % or more among themselves: far more than the 1 %
-//! the goal is about. Here one HTTP server runs for the whole measurement
-//! and prints its request count every `TICK_MS`; untraced phases alternate
-//! with phases during which mapleak-trace is attached (default mode, from
-//! the moment it reports it attached until it is stopped with SIGINT). Each
-//! traced phase is compared with the untraced phases on either side of it,
-//! so slow drifts of the machine cancel out and the process is the same.
+//! the goal is about. Here one target process (a workload of `suite`) runs
+//! for the whole measurement and prints its operation count every
+//! `TICK_MS`; untraced phases alternate with phases during which
+//! mapleak-trace is attached (default mode, from the moment it reports it
+//! attached until it is stopped with SIGINT). Each traced phase is compared
+//! with the untraced phases on either side of it, so slow drifts of the
+//! machine cancel out and the process is the same. The figures and the
+//! report's section are `phases_report`'s.
 use std::{
-    fmt::Write as _,
     path::Path,
     process::Command,
     thread,
@@ -17,44 +19,54 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde_json::{Value, json};
 
 use super::{
-    BUDGET_PCT, Bench, GoBin, Proc, f, median, min_max, num, pct, proc_cpu_s, report_hits,
-    spawn_mapleak, system_busy_s, take_report,
+    Bench, GoBin, Proc, proc_cpu_s, report_hits, spawn_mapleak,
+    suite::{Traced, Workload},
+    system_busy_s, take_report,
 };
 
-/// The target's tick: how often it prints its request count.
-const TICK_MS: u64 = 250;
+/// The target's tick: how often it prints its operation count.
+pub(super) const TICK_MS: u64 = 250;
 
 /// Before the first phase: connections set up, the heap at its size.
-const WARMUP: Duration = Duration::from_secs(3);
+pub(super) const WARMUP: Duration = Duration::from_secs(3);
 
 /// After the tracer exits, before the next untraced phase.
 const GAP: Duration = Duration::from_secs(1);
 
 /// Confidence of the interval quoted for a median.
-const CONFIDENCE: f64 = 0.95;
+pub(super) const CONFIDENCE: f64 = 0.95;
 
 /// One phase of the alternation.
 pub(super) struct Phase {
-    go: String,
-    round: usize,
-    traced: bool,
+    pub(super) workload: &'static Workload,
+    pub(super) go: String,
+    pub(super) round: usize,
+    pub(super) traced: bool,
     /// Start and end (seconds since the Unix epoch; the target's ticks use
     /// the same clock).
-    start: f64,
-    end: f64,
-    /// Requests per second in the phase, from the ticks wholly inside it.
-    rate: f64,
+    pub(super) start: f64,
+    pub(super) end: f64,
+    /// Operations per second in the phase, from the ticks wholly inside it.
+    pub(super) rate: f64,
+    /// The target's GC cycles per second in the phase (its own count).
+    pub(super) gc_rate: f64,
     /// The tracer's CPU time in the phase.
-    tracer_cpu_s: f64,
-    /// The governor's debit (`overhead.budget_spent_target_cpu_s`) and the
-    /// probe hits, from attach to exit.
-    debit_s: f64,
-    hits: u64,
+    pub(super) tracer_cpu_s: f64,
+    /// What the tracer's report says (traced phases; from attach to exit),
+    /// and its probe hits.
+    pub(super) report: Option<Traced>,
+    pub(super) hits: u64,
     /// CPU time of other processes (not the target, not the tracer).
-    foreign_cpu_s: f64,
+    pub(super) foreign_cpu_s: f64,
+}
+
+impl Phase {
+    /// The governor's debit (`overhead.budget_spent_target_cpu_s`).
+    pub(super) fn debit_s(&self) -> f64 {
+        self.report.map_or(f64::NAN, |r| r.debit_s)
+    }
 }
 
 fn now() -> f64 {
@@ -63,35 +75,38 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Every selected workload in turn, each on every Go release.
 pub(super) fn run(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Result<Vec<Phase>> {
     let mut out = Vec::new();
-    for g in gos {
-        out.extend(run_one(b, g, tracer).with_context(|| format!("http phases, {}", g.tag))?);
+    let workloads = b.s.phase_workloads.clone();
+    for w in workloads {
+        for g in gos {
+            out.extend(
+                run_one(b, g, w, tracer)
+                    .with_context(|| format!("{} phases, {}", w.name, g.tag))?,
+            );
+        }
     }
     Ok(out)
 }
 
-fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
+fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Result<Vec<Phase>> {
     let (rounds, p) = (b.s.phase_rounds, b.s.phase);
     b.wait_idle();
     // An upper bound on the target's life (it is killed when done): each
     // round is two phases plus the tracer's startup and exit.
     let life = rounds as f64 * (2.0 * p.as_secs_f64() + 120.0) + 60.0;
     let mut cmd = Command::new(&g.bin);
-    cmd.args([
-        "-mode=http".to_owned(),
+    cmd.args(w.args).args([
         "-seconds".to_owned(),
         format!("{life:.0}"),
         "-tick".to_owned(),
         format!("{TICK_MS}ms"),
         "-wait".to_owned(),
     ]);
-    let json = b.s.phase_workload == "json";
-    if json {
-        cmd.arg("-json");
-    }
-    let mut target = Proc::spawn("bench target (http phases)", cmd)?;
-    target.wait_line(|l| l == "waiting", Duration::from_secs(30))?;
+    let mut target = Proc::spawn(&format!("bench target ({} phases)", w.name), cmd)?;
+    // livemaps builds its maps first.
+    target.wait_line(|l| l == "waiting", Duration::from_secs(120))?;
     let pid = target.pid();
     target.send_line("go")?;
     thread::sleep(WARMUP);
@@ -117,16 +132,22 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
             start,
             end,
             rate: f64::NAN,
+            gc_rate: f64::NAN,
             tracer_cpu_s: 0.0,
-            debit_s: f64::NAN,
+            report: None,
             hits: 0,
             foreign_cpu_s: foreign(busy0, t0, 0.0),
+            workload: w,
         }
     };
     let mut phases = Vec::new();
     for round in 0..rounds {
         if !target.running() {
-            bail!("the HTTP target exited early: {}", target.stderr_tail());
+            bail!(
+                "the {} target exited early: {}",
+                w.name,
+                target.stderr_tail()
+            );
         }
         phases.push(untraced(round));
         // Traced, from attach.
@@ -151,28 +172,19 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
             );
         }
         let rep = take_report(&json_path, &tr)?;
-        let debit_s = f(&rep, &["overhead", "budget_spent_target_cpu_s"]);
         let hits = report_hits(&rep, &[]).0;
-        // The planted map (json workload): reported growing, with its type?
-        let planted = rep["maps"].as_array().is_some_and(|ms| {
-            ms.iter()
-                .any(|m| m["type"] == "map[int64][64]uint8" && m["verdict"] == "growing")
-        });
+        let t = Traced::from_report(&rep);
         eprintln!(
-            "bench: {} phases {:9} round {round}: traced {:.1} s, debit {debit_s:.4} s, tracer CPU {tracer_cpu_s:.3} s, governed probes attached {:.0}%{}",
-            b.s.phase_workload,
+            "bench: {} phases {:9} round {round}: traced {:.1} s, debit {:.4} s, tracer CPU {tracer_cpu_s:.3} s, \
+             governed probes attached {:.0}%, {} GC cycles ({} sampled), planted map {}reported growing",
+            w.name,
             g.tag,
             end - start,
-            f(&rep, &["overhead", "governed_probes_attached_share"]) * 100.0,
-            if json {
-                if planted {
-                    ", planted map reported growing"
-                } else {
-                    ", planted map NOT reported growing"
-                }
-            } else {
-                ""
-            }
+            t.debit_s,
+            t.attached_share * 100.0,
+            t.gc_cycles,
+            t.gc_sampled,
+            if t.planted { "" } else { "NOT " }
         );
         phases.push(Phase {
             go: g.tag.clone(),
@@ -181,10 +193,12 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
             start,
             end,
             rate: f64::NAN,
+            gc_rate: f64::NAN,
             tracer_cpu_s,
-            debit_s,
+            report: Some(t),
             hits,
             foreign_cpu_s,
+            workload: w,
         });
         thread::sleep(GAP);
     }
@@ -199,12 +213,17 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<Phase>> {
     // Let the last tick in, then stop the target (Drop kills it).
     thread::sleep(Duration::from_millis(2 * TICK_MS));
     if !target.running() {
-        bail!("the HTTP target exited early: {}", target.stderr_tail());
+        bail!(
+            "the {} target exited early: {}",
+            w.name,
+            target.stderr_tail()
+        );
     }
     let ticks = parse_ticks(&drain(&mut target));
     drop(target);
     for ph in &mut phases {
         ph.rate = rate(&ticks, ph.start, ph.end);
+        ph.gc_rate = gc_rate(&ticks, ph.start, ph.end);
         if !ph.rate.is_finite() {
             bail!(
                 "no tick of the target fell inside the {} phase of round {}",
@@ -224,8 +243,18 @@ fn drain(p: &mut Proc) -> Vec<String> {
     p.seen.clone()
 }
 
-/// `tick UNIX_NS OPS` lines: (end of the tick in seconds, requests in it).
-fn parse_ticks(lines: &[String]) -> Vec<(f64, u64)> {
+/// One `tick UNIX_NS OPS [GC]` line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tick {
+    /// End of the tick, in seconds since the Unix epoch.
+    t: f64,
+    /// Operations in it.
+    ops: u64,
+    /// GC cycles the target had completed by then (older targets: none).
+    gc: Option<u64>,
+}
+
+fn parse_ticks(lines: &[String]) -> Vec<Tick> {
     lines
         .iter()
         .filter_map(|l| {
@@ -233,29 +262,61 @@ fn parse_ticks(lines: &[String]) -> Vec<(f64, u64)> {
             (f.next()? == "tick").then_some(())?;
             let ns: u64 = f.next()?.parse().ok()?;
             let ops: u64 = f.next()?.parse().ok()?;
-            Some((ns as f64 / 1e9, ops))
+            let gc = f.next().and_then(|g| g.parse().ok());
+            Some(Tick {
+                t: ns as f64 / 1e9,
+                ops,
+                gc,
+            })
         })
         .collect()
 }
 
-/// Requests per second over the ticks that lie wholly within [start, end].
-fn rate(ticks: &[(f64, u64)], start: f64, end: f64) -> f64 {
+/// The ticks that lie wholly within [start, end].
+fn inside(ticks: &[Tick], start: f64, end: f64) -> impl Iterator<Item = &Tick> {
     let tick = TICK_MS as f64 / 1e3;
-    let inside: Vec<u64> = ticks
+    ticks
         .iter()
-        .filter(|(t, _)| *t - tick >= start && *t <= end)
-        .map(|(_, n)| *n)
-        .collect();
-    if inside.is_empty() {
+        .filter(move |k| k.t - tick >= start && k.t <= end)
+}
+
+/// Operations per second over the ticks that lie wholly within [start, end].
+fn rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
+    let tick = TICK_MS as f64 / 1e3;
+    let ops: Vec<u64> = inside(ticks, start, end).map(|k| k.ops).collect();
+    if ops.is_empty() {
         return f64::NAN;
     }
-    inside.iter().sum::<u64>() as f64 / (inside.len() as f64 * tick)
+    ops.iter().sum::<u64>() as f64 / (ops.len() as f64 * tick)
+}
+
+/// GC cycles per second over the ticks that lie wholly within [start, end]
+/// (from the count at the start of the first to the count at the end of
+/// the last).
+fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
+    let tick = TICK_MS as f64 / 1e3;
+    let Some(first) = ticks.iter().position(|k| k.t - tick >= start) else {
+        return f64::NAN;
+    };
+    let Some(last) = inside(ticks, start, end).last() else {
+        return f64::NAN;
+    };
+    // The count at the first tick's start is the one printed with the tick
+    // before it.
+    let Some(before) = first.checked_sub(1).map(|i| ticks[i]) else {
+        return f64::NAN;
+    };
+    match (before.gc, last.gc) {
+        (Some(a), Some(b)) if last.t > before.t && b >= a => (b - a) as f64 / (last.t - before.t),
+        _ => f64::NAN,
+    }
 }
 
 /// Each traced phase's loss against the mean of the untraced phases either
 /// side of it; and, as the noise floor, each inner untraced phase's "loss"
 /// against its untraced neighbours (two phases away) by the same formula.
-fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
+/// `ph` is one workload on one Go release, in order.
+pub(super) fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
     let mut traced = Vec::new();
     let mut null = Vec::new();
     let off: Vec<usize> = (0..ph.len()).filter(|&i| !ph[i].traced).collect();
@@ -281,7 +342,7 @@ fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
 /// k-th largest values, k the largest rank for which the binomial tail
 /// P(X < k), X ~ B(n, 1/2), stays within (1 - CONFIDENCE) / 2. None when n
 /// is too small for any such interval.
-fn median_interval(v: &[f64]) -> Option<(f64, f64)> {
+pub(super) fn median_interval(v: &[f64]) -> Option<(f64, f64)> {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -299,232 +360,6 @@ fn median_interval(v: &[f64]) -> Option<(f64, f64)> {
         p = p * (n - i) as f64 / (i + 1) as f64;
     }
     (k >= 1).then(|| (v[k - 1], v[n - k]))
-}
-
-/// What one Go release's phases add up to.
-struct Row {
-    go: String,
-    map_impl: String,
-    rounds: usize,
-    phase_s: f64,
-    untraced: f64,
-    traced: f64,
-    loss: f64,
-    interval: Option<(f64, f64)>,
-    mean: f64,
-    spread: (f64, f64),
-    null: f64,
-    null_interval: Option<(f64, f64)>,
-    null_spread: (f64, f64),
-    debit: f64,
-    tracer_cpu: f64,
-    hits: f64,
-    foreign: (f64, f64),
-}
-
-impl Row {
-    fn goal(&self) -> &'static str {
-        if !self.loss.is_finite() {
-            "not measured"
-        } else if self.loss > 0.01 {
-            "NOT met"
-        } else if self.interval.is_some_and(|(_, hi)| hi <= 0.01) {
-            "met (the whole 95 % interval of the median is within 1 %)"
-        } else {
-            "met by the median (its 95 % interval reaches past 1 %)"
-        }
-    }
-}
-
-fn rows(gos: &[GoBin], phases: &[Phase]) -> Vec<Row> {
-    let mut out = Vec::new();
-    for g in gos {
-        let ph: Vec<&Phase> = phases.iter().filter(|p| p.go == g.tag).collect();
-        if ph.is_empty() {
-            continue;
-        }
-        let (on, off): (Vec<&Phase>, Vec<&Phase>) = ph.iter().partition(|p| p.traced);
-        let (l, null) = losses(&ph);
-        let per_s = |get: fn(&Phase) -> f64| {
-            median(
-                &on.iter()
-                    .map(|p| get(p) / (p.end - p.start))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let fr: Vec<f64> = ph
-            .iter()
-            .map(|p| p.foreign_cpu_s / (p.end - p.start))
-            .collect();
-        out.push(Row {
-            go: g.tag.clone(),
-            map_impl: g.map_impl.clone(),
-            rounds: on.len(),
-            phase_s: median(&ph.iter().map(|p| p.end - p.start).collect::<Vec<_>>()),
-            untraced: median(&off.iter().map(|p| p.rate).collect::<Vec<_>>()),
-            traced: median(&on.iter().map(|p| p.rate).collect::<Vec<_>>()),
-            loss: median(&l),
-            interval: median_interval(&l),
-            mean: l.iter().sum::<f64>() / l.len() as f64,
-            spread: min_max(&l),
-            null: median(&null),
-            null_interval: median_interval(&null),
-            null_spread: min_max(&null),
-            debit: per_s(|p| p.debit_s),
-            tracer_cpu: per_s(|p| p.tracer_cpu_s),
-            hits: per_s(|p| p.hits as f64),
-            foreign: (median(&fr), min_max(&fr).1),
-        });
-    }
-    out
-}
-
-fn interval(i: Option<(f64, f64)>) -> String {
-    i.map_or_else(
-        || "n/a (too few phases)".to_owned(),
-        |(a, b)| format!("{} .. {}", pct(a), pct(b)),
-    )
-}
-
-/// Writes section 1b.
-pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[Phase]) {
-    let rows = rows(gos, phases);
-    let _ = writeln!(
-        o,
-        "## 1b. HTTP throughput in alternating phases of one process\n"
-    );
-    let _ = writeln!(
-        o,
-        "Part 1 compares separate runs, and separate `http` runs on this machine differ by several % among \
-         themselves: more than the 1 % goal. Here one `bench -mode=http -tick {TICK_MS}ms` process serves for \
-         the whole measurement and prints its request count every {TICK_MS} ms. After {} s of warm-up, \
-         untraced phases alternate with traced ones: `mapleak-trace --pid P --overhead-budget {BUDGET_PCT}` \
-         (default mode) is started, and its traced phase runs from the moment it reports `attached` (so the \
-         governor's full initial bucket and first write window are inside it) until it is stopped with \
-         SIGINT. The tracer's startup before attaching and its final report after SIGINT fall between phases \
-         (they use the tracer's CPU, not the target's; part 3 measures them). A phase's rate counts the ticks \
-         wholly inside it. Each traced phase's loss is `1 - traced / mean(untraced before, untraced after)`; \
-         the figure is the median over all traced phases, with a distribution-free {:.0} % interval for that \
-         median (order statistics of the binomial). As a noise floor, the same formula is applied to every \
-         inner untraced phase against its untraced neighbours: with no tracer at all it should be near 0.\n",
-        WARMUP.as_secs(),
-        CONFIDENCE * 100.0
-    );
-    let _ = writeln!(
-        o,
-        "| Go (maps) | traced phases x length | untraced req/s | traced req/s | loss (median) | 95 % interval | mean | min .. max | untraced vs untraced: median (min .. max) | its 95 % interval | governor's debit (CPUs) | tracer CPU (s/s) | probe hits/s | other processes' CPU (median, max) | 1 % goal |"
-    );
-    let _ = writeln!(
-        o,
-        "|---|---|---:|---:|---:|---|---:|---|---:|---|---:|---:|---:|---|---|"
-    );
-    for r in &rows {
-        let _ = writeln!(
-            o,
-            "| {} ({}) | {} x {:.1} s | {} | {} | **{}** | {} | {} | {} .. {} | {} ({} .. {}) | {} | {:.4} | {:.4} | {} | {:.2}, {:.2} | {} |",
-            r.go,
-            r.map_impl,
-            r.rounds,
-            r.phase_s,
-            num(r.untraced),
-            num(r.traced),
-            pct(r.loss),
-            interval(r.interval),
-            pct(r.mean),
-            pct(r.spread.0),
-            pct(r.spread.1),
-            pct(r.null),
-            pct(r.null_spread.0),
-            pct(r.null_spread.1),
-            interval(r.null_interval),
-            r.debit,
-            r.tracer_cpu,
-            num(r.hits),
-            r.foreign.0,
-            r.foreign.1,
-            r.goal()
-        );
-    }
-    let _ = writeln!(
-        o,
-        "\nThe governor's debit is its own estimate of what its probes took, in CPUs (from attach to exit); \
-         the server and its clients keep both CPUs busy, so it should cost the throughput about half of \
-         that, plus the tracer's own CPU over two.\n"
-    );
-    let _ = writeln!(o, "Every phase (req/s; loss against the neighbours):\n");
-    let _ = writeln!(
-        o,
-        "| Go | round | untraced before | traced | loss | governor's debit (CPU-s) | tracer CPU (s) | other processes' CPU (s) |"
-    );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for g in gos {
-        let ph: Vec<&Phase> = phases.iter().filter(|p| p.go == g.tag).collect();
-        for (i, p) in ph.iter().enumerate() {
-            if !p.traced {
-                continue;
-            }
-            let (a, b) = (ph.get(i.wrapping_sub(1)), ph.get(i + 1));
-            let loss = match (a, b) {
-                (Some(a), Some(b)) => 1.0 - p.rate / ((a.rate + b.rate) / 2.0),
-                _ => f64::NAN,
-            };
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {:.4} | {:.3} | {:.2} |",
-                g.tag,
-                p.round,
-                a.map_or_else(|| "n/a".to_owned(), |a| num(a.rate)),
-                num(p.rate),
-                pct(loss),
-                p.debit_s,
-                p.tracer_cpu_s,
-                p.foreign_cpu_s
-            );
-        }
-    }
-    let _ = writeln!(o);
-}
-
-/// Lines of the reading.
-pub(super) fn reading(gos: &[GoBin], phases: &[Phase]) -> Vec<String> {
-    rows(gos, phases)
-        .iter()
-        .map(|r| {
-            format!(
-                "**HTTP in alternating phases, {} ({})**: over {} traced phases of {:.1} s in one process, \
-                 mapleak-trace cost the HTTP service {} of its throughput (median; 95 % interval {}; \
-                 the governor debited {:.2} % of one CPU); untraced phases against their neighbours: {} \
-                 (interval {}). 1 % goal: {}.",
-                r.go,
-                r.map_impl,
-                r.rounds,
-                r.phase_s,
-                pct(r.loss),
-                interval(r.interval),
-                r.debit * 100.0,
-                pct(r.null),
-                interval(r.null_interval),
-                match r.goal() {
-                    "NOT met" => "**not met**",
-                    other => other,
-                }
-            )
-        })
-        .collect()
-}
-
-pub(super) fn raw_json(phases: &[Phase]) -> Value {
-    json!(
-        phases
-            .iter()
-            .map(|p| json!({
-                "go": p.go, "round": p.round, "traced": p.traced,
-                "start_unix_s": p.start, "end_unix_s": p.end, "req_per_sec": p.rate,
-                "tracer_cpu_s": p.tracer_cpu_s, "budget_spent_target_cpu_s": p.debit_s,
-                "probe_hits": p.hits, "foreign_cpu_s": p.foreign_cpu_s,
-            }))
-            .collect::<Vec<_>>()
-    )
 }
 
 #[cfg(test)]
@@ -548,24 +383,75 @@ mod tests {
         assert_eq!(median_interval(&v), Some((1.0, 6.0)));
     }
 
+    fn tick(t: f64, ops: u64, gc: u64) -> Tick {
+        Tick {
+            t,
+            ops,
+            gc: Some(gc),
+        }
+    }
+
     #[test]
     fn rate_counts_only_ticks_inside() {
-        let t = [(10.25, 100), (10.5, 100), (10.75, 100), (11.0, 900)];
+        let t = [
+            tick(10.25, 100, 0),
+            tick(10.5, 100, 0),
+            tick(10.75, 100, 0),
+            tick(11.0, 900, 0),
+        ];
         // [10.0, 10.8]: the ticks ending at 10.25, 10.5 and 10.75.
         assert!((rate(&t, 10.0, 10.8) - 400.0).abs() < 1e-9);
         assert!(rate(&t, 20.0, 21.0).is_nan());
     }
 
+    #[test]
+    fn ticks_with_and_without_gc() {
+        let lines = [
+            "waiting".to_owned(),
+            "tick 10250000000 100 7".to_owned(),
+            "tick 10500000000 120".to_owned(),
+        ];
+        assert_eq!(
+            parse_ticks(&lines),
+            [
+                tick(10.25, 100, 7),
+                Tick {
+                    t: 10.5,
+                    ops: 120,
+                    gc: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn gc_rate_from_the_tick_before_to_the_last_inside() {
+        let t = [
+            tick(10.0, 1, 100),
+            tick(10.25, 1, 130),
+            tick(10.5, 1, 150),
+            tick(10.75, 1, 200),
+            tick(11.0, 1, 900),
+        ];
+        // [10.0, 10.8]: 100 at 10.0 to 200 at 10.75.
+        assert!((gc_rate(&t, 10.0, 10.8) - 100.0 / 0.75).abs() < 1e-9);
+        // No tick before the first inside one.
+        assert!(gc_rate(&t, 9.7, 10.3).is_nan());
+        assert!(gc_rate(&t, 20.0, 21.0).is_nan());
+    }
+
     fn phase(traced: bool, rate: f64) -> Phase {
         Phase {
+            workload: &crate::bench::suite::WORKLOADS[0],
             go: "g".to_owned(),
             round: 0,
             traced,
             start: 0.0,
             end: 1.0,
             rate,
+            gc_rate: f64::NAN,
             tracer_cpu_s: 0.0,
-            debit_s: 0.0,
+            report: None,
             hits: 0,
             foreign_cpu_s: 0.0,
         }

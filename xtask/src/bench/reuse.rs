@@ -35,7 +35,7 @@ fn reading_part(line: &str) -> Option<&'static str> {
     let l = line.trim_start_matches("**");
     if l.starts_with("mapwrite on") || l.starts_with("http on") {
         Some("throughput")
-    } else if l.starts_with("HTTP in alternating phases") {
+    } else if l.starts_with("HTTP in alternating phases") || l.starts_with("Alternating phases,") {
         Some("phases")
     } else if l.starts_with("Per hit,") {
         Some("probe-cost")
