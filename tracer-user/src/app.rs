@@ -1,10 +1,14 @@
-//! `app`: wires the stages for `mapleak-trace trace`. Single-threaded: one
-//! loop polls the ring buffer, applies events to each process's model, reads
-//! map headers at every GC cycle, and renders.
+//! `app`: wires the stages for `mapleak-trace trace`. One loop polls the ring
+//! buffer, applies events to each process's model, reads map headers at GC
+//! cycles, attaches what the governor asks for, and renders; the governor
+//! checks the budget and closes probes on its own thread ([`crate::budget`]).
 use std::{
     collections::HashMap,
     io::{IsTerminal as _, Write},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -13,9 +17,10 @@ use tracer_common::{Counter, ProcConfig};
 
 use crate::{
     bpf::{AttachedProbe, ProbeRequest, Tracer},
+    budget::{self, Budget, GovernorThread, ProbeCost},
     discover::Target,
     finalizers::{self, FinTracker},
-    governor::{EMULATED_HIT_S, Governor, SINGLE_STEP_HIT_S, WRITE_HIT_S},
+    governor::{EMULATED_HIT_S, SINGLE_STEP_HIT_S, WRITE_HIT_S},
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
     keys::{KeyLayout, KeyTracker, MAX_TRACKED_KEYS},
@@ -73,25 +78,14 @@ struct Session {
     last_gc_ns: [u64; 2],
     /// Attach requests, parallel to `probes`.
     reqs: Vec<ProbeRequest>,
-    /// Governor class of each probe, parallel to `probes`.
-    class: Vec<ProbeClass>,
-    /// Estimated cost of one hit of each probe (seconds), parallel to `probes`.
-    hit_cost: Vec<f64>,
-    /// Hits of each probe at the last governor check.
-    last_hits: Vec<u64>,
-    /// Cost rate (CPUs) of each probe over the last check.
-    last_site_rate: Vec<f64>,
-    /// Check the budget every 10 ms until then (a group was just attached).
-    fast_until: Instant,
-    /// uprobe_multi links: group, link, the probes (indices) behind it.
-    groups: Vec<(ProbeClass, crate::bpf::Link, Vec<usize>)>,
-    /// Instruction bytes at each probe's address before any probe was
-    /// attached, parallel to `probes` (`None`: unreadable).
-    orig: Vec<Option<[u8; 4]>>,
-    gov_check: Instant,
-    gov: Governor,
-    detaching_creation: Detaching,
-    detaching_window: Detaching,
+    /// The budget, shared with the governor's thread.
+    budget: Arc<Mutex<Budget>>,
+    /// Its rate, share of one CPU.
+    rate: f64,
+    /// When keys were last read and owners searched, and how long it took.
+    last_keys: Option<(Instant, Duration)>,
+    /// Samples whose key reads were deferred to stay within the budget.
+    keys_deferred: u64,
     /// GC cycles not sampled because their event was processed too late.
     late_cycles: u64,
     /// GC cycles whose headers were read.
@@ -103,11 +97,6 @@ struct Session {
     /// the next one waits [`sample_gap`] after it. (Key snapshots have
     /// their own bound per sample, `SNAPSHOT_TIME`.)
     last_sample: Option<(Instant, Duration)>,
-    /// Cost rate (CPUs) of the creation and write groups over the last check.
-    last_rate: [f64; 2],
-    /// Breakpoints of the creation and write groups still in the target's
-    /// code after their links were closed.
-    tails: [Tail; 2],
     /// Maps first found by the write windows.
     discovered_by_writes: u64,
     fin: FinTracker,
@@ -123,321 +112,21 @@ struct Session {
     show_keys: bool,
 }
 
-/// Detaches of one group still in progress (a thread may close the links
-/// of both groups, so handles are shared).
-#[derive(Debug, Default)]
-struct Detaching(Vec<std::sync::Arc<std::thread::JoinHandle<()>>>);
-
-impl Detaching {
-    fn busy(&mut self) -> bool {
-        self.0.retain(|h| !h.is_finished());
-        !self.0.is_empty()
-    }
-
-    fn join(&mut self) {
-        for h in self.0.drain(..) {
-            match std::sync::Arc::try_unwrap(h) {
-                Ok(h) => {
-                    let _ = h.join();
-                }
-                Err(h) => {
-                    while !h.is_finished() {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The breakpoints of a detached group that are still in the target's code.
-///
-/// When a window closes, the program stops running at once but the kernel
-/// removes each breakpoint only when it reaches that link (see
-/// [`crate::bpf::close_links`]); until then every call still traps, costing
-/// the target ~0.8 µs, uncounted. The tail is measured, not guessed: the
-/// instruction bytes at each probe address are read back from the target
-/// (a uprobe is a breakpoint written into the target's copy of the page)
-/// until the original bytes are back.
-#[derive(Debug, Default)]
-struct Tail {
-    /// Address, original bytes and cost rate (CPUs, over the last check
-    /// before the close) of each breakpoint not yet removed: debited while
-    /// it is still there.
-    sites: Vec<(u64, [u8; 4], f64)>,
-    /// When the links began to close.
-    since: Option<Instant>,
-}
-
-impl Tail {
-    /// Drops the sites whose original bytes are back (or that can no
-    /// longer be read: the process is gone). True while some remain.
-    fn poll(&mut self, mem: &Memory) -> bool {
-        self.sites.retain(|&(addr, orig, _)| {
-            let mut b = [0u8; 4];
-            mem.read(addr, &mut b) && b != orig
-        });
-        !self.sites.is_empty()
-    }
-
-    /// Cost rate (CPUs) of the breakpoints still there.
-    fn rate(&self) -> f64 {
-        self.sites
-            .iter()
-            .map(|s| s.2)
-            .sum::<f64>()
-            .min(MAX_TAIL_RATE)
-    }
-}
-
 /// A probe on a conditional branch of the stack check (arm64, and amd64 on
 /// Go <= 1.20, whose prologue has no PUSHQ BP) fires twice when the
 /// goroutine's stack grows: the function restarts after morestack. The
 /// second hit carries the same arguments within microseconds.
 const DOUBLE_HIT_NS: u64 = 200_000;
 
-/// Reads hit counts, debits their cost, and attaches or detaches the
-/// creation probes and the write window as the governor decides.
-fn govern(s: &mut Session, tracer: &mut Tracer, hits: &[u64]) {
-    let now = Instant::now();
-    let dt = now.duration_since(s.gov_check).as_secs_f64();
-    let mut cost = 0.0;
-    let (mut cost_c, mut cost_w) = (0.0, 0.0);
-    // One pass, updating the per-probe hit counts and cost rates in place
-    // (this runs every 10 ms in windows).
-    let n = s.probes.len();
-    s.last_hits.resize(n, 0);
-    s.last_site_rate.resize(n, 0.0);
-    for (i, (p, ..)) in s.probes.iter().enumerate() {
-        let h = hits.get(p.id as usize).copied().unwrap_or(0);
-        let d = h.saturating_sub(s.last_hits[i]);
-        s.last_hits[i] = h;
-        let c = d as f64 * s.hit_cost[i];
-        if dt > 0.0 {
-            s.last_site_rate[i] = c / dt;
-        }
-        cost += c;
-        match s.class[i] {
-            ProbeClass::Governed => cost_c += c,
-            ProbeClass::Window => cost_w += c,
-            ProbeClass::Always => {}
-        }
-    }
-    // Breakpoints of a closed group still trap until the kernel removes
-    // them, with the program no longer counting: debited at the rate the
-    // group cost when it was closed, for as long as they are still there.
-    let dbg = debug_timing();
-    for t in &mut s.tails {
-        if t.sites.is_empty() {
-            continue;
-        }
-        let rate = t.rate();
-        cost += rate * dt;
-        let before = t.sites.len();
-        let left = t.poll(&s.mem);
-        if dbg && t.sites.len() != before {
-            eprintln!(
-                "tail: {} of {before} breakpoints gone {:?} after close (debiting {rate:.2} CPUs)",
-                before - t.sites.len(),
-                t.since.map(|at| at.elapsed()).unwrap_or_default(),
-            );
-        }
-        if !left {
-            t.since = None;
-        }
-    }
-    if dt > 0.0 {
-        s.last_rate = [
-            (cost_c / dt).min(MAX_TAIL_RATE),
-            (cost_w / dt).min(MAX_TAIL_RATE),
-        ];
-    }
-    s.gov_check = now;
-    s.gov.account(dt, cost);
-
-    let busy_c = s.detaching_creation.busy();
-    let busy_w = s.detaching_window.busy();
-    let have_window = s.class.contains(&ProbeClass::Window);
-    let a = s.gov.decide(now, busy_c, busy_w, have_window);
-    let a = s.gov.sequence(
-        a,
-        crate::governor::InFlight {
-            busy_creation: busy_c,
-            busy_window: busy_w,
-            creation_tail: !s.tails[0].sites.is_empty(),
-            window_hot_tail: s.tails[1].rate() > 0.0,
-            creation_rate: s.last_rate[0],
-        },
-    );
-    if dbg && a != crate::governor::Actions::default() {
-        eprintln!(
-            "gov {:.1} ms {a:?} credit {:.4}",
-            now_ns() as f64 / 1e6,
-            s.gov.credit
-        );
-    }
-    let t = Instant::now();
-    match (a.close_window, a.pause_creation) {
-        (true, true) => detach_classes(s, tracer, &[ProbeClass::Window, ProbeClass::Governed]),
-        (true, false) => detach_classes(s, tracer, &[ProbeClass::Window]),
-        (false, true) => detach_classes(s, tracer, &[ProbeClass::Governed]),
-        (false, false) => {}
-    }
-    if a.close_window {
-        s.gov.closed(now);
-    }
-    if a.pause_creation {
-        s.gov.paused(now);
-    }
-    if a.open_window {
-        // A failure (the process is exiting) leaves probes detached.
-        let _ = attach_class(s, tracer, ProbeClass::Window);
-        s.gov.opened(now);
-    }
-    if a.resume_creation {
-        let _ = attach_class(s, tracer, ProbeClass::Governed);
-        s.gov.resumed(now);
-    }
-    if a.open_window || a.resume_creation {
-        // Their rate is unknown until measured: check it closely at first.
-        s.fast_until = Instant::now() + FAST_AFTER_ATTACH;
-    }
-    if dbg && t.elapsed() > Duration::from_millis(20) {
-        eprintln!("gov actions took {:?}", t.elapsed());
-    }
-}
-
-/// Probe indices in the order to close them: busiest (over the last
-/// governor check) first.
-fn close_order(s: &Session, pick: impl Fn(usize) -> bool) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..s.probes.len()).filter(|&i| pick(i)).collect();
-    let rate = |i: usize| s.last_site_rate.get(i).copied().unwrap_or(0.0);
-    idx.sort_by(|&a, &b| rate(b).total_cmp(&rate(a)));
-    idx
-}
-
-/// Closes the links of the given groups on one thread, busiest probe
-/// first whatever its group, and starts measuring their tails.
-fn detach_classes(s: &mut Session, tracer: &mut Tracer, classes: &[ProbeClass]) {
-    let rate = |s: &Session, i: usize| s.last_site_rate.get(i).copied().unwrap_or(0.0);
-    // (cost rate, link): a group's rate is its probes' sum.
-    let mut links: Vec<(f64, crate::bpf::Link)> = Vec::new();
-    let mut members = Vec::new();
-    let mut k = 0;
-    while k < s.groups.len() {
-        if classes.contains(&s.groups[k].0) {
-            let (_, link, idx) = s.groups.swap_remove(k);
-            links.push((idx.iter().map(|&i| rate(s, i)).sum(), link));
-            members.extend(idx);
-        } else {
-            k += 1;
-        }
-    }
-    for i in 0..s.probes.len() {
-        if classes.contains(&s.class[i])
-            && let Some(l) = tracer.take_link(&mut s.probes[i].0)
-        {
-            links.push((rate(s, i), l));
-            members.push(i);
-        }
-    }
-    links.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut sites: [Vec<_>; 2] = [Vec::new(), Vec::new()];
-    for i in members {
-        if let Some(o) = s.orig[i] {
-            let slot = usize::from(s.class[i] == ProbeClass::Window);
-            sites[slot].push((s.probes[i].2 + s.bias, o, rate(s, i)));
-        }
-    }
-    let h =
-        crate::bpf::close_links(links.into_iter().map(|l| l.1).collect()).map(std::sync::Arc::new);
-    for &c in classes {
-        let slot = usize::from(c == ProbeClass::Window);
-        s.tails[slot] = Tail {
-            sites: std::mem::take(&mut sites[slot]),
-            since: Some(Instant::now()),
-        };
-        if let Some(h) = &h {
-            match c {
-                ProbeClass::Window => s.detaching_window.0.push(h.clone()),
-                _ => s.detaching_creation.0.push(h.clone()),
-            }
-        }
-    }
-}
-
-fn attach_class(s: &mut Session, tracer: &mut Tracer, class: ProbeClass) -> Result<()> {
-    if s.groups.iter().any(|g| g.0 == class) {
-        return Ok(());
-    }
-    let mut by_prog: Vec<(&'static str, Vec<usize>)> = Vec::new();
-    for i in (0..s.probes.len()).filter(|&i| s.class[i] == class) {
-        let prog = s.probes[i].0.program;
-        match by_prog.iter_mut().find(|(p, _)| *p == prog) {
-            Some((_, v)) => v.push(i),
-            None => by_prog.push((prog, vec![i])),
-        }
-    }
-    for (prog, idx) in by_prog {
-        let sites: Vec<(u64, u32)> = idx
-            .iter()
-            .map(|&i| (s.reqs[i].file_offset, s.probes[i].0.id))
-            .collect();
-        match tracer.attach_group(&s.target.exe, s.target.pid, prog, &sites) {
-            Ok(link) => s.groups.push((class, link, idx)),
-            Err(e) => {
-                if debug_timing() {
-                    eprintln!("group {prog}: {e:#}; one perf link per probe");
-                }
-                for i in idx {
-                    tracer.reattach(&s.target.exe, s.target.pid, &mut s.probes[i].0, &s.reqs[i])?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// How long the budget is checked every [`crate::governor::PERIOD_WINDOW`]
-/// after a group is attached, and while the creation probes cost more than
-/// the budget.
-const FAST_AFTER_ATTACH: Duration = Duration::from_millis(100);
-
 /// How often the targets are checked for exit.
 const ALIVE_CHECK: Duration = Duration::from_millis(250);
 
-/// How soon the governor must look at `s` again. Busy breakpoints still
-/// being removed, probes just attached (their rate is not known yet) and
-/// creation probes costing more than the budget: every few milliseconds,
-/// so that the overshoot is small and tails are measured closely. An open
-/// window: as often as its last rate needs ([`crate::governor::window_period`]).
-/// Creation probes on: every 20 ms, so that a sudden burst is seen soon.
-fn check_period(s: &Session, now: Instant) -> Duration {
-    use crate::governor::{PERIOD, PERIOD_CREATION, PERIOD_WINDOW, window_period};
-    if s.tails.iter().any(|t| t.rate() > 0.0)
-        || now < s.fast_until
-        || (s.gov.creation_on && s.last_rate[0] > s.gov.rate)
-    {
-        PERIOD_WINDOW
-    } else if s.gov.window_open.is_some() {
-        window_period(s.last_rate[1])
-    } else if s.gov.creation_on {
-        PERIOD_CREATION
-    } else {
-        PERIOD
-    }
-}
-
 /// Longest wait for events: GC events are written to the ring buffer
 /// without waking the tracer, so this bounds how late they are read.
-const IDLE_WAIT: Duration = Duration::from_millis(40);
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// A GC event processed later than this is not sampled (see `sample_due`).
 const MAX_SAMPLE_LAG_NS: u64 = 150_000_000;
-
-/// Most CPUs a detaching group is assumed to cost (the target's threads
-/// trapping at once).
-const MAX_TAIL_RATE: f64 = 2.0;
 
 /// Fewest inserts into an untracked map within one drain of the write
 /// counts before it is tracked: keeps the many short-lived maps of a busy
@@ -480,7 +169,7 @@ fn on_writes(s: &mut Session, writes: &[(tracer_common::WriteKey, tracer_common:
     }
 }
 
-fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -> Result<Session> {
+fn attach_session(tracer: &mut Tracer, pid: u32, rate: f64, show_keys: bool) -> Result<Session> {
     let target = Target::discover(pid)?;
     let info = BinaryInfo::open(&target.exe).with_context(|| {
         format!(
@@ -516,8 +205,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
     tracer.configure(pid, cfg)?;
     let mut probes = Vec::new();
     let mut reqs = Vec::new();
-    let mut class = Vec::new();
-    let mut hit_cost = Vec::new();
+    let mut costs = Vec::new();
     // The original instruction bytes, read before any probe is attached
     // (two probes may share an address): a detached probe's breakpoint is
     // gone when they are back (see `Tail`).
@@ -546,15 +234,31 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         } else {
             tracer.attach(&target.exe, pid, &req)?
         };
+        costs.push(ProbeCost {
+            id: a.id,
+            class: p.class,
+            hit_cost: match (emulated, p.window) {
+                (false, _) => SINGLE_STEP_HIT_S,
+                (true, true) => WRITE_HIT_S,
+                (true, false) => EMULATED_HIT_S,
+            },
+            addr: p.address + bias,
+            orig: orig[costs.len()],
+        });
         probes.push((a, p.function.clone(), p.address, emulated));
         reqs.push(req);
-        class.push(p.class);
-        hit_cost.push(match (emulated, p.window) {
-            (false, _) => SINGLE_STEP_HIT_S,
-            (true, true) => WRITE_HIT_S,
-            (true, false) => EMULATED_HIT_S,
-        });
     }
+    let mut budget = Budget::new(pid, rate, costs);
+    let links = budget::attach_links(
+        tracer,
+        &target.exe,
+        pid,
+        &mut probes,
+        &reqs,
+        &budget.probes,
+        ProbeClass::Governed,
+    )?;
+    budget.install(ProbeClass::Governed, links, true);
     let mut s = Session {
         mem,
         target,
@@ -569,19 +273,10 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         last_grow: None,
         last_gc_ns: [0; 2],
         reqs,
-        class,
-        hit_cost,
-        last_hits: Vec::new(),
-        last_site_rate: Vec::new(),
-        fast_until: Instant::now() + FAST_AFTER_ATTACH,
-        groups: Vec::new(),
-        orig,
-        gov_check: Instant::now(),
-        gov: Governor::new(budget),
-        detaching_creation: Detaching::default(),
-        detaching_window: Detaching::default(),
-        last_rate: [0.0; 2],
-        tails: [Tail::default(), Tail::default()],
+        budget: Arc::new(Mutex::new(budget)),
+        rate,
+        last_keys: None,
+        keys_deferred: 0,
         late_cycles: 0,
         sampled_cycles: 0,
         sample_due: None,
@@ -594,9 +289,40 @@ fn attach_session(tracer: &mut Tracer, pid: u32, budget: f64, show_keys: bool) -
         skipped_cycles: 0,
         show_keys,
     };
-    attach_class(&mut s, tracer, ProbeClass::Governed)?;
     discover_globals(&mut s);
     Ok(s)
+}
+
+/// Attaches what the governor's thread asked for (it closes on its own;
+/// attaching needs the loaded programs). A failure (the process is
+/// exiting) leaves the probes detached.
+fn serve_attaches(s: &mut Session, tracer: &mut Tracer) {
+    let (wants, costs) = {
+        let mut b = lock(&s.budget);
+        let w = b.wants();
+        if w.is_empty() {
+            return;
+        }
+        (w, b.probes.clone())
+    };
+    for class in wants {
+        let links = budget::attach_links(
+            tracer,
+            &s.target.exe,
+            s.target.pid,
+            &mut s.probes,
+            &s.reqs,
+            &costs,
+            class,
+        )
+        .unwrap_or_default();
+        lock(&s.budget).install(class, links, false);
+    }
+}
+
+/// The budget, even if the governor's thread panicked while holding it.
+fn lock(b: &Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Smallest table a growth must reach to be reported by the kernel side:
@@ -760,22 +486,53 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
 /// cycles a second) is sampled at most this often.
 const MIN_SAMPLE_GAP: Duration = Duration::from_millis(100);
 
-/// A sample's header reads are followed by a pause of this many times
-/// their length, so reading headers takes at most 1/(1+N) of one CPU
-/// however many maps there are.
+/// A sample's header reads are followed by a pause of at least this many
+/// times their length.
 const SAMPLE_GAP_FACTOR: u32 = 9;
 
-/// How long after its start the next sample may start, when a sample's
-/// header reads took `took`.
-fn sample_gap(took: Duration) -> Duration {
-    MIN_SAMPLE_GAP.max(took * (SAMPLE_GAP_FACTOR + 1))
+/// Share of the overhead budget the tracer's header reads may take (the
+/// governor debits the tracer's CPU with the probes' cost). Samples are
+/// what sees a map grow, so they are paced rather than made to wait for
+/// credit; the governed probes get what is left, and key reads come last.
+const HEADER_SHARE: f64 = 0.3;
+
+/// Longest pause between two header samples, unless one sample takes more
+/// than a tenth of it.
+const MAX_SAMPLE_GAP: Duration = Duration::from_secs(10);
+
+/// Longest time keys go unread while samples are taken.
+const MAX_KEYS_GAP: Duration = Duration::from_secs(60);
+
+/// How long after its start the next sample may start, when its header
+/// reads took `took`: paced to [`HEADER_SHARE`] of a budget of `rate` CPUs,
+/// within [`MIN_SAMPLE_GAP`]..[`MAX_SAMPLE_GAP`], and never less than ten
+/// times `took`.
+fn sample_gap(took: Duration, rate: f64) -> Duration {
+    let base = MIN_SAMPLE_GAP.max(took * (SAMPLE_GAP_FACTOR + 1));
+    let r = rate * HEADER_SHARE;
+    let paced = if r > 0.0 {
+        Duration::from_secs_f64((took.as_secs_f64() / r).min(3600.0))
+    } else {
+        MAX_SAMPLE_GAP
+    };
+    paced.min(MAX_SAMPLE_GAP).max(base)
 }
 
 /// Time left of the gap after `s`'s last sample (zero: a sample may start).
 fn gap_left(s: &Session) -> Duration {
     s.last_sample.map_or(Duration::ZERO, |(start, took)| {
-        sample_gap(took).saturating_sub(start.elapsed())
+        sample_gap(took, s.rate).saturating_sub(start.elapsed())
     })
+}
+
+/// Whether keys may be read at this sample: when the budget has credit to
+/// spare after the governed probes and the write window (keys are the
+/// tracer's costliest work, and come last), and at least every
+/// [`MAX_KEYS_GAP`].
+fn keys_due(s: &Session) -> bool {
+    lock(&s.budget).spare_for_tracer()
+        || s.last_keys
+            .is_none_or(|(start, _)| start.elapsed() >= MAX_KEYS_GAP)
 }
 
 /// Time until `s` may take its pending sample (zero: now), or `None` when
@@ -806,21 +563,51 @@ fn sample_due(s: &mut Session) {
         return;
     }
     let t = Instant::now();
+    let start_ms = now_ns() as f64 / 1e6;
     sample_all(s, cycle);
     s.sampled_cycles += 1;
     let headers = t.elapsed();
     s.last_sample = Some((t, headers));
-    snapshot_keys(s, cycle);
-    let keys = t.elapsed();
+    if let Some(d) = test_sample_delay() {
+        std::thread::sleep(d);
+    }
+    if keys_due(s) {
+        let k = Instant::now();
+        // They spend at most the credit above half the bucket: the governed
+        // probes, paused below half, are not starved by them.
+        let spare = {
+            let b = lock(&s.budget);
+            (b.gov.credit - b.gov.max() / 2.0).max(0.0)
+        };
+        let limit =
+            Duration::from_secs_f64(spare.min(SNAPSHOT_TIME.as_secs_f64())).max(MIN_SNAPSHOT_TIME);
+        snapshot_keys(s, cycle, limit);
+        s.last_keys = Some((k, k.elapsed()));
+    } else {
+        s.keys_deferred += 1;
+    }
     find_owners(s, false);
     if debug_timing() {
         eprintln!(
-            "gc {cycle}: event age {:.1} ms, headers {headers:?}, +keys {keys:?}, all {:?}, {} maps",
+            "gc {cycle}: event age {:.1} ms, headers {headers:?}, all {:?}, {} maps; sample from {start_ms:.1} ms to {:.1} ms",
             age_ns as f64 / 1e6,
             t.elapsed(),
-            s.model.maps.len()
+            s.model.maps.len(),
+            now_ns() as f64 / 1e6,
         );
     }
+}
+
+/// `MAPLEAK_TEST_SAMPLE_DELAY_MS`: a pause inside every sample, for tests
+/// that check the governor does not wait for the main loop's work.
+fn test_sample_delay() -> Option<Duration> {
+    static D: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *D.get_or_init(|| {
+        std::env::var("MAPLEAK_TEST_SAMPLE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    })
 }
 
 /// Reads every tracked map's header (and Swiss tables) at `cycle`.
@@ -917,10 +704,12 @@ const MAX_OTHER_LEN: u64 = 20_000;
 /// Wall time for key snapshots per GC cycle; maps left out go first next
 /// cycle. Reading keys must not delay the next cycle's header reads.
 const SNAPSHOT_TIME: Duration = Duration::from_millis(100);
+/// Least time given to key snapshots when they are due.
+const MIN_SNAPSHOT_TIME: Duration = Duration::from_millis(5);
 
 /// Reads the keys of suspects (growing, bloated) and of a bounded number of
 /// other maps, and follows them across cycles.
-fn snapshot_keys(s: &mut Session, cycle: u64) {
+fn snapshot_keys(s: &mut Session, cycle: u64, limit: Duration) {
     let started = Instant::now();
     s.key_trackers
         .retain(|addr, _| s.model.maps.contains_key(addr));
@@ -951,7 +740,7 @@ fn snapshot_keys(s: &mut Session, cycle: u64) {
     let mut budget = MAX_KEYS_PER_CYCLE;
     let mut others = 0;
     for (rank, len, addr, tp) in cands {
-        if started.elapsed() >= SNAPSHOT_TIME {
+        if started.elapsed() >= limit {
             break;
         }
         if rank == 2 {
@@ -1057,13 +846,14 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     find_owners(s, final_report);
     let hits = tracer.probe_hits();
     let mut overhead = Overhead::default();
+    let b = lock(&s.budget);
     for (i, (p, func, addr, _)) in s.probes.iter().enumerate() {
         let n = hits.get(p.id as usize).copied().unwrap_or(0);
         *overhead
             .probe_hits
             .entry(format!("{func}@{addr:#x}"))
             .or_default() += n;
-        overhead.estimated_target_cpu_s += n as f64 * s.hit_cost[i];
+        overhead.estimated_target_cpu_s += n as f64 * b.probes[i].hit_cost;
     }
     let counters = tracer.counters();
     for (name, c) in [
@@ -1082,20 +872,23 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
             counters.get(c as usize).copied().unwrap_or(0),
         );
     }
-    overhead.creation_probes_paused = s.gov.pauses;
-    overhead.creation_probes_resumed = s.gov.resumes;
-    overhead.creation_probes_paused_s = s.gov.paused_s(Instant::now());
+    overhead.creation_probes_paused = b.gov.pauses;
+    overhead.creation_probes_resumed = b.gov.resumes;
+    overhead.creation_probes_paused_s = b.gov.paused_s(Instant::now());
     overhead.governed_probes_attached_share = if duration_s > 0.0 {
         (1.0 - overhead.creation_probes_paused_s / duration_s).clamp(0.0, 1.0)
     } else {
         1.0
     };
-    overhead.write_windows = s.gov.windows;
-    overhead.write_windows_s = (s.gov.window_total
-        + s.gov.window_open.map_or(Duration::ZERO, |at| at.elapsed()))
+    overhead.write_windows = b.gov.windows;
+    overhead.write_windows_s = (b.gov.window_total
+        + b.gov.window_open.map_or(Duration::ZERO, |at| at.elapsed()))
     .as_secs_f64();
     overhead.maps_found_by_write_windows = s.discovered_by_writes;
-    overhead.budget_spent_target_cpu_s = s.gov.spent;
+    overhead.budget_spent_target_cpu_s = b.gov.spent;
+    overhead.budget_tracer_cpu_s = b.tracer_cpu_debited;
+    overhead.key_reads_deferred = s.keys_deferred;
+    drop(b);
     overhead.gc_cycles_not_sampled_late = s.late_cycles;
     overhead.gc_cycles_sampled = s.sampled_cycles;
     overhead.gc_cycles_skipped = s.skipped_cycles;
@@ -1240,12 +1033,12 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
 
 /// `MAPLEAK_DEBUG_TIMING` set: print GC event lag, slow governor actions and
 /// the final detach time to stderr. Read once (the governor runs every 10 ms).
-fn debug_timing() -> bool {
+pub(crate) fn debug_timing() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("MAPLEAK_DEBUG_TIMING").is_some())
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     // SAFETY: clock_gettime fills the timespec we pass.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer; CLOCK_MONOTONIC is what bpf_ktime_get_ns uses.
@@ -1327,28 +1120,26 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
                 .map_or_else(|| "Ctrl-C".to_owned(), |d| format!("{:.0?}", d))
         )?;
     }
+    let mut governor = GovernorThread::spawn(
+        sessions.iter().map(|s| s.budget.clone()).collect(),
+        tracer.hits_reader()?,
+    )
+    .context("starting the governor's thread")?;
     let start = Instant::now();
     let mut last_render = Instant::now();
     let mut t0: Option<u64> = None;
-    let mut last_govern = Instant::now();
     let mut last_drain = Instant::now();
     let mut last_alive = Instant::now();
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let end_reason = loop {
-        let now = Instant::now();
-        let period = sessions
-            .iter()
-            .filter(|s| s.ended.is_none())
-            .map(|s| check_period(s, now))
-            .fold(crate::governor::PERIOD, Duration::min);
         // GC events do not wake the loop (they are written without a
         // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
         // wakes at least every IDLE_WAIT, or when a pending sample is due.
         let wait = sessions
             .iter()
             .filter_map(sample_wait)
-            .fold(period.min(IDLE_WAIT), Duration::min);
+            .fold(IDLE_WAIT, Duration::min);
         // Rounded up: a wait of 0 ms would spin until the sample is due.
         tracer.wait(wait.as_micros().div_ceil(1000) as i32);
         tracer.drain(|b| match decode(b) {
@@ -1363,18 +1154,11 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
                 on_event(s, &tracer, &ev, &mut t0);
             }
         }
+        // Attaches first: they are quick, and a sample may be long.
         for s in &mut sessions {
             if s.ended.is_none() {
+                serve_attaches(s, &mut tracer);
                 sample_due(s);
-            }
-        }
-        if last_govern.elapsed() >= period {
-            last_govern = Instant::now();
-            let hits = tracer.probe_hits();
-            for s in &mut sessions {
-                if s.ended.is_none() {
-                    govern(s, &mut tracer, &hits);
-                }
             }
         }
         if last_drain.elapsed() >= WRITES_DRAIN {
@@ -1393,6 +1177,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
             for s in &mut sessions {
                 if s.ended.is_none() && !s.target.alive() {
                     s.ended = Some("target exited".to_owned());
+                    lock(&s.budget).ended = true;
                 }
             }
         }
@@ -1432,20 +1217,21 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
     }
     // Detach everything, busiest probes first (closes serialize in the
     // kernel; a breakpoint waiting its turn still traps).
-    let mut pending = Detaching::default();
+    governor.stop();
+    let mut pending = budget::Detaching::default();
     for s in &mut sessions {
-        let order = close_order(s, |_| true);
-        let mut links: Vec<crate::bpf::Link> = s.groups.drain(..).map(|g| g.1).collect();
+        let mut b = lock(&s.budget);
+        b.ended = true;
+        let mut links = b.take_all_links();
+        let mut order: Vec<usize> = (0..s.probes.len()).collect();
+        order.sort_by(|&x, &y| b.site_rate(y).total_cmp(&b.site_rate(x)));
+        drop(b);
         links.extend(
             order
                 .into_iter()
                 .filter_map(|i| tracer.take_link(&mut s.probes[i].0)),
         );
-        pending
-            .0
-            .extend(crate::bpf::close_links(links).map(std::sync::Arc::new));
-        s.detaching_creation.join();
-        s.detaching_window.join();
+        pending.push(crate::bpf::close_links(links));
     }
     let t_detach = Instant::now();
     pending.join();
@@ -1488,14 +1274,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sample_gap_is_at_least_the_minimum_and_grows_with_cost() {
-        assert_eq!(sample_gap(Duration::ZERO), MIN_SAMPLE_GAP);
-        assert_eq!(sample_gap(Duration::from_millis(5)), MIN_SAMPLE_GAP);
-        // 100,000 maps took about 140 ms to read: 1.4 s between samples,
-        // so header reads stay at a tenth of one CPU.
+    fn sample_gap_paces_header_reads_by_the_budget() {
+        assert_eq!(sample_gap(Duration::ZERO, 0.01), MIN_SAMPLE_GAP);
+        assert_eq!(sample_gap(Duration::from_micros(200), 0.01), MIN_SAMPLE_GAP);
+        // 3 ms of reads at a 1% budget take 30% of it when 1 s apart.
+        let g = sample_gap(Duration::from_millis(3), 0.01);
+        assert!((g.as_secs_f64() - 1.0).abs() < 1e-9, "{g:?}");
+        // Never more than 10 s without a sample, unless one takes a tenth
+        // of that.
+        assert_eq!(sample_gap(Duration::from_millis(140), 0.01), MAX_SAMPLE_GAP);
         assert_eq!(
-            sample_gap(Duration::from_millis(140)),
+            sample_gap(Duration::from_secs(2), 0.01),
+            Duration::from_secs(20)
+        );
+        // A larger budget samples more often, down to ten times the reads;
+        // none (or NaN), the longest gap.
+        assert_eq!(
+            sample_gap(Duration::from_millis(140), 1.0),
             Duration::from_millis(1400)
+        );
+        assert_eq!(sample_gap(Duration::from_millis(3), 0.0), MAX_SAMPLE_GAP);
+        assert_eq!(
+            sample_gap(Duration::from_millis(3), f64::NAN),
+            MAX_SAMPLE_GAP
         );
     }
 }

@@ -164,6 +164,25 @@ impl Governor {
         self.credit = (self.credit + self.rate * dt - cost).min(self.max());
     }
 
+    /// A write window is due ([`WINDOW_EVERY`] since the last one).
+    #[must_use]
+    pub fn window_due(&self, now: Instant, have_window: bool) -> bool {
+        have_window
+            && self
+                .last_window_end
+                .is_none_or(|t| now.duration_since(t) >= WINDOW_EVERY)
+    }
+
+    /// Whether the tracer's own optional work (key reads) may spend credit
+    /// now: last in line, after the governed probes (on, not waiting to
+    /// resume) and a write window that is due but not open yet (it waits for
+    /// a full bucket).
+    #[must_use]
+    pub fn spare_for_tracer(&self, now: Instant, have_window: bool) -> bool {
+        let window_waits = self.window_open.is_none() && self.window_due(now, have_window);
+        self.creation_on && !window_waits && self.credit >= self.max() * 0.9
+    }
+
     /// Decides what to change. `busy_creation` / `busy_window`: a detach of
     /// that group is still in progress (do not attach it again yet);
     /// `have_window`: there are write-path probes at all.
@@ -185,10 +204,7 @@ impl Governor {
         if self.creation_on && self.credit < 0.0 {
             a.pause_creation = true;
         }
-        let window_due = have_window
-            && self
-                .last_window_end
-                .is_none_or(|t| now.duration_since(t) >= WINDOW_EVERY);
+        let window_due = self.window_due(now, have_window);
         let window_closed = self.window_open.is_none() && !busy_window;
         let gap_passed = self
             .last_window_end
@@ -469,5 +485,25 @@ mod tests {
         // No write probes at all: never a window.
         let g = Governor::new(0.01);
         assert!(!g.decide(t0, false, false, false).open_window);
+    }
+
+    #[test]
+    fn tracer_work_comes_after_probes_and_windows() {
+        let t0 = Instant::now();
+        let mut g = Governor::new(0.01);
+        // Full bucket, probes on, no window due (none exist): spare.
+        assert!(g.spare_for_tracer(t0, false));
+        // A window is due (never opened yet): it waits for the full bucket.
+        assert!(!g.spare_for_tracer(t0, true));
+        g.closed(t0);
+        assert!(g.spare_for_tracer(t0 + Duration::from_secs(1), true));
+        assert!(!g.spare_for_tracer(t0 + WINDOW_EVERY, true));
+        // Less than 90% of the bucket: not spare.
+        g.account(0.0, g.max() * 0.2);
+        assert!(!g.spare_for_tracer(t0, false));
+        // Governed probes paused: the credit coming back is theirs.
+        let mut p = Governor::new(0.01);
+        p.paused(t0);
+        assert!(!p.spare_for_tracer(t0, false));
     }
 }

@@ -10,6 +10,7 @@
 //! Every stage before `bpf` is pure and needs no privileges.
 pub mod app;
 pub mod bpf;
+pub mod budget;
 pub mod discover;
 pub mod doctor;
 pub mod finalizers;

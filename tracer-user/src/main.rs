@@ -37,13 +37,12 @@ struct TraceArgs {
     /// Maps shown in the text report.
     #[arg(long, default_value_t = 10)]
     top: usize,
-    /// Share of one CPU the probes may take from the target, in percent:
-    /// the governed probes (creation, Swiss small-map growth) are
-    /// paused and write-path windows sized to stay within it; only probes
-    /// bounded by the GC's pace or by map memory stay always on. The default
-    /// leaves room, within a 1% cost, for the tracer process itself (it
-    /// reads map headers and keys at GC cycles).
-    #[arg(long, default_value_t = 0.5)]
+    /// What tracing may cost, in percent of one CPU: the probes' cost to the
+    /// target and the tracer process's own CPU, in one budget. The governed
+    /// probes (creation, small-map growth) are paused and write-path windows
+    /// sized to stay within it, and the tracer spaces out its own reads;
+    /// only probes bounded by the GC's pace or by map memory stay always on.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
     overhead_budget: f64,
     /// Show retained map keys whole in the report. By default a string key
     /// shows a short prefix and a hash: keys are often secrets (session tokens).
@@ -68,6 +67,20 @@ enum Cmd {
     },
     /// Can this kernel and this user trace? Says what to do for each miss.
     Doctor,
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("not a number: {s:?} (a percentage of one CPU, e.g. 1 or 0.5)"))?;
+    if !(v > 0.0 && v <= 100.0) {
+        return Err(format!(
+            "{s}: the budget is a percentage of one CPU above 0 and at most 100 (100 lifts the limit)"
+        ));
+    }
+    Ok(v)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -233,7 +233,8 @@ impl Service {
 /// Traces the loaded service for 20 s and checks, in order: the tracer ran
 /// and exited cleanly, the service is alive and answering, the load was
 /// served, no probe is left; then the report (see [`check_report`]).
-fn trace_and_check(svc: &mut Service, mut load: Load) {
+/// `budget`: `--overhead-budget`, percent of one CPU.
+fn trace_and_check(svc: &mut Service, mut load: Load, budget: &str) {
     let name = svc.name;
     // Attach only once the runtime's cycle numbers are clearly apart from
     // cycles counted from attach (1, 2, …).
@@ -251,7 +252,10 @@ fn trace_and_check(svc: &mut Service, mut load: Load) {
     let dir = svc.dir.path().to_owned();
     let (json, terr) = (dir.join("report.json"), dir.join("tracer.err"));
     let before = prog_ids();
-    let args = format!("--pid {} --duration 20s --json", svc.child().id());
+    let args = format!(
+        "--pid {} --duration 20s --overhead-budget {budget} --json",
+        svc.child().id()
+    );
     let mut tr = Command::new(env!("CARGO_BIN_EXE_mapleak-trace"))
         .args(args.split(' '))
         .arg(&json)
@@ -456,7 +460,7 @@ fn prometheus_debian() {
         ][i as usize % 6];
         matches!(http(port, "GET", path, ""), Ok((200, _)))
     });
-    trace_and_check(&mut svc, load);
+    trace_and_check(&mut svc, load, "1");
 }
 
 /// etcd under a stream of puts of new keys (four for each delete of an
@@ -492,5 +496,10 @@ fn etcd_debian() {
         };
         matches!(http(client, "POST", path, &body.to_string()), Ok((200, _)))
     });
-    trace_and_check(&mut svc, load);
+    // Debian's etcd is built with Go 1.19: its creation probes are
+    // single-stepped RET sites (fastrand is inlined: no seed call to probe),
+    // and under this load the governed probes stay paused at the default
+    // budget, so few maps are found. This test checks types and sizes:
+    // no limit.
+    trace_and_check(&mut svc, load, "100");
 }

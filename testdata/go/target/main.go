@@ -72,7 +72,7 @@ func (c *lru) put(k int) {
 var shortMade atomic.Int64
 
 //go:noinline
-func shortLived(stop *atomic.Bool) {
+func shortLived(stop *atomic.Bool, pause time.Duration) {
 	sink := 0
 	for !stop.Load() {
 		for j := 0; j < 5; j++ {
@@ -84,7 +84,7 @@ func shortLived(stop *atomic.Bool) {
 			sink += len(m)
 			shortMade.Add(1)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(pause)
 	}
 	_ = sink
 }
@@ -128,6 +128,7 @@ func main() {
 	perStep := flag.Int("leak-per-step", 2000, "sessions leaked per step")
 	bloatN := flag.Int("bloat", 1000000, "entries the bloat map grows to")
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
+	shortPause := flag.Duration("short-pause", time.Millisecond, "short: pause after every 5 maps")
 	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, cleanup, ptrdel)")
 	flag.Parse()
 	on := map[string]bool{}
@@ -142,7 +143,7 @@ func main() {
 
 	var stop atomic.Bool
 	if on["short"] {
-		go shortLived(&stop)
+		go shortLived(&stop, *shortPause)
 	}
 	var cache *lru
 	if on["lru"] {

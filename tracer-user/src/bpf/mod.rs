@@ -391,10 +391,43 @@ impl Tracer {
         sum_per_cpu(&self.ebpf, MAP_PROBE_HITS, self.next_id)
     }
 
+    /// A reader of the probe hit counts for another thread (the governor's):
+    /// its own descriptor of the map, for the probes registered so far.
+    pub fn hits_reader(&self) -> Result<HitsReader> {
+        let map = self
+            .ebpf
+            .map(MAP_PROBE_HITS)
+            .ok_or_else(|| anyhow!("map {MAP_PROBE_HITS} missing"))?;
+        let fd = multi::map_fd(map).ok_or_else(|| anyhow!("map {MAP_PROBE_HITS}: no fd"))?;
+        // SAFETY: fd is open (the map is alive) for the duration of the call.
+        let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .context("duplicating the hit counts' descriptor")?;
+        Ok(HitsReader {
+            fd: dup,
+            n: self.next_id,
+        })
+    }
+
     /// Health counters, summed over CPUs (index = `tracer_common::Counter`).
     #[must_use]
     pub fn counters(&self) -> Vec<u64> {
         sum_per_cpu(&self.ebpf, MAP_COUNTERS, COUNTER_SLOTS)
+    }
+}
+
+/// The probe hit counts, readable from any thread.
+#[derive(Debug)]
+pub struct HitsReader {
+    fd: std::os::fd::OwnedFd,
+    n: u32,
+}
+
+impl HitsReader {
+    /// Hits per probe id, summed over CPUs (empty if the read failed).
+    #[must_use]
+    pub fn read(&self) -> Vec<u64> {
+        multi::sum_per_cpu_batch_fd(self.fd.as_raw_fd(), self.n).unwrap_or_default()
     }
 }
 

@@ -81,7 +81,7 @@ fn map_data(m: &Map) -> Option<&aya::maps::MapData> {
 }
 
 /// The file descriptor of a map aya created.
-fn map_fd(m: &Map) -> Option<i32> {
+pub(super) fn map_fd(m: &Map) -> Option<i32> {
     Some(map_data(m)?.fd().as_fd().as_raw_fd())
 }
 
@@ -212,7 +212,11 @@ fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd
 /// `BPF_MAP_LOOKUP_BATCH` call (Linux 5.6+) and sums each slot over CPUs.
 /// `None` when the kernel refuses (the caller reads slot by slot).
 pub(super) fn sum_per_cpu_batch(m: &Map, n: u32) -> Option<Vec<u64>> {
-    let fd = map_fd(m)?;
+    sum_per_cpu_batch_fd(map_fd(m)?, n)
+}
+
+/// [`sum_per_cpu_batch`] through any file descriptor of the map.
+pub(super) fn sum_per_cpu_batch_fd(fd: i32, n: u32) -> Option<Vec<u64>> {
     let cpus = aya::util::nr_cpus().ok()?;
     if n == 0 {
         return Some(Vec::new());

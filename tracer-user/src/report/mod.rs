@@ -198,8 +198,14 @@ pub struct Overhead {
     pub write_windows_s: f64,
     /// Maps first found through the write windows (they had not grown).
     pub maps_found_by_write_windows: u64,
-    /// Target CPU seconds the governor debited for all probe hits.
+    /// Seconds the governor debited to the budget: every probe hit (target
+    /// CPU) and the tracer's own CPU.
     pub budget_spent_target_cpu_s: f64,
+    /// Of that, the tracer process's own CPU.
+    pub budget_tracer_cpu_s: f64,
+    /// GC cycles sampled without reading keys or searching owners, to keep
+    /// the tracer's own CPU within its share of the budget.
+    pub key_reads_deferred: u64,
     /// GC cycles whose event reached the tracer more than 150 ms late (a
     /// starved or busy tracer): their map lengths were not read.
     pub gc_cycles_not_sampled_late: u64,
