@@ -86,6 +86,8 @@ struct Session {
     last_keys: Option<(Instant, Duration)>,
     /// Samples whose key reads were deferred to stay within the budget.
     keys_deferred: u64,
+    /// Growth and creation sites not symbolized yet, by map.
+    unresolved: HashMap<u64, Unresolved>,
     /// GC cycles not sampled because their event was processed too late.
     late_cycles: u64,
     /// GC cycles whose headers were read.
@@ -277,6 +279,7 @@ fn attach_session(tracer: &mut Tracer, pid: u32, rate: f64, show_keys: bool) -> 
         rate,
         last_keys: None,
         keys_deferred: 0,
+        unresolved: HashMap::new(),
         late_cycles: 0,
         sampled_cycles: 0,
         sample_due: None,
@@ -337,6 +340,50 @@ fn discover_globals(s: &mut Session) {
             && ptr != 0
         {
             s.model.on_discovered(ptr, Some(ty), 0, Some(name));
+        }
+    }
+}
+
+/// A map's sites as the kernel gave them: the latest growth's (stack id,
+/// return address) and its creation record.
+#[derive(Debug, Default)]
+struct Unresolved {
+    grow: Option<(i32, u64)>,
+    created: Option<tracer_common::CreateRecord>,
+}
+
+/// Symbolizes the sites of the maps `pick` selects (and forgets those of
+/// maps no longer tracked).
+fn resolve_sites(
+    s: &mut Session,
+    tracer: &Tracer,
+    pick: impl Fn(&crate::model::TrackedMap) -> bool,
+) {
+    s.unresolved
+        .retain(|addr, _| s.model.maps.contains_key(addr));
+    let addrs: Vec<u64> = s
+        .unresolved
+        .keys()
+        .copied()
+        .filter(|a| s.model.maps.get(a).is_some_and(&pick))
+        .collect();
+    for addr in addrs {
+        let Some(u) = s.unresolved.remove(&addr) else {
+            continue;
+        };
+        let grown = u
+            .grow
+            .map(|(id, caller)| symbolize(s, &tracer.stack(id), caller));
+        let created = u
+            .created
+            .map(|rec| symbolize(s, &tracer.stack(rec.stack_id), rec.caller_pc));
+        if let Some(m) = s.model.maps.get_mut(&addr) {
+            if let Some(g) = grown.filter(|g| !g.is_empty()) {
+                m.grow_site = g;
+            }
+            if let Some(c) = created {
+                m.created_at = c;
+            }
         }
     }
 }
@@ -435,16 +482,22 @@ fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64
                 return;
             }
             s.last_grow = Some(key);
-            let ips = tracer.stack(g.stack_id);
-            let site = symbolize(s, &ips, g.caller_pc);
-            if s.model.on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, site)
+            // Symbolizing is left until the map matters (a suspect, or the
+            // report): a service that builds large maps per request sends
+            // thousands of growth events a second, for maps that die young.
+            let new = s
+                .model
+                .on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, Vec::new());
+            let u = s.unresolved.entry(g.map_addr).or_default();
+            u.grow = Some((g.stack_id, g.caller_pc));
+            // The creation record is read now: the in-kernel LRU may drop it
+            // before the map is resolved.
+            if new
                 && let Some(rec) = tracer.created(s.target.pid, g.map_addr)
                 && rec.ts_ns <= g.hdr.ts_ns
             {
-                let ips = tracer.stack(rec.stack_id);
-                let frames = symbolize(s, &ips, rec.caller_pc);
+                u.created = Some(rec);
                 if let Some(m) = s.model.maps.get_mut(&g.map_addr) {
-                    m.created_at = frames;
                     m.created_ns = Some(rec.ts_ns);
                     if m.type_ptr == 0 {
                         m.type_ptr = rec.type_ptr;
@@ -543,7 +596,7 @@ fn sample_wait(s: &Session) -> Option<Duration> {
 
 /// Samples the newest GC cycle seen, if one is pending and the gap since
 /// the previous sample has passed: map headers, then keys, then owners.
-fn sample_due(s: &mut Session) {
+fn sample_due(s: &mut Session, tracer: &Tracer) {
     if sample_wait(s) != Some(Duration::ZERO) {
         return;
     }
@@ -566,6 +619,9 @@ fn sample_due(s: &mut Session) {
     let start_ms = now_ns() as f64 / 1e6;
     sample_all(s, cycle);
     s.sampled_cycles += 1;
+    resolve_sites(s, tracer, |m| {
+        matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+    });
     let headers = t.elapsed();
     s.last_sample = Some((t, headers));
     if let Some(d) = test_sample_delay() {
@@ -843,6 +899,11 @@ fn find_owners(s: &mut Session, force: bool) {
 }
 
 fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report: bool) -> Report {
+    if final_report {
+        resolve_sites(s, tracer, |_| true);
+    } else {
+        resolve_sites(s, tracer, |m| m.verdict() != Verdict::Idle);
+    }
     find_owners(s, final_report);
     let hits = tracer.probe_hits();
     let mut overhead = Overhead::default();
@@ -1158,7 +1219,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         for s in &mut sessions {
             if s.ended.is_none() {
                 serve_attaches(s, &mut tracer);
-                sample_due(s);
+                sample_due(s, &tracer);
             }
         }
         if last_drain.elapsed() >= WRITES_DRAIN {

@@ -862,6 +862,21 @@ fn check_keys_and_finalizers(go: &str, variant: &str, show_keys: bool, perf_link
     let r = &run.report;
     let err = &run.target_stderr;
     let dump = serde_json::to_string_pretty(&r["maps"]).unwrap();
+    // With no limit nothing is paused: every creation is seen, and every
+    // map of the target's own types that grew, made after attach (held by
+    // no global: `main.nodes` is made at init), has its creation site.
+    let o = &r["overhead"];
+    assert_eq!(o["creation_probes_paused"], 0, "{o:#}");
+    assert_eq!(o["governed_probes_attached_share"], 1.0, "{o:#}");
+    for m in r["maps"].as_array().unwrap() {
+        let own = m["type"].as_str().unwrap().contains("main.") && m["owner"].is_null();
+        if own && m["growth_events"].as_u64().unwrap() > 0 {
+            assert!(
+                !m["created_at"].as_array().unwrap().is_empty(),
+                "a map that grew has no creation site at --overhead-budget 100: {m:#}"
+            );
+        }
+    }
     let one = |ty: &str| -> Value {
         let v = maps_of(r, ty);
         assert_eq!(v.len(), 1, "{ty} not found once:\n{dump}");
