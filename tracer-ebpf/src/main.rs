@@ -266,9 +266,14 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
         count(Counter::NoConfig);
         return 0;
     };
-    let caller = caller_pc(&ctx, &s);
-    if !from_expected_caller(&ctx, &s, caller) {
-        return 0;
+    // The return address is read before the small-table filter only when
+    // the probe must tell its callers apart (one memory read per hit).
+    let mut caller = 0;
+    if s.ret_delta != 0 {
+        caller = caller_pc(&ctx, &s);
+        if !from_expected_caller(&ctx, &s, caller) {
+            return 0;
+        }
     }
     let map_addr = map_of(&ctx, &s);
     if map_addr == 0 {
@@ -304,6 +309,9 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
         if new_slots < min {
             return 0;
         }
+    }
+    if s.ret_delta == 0 {
+        caller = caller_pc(&ctx, &s);
     }
     let Some(mut entry) = EVENTS.reserve::<MapGrowEvent>(0) else {
         count(Counter::RingBufFull);
