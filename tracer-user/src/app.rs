@@ -320,6 +320,23 @@ fn serve_attaches(s: &mut Session, tracer: &mut Tracer) {
         )
         .unwrap_or_default();
         lock(&s.budget).install(class, links, false);
+        if class == ProbeClass::Governed {
+            s.fin.probes_resumed(now_ns());
+        }
+    }
+}
+
+/// Tells the finalizer bookkeeping that the governor's thread paused the
+/// governed probes (the finalizer probes among them). Called before
+/// [`serve_attaches`]: a resume waits for it, so no pause goes unnoted.
+fn note_pauses(s: &mut Session) {
+    let (pauses, ns) = {
+        let b = lock(&s.budget);
+        (b.gov.pauses, b.paused_ns)
+    };
+    if pauses > s.fin.pauses {
+        s.fin.probes_paused(ns);
+        s.fin.pauses = pauses;
     }
 }
 
@@ -945,6 +962,7 @@ fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64, final_report:
     overhead.write_windows_s = (b.gov.window_total
         + b.gov.window_open.map_or(Duration::ZERO, |at| at.elapsed()))
     .as_secs_f64();
+    overhead.write_windows_closed_over_budget = b.gov.windows_over_budget;
     overhead.maps_found_by_write_windows = s.discovered_by_writes;
     overhead.budget_spent_target_cpu_s = b.gov.spent;
     overhead.budget_tracer_cpu_s = b.tracer_cpu_debited;
@@ -1061,7 +1079,7 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
                 continue;
             };
             let h = finalizers::held_keys(f, &cleanup_objs, t.present_pointers());
-            if h.finalizers + h.cleanups == 0 {
+            if h.finalizers + h.cleanups + h.unverified == 0 {
                 continue;
             }
             let layout = s.key_layouts.get(&m.type_ptr).and_then(Option::as_ref);
@@ -1073,6 +1091,7 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
                 count: h.finalizers.max(h.cleanups),
                 finalizers: h.finalizers,
                 cleanups: h.cleanups,
+                unverified: h.unverified,
                 type_name: key_type.strip_prefix('*').unwrap_or(key_type).to_owned(),
             });
         }
@@ -1083,6 +1102,8 @@ fn finalizer_report(s: &Session) -> report::Finalizers {
         ran: f.ran + f.ran_unknown,
         ran_set_before_trace: f.ran_unknown,
         pending: f.pending(),
+        pending_unverified: f.pending_unverified(),
+        probe_pauses: f.pauses,
         pending_age_cycles_histogram: ages.into_iter().collect(),
         cleanups_added: f.cleanups_added,
         cleanups_ran: f.cleanups_ran,
@@ -1218,6 +1239,7 @@ pub fn run(opts: &TraceOptions) -> Result<()> {
         // Attaches first: they are quick, and a sample may be long.
         for s in &mut sessions {
             if s.ended.is_none() {
+                note_pauses(s);
                 serve_attaches(s, &mut tracer);
                 sample_due(s, &tracer);
             }

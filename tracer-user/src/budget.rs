@@ -165,6 +165,8 @@ pub struct Budget {
     last_check: Instant,
     /// The tracer's own CPU debited (seconds).
     pub tracer_cpu_debited: f64,
+    /// When the governed probes were last paused (`CLOCK_MONOTONIC` ns).
+    pub paused_ns: u64,
     /// No more checks: the process is gone or the trace is over.
     pub ended: bool,
     mem: Memory,
@@ -191,6 +193,7 @@ impl Budget {
             fast_until: now + FAST_AFTER_ATTACH,
             last_check: now,
             tracer_cpu_debited: 0.0,
+            paused_ns: 0,
             ended: false,
             mem: Memory::new(pid),
         }
@@ -321,6 +324,7 @@ impl Budget {
         }
         if pause_c {
             self.gov.paused(now);
+            self.paused_ns = crate::app::now_ns();
         }
         if a.open_window && !self.attaching[1] && !self.attached(ProbeClass::Window) {
             self.want[1] = true;

@@ -15,7 +15,16 @@
 //!
 //! Memory is bounded: at most [`MAX_PENDING`] pending objects of each kind;
 //! beyond it new ones are counted but not remembered (said in the report).
-use std::collections::{HashMap, HashSet};
+//!
+//! The probes are governed (`plan::classify`): while they are paused, a
+//! finalizer may run, or be removed, unseen. Everything pending when a pause
+//! starts is marked with that moment ([`FinTracker::probes_paused`]) and
+//! counts as *unverified* from then on. An unverified object that is a map
+//! key still counts as held when the key was already in the map before the
+//! pause and in every complete snapshot since: an object that stayed a key
+//! stayed reachable, so its finalizer cannot have run (a removal by
+//! `SetFinalizer(obj, nil)` during the pause is the one thing missed).
+use std::collections::HashMap;
 
 use tracer_common::{FinEvent, FinKind};
 
@@ -29,7 +38,13 @@ pub struct Pending {
     pub type_ptr: u64,
     /// GC cycle when it was set.
     pub set_cycle: u64,
+    /// When the first probe pause after it was set started
+    /// (`CLOCK_MONOTONIC` ns), [`NO_PAUSE`] if none yet.
+    pub paused_ns: u64,
 }
+
+/// [`Pending::paused_ns`] of an entry seen pending the whole time.
+pub const NO_PAUSE: u64 = u64::MAX;
 
 /// A pending cleanup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +53,8 @@ pub struct PendingCleanup {
     pub ptr: u64,
     /// GC cycle when it was added.
     pub set_cycle: u64,
+    /// As [`Pending::paused_ns`].
+    pub paused_ns: u64,
 }
 
 /// Finalizer and cleanup state of one process.
@@ -63,12 +80,31 @@ pub struct FinTracker {
     pub cleanups_stopped: u64,
     /// Pending objects not remembered because the cap was reached.
     pub dropped: u64,
+    /// Times the probes were paused.
+    pub pauses: u64,
+    /// Start of the latest pause (ns).
+    last_pause_ns: Option<u64>,
+    /// End of the latest pause (ns), `None` while it lasts.
+    last_resume_ns: Option<u64>,
+    /// Finalizer objects and cleanup keys set since the latest pause (some
+    /// may be gone already): the entries a new pause marks.
+    fresh: Vec<u64>,
+    fresh_cleanups: Vec<u64>,
+    /// [`FinTracker::pauses`] when unverified finalizers (0) and cleanups
+    /// (1) were last evicted to make room.
+    evicted_at: [u64; 2],
 }
 
 impl FinTracker {
     /// Applies one event. `minor` is the Go minor version (24 for 1.24).
     pub fn on_event(&mut self, ev: &FinEvent, minor: u32, cycle: u64) {
         let a = ev.args;
+        // Set before the latest pause was noted, or during it (while the
+        // probes were being detached or attached): marked at once.
+        let paused_ns = match self.last_pause_ns {
+            Some(p) if self.last_resume_ns.is_none_or(|r| ev.hdr.ts_ns < r) => p,
+            _ => NO_PAUSE,
+        };
         let cleanup_key = if minor >= 26 { a[3] } else { a[1] };
         match ev.fin_kind {
             k if k == FinKind::SetFinalizer as u8 => {
@@ -80,14 +116,23 @@ impl FinTracker {
                     self.finalizers.remove(&a[1]);
                 } else {
                     self.set += 1;
+                    if self.finalizers.len() >= MAX_PENDING && self.evicted_at[0] < self.pauses {
+                        // Full: unverified entries go first (once per pause).
+                        self.evicted_at[0] = self.pauses;
+                        self.finalizers.retain(|_, p| p.paused_ns == NO_PAUSE);
+                    }
                     if self.finalizers.len() < MAX_PENDING {
                         self.finalizers.insert(
                             a[1],
                             Pending {
                                 type_ptr: a[0],
                                 set_cycle: cycle,
+                                paused_ns,
                             },
                         );
+                        if paused_ns == NO_PAUSE {
+                            self.fresh.push(a[1]);
+                        }
                     } else {
                         self.dropped += 1;
                     }
@@ -107,6 +152,13 @@ impl FinTracker {
             }
             k if k == FinKind::AddCleanup as u8 => {
                 self.cleanups_added += 1;
+                if self.cleanups.len() >= MAX_PENDING && self.evicted_at[1] < self.pauses {
+                    self.evicted_at[1] = self.pauses;
+                    self.cleanups.retain(|_, v| {
+                        v.retain(|c| c.paused_ns == NO_PAUSE);
+                        !v.is_empty()
+                    });
+                }
                 if self.cleanups.len() < MAX_PENDING {
                     self.cleanups
                         .entry(cleanup_key)
@@ -114,7 +166,11 @@ impl FinTracker {
                         .push(PendingCleanup {
                             ptr: a[0],
                             set_cycle: cycle,
+                            paused_ns,
                         });
+                    if paused_ns == NO_PAUSE {
+                        self.fresh_cleanups.push(cleanup_key);
+                    }
                 } else {
                     self.dropped += 1;
                 }
@@ -134,6 +190,7 @@ impl FinTracker {
             }
             _ => {}
         }
+        self.compact();
     }
 
     fn cleanup_done(&mut self, key: u64) {
@@ -158,31 +215,97 @@ impl FinTracker {
         true
     }
 
-    /// Pending finalizers plus pending cleanups.
-    #[must_use]
-    pub fn pending(&self) -> u64 {
-        self.finalizers.len() as u64 + self.cleanups.values().map(|v| v.len() as u64).sum::<u64>()
+    /// The probes were paused at `ns` (`CLOCK_MONOTONIC`): whatever is
+    /// pending and not yet marked may run unseen from then on.
+    pub fn probes_paused(&mut self, ns: u64) {
+        self.pauses += 1;
+        self.last_pause_ns = Some(ns);
+        self.last_resume_ns = None;
+        for obj in self.fresh.drain(..) {
+            if let Some(p) = self.finalizers.get_mut(&obj)
+                && p.paused_ns == NO_PAUSE
+            {
+                p.paused_ns = ns;
+            }
+        }
+        for key in self.fresh_cleanups.drain(..) {
+            for c in self.cleanups.get_mut(&key).into_iter().flatten() {
+                if c.paused_ns == NO_PAUSE {
+                    c.paused_ns = ns;
+                }
+            }
+        }
     }
 
-    /// Ages in GC cycles of everything pending.
+    /// The probes were attached again at `ns`.
+    pub fn probes_resumed(&mut self, ns: u64) {
+        self.last_resume_ns = Some(ns);
+    }
+
+    /// Keeps the lists of fresh entries within twice what is pending (on a
+    /// target whose probes are never paused they would grow forever).
+    fn compact(&mut self) {
+        if self.fresh.len() > 2 * self.finalizers.len() + 1024 {
+            let f = &self.finalizers;
+            self.fresh
+                .retain(|o| f.get(o).is_some_and(|p| p.paused_ns == NO_PAUSE));
+            self.fresh.sort_unstable();
+            self.fresh.dedup();
+        }
+        if self.fresh_cleanups.len() > 2 * self.cleanups.len() + 1024 {
+            let c = &self.cleanups;
+            self.fresh_cleanups.retain(|k| c.contains_key(k));
+            self.fresh_cleanups.sort_unstable();
+            self.fresh_cleanups.dedup();
+        }
+    }
+
+    /// Finalizers and cleanups seen pending the whole time since they were
+    /// set.
     #[must_use]
-    pub fn pending_ages(&self, cycle: u64) -> Vec<u64> {
+    pub fn pending(&self) -> u64 {
+        self.all_pending().filter(|p| p.2 == NO_PAUSE).count() as u64
+    }
+
+    /// Finalizers and cleanups set before a pause of the probes and not
+    /// seen to run since: they may have run unseen.
+    #[must_use]
+    pub fn pending_unverified(&self) -> u64 {
+        self.all_pending().filter(|p| p.2 != NO_PAUSE).count() as u64
+    }
+
+    /// (object or 0, set cycle, paused ns) of everything remembered.
+    fn all_pending(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
         self.finalizers
-            .values()
-            .map(|p| cycle.saturating_sub(p.set_cycle))
+            .iter()
+            .map(|(o, p)| (*o, p.set_cycle, p.paused_ns))
             .chain(
                 self.cleanups
                     .values()
                     .flatten()
-                    .map(|c| cycle.saturating_sub(c.set_cycle)),
+                    .map(|c| (c.ptr, c.set_cycle, c.paused_ns)),
             )
+    }
+
+    /// Ages in GC cycles of everything seen pending the whole time.
+    #[must_use]
+    pub fn pending_ages(&self, cycle: u64) -> Vec<u64> {
+        self.all_pending()
+            .filter(|p| p.2 == NO_PAUSE)
+            .map(|p| cycle.saturating_sub(p.1))
             .collect()
     }
 
-    /// Objects with a pending cleanup.
+    /// Objects with a pending cleanup, with the latest [`Pending::paused_ns`]
+    /// of their cleanups (the best evidence that one is still pending).
     #[must_use]
-    pub fn cleanup_objects(&self) -> HashSet<u64> {
-        self.cleanups.values().flatten().map(|c| c.ptr).collect()
+    pub fn cleanup_objects(&self) -> HashMap<u64, u64> {
+        let mut out: HashMap<u64, u64> = HashMap::new();
+        for c in self.cleanups.values().flatten() {
+            let e = out.entry(c.ptr).or_insert(c.paused_ns);
+            *e = (*e).max(c.paused_ns);
+        }
+        out
     }
 }
 
@@ -193,28 +316,45 @@ pub struct HeldCount {
     pub finalizers: u64,
     /// Keys that are objects with a pending cleanup.
     pub cleanups: u64,
+    /// Keys that are objects whose finalizer or cleanup was pending before
+    /// a probe pause, and that became keys only after it: it may have run
+    /// unseen and the memory been reused (not counted above).
+    pub unverified: u64,
     /// Pointer type of one such finalizer object (run-time address), or 0.
     pub type_ptr: u64,
 }
 
 /// Counts the pointer keys of one map that are objects with a pending
-/// finalizer or cleanup.
+/// finalizer or cleanup. `keys`: (pointer, when the key was first seen in
+/// the map, ns), see [`FinTracker`] for why that matters.
 pub fn held_keys(
     fin: &FinTracker,
-    cleanup_objs: &HashSet<u64>,
-    keys: impl Iterator<Item = u64>,
+    cleanup_objs: &HashMap<u64, u64>,
+    keys: impl Iterator<Item = (u64, u64)>,
 ) -> HeldCount {
+    // Pending the whole time, or a key since before the pause.
+    let held = |paused_ns: u64, key_ns: u64| paused_ns == NO_PAUSE || key_ns < paused_ns;
     let mut h = HeldCount::default();
-    for k in keys {
+    for (k, key_ns) in keys {
+        let mut unverified = false;
         if let Some(p) = fin.finalizers.get(&k) {
-            h.finalizers += 1;
-            if h.type_ptr == 0 {
-                h.type_ptr = p.type_ptr;
+            if held(p.paused_ns, key_ns) {
+                h.finalizers += 1;
+                if h.type_ptr == 0 {
+                    h.type_ptr = p.type_ptr;
+                }
+            } else {
+                unverified = true;
             }
         }
-        if cleanup_objs.contains(&k) {
-            h.cleanups += 1;
+        if let Some(&paused_ns) = cleanup_objs.get(&k) {
+            if held(paused_ns, key_ns) {
+                h.cleanups += 1;
+            } else {
+                unverified = true;
+            }
         }
+        h.unverified += u64::from(unverified);
     }
     h
 }
@@ -256,8 +396,65 @@ mod tests {
         );
         assert_eq!((t.ran, t.removed, t.ran_unknown, t.pending()), (1, 1, 1, 1));
         assert_eq!(t.pending_ages(5), vec![4]);
-        let h = held_keys(&t, &t.cleanup_objects(), [0xa, 0xb, 0xe].into_iter());
+        let h = held_keys(
+            &t,
+            &t.cleanup_objects(),
+            [(0xa, 9), (0xb, 9), (0xe, 9)].into_iter(),
+        );
         assert_eq!((h.finalizers, h.cleanups, h.type_ptr), (1, 0, 0x50));
+        assert_eq!(h.unverified, 0);
+    }
+
+    fn at(mut e: FinEvent, ts_ns: u64) -> FinEvent {
+        e.hdr.ts_ns = ts_ns;
+        e
+    }
+
+    /// Across a pause of the probes, what was pending becomes unverified,
+    /// and counts as held only through keys that were in the map before it.
+    #[test]
+    fn pauses_make_pending_unverified() {
+        let mut t = FinTracker::default();
+        let set = |obj| ev(FinKind::SetFinalizer, [0x50, obj, 0x60, 0, 0]);
+        t.on_event(&at(set(0xa), 100), 23, 1);
+        t.on_event(&at(set(0xb), 100), 23, 1);
+        t.on_event(
+            &at(ev(FinKind::AddCleanup, [0xc, 0xf1, 0, 0, 0]), 100),
+            24,
+            1,
+        );
+        assert_eq!((t.pending(), t.pending_unverified()), (3, 0));
+        t.probes_paused(1_000);
+        // Set before the pause, read after it was noted.
+        t.on_event(&at(set(0xd), 900), 23, 2);
+        // Set while the probes were being detached.
+        t.on_event(&at(set(0xe), 1_100), 23, 2);
+        t.probes_resumed(2_000);
+        t.on_event(&at(set(0xf), 2_100), 23, 3);
+        assert_eq!((t.pending(), t.pending_unverified()), (1, 5));
+        assert_eq!(t.pending_ages(4), vec![1]);
+        // 0xa: a key since before the pause (held); 0xb and 0xc: keys only
+        // since after it (their finalizer or cleanup may have run, and the
+        // memory be reused); 0xf: set after the pause (held).
+        let keys = [(0xa, 500), (0xb, 1_500), (0xc, 3_000), (0xf, 3_000)];
+        let h = held_keys(&t, &t.cleanup_objects(), keys.into_iter());
+        assert_eq!((h.finalizers, h.cleanups, h.unverified), (2, 0, 2));
+        let h = held_keys(&t, &t.cleanup_objects(), [(0xc, 999)].into_iter());
+        assert_eq!((h.finalizers, h.cleanups, h.unverified), (0, 1, 0));
+        // Seen to run after the pause: gone, verified or not.
+        t.on_event(
+            &at(ev(FinKind::QueueFinalizer, [0xb, 0x70, 0, 0x1, 0x2]), 2_200),
+            23,
+            3,
+        );
+        assert_eq!((t.ran, t.pending_unverified()), (1, 4));
+        // A second pause marks only what was set since the first.
+        t.probes_paused(5_000);
+        let h = held_keys(&t, &t.cleanup_objects(), [(0xf, 6_000)].into_iter());
+        assert_eq!((h.finalizers, h.unverified), (0, 1));
+        let h = held_keys(&t, &t.cleanup_objects(), [(0xf, 3_000)].into_iter());
+        assert_eq!((h.finalizers, h.unverified), (1, 0));
+        assert_eq!(t.finalizers[&0xa].paused_ns, 1_000);
     }
 
     #[test]
@@ -268,7 +465,7 @@ mod tests {
         t.on_event(&ev(FinKind::AddCleanup, [0xb, 0xf2, 0, 0, 0]), 24, 1);
         t.on_event(&ev(FinKind::QueueFinalizer, [0, 0xf2, 0, 0, 0]), 24, 2);
         assert_eq!((t.cleanups_ran, t.pending()), (1, 1));
-        assert!(t.cleanup_objects().contains(&0xa));
+        assert!(t.cleanup_objects().contains_key(&0xa));
         // 1.25: enqueue(q, fn).
         let mut t = FinTracker::default();
         t.on_event(&ev(FinKind::AddCleanup, [0xa, 0xf1, 0, 0, 0]), 25, 1);
@@ -284,7 +481,7 @@ mod tests {
             2,
         );
         assert_eq!(
-            t.cleanup_objects().into_iter().collect::<Vec<_>>(),
+            t.cleanup_objects().into_keys().collect::<Vec<_>>(),
             vec![0xa]
         );
         // Stop by object pointer.

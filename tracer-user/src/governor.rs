@@ -128,6 +128,8 @@ pub struct Governor {
     pub windows: u64,
     /// Time windows were open.
     pub window_total: Duration,
+    /// Windows closed because the credit ran out (not at [`WINDOW_MAX`]).
+    pub windows_over_budget: u64,
     /// Total cost debited, seconds of target CPU.
     pub spent: f64,
 }
@@ -148,6 +150,7 @@ impl Governor {
             paused_at: None,
             windows: 0,
             window_total: Duration::ZERO,
+            windows_over_budget: 0,
             spent: 0.0,
         }
     }
@@ -273,6 +276,7 @@ impl Governor {
 
     /// Records that the window closed at `now`.
     pub fn closed(&mut self, now: Instant) {
+        self.windows_over_budget += u64::from(self.credit < 0.0);
         if let Some(at) = self.window_open.take() {
             self.window_total += now.duration_since(at);
         }

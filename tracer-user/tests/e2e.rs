@@ -487,9 +487,11 @@ fn scenarios_other_releases() {
 }
 
 /// One budget governs the probes: at a budget the target's short-lived maps
-/// exhaust (1%), the governed probes (creation, Swiss small-map growth) are
-/// paused and come back when the budget allows, while the always-on ones
-/// (GC, table split) keep counting; the leak is still found with its type.
+/// exhaust (2%), the governed probes (creation, Swiss small-map growth,
+/// finalizers) are paused and come back when the budget allows, the write
+/// window is closed when its writes run the budget out and opens again
+/// later, while the always-on ones (GC, table split) keep counting; the leak
+/// is still found with its type.
 #[test]
 fn governed_probes_pause_and_come_back() {
     if !privileged() {
@@ -498,8 +500,10 @@ fn governed_probes_pause_and_come_back() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bin = fixture("go1.26.8", "default");
     let mut cmd = Command::new(&bin);
-    // 20 s: a pause lasts until half the bucket is back (2.5 s at any
-    // budget), or longer while a write window is due.
+    // 30 s: a pause lasts until half the bucket is back (2.5 s at any
+    // budget), or longer while a write window is due; a window opens with a
+    // full bucket (5 s from empty), 10 s after the last one: the second one
+    // comes about 15 s in.
     // Short-lived maps without a pause (a goroutine doing nothing else):
     // tens of thousands a second, each grown twice, make the governed
     // probes cost several times the 2% budget; while they are paused, the
@@ -513,7 +517,7 @@ fn governed_probes_pause_and_come_back() {
         "-scenarios",
         "leaky,lru,short,private",
         "-steps",
-        "80",
+        "120",
         "-step-ms",
         "250",
         "-short-pause",
@@ -531,6 +535,21 @@ fn governed_probes_pause_and_come_back() {
         "governed probes paused {pauses} time(s), resumed {resumes}: {o:#}"
     );
     assert!(share > 0.0 && share < 1.0, "attached share {share}: {o:#}");
+    // The finalizer bookkeeping saw the pauses (the last may fall after the
+    // main loop's last look).
+    let fin_pauses = r["finalizers"]["probe_pauses"].as_u64().unwrap();
+    assert!(
+        fin_pauses + 1 >= pauses && fin_pauses <= pauses,
+        "finalizer probes paused {fin_pauses} times, governed {pauses}"
+    );
+    // The write window: closed when its writes ran the budget out, and
+    // opened again later.
+    let windows = o["write_windows"].as_u64().unwrap();
+    let over = o["write_windows_closed_over_budget"].as_u64().unwrap();
+    assert!(
+        windows >= 2 && over >= 1,
+        "{windows} write windows, {over} closed over budget: {o:#}"
+    );
     let hits = o["probe_hits"].as_object().unwrap();
     let sum = |prefix: &str| -> u64 {
         hits.iter()

@@ -43,6 +43,8 @@ impl Hasher for IdHash {
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     first_cycle: u64,
+    /// When the snapshot that first saw it ended (`CLOCK_MONOTONIC` ns).
+    first_ns: u64,
     /// The pointer of a pointer key (0: none).
     ptr: u64,
     /// Update number when first seen.
@@ -142,6 +144,7 @@ impl KeyTracker {
                     k.id,
                     Entry {
                         first_cycle: cycle,
+                        first_ns: snap.done_ns,
                         ptr: k.ptr.unwrap_or(0),
                         first_seq: seq,
                         last_seq: seq,
@@ -238,9 +241,14 @@ impl KeyTracker {
     }
 
     /// Pointer values of present pointer keys (`*T`, `unsafe.Pointer`), for
-    /// matching against objects with finalizers or cleanups.
-    pub fn present_pointers(&self) -> impl Iterator<Item = u64> + '_ {
-        self.keys.values().filter(|e| e.ptr != 0).map(|e| e.ptr)
+    /// matching against objects with finalizers or cleanups, each with the
+    /// end of the snapshot that first saw it (ns): present in every complete
+    /// snapshot since.
+    pub fn present_pointers(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.keys
+            .values()
+            .filter(|e| e.ptr != 0)
+            .map(|e| (e.ptr, e.first_ns))
     }
 
     /// GC cycle when the key `id` was first seen, if present.
@@ -281,6 +289,7 @@ mod tests {
             truncated: false,
             attempts: 1,
             bytes_read: 0,
+            done_ns: ids.len() as u64,
         }
     }
 
@@ -320,9 +329,10 @@ mod tests {
         assert_eq!(s.released, 2 + 2);
         assert_eq!(t.first_cycle(snap(&[1], false).keys[0].id), Some(15));
         assert_eq!(s.examples, ["4", "6", "1"]);
-        let mut ptrs: Vec<u64> = t.present_pointers().collect();
+        let mut ptrs: Vec<(u64, u64)> = t.present_pointers().collect();
         ptrs.sort_unstable();
-        assert_eq!(ptrs, [0xc000_0001, 0xc000_0004, 0xc000_0006]);
+        // First seen by snapshots of 3, 2 and 2 keys (done_ns = the count).
+        assert_eq!(ptrs, [(0xc000_0001, 3), (0xc000_0004, 3), (0xc000_0006, 2)]);
         assert!(!s.cap_reached);
         serde_json::to_string(&s).unwrap();
     }

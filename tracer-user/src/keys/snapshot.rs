@@ -126,6 +126,9 @@ pub struct Snapshot {
     pub attempts: u32,
     /// Bytes read from the target, all attempts.
     pub bytes_read: u64,
+    /// When the walk that produced it ended (`CLOCK_MONOTONIC` ns): every
+    /// key in it was in the map before then.
+    pub done_ns: u64,
 }
 
 /// Reads the keys of the map whose header is at `map_addr`, at most
@@ -693,6 +696,7 @@ pub(crate) fn snapshot_in<R: Reader>(
             truncated,
             attempts: attempt,
             bytes_read,
+            done_ns: crate::app::now_ns(),
         };
         match (after, w2) {
             (Some(a), Some(w2)) if !consistent && attempt < ATTEMPTS => {

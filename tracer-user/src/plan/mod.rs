@@ -77,9 +77,9 @@ impl ProbeClass {
 /// cycles a second 0.2% of one CPU), Swiss `(*table).split` (one hit per
 /// full 1,024-slot table, that is per 1,024 slots of map memory allocated)
 /// and hmap `makeBucketArray` on its path for arrays of 32 KiB or more (one
-/// hit per such array); and, as an exception still to remove, the finalizer
-/// and cleanup probes.
-/// Map creation and all other growth are governed: decoding JSON into
+/// hit per such array).
+/// Map creation, all other growth and the finalizer and cleanup probes are
+/// governed: decoding JSON into
 /// `map[string]any` grows a small map per object (go1.26: `growToTable` and
 /// `(*table).grow` at ~63,000 hits a second each; go1.22: `hashGrow` at
 /// ~165,000).
@@ -106,12 +106,9 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
             ProbeClass::Governed,
             "one hit per map created: paused when over budget",
         ),
-        // Governing them would make the finalizers held as map keys a
-        // sample, and they pause with the (costly) creation probes: kept on
-        // until they have a budget of their own.
         ProbeRole::Fin => (
-            ProbeClass::Always,
-            "one hit per SetFinalizer / AddCleanup call or finalizer run (exception: counted exactly for finalizers held as map keys; its cost is debited)",
+            ProbeClass::Governed,
+            "one hit per SetFinalizer / AddCleanup call or finalizer run (a service may set thousands a second): paused when over budget; what was pending across a pause is reported as unverified",
         ),
         ProbeRole::Write => (
             ProbeClass::Window,

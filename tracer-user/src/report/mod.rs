@@ -135,6 +135,10 @@ pub struct HeldAsMapKeys {
     pub finalizers: u64,
     /// Of which with a cleanup.
     pub cleanups: u64,
+    /// Keys whose finalizer or cleanup was pending before a pause of the
+    /// probes and that became keys after it: it may have run unseen (not in
+    /// `count`).
+    pub unverified: u64,
     /// The objects' type (the key's pointee), e.g. `main.resource`.
     #[serde(rename = "type")]
     pub type_name: String,
@@ -151,8 +155,15 @@ pub struct Finalizers {
     pub ran: u64,
     /// Of those, finalizers set before the trace started.
     pub ran_set_before_trace: u64,
-    /// Finalizers and cleanups set during the trace that have not run.
+    /// Finalizers and cleanups set during the trace that have not run, seen
+    /// the whole time since they were set.
     pub pending: u64,
+    /// Set before a pause of the (governed) probes and not seen to run
+    /// since: they may have run, or been removed, unseen.
+    pub pending_unverified: u64,
+    /// Times the finalizer probes were paused to stay within the budget
+    /// (the counts above are then a sample).
+    pub probe_pauses: u64,
     /// `[age in GC cycles, count]` of the pending ones.
     pub pending_age_cycles_histogram: Vec<(u64, u64)>,
     /// `AddCleanup` calls (Go 1.24+).
@@ -196,6 +207,9 @@ pub struct Overhead {
     pub write_windows: u64,
     /// Seconds the write-path probes were attached.
     pub write_windows_s: f64,
+    /// Of the windows, those closed because the budget ran out (the others
+    /// closed after their longest time, 2 s).
+    pub write_windows_closed_over_budget: u64,
     /// Maps first found through the write windows (they had not grown).
     pub maps_found_by_write_windows: u64,
     /// Seconds the governor debited to the budget: every probe hit (target
@@ -487,6 +501,13 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             f.cleanups_stopped,
             f.pending
         )?;
+        if f.probe_pauses > 0 {
+            writeln!(
+                w,
+                "  (a sample: the probes were paused {} times to stay within the budget; {} more set before a pause may have run unseen)",
+                f.probe_pauses, f.pending_unverified
+            )?;
+        }
         for h in &f.held_as_map_keys {
             writeln!(
                 w,
@@ -504,6 +525,13 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                     .as_ref()
                     .map_or(String::new(), |o| format!(" (held by {o})"))
             )?;
+            if h.unverified > 0 {
+                writeln!(
+                    w,
+                    "    and {} more keys whose finalizer or cleanup may have run while the probes were paused",
+                    h.unverified
+                )?;
+            }
         }
         let ages: Vec<u64> = f
             .pending_age_cycles_histogram
