@@ -80,6 +80,11 @@ pub(crate) struct Args {
     /// (default 10, 6 with `--workload suite`; 1.5 with --smoke).
     #[arg(long)]
     pub(crate) phase_seconds: Option<f64>,
+    /// Part 1b: seconds after the tracer attaches before its traced phase
+    /// is measured (default 5, the governor's bucket; 0.5 with --smoke).
+    /// Those first seconds are measured apart (the startup loss).
+    #[arg(long)]
+    pub(crate) attach_settle_seconds: Option<f64>,
     /// Only these parts: throughput, phases, probe-cost, create-cost,
     /// manymaps (default: all).
     /// A partial run writes target/bench/partial.md unless --out is given.
@@ -148,6 +153,8 @@ struct Settings {
     /// of each phase (traced and untraced).
     phase_rounds: usize,
     phase: Duration,
+    /// Part 1b: from attach to the traced phase's start.
+    phase_settle: Duration,
     /// Part 1b's workloads (one, or the suite).
     phase_workloads: Vec<&'static suite::Workload>,
     /// mapassign_fast64 calls per microbenchmark run.
@@ -198,6 +205,11 @@ impl Settings {
                         (false, false) => 10.0,
                     })
                     .max(1.0),
+            ),
+            phase_settle: Duration::from_secs_f64(
+                args.attach_settle_seconds
+                    .unwrap_or(if smoke { 0.5 } else { 5.0 })
+                    .max(0.0),
             ),
             phase_workloads,
             micro_ops: if smoke { 20_000 } else { 300_000 },
@@ -2081,6 +2093,9 @@ fn cmdline(s: &Settings, args: &Args) -> String {
     }
     if let Some(x) = args.phase_seconds {
         let _ = write!(cmdline, " --phase-seconds {x}");
+    }
+    if let Some(x) = args.attach_settle_seconds {
+        let _ = write!(cmdline, " --attach-settle-seconds {x}");
     }
     if args.workload != "http" {
         let _ = write!(cmdline, " --workload {}", args.workload);

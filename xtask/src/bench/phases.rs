@@ -45,11 +45,17 @@ pub(super) struct Phase {
     pub(super) round: usize,
     pub(super) traced: bool,
     /// Start and end (seconds since the Unix epoch; the target's ticks use
-    /// the same clock).
+    /// the same clock). A traced phase starts `phase_settle` after the
+    /// tracer attached.
     pub(super) start: f64,
     pub(super) end: f64,
+    /// When the tracer reported it attached (untraced: `start`).
+    pub(super) attached: f64,
     /// Operations per second in the phase, from the ticks wholly inside it.
     pub(super) rate: f64,
+    /// Operations per second from attach to the phase's start (the
+    /// startup: the governor's full bucket, the first write window).
+    pub(super) startup_rate: f64,
     /// The target's GC cycles per second in the phase (its own count).
     pub(super) gc_rate: f64,
     /// The tracer's CPU time in the phase.
@@ -91,7 +97,7 @@ pub(super) fn run(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Result<Vec<Pha
 }
 
 fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Result<Vec<Phase>> {
-    let (rounds, p) = (b.s.phase_rounds, b.s.phase);
+    let (rounds, p, settle) = (b.s.phase_rounds, b.s.phase, b.s.phase_settle);
     b.wait_idle();
     // An upper bound on the target's life (it is killed when done): each
     // round is two phases plus the tracer's startup and exit.
@@ -131,7 +137,9 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
             traced: false,
             start,
             end,
+            attached: start,
             rate: f64::NAN,
+            startup_rate: f64::NAN,
             gc_rate: f64::NAN,
             tracer_cpu_s: 0.0,
             report: None,
@@ -152,6 +160,8 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
         phases.push(untraced(round));
         // Traced, from attach.
         let mut tr = spawn_mapleak(tracer, pid, p.as_secs() + 600, &json_path)?;
+        let attached = now();
+        thread::sleep(settle);
         let (busy0, t0) = (system_busy_s(), proc_cpu_s(pid));
         let cpu0 = proc_cpu_s(tr.pid());
         let start = now();
@@ -192,7 +202,9 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
             traced: true,
             start,
             end,
+            attached,
             rate: f64::NAN,
+            startup_rate: f64::NAN,
             gc_rate: f64::NAN,
             tracer_cpu_s,
             report: Some(t),
@@ -223,6 +235,9 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
     drop(target);
     for ph in &mut phases {
         ph.rate = rate(&ticks, ph.start, ph.end);
+        if ph.traced && ph.start > ph.attached {
+            ph.startup_rate = rate(&ticks, ph.attached, ph.start);
+        }
         ph.gc_rate = gc_rate(&ticks, ph.start, ph.end);
         if !ph.rate.is_finite() {
             bail!(
@@ -317,25 +332,32 @@ fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
 /// against its untraced neighbours (two phases away) by the same formula.
 /// `ph` is one workload on one Go release, in order.
 pub(super) fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
-    let mut traced = Vec::new();
     let mut null = Vec::new();
     let off: Vec<usize> = (0..ph.len()).filter(|&i| !ph[i].traced).collect();
+    for w in off.windows(3) {
+        let (a, m, b) = (ph[w[0]], ph[w[1]], ph[w[2]]);
+        null.push(1.0 - m.rate / ((a.rate + b.rate) / 2.0));
+    }
+    (traced_losses(ph, |p| p.rate), null)
+}
+
+/// Each traced phase's loss in `rate` (its steady part or its startup)
+/// against the mean rate of the untraced phases either side of it.
+pub(super) fn traced_losses(ph: &[&Phase], rate: impl Fn(&Phase) -> f64) -> Vec<f64> {
+    let mut out = Vec::new();
     for (i, p) in ph.iter().enumerate() {
         if p.traced {
             let (prev, next) = (i.checked_sub(1).map(|j| ph[j]), ph.get(i + 1));
             if let (Some(a), Some(b)) = (prev, next)
                 && !a.traced
                 && !b.traced
+                && rate(p).is_finite()
             {
-                traced.push(1.0 - p.rate / ((a.rate + b.rate) / 2.0));
+                out.push(1.0 - rate(p) / ((a.rate + b.rate) / 2.0));
             }
         }
     }
-    for w in off.windows(3) {
-        let (a, m, b) = (ph[w[0]], ph[w[1]], ph[w[2]]);
-        null.push(1.0 - m.rate / ((a.rate + b.rate) / 2.0));
-    }
-    (traced, null)
+    out
 }
 
 /// A distribution-free interval for the median: the k-th smallest and
@@ -448,7 +470,9 @@ mod tests {
             traced,
             start: 0.0,
             end: 1.0,
+            attached: 0.0,
             rate,
+            startup_rate: f64::NAN,
             gc_rate: f64::NAN,
             tracer_cpu_s: 0.0,
             report: None,

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{
     BUDGET_PCT, GoBin, median, min_max, num, pct,
-    phases::{CONFIDENCE, Phase, TICK_MS, WARMUP, losses, median_interval},
+    phases::{CONFIDENCE, Phase, TICK_MS, WARMUP, losses, median_interval, traced_losses},
     suite::Workload,
 };
 
@@ -25,6 +25,9 @@ struct Row {
     null: f64,
     null_interval: Option<(f64, f64)>,
     null_spread: (f64, f64),
+    /// Median loss over the first seconds after attach (before the traced
+    /// phase), against the same neighbours.
+    startup_loss: f64,
     /// Per second of traced phase: the governor's debit and the tracer's
     /// CPU (shares of one CPU), probe hits.
     debit: f64,
@@ -95,6 +98,14 @@ fn row(w: &'static Workload, go: &str, map_impl: &str, ph: &[&Phase]) -> Row {
                 .collect::<Vec<_>>(),
         )
     };
+    // The report covers the whole trace, from attach.
+    let per_traced_s = |get: &dyn Fn(&Phase) -> f64| {
+        median(
+            &on.iter()
+                .map(|p| get(p) / (p.end - p.attached))
+                .collect::<Vec<_>>(),
+        )
+    };
     let of_report = |get: &dyn Fn(&super::suite::Traced) -> f64| {
         median(
             &on.iter()
@@ -121,7 +132,8 @@ fn row(w: &'static Workload, go: &str, map_impl: &str, ph: &[&Phase]) -> Row {
         null: median(&null),
         null_interval: median_interval(&null),
         null_spread: min_max(&null),
-        debit: per_s(&Phase::debit_s),
+        startup_loss: median(&traced_losses(ph, |p| p.startup_rate)),
+        debit: per_traced_s(&Phase::debit_s),
         tracer_cpu: per_s(&|p| p.tracer_cpu_s),
         hits: per_s(&|p| p.hits as f64),
         attached: of_report(&|r| r.attached_share),
@@ -177,8 +189,10 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[Phase]) {
          the workload) runs for the whole measurement of a workload on a Go release and prints its operation \
          count (and its GC cycle count) every {TICK_MS} ms. After {} s of warm-up, untraced phases alternate \
          with traced ones: `mapleak-trace --pid P --overhead-budget {BUDGET_PCT}` (default mode) is started, \
-         and its traced phase runs from the moment it reports `attached` (so the governor's full initial \
-         bucket and first write window are inside it) until it is stopped with SIGINT. The tracer's startup \
+         and its traced phase runs from {settle:.1} s after it reports `attached` until it is stopped with \
+         SIGINT. Those first seconds after attach are measured apart (\"first seconds\" below): the governor \
+         starts with a full bucket (5 s of its budget) and opens the first write window at once, a cost paid \
+         once per attach that a short phase would otherwise count as a steady rate. The tracer's startup \
          before attaching and its final report after SIGINT fall between phases (they use the tracer's CPU, \
          not the target's; part 3 measures them). A phase's rate counts the ticks wholly inside it. Each \
          traced phase's loss is `1 - traced / mean(untraced before, untraced after)`; the figure is the \
@@ -188,7 +202,14 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[Phase]) {
          grows a map planted in a global (`main.planted`, `map[int64][64]byte`) slowly and steadily; each \
          traced phase's report is checked for it (its type, verdict `growing`).\n",
         WARMUP.as_secs(),
-        CONFIDENCE * 100.0
+        CONFIDENCE * 100.0,
+        settle = median(
+            &phases
+                .iter()
+                .filter(|p| p.traced)
+                .map(|p| p.start - p.attached)
+                .collect::<Vec<_>>()
+        ),
     );
     let _ = writeln!(
         o,
@@ -200,16 +221,16 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[Phase]) {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "| workload | Go (maps) | traced phases x length | untraced ops/s | traced ops/s | loss (median) | 95 % interval | min .. max | noise floor: untraced vs untraced, median (min .. max) | its 95 % interval | governor's debit (of one CPU) | tracer CPU (of one CPU) | governed probes attached | planted map reported growing | GC cycles per traced phase (sampled) | target GC/s untraced, traced | probe hits/s | other processes' CPU (median, max) | 1 % goal |"
+        "| workload | Go (maps) | traced phases x length | untraced ops/s | traced ops/s | loss (median) | 95 % interval | min .. max | noise floor: untraced vs untraced, median (min .. max) | its 95 % interval | first seconds after attach: loss (median) | governor's debit (of one CPU) | tracer CPU (of one CPU) | governed probes attached | planted map reported growing | GC cycles per traced phase (sampled) | target GC/s untraced, traced | probe hits/s | other processes' CPU (median, max) | 1 % goal |"
     );
     let _ = writeln!(
         o,
-        "|---|---|---|---:|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|---|"
+        "|---|---|---|---:|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|"
     );
     for r in &rows {
         let _ = writeln!(
             o,
-            "| {} | {} ({}) | {} x {:.1} s | {} {} | {} | **{}** | {} | {} .. {} | {} ({} .. {}) | {} | {} | {} | {:.0} % | {}/{} | {} ({}) | {}, {} | {} | {:.2}, {:.2} | {} |",
+            "| {} | {} ({}) | {} x {:.1} s | {} {} | {} | **{}** | {} | {} .. {} | {} ({} .. {}) | {} | {} | {} | {} | {:.0} % | {}/{} | {} ({}) | {}, {} | {} | {:.2}, {:.2} | {} |",
             r.workload.name,
             r.go,
             r.map_impl,
@@ -226,6 +247,7 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[Phase]) {
             pct(r.null_spread.0),
             pct(r.null_spread.1),
             interval(r.null_interval),
+            pct(r.startup_loss),
             share(r.debit),
             share(r.tracer_cpu),
             r.attached * 100.0,
@@ -244,7 +266,7 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[Phase]) {
     let _ = writeln!(
         o,
         "\nThe governor's debit is its own estimate of what its probes took, per second of traced phase \
-         (from attach to exit); a workload that keeps both CPUs busy should lose about half of that, plus \
+         (from attach to exit, the first seconds included); a workload that keeps both CPUs busy should lose about half of that, plus \
          the tracer's own CPU over two. \"Governed probes attached\" is the report's \
          `governed_probes_attached_share` (creation and Swiss small-map growth probes; the governor detaches \
          them to stay within its budget). The GC cycles are those the report lists (from the first cycle \
@@ -341,6 +363,7 @@ pub(super) fn raw_json(phases: &[Phase]) -> Value {
             .map(|p| json!({
                 "workload": p.workload.name, "go": p.go, "round": p.round, "traced": p.traced,
                 "start_unix_s": p.start, "end_unix_s": p.end, "ops_per_sec": p.rate,
+                "attached_unix_s": p.attached, "startup_ops_per_sec": p.startup_rate,
                 "unit": p.workload.unit, "target_gc_per_sec": p.gc_rate,
                 "tracer_cpu_s": p.tracer_cpu_s, "budget_spent_target_cpu_s": p.debit_s(),
                 "governed_probes_attached_share": p.report.map(|r| r.attached_share),
@@ -366,7 +389,9 @@ mod tests {
             traced,
             start: 0.0,
             end: 2.0,
+            attached: 0.0,
             rate,
+            startup_rate: f64::NAN,
             gc_rate: 10.0,
             tracer_cpu_s: 0.02,
             report: traced.then_some(Traced {
