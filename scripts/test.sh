@@ -4,7 +4,7 @@
 # missing privilege is a failure, never a skip.
 #
 #   1. set-up (idempotent)          4. tier 1 + tier 2 tests (cargo test)
-#   2. format check                 5. fuzz targets, briefly
+#   2. format check, clippy         5. fuzz targets, briefly
 #   3. Go fixtures (cached)         6. benchmark smoke run (timing never asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,9 @@ bash scripts/setup.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --locked --all-targets -- -D warnings   # default members
 
 step "Go fixtures (cargo xtask fixtures)"
 cargo xtask fixtures

@@ -18,6 +18,8 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_PROC_CONFIG: &str = "PROC_CONFIG";
 /// Per-probe description, indexed by the uprobe cookie: [`ProbeSpec`].
 pub const MAP_PROBE_SPECS: &str = "PROBE_SPECS";
+/// The tracer's PID namespace, one [`PidNs`] at index 0.
+pub const MAP_PIDNS: &str = "PIDNS";
 /// Per-CPU hit counter per probe, indexed by the uprobe cookie.
 pub const MAP_PROBE_HITS: &str = "PROBE_HITS";
 /// Per-CPU error and health counters, indexed by [`Counter`].
@@ -53,9 +55,9 @@ pub mod programs {
     /// `queuefinalizer`, `addCleanup`, the cleanup queue, `Cleanup.Stop`).
     pub const FIN: &str = "fin_hook";
     /// Programs whose probes are attached and detached as groups (the
-    /// governed probes: creation, Swiss small-map growth; the write window):
-    /// also loaded for uprobe_multi links.
-    pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, GROW, WRITE];
+    /// governed probes: creation, growth, finalizers and cleanups; the write
+    /// window): also loaded for uprobe_multi links.
+    pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, GROW, FIN, WRITE];
     /// Every program the object must contain.
     pub const ALL: [&str; 7] = [
         CREATE_ENTRY,
@@ -69,7 +71,7 @@ pub mod programs {
 }
 
 /// Every map the object must contain.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 10] = [
     MAP_EVENTS,
     MAP_WRITES,
     MAP_PENDING_CREATE,
@@ -79,6 +81,7 @@ pub const ALL_MAPS: [&str; 9] = [
     MAP_COUNTERS,
     MAP_CREATED,
     MAP_STACKS,
+    MAP_PIDNS,
 ];
 
 /// Maximum number of planned probes (size of the spec and hit arrays).
@@ -465,8 +468,23 @@ pub struct FinEvent {
 }
 const _: () = assert!(core::mem::size_of::<FinEvent>() == 64);
 
+/// The PID namespace whose pids the programs report and match (the
+/// tracer's), as `stat(/proc/self/ns/pid)` gives it: all zero for the
+/// initial namespace, where the kernel's own tgid is that pid already.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidNs {
+    /// `st_dev` of the namespace file.
+    pub dev: u64,
+    /// `st_ino` of the namespace file.
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<PidNs>() == 16);
+
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: as below.
+    unsafe impl aya::Pod for super::PidNs {}
     // SAFETY: as below.
     unsafe impl aya::Pod for super::WriteKey {}
     // SAFETY: as below.
@@ -483,3 +501,5 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingCreate {}
 }
+
+pub mod governor;

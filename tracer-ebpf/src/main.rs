@@ -25,7 +25,8 @@ use aya_ebpf::{
 use tracer_common::{
     AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
     EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, NO_SP_OFF,
-    PendingCreate, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
+    PendingCreate, PidNs, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES, WriteKey,
+    WriteStat,
 };
 
 mod regs;
@@ -38,6 +39,9 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map(name = "PROC_CONFIG")]
 static PROC_CONFIG: HashMap<u32, ProcConfig> = HashMap::with_max_entries(64, 0);
+
+#[map(name = "PIDNS")]
+static PIDNS: Array<PidNs> = Array::with_max_entries(1, 0);
 
 #[map(name = "PROBE_SPECS")]
 static PROBE_SPECS: Array<ProbeSpec> = Array::with_max_entries(MAX_PROBES, 0);
@@ -88,8 +92,26 @@ fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
     }
 }
 
+/// The current process's pid as the tracer sees it: the kernel's own tgid,
+/// or, when the tracer runs in another PID namespace (a container), the
+/// pid in that namespace (0 when the process is not in it).
 #[inline(always)]
 fn tgid() -> u32 {
+    if let Some(ns) = PIDNS.get(0)
+        && ns.ino != 0
+    {
+        let mut info = aya_ebpf::bindings::bpf_pidns_info { pid: 0, tgid: 0 };
+        // SAFETY: info is a valid bpf_pidns_info of the size given.
+        let r = unsafe {
+            generated::bpf_get_ns_current_pid_tgid(
+                ns.dev,
+                ns.ino,
+                &raw mut info,
+                core::mem::size_of::<aya_ebpf::bindings::bpf_pidns_info>() as u32,
+            )
+        };
+        return if r == 0 { info.tgid } else { 0 };
+    }
     (bpf_get_current_pid_tgid() >> 32) as u32
 }
 

@@ -21,14 +21,13 @@ pub enum DiscoverError {
     },
     /// `/proc/PID/exe` could not be read.
     #[error(
-        "cannot read /proc/{pid}/exe: {source} (tracing another user's process needs root or CAP_SYS_PTRACE)"
+        "cannot read /proc/{pid}/exe: {cause} (tracing another user's process needs root or CAP_SYS_PTRACE)"
     )]
     Exe {
         /// The pid.
         pid: u32,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+        /// The cause (in the message, not a source: shown once).
+        cause: std::io::Error,
     },
     /// The binary is not mapped in the process.
     #[error("pid {pid}: its executable is not mapped (kernel thread or exiting process?)")]
@@ -51,6 +50,42 @@ pub struct Target {
     pub start_time: u64,
     /// Device and inode of the executable.
     pub dev_ino: (u64, u64),
+    /// A pidfd of the process (Linux 5.3+; `None` on older kernels): it
+    /// says when this very process exited, whatever became of its pid.
+    pub pidfd: Option<PidFd>,
+}
+
+/// A pidfd: a handle on one process that a reused pid cannot fool.
+#[derive(Debug, Clone)]
+pub struct PidFd(std::sync::Arc<std::os::fd::OwnedFd>);
+
+impl PidFd {
+    /// Opens a pidfd for `pid` (`None` when the kernel has no pidfd_open).
+    #[must_use]
+    pub fn open(pid: u32) -> Option<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+        // SAFETY: the kernel just returned this descriptor; we own it.
+        Some(Self(std::sync::Arc::new(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        })))
+    }
+
+    /// Whether the process has exited (a zombie has).
+    #[must_use]
+    pub fn exited(&self) -> bool {
+        use std::os::fd::AsRawFd as _;
+        let mut p = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&raw mut p, 1, 0) };
+        n != 0 && (n < 0 || p.revents != 0)
+    }
 }
 
 impl Target {
@@ -60,24 +95,34 @@ impl Target {
         if !proc.exists() {
             return Err(DiscoverError::NoSuchPid { pid });
         }
-        let start_time = start_time(pid).ok_or(DiscoverError::NoSuchPid { pid })?;
+        let start_time = start_time_of(pid).ok_or(DiscoverError::NoSuchPid { pid })?;
         let exe = proc.join("exe");
-        let meta = fs::metadata(&exe).map_err(|source| DiscoverError::Exe { pid, source })?;
+        let meta = fs::metadata(&exe).map_err(|cause| DiscoverError::Exe { pid, cause })?;
         let exe_display = fs::read_link(&exe)
             .map(|p| p.display().to_string())
-            .map_err(|source| DiscoverError::Exe { pid, source })?;
+            .map_err(|cause| DiscoverError::Exe { pid, cause })?;
+        // Opened after the start time was read, and checked against it: the
+        // pidfd is of the process that start time belongs to.
+        let pidfd = PidFd::open(pid);
+        if pidfd.is_some() && start_time_of(pid) != Some(start_time) {
+            return Err(DiscoverError::NoSuchPid { pid });
+        }
         Ok(Self {
             pid,
             exe,
             exe_display,
             start_time,
             dev_ino: (meta.dev(), meta.ino()),
+            pidfd,
         })
     }
 
     /// True while the same process (not a reused pid) is alive.
     #[must_use]
     pub fn alive(&self) -> bool {
+        if let Some(fd) = &self.pidfd {
+            return !fd.exited();
+        }
         // One read of /proc/PID/stat: the tracer asks often.
         let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
             return false;
@@ -89,10 +134,10 @@ impl Target {
     /// mapping that holds `file_offset` of the executable. `link_va` is the
     /// link-time address of the byte at `file_offset`.
     pub fn load_bias(&self, file_offset: u64, link_va: u64) -> Result<u64, DiscoverError> {
-        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(|source| {
+        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid)).map_err(|cause| {
             DiscoverError::Exe {
                 pid: self.pid,
-                source,
+                cause,
             }
         })?;
         for m in parse_maps(&maps) {
@@ -108,7 +153,7 @@ impl Target {
     }
 }
 
-fn start_time(pid: u32) -> Option<u64> {
+fn start_time_of(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_time(&stat)
 }
@@ -175,9 +220,9 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
 
 /// Reads the executable of `target` (through `/proc/PID/exe`).
 pub fn read_exe(target: &Target) -> Result<Vec<u8>, DiscoverError> {
-    fs::read(&target.exe).map_err(|source| DiscoverError::Exe {
+    fs::read(&target.exe).map_err(|cause| DiscoverError::Exe {
         pid: target.pid,
-        source,
+        cause,
     })
 }
 

@@ -25,10 +25,12 @@
 //! detaches.
 use std::time::{Duration, Instant};
 
-/// Seconds of the budget that can be spent at once.
-pub const BURST_S: f64 = 5.0;
-/// Longest write window.
-pub const WINDOW_MAX: Duration = Duration::from_secs(2);
+// The bucket's size, the write windows' bounds and the per-hit costs are
+// shared with `cargo xtask bench`, which quotes them.
+pub use tracer_common::governor::{
+    BURST_S, EMULATED_HIT_S, SINGLE_STEP_HIT_S, WINDOW_GAP, WINDOW_MAX, WRITE_HIT_S,
+};
+
 /// A write window is due when the last one ended this long ago.
 pub const WINDOW_EVERY: Duration = Duration::from_secs(10);
 /// How often hit counts are read.
@@ -45,10 +47,6 @@ pub const PERIOD_WINDOW_MAX: Duration = Duration::from_millis(20);
 pub const PERIOD_CREATION: Duration = Duration::from_millis(20);
 /// Target CPU a window may spend between two checks, at its last rate.
 pub const WINDOW_OVERSHOOT_S: f64 = 1.0e-3;
-/// Least time between a window's close and the next one's opening: on an
-/// idle or write-light target the bucket stays full, and back-to-back
-/// windows would cost the tracer (attach, checks, close) for nothing.
-pub const WINDOW_GAP: Duration = Duration::from_secs(5);
 
 /// Check period while a window is open and its probes cost `rate` CPUs:
 /// short enough that at that rate it spends at most
@@ -62,17 +60,6 @@ pub fn window_period(rate: f64) -> Duration {
     Duration::from_secs_f64((WINDOW_OVERSHOOT_S / rate).min(1.0))
         .clamp(PERIOD_WINDOW, PERIOD_WINDOW_MAX)
 }
-
-/// Cost of one probe hit, measured by `cargo xtask bench` on this kind of VM
-/// (docs/benchmarks.md: 0.7-0.9 µs emulated, 9.4-11.6 µs single-stepped).
-pub const EMULATED_HIT_S: f64 = 0.8e-6;
-/// See [`EMULATED_HIT_S`].
-pub const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
-/// A write-path hit: the trap plus the program's per-CPU hash update.
-/// Measured on a loop of `m[k]++` (mapassign_fast64, emulated entry
-/// placement): 0.97 µs per call inside a window, 0.77 µs per call while the
-/// breakpoint waits to be removed (no program), against 8 ns untraced.
-pub const WRITE_HIT_S: f64 = 1.0e-6;
 
 /// What the caller must do now.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -65,9 +65,11 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
     }
 }
 
-/// Encodes a wire struct to bytes (tests and replay captures).
+/// Encodes a wire struct to bytes (tests). Only for the padding-free wire
+/// structs: reading the padding bytes of another `T` would be undefined.
+#[cfg(test)]
 #[must_use]
-pub fn encode<T: Copy>(v: &T) -> Vec<u8> {
+fn encode<T: Copy>(v: &T) -> Vec<u8> {
     // SAFETY: T is a repr(C) wire type without padding (size-asserted in
     // tracer-common), so all its bytes are initialized.
     unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()

@@ -263,7 +263,7 @@ fn write_json(
                     json!({
                         "function": p.function, "role": format!("{:?}", p.role), "program": p.role.program(),
                         "address": hex(p.address), "file_offset": hex_opt(info.va_to_file_offset(p.address)),
-                        "instruction": p.instruction, "reason": p.reason, "ret_site": p.ret_site,
+                        "instruction": p.instruction, "reason": p.reason, "ret_site": p.ret_site, "emulated": p.emulated,
                         "class": p.class, "class_reason": p.class_reason,
                         "map_arg": p.spec.map_arg, "type_arg": p.spec.type_arg, "size_arg": p.spec.size_arg, "aux": p.spec.aux,
                         "map_sp_off": p.spec.map_sp_off, "ret_sp_off": p.spec.ret_sp_off, "ret_delta": p.spec.ret_delta,

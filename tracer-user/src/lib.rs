@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod inspect_cmd;
 pub mod keys;
 pub mod model;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod sample;

@@ -1,8 +1,11 @@
 //! `mapleak-trace`: command line. Parses arguments, calls the library, maps
-//! errors to exit codes (0 ok, 2 error; a closed pipe is not an error).
+//! errors to exit codes: 0 ok (a closed pipe is not an error), 2 usage
+//! error, 3 cannot trace (or inspect): nothing was attached, 4 the trace
+//! failed after attaching (the JSON report was still written if it could
+//! be).
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use mapleak::{app, doctor, inspect::BinaryInfo, inspect_cmd};
 
@@ -26,10 +29,10 @@ struct TraceArgs {
     #[arg(long = "pid", short = 'p')]
     pids: Vec<u32>,
     /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C, SIGTERM or the target exits.
-    #[arg(long, short = 'd', value_parser = parse_duration)]
+    #[arg(long, short = 'd', value_parser = parse_positive_duration)]
     duration: Option<Duration>,
     /// Live view refresh interval.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     interval: Duration,
     /// Write the report as JSON (schema mapleak-trace/report/v1) to FILE, or `-` for stdout.
     #[arg(long, value_name = "FILE|-")]
@@ -48,6 +51,11 @@ struct TraceArgs {
     /// shows a short prefix and a hash: keys are often secrets (session tokens).
     #[arg(long)]
     show_keys: bool,
+    /// List every tracked map in full in the report. By default the report
+    /// details growing and bloated maps and the 20 largest others, and
+    /// counts the rest by type and creation site (`map_groups`).
+    #[arg(long)]
+    all_maps: bool,
 }
 
 #[derive(Subcommand)]
@@ -104,14 +112,29 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{s:?}: must be at least 1ms (try 2s)"));
+    }
+    Ok(d)
+}
+
+/// A command line that asks for nothing runnable (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
 fn trace(a: &TraceArgs) -> Result<()> {
     if a.pids.is_empty() {
-        bail!(
+        return Err(Usage(
             "nothing to trace: give --pid PID (see --help; `mapleak-trace inspect` and `doctor` need no pid)"
-        );
+                .to_owned(),
+        )
+        .into());
     }
     if let Some(msg) = doctor::failure_message(&doctor::checks()) {
-        bail!(msg);
+        return Err(app::TraceError::CannotTrace(anyhow::anyhow!(msg)).into());
     }
     app::run(&app::TraceOptions {
         pids: a.pids.clone(),
@@ -121,7 +144,9 @@ fn trace(a: &TraceArgs) -> Result<()> {
         top: a.top,
         overhead_budget: a.overhead_budget / 100.0,
         show_keys: a.show_keys,
-    })
+        all_maps: a.all_maps,
+    })?;
+    Ok(())
 }
 
 fn run() -> Result<()> {
@@ -143,12 +168,23 @@ fn run() -> Result<()> {
                     let t = mapleak::discover::Target::discover(p)?;
                     t.exe
                 }
-                _ => bail!("give either a BINARY or --pid PID"),
+                _ => return Err(Usage("give either a BINARY or --pid PID".to_owned()).into()),
             };
             let info = BinaryInfo::open(&path)
                 .with_context(|| format!("inspecting {}", path.display()))?;
             inspect_cmd::run(&info, pid, json, &mut std::io::stdout())
         }
+    }
+}
+
+/// 2 usage, 3 nothing attached, 4 failed after attaching.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        return 2;
+    }
+    match e.downcast_ref::<app::TraceError>() {
+        Some(app::TraceError::AfterAttach(_)) => 4,
+        _ => 3,
     }
 }
 
@@ -163,7 +199,37 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("mapleak-trace: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_say_how_far_it_got() {
+        assert_eq!(exit_code(&Usage("x".into()).into()), 2);
+        let cannot = app::TraceError::CannotTrace(anyhow::anyhow!("no such pid"));
+        assert_eq!(exit_code(&cannot.into()), 3);
+        let after = app::TraceError::AfterAttach(anyhow::anyhow!("disk full"));
+        assert_eq!(exit_code(&after.into()), 4);
+        // Anything else (inspect on a bad file): nothing was attached.
+        assert_eq!(exit_code(&anyhow::anyhow!("corrupt")), 3);
+    }
+
+    #[test]
+    fn flags_are_validated() {
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_positive_duration("0").is_err());
+        assert_eq!(parse_positive_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("nan").is_err());
+        assert!(parse_budget("nan").is_err());
+        assert!(parse_budget("0").is_err());
+        assert!(parse_budget("-1").is_err());
+        assert!(parse_budget("101").is_err());
+        assert_eq!(parse_budget("1%"), Ok(1.0));
     }
 }

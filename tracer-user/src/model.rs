@@ -18,6 +18,10 @@ use crate::{inspect::Frame, sample::HeaderSample};
 
 /// How many per-cycle samples are kept per map (the first one is kept too).
 pub const MAX_SAMPLES: usize = 128;
+/// Samples kept for a map that is neither growing nor bloated: twice what a
+/// verdict looks at. With 100,000 tracked maps the history is what the
+/// tracer's memory is made of.
+pub const QUIET_SAMPLES: usize = 2 * WINDOW;
 /// Samples a verdict looks at.
 pub const WINDOW: usize = 8;
 /// Fewest samples before a map can be called growing.
@@ -52,10 +56,10 @@ impl Verdict {
     }
 }
 
-/// One per-cycle observation.
+/// One observation of a map's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Sample {
-    /// GC cycle.
+    /// GC cycle (for a timer sample: the latest cycle before it).
     pub cycle: u64,
     /// Length.
     pub len: u64,
@@ -63,6 +67,34 @@ pub struct Sample {
     pub capacity: u64,
     /// Bytes.
     pub bytes: u64,
+    /// Milliseconds since the trace started.
+    pub t_ms: u32,
+    /// Taken on the timer (GC cycles came less often than `--interval`),
+    /// not at a GC cycle.
+    pub timer: bool,
+}
+
+/// When a sample was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleAt {
+    /// GC cycle (for a timer sample: the latest cycle before it).
+    pub cycle: u64,
+    /// Milliseconds since the trace started.
+    pub t_ms: u32,
+    /// A timer sample.
+    pub timer: bool,
+}
+
+impl SampleAt {
+    /// A sample at GC cycle `cycle`, at time 0 (tests).
+    #[must_use]
+    pub const fn gc(cycle: u64) -> Self {
+        Self {
+            cycle,
+            t_ms: 0,
+            timer: false,
+        }
+    }
 }
 
 /// Everything known about one map.
@@ -142,6 +174,8 @@ impl TrackedMap {
             len: 0,
             capacity: 0,
             bytes: 0,
+            t_ms: 0,
+            timer: false,
         }; WINDOW];
         let skip = self.samples.len().saturating_sub(WINDOW);
         let mut n = 0;
@@ -316,7 +350,12 @@ impl Model {
     /// known. Returns the cycle number used.
     pub fn on_gc_marked(&mut self, runtime_cycle: Option<u64>, t_s: f64, heap: Option<u64>) -> u64 {
         self.counted_cycles += 1;
-        let cycle = runtime_cycle.unwrap_or(self.counted_cycles);
+        // Unknown: the one after the last seen (never backwards).
+        let cycle = runtime_cycle.unwrap_or_else(|| {
+            self.cycles
+                .back()
+                .map_or(self.counted_cycles, |c| c.cycle + 1)
+        });
         if self.cycles.back().is_some_and(|c| c.cycle == cycle) {
             return cycle;
         }
@@ -331,9 +370,9 @@ impl Model {
         cycle
     }
 
-    /// Records a header read at `cycle`; `None` means the read failed or the
+    /// Records a header read at `at`; `None` means the read failed or the
     /// header was not a live map, and the map is dropped.
-    pub fn on_sample(&mut self, addr: u64, cycle: u64, h: Option<HeaderSample>) {
+    pub fn on_sample(&mut self, addr: u64, at: SampleAt, h: Option<HeaderSample>) {
         let Some(m) = self.maps.get_mut(&addr) else {
             return;
         };
@@ -353,12 +392,19 @@ impl Model {
         }
         m.seed = Some(h.seed);
         let s = Sample {
-            cycle,
+            cycle: at.cycle,
             len: h.len,
             capacity: h.capacity,
             bytes: h.bytes,
+            t_ms: at.t_ms,
+            timer: at.timer,
         };
-        if m.samples.back().is_some_and(|p| p.cycle == cycle) {
+        // One sample per GC cycle (the latest); timer samples all count.
+        if !at.timer
+            && m.samples
+                .back()
+                .is_some_and(|p| p.cycle == at.cycle && !p.timer)
+        {
             m.samples.pop_back();
         }
         if m.samples.len() >= MAX_SAMPLES {
@@ -367,6 +413,11 @@ impl Model {
         m.samples.push_back(s);
         if m.first.is_none() {
             m.first = Some(s);
+        }
+        if m.samples.len() > QUIET_SAMPLES
+            && !matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+        {
+            m.samples.pop_front();
         }
     }
 
@@ -390,6 +441,8 @@ mod tests {
                 len,
                 capacity: cap.max(len * 2),
                 bytes: 0,
+                t_ms: 0,
+                timer: false,
             })
             .collect()
     }
@@ -456,22 +509,57 @@ mod tests {
                 seed,
             })
         };
-        m.on_sample(0x10, 1, h(10, 5));
-        m.on_sample(0x10, 2, h(20, 5));
+        m.on_sample(0x10, SampleAt::gc(1), h(10, 5));
+        m.on_sample(0x10, SampleAt::gc(2), h(20, 5));
         assert_eq!(m.maps[&0x10].samples.len(), 2);
-        m.on_sample(0x10, 3, h(3, 9));
+        m.on_sample(0x10, SampleAt::gc(3), h(3, 9));
         assert_eq!(m.maps[&0x10].samples.len(), 1);
-        m.on_sample(0x10, 4, None);
+        m.on_sample(0x10, SampleAt::gc(4), None);
         assert!(m.maps.is_empty());
         assert_eq!(m.retired, 1);
+    }
+
+    /// Without GC cycles, timer samples make the history: all of them count
+    /// (one GC cycle keeps only its latest sample), and a map that grows
+    /// between them is growing.
+    #[test]
+    fn timer_samples_judge_quiet_programs() {
+        let mut m = Model::default();
+        m.on_grow(0x10, 1, 0, vec![]);
+        let h = |len| {
+            Some(HeaderSample {
+                len,
+                capacity: 64,
+                bytes: 0,
+                seed: 5,
+            })
+        };
+        let timer = |t_ms| SampleAt {
+            cycle: 7,
+            t_ms,
+            timer: true,
+        };
+        m.on_sample(0x10, SampleAt::gc(7), h(5));
+        m.on_sample(0x10, SampleAt::gc(7), h(6));
+        assert_eq!(m.maps[&0x10].samples.len(), 1, "one sample per GC cycle");
+        for (i, len) in [10, 20, 30].into_iter().enumerate() {
+            m.on_sample(0x10, timer(2_000 * (i as u32 + 1)), h(len));
+        }
+        let t = &m.maps[&0x10];
+        assert_eq!(t.samples.len(), 4);
+        assert_eq!(t.samples.iter().filter(|x| x.timer).count(), 3);
+        assert_eq!(t.verdict(), Verdict::Growing);
     }
 
     /// Cycle numbers come from the runtime when known, else are counted.
     #[test]
     fn cycles() {
         let mut m = Model::default();
-        assert_eq!(m.on_gc_marked(Some(41), 0.0, None), 41);
-        assert_eq!(m.on_gc_marked(None, 0.1, None), 2);
-        assert_eq!(m.cycles.len(), 2);
+        assert_eq!(m.on_gc_marked(None, 0.0, None), 1);
+        assert_eq!(m.on_gc_marked(None, 0.05, None), 2);
+        assert_eq!(m.on_gc_marked(Some(41), 0.1, None), 41);
+        // A cycle whose number could not be read follows the last one.
+        assert_eq!(m.on_gc_marked(None, 0.2, None), 42);
+        assert_eq!(m.cycles.len(), 4);
     }
 }

@@ -7,16 +7,39 @@
 use crate::inspect::{MapImpl, RuntimeLayout};
 
 /// Reads memory of one process.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Memory {
     pid: i32,
+    /// With a pidfd, a read is trusted only if the process had not exited
+    /// when it returned: a pid reused by another process is never read as
+    /// the target.
+    pidfd: Option<crate::discover::PidFd>,
 }
 
 impl Memory {
-    /// A reader for `pid`.
+    /// A reader for `pid` (its number only).
     #[must_use]
     pub fn new(pid: u32) -> Self {
-        Self { pid: pid as i32 }
+        Self {
+            pid: pid as i32,
+            pidfd: None,
+        }
+    }
+
+    /// A reader for the process `pidfd` holds, whose pid is `pid`.
+    #[must_use]
+    pub fn with_pidfd(pid: u32, pidfd: Option<crate::discover::PidFd>) -> Self {
+        Self {
+            pid: pid as i32,
+            pidfd,
+        }
+    }
+
+    /// The process is gone: what was read may be another's.
+    fn gone(&self) -> bool {
+        self.pidfd
+            .as_ref()
+            .is_some_and(crate::discover::PidFd::exited)
     }
 
     /// Reads `buf.len()` bytes at `addr`. Returns false on a short or failed read.
@@ -40,6 +63,9 @@ impl Memory {
         let n = unsafe {
             libc::process_vm_readv(self.pid, &raw const local, 1, &raw const remote, 1, 0)
         };
+        if self.gone() {
+            return 0;
+        }
         usize::try_from(n).unwrap_or(0)
     }
 
@@ -75,6 +101,10 @@ impl Memory {
                     0,
                 )
             };
+            if self.gone() {
+                out.extend(chunk.iter().map(|_| None));
+                continue;
+            }
             // process_vm_readv stops at the first region it cannot read; we
             // then read the rest one at a time.
             let mut done = usize::try_from(n).unwrap_or(0);

@@ -321,7 +321,9 @@ fn trace_and_check(svc: &mut Service, mut load: Load, budget: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("{name}: {:.1?} since it started", svc.started.elapsed());
-    let report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["schema"], "mapleak-trace/report/v2");
+    let report = doc["processes"][0].clone();
     check_report(name, &report, gc_before, gc_after);
 }
 
@@ -349,7 +351,6 @@ fn map_problems(m: &Value) -> Vec<&'static str> {
 /// (NumGC was `gc_before` before attach, `gc_after` after the trace). All
 /// violations are listed in one failure, with a summary.
 fn check_report(name: &str, r: &Value, gc_before: u64, gc_after: u64) {
-    assert_eq!(r["schema"], "mapleak-trace/report/v1");
     let maps = r["maps"].as_array().unwrap();
     let num = |c: &Value| c.as_u64().unwrap();
     let cycles: Vec<u64> = r["gc_cycles"]

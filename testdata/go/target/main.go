@@ -52,8 +52,11 @@ type lru struct {
 }
 
 //go:noinline
+// newLRU makes its map without a size hint: it grows up to its bound in the
+// first step (so a tracer sees it grow and follows it), then churns at the
+// bound and must not be judged growing.
 func newLRU(capacity int) *lru {
-	return &lru{cap: capacity, items: make(map[int]*list.Element, capacity), order: list.New()}
+	return &lru{cap: capacity, items: make(map[int]*list.Element), order: list.New()}
 }
 
 func (c *lru) put(k int) {
@@ -129,6 +132,7 @@ func main() {
 	bloatN := flag.Int("bloat", 1000000, "entries the bloat map grows to")
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
 	shortPause := flag.Duration("short-pause", time.Millisecond, "short: pause after every 5 maps")
+	forceGC := flag.Bool("force-gc", true, "run a GC cycle after each step (false with GOGC=off: a program that runs no GC)")
 	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, cleanup, ptrdel)")
 	flag.Parse()
 	on := map[string]bool{}
@@ -213,7 +217,9 @@ func main() {
 			line += fmt.Sprintf(" ptrdel=%d", len(nodes))
 			cycleLine += fmt.Sprintf(" ptrdel %d", len(nodes))
 		}
-		runtime.GC()
+		if *forceGC {
+			runtime.GC()
+		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		fmt.Println(line)

@@ -20,9 +20,9 @@ use aya::{
     },
 };
 use tracer_common::{
-    AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED, MAP_EVENTS, MAP_PROBE_HITS,
-    MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS, MAP_WRITES, MAX_PROBES, ProbeSpec, ProcConfig,
-    WriteKey, WriteStat, programs,
+    AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED, MAP_EVENTS, MAP_PIDNS,
+    MAP_PROBE_HITS, MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS, MAP_WRITES, MAX_PROBES, PidNs,
+    ProbeSpec, ProcConfig, WriteKey, WriteStat, programs,
 };
 
 /// The eBPF object for x86-64 targets.
@@ -119,6 +119,22 @@ pub struct ProbeRequest {
     pub spec: ProbeSpec,
 }
 
+/// `PROC_PID_INIT_INO`: the inode of the initial PID namespace.
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// This process's PID namespace, zero for the initial one (or when it
+/// cannot be read: the kernel's tgid is then used as it is).
+fn own_pid_namespace() -> PidNs {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(m) if m.ino() != INIT_PID_NS_INO => PidNs {
+            dev: m.dev(),
+            ino: m.ino(),
+        },
+        _ => PidNs::default(),
+    }
+}
+
 impl Tracer {
     /// Loads the embedded object and its programs into the kernel.
     pub fn load() -> Result<Self> {
@@ -150,6 +166,16 @@ impl Tracer {
                 Err(e) => (multi::MultiPrograms::default(), Some(format!("{e:#}"))),
             }
         };
+        // Pids as this process sees them, in the programs too (a tracer in
+        // a container with its own PID namespace).
+        let ns = own_pid_namespace();
+        if ns != PidNs::default() {
+            let mut m: Array<_, PidNs> = Array::try_from(
+                ebpf.map_mut(MAP_PIDNS)
+                    .ok_or_else(|| anyhow!("map {MAP_PIDNS} missing"))?,
+            )?;
+            m.set(0, ns, 0).context("writing the PID namespace")?;
+        }
         let events = RingBuf::try_from(
             ebpf.take_map(MAP_EVENTS)
                 .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,

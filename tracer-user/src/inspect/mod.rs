@@ -202,13 +202,12 @@ pub struct ModuleData {
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message, not a source: shown once).
+        cause: std::io::Error,
     },
     /// Not an ELF file.
     #[error("{}: not an ELF file", path.display())]
@@ -247,22 +246,20 @@ pub enum InspectError {
         arch: String,
     },
     /// `.go.buildinfo` is corrupt.
-    #[error("{}: corrupt .go.buildinfo: {source}", path.display())]
+    #[error("{}: corrupt .go.buildinfo: {cause}", path.display())]
     BuildInfo {
         /// The file.
         path: PathBuf,
         /// Parse error.
-        #[source]
-        source: buildinfo::BuildInfoError,
+        cause: buildinfo::BuildInfoError,
     },
     /// `.gopclntab` is corrupt.
-    #[error("{}: corrupt .gopclntab: {source}", path.display())]
+    #[error("{}: corrupt .gopclntab: {cause}", path.display())]
     Pclntab {
         /// The file.
         path: PathBuf,
         /// Parse error.
-        #[source]
-        source: pclntab::PclntabError,
+        cause: pclntab::PclntabError,
     },
 }
 
@@ -315,9 +312,9 @@ pub struct BinaryInfo {
 impl BinaryInfo {
     /// Reads and inspects `path`.
     pub fn open(path: &Path) -> Result<Self, InspectError> {
-        let data = std::fs::read(path).map_err(|source| InspectError::Io {
+        let data = std::fs::read(path).map_err(|cause| InspectError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::from_bytes(path.to_owned(), data)
     }
@@ -335,7 +332,7 @@ impl BinaryInfo {
         let Some((raw, major, minor, patch)) = buildinfo::parse_version(&bi.version) else {
             return Err(InspectError::BuildInfo {
                 path,
-                source: buildinfo::BuildInfoError::BadVersion,
+                cause: buildinfo::BuildInfoError::BadVersion,
             });
         };
         if major != 1 || minor < 18 {
@@ -440,9 +437,9 @@ impl BinaryInfo {
                 path: path.clone(),
                 minor: 0,
             },
-            source => InspectError::Pclntab {
+            cause => InspectError::Pclntab {
                 path: path.clone(),
-                source,
+                cause,
             },
         })?;
         let funcs: Vec<Func> = pcln
@@ -750,7 +747,7 @@ fn read_buildinfo(
             {
                 return Err(InspectError::BuildInfo {
                     path: path.to_owned(),
-                    source: buildinfo::BuildInfoError::NoMagic,
+                    cause: buildinfo::BuildInfoError::NoMagic,
                 });
             }
             None => {
@@ -786,9 +783,9 @@ fn read_buildinfo(
             path: path.to_owned(),
             minor: 0,
         }),
-        Err(source) => Err(InspectError::BuildInfo {
+        Err(cause) => Err(InspectError::BuildInfo {
             path: path.to_owned(),
-            source,
+            cause,
         }),
     }
 }

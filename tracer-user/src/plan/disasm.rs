@@ -39,6 +39,9 @@ pub struct Placement {
     pub insn: Insn,
     /// Why this one.
     pub reason: String,
+    /// The kernel emulates (or simulates) it, rather than single-stepping
+    /// it out of line: ~1 µs a hit instead of ~11.
+    pub emulated: bool,
 }
 
 pub(super) fn format_x86(ins: &Instruction) -> String {
@@ -116,6 +119,7 @@ pub fn entry_placement(info: &BinaryInfo, f: &Func) -> Placement {
     Placement {
         insn,
         reason: format!("entry: {what}; single-stepped, ~4-15 µs/hit"),
+        emulated: false,
     }
 }
 
@@ -144,6 +148,7 @@ fn amd64_push_rbp(info: &BinaryInfo, f: &Func) -> Option<Placement> {
                     text: format_x86(&ins),
                 },
                 reason: reason.to_owned(),
+                emulated: true,
             });
         }
         match ins.flow_control() {
@@ -168,6 +173,7 @@ fn amd64_push_rbp(info: &BinaryInfo, f: &Func) -> Option<Placement> {
     jcc.map(|insn| Placement {
         insn,
         reason: "emulated conditional jump of the stack check (no PUSHQ BP prologue before Go 1.21); fires twice when the goroutine stack grows, de-duplicated in user space".to_owned(),
+        emulated: true,
     })
 }
 
@@ -195,6 +201,7 @@ fn arm64_stack_check_branch(info: &BinaryInfo, f: &Func) -> Option<Placement> {
             return Some(Placement {
                 insn: Insn { address: addr, len: 4, text: arm64_text(word, addr) },
                 reason: "simulated B.cond of the stack check; fires twice when the goroutine stack grows, de-duplicated in user space".to_owned(),
+                emulated: true,
             });
         }
         // Any other branch ends the straight-line prologue.

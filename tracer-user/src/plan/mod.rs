@@ -34,8 +34,9 @@ pub struct PlannedProbe {
     pub reason: String,
     /// `true` for a RET-site probe.
     pub ret_site: bool,
-    /// `true` for a write-path probe: attached only in bounded windows.
-    pub window: bool,
+    /// The kernel emulates the probed instruction (~1 µs a hit), rather
+    /// than single-stepping it (~11 µs): what the budget debits per hit.
+    pub emulated: bool,
     /// How the overhead budget governs it.
     pub class: ProbeClass,
     /// Why that class: for an always-on probe, what bounds its hit rate.
@@ -195,7 +196,8 @@ impl ProbePlan {
                         address: u64,
                         instruction: String,
                         reason: String,
-                        ret_site: bool| PlannedProbe {
+                        ret_site: bool,
+                        emulated: bool| PlannedProbe {
                 function: f.name.clone(),
                 role: h.role,
                 spec,
@@ -205,15 +207,21 @@ impl ProbePlan {
                 instruction,
                 reason,
                 ret_site,
-                window: h.role == ProbeRole::Write,
+                emulated,
                 class,
                 class_reason,
             };
             match h.placement {
                 hooks::Placement::Entry => {
                     let p = disasm::entry_placement(info, f);
-                    plan.probes
-                        .push(base(spec, p.insn.address, p.insn.text, p.reason, false));
+                    plan.probes.push(base(
+                        spec,
+                        p.insn.address,
+                        p.insn.text,
+                        p.reason,
+                        false,
+                        p.emulated,
+                    ));
                 }
                 hooks::Placement::SeedCall => {
                     if let Some(p) = midfunc::seed_call(info, f) {
@@ -228,6 +236,7 @@ impl ProbePlan {
                             p.insn.text,
                             "the call that seeds the new map's hash, map in a register: emulated by the kernel (~1 µs/hit), runs once per map".to_owned(),
                             false,
+                            true,
                         ));
                     } else {
                         plan.ret_site_probes(info, f, spec, &base);
@@ -261,6 +270,7 @@ impl ProbePlan {
                         p.insn.text,
                         format!("first emulated instruction of the path for bucket arrays of 32 KiB or more; map read from {caller}'s frame, other callers not counted"),
                         false,
+                        true,
                     ));
                 }
             }
@@ -307,7 +317,7 @@ impl ProbePlan {
         info: &BinaryInfo,
         f: &Func,
         spec: ProbeSpec,
-        base: &dyn Fn(ProbeSpec, u64, String, String, bool) -> PlannedProbe,
+        base: &dyn Fn(ProbeSpec, u64, String, String, bool, bool) -> PlannedProbe,
     ) {
         let sites = disasm::ret_sites(info, f);
         if sites.is_empty() {
@@ -323,7 +333,7 @@ impl ProbePlan {
                 "tail-call jump out of the function; single-stepped, ~4-15 µs/hit"
             };
             self.probes
-                .push(base(spec, s.address, s.text, why.to_owned(), true));
+                .push(base(spec, s.address, s.text, why.to_owned(), true, false));
         }
     }
 }

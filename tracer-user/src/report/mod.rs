@@ -1,4 +1,4 @@
-//! `report`: plain data for the `mapleak-trace/report/v1` JSON schema, and a
+//! `report`: plain data for the `mapleak-trace/report/v2` JSON schema, and a
 //! terminal rendering that leads with the answer: which maps grow, where they
 //! were created, what holds them, how fast they grow.
 use std::io::{self, Write};
@@ -11,14 +11,16 @@ use crate::{
     model::{GcCycle, Verdict},
 };
 
-/// The schema name.
-pub const SCHEMA: &str = "mapleak-trace/report/v1";
+pub mod summary;
+
+/// The schema name. v2: the document is `{"schema", "processes": [...]}`
+/// for one or several processes (v1 gave one process's report as the
+/// document, and an array of them for several).
+pub const SCHEMA: &str = "mapleak-trace/report/v2";
 
 /// The whole report (one traced process; several `--pid` give several).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// Always [`SCHEMA`].
-    pub schema: &'static str,
     /// The process.
     pub target: TargetInfo,
     /// Seconds traced.
@@ -27,8 +29,14 @@ pub struct Report {
     pub ended: String,
     /// GC cycles observed.
     pub gc_cycles: Vec<GcCycle>,
-    /// Maps worth a look, most suspicious first.
+    /// Maps in full, most suspicious first: every growing or bloated map
+    /// and the largest others (every map with `--all-maps`).
     pub maps: Vec<MapReport>,
+    /// Tracked maps not in `maps`, counted in `map_groups`.
+    pub maps_summarized: u64,
+    /// The maps not in `maps`, by type and creation (or growth) site,
+    /// largest first.
+    pub map_groups: Vec<summary::MapGroup>,
     /// Finalizer bookkeeping (issue: keys and finalizers; zeros until then).
     pub finalizers: Finalizers,
     /// The tracer's own cost.
@@ -76,8 +84,14 @@ pub struct MapReport {
     pub grown_at: Vec<Frame>,
     /// Global variable holding the map.
     pub owner: Option<String>,
-    /// `[cycle, len]` pairs.
+    /// `[cycle, len]` pairs, one per GC cycle sampled.
     pub len_by_cycle: Vec<(u64, u64)>,
+    /// `[seconds since the trace started, len]` of the samples taken on the
+    /// timer, between GC cycles (a program whose GC runs less often than
+    /// `--interval`). Verdicts are judged over both kinds.
+    pub timer_samples: Vec<(f64, u64)>,
+    /// Entries per second over the samples kept.
+    pub growth_per_s: f64,
     /// First length seen.
     pub len_first: u64,
     /// Last length seen.
@@ -225,6 +239,8 @@ pub struct Overhead {
     pub gc_cycles_not_sampled_late: u64,
     /// GC cycles whose map headers were read.
     pub gc_cycles_sampled: u64,
+    /// Samples taken on the timer: no GC cycle came for `--interval`.
+    pub timer_samples: u64,
     /// GC cycles not sampled to bound the tracer's own CPU: it samples at
     /// most every 100 ms, and waits 9 times a sample's length after it, so
     /// a newer cycle came first (or the wait made this one late).
@@ -350,15 +366,28 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         .collect();
     for m in &shown {
         writeln!(w)?;
+        let pace = if m.timer_samples.is_empty() {
+            format!(
+                "{:+.0}/cycle over {} cycles",
+                m.growth_per_cycle,
+                m.len_by_cycle.len()
+            )
+        } else {
+            // GC cycles were rarer than the sampling interval.
+            format!(
+                "{:+.1}/s over {} samples, {} of them at GC cycles",
+                m.growth_per_s,
+                m.len_by_cycle.len() + m.timer_samples.len(),
+                m.len_by_cycle.len()
+            )
+        };
         writeln!(
             w,
-            "  #{} {}  {}  len {} ({:+.0}/cycle over {} cycles)  cap {}  {}",
+            "  #{} {}  {}  len {} ({pace})  cap {}  {}",
             m.id,
             m.type_name,
             m.verdict.as_str().to_uppercase(),
             m.len_last,
-            m.growth_per_cycle,
-            m.len_by_cycle.len(),
             m.capacity,
             human_bytes(m.bytes)
         )?;
@@ -428,10 +457,14 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 }
             }
         }
-        let lens: Vec<u64> = m.len_by_cycle.iter().map(|p| p.1).collect();
+        let (label, lens): (&str, Vec<u64>) = if m.len_by_cycle.len() >= m.timer_samples.len() {
+            ("len/cycle: ", m.len_by_cycle.iter().map(|p| p.1).collect())
+        } else {
+            ("len/sample:", m.timer_samples.iter().map(|p| p.1).collect())
+        };
         writeln!(
             w,
-            "     len/cycle:  {} {:?}",
+            "     {label} {} {:?}",
             sparkline(&lens),
             lens.iter().rev().take(6).rev().collect::<Vec<_>>()
         )?;
@@ -443,14 +476,34 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         "Tracked maps: {} growing, {} bloated, {} stable, {} idle ({} retired when their memory was reused, {} evicted)",
         count(Verdict::Growing),
         count(Verdict::Bloated),
-        count(Verdict::Stable),
-        count(Verdict::Idle),
+        count(Verdict::Stable) as u64 + r.map_groups.iter().map(|g| g.stable).sum::<u64>(),
+        count(Verdict::Idle) as u64 + r.map_groups.iter().map(|g| g.idle).sum::<u64>(),
         r.maps_retired,
         r.maps_evicted
     )?;
+    if r.maps_summarized > 0 {
+        writeln!(
+            w,
+            "  {} maps neither growing nor bloated nor among the largest, by type and site (largest first; all: --all-maps):",
+            r.maps_summarized
+        )?;
+        for g in r.map_groups.iter().take(5) {
+            writeln!(
+                w,
+                "    {} maps {}{}: {} entries, {}",
+                g.maps,
+                g.type_name,
+                g.site
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(" made at {s}")),
+                g.entries,
+                human_bytes(g.bytes)
+            )?;
+        }
+    }
     writeln!(w)?;
     let lens: Vec<u64> = r.maps.iter().map(|m| m.len_last).collect();
-    histogram(w, "map length, all tracked maps", &lens, 40)?;
+    histogram(w, "map length, maps in full", &lens, 40)?;
     let growth: Vec<u64> = r
         .maps
         .iter()
@@ -600,7 +653,6 @@ mod tests {
     #[test]
     fn render_leads_with_answer() {
         let r = Report {
-            schema: SCHEMA,
             target: TargetInfo {
                 pid: 1,
                 exe: "/x".into(),
@@ -612,6 +664,8 @@ mod tests {
             duration_s: 3.0,
             ended: "duration reached".into(),
             gc_cycles: vec![],
+            maps_summarized: 0,
+            map_groups: Vec::new(),
             maps: vec![MapReport {
                 id: 1,
                 addr: "0xc000010000".into(),
@@ -626,6 +680,8 @@ mod tests {
                 grown_at: vec![],
                 owner: Some("main.sessions".into()),
                 len_by_cycle: vec![(1, 10), (2, 20), (3, 30)],
+                timer_samples: Vec::new(),
+                growth_per_s: 0.0,
                 len_first: 10,
                 len_last: 30,
                 capacity: 64,

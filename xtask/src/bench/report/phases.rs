@@ -1,12 +1,12 @@
 //! Part 1b's figures (one row per workload and Go release), its section of
-//! the report, its lines of the reading and its raw figures.
+//! the report and its lines of the reading.
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
-
-use super::{
-    BUDGET_PCT, GoBin, median, min_max, num, pct,
-    phases::{CONFIDENCE, Phase, TICK_MS, WARMUP, losses, median_interval, traced_losses},
+use crate::bench::{
+    BUDGET_PCT,
+    binaries::GoBin,
+    parts::phases::{CONFIDENCE, Phase, TICK_MS, WARMUP, losses, median_interval, traced_losses},
+    stats::{median, min_max, num, pct},
     suite::Workload,
 };
 
@@ -106,7 +106,7 @@ fn row(w: &'static Workload, go: &str, map_impl: &str, ph: &[&Phase]) -> Row {
                 .collect::<Vec<_>>(),
         )
     };
-    let of_report = |get: &dyn Fn(&super::suite::Traced) -> f64| {
+    let of_report = |get: &dyn Fn(&crate::bench::suite::Traced) -> f64| {
         median(
             &on.iter()
                 .filter_map(|p| p.report.as_ref().map(get))
@@ -354,26 +354,6 @@ pub(super) fn reading(gos: &[GoBin], phases: &[Phase]) -> Vec<String> {
             )
         })
         .collect()
-}
-
-pub(super) fn raw_json(phases: &[Phase]) -> Value {
-    json!(
-        phases
-            .iter()
-            .map(|p| json!({
-                "workload": p.workload.name, "go": p.go, "round": p.round, "traced": p.traced,
-                "start_unix_s": p.start, "end_unix_s": p.end, "ops_per_sec": p.rate,
-                "attached_unix_s": p.attached, "startup_ops_per_sec": p.startup_rate,
-                "unit": p.workload.unit, "target_gc_per_sec": p.gc_rate,
-                "tracer_cpu_s": p.tracer_cpu_s, "budget_spent_target_cpu_s": p.debit_s(),
-                "governed_probes_attached_share": p.report.map(|r| r.attached_share),
-                "planted_map_growing": p.report.map(|r| r.planted),
-                "gc_cycles": p.report.map(|r| r.gc_cycles),
-                "gc_cycles_sampled": p.report.map(|r| r.gc_sampled),
-                "probe_hits": p.hits, "foreign_cpu_s": p.foreign_cpu_s,
-            }))
-            .collect::<Vec<_>>()
-    )
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! attached until it is stopped with SIGINT). Each traced phase is compared
 //! with the untraced phases on either side of it, so slow drifts of the
 //! machine cancel out and the process is the same. The figures and the
-//! report's section are `phases_report`'s.
+//! report's section are `report::phases`'s.
 use std::{
     path::Path,
     process::Command,
@@ -20,57 +20,59 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{
-    Bench, GoBin, Proc, proc_cpu_s, report_hits, spawn_mapleak,
+use crate::bench::{
+    accounting::{proc_cpu_s, system_busy_s},
+    binaries::GoBin,
+    proc::Proc,
+    runner::{Bench, report_hits, spawn_mapleak, take_report},
     suite::{Traced, Workload},
-    system_busy_s, take_report,
 };
 
 /// The target's tick: how often it prints its operation count.
-pub(super) const TICK_MS: u64 = 250;
+pub(crate) const TICK_MS: u64 = 250;
 
 /// Before the first phase: connections set up, the heap at its size.
-pub(super) const WARMUP: Duration = Duration::from_secs(3);
+pub(crate) const WARMUP: Duration = Duration::from_secs(3);
 
 /// After the tracer exits, before the next untraced phase.
 const GAP: Duration = Duration::from_secs(1);
 
 /// Confidence of the interval quoted for a median.
-pub(super) const CONFIDENCE: f64 = 0.95;
+pub(crate) const CONFIDENCE: f64 = 0.95;
 
 /// One phase of the alternation.
-pub(super) struct Phase {
-    pub(super) workload: &'static Workload,
-    pub(super) go: String,
-    pub(super) round: usize,
-    pub(super) traced: bool,
+pub(crate) struct Phase {
+    pub(crate) workload: &'static Workload,
+    pub(crate) go: String,
+    pub(crate) round: usize,
+    pub(crate) traced: bool,
     /// Start and end (seconds since the Unix epoch; the target's ticks use
     /// the same clock). A traced phase starts `phase_settle` after the
     /// tracer attached.
-    pub(super) start: f64,
-    pub(super) end: f64,
+    pub(crate) start: f64,
+    pub(crate) end: f64,
     /// When the tracer reported it attached (untraced: `start`).
-    pub(super) attached: f64,
+    pub(crate) attached: f64,
     /// Operations per second in the phase, from the ticks wholly inside it.
-    pub(super) rate: f64,
+    pub(crate) rate: f64,
     /// Operations per second from attach to the phase's start (the
     /// startup: the governor's full bucket, the first write window).
-    pub(super) startup_rate: f64,
+    pub(crate) startup_rate: f64,
     /// The target's GC cycles per second in the phase (its own count).
-    pub(super) gc_rate: f64,
+    pub(crate) gc_rate: f64,
     /// The tracer's CPU time in the phase.
-    pub(super) tracer_cpu_s: f64,
+    pub(crate) tracer_cpu_s: f64,
     /// What the tracer's report says (traced phases; from attach to exit),
     /// and its probe hits.
-    pub(super) report: Option<Traced>,
-    pub(super) hits: u64,
+    pub(crate) report: Option<Traced>,
+    pub(crate) hits: u64,
     /// CPU time of other processes (not the target, not the tracer).
-    pub(super) foreign_cpu_s: f64,
+    pub(crate) foreign_cpu_s: f64,
 }
 
 impl Phase {
     /// The governor's debit (`overhead.budget_spent_target_cpu_s`).
-    pub(super) fn debit_s(&self) -> f64 {
+    pub(crate) fn debit_s(&self) -> f64 {
         self.report.map_or(f64::NAN, |r| r.debit_s)
     }
 }
@@ -82,7 +84,7 @@ fn now() -> f64 {
 }
 
 /// Every selected workload in turn, each on every Go release.
-pub(super) fn run(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Result<Vec<Phase>> {
+pub(crate) fn run(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Result<Vec<Phase>> {
     let mut out = Vec::new();
     let workloads = b.s.phase_workloads.clone();
     for w in workloads {
@@ -331,7 +333,7 @@ fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
 /// side of it; and, as the noise floor, each inner untraced phase's "loss"
 /// against its untraced neighbours (two phases away) by the same formula.
 /// `ph` is one workload on one Go release, in order.
-pub(super) fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
     let mut null = Vec::new();
     let off: Vec<usize> = (0..ph.len()).filter(|&i| !ph[i].traced).collect();
     for w in off.windows(3) {
@@ -343,7 +345,7 @@ pub(super) fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
 
 /// Each traced phase's loss in `rate` (its steady part or its startup)
 /// against the mean rate of the untraced phases either side of it.
-pub(super) fn traced_losses(ph: &[&Phase], rate: impl Fn(&Phase) -> f64) -> Vec<f64> {
+pub(crate) fn traced_losses(ph: &[&Phase], rate: impl Fn(&Phase) -> f64) -> Vec<f64> {
     let mut out = Vec::new();
     for (i, p) in ph.iter().enumerate() {
         if p.traced {
@@ -364,7 +366,7 @@ pub(super) fn traced_losses(ph: &[&Phase], rate: impl Fn(&Phase) -> f64) -> Vec<
 /// k-th largest values, k the largest rank for which the binomial tail
 /// P(X < k), X ~ B(n, 1/2), stays within (1 - CONFIDENCE) / 2. None when n
 /// is too small for any such interval.
-pub(super) fn median_interval(v: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn median_interval(v: &[f64]) -> Option<(f64, f64)> {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
     let n = v.len();

@@ -2,11 +2,191 @@
 //! activity, and the budget check.
 use std::fmt::Write as _;
 
-use super::{
+use crate::bench::{
     BUDGET_MARGIN_PCT, BUDGET_PCT, GOV_BURST_S, GOV_EMULATED_US, GOV_SINGLE_STEP_US,
-    GOV_WINDOW_GAP_S, GOV_WINDOW_MAX_S, GOV_WRITE_US, GoBin, Mode, Settings, TpSample, WORKLOADS,
-    num, pct, tp_rows,
+    GOV_WINDOW_GAP_S, GOV_WINDOW_MAX_S, GOV_WRITE_US, Settings,
+    binaries::GoBin,
+    parts::{
+        Mode,
+        throughput::{TpSample, WORKLOADS},
+    },
+    stats::{median, min_max, num, pct},
 };
+
+/// Untraced runs varying more than this among themselves ((max - min) /
+/// median) leave the 1 % goal undecided.
+const NOISY: f64 = 0.10;
+
+/// Part 1's figures for one workload on one Go release.
+pub(super) struct TpRow {
+    pub(super) go: String,
+    pub(super) map_impl: String,
+    pub(super) workload: &'static str,
+    pub(super) untraced: f64,
+    /// (max - min) / median of the untraced runs: the noise floor.
+    pub(super) untraced_noise: f64,
+    pub(super) mapleak: f64,
+    pub(super) bpftrace: f64,
+    pub(super) loss_mapleak: f64,
+    pub(super) loss_bpftrace: f64,
+    pub(super) spread_mapleak: (f64, f64),
+    pub(super) spread_bpftrace: (f64, f64),
+    pub(super) mapleak_hits_per_s: f64,
+    pub(super) mapleak_ss_per_s: f64,
+    pub(super) bpftrace_hits_per_s: f64,
+    pub(super) tracer_cpu_per_s: f64,
+    pub(super) bpftrace_cpu_per_s: f64,
+    /// Share of the measured part with creation probes paused by the
+    /// governor (NaN: this tracer has no governor).
+    pub(super) paused_share: f64,
+    /// Medians over the mapleak-trace runs: write windows per run, their
+    /// share of the measured part, write-path hits per second, and the
+    /// target CPU the governor debited per second (its own estimate of the
+    /// share of one CPU it took).
+    pub(super) windows: f64,
+    pub(super) window_share: f64,
+    pub(super) write_hits_per_s: f64,
+    pub(super) spent_share: f64,
+    pub(super) maps_by_windows: f64,
+    /// Repetitions with both an untraced and a mapleak-trace run.
+    pub(super) pairs: usize,
+    /// The target's system CPU per second of the measured part, per
+    /// configuration (untraced, mapleak-trace, bpftrace).
+    pub(super) target_sys_per_s: [f64; 3],
+}
+
+impl TpRow {
+    /// The issue's acceptance criterion: the loss stays within the budget
+    /// plus 1 %.
+    pub(super) fn budget_ok(&self) -> bool {
+        self.loss_mapleak * 100.0 <= BUDGET_PCT + BUDGET_MARGIN_PCT
+    }
+
+    /// Whether noise could decide the budget check: where the paired runs'
+    /// losses lie against the limit.
+    pub(super) fn noise_note(&self) -> &'static str {
+        let limit = (BUDGET_PCT + BUDGET_MARGIN_PCT) / 100.0;
+        let (lo, hi) = self.spread_mapleak;
+        if !(lo.is_finite() && hi.is_finite()) {
+            "no paired run"
+        } else if self.pairs < 2 {
+            "a single pair: not a measurement"
+        } else if lo > limit {
+            "every paired run lost more than the limit, so noise does not explain it"
+        } else if hi <= limit {
+            "every paired run stayed within the limit"
+        } else {
+            "the paired runs fall on both sides of the limit, so noise decides"
+        }
+    }
+
+    /// The 1 % goal: met, not met, or not decided when the untraced runs
+    /// alone vary by more than [`NOISY`] (a median within a few % of zero
+    /// then says nothing either way).
+    pub(super) fn goal(&self) -> &'static str {
+        if self.untraced_noise.is_nan() || self.untraced_noise > NOISY {
+            "not decided (the untraced runs alone vary by more than 10 %)"
+        } else if self.loss_mapleak <= 0.01 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    }
+
+    fn verdict(&self) -> String {
+        let mut v = format!(
+            "budget check ({}, {}): loss {:+.1} % {} budget {BUDGET_PCT} % + {BUDGET_MARGIN_PCT} %: {}",
+            self.workload,
+            self.go,
+            self.loss_mapleak * 100.0,
+            if self.budget_ok() { "<=" } else { ">" },
+            if self.budget_ok() { "PASS" } else { "FAIL" }
+        );
+        let _ = write!(
+            v,
+            " (median of {} paired runs, spread {} .. {}: {}; untraced runs vary by {:.1} % among \
+             themselves; the governor's own estimate: {:.2} % of one CPU",
+            self.pairs,
+            pct(self.spread_mapleak.0),
+            pct(self.spread_mapleak.1),
+            self.noise_note(),
+            self.untraced_noise * 100.0,
+            self.spent_share * 100.0
+        );
+        let _ = write!(v, "; 1 % goal: {}", self.goal());
+        v.push(')');
+        v
+    }
+}
+
+/// Rates are per second of the measured part (hits and the estimate count
+/// from attach, which is a pause of `settle` earlier, when the target is idle).
+pub(super) fn tp_rows(gos: &[GoBin], tp: &[TpSample]) -> Vec<TpRow> {
+    let mut rows = Vec::new();
+    for g in gos {
+        for (workload, _) in WORKLOADS {
+            let sel = |m: Mode| -> Vec<&TpSample> {
+                tp.iter()
+                    .filter(|s| s.go == g.tag && s.workload == workload && s.mode == m)
+                    .collect()
+            };
+            let (u, ml, bt) = (sel(Mode::Untraced), sel(Mode::Mapleak), sel(Mode::Bpftrace));
+            if u.is_empty() {
+                continue;
+            }
+            let ratios = |traced: &[&TpSample]| -> Vec<f64> {
+                traced
+                    .iter()
+                    .filter_map(|t| {
+                        u.iter()
+                            .find(|x| x.rep == t.rep)
+                            .map(|x| 1.0 - t.value / x.value)
+                    })
+                    .collect()
+            };
+            let vals = |v: &[&TpSample]| v.iter().map(|s| s.value).collect::<Vec<_>>();
+            let per_s = |v: &[&TpSample], get: fn(&TpSample) -> f64| {
+                median(&v.iter().map(|s| get(s) / s.window_s).collect::<Vec<_>>())
+            };
+            let (lm, lb) = (ratios(&ml), ratios(&bt));
+            rows.push(TpRow {
+                go: g.tag.clone(),
+                map_impl: g.map_impl.clone(),
+                workload,
+                untraced: median(&vals(&u)),
+                untraced_noise: {
+                    let v = vals(&u);
+                    let (lo, hi) = min_max(&v);
+                    (hi - lo) / median(&v)
+                },
+                mapleak: median(&vals(&ml)),
+                bpftrace: median(&vals(&bt)),
+                loss_mapleak: median(&lm),
+                loss_bpftrace: median(&lb),
+                spread_mapleak: min_max(&lm),
+                spread_bpftrace: min_max(&lb),
+                mapleak_hits_per_s: per_s(&ml, |s| s.hits as f64),
+                mapleak_ss_per_s: per_s(&ml, |s| s.ss_hits as f64),
+                bpftrace_hits_per_s: per_s(&bt, |s| s.hits as f64),
+                tracer_cpu_per_s: per_s(&ml, |s| s.tracer_cpu_s),
+                bpftrace_cpu_per_s: per_s(&bt, |s| s.tracer_cpu_s),
+                paused_share: per_s(&ml, |s| s.paused_s),
+                windows: median(&ml.iter().map(|s| s.write_windows).collect::<Vec<_>>()),
+                window_share: per_s(&ml, |s| s.write_windows_s),
+                write_hits_per_s: per_s(&ml, |s| s.write_hits as f64),
+                spent_share: per_s(&ml, |s| s.budget_spent_s),
+                maps_by_windows: median(&ml.iter().map(|s| s.maps_by_windows).collect::<Vec<_>>()),
+                pairs: lm.len(),
+                target_sys_per_s: [
+                    per_s(&u, |s| s.target_sys_s),
+                    per_s(&ml, |s| s.target_sys_s),
+                    per_s(&bt, |s| s.target_sys_s),
+                ],
+            });
+        }
+    }
+    rows
+}
 
 /// Writes section 1.
 pub(super) fn render(o: &mut String, s: &Settings, gos: &[GoBin], tp: &[TpSample]) {

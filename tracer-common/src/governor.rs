@@ -1,0 +1,24 @@
+//! The overhead governor's costs and bucket (tracer-user's `governor`,
+//! which re-exports them): here so that `cargo xtask bench` quotes the
+//! values the tracer uses without building it. Not part of the wire ABI.
+use core::time::Duration;
+
+/// Seconds of the budget that can be spent at once.
+pub const BURST_S: f64 = 5.0;
+/// Longest write window.
+pub const WINDOW_MAX: Duration = Duration::from_secs(2);
+/// Least time between a window's close and the next one's opening: on an
+/// idle or write-light target the bucket stays full, and back-to-back
+/// windows would cost the tracer (attach, checks, close) for nothing.
+pub const WINDOW_GAP: Duration = Duration::from_secs(5);
+
+/// Cost of one probe hit, measured by `cargo xtask bench` on this kind of VM
+/// (docs/benchmarks.md: 0.7-0.9 µs emulated, 9.4-11.6 µs single-stepped).
+pub const EMULATED_HIT_S: f64 = 0.8e-6;
+/// See [`EMULATED_HIT_S`].
+pub const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
+/// A write-path hit: the trap plus the program's per-CPU hash update.
+/// Measured on a loop of `m[k]++` (mapassign_fast64, emulated entry
+/// placement): 0.97 µs per call inside a window, 0.77 µs per call while the
+/// breakpoint waits to be removed (no program), against 8 ns untraced.
+pub const WRITE_HIT_S: f64 = 1.0e-6;

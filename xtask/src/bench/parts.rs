@@ -1,0 +1,44 @@
+//! The measured parts: what each runs and the samples it keeps (their
+//! sections of the report are in `report`).
+//!
+//! 1. `throughput`: separate runs, untraced, under mapleak-trace and under
+//!    bpftrace.
+//! 2. `phases` (1b): alternating phases of one process (`suite`'s
+//!    workloads).
+//! 3. `probe_cost` (2): cost per probe hit by placement.
+//! 4. `create_cost` (2b): cost per map creation under each tracer.
+//! 5. `manymaps` (3): the tracer's CPU and memory with many live maps.
+pub(super) mod create_cost;
+pub(super) mod manymaps;
+pub(super) mod phases;
+pub(super) mod probe_cost;
+pub(super) mod throughput;
+
+/// A run's configuration in parts 1 and 2b.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Mode {
+    Untraced,
+    Mapleak,
+    Bpftrace,
+}
+
+impl Mode {
+    pub(super) const ALL: [Mode; 3] = [Mode::Untraced, Mode::Mapleak, Mode::Bpftrace];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Mode::Untraced => "untraced",
+            Mode::Mapleak => "mapleak-trace",
+            Mode::Bpftrace => "bpftrace",
+        }
+    }
+
+    /// The mode a label stands for (results.json).
+    pub(super) fn from_label(label: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.label() == label)
+    }
+}
+
+/// Repetitions that also run bpftrace (its loss is tens of %: a few
+/// repetitions show it, and the time goes to the closer comparison).
+pub(super) const BPFTRACE_REPS: usize = 3;

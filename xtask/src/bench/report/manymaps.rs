@@ -1,0 +1,126 @@
+//! Part 3 of the report: the tracer's CPU and memory with many live maps.
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::bench::{parts::manymaps::ManyResult, runner::f, stats::num};
+
+/// The tracer's `--duration` in the runs (`fallback` when results.json
+/// does not say).
+pub(super) fn trace_s(many: &[ManyResult], fallback: u64) -> u64 {
+    many.first()
+        .map(|m| m.trace_s)
+        .filter(|&t| t > 0)
+        .unwrap_or(fallback)
+}
+
+/// Writes section 3.
+pub(super) fn render(o: &mut String, many: &[ManyResult], fallback_trace_s: u64) {
+    let n = many.first().map_or(0, |m| m.n);
+    let _ = writeln!(
+        o,
+        "## 3. Tracer CPU and memory with {} live maps\n",
+        num(n as f64)
+    );
+    let _ = writeln!(
+        o,
+        "`bench -mode=manymaps -n {n}`: creates {n} `map[int32]int32` of 150 entries each (every one grows \
+             past 128 slots, so the kernel side reports its growth and the tracer tracks it), then forces a GC \
+             cycle every 200 ms. mapleak-trace attaches before the maps are created and runs for {t} s \
+             (`--duration {t}s`; the target keeps running until the tracer has exited, then is stopped); at \
+             GC cycles it reads every tracked map's header (at most every 100 ms, and after a read it waits \
+             nine times as long as the read took: \"sampled\" cycles). \"Total\" CPU and \
+             \"peak RSS\" are `overhead.tracer_cpu_s` and `overhead.tracer_max_rss_bytes` from its JSON report \
+             (its own getrusage: startup and the final report included). From /proc, sampled every 250 ms: \
+             \"startup\" is its CPU time when the maps start being created, \"steady\" its CPU use from then \
+             to one second before `--duration` ends, and the RSS is the largest seen up to that point. \
+             \"ms per sampled cycle\" = steady CPU / cycles sampled per second. One run per Go release.\n",
+        t = trace_s(many, fallback_trace_s)
+    );
+    let _ = writeln!(
+        o,
+        "| Go | maps in report | evicted | events lost (ring buffer full) | creation probes paused (s) | GC cycles run / seen / sampled | tracer CPU total (s) | startup (s) | steady (CPUs) | ms per sampled cycle | RSS until 1 s before --duration ends (MiB) | peak RSS (MiB) | target heap (MiB) | probe hits | creation untraced / traced (s) |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for r in many {
+        let m = many_figures(r);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.1} | {:.0} / {} / {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} / {:.2} |",
+            r.go,
+            num(m.maps as f64),
+            m.evicted,
+            num(m.lost as f64),
+            m.paused_s,
+            r.target_gcs,
+            m.gcs,
+            m.sampled,
+            m.cpu,
+            r.startup_cpu_s,
+            r.steady_cpu,
+            m.ms_per_gc,
+            r.steady_rss / 1048576.0,
+            m.peak_rss / 1048576.0,
+            r.heap_inuse / 1048576.0,
+            num(m.hits as f64),
+            r.untraced_create_s,
+            r.traced_create_s
+        );
+    }
+    let _ = writeln!(o);
+}
+
+/// Figures of a manymaps run, from the tracer's report.
+pub(super) struct ManyFigures {
+    pub(super) maps: usize,
+    pub(super) evicted: u64,
+    pub(super) gcs: usize,
+    /// Cycles whose headers were read.
+    pub(super) sampled: u64,
+    pub(super) cpu: f64,
+    pub(super) duration: f64,
+    pub(super) ms_per_gc: f64,
+    pub(super) peak_rss: f64,
+    pub(super) hits: u64,
+    /// Events the kernel side could not queue, and seconds the governor
+    /// kept creation probes detached (NaN: no governor).
+    pub(super) lost: u64,
+    pub(super) paused_s: f64,
+}
+
+pub(super) fn many_figures(r: &ManyResult) -> ManyFigures {
+    let rep = &r.report;
+    let gcs = r.gcs_n;
+    let duration = f(rep, &["duration_s"]);
+    let sampled = rep
+        .pointer("/overhead/gc_cycles_sampled")
+        .and_then(Value::as_u64)
+        .unwrap_or(gcs as u64);
+    let sample_rate = sampled as f64 / duration;
+    ManyFigures {
+        maps: r.maps_n,
+        evicted: rep.get("maps_evicted").and_then(Value::as_u64).unwrap_or(0),
+        gcs,
+        sampled,
+        cpu: f(rep, &["overhead", "tracer_cpu_s"]),
+        duration,
+        ms_per_gc: if sampled > 0 {
+            r.steady_cpu / sample_rate * 1e3
+        } else {
+            f64::NAN
+        },
+        peak_rss: f(rep, &["overhead", "tracer_max_rss_bytes"]),
+        lost: rep
+            .pointer("/overhead/counters/ring_buffer_full")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        paused_s: f(rep, &["overhead", "creation_probes_paused_s"]),
+        hits: rep
+            .pointer("/overhead/probe_hits")
+            .and_then(Value::as_object)
+            .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()),
+    }
+}
