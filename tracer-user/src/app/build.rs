@@ -1,6 +1,9 @@
 //! `app::build`: the report of one process, from its model and the
 //! budget's figures.
-#![allow(clippy::wildcard_imports, reason = "the app modules share one set of imports and items")]
+#![allow(
+    clippy::wildcard_imports,
+    reason = "the app modules share one set of imports and items"
+)]
 use super::*;
 
 pub(super) fn build_report(

@@ -34,11 +34,20 @@ mod build;
 mod sampling;
 mod session;
 
-#[allow(clippy::wildcard_imports, reason = "the app modules share one set of imports and items")]
+#[allow(
+    clippy::wildcard_imports,
+    reason = "the app modules share one set of imports and items"
+)]
 use build::*;
-#[allow(clippy::wildcard_imports, reason = "the app modules share one set of imports and items")]
+#[allow(
+    clippy::wildcard_imports,
+    reason = "the app modules share one set of imports and items"
+)]
 use sampling::*;
-#[allow(clippy::wildcard_imports, reason = "the app modules share one set of imports and items")]
+#[allow(
+    clippy::wildcard_imports,
+    reason = "the app modules share one set of imports and items"
+)]
 use session::*;
 
 /// What the user asked for.

@@ -1,6 +1,9 @@
 //! `app::sampling`: when map headers, keys and owners are read (at GC
 //! cycles, or on a timer when cycles are rare), paced by the budget.
-#![allow(clippy::wildcard_imports, reason = "the app modules share one set of imports and items")]
+#![allow(
+    clippy::wildcard_imports,
+    reason = "the app modules share one set of imports and items"
+)]
 use super::*;
 
 /// A GC event processed later than this is not sampled (see `sample_due`).

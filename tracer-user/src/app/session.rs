@@ -1,6 +1,9 @@
 //! `app::session`: one traced process: attaching its probes, the events
 //! from the kernel, write-window discovery, symbolization and type names.
-#![allow(clippy::wildcard_imports, reason = "the app modules share one set of imports and items")]
+#![allow(
+    clippy::wildcard_imports,
+    reason = "the app modules share one set of imports and items"
+)]
 use super::*;
 
 /// Per-process state.
