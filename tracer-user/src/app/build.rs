@@ -34,7 +34,8 @@ pub(super) fn build_report(
     let hits = tracer.probe_hits();
     let mut overhead = Overhead::default();
     let b = lock(&s.budget);
-    for (i, (p, func, addr, _)) in s.probes.iter().enumerate() {
+    for (i, sp) in s.probes.iter().enumerate() {
+        let (p, func, addr) = (&sp.probe, &sp.function, sp.address);
         let n = hits.get(p.id as usize).copied().unwrap_or(0);
         *overhead
             .probe_hits

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result};
 use tracer_common::{Counter, ProcConfig};
 
 use crate::{
-    bpf::{AttachedProbe, ProbeRequest, Tracer},
+    bpf::{ProbeRequest, Tracer},
     budget::{self, Budget, GovernorThread, ProbeCost},
     discover::Target,
     finalizers::{self, FinTracker},
@@ -253,7 +253,7 @@ fn detach_all(sessions: &mut [Session], tracer: &mut Tracer) {
         links.extend(
             order
                 .into_iter()
-                .filter_map(|i| tracer.take_link(&mut s.probes[i].0)),
+                .filter_map(|i| tracer.take_link(&mut s.probes[i].probe)),
         );
         pending.push(crate::bpf::close_links(links));
     }

@@ -11,7 +11,7 @@ pub(super) struct Session {
     pub(super) target: Target,
     pub(super) info: BinaryInfo,
     pub(super) bias: u64,
-    pub(super) probes: Vec<(AttachedProbe, String, u64, bool)>,
+    pub(super) probes: Vec<budget::SessionProbe>,
     pub(super) model: Model,
     pub(super) mem: Memory,
     pub(super) types: HashMap<u64, (String, Option<String>, Option<String>, TypeSizes)>,
@@ -196,7 +196,11 @@ pub(super) fn attach_session(
             addr: p.address + bias,
             orig: orig[costs.len()],
         });
-        probes.push((a, p.function.clone(), p.address, p.emulated));
+        probes.push(budget::SessionProbe {
+            probe: a,
+            function: p.function.clone(),
+            address: p.address,
+        });
         reqs.push(req);
     }
     let mut budget = Budget::new(pid, rate, costs);

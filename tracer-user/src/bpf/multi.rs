@@ -215,11 +215,31 @@ pub(super) fn sum_per_cpu_batch(m: &Map, n: u32) -> Option<Vec<u64>> {
     sum_per_cpu_batch_fd(map_fd(m)?, n)
 }
 
+/// Key and value sizes of the map behind `fd` (`BPF_OBJ_GET_INFO_BY_FD`).
+fn map_key_value_sizes(fd: i32) -> Option<(u32, u32)> {
+    // SAFETY: bpf_map_info is plain old data; all-zero is a valid value.
+    let mut info: aya_obj::generated::bpf_map_info = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, for bpf_attr.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.info.bpf_fd = u32::try_from(fd).ok()?;
+    attr.info.info_len = u32::try_from(size_of::<aya_obj::generated::bpf_map_info>()).ok()?;
+    attr.info.info = std::ptr::from_mut(&mut info) as u64;
+    // SAFETY: `info` is a bpf_map_info of the length given, valid for the
+    // call; the kernel writes at most info_len bytes.
+    unsafe { bpf_call(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }.ok()?;
+    Some((info.key_size, info.value_size))
+}
+
 /// [`sum_per_cpu_batch`] through any file descriptor of the map.
 pub(super) fn sum_per_cpu_batch_fd(fd: i32, n: u32) -> Option<Vec<u64>> {
     let cpus = aya::util::nr_cpus().ok()?;
     if n == 0 {
         return Some(Vec::new());
+    }
+    // The buffers below hold u32 keys and u64 per-CPU values: a map of
+    // other sizes would make the kernel write past them.
+    if map_key_value_sizes(fd)? != (4, 8) {
+        return None;
     }
     let mut keys = vec![0u32; n as usize];
     let mut values = vec![0u64; n as usize * cpus];
