@@ -18,10 +18,10 @@ use crate::{inspect::Frame, sample::HeaderSample};
 
 /// How many per-cycle samples are kept per map (the first one is kept too).
 pub const MAX_SAMPLES: usize = 128;
-/// Samples kept for a map that is neither growing nor bloated: twice what a
-/// verdict looks at. With 100,000 tracked maps the history is what the
-/// tracer's memory is made of.
-pub const QUIET_SAMPLES: usize = 2 * WINDOW;
+/// Samples kept for a map that is neither growing nor bloated: what a
+/// verdict looks at. With 100,000 tracked maps the history is a large part
+/// of the tracer's memory (8 samples of 40 bytes: 32 MB).
+pub const QUIET_SAMPLES: usize = WINDOW;
 /// Samples a verdict looks at.
 pub const WINDOW: usize = 8;
 /// Fewest samples before a map can be called growing.
@@ -407,17 +407,23 @@ impl Model {
         {
             m.samples.pop_back();
         }
-        if m.samples.len() >= MAX_SAMPLES {
-            m.samples.pop_front();
+        // Room is made before the push: a VecDeque doubles its capacity
+        // when full, and 100,000 maps of 32 slots instead of 16 would be
+        // 64 MB more.
+        let keep = if matches!(m.verdict(), Verdict::Growing | Verdict::Bloated) {
+            MAX_SAMPLES
+        } else {
+            QUIET_SAMPLES
+        };
+        if m.samples.len() >= keep {
+            m.samples.drain(..=m.samples.len() - keep);
+            if m.samples.capacity() > 2 * keep {
+                m.samples.shrink_to(keep);
+            }
         }
         m.samples.push_back(s);
         if m.first.is_none() {
             m.first = Some(s);
-        }
-        if m.samples.len() > QUIET_SAMPLES
-            && !matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
-        {
-            m.samples.pop_front();
         }
     }
 
@@ -549,6 +555,38 @@ mod tests {
         assert_eq!(t.samples.len(), 4);
         assert_eq!(t.samples.iter().filter(|x| x.timer).count(), 3);
         assert_eq!(t.verdict(), Verdict::Growing);
+    }
+
+    /// A quiet map keeps a short history, in a buffer that does not grow
+    /// past it; a growing one keeps the long one.
+    #[test]
+    fn history_is_bounded_by_verdict() {
+        let mut m = Model::default();
+        let h = |len| {
+            Some(HeaderSample {
+                len,
+                capacity: 64,
+                bytes: 0,
+                seed: 5,
+            })
+        };
+        m.on_grow(0x10, 1, 0, vec![]);
+        m.on_grow(0x20, 1, 0, vec![]);
+        for c in 1..=200u64 {
+            m.on_sample(0x10, SampleAt::gc(c), h(7));
+            m.on_sample(0x20, SampleAt::gc(c), h(c * 10));
+        }
+        let idle = &m.maps[&0x10];
+        assert_eq!(idle.samples.len(), QUIET_SAMPLES);
+        assert!(
+            idle.samples.capacity() <= 2 * QUIET_SAMPLES,
+            "{}",
+            idle.samples.capacity()
+        );
+        assert_eq!(idle.first.map(|f| f.cycle), Some(1));
+        let growing = &m.maps[&0x20];
+        assert_eq!(growing.samples.len(), MAX_SAMPLES);
+        assert_eq!(growing.samples.back().map(|s| s.cycle), Some(200));
     }
 
     /// Cycle numbers come from the runtime when known, else are counted.

@@ -50,6 +50,9 @@ use sampling::*;
 )]
 use session::*;
 
+/// Decoded events whose buffer is kept between drains.
+const EVENTS_KEPT: usize = 4096;
+
 /// What the user asked for.
 #[derive(Debug, Clone)]
 pub struct TraceOptions {
@@ -306,6 +309,10 @@ fn trace_loop(
             {
                 on_event(s, tracer, &ev, &mut t0);
             }
+        }
+        // A burst (100,000 maps made at once) leaves a large buffer behind.
+        if events.capacity() > EVENTS_KEPT {
+            events.shrink_to(EVENTS_KEPT);
         }
         // Attaches first: they are quick, and a sample may be long.
         for s in sessions.iter_mut() {
