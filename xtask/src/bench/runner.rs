@@ -26,10 +26,13 @@ pub(super) enum Tracing {
     Untraced,
     /// `stop_target`: the target runs longer than `--duration`; stop it
     /// (SIGKILL) as soon as the tracer has exited.
+    /// `budget_pct`: `--overhead-budget` (the default, [`BUDGET_PCT`],
+    /// unless a part needs every probe on).
     Mapleak {
         exe: PathBuf,
         duration_s: u64,
         stop_target: bool,
+        budget_pct: f64,
     },
     Bpftrace {
         program: String,
@@ -205,8 +208,17 @@ impl Bench {
         let mut tracer = match tracing {
             Tracing::Untraced => None,
             Tracing::Mapleak {
-                exe, duration_s, ..
-            } => Some(spawn_mapleak(exe, pid, *duration_s, &json_path)?),
+                exe,
+                duration_s,
+                budget_pct,
+                ..
+            } => Some(spawn_mapleak_at(
+                exe,
+                pid,
+                *duration_s,
+                &json_path,
+                *budget_pct,
+            )?),
             Tracing::Bpftrace {
                 program,
                 unsafe_mode,
@@ -337,12 +349,23 @@ impl Bench {
 /// explicitly, at its default) for at most `duration_s`, its JSON report
 /// going to `json`, and waits until it says it attached.
 pub(super) fn spawn_mapleak(exe: &Path, pid: u32, duration_s: u64, json: &Path) -> Result<Proc> {
+    spawn_mapleak_at(exe, pid, duration_s, json, BUDGET_PCT)
+}
+
+/// [`spawn_mapleak`] at `--overhead-budget budget_pct`.
+pub(super) fn spawn_mapleak_at(
+    exe: &Path,
+    pid: u32,
+    duration_s: u64,
+    json: &Path,
+    budget_pct: f64,
+) -> Result<Proc> {
     let _ = fs::remove_file(json);
     let mut c = Command::new(exe);
     c.arg("--pid")
         .arg(pid.to_string())
         .arg("--overhead-budget")
-        .arg(BUDGET_PCT.to_string())
+        .arg(budget_pct.to_string())
         .arg("--duration")
         .arg(format!("{duration_s}s"))
         .arg("--json")

@@ -50,6 +50,7 @@ pub(crate) fn run_create_cost(
                             exe: tracer.to_path_buf(),
                             duration_s: 600,
                             stop_target: false,
+                            budget_pct: crate::bench::BUDGET_PCT,
                         },
                         Mode::Bpftrace => Tracing::Bpftrace {
                             program: bpftrace_default_program(g),

@@ -72,6 +72,7 @@ pub(crate) fn run_manymaps(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Resul
                     exe: tracer.to_path_buf(),
                     duration_s: t,
                     stop_target: true,
+                    budget_pct: 100.0,
                 },
                 Duration::from_secs(t + 240),
             )
@@ -104,9 +105,18 @@ pub(crate) fn run_manymaps(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Resul
                 .get("maps")
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len)
+                + report
+                    .get("maps_summarized")
+                    .and_then(Value::as_u64)
+                    .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
         );
         let count = |k: &str| report.get(k).and_then(Value::as_array).map_or(0, Vec::len);
-        let (maps_n, gcs_n) = (count("maps"), count("gc_cycles"));
+        // Maps in full plus those counted in groups (report v2).
+        let summarized = report
+            .get("maps_summarized")
+            .and_then(Value::as_u64)
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let (maps_n, gcs_n) = (count("maps") + summarized, count("gc_cycles"));
         out.push(ManyResult {
             go: g.tag.clone(),
             n,

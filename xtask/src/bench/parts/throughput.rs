@@ -77,6 +77,7 @@ pub(crate) fn run_throughput(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Res
                             exe: tracer.to_path_buf(),
                             duration_s: secs.ceil() as u64 + 120,
                             stop_target: false,
+                            budget_pct: crate::bench::BUDGET_PCT,
                         },
                         Mode::Bpftrace => Tracing::Bpftrace {
                             program: bpftrace_default_program(g),

@@ -26,7 +26,9 @@ pub(super) fn render(o: &mut String, many: &[ManyResult], fallback_trace_s: u64)
         o,
         "`bench -mode=manymaps -n {n}`: creates {n} `map[int32]int32` of 150 entries each (every one grows \
              past 128 slots, so the kernel side reports its growth and the tracer tracks it), then forces a GC \
-             cycle every 200 ms. mapleak-trace attaches before the maps are created and runs for {t} s \
+             cycle every 200 ms. mapleak-trace attaches before the maps are created, at `--overhead-budget 100` \
+             (growth probes are governed: at the default budget most growths go unseen and few maps are \
+             tracked, and this part measures the tracer with every map tracked), and runs for {t} s \
              (`--duration {t}s`; the target keeps running until the tracer has exited, then is stopped); at \
              GC cycles it reads every tracked map's header (at most every 100 ms, and after a read it waits \
              nine times as long as the read took: \"sampled\" cycles). \"Total\" CPU and \
