@@ -86,6 +86,12 @@ impl PidFd {
         let n = unsafe { libc::poll(&raw mut p, 1, 0) };
         n != 0 && (n < 0 || p.revents != 0)
     }
+
+    /// A second descriptor of the same pidfd, to wait on (it becomes
+    /// readable when the process exits).
+    pub fn try_clone_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.0.try_clone()
+    }
 }
 
 impl Target {

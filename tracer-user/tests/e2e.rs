@@ -808,11 +808,13 @@ fn large_hmap_growth_seen_while_governed_probes_are_paused() {
     assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
 }
 
-/// The governor closes a write window on its own thread, while the main
-/// loop is still inside a sample: every sample is made to last 2.5 s
+/// Neither the governor nor the event loop waits for a sample's reads:
+/// every sample's reads are made to last 2.5 s
 /// (`MAPLEAK_TEST_SAMPLE_DELAY_MS`), longer than a window may stay open
-/// (2 s), so a window opened before a sample must close during it. With the
-/// governor on the main loop, every close would come after the sample.
+/// (2 s), so a window opened before a sample must close during it, and the
+/// GC events of the target (a forced cycle every 300 ms) must be processed
+/// during it. With the governor, or the reads, on the loop's thread, every
+/// close and every event would come after the sample.
 #[test]
 fn window_closes_while_a_sample_is_in_progress() {
     if !privileged() {
@@ -862,6 +864,17 @@ fn window_closes_while_a_sample_is_in_progress() {
             .iter()
             .any(|&c| samples.iter().any(|&(a, b)| a < c && c < b)),
         "no window closed while a sample was in progress: closes {closes:?}, samples {samples:?}"
+    );
+    let gc_events: Vec<f64> = run
+        .tracer_stderr
+        .lines()
+        .filter_map(|l| ms_after(l, "event processed at "))
+        .collect();
+    assert!(
+        gc_events
+            .iter()
+            .any(|&e| samples.iter().any(|&(a, b)| a < e && e < b)),
+        "no GC event processed while a sample was in progress: events {gc_events:?}, samples {samples:?}"
     );
     assert!(run.report["overhead"]["write_windows"].as_u64().unwrap() >= 1);
     assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);

@@ -6,12 +6,7 @@
 )]
 use super::*;
 
-pub(super) fn build_report(
-    s: &mut Session,
-    tracer: &Tracer,
-    duration_s: f64,
-    final_report: bool,
-) -> Report {
+pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) -> Report {
     // Suspects and the largest maps in full; the others grouped by type and
     // site (all in full with --all-maps).
     let cands: Vec<summary::Candidate> = s
@@ -30,7 +25,6 @@ pub(super) fn build_report(
     // Only the maps shown in full keep symbolized sites; a group's site is
     // symbolized once per stack (100,000 maps made at one site share it).
     resolve_sites(s, tracer, |m| detail.contains(&m.addr));
-    find_owners(s, final_report);
     let hits = tracer.probe_hits();
     let mut overhead = Overhead::default();
     let b = lock(&s.budget);
@@ -77,6 +71,7 @@ pub(super) fn build_report(
     overhead.budget_spent_target_cpu_s = b.gov.spent;
     overhead.budget_tracer_cpu_s = b.tracer_cpu_debited;
     overhead.key_reads_deferred = s.keys_deferred;
+    overhead.samples_cut_short = s.samples_cut_short;
     drop(b);
     overhead.gc_cycles_not_sampled_late = s.late_cycles;
     overhead.gc_cycles_sampled = s.sampled_cycles;

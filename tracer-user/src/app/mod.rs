@@ -1,17 +1,26 @@
-//! `app`: wires the stages for `mapleak-trace trace`. One loop polls the ring
-//! buffer, applies events to each process's model, reads map headers at GC
-//! cycles, attaches what the governor asks for, and renders; the governor
-//! checks the budget and closes probes on its own thread ([`crate::budget`]).
+//! `app`: wires the stages for `mapleak-trace trace`. One async loop (tokio,
+//! on the main thread) waits on the ring buffer, the signals, the targets'
+//! pidfds, timers and the sampling workers; it applies events to each
+//! process's model, starts samples at GC cycles (or on a timer), attaches
+//! what the governor asks for, and renders. Reads of the target's memory
+//! run on worker threads with deadlines ([`jobs`]), and the governor checks
+//! the budget and closes probes on its own thread ([`crate::budget`]), so
+//! neither waits behind the other.
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use std::os::fd::OwnedFd;
+
 use anyhow::{Context as _, Result};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+    task::JoinSet,
+};
 use tracer_common::{Counter, ProcConfig};
 
 use crate::{
@@ -22,15 +31,16 @@ use crate::{
     governor::{EMULATED_HIT_S, SINGLE_STEP_HIT_S, WRITE_HIT_S},
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
-    keys::{KeyLayout, KeyTracker, MAX_TRACKED_KEYS},
+    keys::{KeyLayout, KeyTracker},
     model::{Model, SampleAt, Verdict},
     output::{Console, JsonSink},
     plan::{ProbeClass, ProbePlan},
     report::{self, MapReport, Overhead, Report, TargetInfo, summary},
-    sample::{self, Memory, TypeSizes},
+    sample::{Memory, TypeSizes},
 };
 
 mod build;
+mod jobs;
 mod sampling;
 mod session;
 
@@ -39,6 +49,10 @@ mod session;
     reason = "the app modules share one set of imports and items"
 )]
 use build::*;
+use jobs::{
+    Done, HEADER_DEADLINE, HeaderJob, HeaderResult, Job, KeyCandidate, KeyState, KeysJob,
+    KeysResult,
+};
 #[allow(
     clippy::wildcard_imports,
     reason = "the app modules share one set of imports and items"
@@ -74,19 +88,13 @@ pub struct TraceOptions {
     pub all_maps: bool,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Worker threads for the targets' memory reads (one sample in flight per
+/// process; more processes queue).
+const MAX_WORKERS: usize = 4;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    // SIGHUP too: a terminal that goes away ends the trace with its report.
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    }
-}
+/// Longest wait, after the loop, for the samples in flight (their own
+/// deadlines are shorter): their key state goes into the report.
+const FINISH_JOBS: Duration = Duration::from_secs(3);
 
 /// How often the targets are checked for exit.
 const ALIVE_CHECK: Duration = Duration::from_millis(250);
@@ -174,6 +182,13 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         .map(JsonSink::open)
         .transpose()
         .map_err(|e| cannot(e.into()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_WORKERS)
+        .thread_name("mapleak-worker")
+        .build()
+        .context("starting the async runtime")
+        .map_err(cannot)?;
     let mut tracer = Tracer::load().map_err(cannot)?;
     let mut sessions: Vec<Session> = Vec::new();
     for &pid in &opts.pids {
@@ -186,7 +201,6 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         s.timer_every = opts.interval.max(MIN_SAMPLE_GAP);
         s.all_maps = opts.all_maps;
     }
-    install_signal_handlers();
     let mut console = Console::new(json.as_ref().is_some_and(JsonSink::is_stdout));
     for s in &sessions {
         let until = opts
@@ -205,7 +219,15 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         });
     }
     let start = Instant::now();
-    let traced = trace_loop(opts, &mut tracer, &mut sessions, &mut console, start);
+    let traced = runtime.block_on(trace_loop(
+        opts,
+        &mut tracer,
+        &mut sessions,
+        &mut console,
+        start,
+    ));
+    // A worker still inside a read (past every deadline) is left behind.
+    runtime.shutdown_background();
     let (end_reason, bad_events, failure) = match traced {
         Ok((reason, bad)) => (reason.to_owned(), bad, None),
         Err(e) => (format!("tracer error: {e:#}"), 0, Some(e)),
@@ -216,7 +238,8 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         if s.ended.is_none() {
             s.ended = Some(end_reason.clone());
         }
-        reports.push(build_report(s, &tracer, el, true));
+        final_owner_search(s);
+        reports.push(build_report(s, &tracer, el));
     }
     detach_all(&mut sessions, &mut tracer);
     drop(tracer);
@@ -267,10 +290,82 @@ fn detach_all(sessions: &mut [Session], tracer: &mut Tracer) {
     }
 }
 
+/// What the loop waits on besides timers.
+struct Wakers {
+    events: AsyncFd<OwnedFd>,
+    sigint: Signal,
+    sigterm: Signal,
+    sighup: Signal,
+    /// A target's pidfd became readable: it exited.
+    exited: mpsc::UnboundedReceiver<u32>,
+}
+
+impl Wakers {
+    fn new(tracer: &Tracer, sessions: &[Session]) -> Result<Self> {
+        let events = readable(tracer.events_fd()?).context("waiting on the ring buffer")?;
+        // SIGHUP too: a terminal that goes away ends the trace with its report.
+        let sig = |k: SignalKind| signal(k).context("installing a signal handler");
+        let (tx, exited) = mpsc::unbounded_channel();
+        for s in sessions {
+            let Some(fd) = s.target.pidfd.as_ref().and_then(|p| p.try_clone_fd().ok()) else {
+                continue;
+            };
+            let (tx, pid) = (tx.clone(), s.target.pid);
+            // Without it the exit is still seen, by the loop's checks.
+            if let Ok(fd) = readable(fd) {
+                tokio::spawn(async move {
+                    if fd.readable().await.is_ok() {
+                        let _ = tx.send(pid);
+                    }
+                });
+            }
+        }
+        Ok(Self {
+            events,
+            sigint: sig(SignalKind::interrupt())?,
+            sigterm: sig(SignalKind::terminate())?,
+            sighup: sig(SignalKind::hangup())?,
+            exited,
+        })
+    }
+}
+
+/// Registers `fd` with the runtime, to wait until it is readable.
+fn readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an OwnedFd is an open descriptor that stays open, the same
+    // one, until the AsyncFd drops it.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// The samples whose reads are on worker threads, by session index.
+type Workers = JoinSet<(usize, Done)>;
+
+fn spawn_job(workers: &mut Workers, i: usize, job: Job) {
+    workers.spawn_blocking(move || (i, job.run()));
+}
+
+/// Applies a worker's result, and starts the sample's next job.
+fn job_done(
+    workers: &mut Workers,
+    sessions: &mut [Session],
+    tracer: &Tracer,
+    joined: std::result::Result<(usize, Done), tokio::task::JoinError>,
+) -> Result<()> {
+    let (i, done) = joined.map_err(|e| anyhow::anyhow!("a sampling worker failed: {e}"))?;
+    if let Some(s) = sessions.get_mut(i)
+        && let Some(next) = on_done(s, tracer, done)
+    {
+        spawn_job(workers, i, next);
+    }
+    Ok(())
+}
+
 /// The main loop, until the duration, a signal or the targets' exit (the
 /// reason is returned, with the count of undecodable events). The
-/// governor's thread is stopped before it returns, whatever the way out.
-fn trace_loop(
+/// governor's thread is stopped, and the samples in flight are finished,
+/// before it returns, whatever the way out.
+async fn trace_loop(
     opts: &TraceOptions,
     tracer: &mut Tracer,
     sessions: &mut [Session],
@@ -282,13 +377,55 @@ fn trace_loop(
         tracer.hits_reader()?,
     )
     .context("starting the governor's thread")?;
+    let mut workers = Workers::new();
+    let looped = event_loop(opts, tracer, sessions, console, start, &mut workers).await;
+    for s in sessions.iter_mut() {
+        if s.ended.is_none() {
+            s.ended = Some(
+                looped
+                    .as_ref()
+                    .map_or("tracer error", |(reason, _)| *reason)
+                    .to_owned(),
+            );
+        }
+    }
+    // Headers that come back now are applied; no keys are read after them.
+    let finish = tokio::time::timeout(FINISH_JOBS, async {
+        while let Some(joined) = workers.join_next().await {
+            if let Err(e) = job_done(&mut workers, sessions, tracer, joined) {
+                eprintln!("mapleak-trace: {e:#}");
+            }
+        }
+    })
+    .await;
+    if finish.is_err() {
+        eprintln!(
+            "mapleak-trace: a sample's reads were still running after {FINISH_JOBS:?}; the report goes without them"
+        );
+    }
+    governor.stop();
+    looped
+}
+
+async fn event_loop(
+    opts: &TraceOptions,
+    tracer: &mut Tracer,
+    sessions: &mut [Session],
+    console: &mut Console,
+    start: Instant,
+    workers: &mut Workers,
+) -> Result<(&'static str, u64)> {
+    let mut wakers = Wakers::new(tracer, sessions)?;
+    let end_at = opts
+        .duration
+        .map(|d| tokio::time::Instant::from_std(start + d));
     let mut last_render = Instant::now();
     let mut t0: Option<u64> = None;
     let mut last_drain = Instant::now();
     let mut last_alive = Instant::now();
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
-    let end_reason = loop {
+    loop {
         // GC events do not wake the loop (they are written without a
         // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
         // wakes at least every IDLE_WAIT, or when a pending sample is due.
@@ -296,8 +433,23 @@ fn trace_loop(
             .iter()
             .filter_map(sample_wait)
             .fold(IDLE_WAIT, Duration::min);
-        // Rounded up: a wait of 0 ms would spin until the sample is due.
-        tracer.wait(wait.as_micros().div_ceil(1000) as i32);
+        tokio::select! {
+            biased;
+            _ = wakers.sigint.recv() => return Ok(("interrupted", bad_events)),
+            _ = wakers.sigterm.recv() => return Ok(("interrupted", bad_events)),
+            _ = wakers.sighup.recv() => return Ok(("interrupted", bad_events)),
+            () = sleep_until(end_at) => return Ok(("duration reached", bad_events)),
+            Some(joined) = workers.join_next() => job_done(workers, sessions, tracer, joined)?,
+            ready = wakers.events.readable() => {
+                // Cleared before the drain below: an event written after it
+                // wakes the loop again.
+                if let Ok(mut guard) = ready {
+                    guard.clear_ready();
+                }
+            }
+            Some(_) = wakers.exited.recv() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
         tracer.drain(|b| match decode(b) {
             Ok(e) => events.push(e),
             Err(_) => bad_events += 1,
@@ -314,12 +466,13 @@ fn trace_loop(
         if events.capacity() > EVENTS_KEPT {
             events.shrink_to(EVENTS_KEPT);
         }
-        // Attaches first: they are quick, and a sample may be long.
-        for s in sessions.iter_mut() {
+        for (i, s) in sessions.iter_mut().enumerate() {
             if s.ended.is_none() {
                 note_pauses(s);
                 serve_attaches(s, tracer);
-                sample_due(s, tracer);
+                if let Some(job) = sample_due(s) {
+                    spawn_job(workers, i, job);
+                }
             }
         }
         if last_drain.elapsed() >= WRITES_DRAIN {
@@ -331,8 +484,8 @@ fn trace_loop(
                 }
             }
         }
-        // An exit is seen at once through the pidfd (one poll); without
-        // one (Linux < 5.3), /proc is read at most every ALIVE_CHECK.
+        // An exit is seen at once through the pidfd (it wakes the loop);
+        // without one (Linux < 5.3), /proc is read at most every ALIVE_CHECK.
         let proc_check = last_alive.elapsed() >= ALIVE_CHECK;
         if proc_check {
             last_alive = Instant::now();
@@ -345,38 +498,50 @@ fn trace_loop(
         }
         if last_render.elapsed() >= opts.interval && console.broken.is_none() {
             last_render = Instant::now();
-            let el = start.elapsed().as_secs_f64();
-            if console.is_tty() {
-                let reports: Vec<Report> = sessions
-                    .iter_mut()
-                    .map(|s| build_report(s, tracer, el, false))
-                    .collect();
-                console.emit(|w| {
-                    write!(w, "\x1b[2J\x1b[H")?;
-                    for r in &reports {
-                        report::render(r, w, opts.top)?;
-                    }
-                    Ok(())
-                });
-            } else {
-                console.emit(|w| {
-                    for s in sessions.iter() {
-                        writeln!(w, "{}", live_line(s, el))?;
-                    }
-                    Ok(())
-                });
-            }
-        }
-        if STOP.load(Ordering::SeqCst) {
-            break "interrupted";
-        }
-        if opts.duration.is_some_and(|d| start.elapsed() >= d) {
-            break "duration reached";
+            render_live(sessions, tracer, console, opts.top, start);
         }
         if sessions.iter().all(|s| s.ended.is_some()) {
-            break "target exited";
+            return Ok(("target exited", bad_events));
         }
-    };
-    governor.stop();
-    Ok((end_reason, bad_events))
+    }
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The live view: the whole report on a terminal, a line per process
+/// otherwise.
+fn render_live(
+    sessions: &mut [Session],
+    tracer: &Tracer,
+    console: &mut Console,
+    top: usize,
+    start: Instant,
+) {
+    let el = start.elapsed().as_secs_f64();
+    if console.is_tty() {
+        let reports: Vec<Report> = sessions
+            .iter_mut()
+            .map(|s| build_report(s, tracer, el))
+            .collect();
+        console.emit(|w| {
+            write!(w, "\x1b[2J\x1b[H")?;
+            for r in &reports {
+                report::render(r, w, top)?;
+            }
+            Ok(())
+        });
+    } else {
+        console.emit(|w| {
+            for s in sessions.iter() {
+                writeln!(w, "{}", live_line(s, el))?;
+            }
+            Ok(())
+        });
+    }
 }

@@ -78,7 +78,8 @@ pub(super) struct PendingSample {
 /// Time until `s` may take its pending sample (zero: now), or the time
 /// until a timer sample is due when nothing is pending.
 pub(super) fn sample_wait(s: &Session) -> Option<Duration> {
-    if s.ended.is_some() {
+    // A sample in flight wakes the loop when its job is done.
+    if s.ended.is_some() || s.in_flight.is_some() {
         return None;
     }
     match s.pending_sample {
@@ -108,23 +109,23 @@ pub(super) fn timer_due(s: &mut Session) {
     }
 }
 
-/// Takes the pending sample (the newest GC cycle seen, or a timer sample)
-/// if the gap since the previous sample has passed: map headers, then keys,
-/// then owners.
-pub(super) fn sample_due(s: &mut Session, tracer: &Tracer) {
+/// Starts the pending sample (the newest GC cycle seen, or a timer sample)
+/// if no sample is in flight and the gap since the previous one has
+/// passed: returns the header reads to run on a worker thread.
+pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
+    if s.in_flight.is_some() {
+        return None;
+    }
     timer_due(s);
     if s.pending_sample.is_none() || !gap_left(s).is_zero() {
-        return;
+        return None;
     }
-    let Some(PendingSample {
+    let PendingSample {
         cycle,
         ts_ns,
         early,
         timer,
-    }) = s.pending_sample.take()
-    else {
-        return;
-    };
+    } = s.pending_sample.take()?;
     // Lengths read long after the cycle belong to a later moment: a cycle
     // whose event is processed late is not sampled. When it came during
     // the gap, the gap made it late (the tracer did not fall behind).
@@ -135,58 +136,60 @@ pub(super) fn sample_due(s: &mut Session, tracer: &Tracer) {
         } else {
             s.late_cycles += 1;
         }
-        return;
+        return None;
     }
-    let t = Instant::now();
-    let start_ms = now_ns() as f64 / 1e6;
     let at = SampleAt {
         cycle,
         t_ms: u32::try_from(s.started.elapsed().as_millis()).unwrap_or(u32::MAX),
         timer,
     };
-    sample_all(s, at);
-    if timer {
-        s.timer_samples += 1;
-    } else {
-        s.sampled_cycles += 1;
-    }
-    resolve_sites(s, tracer, |m| {
-        matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+    // Type sizes first (a type not seen yet is read here, once per type).
+    let tps: Vec<(u64, u64)> = s
+        .model
+        .maps
+        .values()
+        .map(|m| (m.addr, m.type_ptr))
+        .collect();
+    let maps: Vec<(u64, TypeSizes)> = tps
+        .into_iter()
+        .map(|(addr, tp)| {
+            let sizes = if tp == 0 {
+                TypeSizes::default()
+            } else if let Some(e) = s.types.get(&tp) {
+                e.3
+            } else {
+                type_entry(s, tp).3
+            };
+            (addr, sizes)
+        })
+        .collect();
+    let started = Instant::now();
+    s.in_flight = Some(InFlight {
+        at,
+        started,
+        age_ns,
     });
-    let headers = t.elapsed();
-    s.last_sample = Some((t, headers));
-    if let Some(d) = test_sample_delay() {
-        std::thread::sleep(d);
-    }
-    if keys_due(s) {
-        let k = Instant::now();
-        // They spend at most the credit above half the bucket: the governed
-        // probes, paused below half, are not starved by them.
-        let spare = {
-            let b = lock(&s.budget);
-            (b.gov.credit - b.gov.max() / 2.0).max(0.0)
-        };
-        let limit =
-            Duration::from_secs_f64(spare.min(SNAPSHOT_TIME.as_secs_f64())).max(MIN_SNAPSHOT_TIME);
-        snapshot_keys(s, cycle, limit);
-        s.last_keys = Some((k, k.elapsed()));
-    } else {
-        s.keys_deferred += 1;
-    }
-    find_owners(s, false);
-    if debug_timing() {
-        eprintln!(
-            "gc {cycle}: event age {:.1} ms, headers {headers:?}, all {:?}, {} maps; sample from {start_ms:.1} ms to {:.1} ms",
-            age_ns as f64 / 1e6,
-            t.elapsed(),
-            s.model.maps.len(),
-            now_ns() as f64 / 1e6,
-        );
-    }
+    Some(Job::Headers(HeaderJob {
+        mem: s.mem.clone(),
+        info: s.info.clone(),
+        maps,
+        deadline: started + HEADER_DEADLINE,
+        test_delay: test_sample_delay(),
+    }))
 }
 
-/// `MAPLEAK_TEST_SAMPLE_DELAY_MS`: a pause inside every sample, for tests
-/// that check the governor does not wait for the main loop's work.
+/// A sample whose reads are on a worker thread.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFlight {
+    pub(super) at: SampleAt,
+    /// When its header reads started.
+    pub(super) started: Instant,
+    /// Age of its GC event when they started (ns).
+    pub(super) age_ns: u64,
+}
+
+/// `MAPLEAK_TEST_SAMPLE_DELAY_MS`: a pause inside every sample's reads,
+/// for tests that check the governor and the loop do not wait for them.
 pub(super) fn test_sample_delay() -> Option<Duration> {
     static D: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
     *D.get_or_init(|| {
@@ -197,99 +200,113 @@ pub(super) fn test_sample_delay() -> Option<Duration> {
     })
 }
 
-/// Reads every tracked map's header (and Swiss tables), a sample at `at`.
-pub(super) fn sample_all(s: &mut Session, at: SampleAt) {
-    let imp = s.info.map_impl;
-    let hlen = sample::header_len(&s.info.layout, imp);
-    let addrs: Vec<(u64, u64)> = s
-        .model
-        .maps
-        .values()
-        .map(|m| (m.addr, m.type_ptr))
-        .collect();
-    let regions: Vec<(u64, usize)> = addrs.iter().map(|&(a, _)| (a, hlen)).collect();
-    let headers = s.mem.read_many(&regions);
-    // Every read failing means the process is gone (or going), not that
-    // every map died: keep the history for the final report.
-    if !headers.is_empty() && headers.iter().all(Option::is_none) {
-        return;
-    }
-    let layout = s.info.layout.clone();
-    // Swiss maps with a directory need two more reads each (the directory,
-    // then its tables): batched over all maps, three system calls in all
-    // rather than two per map.
-    let swiss: Vec<Option<sample::SwissHeader>> = match imp {
-        MapImpl::Hmap => Vec::new(),
-        MapImpl::Swiss => headers
-            .iter()
-            .map(|hb| hb.as_deref().and_then(|b| sample::decode_swiss(b, &layout)))
-            .collect(),
-    };
-    let dir_regions: Vec<(u64, usize)> = swiss
-        .iter()
-        .flatten()
-        .filter(|h| h.dir_len > 0)
-        .map(|h| (h.dir_ptr, (h.dir_len * 8) as usize))
-        .collect();
-    let dirs = s.mem.read_many(&dir_regions);
-    // Per map with a directory: its distinct table pointers (None: the
-    // directory could not be read).
-    let table_ptrs: Vec<Option<Vec<u64>>> = dirs
-        .into_iter()
-        .map(|d| {
-            d.map(|d| {
-                let mut ptrs: Vec<u64> = d
-                    .chunks_exact(8)
-                    .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
-                    .collect();
-                ptrs.sort_unstable();
-                ptrs.dedup();
-                ptrs
-            })
-        })
-        .collect();
-    let table_regions: Vec<(u64, usize)> = table_ptrs
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|&p| (p, 32))
-        .collect();
-    let mut tables = s.mem.read_many(&table_regions).into_iter();
-    let mut table_ptrs = table_ptrs.into_iter();
-    for (i, ((addr, tp), hb)) in addrs.into_iter().zip(headers).enumerate() {
-        // Cache hit without cloning the type's strings (hot: every map, every cycle).
-        let sizes = if tp == 0 {
-            TypeSizes::default()
-        } else if let Some(e) = s.types.get(&tp) {
-            e.3
-        } else {
-            type_entry(s, tp).3
-        };
-        let sample = match imp {
-            MapImpl::Hmap => hb.and_then(|b| sample::decode_hmap(&b, &layout, sizes)),
-            MapImpl::Swiss => swiss[i].and_then(|h| {
-                if h.dir_len == 0 {
-                    return Some(sample::swiss_sample(&h, &[], &layout, sizes));
-                }
-                // Consumed in the order they were collected above.
-                let ptrs = table_ptrs.next().flatten()?;
-                let mine: Vec<Option<Vec<u8>>> = tables.by_ref().take(ptrs.len()).collect();
-                Some(sample::swiss_sample(&h, &mine, &layout, sizes))
-            }),
-        };
-        s.model.on_sample(addr, at, sample);
+/// Applies what a worker found; returns the next job of the same sample
+/// (the keys and owners after the headers).
+pub(super) fn on_done(s: &mut Session, tracer: &Tracer, done: Done) -> Option<Job> {
+    match done {
+        Done::Headers(r) => on_headers(s, tracer, r),
+        Done::Keys(r) => {
+            on_keys(s, r);
+            None
+        }
     }
 }
 
-/// Keys read per GC cycle, over all maps: bounds the tracer's memory and the
-/// time a cycle takes.
-pub(super) const MAX_KEYS_PER_CYCLE: u64 = 1_000_000;
+fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> {
+    let InFlight {
+        at,
+        started,
+        age_ns,
+    } = s.in_flight?;
+    // Every read failing means the process is gone (or going), not that
+    // every map died: keep the history for the final report.
+    if !r.all_failed {
+        for (addr, h) in r.samples {
+            s.model.on_sample(addr, at, h);
+        }
+    }
+    if r.cut_short {
+        s.samples_cut_short += 1;
+    }
+    if at.timer {
+        s.timer_samples += 1;
+    } else {
+        s.sampled_cycles += 1;
+    }
+    s.last_sample = Some((started, r.took));
+    resolve_sites(s, tracer, |m| {
+        matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+    });
+    if debug_timing() {
+        let now_ms = now_ns() as f64 / 1e6;
+        let start_ms = now_ms - started.elapsed().as_secs_f64() * 1e3;
+        eprintln!(
+            "gc {}: event age {:.1} ms, headers {:?}, {} maps; sample from {start_ms:.1} ms to {now_ms:.1} ms",
+            at.cycle,
+            age_ns as f64 / 1e6,
+            r.took,
+            s.model.maps.len(),
+        );
+    }
+    if s.ended.is_some() {
+        s.in_flight = None;
+        return None;
+    }
+    let cands = if keys_due(s) {
+        Some(key_candidates(s, at.cycle))
+    } else {
+        s.keys_deferred += 1;
+        None
+    };
+    // They spend at most the credit above half the bucket: the governed
+    // probes, paused below half, are not starved by them.
+    let spare = {
+        let b = lock(&s.budget);
+        (b.gov.credit - b.gov.max() / 2.0).max(0.0)
+    };
+    let limit =
+        Duration::from_secs_f64(spare.min(SNAPSHOT_TIME.as_secs_f64())).max(MIN_SNAPSHOT_TIME);
+    s.last_keys_start = cands.as_ref().map(|_| Instant::now());
+    Some(Job::Keys(KeysJob {
+        mem: s.mem.clone(),
+        info: s.info.clone(),
+        bias: s.bias,
+        cycle: at.cycle,
+        limit,
+        show_keys: s.show_keys,
+        cands,
+        state: take_key_state(s),
+        owner_cands: owner_candidates(s, false),
+    }))
+}
 
-/// Maps that are not suspects whose keys are read per cycle (the largest).
-pub(super) const MAX_OTHER_SNAPSHOTS: usize = 64;
+fn on_keys(s: &mut Session, r: KeysResult) {
+    s.in_flight = None;
+    put_key_state(s, r.state);
+    if let (Some(start), Some(took)) = (s.last_keys_start.take(), r.keys_took) {
+        s.last_keys = Some((start, took));
+    }
+    apply_owners(s, r.owners, &r.owners_searched);
+}
 
-/// Largest map that is not a suspect whose keys are read.
-pub(super) const MAX_OTHER_LEN: u64 = 20_000;
+/// Moves the key state out of the session for a keys job.
+fn take_key_state(s: &mut Session) -> KeyState {
+    KeyState {
+        layouts: std::mem::take(&mut s.key_layouts),
+        trackers: std::mem::take(&mut s.key_trackers),
+        snap_cycle: std::mem::take(&mut s.snap_cycle),
+    }
+}
+
+/// Puts back what a keys job carried (maps retired meanwhile are dropped).
+fn put_key_state(s: &mut Session, mut k: KeyState) {
+    k.trackers.retain(|addr, _| s.model.maps.contains_key(addr));
+    k.snap_cycle
+        .retain(|addr, _| s.model.maps.contains_key(addr));
+    s.key_layouts = k.layouts;
+    s.key_trackers = k.trackers;
+    s.snap_cycle = k.snap_cycle;
+}
 
 /// Wall time for key snapshots per GC cycle; maps left out go first next
 /// cycle. Reading keys must not delay the next cycle's header reads.
@@ -298,15 +315,14 @@ pub(super) const SNAPSHOT_TIME: Duration = Duration::from_millis(100);
 /// Least time given to key snapshots when they are due.
 pub(super) const MIN_SNAPSHOT_TIME: Duration = Duration::from_millis(5);
 
-/// Reads the keys of suspects (growing, bloated) and of a bounded number of
-/// other maps, and follows them across cycles.
-pub(super) fn snapshot_keys(s: &mut Session, cycle: u64, limit: Duration) {
-    let started = Instant::now();
+/// Maps sampled at `cycle` whose keys may be read: suspects first; within
+/// a rank, the longest without a snapshot first, then the largest.
+fn key_candidates(s: &mut Session, cycle: u64) -> Vec<KeyCandidate> {
     s.key_trackers
         .retain(|addr, _| s.model.maps.contains_key(addr));
     s.snap_cycle
         .retain(|addr, _| s.model.maps.contains_key(addr));
-    let mut cands: Vec<(u8, u64, u64, u64)> = s
+    let mut cands: Vec<KeyCandidate> = s
         .model
         .maps
         .values()
@@ -320,7 +336,6 @@ pub(super) fn snapshot_keys(s: &mut Session, cycle: u64, limit: Duration) {
             (rank, m.last().map_or(0, |x| x.len), m.addr, m.type_ptr)
         })
         .collect();
-    // Suspects first; within a rank, the longest without a snapshot first.
     let last = |a: u64| s.snap_cycle.get(&a).copied().unwrap_or(0);
     cands.sort_by(|a, b| {
         a.0.cmp(&b.0)
@@ -328,49 +343,13 @@ pub(super) fn snapshot_keys(s: &mut Session, cycle: u64, limit: Duration) {
             .then(b.1.cmp(&a.1))
             .then(a.2.cmp(&b.2))
     });
-    let mut budget = MAX_KEYS_PER_CYCLE;
-    let mut others = 0;
-    for (rank, len, addr, tp) in cands {
-        if started.elapsed() >= limit {
-            break;
-        }
-        if rank == 2 {
-            if others >= MAX_OTHER_SNAPSHOTS || len == 0 || len > MAX_OTHER_LEN {
-                continue;
-            }
-            others += 1;
-        }
-        if len > budget {
-            continue;
-        }
-        let (mem, info, bias) = (&s.mem, &s.info, s.bias);
-        let Some(kl) = s
-            .key_layouts
-            .entry(tp)
-            .or_insert_with(|| crate::keys::key_layout(mem, info, bias, tp))
-            .as_ref()
-        else {
-            continue;
-        };
-        let max = MAX_TRACKED_KEYS.min(budget as usize);
-        let Some(snap) = crate::keys::snapshot(&s.mem, &s.info.layout, kl, addr, max) else {
-            continue;
-        };
-        budget = budget.saturating_sub(snap.keys.len() as u64);
-        s.snap_cycle.insert(addr, cycle);
-        let show = s.show_keys;
-        s.key_trackers
-            .entry(addr)
-            .or_insert_with(|| KeyTracker::new(kl.key_type.clone(), show))
-            .update(cycle, &snap);
-    }
+    cands
 }
 
-/// Names the global variable holding each suspicious map, by scanning the
-/// target's writable globals for the map pointer.
-pub(super) fn find_owners(s: &mut Session, force: bool) {
-    let cands: Vec<u64> = s
-        .model
+/// Suspects (growing, bloated) without an owner, not searched in the last
+/// four samples (`force`: whatever the last search).
+pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
+    s.model
         .maps
         .values()
         .filter(|m| m.owner.is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated))
@@ -381,49 +360,12 @@ pub(super) fn find_owners(s: &mut Session, force: bool) {
                     .is_none_or(|&c| s.sampled_cycles >= c + 4)
         })
         .map(|m| m.addr)
-        .collect();
-    if cands.is_empty() {
-        return;
-    }
-    let Some((lo, hi)) = s.info.data_range() else {
-        return;
-    };
-    let hi = hi.min(lo + (64 << 20));
-    let mut found: HashMap<u64, String> = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut a = lo;
-    while a < hi {
-        let want = ((hi - a) as usize).min(buf.len()) & !7;
-        if want == 0 {
-            break;
-        }
-        let n = s.mem.read_some(a + s.bias, &mut buf[..want]) & !7;
-        if n == 0 {
-            // Unmapped page: skip it.
-            a = (a + 4096) & !4095;
-            continue;
-        }
-        {
-            for (i, w) in buf[..n].chunks_exact(8).enumerate() {
-                let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-                if cands.contains(&v) && !found.contains_key(&v) {
-                    let va = a + (i as u64) * 8;
-                    if let Some((sym, off)) = s.info.data_symbol_at(va) {
-                        let name = if off == 0 {
-                            sym.name.clone()
-                        } else {
-                            format!("{}+{off}", sym.name)
-                        };
-                        found.insert(v, name);
-                    } else {
-                        found.insert(v, format!("global at {va:#x} (no symbol: stripped binary)"));
-                    }
-                }
-            }
-        }
-        a += n as u64;
-    }
-    for c in cands {
+        .collect()
+}
+
+/// Records an owner search's result.
+pub(super) fn apply_owners(s: &mut Session, mut found: HashMap<u64, String>, searched: &[u64]) {
+    for &c in searched {
         s.owners_searched.insert(c, s.sampled_cycles);
         if let Some(name) = found.remove(&c)
             && let Some(m) = s.model.maps.get_mut(&c)
@@ -431,6 +373,20 @@ pub(super) fn find_owners(s: &mut Session, force: bool) {
             m.owner = Some(name);
         }
     }
+}
+
+/// The owner search before the final report, for every suspect without
+/// one (the loop is over: nothing waits behind it but the report).
+pub(super) fn final_owner_search(s: &mut Session) {
+    let cands = owner_candidates(s, true);
+    let (found, _) = jobs::find_owners(
+        &s.mem,
+        &s.info,
+        s.bias,
+        &cands,
+        Instant::now() + jobs::OWNERS_DEADLINE,
+    );
+    apply_owners(s, found, &cands);
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use super::*;
 /// Per-process state.
 pub(super) struct Session {
     pub(super) target: Target,
-    pub(super) info: BinaryInfo,
+    /// The binary, shared with the keys jobs.
+    pub(super) info: Arc<BinaryInfo>,
     pub(super) bias: u64,
     pub(super) probes: Vec<budget::SessionProbe>,
     pub(super) model: Model,
@@ -28,6 +29,12 @@ pub(super) struct Session {
     pub(super) rate: f64,
     /// When keys were last read and owners searched, and how long it took.
     pub(super) last_keys: Option<(Instant, Duration)>,
+    /// When the keys of the sample in flight started to be read.
+    pub(super) last_keys_start: Option<Instant>,
+    /// The sample whose reads are on a worker thread.
+    pub(super) in_flight: Option<InFlight>,
+    /// Samples whose header reads stopped at their deadline.
+    pub(super) samples_cut_short: u64,
     /// Samples whose key reads were deferred to stay within the budget.
     pub(super) keys_deferred: u64,
     /// Growth and creation sites not symbolized yet, by map.
@@ -217,7 +224,7 @@ pub(super) fn attach_session(
     let mut s = Session {
         mem,
         target,
-        info,
+        info: Arc::new(info),
         bias,
         probes,
         model: Model::default(),
@@ -231,6 +238,9 @@ pub(super) fn attach_session(
         budget: Arc::new(Mutex::new(budget)),
         rate,
         last_keys: None,
+        last_keys_start: None,
+        in_flight: None,
+        samples_cut_short: 0,
         keys_deferred: 0,
         unresolved: HashMap::new(),
         late_cycles: 0,
@@ -497,6 +507,12 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             let heap = (g.heap_marked != 0).then_some(g.heap_marked);
             let cycle = s.model.on_gc_marked(rc, t_s, heap);
             s.gc_seen += 1;
+            if debug_timing() {
+                eprintln!(
+                    "gc {cycle}: event processed at {:.1} ms",
+                    now_ns() as f64 / 1e6
+                );
+            }
             // Only the newest cycle is sampled: headers read now show the
             // map as it is now, which belongs to the newest cycle, not to
             // earlier ones that are still in the same batch of events.
@@ -506,7 +522,7 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             s.pending_sample = Some(PendingSample {
                 cycle,
                 ts_ns: g.hdr.ts_ns,
-                early: !gap_left(s).is_zero(),
+                early: s.in_flight.is_some() || !gap_left(s).is_zero(),
                 timer: false,
             });
         }

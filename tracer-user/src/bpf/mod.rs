@@ -364,18 +364,16 @@ impl Tracer {
         n
     }
 
-    /// Waits up to `timeout_ms` for events.
-    pub fn wait(&self, timeout_ms: i32) {
-        let Some(rb) = self.events.as_ref() else {
-            return;
-        };
-        let mut pfd = libc::pollfd {
-            fd: rb.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+    /// A second descriptor of the event ring buffer, to wait on (readable
+    /// when events were written with a wakeup).
+    pub fn events_fd(&self) -> Result<std::os::fd::OwnedFd> {
+        let rb = self
+            .events
+            .as_ref()
+            .ok_or_else(|| anyhow!("the event ring buffer is gone"))?;
+        rb.as_fd()
+            .try_clone_to_owned()
+            .context("duplicating the ring buffer's descriptor")
     }
 
     /// The creation record of the map at `addr` in `tgid`, if still in the LRU.

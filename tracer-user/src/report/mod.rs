@@ -241,6 +241,9 @@ pub struct Overhead {
     pub gc_cycles_sampled: u64,
     /// Samples taken on the timer: no GC cycle came for `--interval`.
     pub timer_samples: u64,
+    /// Samples whose header reads ran past their deadline (2 s): the maps
+    /// not read by then have no length for that sample.
+    pub samples_cut_short: u64,
     /// GC cycles not sampled to bound the tracer's own CPU: it samples at
     /// most every 100 ms, and waits 9 times a sample's length after it, so
     /// a newer cycle came first (or the wait made this one late).
