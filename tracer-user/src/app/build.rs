@@ -73,10 +73,10 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     overhead.key_reads_deferred = s.keys_deferred;
     overhead.samples_cut_short = s.samples_cut_short;
     drop(b);
-    overhead.gc_cycles_not_sampled_late = s.late_cycles;
-    overhead.gc_cycles_sampled = s.sampled_cycles;
-    overhead.gc_cycles_skipped = s.skipped_cycles;
-    overhead.timer_samples = s.timer_samples;
+    overhead.gc_cycles_not_sampled_late = s.clock.late_cycles;
+    overhead.gc_cycles_sampled = s.clock.sampled_cycles;
+    overhead.gc_cycles_skipped = s.clock.skipped_cycles;
+    overhead.timer_samples = s.clock.timer_samples;
     let (cpu, rss) = self_usage();
     overhead.tracer_cpu_s = cpu;
     overhead.tracer_max_rss_bytes = rss;

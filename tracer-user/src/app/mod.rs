@@ -32,7 +32,7 @@ use crate::{
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
     keys::{KeyLayout, KeyTracker},
-    model::{Model, SampleAt, Verdict},
+    model::{Model, Verdict},
     output::{Console, JsonSink},
     plan::{ProbeClass, ProbePlan},
     report::{self, MapReport, Overhead, Report, TargetInfo, summary},
@@ -40,6 +40,7 @@ use crate::{
 };
 
 mod build;
+mod clock;
 mod jobs;
 mod sampling;
 mod session;
@@ -49,6 +50,7 @@ mod session;
     reason = "the app modules share one set of imports and items"
 )]
 use build::*;
+use clock::{InFlight, MIN_SAMPLE_GAP, SampleClock};
 use jobs::{
     Done, HEADER_DEADLINE, HeaderJob, HeaderResult, Job, KeyCandidate, KeyState, KeysJob,
     KeysResult,
@@ -198,7 +200,7 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         );
     }
     for s in &mut sessions {
-        s.timer_every = opts.interval.max(MIN_SAMPLE_GAP);
+        s.clock.timer_every = opts.interval.max(MIN_SAMPLE_GAP);
         s.all_maps = opts.all_maps;
     }
     let mut console = Console::new(json.as_ref().is_some_and(JsonSink::is_stdout));

@@ -1,56 +1,14 @@
-//! `app::sampling`: when map headers, keys and owners are read (at GC
-//! cycles, or on a timer when cycles are rare), paced by the budget.
+//! `app::sampling`: the reads of a sample (map headers, then keys and
+//! owners) started when the session's [`SampleClock`] says so, run on
+//! worker threads ([`jobs`]) and applied when they come back.
 #![allow(
     clippy::wildcard_imports,
     reason = "the app modules share one set of imports and items"
 )]
 use super::*;
 
-/// A GC event processed later than this is not sampled (see `sample_due`).
-pub(super) const MAX_SAMPLE_LAG_NS: u64 = 150_000_000;
-
-/// Shortest time between two samples: a GC-heavy program (hundreds of
-/// cycles a second) is sampled at most this often.
-pub(super) const MIN_SAMPLE_GAP: Duration = Duration::from_millis(100);
-
-/// A sample's header reads are followed by a pause of at least this many
-/// times their length.
-pub(super) const SAMPLE_GAP_FACTOR: u32 = 9;
-
-/// Share of the overhead budget the tracer's header reads may take (the
-/// governor debits the tracer's CPU with the probes' cost). Samples are
-/// what sees a map grow, so they are paced rather than made to wait for
-/// credit; the governed probes get what is left, and key reads come last.
-pub(super) const HEADER_SHARE: f64 = 0.3;
-
-/// Longest pause between two header samples, unless one sample takes more
-/// than a tenth of it.
-pub(super) const MAX_SAMPLE_GAP: Duration = Duration::from_secs(10);
-
 /// Longest time keys go unread while samples are taken.
 pub(super) const MAX_KEYS_GAP: Duration = Duration::from_secs(60);
-
-/// How long after its start the next sample may start, when its header
-/// reads took `took`: paced to [`HEADER_SHARE`] of a budget of `rate` CPUs,
-/// within [`MIN_SAMPLE_GAP`]..[`MAX_SAMPLE_GAP`], and never less than ten
-/// times `took`.
-pub(super) fn sample_gap(took: Duration, rate: f64) -> Duration {
-    let base = MIN_SAMPLE_GAP.max(took * (SAMPLE_GAP_FACTOR + 1));
-    let r = rate * HEADER_SHARE;
-    let paced = if r > 0.0 {
-        Duration::from_secs_f64((took.as_secs_f64() / r).min(3600.0))
-    } else {
-        MAX_SAMPLE_GAP
-    };
-    paced.min(MAX_SAMPLE_GAP).max(base)
-}
-
-/// Time left of the gap after `s`'s last sample (zero: a sample may start).
-pub(super) fn gap_left(s: &Session) -> Duration {
-    s.last_sample.map_or(Duration::ZERO, |(start, took)| {
-        sample_gap(took, s.rate).saturating_sub(start.elapsed())
-    })
-}
 
 /// Whether keys may be read at this sample: when the budget has credit to
 /// spare after the governed probes and the write window (keys are the
@@ -62,87 +20,19 @@ pub(super) fn keys_due(s: &Session) -> bool {
             .is_none_or(|(start, _)| start.elapsed() >= MAX_KEYS_GAP)
 }
 
-/// A sample waiting for the gap after the previous one.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PendingSample {
-    /// GC cycle (a timer sample: the latest one seen).
-    pub(super) cycle: u64,
-    /// Its GC event's time, or when the timer sample was asked for (ns).
-    pub(super) ts_ns: u64,
-    /// It came before the gap after the previous sample had passed.
-    pub(super) early: bool,
-    /// Taken on the timer, not at a GC cycle.
-    pub(super) timer: bool,
-}
-
-/// Time until `s` may take its pending sample (zero: now), or the time
-/// until a timer sample is due when nothing is pending.
+/// How long the loop may sleep before `s` has a sample to start.
 pub(super) fn sample_wait(s: &Session) -> Option<Duration> {
-    // A sample in flight wakes the loop when its job is done.
-    if s.ended.is_some() || s.in_flight.is_some() {
+    if s.ended.is_some() {
         return None;
     }
-    match s.pending_sample {
-        Some(_) => Some(gap_left(s)),
-        None => Some(timer_left(s).max(gap_left(s))),
-    }
+    s.clock.wait(Instant::now())
 }
 
-/// Time until a timer sample is due: `timer_every` after the last sample
-/// started (GC samples reset it, so a program whose GC runs more often than
-/// that gets none).
-pub(super) fn timer_left(s: &Session) -> Duration {
-    s.last_sample.map_or(Duration::ZERO, |(start, _)| {
-        s.timer_every.saturating_sub(start.elapsed())
-    })
-}
-
-/// Asks for a timer sample when no GC cycle brought one for `timer_every`.
-pub(super) fn timer_due(s: &mut Session) {
-    if s.pending_sample.is_none() && timer_left(s).is_zero() {
-        s.pending_sample = Some(PendingSample {
-            cycle: s.model.cycles.back().map_or(0, |c| c.cycle),
-            ts_ns: now_ns(),
-            early: false,
-            timer: true,
-        });
-    }
-}
-
-/// Starts the pending sample (the newest GC cycle seen, or a timer sample)
-/// if no sample is in flight and the gap since the previous one has
-/// passed: returns the header reads to run on a worker thread.
+/// Starts a sample if the clock says so: returns the header reads to run
+/// on a worker thread.
 pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
-    if s.in_flight.is_some() {
-        return None;
-    }
-    timer_due(s);
-    if s.pending_sample.is_none() || !gap_left(s).is_zero() {
-        return None;
-    }
-    let PendingSample {
-        cycle,
-        ts_ns,
-        early,
-        timer,
-    } = s.pending_sample.take()?;
-    // Lengths read long after the cycle belong to a later moment: a cycle
-    // whose event is processed late is not sampled. When it came during
-    // the gap, the gap made it late (the tracer did not fall behind).
-    let age_ns = now_ns().saturating_sub(ts_ns);
-    if age_ns > MAX_SAMPLE_LAG_NS {
-        if early {
-            s.skipped_cycles += 1;
-        } else {
-            s.late_cycles += 1;
-        }
-        return None;
-    }
-    let at = SampleAt {
-        cycle,
-        t_ms: u32::try_from(s.started.elapsed().as_millis()).unwrap_or(u32::MAX),
-        timer,
-    };
+    let latest = s.model.cycles.back().map_or(0, |c| c.cycle);
+    let f = s.clock.start(Instant::now(), now_ns(), latest)?;
     // Type sizes first (a type not seen yet is read here, once per type).
     let tps: Vec<(u64, u64)> = s
         .model
@@ -163,29 +53,13 @@ pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
             (addr, sizes)
         })
         .collect();
-    let started = Instant::now();
-    s.in_flight = Some(InFlight {
-        at,
-        started,
-        age_ns,
-    });
     Some(Job::Headers(HeaderJob {
         mem: s.mem.clone(),
         info: s.info.clone(),
         maps,
-        deadline: started + HEADER_DEADLINE,
+        deadline: f.started + HEADER_DEADLINE,
         test_delay: test_sample_delay(),
     }))
-}
-
-/// A sample whose reads are on a worker thread.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct InFlight {
-    pub(super) at: SampleAt,
-    /// When its header reads started.
-    pub(super) started: Instant,
-    /// Age of its GC event when they started (ns).
-    pub(super) age_ns: u64,
 }
 
 /// `MAPLEAK_TEST_SAMPLE_DELAY_MS`: a pause inside every sample's reads,
@@ -217,7 +91,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         at,
         started,
         age_ns,
-    } = s.in_flight?;
+    } = s.clock.in_flight()?;
     // Every read failing means the process is gone (or going), not that
     // every map died: keep the history for the final report.
     if !r.all_failed {
@@ -228,12 +102,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     if r.cut_short {
         s.samples_cut_short += 1;
     }
-    if at.timer {
-        s.timer_samples += 1;
-    } else {
-        s.sampled_cycles += 1;
-    }
-    s.last_sample = Some((started, r.took));
+    s.clock.headers_read(r.took);
     resolve_sites(s, tracer, |m| {
         matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
     });
@@ -249,7 +118,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         );
     }
     if s.ended.is_some() {
-        s.in_flight = None;
+        s.clock.finished();
         return None;
     }
     let cands = if keys_due(s) {
@@ -281,7 +150,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
 }
 
 fn on_keys(s: &mut Session, r: KeysResult) {
-    s.in_flight = None;
+    s.clock.finished();
     put_key_state(s, r.state);
     if let (Some(start), Some(took)) = (s.last_keys_start.take(), r.keys_took) {
         s.last_keys = Some((start, took));
@@ -357,7 +226,7 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
             force
                 || s.owners_searched
                     .get(&m.addr)
-                    .is_none_or(|&c| s.sampled_cycles >= c + 4)
+                    .is_none_or(|&c| s.clock.sampled_cycles >= c + 4)
         })
         .map(|m| m.addr)
         .collect()
@@ -366,7 +235,7 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
 /// Records an owner search's result.
 pub(super) fn apply_owners(s: &mut Session, mut found: HashMap<u64, String>, searched: &[u64]) {
     for &c in searched {
-        s.owners_searched.insert(c, s.sampled_cycles);
+        s.owners_searched.insert(c, s.clock.sampled_cycles);
         if let Some(name) = found.remove(&c)
             && let Some(m) = s.model.maps.get_mut(&c)
         {
@@ -387,36 +256,4 @@ pub(super) fn final_owner_search(s: &mut Session) {
         Instant::now() + jobs::OWNERS_DEADLINE,
     );
     apply_owners(s, found, &cands);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sample_gap_paces_header_reads_by_the_budget() {
-        assert_eq!(sample_gap(Duration::ZERO, 0.01), MIN_SAMPLE_GAP);
-        assert_eq!(sample_gap(Duration::from_micros(200), 0.01), MIN_SAMPLE_GAP);
-        // 3 ms of reads at a 1% budget take 30% of it when 1 s apart.
-        let g = sample_gap(Duration::from_millis(3), 0.01);
-        assert!((g.as_secs_f64() - 1.0).abs() < 1e-9, "{g:?}");
-        // Never more than 10 s without a sample, unless one takes a tenth
-        // of that.
-        assert_eq!(sample_gap(Duration::from_millis(140), 0.01), MAX_SAMPLE_GAP);
-        assert_eq!(
-            sample_gap(Duration::from_secs(2), 0.01),
-            Duration::from_secs(20)
-        );
-        // A larger budget samples more often, down to ten times the reads;
-        // none (or NaN), the longest gap.
-        assert_eq!(
-            sample_gap(Duration::from_millis(140), 1.0),
-            Duration::from_millis(1400)
-        );
-        assert_eq!(sample_gap(Duration::from_millis(3), 0.0), MAX_SAMPLE_GAP);
-        assert_eq!(
-            sample_gap(Duration::from_millis(3), f64::NAN),
-            MAX_SAMPLE_GAP
-        );
-    }
 }

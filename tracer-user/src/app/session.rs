@@ -25,38 +25,18 @@ pub(super) struct Session {
     pub(super) reqs: Vec<ProbeRequest>,
     /// The budget, shared with the governor's thread.
     pub(super) budget: Arc<Mutex<Budget>>,
-    /// Its rate, share of one CPU.
-    pub(super) rate: f64,
     /// When keys were last read and owners searched, and how long it took.
     pub(super) last_keys: Option<(Instant, Duration)>,
     /// When the keys of the sample in flight started to be read.
     pub(super) last_keys_start: Option<Instant>,
-    /// The sample whose reads are on a worker thread.
-    pub(super) in_flight: Option<InFlight>,
     /// Samples whose header reads stopped at their deadline.
     pub(super) samples_cut_short: u64,
     /// Samples whose key reads were deferred to stay within the budget.
     pub(super) keys_deferred: u64,
     /// Growth and creation sites not symbolized yet, by map.
     pub(super) unresolved: HashMap<u64, Unresolved>,
-    /// GC cycles not sampled because their event was processed too late.
-    pub(super) late_cycles: u64,
-    /// GC cycles whose headers were read.
-    pub(super) sampled_cycles: u64,
-    /// The sample to take when the gap allows: the newest GC cycle not
-    /// sampled yet, or a timer sample.
-    pub(super) pending_sample: Option<PendingSample>,
-    /// Timer samples are taken when no sample came for this long (GC
-    /// cycles rarer than `--interval`).
-    pub(super) timer_every: Duration,
-    /// Timer samples taken.
-    pub(super) timer_samples: u64,
-    /// When tracing this process started.
-    pub(super) started: Instant,
-    /// When the last sample started, and how long its header reads took:
-    /// the next one waits [`sample_gap`] after it. (Key snapshots have
-    /// their own bound per sample, `SNAPSHOT_TIME`.)
-    pub(super) last_sample: Option<(Instant, Duration)>,
+    /// When samples are taken.
+    pub(super) clock: SampleClock,
     /// Maps first found by the write windows.
     pub(super) discovered_by_writes: u64,
     pub(super) fin: FinTracker,
@@ -66,9 +46,6 @@ pub(super) struct Session {
     pub(super) key_trackers: HashMap<u64, KeyTracker>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     pub(super) snap_cycle: HashMap<u64, u64>,
-    /// GC cycles not sampled to bound the tracer's CPU: a newer one came
-    /// before the sample, or the gap after the previous sample made it late.
-    pub(super) skipped_cycles: u64,
     pub(super) show_keys: bool,
     /// `--all-maps`.
     pub(super) all_maps: bool,
@@ -236,26 +213,17 @@ pub(super) fn attach_session(
         last_gc_ns: [0; 2],
         reqs,
         budget: Arc::new(Mutex::new(budget)),
-        rate,
         last_keys: None,
         last_keys_start: None,
-        in_flight: None,
         samples_cut_short: 0,
         keys_deferred: 0,
         unresolved: HashMap::new(),
-        late_cycles: 0,
-        sampled_cycles: 0,
-        pending_sample: None,
-        timer_every: Duration::from_secs(2),
-        timer_samples: 0,
-        started: Instant::now(),
-        last_sample: None,
+        clock: SampleClock::new(rate, Duration::from_secs(2), Instant::now()),
         discovered_by_writes: 0,
         fin: FinTracker::default(),
         key_layouts: HashMap::new(),
         key_trackers: HashMap::new(),
         snap_cycle: HashMap::new(),
-        skipped_cycles: 0,
         show_keys,
         all_maps: false,
     };
@@ -513,18 +481,7 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
                     now_ns() as f64 / 1e6
                 );
             }
-            // Only the newest cycle is sampled: headers read now show the
-            // map as it is now, which belongs to the newest cycle, not to
-            // earlier ones that are still in the same batch of events.
-            if s.pending_sample.is_some_and(|p| !p.timer) {
-                s.skipped_cycles += 1;
-            }
-            s.pending_sample = Some(PendingSample {
-                cycle,
-                ts_ns: g.hdr.ts_ns,
-                early: s.in_flight.is_some() || !gap_left(s).is_zero(),
-                timer: false,
-            });
+            s.clock.on_gc(cycle, g.hdr.ts_ns, Instant::now());
         }
     }
 }

@@ -1,0 +1,386 @@
+//! `app::clock`: when a process is sampled. Pure: GC cycles, read times and
+//! the current time in; "sample now", "wait this long" and the counts of
+//! cycles left out come out. No I/O, so every rule is unit-tested here.
+//!
+//! The rules: the newest GC cycle is sampled, never an older one still
+//! waiting (the headers read now show the maps as they are now); a cycle
+//! whose event is processed more than [`MAX_SAMPLE_LAG_NS`] after it
+//! happened is not sampled; a sample starts [`sample_gap`] after the
+//! previous one started (paced by the budget); one sample at a time; and
+//! when no cycle came for `timer_every`, a timer sample is taken instead.
+use std::time::{Duration, Instant};
+
+use crate::model::SampleAt;
+
+/// A GC event processed later than this is not sampled.
+pub(super) const MAX_SAMPLE_LAG_NS: u64 = 150_000_000;
+
+/// Shortest time between two samples: a GC-heavy program (hundreds of
+/// cycles a second) is sampled at most this often.
+pub(super) const MIN_SAMPLE_GAP: Duration = Duration::from_millis(100);
+
+/// A sample's header reads are followed by a pause of at least this many
+/// times their length.
+pub(super) const SAMPLE_GAP_FACTOR: u32 = 9;
+
+/// Share of the overhead budget the tracer's header reads may take (the
+/// governor debits the tracer's CPU with the probes' cost). Samples are
+/// what sees a map grow, so they are paced rather than made to wait for
+/// credit; the governed probes get what is left, and key reads come last.
+pub(super) const HEADER_SHARE: f64 = 0.3;
+
+/// Longest pause between two header samples, unless one sample takes more
+/// than a tenth of it.
+pub(super) const MAX_SAMPLE_GAP: Duration = Duration::from_secs(10);
+
+/// How long after its start the next sample may start, when its header
+/// reads took `took`: paced to [`HEADER_SHARE`] of a budget of `rate` CPUs,
+/// within [`MIN_SAMPLE_GAP`]..[`MAX_SAMPLE_GAP`], and never less than ten
+/// times `took`.
+pub(super) fn sample_gap(took: Duration, rate: f64) -> Duration {
+    let base = MIN_SAMPLE_GAP.max(took * (SAMPLE_GAP_FACTOR + 1));
+    let r = rate * HEADER_SHARE;
+    let paced = if r > 0.0 {
+        Duration::from_secs_f64((took.as_secs_f64() / r).min(3600.0))
+    } else {
+        MAX_SAMPLE_GAP
+    };
+    paced.min(MAX_SAMPLE_GAP).max(base)
+}
+
+/// A sample waiting for the gap after the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    /// GC cycle (a timer sample: the latest one seen).
+    cycle: u64,
+    /// Its GC event's time, or when the timer sample was asked for (ns).
+    ts_ns: u64,
+    /// It came before the previous sample and its gap were over.
+    early: bool,
+    /// Taken on the timer, not at a GC cycle.
+    timer: bool,
+}
+
+/// A sample whose reads are under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct InFlight {
+    pub(super) at: SampleAt,
+    /// When its header reads started.
+    pub(super) started: Instant,
+    /// Age of its GC event when they started (ns).
+    pub(super) age_ns: u64,
+}
+
+/// The sampling schedule of one process.
+#[derive(Debug, Clone)]
+pub(super) struct SampleClock {
+    /// The budget's rate (share of one CPU): paces the samples.
+    rate: f64,
+    /// Timer samples are taken when no sample came for this long.
+    pub(super) timer_every: Duration,
+    /// When tracing started (sample times are counted from it).
+    started: Instant,
+    pending: Option<Pending>,
+    /// When the last sample started, and how long its header reads took.
+    last: Option<(Instant, Duration)>,
+    in_flight: Option<InFlight>,
+    /// GC cycles whose event came too late to sample.
+    pub(super) late_cycles: u64,
+    /// GC cycles left out to bound the tracer's CPU: a newer one came
+    /// first, or the gap after the previous sample made it late.
+    pub(super) skipped_cycles: u64,
+    /// GC cycles sampled.
+    pub(super) sampled_cycles: u64,
+    /// Timer samples taken.
+    pub(super) timer_samples: u64,
+}
+
+impl SampleClock {
+    pub(super) fn new(rate: f64, timer_every: Duration, started: Instant) -> Self {
+        Self {
+            rate,
+            timer_every,
+            started,
+            pending: None,
+            last: None,
+            in_flight: None,
+            late_cycles: 0,
+            skipped_cycles: 0,
+            sampled_cycles: 0,
+            timer_samples: 0,
+        }
+    }
+
+    /// The sample under way, if any.
+    pub(super) fn in_flight(&self) -> Option<InFlight> {
+        self.in_flight
+    }
+
+    /// Time left of the gap after the last sample (zero: one may start).
+    pub(super) fn gap_left(&self, now: Instant) -> Duration {
+        self.last.map_or(Duration::ZERO, |(start, took)| {
+            sample_gap(took, self.rate).saturating_sub(now.saturating_duration_since(start))
+        })
+    }
+
+    /// Time until a timer sample is due: `timer_every` after the last
+    /// sample started (so a program whose GC runs more often gets none).
+    fn timer_left(&self, now: Instant) -> Duration {
+        self.last.map_or(Duration::ZERO, |(start, _)| {
+            self.timer_every
+                .saturating_sub(now.saturating_duration_since(start))
+        })
+    }
+
+    /// How long the loop may sleep before [`Self::start`] has work: `None`
+    /// while a sample is under way (its end wakes the loop).
+    pub(super) fn wait(&self, now: Instant) -> Option<Duration> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        Some(match self.pending {
+            Some(_) => self.gap_left(now),
+            None => self.timer_left(now).max(self.gap_left(now)),
+        })
+    }
+
+    /// GC cycle `cycle` ended at `ts_ns`: it replaces any cycle still
+    /// waiting, which is then left out.
+    pub(super) fn on_gc(&mut self, cycle: u64, ts_ns: u64, now: Instant) {
+        if self.pending.is_some_and(|p| !p.timer) {
+            self.skipped_cycles += 1;
+        }
+        self.pending = Some(Pending {
+            cycle,
+            ts_ns,
+            early: self.in_flight.is_some() || !self.gap_left(now).is_zero(),
+            timer: false,
+        });
+    }
+
+    /// Whether a sample starts now (`now_ns` on the GC events' clock;
+    /// `latest_cycle` is the newest cycle seen, for a timer sample). The
+    /// caller reads the headers and then calls [`Self::headers_read`].
+    pub(super) fn start(
+        &mut self,
+        now: Instant,
+        now_ns: u64,
+        latest_cycle: u64,
+    ) -> Option<InFlight> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        if self.pending.is_none() && self.timer_left(now).is_zero() {
+            self.pending = Some(Pending {
+                cycle: latest_cycle,
+                ts_ns: now_ns,
+                early: false,
+                timer: true,
+            });
+        }
+        if self.pending.is_none() || !self.gap_left(now).is_zero() {
+            return None;
+        }
+        let p = self.pending.take()?;
+        // Lengths read long after the cycle belong to a later moment. When
+        // it came during the gap, the gap made it late (the tracer did not
+        // fall behind).
+        let age_ns = now_ns.saturating_sub(p.ts_ns);
+        if age_ns > MAX_SAMPLE_LAG_NS {
+            if p.early {
+                self.skipped_cycles += 1;
+            } else {
+                self.late_cycles += 1;
+            }
+            return None;
+        }
+        let at = SampleAt {
+            cycle: p.cycle,
+            t_ms: u32::try_from(now.saturating_duration_since(self.started).as_millis())
+                .unwrap_or(u32::MAX),
+            timer: p.timer,
+        };
+        let f = InFlight {
+            at,
+            started: now,
+            age_ns,
+        };
+        self.in_flight = Some(f);
+        Some(f)
+    }
+
+    /// The headers of the sample under way were read in `took`: the gap to
+    /// the next sample counts from its start.
+    pub(super) fn headers_read(&mut self, took: Duration) {
+        let Some(f) = self.in_flight else {
+            return;
+        };
+        if f.at.timer {
+            self.timer_samples += 1;
+        } else {
+            self.sampled_cycles += 1;
+        }
+        self.last = Some((f.started, took));
+    }
+
+    /// The sample under way is over (keys and owners too).
+    pub(super) fn finished(&mut self) {
+        self.in_flight = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn clock(t0: Instant) -> SampleClock {
+        SampleClock::new(0.005, Duration::from_secs(1), t0)
+    }
+
+    /// Runs a whole sample at `now` whose headers take `took`.
+    fn sample(c: &mut SampleClock, now: Instant, now_ns: u64, took: Duration) -> Option<SampleAt> {
+        let f = c.start(now, now_ns, 0)?;
+        c.headers_read(took);
+        c.finished();
+        Some(f.at)
+    }
+
+    #[test]
+    fn sample_gap_paces_header_reads_by_the_budget() {
+        assert_eq!(sample_gap(Duration::ZERO, 0.01), MIN_SAMPLE_GAP);
+        assert_eq!(sample_gap(Duration::from_micros(200), 0.01), MIN_SAMPLE_GAP);
+        // 3 ms of reads at a 1% budget take 30% of it when 1 s apart.
+        let g = sample_gap(Duration::from_millis(3), 0.01);
+        assert!((g.as_secs_f64() - 1.0).abs() < 1e-9, "{g:?}");
+        // Never more than 10 s without a sample, unless one takes a tenth
+        // of that.
+        assert_eq!(sample_gap(Duration::from_millis(140), 0.01), MAX_SAMPLE_GAP);
+        assert_eq!(
+            sample_gap(Duration::from_secs(2), 0.01),
+            Duration::from_secs(20)
+        );
+        // A larger budget samples more often, down to ten times the reads;
+        // none (or NaN), the longest gap.
+        assert_eq!(
+            sample_gap(Duration::from_millis(140), 1.0),
+            Duration::from_millis(1400)
+        );
+        assert_eq!(sample_gap(Duration::from_millis(3), 0.0), MAX_SAMPLE_GAP);
+        assert_eq!(
+            sample_gap(Duration::from_millis(3), f64::NAN),
+            MAX_SAMPLE_GAP
+        );
+    }
+
+    #[test]
+    fn the_newest_cycle_is_sampled_and_older_ones_are_counted_skipped() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        c.on_gc(1, 1_000, t0);
+        c.on_gc(2, 2_000, t0);
+        c.on_gc(3, 3_000, t0);
+        let f = c.start(t0, 4_000, 3).expect("a sample starts");
+        assert_eq!(f.at.cycle, 3);
+        assert!(!f.at.timer);
+        assert_eq!(c.skipped_cycles, 2);
+        assert_eq!(c.late_cycles, 0);
+    }
+
+    #[test]
+    fn one_sample_at_a_time() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        c.on_gc(1, 0, t0);
+        assert!(c.start(t0, 0, 1).is_some());
+        assert_eq!(c.wait(t0), None, "the end of the sample wakes the loop");
+        c.on_gc(2, 1_000, t0 + MS);
+        assert!(c.start(t0 + MS, 1_000, 2).is_none(), "one in flight");
+        c.headers_read(MS);
+        assert!(c.start(t0 + 2 * MS, 2_000, 2).is_none(), "keys still read");
+        c.finished();
+        // The gap after a 1 ms read at 0.5%: 667 ms. Cycle 2 waits for it
+        // and is then too old: it came during the sample, so skipped, not late.
+        assert!(c.wait(t0 + 2 * MS).unwrap() > Duration::from_millis(600));
+        let later = t0 + Duration::from_millis(700);
+        assert!(c.start(later, 700_000_000, 2).is_none());
+        assert_eq!((c.skipped_cycles, c.late_cycles), (1, 0));
+        assert_eq!(c.sampled_cycles, 1);
+    }
+
+    #[test]
+    fn a_cycle_processed_late_is_not_sampled() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        c.on_gc(1, 0, t0);
+        assert!(c.start(t0, MAX_SAMPLE_LAG_NS + 1, 1).is_none());
+        assert_eq!((c.late_cycles, c.skipped_cycles), (1, 0));
+        // Within the lag it is.
+        c.on_gc(2, 0, t0);
+        assert!(c.start(t0, MAX_SAMPLE_LAG_NS, 2).is_some());
+    }
+
+    #[test]
+    fn samples_are_spaced_by_the_gap() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        let mut taken = 0;
+        // A cycle every 10 ms for 2 s, each read taking 1 ms: the gap
+        // (667 ms) lets three through (0, 667, 1334 ms).
+        for i in 0..200u64 {
+            let now = t0 + 10 * MS * i as u32;
+            let ns = i * 10_000_000;
+            c.on_gc(i + 1, ns, now);
+            if sample(&mut c, now, ns, MS).is_some() {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 3);
+        assert_eq!(c.sampled_cycles, 3);
+        assert_eq!(c.skipped_cycles + c.sampled_cycles + c.late_cycles, 199);
+    }
+
+    #[test]
+    fn timer_samples_come_when_cycles_do_not() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        // The first sample is due at once, on the timer.
+        let at = sample(&mut c, t0, 0, MS).expect("first timer sample");
+        assert!(at.timer);
+        assert_eq!(at.t_ms, 0);
+        // None before timer_every (1 s)...
+        let half = t0 + Duration::from_millis(500);
+        assert!(c.start(half, 500_000_000, 0).is_none());
+        assert_eq!(c.wait(half), Some(Duration::from_millis(500)));
+        // ...and one after, labelled with the latest cycle seen.
+        let later = t0 + Duration::from_millis(1000);
+        let f = c
+            .start(later, 1_000_000_000, 7)
+            .expect("second timer sample");
+        assert!(f.at.timer);
+        assert_eq!((f.at.cycle, f.at.t_ms), (7, 1000));
+        c.headers_read(MS);
+        c.finished();
+        assert_eq!(c.timer_samples, 2);
+        assert_eq!(c.sampled_cycles, 0);
+    }
+
+    #[test]
+    fn a_gc_cycle_replaces_a_waiting_timer_sample_without_counting_it_skipped() {
+        let t0 = Instant::now();
+        let mut c = SampleClock::new(1.0, Duration::from_secs(1), t0);
+        sample(&mut c, t0, 0, Duration::from_millis(200)).unwrap();
+        // The gap after 200 ms of reads is 2 s (ten times the reads; the
+        // budget of a whole CPU asks for less), the timer 1 s: the timer
+        // sample waits for the gap, and a cycle comes meanwhile.
+        let t1 = t0 + Duration::from_millis(1100);
+        assert!(c.start(t1, 1_100_000_000, 0).is_none());
+        c.on_gc(5, 1_900_000_000, t0 + Duration::from_millis(1900));
+        let t2 = t0 + Duration::from_secs(2);
+        let f = c.start(t2, 2_000_000_000, 5).expect("the cycle is sampled");
+        assert!(!f.at.timer);
+        assert_eq!(f.at.cycle, 5);
+        assert_eq!(c.skipped_cycles, 0);
+    }
+}
