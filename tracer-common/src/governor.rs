@@ -22,3 +22,8 @@ pub const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
 /// placement): 0.97 µs per call inside a window, 0.77 µs per call while the
 /// breakpoint waits to be removed (no program), against 8 ns untraced.
 pub const WRITE_HIT_S: f64 = 1.0e-6;
+
+/// `--overhead-budget`'s default, in percent of one CPU: what tracing may
+/// cost, the probes' cost to the target and the tracer's own CPU in one
+/// budget.
+pub const DEFAULT_BUDGET_PCT: f64 = 1.0;

@@ -45,7 +45,7 @@ struct TraceArgs {
     /// probes (creation, small-map growth) are paused and write-path windows
     /// sized to stay within it, and the tracer spaces out its own reads;
     /// only probes bounded by the GC's pace or by map memory stay always on.
-    #[arg(long, default_value_t = 1.0, value_parser = parse_budget)]
+    #[arg(long, default_value_t = tracer_common::governor::DEFAULT_BUDGET_PCT, value_parser = parse_budget)]
     overhead_budget: f64,
     /// Show retained map keys whole in the report. By default a string key
     /// shows a short prefix and a hash: keys are often secrets (session tokens).

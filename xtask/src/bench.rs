@@ -134,10 +134,9 @@ pub(crate) struct Args {
 }
 
 /// `--overhead-budget` given to mapleak-trace (its default, in percent of
-/// one CPU: tracer-user/src/main.rs), and the margin the budget check
-/// allows on top of it: "the target loses no more than the budget plus 1 %
-/// throughput".
-const BUDGET_PCT: f64 = 1.0;
+/// one CPU), and the margin the budget check allows on top of it: "the
+/// target loses no more than the budget plus 1 % throughput".
+const BUDGET_PCT: f64 = tracer_common::governor::DEFAULT_BUDGET_PCT;
 const BUDGET_MARGIN_PCT: f64 = 1.0;
 
 /// What mapleak-trace's governor debits per probe hit, in µs

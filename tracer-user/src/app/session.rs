@@ -120,7 +120,7 @@ pub(super) fn attach_session(
         .context("probe address outside the file")?;
     let bias = target.load_bias(off, first.address)?;
     let addr = |g: Option<u64>, f: Option<u32>| match (g, f) {
-        (Some(g), Some(f)) => g + u64::from(f) + bias,
+        (Some(g), Some(f)) => g.wrapping_add(u64::from(f)).wrapping_add(bias),
         _ => 0,
     };
     let l = &info.layout;
@@ -151,7 +151,7 @@ pub(super) fn attach_session(
         .iter()
         .map(|p| {
             let mut b = [0u8; 4];
-            mem.read(p.address + bias, &mut b).then_some(b)
+            mem.read(p.address.wrapping_add(bias), &mut b).then_some(b)
         })
         .collect();
     for p in &plan.probes {
@@ -177,7 +177,7 @@ pub(super) fn attach_session(
                 (true, true) => WRITE_HIT_S,
                 (true, false) => EMULATED_HIT_S,
             },
-            addr: p.address + bias,
+            addr: p.address.wrapping_add(bias),
             orig: orig[costs.len()],
         });
         probes.push(budget::SessionProbe {
@@ -288,7 +288,7 @@ pub const MIN_GROW_SLOTS: u32 = 128;
 /// Maps held by global variables that DWARF names are tracked from the start.
 pub(super) fn discover_globals(s: &mut Session) {
     for (name, va, ty) in s.info.global_maps() {
-        if let Some(ptr) = s.mem.u64(va + s.bias)
+        if let Some(ptr) = s.mem.u64(va.wrapping_add(s.bias))
             && ptr != 0
         {
             s.model.on_discovered(ptr, Some(ty), 0, Some(name));

@@ -374,9 +374,12 @@ impl DwarfInfo {
                 l.table_local_depth = self.member(t, "localDepth");
                 let g = self.member(t, "groups");
                 let gr = "internal/runtime/maps.groupsReference";
-                l.table_groups_data = g.zip(self.member(gr, "data")).map(|(a, b)| a + b);
-                l.table_groups_length_mask =
-                    g.zip(self.member(gr, "lengthMask")).map(|(a, b)| a + b);
+                l.table_groups_data = g
+                    .zip(self.member(gr, "data"))
+                    .and_then(|(a, b)| a.checked_add(b));
+                l.table_groups_length_mask = g
+                    .zip(self.member(gr, "lengthMask"))
+                    .and_then(|(a, b)| a.checked_add(b));
                 let st = if self.member("internal/abi.SwissMapType", "Group").is_some() {
                     "internal/abi.SwissMapType"
                 } else {
