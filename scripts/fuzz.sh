@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Builds and briefly runs the cargo-fuzz targets for the buildinfo and
-# pclntab parsers (libFuzzer, pinned nightly). A crash fails the run.
+# Builds and briefly runs the cargo-fuzz targets (libFuzzer, pinned
+# nightly): the buildinfo and pclntab parsers, whole executables
+# (BinaryInfo), ring-buffer records and map headers. A crash fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 NIGHTLY=nightly-2026-05-19
-for t in buildinfo pclntab; do
+# A real Go executable seeds the BinaryInfo target (random bytes rarely get
+# past the ELF header); the smallest stripped fixture, when built.
+seed=$(ls -S ../target/fixtures/*-amd64-stripped 2>/dev/null | tail -n 1 || true)
+if [ -n "$seed" ]; then
+  mkdir -p corpus/binary_info
+  cp "$seed" corpus/binary_info/
+fi
+for t in buildinfo pclntab binary_info ingest headers; do
   MAPLEAK_SKIP_EBPF=1 cargo +"$NIGHTLY" fuzz run "$t" -- -max_total_time="${FUZZ_SECONDS:-10}" 2>&1 | tail -n 3
 done
