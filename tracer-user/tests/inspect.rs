@@ -430,3 +430,30 @@ fn short_pkg(name: &str) -> String {
     }
     out
 }
+
+/// A running process's executable is mapped, not read (`open_executable`),
+/// and its pages given back after parsing: it answers exactly as the copy
+/// in memory does, for every function and every map global.
+#[test]
+fn a_mapped_executable_answers_as_a_copy_does() {
+    for f in fixtures().iter().filter(|f| f.goarch == "amd64").take(6) {
+        let copy = open(f);
+        let mapped = mapleak::inspect::BinaryInfo::open_executable(&f.path)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.path.display()));
+        let what = f.path.display();
+        assert_eq!(mapped.go_version.raw, copy.go_version.raw, "{what}");
+        assert_eq!(mapped.layout, copy.layout, "{what}");
+        assert_eq!(mapped.global_maps(), copy.global_maps(), "{what}");
+        assert_eq!(mapped.data_range(), copy.data_range(), "{what}");
+        let funcs = copy.functions();
+        assert!(funcs.len() > 1000, "{what}: {} functions", funcs.len());
+        for func in funcs.iter().step_by(97) {
+            assert_eq!(
+                mapped.frame_for_pc(func.entry),
+                copy.frame_for_pc(func.entry),
+                "{what}: {}",
+                func.name
+            );
+        }
+    }
+}

@@ -107,7 +107,7 @@ pub(super) fn attach_session(
     show_keys: bool,
 ) -> Result<Session> {
     let target = Target::discover(pid)?;
-    let info = BinaryInfo::open(&target.exe).with_context(|| {
+    let info = BinaryInfo::open_executable(&target.exe).with_context(|| {
         format!(
             "pid {pid} ({}) is not a traceable Go program",
             target.exe_display

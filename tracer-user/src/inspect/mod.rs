@@ -297,7 +297,7 @@ pub struct BinaryInfo {
     pub build_id: Option<String>,
     /// Main package path from the module info.
     pub main_path: Option<String>,
-    data: Vec<u8>,
+    data: FileBytes,
     elf: elf::Elf,
     pcln: pclntab::Pclntab,
     funcs: Vec<Func>,
@@ -309,8 +309,34 @@ pub struct BinaryInfo {
     type_cache: Mutex<HashMap<u64, Option<String>>>,
 }
 
+/// The bytes of the file: a copy on the heap, or a read-only mapping.
+enum FileBytes {
+    Heap(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Heap(v) => v,
+            Self::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Heap(v) => write!(f, "Heap({} bytes)", v.len()),
+            Self::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+        }
+    }
+}
+
 impl BinaryInfo {
-    /// Reads and inspects `path`.
+    /// Reads and inspects `path` (a copy in memory: the file may change
+    /// while it is read).
     pub fn open(path: &Path) -> Result<Self, InspectError> {
         let data = std::fs::read(path).map_err(|cause| InspectError::Io {
             path: path.to_owned(),
@@ -319,8 +345,40 @@ impl BinaryInfo {
         Self::from_bytes(path.to_owned(), data)
     }
 
+    /// Inspects the executable of a running process (`/proc/PID/exe`),
+    /// mapped rather than read: only the pages of the sections it needs
+    /// become resident (a 50 MB binary costs its pclntab, type data and
+    /// symbols, not 50 MB), and the kernel can drop them again. The file
+    /// cannot be truncated under the mapping while the process runs it
+    /// (writes to a running executable fail with ETXTBSY).
+    pub fn open_executable(path: &Path) -> Result<Self, InspectError> {
+        let io = |cause| InspectError::Io {
+            path: path.to_owned(),
+            cause,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only and private; the file is a running
+        // executable, which the kernel refuses to open for writing, so its
+        // contents and length do not change under the mapping.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let info = Self::parse(path.to_owned(), FileBytes::Mapped(map))?;
+        if let FileBytes::Mapped(m) = &info.data {
+            // Parsing walked the whole pclntab; later lookups (a frame, a
+            // type name) touch a few pages each. Give the pages back: they
+            // are read from the file again when needed.
+            // SAFETY: a private read-only file mapping that nothing writes:
+            // MADV_DONTNEED only drops pages the kernel refills from the file.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+        Ok(info)
+    }
+
     /// Inspects an in-memory copy of an ELF file. Never panics.
     pub fn from_bytes(path: PathBuf, data: Vec<u8>) -> Result<Self, InspectError> {
+        Self::parse(path, FileBytes::Heap(data))
+    }
+
+    fn parse(path: PathBuf, data: FileBytes) -> Result<Self, InspectError> {
         let elf = match elf::Elf::parse(&data) {
             Ok(e) => e,
             Err(elf::ElfError::NotElf) => return Err(InspectError::NotElf { path }),
