@@ -44,6 +44,7 @@ mod clock;
 mod jobs;
 mod sampling;
 mod session;
+mod writes;
 
 #[allow(
     clippy::wildcard_imports,
@@ -482,7 +483,8 @@ async fn event_loop(
             let writes = tracer.drain_writes();
             if !writes.is_empty() {
                 for s in sessions.iter_mut() {
-                    on_writes(s, &writes);
+                    s.discovered_by_writes +=
+                        writes::apply_writes(&mut s.model, s.target.pid, &writes);
                 }
             }
         }

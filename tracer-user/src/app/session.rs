@@ -57,49 +57,6 @@ pub(super) struct Session {
 /// second hit carries the same arguments within microseconds.
 pub(super) const DOUBLE_HIT_NS: u64 = 200_000;
 
-/// Fewest inserts into an untracked map within one drain of the write
-/// counts before it is tracked: keeps the many short-lived maps of a busy
-/// service (an HTTP header gets a handful) out.
-pub(super) const DISCOVER_MIN_ASSIGNS: u64 = 256;
-
-/// Most maps discovered per drain (the busiest first).
-pub(super) const DISCOVER_MAX: usize = 64;
-
-/// Applies write-path counts drained from the kernel.
-pub(super) fn on_writes(
-    s: &mut Session,
-    writes: &[(tracer_common::WriteKey, tracer_common::WriteStat)],
-) {
-    let assign = u32::from(tracer_common::WriteKind::Assign as u8);
-    let mut per_map: HashMap<u64, u64> = HashMap::new();
-    for (k, st) in writes {
-        if k.tgid == s.target.pid && k.kind == assign {
-            *per_map.entry(k.map_addr).or_default() += st.count;
-        }
-    }
-    let mut busiest: Vec<(u64, u64)> = per_map
-        .iter()
-        .filter(|(a, n)| **n >= DISCOVER_MIN_ASSIGNS && !s.model.maps.contains_key(a))
-        .map(|(a, n)| (*n, *a))
-        .collect();
-    busiest.sort_unstable_by(|a, b| b.cmp(a));
-    for &(_, addr) in busiest.iter().take(DISCOVER_MAX) {
-        s.model.on_discovered(addr, None, 0, None);
-        s.discovered_by_writes += 1;
-    }
-    for (k, st) in writes {
-        if k.tgid != s.target.pid || k.map_addr == 0 {
-            continue;
-        }
-        if let Some(m) = s.model.maps.get_mut(&k.map_addr) {
-            if m.type_ptr == 0 {
-                m.type_ptr = st.type_ptr;
-            }
-            m.on_write(k.kind == assign, k.caller_pc, st.count);
-        }
-    }
-}
-
 pub(super) fn attach_session(
     tracer: &mut Tracer,
     pid: u32,
