@@ -247,7 +247,7 @@ pub struct GcCycle {
     /// Seconds since the trace started.
     pub t_s: f64,
     /// Live heap after marking (`gcController.heapMarked`), if known.
-    pub heap_live_bytes: Option<u64>,
+    pub heap_marked_bytes: Option<u64>,
 }
 
 /// Per-process model state.
@@ -365,7 +365,7 @@ impl Model {
         self.cycles.push_back(GcCycle {
             cycle,
             t_s,
-            heap_live_bytes: heap,
+            heap_marked_bytes: heap,
         });
         cycle
     }

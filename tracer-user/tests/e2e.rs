@@ -412,6 +412,23 @@ fn check_scenarios(go: &str, variant: &str) {
         );
     }
 
+    // gcStart's trigger: the target forces its cycles (runtime.GC), and
+    // prints one line for each; none is of a kind the tracer does not know.
+    {
+        let t = &run.report["gc_triggers"];
+        let forced = t["forced"].as_u64().unwrap();
+        let printed = run
+            .target_stderr
+            .lines()
+            .filter(|l| l.starts_with("cycle "))
+            .count() as u64;
+        assert!(
+            forced >= 3 && forced <= printed,
+            "forced GC cycles seen {forced}, printed by the target {printed}: {t}"
+        );
+        assert_eq!(t["other"], 0, "{t}");
+    }
+
     // Hit counts (read from the kernel's per-CPU counters in one batch)
     // see the forced GC cycles and the map creations.
     let hits = r["overhead"]["probe_hits"].as_object().unwrap();
@@ -746,6 +763,11 @@ fn growing_map_found_in_a_program_without_gc() {
     );
     let gc = r["gc_cycles"].as_array().unwrap();
     assert!(gc.is_empty(), "GC cycles seen: {gc:?}");
+    assert_eq!(
+        r["gc_triggers"],
+        serde_json::json!({"heap": 0, "periodic": 0, "forced": 0, "other": 0}),
+        "no cycle started"
+    );
     let timer = r["overhead"]["timer_samples"].as_u64().unwrap();
     assert!(timer >= 8, "{timer} timer samples in 15 s at --interval 1s");
     let leaky = maps_of(r, "map[string]*main.session");

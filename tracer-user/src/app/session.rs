@@ -20,7 +20,10 @@ pub(super) struct Session {
     pub(super) ended: Option<String>,
     pub(super) gc_seen: u64,
     pub(super) last_grow: Option<(u64, u8, u64, u64, u64, u64)>,
+    /// When the last GC cycle started and ended (a double hit is dropped).
     pub(super) last_gc_ns: [u64; 2],
+    /// What started the GC cycles seen.
+    pub(super) gc_triggers: report::GcTriggers,
     /// Attach requests, parallel to `probes`.
     pub(super) reqs: Vec<ProbeRequest>,
     /// The budget, shared with the governor's thread.
@@ -168,6 +171,7 @@ pub(super) fn attach_session(
         gc_seen: 0,
         last_grow: None,
         last_gc_ns: [0; 2],
+        gc_triggers: report::GcTriggers::default(),
         reqs,
         budget: Arc::new(Mutex::new(budget)),
         last_keys: None,
@@ -419,6 +423,9 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             s.fin.on_event(f, s.info.go_version.minor, cycle);
         }
         Event::GcStart(g) => {
+            if g.hdr.ts_ns.saturating_sub(s.last_gc_ns[0]) >= DOUBLE_HIT_NS {
+                s.gc_triggers.count(g.trigger);
+            }
             s.last_gc_ns[0] = g.hdr.ts_ns;
         }
         Event::GcMarked(g) => {

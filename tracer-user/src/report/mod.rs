@@ -29,6 +29,8 @@ pub struct Report {
     pub ended: String,
     /// GC cycles observed.
     pub gc_cycles: Vec<GcCycle>,
+    /// What started the GC cycles seen (`runtime.gcStart`'s trigger).
+    pub gc_triggers: GcTriggers,
     /// Maps in full, most suspicious first: every growing or bloated map
     /// and the largest others (every map with `--all-maps`).
     pub maps: Vec<MapReport>,
@@ -45,6 +47,37 @@ pub struct Report {
     pub maps_retired: u64,
     /// See `maps_retired`.
     pub maps_evicted: u64,
+}
+
+/// What started GC cycles, counted from `runtime.gcStart`'s argument. A
+/// program whose cycles are all periodic allocates little: its samples come
+/// from the timer (`overhead.timer_samples`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GcTriggers {
+    /// The heap reached its goal.
+    pub heap: u64,
+    /// No cycle for two minutes (`forcegcperiod`).
+    pub periodic: u64,
+    /// `runtime.GC` or `debug.FreeOSMemory`.
+    pub forced: u64,
+    /// A trigger kind this tracer does not know.
+    pub other: u64,
+}
+
+impl GcTriggers {
+    /// Counts one `gcStart` with trigger kind `kind` (`runtime.gcTriggerKind`).
+    pub fn count(&mut self, kind: u64) {
+        match kind {
+            0 => self.heap += 1,
+            1 => self.periodic += 1,
+            2 => self.forced += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.heap + self.periodic + self.forced + self.other
+    }
 }
 
 /// The traced process.
@@ -343,6 +376,21 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         },
         r.ended
     )?;
+    let g = r.gc_triggers;
+    if g.total() > 0 {
+        writeln!(
+            w,
+            "  GC cycles started by: heap {}, periodic {}, forced {}{}",
+            g.heap,
+            g.periodic,
+            g.forced,
+            if g.other > 0 {
+                format!(", other {}", g.other)
+            } else {
+                String::new()
+            }
+        )?;
+    }
     let growing: Vec<&MapReport> = r
         .maps
         .iter()
@@ -667,6 +715,7 @@ mod tests {
             duration_s: 3.0,
             ended: "duration reached".into(),
             gc_cycles: vec![],
+            gc_triggers: GcTriggers::default(),
             maps_summarized: 0,
             map_groups: Vec::new(),
             maps: vec![MapReport {
