@@ -39,7 +39,7 @@ pub struct Report {
     /// The maps not in `maps`, by type and creation (or growth) site,
     /// largest first.
     pub map_groups: Vec<summary::MapGroup>,
-    /// Finalizer bookkeeping (issue: keys and finalizers; zeros until then).
+    /// Finalizer and cleanup bookkeeping.
     pub finalizers: Finalizers,
     /// The tracer's own cost.
     pub overhead: Overhead,
