@@ -2,11 +2,7 @@
 //! it (`/proc/PID/exe`, which also works across mount namespaces and after
 //! the file was replaced on disk), the start time (to notice pid reuse) and
 //! the load bias (PIE).
-use std::{
-    fs,
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
-};
+use std::{fs, os::unix::fs::MetadataExt, path::PathBuf};
 
 use thiserror::Error;
 
@@ -222,21 +218,6 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
             })
         })
         .collect()
-}
-
-/// Reads the executable of `target` (through `/proc/PID/exe`).
-pub fn read_exe(target: &Target) -> Result<Vec<u8>, DiscoverError> {
-    fs::read(&target.exe).map_err(|cause| DiscoverError::Exe {
-        pid: target.pid,
-        cause,
-    })
-}
-
-/// True if `p` is `/proc/<digits>/exe`.
-#[must_use]
-pub fn is_proc_exe(p: &Path) -> bool {
-    let s = p.to_string_lossy();
-    s.starts_with("/proc/") && s.ends_with("/exe")
 }
 
 #[cfg(test)]

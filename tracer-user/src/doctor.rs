@@ -3,7 +3,7 @@
 use std::{fs, io::Write};
 
 /// One check.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Check {
     /// What was checked.
     pub name: &'static str,
@@ -164,9 +164,39 @@ pub fn failure_message(checks: &[Check]) -> Option<String> {
         .map(|c| format!("{} ({}): {}", c.name, c.detail, c.fix))
         .collect();
     (!failed.is_empty()).then(|| {
+        // The caller says "cannot trace".
         format!(
-            "cannot trace: {}. Run `mapleak-trace doctor` for details.",
+            "{}. Run `mapleak-trace doctor` for details.",
             failed.join("; ")
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &'static str, ok: bool) -> Check {
+        Check {
+            name,
+            ok,
+            detail: format!("{name} detail"),
+            fix: "do this",
+        }
+    }
+
+    #[test]
+    fn failure_message_names_each_failed_check_once() {
+        assert_eq!(failure_message(&[check("a", true)]), None);
+        let m = failure_message(&[check("a", false), check("b", true), check("c", false)])
+            .expect("two checks failed");
+        assert_eq!(
+            m,
+            "a (a detail): do this; c (c detail): do this. Run `mapleak-trace doctor` for details."
+        );
+        // Wrapped as `trace` does: "cannot trace" is said once.
+        let e = crate::app::TraceError::CannotTrace(anyhow::anyhow!(m));
+        let shown = e.to_string();
+        assert_eq!(shown.matches("cannot trace").count(), 1, "{shown}");
+    }
 }

@@ -5,7 +5,7 @@
 //! be).
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mapleak::{app, doctor, inspect::BinaryInfo, inspect_cmd};
 
@@ -14,6 +14,11 @@ use mapleak::{app, doctor, inspect::BinaryInfo, inspect_cmd};
     name = "mapleak-trace",
     version,
     about = "Find Go maps that keep growing in a running process (eBPF, no restart, no code change)",
+    after_help = "Tracing needs root (or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE); `mapleak-trace doctor` says what is missing.\n\
+A verdict needs at least three samples: GC cycles, or timer samples every --interval when cycles are rarer.\n\n\
+Examples:\n  sudo mapleak-trace --pid 1234\n  sudo mapleak-trace -p 1234 --duration 2m --json report.json\n  mapleak-trace inspect ./server\n\n\
+Environment: MAPLEAK_NO_UPROBE_MULTI=1 attaches one perf link per probe (the pre-6.6 path);\n\
+MAPLEAK_DEBUG_TIMING=1 prints sample, GC event and governor timings to stderr.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -26,7 +31,7 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct TraceArgs {
     /// Process to trace (repeat for several).
-    #[arg(long = "pid", short = 'p')]
+    #[arg(long = "pid", short = 'p', value_name = "PID")]
     pids: Vec<u32>,
     /// Stop after this long (e.g. 30s, 2m); default: until Ctrl-C, SIGTERM or the target exits.
     #[arg(long, short = 'd', value_parser = parse_positive_duration)]
@@ -34,7 +39,8 @@ struct TraceArgs {
     /// Live view refresh interval.
     #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     interval: Duration,
-    /// Write the report as JSON (schema mapleak-trace/report/v1) to FILE, or `-` for stdout.
+    /// Write the report as JSON (schema mapleak-trace/report/v2, see
+    /// docs/report-schema.md) to FILE, or `-` for stdout.
     #[arg(long, value_name = "FILE|-")]
     json: Option<String>,
     /// Maps shown in the text report.
@@ -45,7 +51,7 @@ struct TraceArgs {
     /// probes (creation, small-map growth) are paused and write-path windows
     /// sized to stay within it, and the tracer spaces out its own reads;
     /// only probes bounded by the GC's pace or by map memory stay always on.
-    #[arg(long, default_value_t = tracer_common::governor::DEFAULT_BUDGET_PCT, value_parser = parse_budget)]
+    #[arg(long, value_name = "PERCENT", default_value_t = tracer_common::governor::DEFAULT_BUDGET_PCT, value_parser = parse_budget)]
     overhead_budget: f64,
     /// Show retained map keys whole in the report. By default a string key
     /// shows a short prefix and a hash: keys are often secrets (session tokens).
@@ -67,7 +73,7 @@ enum Cmd {
         /// The Go binary.
         binary: Option<PathBuf>,
         /// Inspect the executable of a running process instead.
-        #[arg(long)]
+        #[arg(long, short = 'p', value_name = "PID")]
         pid: Option<u32>,
         /// Print JSON.
         #[arg(long)]
@@ -136,8 +142,12 @@ fn trace(a: &TraceArgs) -> Result<()> {
     if let Some(msg) = doctor::failure_message(&doctor::checks()) {
         return Err(app::TraceError::CannotTrace(anyhow::anyhow!(msg)).into());
     }
+    // The same pid twice would attach every probe twice.
+    let mut pids = a.pids.clone();
+    pids.sort_unstable();
+    pids.dedup();
     app::run(&app::TraceOptions {
-        pids: a.pids.clone(),
+        pids,
         duration: a.duration,
         interval: a.interval,
         json: a.json.clone(),
@@ -170,8 +180,8 @@ fn run() -> Result<()> {
                 }
                 _ => return Err(Usage("give either a BINARY or --pid PID".to_owned()).into()),
             };
-            let info = BinaryInfo::open(&path)
-                .with_context(|| format!("inspecting {}", path.display()))?;
+            // The error names the path already.
+            let info = BinaryInfo::open(&path)?;
             inspect_cmd::run(&info, pid, json, &mut std::io::stdout())
         }
     }
@@ -192,10 +202,19 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
+            // A closed pipe ends `inspect | head` normally; a JSON report
+            // that could not be written (`--json -` to a closed pipe) is a
+            // failure.
+            let lost_report = matches!(
+                e.downcast_ref::<app::TraceError>(),
+                Some(app::TraceError::AfterAttach(_))
+            );
+            if !lost_report
+                && e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                })
+            {
                 return ExitCode::SUCCESS;
             }
             eprintln!("mapleak-trace: error: {e:#}");

@@ -72,6 +72,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     overhead.budget_tracer_cpu_s = b.tracer_cpu_debited;
     overhead.key_reads_deferred = s.keys_deferred;
     overhead.samples_cut_short = s.samples_cut_short;
+    overhead.uprobe_multi_unavailable = tracer.multi_error().map(str::to_owned);
     drop(b);
     overhead.gc_cycles_not_sampled_late = s.clock.late_cycles;
     overhead.gc_cycles_sampled = s.clock.sampled_cycles;

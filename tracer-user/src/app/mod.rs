@@ -221,6 +221,14 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
             )
         });
     }
+    if let Some(why) = tracer.multi_error() {
+        console.emit(|w| {
+            writeln!(
+                w,
+                "mapleak-trace: note: uprobe_multi links unavailable ({why}); one perf link per probe"
+            )
+        });
+    }
     let start = Instant::now();
     let traced = runtime.block_on(trace_loop(
         opts,
@@ -231,6 +239,12 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     ));
     // A worker still inside a read (past every deadline) is left behind.
     runtime.shutdown_background();
+    // From here to the exit (owner search, report, detach) a second Ctrl-C
+    // or SIGTERM ends the process at once; the kernel removes the probes.
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: restores the default action; no handler of ours runs.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
     let (end_reason, bad_events, failure) = match traced {
         Ok((reason, bad)) => (reason.to_owned(), bad, None),
         Err(e) => (format!("tracer error: {e:#}"), 0, Some(e)),

@@ -247,6 +247,10 @@ pub(super) fn apply_owners(s: &mut Session, mut found: HashMap<u64, String>, sea
 /// The owner search before the final report, for every suspect without
 /// one (the loop is over: nothing waits behind it but the report).
 pub(super) fn final_owner_search(s: &mut Session) {
+    // A process that is gone has nothing left to read.
+    if !s.target.alive() {
+        return;
+    }
     let cands = owner_candidates(s, true);
     let (found, _) = jobs::find_owners(
         &s.mem,

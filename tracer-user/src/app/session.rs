@@ -18,7 +18,6 @@ pub(super) struct Session {
     pub(super) types: HashMap<u64, (String, Option<String>, Option<String>, TypeSizes)>,
     pub(super) owners_searched: HashMap<u64, u64>,
     pub(super) ended: Option<String>,
-    pub(super) gc_seen: u64,
     pub(super) last_grow: Option<(u64, u8, u64, u64, u64, u64)>,
     /// When the last GC cycle started and ended (a double hit is dropped).
     pub(super) last_gc_ns: [u64; 2],
@@ -168,7 +167,6 @@ pub(super) fn attach_session(
         types: HashMap::new(),
         owners_searched: HashMap::new(),
         ended: None,
-        gc_seen: 0,
         last_grow: None,
         last_gc_ns: [0; 2],
         gc_triggers: report::GcTriggers::default(),
@@ -438,7 +436,6 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             let rc = (g.work_cycles != u32::MAX).then_some(u64::from(g.work_cycles));
             let heap = (g.heap_marked != 0).then_some(g.heap_marked);
             let cycle = s.model.on_gc_marked(rc, t_s, heap);
-            s.gc_seen += 1;
             if debug_timing() {
                 eprintln!(
                     "gc {cycle}: event processed at {:.1} ms",

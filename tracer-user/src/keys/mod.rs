@@ -525,6 +525,10 @@ impl KeyLayout {
         if keys_off < 8
             || key_stride < slot_key_size
             || group_size > 1 << 16
+            // Each under 64 KiB before the sum: a descriptor read from the
+            // target cannot make it overflow.
+            || keys_off > group_size
+            || key_stride > group_size
             || keys_off + 7 * key_stride + slot_key_size > group_size
         {
             return None;

@@ -274,6 +274,10 @@ pub struct Overhead {
     pub gc_cycles_sampled: u64,
     /// Samples taken on the timer: no GC cycle came for `--interval`.
     pub timer_samples: u64,
+    /// Why the probes are attached with one perf link each rather than
+    /// uprobe_multi links (null: uprobe_multi is used). Detaching is then
+    /// slower (the kernel closes links one at a time).
+    pub uprobe_multi_unavailable: Option<String>,
     /// Samples whose header reads ran past their deadline (2 s): the maps
     /// not read by then have no length for that sample.
     pub samples_cut_short: u64,
@@ -399,11 +403,11 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     writeln!(w)?;
     if growing.is_empty() {
         writeln!(w, "No map kept growing across the GC cycles observed.")?;
-        if r.gc_cycles.len() < 3 {
+        let samples = r.overhead.gc_cycles_sampled + r.overhead.timer_samples;
+        if samples < 3 {
             writeln!(
                 w,
-                "  (only {} GC cycles seen: trace longer for a verdict; growth is judged over cycles, not time)",
-                r.gc_cycles.len()
+                "  (only {samples} samples taken: a verdict needs three; trace longer, or lower --interval for timer samples)"
             )?;
         }
     } else {
