@@ -13,6 +13,9 @@
 //! 5.15 (uprobe cookies, ring buffer).
 #![no_std]
 #![no_main]
+// Inline assembly for the atomic add in `bump` (as aya-ebpf does for its
+// bounds checks).
+#![feature(asm_experimental_arch)]
 
 use aya_ebpf::{
     EbpfContext,
@@ -66,11 +69,38 @@ static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 static WRITES: LruPerCpuHashMap<WriteKey, WriteStat> =
     LruPerCpuHashMap::with_max_entries(WRITES_ENTRIES, 0);
 
+/// Adds one to a `u64` slot of a per-CPU map with a BPF atomic add
+/// (`lock *(u64 *)(r + 0) += r`, the instruction once called XADD).
+///
+/// A plain `*slot += 1` is not enough: uprobe programs run under
+/// `migrate_disable()`, not `preempt_disable()`, so on a PREEMPT kernel
+/// another task on the same CPU can run the program between the load and
+/// the store, and one hit is lost.
+///
+/// Inline assembly, because `core::sync::atomic` has no read-modify-write
+/// operations on `bpfel-unknown-none` (the target spec says `atomic-cas:
+/// false`, so `AtomicU64::fetch_add` does not exist there); the other way,
+/// `core::intrinsics::atomic_xadd`, is an internal API whose signature
+/// changes between nightlies.
+#[inline(always)]
+fn bump(slot: *mut u64) {
+    // SAFETY: `slot` is a map value pointer the verifier has checked
+    // (8-aligned, live for the program's run); the instruction only adds to
+    // those 8 bytes.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({slot} + 0) += {one}",
+            slot = in(reg) slot,
+            one = in(reg) 1u64,
+            options(nostack),
+        );
+    }
+}
+
 #[inline(always)]
 fn count(c: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(c as u32) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *slot += 1 };
+        bump(slot);
     }
 }
 
@@ -80,8 +110,7 @@ fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
     // SAFETY: the helper only reads the attach cookie of the current link.
     let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     if let Some(hits) = PROBE_HITS.get_ptr_mut(cookie) {
-        // SAFETY: per-CPU slot.
-        unsafe { *hits += 1 };
+        bump(hits);
     }
     match PROBE_SPECS.get(cookie) {
         Some(s) if s.role != 0 => Some((cookie, *s)),
@@ -422,8 +451,9 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
         kind: u32::from(s.aux),
     };
     if let Some(stat) = WRITES.get_ptr_mut(&key) {
-        // SAFETY: this CPU's copy of the value; no other writer on this CPU.
-        unsafe { (*stat).count += 1 };
+        // SAFETY: `stat` is this CPU's copy of a live map value; the field
+        // pointer is derived without creating a reference.
+        bump(unsafe { &raw mut (*stat).count });
         return 0;
     }
     let stat = WriteStat {
