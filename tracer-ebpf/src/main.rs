@@ -26,10 +26,10 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use tracer_common::{
-    AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
-    EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, NO_SP_OFF,
-    PendingCreate, PidNs, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES, WriteKey,
-    WriteStat,
+    ABI_VERSION, AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES,
+    EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG,
+    NO_SP_OFF, PendingCreate, PidNs, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES,
+    WriteKey, WriteStat,
 };
 
 mod regs;
@@ -504,6 +504,14 @@ pub fn fin_hook(ctx: ProbeContext) -> u32 {
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
+
+/// The ABI version this object was built for, in the section
+/// `tracer_common::ABI_SECTION` (see there): user space refuses to load an
+/// object built for another one.
+#[unsafe(link_section = "mapleak_abi")]
+#[unsafe(no_mangle)]
+#[used]
+static MAPLEAK_ABI_VERSION: [u8; 4] = ABI_VERSION.to_le_bytes();
 
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

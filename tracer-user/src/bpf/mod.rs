@@ -20,9 +20,9 @@ use aya::{
     },
 };
 use tracer_common::{
-    AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED, MAP_EVENTS, MAP_PIDNS,
-    MAP_PROBE_HITS, MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS, MAP_WRITES, MAX_PROBES, PidNs,
-    ProbeSpec, ProcConfig, WriteKey, WriteStat, programs,
+    ABI_SECTION, ABI_VERSION, AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED,
+    MAP_EVENTS, MAP_PIDNS, MAP_PROBE_HITS, MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS,
+    MAP_WRITES, MAX_PROBES, PidNs, ProbeSpec, ProcConfig, WriteKey, WriteStat, programs,
 };
 
 /// The eBPF object for x86-64 targets.
@@ -144,6 +144,7 @@ impl Tracer {
                 "this mapleak-trace was built without its eBPF object (MAPLEAK_SKIP_EBPF=1): rebuild after running scripts/setup.sh"
             );
         }
+        check_abi(obj)?;
         let mut ebpf = Ebpf::load(obj).context("loading the eBPF object into the kernel")?;
         for name in programs::ALL {
             let prog: &mut UProbe = ebpf
@@ -474,9 +475,45 @@ fn sum_per_cpu(ebpf: &Ebpf, name: &str, n: u32) -> Vec<u64> {
         .collect()
 }
 
-/// Checks, without the kernel, that an object carries every program and map
-/// the plan uses.
+/// The ABI version an eBPF object was built for: the 4 little-endian bytes
+/// of its `tracer_common::ABI_SECTION` section.
+pub fn object_abi_version(obj: &[u8]) -> Result<u32> {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(obj).context("parsing the eBPF object")?;
+    let section = file.section_by_name(ABI_SECTION).ok_or_else(|| {
+        anyhow!("the eBPF object has no {ABI_SECTION} section (the ABI version it was built for)")
+    })?;
+    let data = section
+        .data()
+        .context("reading the eBPF object's ABI version")?;
+    let bytes: [u8; 4] = data.try_into().map_err(|_| {
+        anyhow!(
+            "the eBPF object's {ABI_SECTION} section holds {} bytes, not 4",
+            data.len()
+        )
+    })?;
+    Ok(u32::from_le_bytes(bytes))
+}
+
+/// Refuses an object built for another ABI than this binary's: its maps
+/// and events would be misread.
+pub fn check_abi(obj: &[u8]) -> Result<()> {
+    let found = object_abi_version(obj).map_err(|e| anyhow!("{e:#}: {REBUILD}"))?;
+    if found != ABI_VERSION {
+        bail!(
+            "the eBPF object was built for ABI version {found}, this mapleak-trace reads version {ABI_VERSION}: {REBUILD}"
+        );
+    }
+    Ok(())
+}
+
+/// What to do when the embedded object does not match.
+const REBUILD: &str = "rebuild mapleak-trace from one checkout (`cargo clean -p tracer-user && cargo build --release`) so that its eBPF object and user space come from the same tracer-common";
+
+/// Checks, without the kernel, that an object is for this ABI and carries
+/// every program and map the plan uses.
 pub fn check_object(obj: &[u8]) -> Result<()> {
+    check_abi(obj)?;
     let parsed = aya_obj::Object::parse(obj).context("parsing the eBPF object")?;
     for p in programs::ALL {
         if !parsed.programs.contains_key(p) {
@@ -505,5 +542,64 @@ mod tests {
             super::check_object(obj).unwrap();
         }
         assert!(super::check_object(b"not an elf").is_err());
+    }
+
+    /// Copies of `obj` with every occurrence of `from` replaced by `to`
+    /// (same length).
+    fn patched(obj: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let mut out = obj.to_vec();
+        let mut n = 0;
+        let mut i = 0;
+        while let Some(p) = out[i..].windows(from.len()).position(|w| w == from) {
+            out[i + p..i + p + to.len()].copy_from_slice(to);
+            i += p + to.len();
+            n += 1;
+        }
+        assert!(n > 0, "{:?} not found", String::from_utf8_lossy(from));
+        out
+    }
+
+    /// Both embedded objects carry this binary's ABI version, and one with
+    /// another version, or with none, is refused with a hint to rebuild.
+    #[test]
+    fn abi_version_checked() {
+        use object::{Object as _, ObjectSection as _};
+        use tracer_common::{ABI_SECTION, ABI_VERSION};
+        for obj in [super::OBJECT_X86_64, super::OBJECT_AARCH64] {
+            assert_eq!(super::object_abi_version(obj).unwrap(), ABI_VERSION);
+            super::check_abi(obj).unwrap();
+
+            // Another version, written where the section's bytes are.
+            let file = object::File::parse(obj).unwrap();
+            let (off, len) = file
+                .section_by_name(ABI_SECTION)
+                .unwrap()
+                .file_range()
+                .unwrap();
+            assert_eq!(len, 4);
+            let off = usize::try_from(off).unwrap();
+            let mut other = obj.to_vec();
+            other[off..off + 4].copy_from_slice(&(ABI_VERSION + 1).to_le_bytes());
+            let err = format!("{:#}", super::check_object(&other).unwrap_err());
+            assert!(
+                err.contains(&format!(
+                    "built for ABI version {}, this mapleak-trace reads version {ABI_VERSION}",
+                    ABI_VERSION + 1
+                )) && err.contains("rebuild"),
+                "{err}"
+            );
+
+            // No version at all (the section renamed, in the section
+            // names and in the BTF strings alike).
+            let mut renamed = ABI_SECTION.as_bytes().to_vec();
+            *renamed.last_mut().unwrap() ^= 0x20;
+            let none = patched(obj, ABI_SECTION.as_bytes(), &renamed);
+            let err = format!("{:#}", super::check_abi(&none).unwrap_err());
+            assert!(
+                err.contains(&format!("no {ABI_SECTION} section")) && err.contains("rebuild"),
+                "{err}"
+            );
+        }
     }
 }
