@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result};
 use tracer_common::{Counter, ProcConfig};
 
 use crate::{
-    bpf::{ProbeRequest, Tracer},
+    bpf::{BpfLog, LoadOptions, ProbeRequest, Tracer},
     budget::{self, Budget, GovernorThread, ProbeCost},
     discover::Target,
     finalizers::{self, FinTracker},
@@ -72,6 +72,8 @@ pub struct TraceOptions {
     pub show_keys: bool,
     /// Every map in full in the report, not only suspects and the largest.
     pub all_maps: bool,
+    /// Print the eBPF programs' diagnostics to stderr (`bpf: ` lines).
+    pub bpf_log: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -174,7 +176,10 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         .map(JsonSink::open)
         .transpose()
         .map_err(|e| cannot(e.into()))?;
-    let mut tracer = Tracer::load().map_err(cannot)?;
+    let load = LoadOptions {
+        bpf_log: opts.bpf_log,
+    };
+    let mut tracer = Tracer::load_with(load).map_err(cannot)?;
     let mut sessions: Vec<Session> = Vec::new();
     for &pid in &opts.pids {
         sessions.push(
@@ -288,6 +293,7 @@ fn trace_loop(
     let mut last_alive = Instant::now();
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
+    let mut bpf_log = tracer.take_bpf_log();
     let end_reason = loop {
         // GC events do not wake the loop (they are written without a
         // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
@@ -302,6 +308,7 @@ fn trace_loop(
             Ok(e) => events.push(e),
             Err(_) => bad_events += 1,
         });
+        bpf_log.iter_mut().for_each(BpfLog::flush);
         for ev in events.drain(..) {
             if let Some(s) = sessions
                 .iter_mut()
