@@ -12,6 +12,14 @@
 /// Version of this ABI. User space refuses an object built for another one.
 pub const ABI_VERSION: u32 = 2;
 
+/// The ELF section of the eBPF object that holds the [`ABI_VERSION`] it was
+/// built for, as 4 little-endian bytes (the BPF target is little-endian on
+/// every host this runs on). A section of its own, not a global in
+/// `.rodata`: user space reads it with any ELF reader before loading, and
+/// the kernel never sees it. (`#[link_section]` needs a literal, so
+/// tracer-ebpf repeats the name; a tracer-user test checks they agree.)
+pub const ABI_SECTION: &str = "mapleak_abi";
+
 /// Ring buffer of rare events (map growth, GC cycles).
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-process configuration, keyed by tgid: [`ProcConfig`].

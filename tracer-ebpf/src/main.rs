@@ -5,14 +5,24 @@
 //! `PROBE_SPECS`, which tells the program which ABIInternal registers hold the
 //! map and its type, so one object serves every Go version.
 //!
-//! Rules for this file (see DESIGN.md section 3): no logging, no loops, only
-//! rare events go to the ring buffer; creation records are aggregated in an
-//! LRU hash that user space reads only for maps that grow.
+//! Rules for this file (see DESIGN.md section 3): no loops, only rare events
+//! go to the ring buffer; creation records are aggregated in an LRU hash that
+//! user space reads only for maps that grow.
+//!
+//! Logging (aya-log) only on failure paths and rare events, never on a path
+//! every hit takes. It is off unless `mapleak-trace --bpf-log`: each call
+//! first compares its level with the global `AYA_LOG_LEVEL`, which the
+//! loader sets (0 = off) in `.rodata`; aya freezes that map, so the verifier
+//! knows the value, follows only the branch taken and removes the logging
+//! code (and its loop) from the loaded program.
 //!
 //! # Minimum kernel version
 //! 5.15 (uprobe cookies, ring buffer).
 #![no_std]
 #![no_main]
+// Inline assembly for the atomic add in `bump` (as aya-ebpf does for its
+// bounds checks).
+#![feature(asm_experimental_arch)]
 
 use aya_ebpf::{
     EbpfContext,
@@ -22,11 +32,12 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::ProbeContext,
 };
+use aya_log_ebpf::{debug, error, warn};
 use tracer_common::{
-    AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES, EventHeader,
-    EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG, NO_SP_OFF,
-    PendingCreate, PidNs, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES, WriteKey,
-    WriteStat,
+    ABI_VERSION, AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES,
+    EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG,
+    NO_SP_OFF, PendingCreate, PidNs, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES,
+    WriteKey, WriteStat,
 };
 
 mod regs;
@@ -66,11 +77,38 @@ static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 static WRITES: LruPerCpuHashMap<WriteKey, WriteStat> =
     LruPerCpuHashMap::with_max_entries(WRITES_ENTRIES, 0);
 
+/// Adds one to a `u64` slot of a per-CPU map with a BPF atomic add
+/// (`lock *(u64 *)(r + 0) += r`, the instruction once called XADD).
+///
+/// A plain `*slot += 1` is not enough: uprobe programs run under
+/// `migrate_disable()`, not `preempt_disable()`, so on a PREEMPT kernel
+/// another task on the same CPU can run the program between the load and
+/// the store, and one hit is lost.
+///
+/// Inline assembly, because `core::sync::atomic` has no read-modify-write
+/// operations on `bpfel-unknown-none` (the target spec says `atomic-cas:
+/// false`, so `AtomicU64::fetch_add` does not exist there); the other way,
+/// `core::intrinsics::atomic_xadd`, is an internal API whose signature
+/// changes between nightlies.
+#[inline(always)]
+fn bump(slot: *mut u64) {
+    // SAFETY: `slot` is a map value pointer the verifier has checked
+    // (8-aligned, live for the program's run); the instruction only adds to
+    // those 8 bytes.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({slot} + 0) += {one}",
+            slot = in(reg) slot,
+            one = in(reg) 1u64,
+            options(nostack),
+        );
+    }
+}
+
 #[inline(always)]
 fn count(c: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(c as u32) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *slot += 1 };
+        bump(slot);
     }
 }
 
@@ -80,13 +118,13 @@ fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
     // SAFETY: the helper only reads the attach cookie of the current link.
     let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     if let Some(hits) = PROBE_HITS.get_ptr_mut(cookie) {
-        // SAFETY: per-CPU slot.
-        unsafe { *hits += 1 };
+        bump(hits);
     }
     match PROBE_SPECS.get(cookie) {
         Some(s) if s.role != 0 => Some((cookie, *s)),
         _ => {
             count(Counter::BadCookie);
+            error!(ctx, "probe cookie {} has no spec", cookie);
             None
         }
     }
@@ -116,30 +154,38 @@ fn tgid() -> u32 {
 }
 
 #[inline(always)]
-fn read_u64(addr: u64) -> Option<u64> {
+fn read_u64(ctx: &ProbeContext, addr: u64) -> Option<u64> {
     if addr == 0 {
         return None;
     }
     // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
     match unsafe { bpf_probe_read_user(addr as *const u64) } {
         Ok(v) => Some(v),
-        Err(_) => {
+        Err(e) => {
             count(Counter::ReadFailed);
+            warn!(
+                ctx,
+                "bpf_probe_read_user of 8 bytes at {:x}: error {}", addr, e
+            );
             None
         }
     }
 }
 
 #[inline(always)]
-fn read_u32(addr: u64) -> u32 {
+fn read_u32(ctx: &ProbeContext, addr: u64) -> u32 {
     if addr == 0 {
         return u32::MAX;
     }
     // SAFETY: bpf_probe_read_user checks the address and fails cleanly.
     match unsafe { bpf_probe_read_user(addr as *const u32) } {
         Ok(v) => v,
-        Err(_) => {
+        Err(e) => {
             count(Counter::ReadFailed);
+            warn!(
+                ctx,
+                "bpf_probe_read_user of 4 bytes at {:x}: error {}", addr, e
+            );
             u32::MAX
         }
     }
@@ -157,6 +203,7 @@ fn stack_id(ctx: &ProbeContext) -> i32 {
     };
     if id < 0 {
         count(Counter::StackFailed);
+        debug!(ctx, "bpf_get_stackid: error {}", id);
         -1
     } else {
         id as i32
@@ -168,7 +215,7 @@ fn goid(ctx: &ProbeContext, cfg: &ProcConfig) -> u64 {
     if cfg.goid_offset == 0 {
         return 0;
     }
-    read_u64(regs::g(ctx).wrapping_add(u64::from(cfg.goid_offset))).unwrap_or(0)
+    read_u64(ctx, regs::g(ctx).wrapping_add(u64::from(cfg.goid_offset))).unwrap_or(0)
 }
 
 #[inline(always)]
@@ -183,7 +230,7 @@ fn caller_pc(ctx: &ProbeContext, s: &ProbeSpec) -> u64 {
     if s.ret_sp_off == NO_SP_OFF {
         regs::caller_pc(ctx)
     } else {
-        read_u64(regs::sp(ctx).wrapping_add(s.ret_sp_off as u64)).unwrap_or(0)
+        read_u64(ctx, regs::sp(ctx).wrapping_add(s.ret_sp_off as u64)).unwrap_or(0)
     }
 }
 
@@ -205,7 +252,7 @@ fn map_of(ctx: &ProbeContext, s: &ProbeSpec) -> u64 {
     if s.map_sp_off == NO_SP_OFF {
         arg_or_zero(ctx, s.map_arg)
     } else {
-        read_u64(regs::sp(ctx).wrapping_add(s.map_sp_off as u64)).unwrap_or(0)
+        read_u64(ctx, regs::sp(ctx).wrapping_add(s.map_sp_off as u64)).unwrap_or(0)
     }
 }
 
@@ -265,7 +312,13 @@ pub fn map_create_ret(ctx: ProbeContext) -> u32 {
                 rec.hint = p.hint;
                 let _ = PENDING_CREATE.remove(&gkey);
             }
-            None => count(Counter::CreateNoEntry),
+            None => {
+                count(Counter::CreateNoEntry);
+                debug!(
+                    &ctx,
+                    "pid {}: map {:x} made with no entry record", tgid, map
+                );
+            }
         }
     }
     let key = AddrKey {
@@ -286,6 +339,10 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
     // SAFETY: the map is only read.
     let Some(cfg) = (unsafe { PROC_CONFIG.get(&tgid) }) else {
         count(Counter::NoConfig);
+        warn!(
+            &ctx,
+            "pid {}: probe {} hit, no PROC_CONFIG for it", tgid, id
+        );
         return 0;
     };
     // The return address is read before the small-table filter only when
@@ -337,6 +394,10 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
     }
     let Some(mut entry) = EVENTS.reserve::<MapGrowEvent>(0) else {
         count(Counter::RingBufFull);
+        warn!(
+            &ctx,
+            "pid {}: ring buffer full, growth of map {:x} lost", tgid, map_addr
+        );
         return 0;
     };
     let ev = MapGrowEvent {
@@ -363,15 +424,17 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
 
 #[inline(always)]
 fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
-    let Some(_) = spec(ctx) else { return 0 };
+    let Some((id, _)) = spec(ctx) else { return 0 };
     let tgid = tgid();
     // SAFETY: the map is only read.
     let Some(cfg) = (unsafe { PROC_CONFIG.get(&tgid) }) else {
         count(Counter::NoConfig);
+        warn!(ctx, "pid {}: probe {} hit, no PROC_CONFIG for it", tgid, id);
         return 0;
     };
     let Some(mut entry) = EVENTS.reserve::<GcEvent>(0) else {
         count(Counter::RingBufFull);
+        warn!(ctx, "pid {}: ring buffer full, GC event lost", tgid);
         return 0;
     };
     let ev = GcEvent {
@@ -381,10 +444,10 @@ fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
             // SAFETY: plain helper call.
             ts_ns: unsafe { bpf_ktime_get_ns() },
         },
-        work_cycles: read_u32(cfg.work_cycles_addr),
-        numgc: read_u32(cfg.numgc_addr),
-        heap_marked: read_u64(cfg.heap_marked_addr).unwrap_or(0),
-        heap_live: read_u64(cfg.heap_live_addr).unwrap_or(0),
+        work_cycles: read_u32(ctx, cfg.work_cycles_addr),
+        numgc: read_u32(ctx, cfg.numgc_addr),
+        heap_marked: read_u64(ctx, cfg.heap_marked_addr).unwrap_or(0),
+        heap_live: read_u64(ctx, cfg.heap_live_addr).unwrap_or(0),
         trigger: if matches!(kind, EventKind::GcStart) {
             regs::arg(ctx, 0)
         } else {
@@ -395,6 +458,19 @@ fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
     // No wakeup: a GC-heavy program runs hundreds of cycles a second, and
     // the tracer reads the ring buffer at least every 40 ms anyway.
     entry.submit(BPF_RB_NO_WAKEUP);
+    debug!(
+        ctx,
+        "pid {}: gc {}: work cycles {} numgc {} heap_live {}",
+        tgid,
+        if matches!(kind, EventKind::GcStart) {
+            "start"
+        } else {
+            "marked"
+        },
+        ev.work_cycles,
+        ev.numgc,
+        ev.heap_live
+    );
     0
 }
 
@@ -422,8 +498,9 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
         kind: u32::from(s.aux),
     };
     if let Some(stat) = WRITES.get_ptr_mut(&key) {
-        // SAFETY: this CPU's copy of the value; no other writer on this CPU.
-        unsafe { (*stat).count += 1 };
+        // SAFETY: `stat` is this CPU's copy of a live map value; the field
+        // pointer is derived without creating a reference.
+        bump(unsafe { &raw mut (*stat).count });
         return 0;
     }
     let stat = WriteStat {
@@ -432,8 +509,9 @@ pub fn map_write(ctx: ProbeContext) -> u32 {
     };
     // Per-CPU values: this sets this CPU's copy; the others start at zero.
     // An LRU: the short-lived maps of a busy service age out.
-    if WRITES.insert(&key, &stat, 0).is_err() {
+    if let Err(e) = WRITES.insert(&key, &stat, 0) {
         count(Counter::WritesFull);
+        warn!(&ctx, "write counts: insert failed: error {}", e);
     }
     0
 }
@@ -444,6 +522,10 @@ pub fn fin_hook(ctx: ProbeContext) -> u32 {
     let Some((id, s)) = spec(&ctx) else { return 0 };
     let Some(mut entry) = EVENTS.reserve::<FinEvent>(0) else {
         count(Counter::RingBufFull);
+        warn!(
+            &ctx,
+            "ring buffer full, finalizer event of probe {} lost", id
+        );
         return 0;
     };
     let ev = FinEvent {
@@ -474,6 +556,14 @@ pub fn fin_hook(ctx: ProbeContext) -> u32 {
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     loop {}
 }
+
+/// The ABI version this object was built for, in the section
+/// `tracer_common::ABI_SECTION` (see there): user space refuses to load an
+/// object built for another one.
+#[unsafe(link_section = "mapleak_abi")]
+#[unsafe(no_mangle)]
+#[used]
+static MAPLEAK_ABI_VERSION: [u8; 4] = ABI_VERSION.to_le_bytes();
 
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

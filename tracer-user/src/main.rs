@@ -62,6 +62,12 @@ struct TraceArgs {
     /// counts the rest by type and creation site (`map_groups`).
     #[arg(long)]
     all_maps: bool,
+    /// Print the eBPF programs' own diagnostics to stderr, as `bpf: ` lines:
+    /// failed reads of target memory, a full event ring buffer, a probe hit
+    /// in a process with no configuration, each GC cycle. Off by default:
+    /// the kernel's verifier then removes the logging code from the programs.
+    #[arg(long)]
+    bpf_log: bool,
 }
 
 #[derive(Subcommand)]
@@ -155,6 +161,7 @@ fn trace(a: &TraceArgs) -> Result<()> {
         overhead_budget: a.overhead_budget / 100.0,
         show_keys: a.show_keys,
         all_maps: a.all_maps,
+        bpf_log: a.bpf_log,
     })?;
     Ok(())
 }

@@ -24,7 +24,7 @@ use tokio::{
 use tracer_common::{Counter, ProcConfig};
 
 use crate::{
-    bpf::{ProbeRequest, Tracer},
+    bpf::{BpfLog, LoadOptions, ProbeRequest, Tracer},
     budget::{self, Budget, GovernorThread, ProbeCost},
     discover::Target,
     finalizers::{self, FinTracker},
@@ -89,6 +89,8 @@ pub struct TraceOptions {
     pub show_keys: bool,
     /// Every map in full in the report, not only suspects and the largest.
     pub all_maps: bool,
+    /// Print the eBPF programs' diagnostics to stderr (`bpf: ` lines).
+    pub bpf_log: bool,
 }
 
 /// Worker threads for the targets' memory reads (one sample in flight per
@@ -192,7 +194,10 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         .build()
         .context("starting the async runtime")
         .map_err(cannot)?;
-    let mut tracer = Tracer::load().map_err(cannot)?;
+    let load = LoadOptions {
+        bpf_log: opts.bpf_log,
+    };
+    let mut tracer = Tracer::load_with(load).map_err(cannot)?;
     let mut sessions: Vec<Session> = Vec::new();
     for &pid in &opts.pids {
         sessions.push(
@@ -315,10 +320,12 @@ struct Wakers {
     sighup: Signal,
     /// A target's pidfd became readable: it exited.
     exited: mpsc::UnboundedReceiver<u32>,
+    /// The eBPF programs' log (`--bpf-log`).
+    bpf_log: Option<AsyncFd<BpfLog>>,
 }
 
 impl Wakers {
-    fn new(tracer: &Tracer, sessions: &[Session]) -> Result<Self> {
+    fn new(tracer: &mut Tracer, sessions: &[Session]) -> Result<Self> {
         let events = readable(tracer.events_fd()?).context("waiting on the ring buffer")?;
         // SIGHUP too: a terminal that goes away ends the trace with its report.
         let sig = |k: SignalKind| signal(k).context("installing a signal handler");
@@ -337,8 +344,18 @@ impl Wakers {
                 });
             }
         }
+        let bpf_log = match tracer.take_bpf_log() {
+            // SAFETY: the log's ring buffer descriptor stays open, the same
+            // one, as long as the BpfLog that owns it.
+            Some(l) => Some(
+                unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }
+                    .map_err(|e| anyhow::anyhow!("waiting on the eBPF log: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             events,
+            bpf_log,
             sigint: sig(SignalKind::interrupt())?,
             sigterm: sig(SignalKind::terminate())?,
             sighup: sig(SignalKind::hangup())?,
@@ -442,7 +459,7 @@ async fn event_loop(
     let mut last_alive = Instant::now();
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
-    loop {
+    let reason = loop {
         // GC events do not wake the loop (they are written without a
         // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
         // wakes at least every IDLE_WAIT, or when a pending sample is due.
@@ -452,10 +469,10 @@ async fn event_loop(
             .fold(IDLE_WAIT, Duration::min);
         tokio::select! {
             biased;
-            _ = wakers.sigint.recv() => return Ok(("interrupted", bad_events)),
-            _ = wakers.sigterm.recv() => return Ok(("interrupted", bad_events)),
-            _ = wakers.sighup.recv() => return Ok(("interrupted", bad_events)),
-            () = sleep_until(end_at) => return Ok(("duration reached", bad_events)),
+            _ = wakers.sigint.recv() => break "interrupted",
+            _ = wakers.sigterm.recv() => break "interrupted",
+            _ = wakers.sighup.recv() => break "interrupted",
+            () = sleep_until(end_at) => break "duration reached",
             Some(joined) = workers.join_next() => job_done(workers, sessions, tracer, joined)?,
             ready = wakers.events.readable() => {
                 // Cleared before the drain below: an event written after it
@@ -465,7 +482,11 @@ async fn event_loop(
                 }
             }
             Some(_) = wakers.exited.recv() => {}
+            () = log_readable(wakers.bpf_log.as_ref()) => {}
             () = tokio::time::sleep(wait) => {}
+        }
+        if let Some(log) = wakers.bpf_log.as_mut() {
+            log.get_mut().flush();
         }
         tracer.drain(|b| match decode(b) {
             Ok(e) => events.push(e),
@@ -519,8 +540,25 @@ async fn event_loop(
             render_live(sessions, tracer, console, opts.top, start);
         }
         if sessions.iter().all(|s| s.ended.is_some()) {
-            return Ok(("target exited", bad_events));
+            break "target exited";
         }
+    };
+    if let Some(log) = wakers.bpf_log.as_mut() {
+        log.get_mut().flush();
+    }
+    Ok((reason, bad_events))
+}
+
+/// Waits until the eBPF log has records (for ever without one), and
+/// clears the readiness: the loop flushes the log after every wake.
+async fn log_readable(log: Option<&AsyncFd<BpfLog>>) {
+    match log {
+        Some(l) => {
+            if let Ok(mut guard) = l.readable().await {
+                guard.clear_ready();
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -6,13 +6,16 @@
 //! Every kernel object belongs to [`Tracer`]: dropping it (or the process
 //! dying, even by SIGKILL) closes the file descriptors, and the kernel
 //! removes the probes. Nothing is pinned.
+//!
+//! With [`LoadOptions::bpf_log`], the programs' own diagnostics (aya-log)
+//! are handed to the caller as a [`BpfLog`] to poll.
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 mod multi;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    Ebpf,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{
         UProbe,
@@ -20,9 +23,9 @@ use aya::{
     },
 };
 use tracer_common::{
-    AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED, MAP_EVENTS, MAP_PIDNS,
-    MAP_PROBE_HITS, MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS, MAP_WRITES, MAX_PROBES, PidNs,
-    ProbeSpec, ProcConfig, WriteKey, WriteStat, programs,
+    ABI_SECTION, ABI_VERSION, AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED,
+    MAP_EVENTS, MAP_PIDNS, MAP_PROBE_HITS, MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS,
+    MAP_WRITES, MAX_PROBES, PidNs, ProbeSpec, ProcConfig, WriteKey, WriteStat, programs,
 };
 
 /// The eBPF object for x86-64 targets.
@@ -62,7 +65,88 @@ pub struct Tracer {
     /// Why `multi` is empty, if it is.
     multi_error: Option<String>,
     events: Option<RingBuf<MapData>>,
+    /// The programs' log, until the caller takes it.
+    bpf_log: Option<BpfLog>,
     next_id: u32,
+}
+
+/// How [`Tracer::load_with`] loads the programs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Let the programs log (aya-log, at debug level and above) and keep a
+    /// [`BpfLog`] to read them: see [`Tracer::take_bpf_log`]. Off, the
+    /// logging code is removed by the verifier at load time.
+    pub bpf_log: bool,
+}
+
+/// The programs' log level when logging is on: debug, so that every GC
+/// cycle shows; trace-level calls stay compiled out by the verifier.
+const BPF_LOG_LEVEL: aya_log::Level = aya_log::Level::Debug;
+
+/// Where aya-log's ring buffer of records is (`aya_log_ebpf`'s map name).
+const MAP_AYA_LOGS: &str = "AYA_LOGS";
+
+/// The eBPF programs' log (`--bpf-log`): records written by `aya_log_ebpf`
+/// calls in tracer-ebpf, read from their ring buffer.
+///
+/// Its file descriptor (the ring buffer's) becomes readable when records
+/// are pending: a caller polls it (or registers it with an event loop) and
+/// calls [`BpfLog::flush`], which prints them to stderr as `bpf: LEVEL
+/// message` lines.
+pub struct BpfLog {
+    logger: aya_log::EbpfLogger<StderrLog>,
+}
+
+impl std::fmt::Debug for BpfLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BpfLog")
+            .field("fd", &self.logger.as_raw_fd())
+            .finish()
+    }
+}
+
+impl BpfLog {
+    /// Prints every pending record to stderr, one `bpf: ` line each.
+    pub fn flush(&mut self) {
+        self.logger.flush();
+    }
+}
+
+impl std::os::fd::AsFd for BpfLog {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.logger.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for BpfLog {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.logger.as_raw_fd()
+    }
+}
+
+/// A `log::Log` of its own for aya-log's records (aya-log hands each record
+/// to a `log::Log`): straight to stderr, whatever the process's global
+/// logger is (there is none).
+#[derive(Debug, Clone, Copy)]
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        use std::io::Write as _;
+        // A closed stderr loses the line; it must not end the trace.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "bpf: {} {}",
+            record.level(),
+            record.args()
+        );
+    }
+
+    fn flush(&self) {}
 }
 
 impl std::fmt::Debug for Tracer {
@@ -136,15 +220,38 @@ fn own_pid_namespace() -> PidNs {
 }
 
 impl Tracer {
-    /// Loads the embedded object and its programs into the kernel.
+    /// Loads the embedded object and its programs into the kernel, with the
+    /// programs' logging off.
     pub fn load() -> Result<Self> {
+        Self::load_with(LoadOptions::default())
+    }
+
+    /// Loads the embedded object and its programs into the kernel.
+    pub fn load_with(opts: LoadOptions) -> Result<Self> {
         let obj = object();
         if obj.is_empty() {
             bail!(
                 "this mapleak-trace was built without its eBPF object (MAPLEAK_SKIP_EBPF=1): rebuild after running scripts/setup.sh"
             );
         }
-        let mut ebpf = Ebpf::load(obj).context("loading the eBPF object into the kernel")?;
+        check_abi(obj)?;
+        // The log level is a global in `.rodata`, which aya freezes after
+        // writing it: the verifier then knows it and drops the logging
+        // code of the levels it disables (all of them when 0).
+        let level: u8 = if opts.bpf_log {
+            BPF_LOG_LEVEL.into()
+        } else {
+            0
+        };
+        let mut loader = EbpfLoader::new();
+        loader.override_global(aya_log::LEVEL, &level, true);
+        if !opts.bpf_log {
+            // The records' ring buffer stays empty: one page, not 128 KiB.
+            loader.map_max_entries(MAP_AYA_LOGS, 1);
+        }
+        let mut ebpf = loader
+            .load(obj)
+            .context("loading the eBPF object into the kernel")?;
         for name in programs::ALL {
             let prog: &mut UProbe = ebpf
                 .program_mut(name)
@@ -180,13 +287,30 @@ impl Tracer {
             ebpf.take_map(MAP_EVENTS)
                 .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
         )?;
+        // After the uprobe_multi copies: they look up every map by name.
+        let bpf_log = if opts.bpf_log {
+            let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)
+                .context("reading the eBPF programs' log")?;
+            Some(BpfLog { logger })
+        } else {
+            None
+        };
         Ok(Self {
             ebpf,
             multi,
             multi_error,
             events: Some(events),
+            bpf_log,
             next_id: 0,
         })
+    }
+
+    /// The programs' log, once: `Some` when loaded with
+    /// [`LoadOptions::bpf_log`]. The caller polls its descriptor and calls
+    /// [`BpfLog::flush`]; the programs keep logging into the ring buffer
+    /// whether or not anyone reads it (records that do not fit are dropped).
+    pub fn take_bpf_log(&mut self) -> Option<BpfLog> {
+        self.bpf_log.take()
     }
 
     /// Writes the configuration of process `tgid`.
@@ -472,18 +596,62 @@ fn sum_per_cpu(ebpf: &Ebpf, name: &str, n: u32) -> Vec<u64> {
         .collect()
 }
 
-/// Checks, without the kernel, that an object carries every program and map
-/// the plan uses.
+/// The ABI version an eBPF object was built for: the 4 little-endian bytes
+/// of its `tracer_common::ABI_SECTION` section.
+pub fn object_abi_version(obj: &[u8]) -> Result<u32> {
+    use object::{Object as _, ObjectSection as _};
+    let file = object::File::parse(obj).context("parsing the eBPF object")?;
+    let section = file.section_by_name(ABI_SECTION).ok_or_else(|| {
+        anyhow!("the eBPF object has no {ABI_SECTION} section (the ABI version it was built for)")
+    })?;
+    let data = section
+        .data()
+        .context("reading the eBPF object's ABI version")?;
+    let bytes: [u8; 4] = data.try_into().map_err(|_| {
+        anyhow!(
+            "the eBPF object's {ABI_SECTION} section holds {} bytes, not 4",
+            data.len()
+        )
+    })?;
+    Ok(u32::from_le_bytes(bytes))
+}
+
+/// Refuses an object built for another ABI than this binary's: its maps
+/// and events would be misread.
+pub fn check_abi(obj: &[u8]) -> Result<()> {
+    let found = object_abi_version(obj).map_err(|e| anyhow!("{e:#}: {REBUILD}"))?;
+    if found != ABI_VERSION {
+        bail!(
+            "the eBPF object was built for ABI version {found}, this mapleak-trace reads version {ABI_VERSION}: {REBUILD}"
+        );
+    }
+    Ok(())
+}
+
+/// What to do when the embedded object does not match.
+const REBUILD: &str = "rebuild mapleak-trace from one checkout (`cargo clean -p tracer-user && cargo build --release`) so that its eBPF object and user space come from the same tracer-common";
+
+/// Checks, without the kernel, that an object is for this ABI and carries
+/// every program and map the plan uses.
 pub fn check_object(obj: &[u8]) -> Result<()> {
+    check_abi(obj)?;
     let parsed = aya_obj::Object::parse(obj).context("parsing the eBPF object")?;
     for p in programs::ALL {
         if !parsed.programs.contains_key(p) {
             bail!("program {p} missing from the eBPF object");
         }
     }
-    for m in tracer_common::ALL_MAPS {
+    for m in tracer_common::ALL_MAPS.into_iter().chain([MAP_AYA_LOGS]) {
         if !parsed.maps.contains_key(m) {
             bail!("map {m} missing from the eBPF object");
+        }
+    }
+    // The loader sets it (logging on or off) and fails without it.
+    {
+        use object::{Object as _, ObjectSymbol as _};
+        let file = object::File::parse(obj).context("parsing the eBPF object")?;
+        if !file.symbols().any(|s| s.name() == Ok(aya_log::LEVEL)) {
+            bail!("global {} missing from the eBPF object", aya_log::LEVEL);
         }
     }
     Ok(())
@@ -492,7 +660,7 @@ pub fn check_object(obj: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     /// Both embedded objects (x86_64 and aarch64) parse and carry every
-    /// program and map.
+    /// program and map, and aya-log's level global.
     #[test]
     fn embedded_objects_complete() {
         for obj in [super::OBJECT_X86_64, super::OBJECT_AARCH64] {
@@ -501,7 +669,69 @@ mod tests {
                 "built with MAPLEAK_SKIP_EBPF=1: the eBPF object is a stub"
             );
             super::check_object(obj).unwrap();
+            let no_level = patched(obj, b"AYA_LOG_LEVEL\0", b"AYA_LOG_LEVEX\0");
+            let err = format!("{:#}", super::check_object(&no_level).unwrap_err());
+            assert!(err.contains("global AYA_LOG_LEVEL missing"), "{err}");
         }
         assert!(super::check_object(b"not an elf").is_err());
+    }
+
+    /// Copies of `obj` with every occurrence of `from` replaced by `to`
+    /// (same length).
+    fn patched(obj: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let mut out = obj.to_vec();
+        let mut n = 0;
+        let mut i = 0;
+        while let Some(p) = out[i..].windows(from.len()).position(|w| w == from) {
+            out[i + p..i + p + to.len()].copy_from_slice(to);
+            i += p + to.len();
+            n += 1;
+        }
+        assert!(n > 0, "{:?} not found", String::from_utf8_lossy(from));
+        out
+    }
+
+    /// Both embedded objects carry this binary's ABI version, and one with
+    /// another version, or with none, is refused with a hint to rebuild.
+    #[test]
+    fn abi_version_checked() {
+        use object::{Object as _, ObjectSection as _};
+        use tracer_common::{ABI_SECTION, ABI_VERSION};
+        for obj in [super::OBJECT_X86_64, super::OBJECT_AARCH64] {
+            assert_eq!(super::object_abi_version(obj).unwrap(), ABI_VERSION);
+            super::check_abi(obj).unwrap();
+
+            // Another version, written where the section's bytes are.
+            let file = object::File::parse(obj).unwrap();
+            let (off, len) = file
+                .section_by_name(ABI_SECTION)
+                .unwrap()
+                .file_range()
+                .unwrap();
+            assert_eq!(len, 4);
+            let off = usize::try_from(off).unwrap();
+            let mut other = obj.to_vec();
+            other[off..off + 4].copy_from_slice(&(ABI_VERSION + 1).to_le_bytes());
+            let err = format!("{:#}", super::check_object(&other).unwrap_err());
+            assert!(
+                err.contains(&format!(
+                    "built for ABI version {}, this mapleak-trace reads version {ABI_VERSION}",
+                    ABI_VERSION + 1
+                )) && err.contains("rebuild"),
+                "{err}"
+            );
+
+            // No version at all (the section renamed, in the section
+            // names and in the BTF strings alike).
+            let mut renamed = ABI_SECTION.as_bytes().to_vec();
+            *renamed.last_mut().unwrap() ^= 0x20;
+            let none = patched(obj, ABI_SECTION.as_bytes(), &renamed);
+            let err = format!("{:#}", super::check_abi(&none).unwrap_err());
+            assert!(
+                err.contains(&format!("no {ABI_SECTION} section")) && err.contains("rebuild"),
+                "{err}"
+            );
+        }
     }
 }
