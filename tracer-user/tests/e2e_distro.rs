@@ -38,7 +38,11 @@ fn runnable(path: &str) -> Option<PathBuf> {
             !ci,
             "CI is set but the end-to-end tests are not running as root"
         );
-        eprintln!("SKIPPED: end-to-end tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE)");
+        assert!(
+            std::env::var_os("MAPLEAK_ALLOW_SKIP").is_some(),
+            "end-to-end tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE): run as root, or set MAPLEAK_ALLOW_SKIP=1 to skip them"
+        );
+        println!("SKIPPED (MAPLEAK_ALLOW_SKIP): end-to-end tests need root");
         return None;
     }
     let p = PathBuf::from(path);
