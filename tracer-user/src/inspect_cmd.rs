@@ -174,6 +174,9 @@ pub fn run(
             crate::inspect::LayoutSource::Builtin => "built-in table",
         }
     )?;
+    if let Some(w) = info.layout_warning() {
+        writeln!(out, "  warning: {w}")?;
+    }
     for (name, v) in info.layout.fields() {
         if let Some(v) = v {
             writeln!(out, "  {name:<26} {v}")?;

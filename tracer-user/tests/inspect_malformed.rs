@@ -341,3 +341,32 @@ fn corrupted_sections() {
         }
     }
 }
+
+/// A Go release newer than the built-in layouts, in a binary without DWARF,
+/// is inspected with the newest known layout and a warning that says so;
+/// the same binary as built gets none.
+#[test]
+fn a_newer_go_release_without_dwarf_is_flagged() {
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.go_version == "go1.26.8" && f.goarch == "amd64" && f.variant == "stripped")
+        .expect("the go1.26.8 amd64 stripped fixture (run `cargo xtask fixtures`)");
+    let data = std::fs::read(&f.path).unwrap();
+    let built = BinaryInfo::from_bytes(f.path.clone(), data.clone()).unwrap();
+    assert_eq!(built.layout_warning(), None);
+    // The version string, as build info and runtime.buildVersion carry it.
+    let (old, new) = (b"go1.26.8", b"go1.29.8");
+    let mut patched = data;
+    let mut n = 0;
+    let mut i = 0;
+    while let Some(at) = patched[i..].windows(old.len()).position(|w| w == old) {
+        patched[i + at..i + at + old.len()].copy_from_slice(new);
+        i += at + old.len();
+        n += 1;
+    }
+    assert!(n >= 1, "no version string in {}", f.path.display());
+    let newer = BinaryInfo::from_bytes(f.path.clone(), patched).unwrap();
+    assert_eq!(newer.go_version.minor, 29);
+    let w = newer.layout_warning().expect("a warning for go1.29");
+    assert!(w.contains("go1.29.8") && w.contains("go1.27"), "{w}");
+}

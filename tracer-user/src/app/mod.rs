@@ -226,6 +226,11 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
             )
         });
     }
+    for s in &sessions {
+        if let Some(w) = s.info.layout_warning() {
+            console.emit(|out| writeln!(out, "mapleak-trace: warning: pid {}: {w}", s.target.pid));
+        }
+    }
     if let Some(why) = tracer.multi_error() {
         console.emit(|w| {
             writeln!(

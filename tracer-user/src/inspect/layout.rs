@@ -139,6 +139,10 @@ fn work_cycles(minor: u32, arm64: bool) -> u32 {
     if arm64 { arm } else { amd }
 }
 
+/// The newest Go release (`1.minor`) the built-in table was checked
+/// against. A newer one gets its last row, and a warning.
+pub const NEWEST_KNOWN_MINOR: u32 = 27;
+
 impl RuntimeLayout {
     /// The built-in layout for Go `1.minor` with map implementation
     /// `map_impl` on `arch`. Versions newer than the table use its last row.

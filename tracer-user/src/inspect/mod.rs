@@ -335,6 +335,22 @@ impl std::fmt::Debug for FileBytes {
 }
 
 impl BinaryInfo {
+    /// A warning when the runtime layout is a guess: a Go release newer than
+    /// the built-in table, and no DWARF in the binary to read it from.
+    #[must_use]
+    pub fn layout_warning(&self) -> Option<String> {
+        (self.layout_source == LayoutSource::Builtin
+            && self.go_version.minor > layout::NEWEST_KNOWN_MINOR)
+            .then(|| {
+                format!(
+                    "{} is newer than the runtime layouts this tracer knows (up to go1.{}) and the binary has no DWARF: go1.{}'s offsets are assumed; maps may show as implausible and be dropped",
+                    self.go_version.raw,
+                    layout::NEWEST_KNOWN_MINOR,
+                    layout::NEWEST_KNOWN_MINOR
+                )
+            })
+    }
+
     /// Reads and inspects `path` (a copy in memory: the file may change
     /// while it is read).
     pub fn open(path: &Path) -> Result<Self, InspectError> {
