@@ -72,6 +72,19 @@ pub fn escape_bytes(out: &mut String, b: &[u8], max_chars: usize) -> bool {
     true
 }
 
+/// The hash a report shows for a string: its identity hash, keyed with a
+/// key drawn at random for this run (SipHash through `RandomState`). The
+/// same key shows the same hash throughout a run, so reports can be
+/// followed; across runs it differs, and without the key a guess of a
+/// low-entropy key (an email, a user id) cannot be checked against it.
+fn shown_hash(identity: u64) -> u32 {
+    use std::hash::BuildHasher as _;
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    (KEY.get_or_init(std::hash::RandomState::new)
+        .hash_one(identity)
+        >> 32) as u32
+}
+
 fn string(c: &mut Ctx<'_>, s: Option<&StrVal>, header_len: Option<u64>) {
     let Some(s) = s else {
         // Content not read (past MAX_STR_LEAVES).
@@ -91,7 +104,7 @@ fn string(c: &mut Ctx<'_>, s: Option<&StrVal>, header_len: Option<u64>) {
         c.out.push_str("\"\"");
         return;
     }
-    let hash = s.hash >> 32;
+    let hash = shown_hash(s.hash);
     c.out.push('"');
     if c.show {
         let all = escape_bytes(&mut c.out, text, SHOW_CHARS);
