@@ -5,7 +5,7 @@
 //! be).
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use mapleak::{app, doctor, inspect::BinaryInfo, inspect_cmd};
 
@@ -179,16 +179,24 @@ fn run() -> Result<()> {
             Ok(())
         }
         Some(Cmd::Inspect { binary, pid, json }) => {
-            let path = match (binary, pid) {
-                (Some(b), None) => b,
+            // The path to open, and the one to show (`/proc/N/exe` opens the
+            // very file the process runs; its link target names it).
+            let (path, shown) = match (binary, pid) {
+                (Some(b), None) => (b.clone(), b),
                 (None, Some(p)) => {
                     let t = mapleak::discover::Target::discover(p)?;
-                    t.exe
+                    (t.exe, PathBuf::from(t.exe_display))
                 }
                 _ => return Err(Usage("give either a BINARY or --pid PID".to_owned()).into()),
             };
-            // The error names the path already.
-            let info = BinaryInfo::open(&path)?;
+            // The error names the path already (for a pid, `/proc/N/exe`:
+            // the executable's name goes first).
+            let mut info = match pid {
+                Some(p) => BinaryInfo::open(&path)
+                    .with_context(|| format!("pid {p} ({})", shown.display()))?,
+                None => BinaryInfo::open(&path)?,
+            };
+            info.path = shown;
             inspect_cmd::run(&info, pid, json, &mut std::io::stdout())
         }
     }
