@@ -508,6 +508,14 @@ mod pod {
     unsafe impl aya::Pod for super::AddrKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingCreate {}
+    // SAFETY: as above (the ring-buffer records user space decodes).
+    unsafe impl aya::Pod for super::EventHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::MapGrowEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::GcEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::FinEvent {}
 }
 
 pub mod governor;

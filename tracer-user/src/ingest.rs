@@ -44,13 +44,13 @@ pub enum DecodeError {
     UnknownKind(u32),
 }
 
-fn read<T: Copy>(b: &[u8]) -> Result<T, DecodeError> {
+fn read<T: aya::Pod>(b: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if b.len() < need {
         return Err(DecodeError::Short { got: b.len(), need });
     }
-    // SAFETY: length checked; T is a repr(C) plain-integer wire type for
-    // which every bit pattern is valid; read_unaligned tolerates any alignment.
+    // SAFETY: length checked; T is Pod (repr(C), no padding, every bit
+    // pattern valid); read_unaligned tolerates any alignment.
     Ok(unsafe { core::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
 }
 
