@@ -199,12 +199,20 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     };
     let mut tracer = Tracer::load_with(load).map_err(cannot)?;
     let mut sessions: Vec<Session> = Vec::new();
+    let mut binaries = Binaries::new();
     for &pid in &opts.pids {
         sessions.push(
-            attach_session(&mut tracer, pid, opts.overhead_budget, opts.show_keys)
-                .map_err(cannot)?,
+            attach_session(
+                &mut tracer,
+                &mut binaries,
+                pid,
+                opts.overhead_budget,
+                opts.show_keys,
+            )
+            .map_err(cannot)?,
         );
     }
+    drop(binaries);
     for s in &mut sessions {
         s.clock.timer_every = opts.interval.max(MIN_SAMPLE_GAP);
         s.all_maps = opts.all_maps;

@@ -59,19 +59,31 @@ pub(super) struct Session {
 /// second hit carries the same arguments within microseconds.
 pub(super) const DOUBLE_HIT_NS: u64 = 200_000;
 
+/// Binaries inspected so far, by device and inode: processes of one
+/// executable share one [`BinaryInfo`].
+pub(super) type Binaries = HashMap<(u64, u64), Arc<BinaryInfo>>;
+
 pub(super) fn attach_session(
     tracer: &mut Tracer,
+    binaries: &mut Binaries,
     pid: u32,
     rate: f64,
     show_keys: bool,
 ) -> Result<Session> {
     let target = Target::discover(pid)?;
-    let info = BinaryInfo::open_executable(&target.exe).with_context(|| {
-        format!(
-            "pid {pid} ({}) is not a traceable Go program",
-            target.exe_display
-        )
-    })?;
+    let info = match binaries.get(&target.dev_ino) {
+        Some(info) => info.clone(),
+        None => {
+            let info = Arc::new(BinaryInfo::open_executable(&target.exe).with_context(|| {
+                format!(
+                    "pid {pid} ({}) is not a traceable Go program",
+                    target.exe_display
+                )
+            })?);
+            binaries.insert(target.dev_ino, info.clone());
+            info
+        }
+    };
     let plan = ProbePlan::build(&info).with_context(|| format!("planning probes for pid {pid}"))?;
     let first = plan.probes.first().context("empty probe plan")?;
     let off = info
@@ -160,7 +172,7 @@ pub(super) fn attach_session(
     let mut s = Session {
         mem,
         target,
-        info: Arc::new(info),
+        info,
         bias,
         probes,
         model: Model::default(),
