@@ -43,6 +43,11 @@ struct TraceArgs {
     /// docs/report-schema.md) to FILE, or `-` for stdout.
     #[arg(long, value_name = "FILE|-")]
     json: Option<String>,
+    /// Write the maps as a pprof profile (gzipped profile.proto) to FILE:
+    /// maps, bytes, entries and growth by creation stack, never-released
+    /// keys by insert site. Read it with `go tool pprof -top FILE`.
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<String>,
     /// Maps shown in the text report.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -157,6 +162,7 @@ fn trace(a: &TraceArgs) -> Result<()> {
         duration: a.duration,
         interval: a.interval,
         json: a.json.clone(),
+        pprof: a.pprof.clone(),
         top: a.top,
         overhead_budget: a.overhead_budget / 100.0,
         show_keys: a.show_keys,

@@ -53,6 +53,69 @@ pub enum OutputError {
         /// The OS or serialization error.
         cause: io::Error,
     },
+    /// `--pprof FILE` cannot be created.
+    #[error(
+        "cannot create the pprof profile {}: {cause}; nothing was attached (give a writable path)",
+        path.display()
+    )]
+    CreatePprof {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        cause: io::Error,
+    },
+    /// Writing the profile failed.
+    #[error("writing the pprof profile to {}: {cause}", path.display())]
+    WritePprof {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        cause: io::Error,
+    },
+}
+
+/// Where `--pprof` goes: a file created when the sink is opened.
+#[derive(Debug)]
+pub struct PprofSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl PprofSink {
+    /// Creates `path` now (an unwritable path fails before anything is
+    /// attached).
+    pub fn open(path: &str) -> Result<Self, OutputError> {
+        let path = PathBuf::from(path);
+        match File::create(&path) {
+            Ok(file) => Ok(Self { path, file }),
+            Err(cause) => Err(OutputError::CreatePprof { path, cause }),
+        }
+    }
+
+    /// Writes `reports` as one gzipped profile of a trace that lasted
+    /// `duration`.
+    pub fn write(
+        mut self,
+        reports: &[Report],
+        duration: std::time::Duration,
+    ) -> Result<(), OutputError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let start = now.saturating_sub(duration);
+        let bytes = crate::report::pprof::profile(
+            reports,
+            i64::try_from(start.as_nanos()).unwrap_or(i64::MAX),
+            i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX),
+        );
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.flush())
+            .map_err(|cause| OutputError::WritePprof {
+                path: self.path,
+                cause,
+            })
+    }
 }
 
 impl JsonSink {

@@ -12,40 +12,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use e2e_common::{Guard, is_root};
+use e2e_common::{Guard, privileged, target_fixture};
 use serde_json::Value;
-
-fn privileged() -> bool {
-    let root = is_root();
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but the end-to-end tests are not running as root: they must run in CI"
-        );
-        assert!(
-            std::env::var_os("MAPLEAK_ALLOW_SKIP").is_some(),
-            "end-to-end tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE): run as root, or set MAPLEAK_ALLOW_SKIP=1 to skip them"
-        );
-        println!("SKIPPED (MAPLEAK_ALLOW_SKIP): end-to-end tests need root");
-    }
-    root
-}
-
-fn fixture(go: &str) -> PathBuf {
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "amd64"
-    };
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../target/fixtures/target-{go}-{arch}-default"));
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo xtask fixtures`",
-        p.display()
-    );
-    p
-}
 
 /// A target running only its leaky scenario, ready (attach may begin).
 fn start(bin: &PathBuf) -> (Guard, u32, BufReader<std::process::ChildStderr>) {
@@ -77,8 +45,8 @@ fn one_tracer_several_processes() {
     if !privileged() {
         return;
     }
-    let go126 = fixture("go1.26.8");
-    let go123 = fixture("go1.23.12");
+    let go126 = target_fixture("go1.26.8", "default");
+    let go123 = target_fixture("go1.23.12", "default");
     let mut targets = vec![start(&go126), start(&go126), start(&go123)];
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");

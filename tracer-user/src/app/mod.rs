@@ -33,7 +33,7 @@ use crate::{
     inspect::{BinaryInfo, Frame, MapImpl},
     keys::{KeyLayout, KeyTracker},
     model::{Model, Verdict},
-    output::{Console, JsonSink},
+    output::{Console, JsonSink, PprofSink},
     plan::{ProbeClass, ProbePlan},
     report::{self, MapReport, Overhead, Report, TargetInfo, summary},
     sample::{Memory, TypeSizes},
@@ -81,6 +81,8 @@ pub struct TraceOptions {
     pub interval: Duration,
     /// `--json FILE` or `-`.
     pub json: Option<String>,
+    /// `--pprof FILE`.
+    pub pprof: Option<String>,
     /// Maps shown.
     pub top: usize,
     /// Share of one CPU the probes may take from the target (0.01 = 1%).
@@ -187,6 +189,12 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         .map(JsonSink::open)
         .transpose()
         .map_err(|e| cannot(e.into()))?;
+    let pprof = opts
+        .pprof
+        .as_deref()
+        .map(PprofSink::open)
+        .transpose()
+        .map_err(|e| cannot(e.into()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(MAX_WORKERS)
@@ -280,6 +288,7 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     drop(tracer);
     // The JSON first: the console may be a closed pipe.
     let written = json.map(|j| j.write(&reports));
+    let profiled = pprof.map(|p| p.write(&reports, start.elapsed()));
     console.emit(|w| {
         writeln!(w)?;
         for r in &reports {
@@ -291,8 +300,10 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         }
         Ok(())
     });
-    if let Some(Err(e)) = written {
-        return Err(TraceError::AfterAttach(e.into()));
+    for r in [written, profiled] {
+        if let Some(Err(e)) = r {
+            return Err(TraceError::AfterAttach(e.into()));
+        }
     }
     if let Some(e) = failure {
         return Err(TraceError::AfterAttach(e));

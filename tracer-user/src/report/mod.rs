@@ -11,6 +11,7 @@ use crate::{
     model::{GcCycle, Verdict},
 };
 
+pub mod pprof;
 pub mod summary;
 
 /// The schema name. v2: the document is `{"schema", "processes": [...]}`

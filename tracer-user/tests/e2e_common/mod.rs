@@ -25,3 +25,39 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc_geteuid() == 0 }
 }
+
+/// Whether the root tests can run: root. Not root, they fail when `CI` is
+/// set, and otherwise unless `MAPLEAK_ALLOW_SKIP=1` asks for the skip.
+pub fn privileged() -> bool {
+    let root = is_root();
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but the end-to-end tests are not running as root: they must run in CI"
+        );
+        assert!(
+            std::env::var_os("MAPLEAK_ALLOW_SKIP").is_some(),
+            "end-to-end tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE): run as root, or set MAPLEAK_ALLOW_SKIP=1 to skip them"
+        );
+        println!("SKIPPED (MAPLEAK_ALLOW_SKIP): end-to-end tests need root");
+    }
+    root
+}
+
+/// The `target` fixture of Go release `go` (e.g. `go1.26.8`) and build
+/// variant, for the architecture the tests run on.
+pub fn target_fixture(go: &str, variant: &str) -> std::path::PathBuf {
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/fixtures/target-{go}-{arch}-{variant}"));
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo xtask fixtures`",
+        p.display()
+    );
+    p
+}
