@@ -40,8 +40,20 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The fixtures' GOARCH: that of the machine the tests run on (the same
+/// tests run on arm64 under `cargo xtask arm64-e2e`).
+const GOARCH: &str = if cfg!(target_arch = "aarch64") {
+    "arm64"
+} else {
+    "amd64"
+};
+
 fn fixture(go: &str, variant: &str) -> PathBuf {
-    let p = root().join(format!("target/fixtures/target-{go}-amd64-{variant}"));
+    fixture_of("target", go, variant)
+}
+
+fn fixture_of(program: &str, go: &str, variant: &str) -> PathBuf {
+    let p = root().join(format!("target/fixtures/{program}-{go}-{GOARCH}-{variant}"));
     assert!(
         p.exists(),
         "{} missing: run `cargo xtask fixtures`",
@@ -194,8 +206,10 @@ fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str]) -
         .args([
             "--pid",
             &pid.to_string(),
+            // Longer than any target here runs, also on an emulated CPU
+            // (the tracer stops when the target exits).
             "--duration",
-            "60s",
+            "600s",
             "--interval",
             "1s",
             "--json",
@@ -1134,7 +1148,7 @@ fn binary_replaced_after_start() {
     std::fs::copy(fixture("go1.23.12", "default"), &app).unwrap();
     let mut cmd = Command::new(&app);
     cmd.args(["-wait"]).args(TARGET_ARGS);
-    let other = root().join("target/fixtures/mapzoo-go1.26.8-amd64-default");
+    let other = fixture_of("mapzoo", "go1.26.8", "default");
     let run = traced_run_cmd(cmd, &|| {
         std::fs::remove_file(&app).unwrap();
         std::fs::copy(&other, &app).unwrap();
