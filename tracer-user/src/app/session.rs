@@ -19,8 +19,6 @@ pub(super) struct Session {
     pub(super) owners_searched: HashMap<u64, u64>,
     pub(super) ended: Option<String>,
     pub(super) gc_seen: u64,
-    pub(super) last_grow: Option<(u64, u8, u64, u64, u64, u64)>,
-    pub(super) last_gc_ns: [u64; 2],
     /// Attach requests, parallel to `probes`.
     pub(super) reqs: Vec<ProbeRequest>,
     /// The budget, shared with the governor's thread.
@@ -50,12 +48,6 @@ pub(super) struct Session {
     /// `--all-maps`.
     pub(super) all_maps: bool,
 }
-
-/// A probe on a conditional branch of the stack check (arm64, and amd64 on
-/// Go <= 1.20, whose prologue has no PUSHQ BP) fires twice when the
-/// goroutine's stack grows: the function restarts after morestack. The
-/// second hit carries the same arguments within microseconds.
-pub(super) const DOUBLE_HIT_NS: u64 = 200_000;
 
 /// Fewest inserts into an untracked map within one drain of the write
 /// counts before it is tracked: keeps the many short-lived maps of a busy
@@ -209,8 +201,6 @@ pub(super) fn attach_session(
         owners_searched: HashMap::new(),
         ended: None,
         gc_seen: 0,
-        last_grow: None,
-        last_gc_ns: [0; 2],
         reqs,
         budget: Arc::new(Mutex::new(budget)),
         last_keys: None,
@@ -418,22 +408,11 @@ pub(super) fn type_entry(
 
 pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64>) {
     match ev {
+        // A probe on a stack-check branch (arm64, amd64 before Go 1.21)
+        // fires again when the call restarts after growing the stack; the
+        // eBPF program leaves out the first hit (its branch is taken), so
+        // every event here is one call.
         Event::MapGrow(g) => {
-            let key = (
-                g.map_addr,
-                g.grow_kind,
-                g.size,
-                g.goid,
-                g.caller_pc,
-                g.hdr.ts_ns,
-            );
-            if let Some(p) = s.last_grow
-                && (p.0, p.1, p.2, p.3, p.4) == (key.0, key.1, key.2, key.3, key.4)
-                && key.5.saturating_sub(p.5) < DOUBLE_HIT_NS
-            {
-                return;
-            }
-            s.last_grow = Some(key);
             // Symbolizing is left until the map matters (a suspect, or the
             // report): a service that builds large maps per request sends
             // thousands of growth events a second, for maps that die young.
@@ -461,14 +440,8 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
             s.fin.on_event(f, s.info.go_version.minor, cycle);
         }
-        Event::GcStart(g) => {
-            s.last_gc_ns[0] = g.hdr.ts_ns;
-        }
+        Event::GcStart(_) => {}
         Event::GcMarked(g) => {
-            if g.hdr.ts_ns.saturating_sub(s.last_gc_ns[1]) < DOUBLE_HIT_NS {
-                return;
-            }
-            s.last_gc_ns[1] = g.hdr.ts_ns;
             let t0 = *t0_ns.get_or_insert(g.hdr.ts_ns);
             let t_s = (g.hdr.ts_ns.saturating_sub(t0)) as f64 / 1e9;
             let rc = (g.work_cycles != u32::MAX).then_some(u64::from(g.work_cycles));
