@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 /// Version of this ABI. User space refuses an object built for another one.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The ELF section of the eBPF object that holds the [`ABI_VERSION`] it was
 /// built for, as 4 little-endian bytes (the BPF target is little-endian on
@@ -155,10 +155,14 @@ pub enum Counter {
     WritesFull = 7,
     /// A probe with [`ProbeSpec::ret_delta`] fired for another caller.
     OtherCaller = 8,
+    /// A hit on a stack-check branch that is about to be taken: the
+    /// function calls morestack and restarts, so the hit is repeated and
+    /// this one is left out (see [`ProbeSpec::restart_cond`]).
+    Restart = 9,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 9;
+pub const COUNTER_SLOTS: u32 = 10;
 
 /// Role of a probe: selects the eBPF program.
 #[repr(u32)]
@@ -227,8 +231,25 @@ pub struct ProbeSpec {
     /// probed address equals this (the function was called from one known
     /// call site), bias-free because both are in the same binary.
     pub ret_delta: i64,
+    /// When not [`NO_RESTART`]: the probe sits on the conditional branch of
+    /// the function's stack check, which is taken when the goroutine stack
+    /// must grow (or a preemption is pending). The function then calls
+    /// morestack and restarts from its entry, so the probe fires again:
+    /// a hit whose branch is about to be taken is left out, in the kernel,
+    /// and the hit that runs the function's body counts once.
+    /// [`RESTART_COND`] plus the branch's condition code: on amd64 the
+    /// `Jcc` condition nibble (`0x6` = JBE/JLS), on arm64 the `B.cond`
+    /// field (`0x9` = B.LS).
+    pub restart_cond: u8,
+    /// Zero.
+    pub _pad: [u8; 7],
 }
-const _: () = assert!(core::mem::size_of::<ProbeSpec>() == 24);
+const _: () = assert!(core::mem::size_of::<ProbeSpec>() == 32);
+
+/// [`ProbeSpec::restart_cond`]: the probe is not on a stack-check branch.
+pub const NO_RESTART: u8 = 0;
+/// [`ProbeSpec::restart_cond`]: flag bit set with a condition code.
+pub const RESTART_COND: u8 = 0x80;
 
 /// [`ProbeSpec::map_sp_off`] and [`ProbeSpec::ret_sp_off`]: not used.
 pub const NO_SP_OFF: i32 = -1;
@@ -245,6 +266,8 @@ impl Default for ProbeSpec {
             map_sp_off: NO_SP_OFF,
             ret_sp_off: NO_SP_OFF,
             ret_delta: 0,
+            restart_cond: NO_RESTART,
+            _pad: [0; 7],
         }
     }
 }

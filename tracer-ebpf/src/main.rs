@@ -36,8 +36,8 @@ use aya_log_ebpf::{debug, error, warn};
 use tracer_common::{
     ABI_VERSION, AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES,
     EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG,
-    NO_SP_OFF, PendingCreate, PidNs, ProbeSpec, ProcConfig, STACK_ENTRIES, WRITES_ENTRIES,
-    WriteKey, WriteStat,
+    NO_SP_OFF, PendingCreate, PidNs, ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES,
+    WRITES_ENTRIES, WriteKey, WriteStat,
 };
 
 mod regs;
@@ -112,7 +112,10 @@ fn count(c: Counter) {
     }
 }
 
-/// Looks up the probe's spec by cookie and counts the hit.
+/// Looks up the probe's spec by cookie and counts the hit. `None` also for
+/// a hit on a stack-check branch that is about to be taken: the function
+/// restarts after morestack and the probe fires again, so exactly one hit
+/// per call (the one whose branch falls through into the body) is used.
 #[inline(always)]
 fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
     // SAFETY: the helper only reads the attach cookie of the current link.
@@ -121,7 +124,13 @@ fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
         bump(hits);
     }
     match PROBE_SPECS.get(cookie) {
-        Some(s) if s.role != 0 => Some((cookie, *s)),
+        Some(s) if s.role != 0 => {
+            if s.restart_cond & RESTART_COND != 0 && regs::branch_taken(ctx, s.restart_cond) {
+                count(Counter::Restart);
+                return None;
+            }
+            Some((cookie, *s))
+        }
         _ => {
             count(Counter::BadCookie);
             error!(ctx, "probe cookie {} has no spec", cookie);

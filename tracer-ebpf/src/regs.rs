@@ -57,6 +57,26 @@ mod imp {
         regs(ctx).rip
     }
 
+    /// Whether a `Jcc` with condition nibble `cc` (the low 4 bits of its
+    /// opcode: `0x6` = JBE) is taken, from RFLAGS at the probe (the kernel
+    /// runs the program before it emulates the jump).
+    #[inline(always)]
+    pub(crate) fn branch_taken(ctx: &ProbeContext, cc: u8) -> bool {
+        let f = regs(ctx).eflags;
+        let (cf, zf, sf, of) = (f & 1 != 0, f & 0x40 != 0, f & 0x80 != 0, f & 0x800 != 0);
+        let base = match cc >> 1 {
+            0 => of,
+            1 => cf,
+            2 => zf,
+            3 => cf || zf,
+            4 => sf,
+            5 => f & 0x4 != 0,
+            6 => sf != of,
+            _ => zf || sf != of,
+        };
+        base != (cc & 1 != 0)
+    }
+
     /// At a function entry (before `PUSHQ BP`) and at a `RET`, the return
     /// address is at `[RSP]`.
     #[inline(always)]
@@ -114,6 +134,31 @@ mod imp {
         regs(ctx).pc
     }
 
+    /// Whether a `B.cond` with condition `cond` (`0x9` = B.LS) is taken,
+    /// from the NZCV flags in PSTATE at the probe (the kernel runs the
+    /// program before it simulates the branch).
+    #[inline(always)]
+    pub(crate) fn branch_taken(ctx: &ProbeContext, cond: u8) -> bool {
+        let p = regs(ctx).pstate;
+        let (n, z, c, v) = (
+            p & (1 << 31) != 0,
+            p & (1 << 30) != 0,
+            p & (1 << 29) != 0,
+            p & (1 << 28) != 0,
+        );
+        let base = match cond >> 1 {
+            0 => z,
+            1 => c,
+            2 => n,
+            3 => v,
+            4 => c && !z,
+            5 => n == v,
+            6 => !z && n == v,
+            _ => return true, // AL, NV: always
+        };
+        base != (cond & 1 != 0)
+    }
+
     /// At entry and at `RET` the return address is in the link register.
     #[inline(always)]
     pub(crate) fn caller_pc(ctx: &ProbeContext) -> u64 {
@@ -163,4 +208,11 @@ pub(crate) fn g(ctx: &ProbeContext) -> u64 {
 #[inline(always)]
 pub(crate) fn caller_pc(ctx: &ProbeContext) -> u64 {
     imp::caller_pc(ctx)
+}
+
+/// Whether the conditional branch at the probe, with the architecture's
+/// condition code `cc`, is about to be taken.
+#[inline(always)]
+pub(crate) fn branch_taken(ctx: &ProbeContext, cc: u8) -> bool {
+    imp::branch_taken(ctx, cc & 0xf)
 }

@@ -46,8 +46,20 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The fixtures' GOARCH: that of the machine the tests run on (the same
+/// tests run on arm64 under `cargo xtask arm64-e2e`).
+const GOARCH: &str = if cfg!(target_arch = "aarch64") {
+    "arm64"
+} else {
+    "amd64"
+};
+
 fn fixture(go: &str, variant: &str) -> PathBuf {
-    let p = root().join(format!("target/fixtures/target-{go}-amd64-{variant}"));
+    fixture_of("target", go, variant)
+}
+
+fn fixture_of(program: &str, go: &str, variant: &str) -> PathBuf {
+    let p = root().join(format!("target/fixtures/{program}-{go}-{GOARCH}-{variant}"));
     assert!(
         p.exists(),
         "{} missing: run `cargo xtask fixtures`",
@@ -200,8 +212,10 @@ fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str]) -
         .args([
             "--pid",
             &pid.to_string(),
+            // Longer than any target here runs, also on an emulated CPU
+            // (the tracer stops when the target exits).
             "--duration",
-            "60s",
+            "600s",
             "--interval",
             "1s",
             "--json",
@@ -1162,7 +1176,7 @@ fn binary_replaced_after_start() {
     std::fs::copy(fixture("go1.23.12", "default"), &app).unwrap();
     let mut cmd = Command::new(&app);
     cmd.args(["-wait"]).args(TARGET_ARGS);
-    let other = root().join("target/fixtures/mapzoo-go1.26.8-amd64-default");
+    let other = fixture_of("mapzoo", "go1.26.8", "default");
     let run = traced_run_cmd(cmd, &|| {
         std::fs::remove_file(&app).unwrap();
         std::fs::copy(&other, &app).unwrap();
@@ -1239,7 +1253,7 @@ fn check_keys_and_finalizers(go: &str, variant: &str, show_keys: bool, perf_link
     let mut cmd = Command::new(&bin);
     cmd.args(["-wait"])
         .args(TARGET_ARGS)
-        .args(["-scenarios", "leaky,lru,fin,cleanup,ptrdel"]);
+        .args(["-scenarios", "leaky,lru,fin,finstack,cleanup,ptrdel"]);
     // No limit: keys are read at every cycle (under a budget they are read
     // when it has credit, and the report counts the cycles deferred), and
     // the write windows (insert sites, the LRU's discovery) cover the first
@@ -1413,6 +1427,54 @@ fn check_retained_keys(run: &Run, show_keys: bool) {
     let len = nodes["len_last"].as_u64().unwrap();
     assert_eq!(k["tracked"].as_u64().unwrap(), len, "{k:#}");
     assert!(k["never_released"].as_u64().unwrap() < len, "{k:#}");
+}
+
+/// A `SetFinalizer` call that grows the goroutine stack restarts after
+/// morestack, and a probe on its stack check's branch (arm64; amd64 before
+/// Go 1.21, whose prologue has no `PUSHQ BP`) fires twice: the finalizers
+/// set are still counted exactly, whatever the time between the two hits.
+/// The target calls it 200 times a step from fresh goroutines at depths
+/// 0..199, so that some calls grow the stack themselves.
+#[test]
+fn finalizer_counts_exact_under_stack_growth() {
+    if !privileged() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for go in ["go1.19.8", "go1.26.8"] {
+        let bin = fixture(go, "default");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-wait"])
+            .args(TARGET_ARGS)
+            .args(["-scenarios", "finstack"]);
+        let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", "100"]);
+        let r = &run.report;
+        let fin = &r["finalizers"];
+        let finset = last_cycle_value(&run.target_stderr, "finset").unwrap();
+        assert_eq!(finset, 200 * 10);
+        assert_eq!(fin["set"].as_u64().unwrap(), finset, "{go}: {fin:#}");
+        let o = &r["overhead"];
+        let hits: u64 = o["probe_hits"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("runtime.SetFinalizer@"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum();
+        let restarts = o["counters"]["stack_check_restart"].as_u64().unwrap();
+        if GOARCH == "arm64" || go == "go1.19.8" {
+            // The probe is on the branch: some calls hit it twice, and the
+            // extra hits are the restarts left out.
+            assert!(
+                hits > finset && restarts >= hits - finset,
+                "{go}: {hits} probe hits for {finset} calls, {restarts} restarts: {o:#}"
+            );
+        } else {
+            // PUSHQ BP after the stack check: once per call.
+            assert_eq!(hits, finset, "{go}: {o:#}");
+        }
+        assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
+    }
 }
 
 /// Keys and finalizers on a classic-hmap release (redacted keys).

@@ -7,7 +7,7 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter, Mnemonic, Reg
 use inspect_common::{fixtures, is_stripped, open, twin};
 use mapleak::inspect::{BinaryInfo, GoArch, MapImpl};
 use mapleak::plan::{ProbePlan, write_path_functions};
-use tracer_common::{GrowKind, NO_ARG, NO_SP_OFF, ProbeRole};
+use tracer_common::{GrowKind, NO_ARG, NO_RESTART, NO_SP_OFF, ProbeRole, RESTART_COND};
 
 /// Decodes `[entry, end)` independently of the plan and returns
 /// `(address, mnemonic, text)` per instruction.
@@ -125,6 +125,21 @@ fn probes_on_named_instruction_boundaries() {
                             p.instruction
                         );
                     }
+                    // The stack check's JBE restarts the call when taken:
+                    // the probe says so (0x6: JBE's condition nibble).
+                    let want = if !p.ret_site
+                        && p.spec.ret_sp_off == NO_SP_OFF
+                        && ins.mnemonic() == Mnemonic::Jbe
+                    {
+                        RESTART_COND | 0x6
+                    } else {
+                        NO_RESTART
+                    };
+                    assert_eq!(
+                        p.spec.restart_cond, want,
+                        "{}: {}",
+                        p.function, p.instruction
+                    );
                 }
                 GoArch::Arm64 => {
                     let w = word.unwrap();
@@ -159,6 +174,11 @@ fn probes_on_named_instruction_boundaries() {
                             p.instruction
                         );
                         assert!(p.address > f.entry && p.address - f.entry <= 16);
+                        // B.LS (condition 0x9) restarts the call when taken.
+                        assert_eq!(p.spec.restart_cond, RESTART_COND | 0x9, "{}", p.function);
+                    }
+                    if p.ret_site || p.spec.ret_sp_off != NO_SP_OFF {
+                        assert_eq!(p.spec.restart_cond, NO_RESTART, "{}", p.function);
                     }
                 }
             }

@@ -9,6 +9,9 @@
 //	fin      objects with finalizers held as map keys      map[*main.resource]int
 //	         (their finalizers never run), next to objects
 //	         whose finalizers do run
+//	finstack SetFinalizer called at recursion depths 0..199, each
+//	         from a fresh goroutine: at some depths the call
+//	         itself grows the stack and restarts
 //	cleanup  the same with runtime.AddCleanup (Go 1.24+)   map[*main.handle]int
 //	ptrdel   a pointer-keyed map with deletes              map[*main.node]int
 //
@@ -133,7 +136,7 @@ func main() {
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
 	shortPause := flag.Duration("short-pause", time.Millisecond, "short: pause after every 5 maps")
 	forceGC := flag.Bool("force-gc", true, "run a GC cycle after each step (false with GOGC=off: a program that runs no GC)")
-	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, cleanup, ptrdel)")
+	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel)")
 	flag.Parse()
 	on := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -202,10 +205,16 @@ func main() {
 			line += fmt.Sprintf(" private=%d", n)
 			cycleLine += fmt.Sprintf(" private %d", n)
 		}
+		if on["finstack"] {
+			finStackStep()
+		}
 		if on["fin"] {
 			finStep(step)
 			line += fmt.Sprintf(" fin=%d", len(held))
-			cycleLine += fmt.Sprintf(" fin %d finset %d", len(held), finSet)
+			cycleLine += fmt.Sprintf(" fin %d", len(held))
+		}
+		if on["fin"] || on["finstack"] {
+			cycleLine += fmt.Sprintf(" finset %d", finSet)
 		}
 		if on["cleanup"] && cleanupsSupported {
 			cleanupStep(step)
@@ -223,7 +232,7 @@ func main() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		fmt.Println(line)
-		if on["fin"] {
+		if on["fin"] || on["finstack"] {
 			cycleLine += fmt.Sprintf(" finran %d", finRan.Load())
 		}
 		if on["cleanup"] && cleanupsSupported {
@@ -276,6 +285,40 @@ func finStep(step int) {
 		runtime.SetFinalizer(t, closeResource)
 		finSet++
 	}
+}
+
+// finStackStep calls SetFinalizer 200 times, each from a fresh goroutine
+// (a small stack) at recursion depth 0..199, so that at some depths it is
+// SetFinalizer's own stack check that finds the stack too small: the call
+// grows the stack and restarts from its entry. The objects are not held:
+// their finalizers run.
+//
+//go:noinline
+func finStackStep() {
+	for d := 0; d < 200; d++ {
+		done := make(chan struct{})
+		go func(d int) {
+			finAtDepth(d)
+			close(done)
+		}(d)
+		<-done
+	}
+}
+
+var depthSink uint64
+
+//go:noinline
+func finAtDepth(d int) {
+	if d > 0 {
+		var pad [3]uint64
+		pad[d%3] = uint64(d)
+		finAtDepth(d - 1)
+		depthSink += pad[0] + pad[1] + pad[2]
+		return
+	}
+	t := &resource{id: -2}
+	runtime.SetFinalizer(t, closeResource)
+	finSet++
 }
 
 // node is a pointer key that gets deleted.

@@ -48,6 +48,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
         ("created", Counter::Created),
         ("write_table_full", Counter::WritesFull),
         ("other_caller", Counter::OtherCaller),
+        ("stack_check_restart", Counter::Restart),
     ] {
         overhead.counters.insert(
             name.to_owned(),

@@ -18,9 +18,6 @@ pub(super) struct Session {
     pub(super) types: HashMap<u64, (String, Option<String>, Option<String>, TypeSizes)>,
     pub(super) owners_searched: HashMap<u64, u64>,
     pub(super) ended: Option<String>,
-    pub(super) last_grow: Option<(u64, u8, u64, u64, u64, u64)>,
-    /// When the last GC cycle started and ended (a double hit is dropped).
-    pub(super) last_gc_ns: [u64; 2],
     /// What started the GC cycles seen.
     pub(super) gc_triggers: report::GcTriggers,
     /// Attach requests, parallel to `probes`.
@@ -52,12 +49,6 @@ pub(super) struct Session {
     /// `--all-maps`.
     pub(super) all_maps: bool,
 }
-
-/// A probe on a conditional branch of the stack check (arm64, and amd64 on
-/// Go <= 1.20, whose prologue has no PUSHQ BP) fires twice when the
-/// goroutine's stack grows: the function restarts after morestack. The
-/// second hit carries the same arguments within microseconds.
-pub(super) const DOUBLE_HIT_NS: u64 = 200_000;
 
 /// Binaries inspected so far, by device and inode: processes of one
 /// executable share one [`BinaryInfo`].
@@ -179,8 +170,6 @@ pub(super) fn attach_session(
         types: HashMap::new(),
         owners_searched: HashMap::new(),
         ended: None,
-        last_grow: None,
-        last_gc_ns: [0; 2],
         gc_triggers: report::GcTriggers::default(),
         reqs,
         budget: Arc::new(Mutex::new(budget)),
@@ -389,22 +378,11 @@ pub(super) fn type_entry(
 
 pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut Option<u64>) {
     match ev {
+        // A probe on a stack-check branch (arm64, amd64 before Go 1.21)
+        // fires again when the call restarts after growing the stack; the
+        // eBPF program leaves out the first hit (its branch is taken), so
+        // every event here is one call.
         Event::MapGrow(g) => {
-            let key = (
-                g.map_addr,
-                g.grow_kind,
-                g.size,
-                g.goid,
-                g.caller_pc,
-                g.hdr.ts_ns,
-            );
-            if let Some(p) = s.last_grow
-                && (p.0, p.1, p.2, p.3, p.4) == (key.0, key.1, key.2, key.3, key.4)
-                && key.5.saturating_sub(p.5) < DOUBLE_HIT_NS
-            {
-                return;
-            }
-            s.last_grow = Some(key);
             // Symbolizing is left until the map matters (a suspect, or the
             // report): a service that builds large maps per request sends
             // thousands of growth events a second, for maps that die young.
@@ -432,17 +410,8 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
             s.fin.on_event(f, s.info.go_version.minor, cycle);
         }
-        Event::GcStart(g) => {
-            if g.hdr.ts_ns.saturating_sub(s.last_gc_ns[0]) >= DOUBLE_HIT_NS {
-                s.gc_triggers.count(g.trigger);
-            }
-            s.last_gc_ns[0] = g.hdr.ts_ns;
-        }
+        Event::GcStart(g) => s.gc_triggers.count(g.trigger),
         Event::GcMarked(g) => {
-            if g.hdr.ts_ns.saturating_sub(s.last_gc_ns[1]) < DOUBLE_HIT_NS {
-                return;
-            }
-            s.last_gc_ns[1] = g.hdr.ts_ns;
             let t0 = *t0_ns.get_or_insert(g.hdr.ts_ns);
             let t_s = (g.hdr.ts_ns.saturating_sub(t0)) as f64 / 1e9;
             let rc = (g.work_cycles != u32::MAX).then_some(u64::from(g.work_cycles));

@@ -122,6 +122,9 @@ impl MultiPrograms {
                 .get(&prog.function_key())
                 .ok_or_else(|| anyhow!("program {name}: no code"))?;
             let fd = load_one(name, &func.instructions, &prog.license)?;
+            if out.fds.is_empty() {
+                probe_link(&fd)?;
+            }
             out.fds.insert(name, fd);
         }
         Ok(out)
@@ -175,6 +178,55 @@ impl MultiPrograms {
         unsafe { sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr) }
             .with_context(|| format!("uprobe_multi link for {program} ({} sites)", offsets.len()))
     }
+}
+
+/// `BPF_LINK_CREATE` of a uprobe_multi link for `prog` on path `/` (a
+/// directory: never attached), one offset, for process `pid`; the error.
+fn try_link_on_root(prog: &OwnedFd, pid: u32) -> std::io::Error {
+    let path = c"/";
+    let offsets = [0u64];
+    // SAFETY: an all-zero bpf_attr is valid (unused fields must be 0).
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing plain integer fields of the link_create member.
+    unsafe {
+        let lc = &mut attr.link_create;
+        lc.__bindgen_anon_1.prog_fd = prog.as_raw_fd() as u32;
+        lc.attach_type = bpf_attach_type::BPF_TRACE_UPROBE_MULTI as u32;
+        let um = &mut lc.__bindgen_anon_3.uprobe_multi;
+        um.path = path.as_ptr() as u64;
+        um.offsets = offsets.as_ptr() as u64;
+        um.cnt = 1;
+        um.pid = pid;
+    }
+    // SAFETY: path and offsets outlive the call (one NUL-terminated path,
+    // one offset).
+    match unsafe { sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr) } {
+        // Not expected (`/` is no file to probe): drop the link at once.
+        Ok(_link) => std::io::Error::other("a uprobe_multi link on / was created"),
+        Err(e) => e,
+    }
+}
+
+/// Whether the kernel has working uprobe_multi links, by behaviour, as
+/// libbpf's `probe_uprobe_multi_link` (tools/lib/bpf/features.c) does: the
+/// program load alone proves nothing (Linux 6.1 accepts a kprobe program
+/// with `expected_attach_type = BPF_TRACE_UPROBE_MULTI`, then every link
+/// fails with EINVAL).
+/// - A link on path `/` must fail with EBADF (the path is resolved, and
+///   is no regular file): the link type exists.
+/// - The same with pid -1 must fail with EINVAL: the kernel checks the pid
+///   (the first uprobe_multi kernels filtered by thread, not by process,
+///   and this tracer filters by process).
+fn probe_link(prog: &OwnedFd) -> Result<()> {
+    let e = try_link_on_root(prog, 0);
+    if e.raw_os_error() != Some(libc::EBADF) {
+        bail!("the kernel has no uprobe_multi links (probe link: {e})");
+    }
+    let e = try_link_on_root(prog, u32::MAX);
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        bail!("the kernel's uprobe_multi links filter by thread, not process (probe link: {e})");
+    }
+    Ok(())
 }
 
 fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd> {

@@ -9,7 +9,11 @@
 //! - arm64 (`arch/arm64/kernel/probes/decode-insn.c`: only branches,
 //!   ADR/ADRP and LDR literal are simulated): the `B.LS` of the stack check.
 //!   It fires a second time when the stack grows (morestack jumps back to the
-//!   entry); user space de-duplicates.
+//!   entry). The same holds on amd64 before Go 1.21, probed on the stack
+//!   check's `JBE`. Such a placement carries the branch's condition
+//!   ([`Placement::restart_cond`]): the eBPF program leaves out a hit whose
+//!   branch is about to be taken (the call restarts), so each call counts
+//!   once, whatever the time between the two hits.
 
 use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter, Mnemonic,
@@ -42,6 +46,11 @@ pub struct Placement {
     /// The kernel emulates (or simulates) it, rather than single-stepping
     /// it out of line: ~1 µs a hit instead of ~11.
     pub emulated: bool,
+    /// For a probe on the stack check's conditional branch:
+    /// [`tracer_common::RESTART_COND`] plus the branch's condition code
+    /// (taken: morestack, then the function restarts and the probe fires
+    /// again); otherwise [`tracer_common::NO_RESTART`].
+    pub restart_cond: u8,
 }
 
 pub(super) fn format_x86(ins: &Instruction) -> String {
@@ -120,6 +129,7 @@ pub fn entry_placement(info: &BinaryInfo, f: &Func) -> Placement {
         insn,
         reason: format!("entry: {what}; single-stepped, ~4-15 µs/hit"),
         emulated: false,
+        restart_cond: tracer_common::NO_RESTART,
     }
 }
 
@@ -129,7 +139,11 @@ fn amd64_push_rbp(info: &BinaryInfo, f: &Func) -> Option<Placement> {
     let mut d = Decoder::with_ip(64, code.get(..window)?, f.entry, DecoderOptions::NONE);
     let mut ins = Instruction::default();
     let mut saw_check = false;
-    let mut jcc: Option<Insn> = None;
+    let mut jcc: Option<(Insn, u8)> = None;
+    // The previous instruction compared with `16(R14)` (g.stackguard0) or
+    // `24(R14)` (g.stackguard1, in `//go:systemstack` functions): the
+    // conditional jump after it is the stack check's.
+    let mut after_guard_cmp = false;
     while d.can_decode() {
         d.decode_out(&mut ins);
         if ins.is_invalid() {
@@ -149,31 +163,49 @@ fn amd64_push_rbp(info: &BinaryInfo, f: &Func) -> Option<Placement> {
                 },
                 reason: reason.to_owned(),
                 emulated: true,
+                restart_cond: tracer_common::NO_RESTART,
             });
         }
+        let guard_cmp = ins.mnemonic() == Mnemonic::Cmp
+            && ins.memory_base() == Register::R14
+            && matches!(ins.memory_displacement64(), 16 | 24);
         match ins.flow_control() {
             FlowControl::Next => {}
             // The stack check's JBE/JLS to the morestack call at the end.
             FlowControl::ConditionalBranch => {
                 saw_check = true;
                 if jcc.is_none() {
-                    jcc = Some(Insn {
-                        address: ins.ip(),
-                        len: ins.len() as u64,
-                        text: format_x86(&ins),
-                    });
+                    // iced's ConditionCode: none, o, no, b, ae, e, ne, be,
+                    // a, s, ns, p, np, l, ge, le, g; minus one is the
+                    // opcode's condition nibble.
+                    let cc = (ins.condition_code() as u8).wrapping_sub(1);
+                    let restart = if after_guard_cmp && cc < 16 {
+                        tracer_common::RESTART_COND | cc
+                    } else {
+                        tracer_common::NO_RESTART
+                    };
+                    jcc = Some((
+                        Insn {
+                            address: ins.ip(),
+                            len: ins.len() as u64,
+                            text: format_x86(&ins),
+                        },
+                        restart,
+                    ));
                 }
             }
             _ => break,
         }
+        after_guard_cmp = guard_cmp;
     }
     // Go <= 1.20 frames are `SUBQ $n, SP; MOVQ BP, n-8(SP)` (no PUSHQ BP,
     // go1.20:src/cmd/internal/obj/x86/obj6.go:preprocess): the stack check's
     // conditional jump is the only emulated instruction in the prologue.
-    jcc.map(|insn| Placement {
+    jcc.map(|(insn, restart_cond)| Placement {
         insn,
-        reason: "emulated conditional jump of the stack check (no PUSHQ BP prologue before Go 1.21); fires twice when the goroutine stack grows, de-duplicated in user space".to_owned(),
+        reason: "emulated conditional jump of the stack check (no PUSHQ BP prologue before Go 1.21); fires again when the goroutine stack grows, the taken (restarting) hit left out in the kernel".to_owned(),
         emulated: true,
+        restart_cond,
     })
 }
 
@@ -200,8 +232,9 @@ fn arm64_stack_check_branch(info: &BinaryInfo, f: &Func) -> Option<Placement> {
             }
             return Some(Placement {
                 insn: Insn { address: addr, len: 4, text: arm64_text(word, addr) },
-                reason: "simulated B.cond of the stack check; fires twice when the goroutine stack grows, de-duplicated in user space".to_owned(),
+                reason: "simulated B.cond of the stack check; fires again when the goroutine stack grows, the taken (restarting) hit left out in the kernel".to_owned(),
                 emulated: true,
+                restart_cond: tracer_common::RESTART_COND | (word & 0xf) as u8,
             });
         }
         // Any other branch ends the straight-line prologue.

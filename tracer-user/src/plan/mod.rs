@@ -190,6 +190,7 @@ impl ProbePlan {
                 map_sp_off: NO_SP_OFF,
                 ret_sp_off: NO_SP_OFF,
                 ret_delta: 0,
+                ..ProbeSpec::default()
             };
             let (class, class_reason) = classify(h.role, h.aux);
             let base = |spec: ProbeSpec,
@@ -214,6 +215,10 @@ impl ProbePlan {
             match h.placement {
                 hooks::Placement::Entry => {
                     let p = disasm::entry_placement(info, f);
+                    let spec = ProbeSpec {
+                        restart_cond: p.restart_cond,
+                        ..spec
+                    };
                     plan.probes.push(base(
                         spec,
                         p.insn.address,
