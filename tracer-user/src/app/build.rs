@@ -255,10 +255,6 @@ pub(super) fn growth_per_s(first: &crate::model::Sample, last: &crate::model::Sa
 pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
     let f = &s.fin;
     let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
-    let mut ages: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
-    for a in f.pending_ages(cycle) {
-        *ages.entry(a).or_default() += 1;
-    }
     let cleanup_objs = f.cleanup_objects();
     let mut held = Vec::new();
     if !f.finalizers.is_empty() || !cleanup_objs.is_empty() {
@@ -294,7 +290,7 @@ pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
         pending: f.pending(),
         pending_unverified: f.pending_unverified(),
         probe_pauses: f.pauses,
-        pending_age_cycles_histogram: ages.into_iter().collect(),
+        pending_age_cycles_histogram: f.pending_age_histogram(cycle),
         cleanups_added: f.cleanups_added,
         cleanups_ran: f.cleanups_ran,
         cleanups_stopped: f.cleanups_stopped,

@@ -278,11 +278,22 @@ fn frame_line(f: &Frame) -> String {
 
 /// Renders a terminal histogram of `values` (hdrhistogram, log buckets).
 pub fn histogram(w: &mut dyn Write, title: &str, values: &[u64], width: usize) -> io::Result<()> {
+    histogram_counts(w, title, values.iter().map(|&v| (v, 1)), width)
+}
+
+/// [`histogram`] of `(value, count)` pairs: each pair is recorded once
+/// with its count (`record_n`), never expanded into `count` values.
+pub fn histogram_counts(
+    w: &mut dyn Write,
+    title: &str,
+    pairs: impl IntoIterator<Item = (u64, u64)>,
+    width: usize,
+) -> io::Result<()> {
     let Ok(mut h) = Histogram::<u64>::new(3) else {
         return Ok(());
     };
-    for &v in values {
-        let _ = h.record(v);
+    for (v, n) in pairs {
+        let _ = h.record_n(v, n);
     }
     writeln!(
         w,
@@ -516,27 +527,19 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         })
         .collect();
     histogram(w, "growth per GC cycle, growing maps", &growth, 40)?;
-    let ages: Vec<u64> = r
+    let ages: Vec<(u64, u64)> = r
         .maps
         .iter()
         .filter(|m| m.verdict == Verdict::Growing)
-        .filter_map(|m| {
-            m.retained_keys.as_ref()?["age_cycles_histogram"]
-                .as_array()
-                .cloned()
-        })
+        .filter_map(|m| m.retained_keys.as_ref()?["age_cycles_histogram"].as_array())
         .flatten()
-        .flat_map(|p| {
-            let age = p[0].as_u64().unwrap_or(0);
-            let n = p[1].as_u64().unwrap_or(0).min(1 << 20);
-            std::iter::repeat_n(age, n as usize)
-        })
+        .map(|p| (p[0].as_u64().unwrap_or(0), p[1].as_u64().unwrap_or(0)))
         .collect();
     if !ages.is_empty() {
-        histogram(
+        histogram_counts(
             w,
             "age of present keys in growing maps, GC cycles",
-            &ages,
+            ages,
             40,
         )?;
     }
@@ -586,16 +589,11 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 )?;
             }
         }
-        let ages: Vec<u64> = f
-            .pending_age_cycles_histogram
-            .iter()
-            .flat_map(|&(a, n)| std::iter::repeat_n(a, n as usize))
-            .collect();
-        if !ages.is_empty() {
-            histogram(
+        if !f.pending_age_cycles_histogram.is_empty() {
+            histogram_counts(
                 w,
                 "age of pending finalizers and cleanups, GC cycles",
-                &ages,
+                f.pending_age_cycles_histogram.iter().copied(),
                 40,
             )?;
         }
@@ -648,6 +646,16 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Histograms of (value, count) pairs record each pair once: a count of
+    /// a trillion costs no more than a count of one.
+    #[test]
+    fn histogram_of_counts() {
+        let mut out = Vec::new();
+        histogram_counts(&mut out, "t", [(3, 1_000_000_000_000), (100, 1)], 10).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("n=1000000000001"), "{s}");
+    }
 
     /// The text report leads with the growing map, its owner and creation site.
     #[test]
