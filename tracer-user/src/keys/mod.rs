@@ -45,7 +45,9 @@ mod retention;
 mod snapshot;
 
 pub use render::{PREFIX_CHARS, SHOW_CHARS, escape_bytes, render};
-pub use retention::{KeyTracker, MAX_TRACKED_KEYS, RetainedKeys};
+pub use retention::{
+    KeyBudget, KeyTracker, MAX_TOTAL_KEYS, MAX_TRACKED_KEYS, RetainedKeys, TRACKER_COST,
+};
 pub use snapshot::{
     ATTEMPTS, CHUNK, Key, MAX_KEY_BYTES, MAX_SNAPSHOT_BYTES, MAX_STR_LEAVES, RAW_CAP, RawKey,
     STR_READ, Snapshot, StrVal, snapshot,
