@@ -199,86 +199,19 @@ pub(super) fn test_sample_delay() -> Option<Duration> {
 
 /// Reads every tracked map's header (and Swiss tables), a sample at `at`.
 pub(super) fn sample_all(s: &mut Session, at: SampleAt) {
-    let imp = s.info.map_impl;
-    let hlen = sample::header_len(&s.info.layout, imp);
-    let addrs: Vec<(u64, u64)> = s
-        .model
-        .maps
-        .values()
-        .map(|m| (m.addr, m.type_ptr))
-        .collect();
-    let regions: Vec<(u64, usize)> = addrs.iter().map(|&(a, _)| (a, hlen)).collect();
-    let headers = s.mem.read_many(&regions);
-    // Every read failing means the process is gone (or going), not that
-    // every map died: keep the history for the final report.
-    if !headers.is_empty() && headers.iter().all(Option::is_none) {
-        return;
+    for tp in s.model.unknown_types(|tp| s.types.contains_key(&tp)) {
+        type_entry(s, tp);
     }
-    let layout = s.info.layout.clone();
-    // Swiss maps with a directory need two more reads each (the directory,
-    // then its tables): batched over all maps, three system calls in all
-    // rather than two per map.
-    let swiss: Vec<Option<sample::SwissHeader>> = match imp {
-        MapImpl::Hmap => Vec::new(),
-        MapImpl::Swiss => headers
-            .iter()
-            .map(|hb| hb.as_deref().and_then(|b| sample::decode_swiss(b, &layout)))
-            .collect(),
-    };
-    let dir_regions: Vec<(u64, usize)> = swiss
-        .iter()
-        .flatten()
-        .filter(|h| h.dir_len > 0)
-        .map(|h| (h.dir_ptr, (h.dir_len * 8) as usize))
-        .collect();
-    let dirs = s.mem.read_many(&dir_regions);
-    // Per map with a directory: its distinct table pointers (None: the
-    // directory could not be read).
-    let table_ptrs: Vec<Option<Vec<u64>>> = dirs
-        .into_iter()
-        .map(|d| {
-            d.map(|d| {
-                let mut ptrs: Vec<u64> = d
-                    .chunks_exact(8)
-                    .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
-                    .collect();
-                ptrs.sort_unstable();
-                ptrs.dedup();
-                ptrs
-            })
-        })
-        .collect();
-    let table_regions: Vec<(u64, usize)> = table_ptrs
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|&p| (p, 32))
-        .collect();
-    let mut tables = s.mem.read_many(&table_regions).into_iter();
-    let mut table_ptrs = table_ptrs.into_iter();
-    for (i, ((addr, tp), hb)) in addrs.into_iter().zip(headers).enumerate() {
-        // Cache hit without cloning the type's strings (hot: every map, every cycle).
-        let sizes = if tp == 0 {
-            TypeSizes::default()
-        } else if let Some(e) = s.types.get(&tp) {
-            e.3
-        } else {
-            type_entry(s, tp).3
-        };
-        let sample = match imp {
-            MapImpl::Hmap => hb.and_then(|b| sample::decode_hmap(&b, &layout, sizes)),
-            MapImpl::Swiss => swiss[i].and_then(|h| {
-                if h.dir_len == 0 {
-                    return Some(sample::swiss_sample(&h, &[], &layout, sizes));
-                }
-                // Consumed in the order they were collected above.
-                let ptrs = table_ptrs.next().flatten()?;
-                let mine: Vec<Option<Vec<u8>>> = tables.by_ref().take(ptrs.len()).collect();
-                Some(sample::swiss_sample(&h, &mine, &layout, sizes))
-            }),
-        };
-        s.model.on_sample(addr, at, sample);
-    }
+    let types = &s.types;
+    let sizes = |tp| types.get(&tp).map_or_else(TypeSizes::default, |e| e.3);
+    sample::sample_model(
+        &mut s.model,
+        &s.mem,
+        &s.info.layout,
+        s.info.map_impl,
+        sizes,
+        at,
+    );
 }
 
 /// Keys read per GC cycle, over all maps: bounds the tracer's memory and the
@@ -373,7 +306,9 @@ pub(super) fn find_owners(s: &mut Session, force: bool) {
         .model
         .maps
         .values()
-        .filter(|m| m.owner.is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated))
+        .filter(|m| {
+            m.owner().is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+        })
         .filter(|m| {
             force
                 || s.owners_searched
@@ -428,7 +363,7 @@ pub(super) fn find_owners(s: &mut Session, force: bool) {
         if let Some(name) = found.remove(&c)
             && let Some(m) = s.model.maps.get_mut(&c)
         {
-            m.owner = Some(name);
+            m.set_owner(name);
         }
     }
 }
