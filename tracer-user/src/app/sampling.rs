@@ -235,32 +235,20 @@ pub(super) const MIN_SNAPSHOT_TIME: Duration = Duration::from_millis(5);
 /// other maps, and follows them across cycles.
 pub(super) fn snapshot_keys(s: &mut Session, cycle: u64, limit: Duration) {
     let started = Instant::now();
-    s.key_trackers
-        .retain(|addr, _| s.model.maps.contains_key(addr));
+    crate::keys::retain_trackers(&mut s.key_trackers, &s.model);
     s.snap_cycle
         .retain(|addr, _| s.model.maps.contains_key(addr));
-    let mut cands: Vec<(u8, u64, u64, u64)> = s
-        .model
-        .maps
-        .values()
-        .filter(|m| m.type_ptr != 0 && m.last().is_some_and(|x| x.cycle == cycle))
-        .map(|m| {
-            let rank = match m.verdict() {
-                Verdict::Growing => 0,
-                Verdict::Bloated => 1,
-                _ => 2,
-            };
-            (rank, m.last().map_or(0, |x| x.len), m.addr, m.type_ptr)
-        })
-        .collect();
     // Suspects first; within a rank, the longest without a snapshot first.
     let last = |a: u64| s.snap_cycle.get(&a).copied().unwrap_or(0);
-    cands.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(last(a.2).cmp(&last(b.2)))
-            .then(b.1.cmp(&a.1))
-            .then(a.2.cmp(&b.2))
-    });
+    let followed = |a: u64| s.key_trackers.contains_key(&a);
+    let cands = crate::keys::snapshot_candidates(
+        &s.model,
+        cycle,
+        last,
+        followed,
+        MAX_OTHER_SNAPSHOTS,
+        MAX_OTHER_LEN,
+    );
     let mut budget = MAX_KEYS_PER_CYCLE;
     let mut others = 0;
     for (rank, len, addr, tp) in cands {
@@ -272,6 +260,9 @@ pub(super) fn snapshot_keys(s: &mut Session, cycle: u64, limit: Duration) {
                 continue;
             }
             others += 1;
+        }
+        if !s.key_trackers.contains_key(&addr) && !crate::keys::room_for_tracker(rank < 2) {
+            continue;
         }
         if len > budget {
             continue;
