@@ -350,6 +350,12 @@ fn caps_reached(
             "map reads left to the next sample (the maps after those a sample read in its time)",
         ),
         C::new(
+            "write_records",
+            crate::model::MAX_WRITE_RECORDS as u64,
+            m.caps.writes_dropped,
+            "writes seen in write windows not counted (maps past those with a record)",
+        ),
+        C::new(
             "gc_cycles",
             crate::model::MAX_CYCLES as u64,
             m.caps.cycles_dropped,

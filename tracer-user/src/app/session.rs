@@ -105,12 +105,13 @@ pub(super) fn on_writes(
         if k.tgid != s.target.pid || k.map_addr == 0 {
             continue;
         }
-        if let Some(m) = s.model.maps.get_mut(&k.map_addr) {
-            if m.type_ptr == 0 {
-                m.type_ptr = st.type_ptr;
-            }
-            m.on_write(k.kind == assign, k.caller_pc, st.count);
-        }
+        s.model.on_write(
+            k.map_addr,
+            st.type_ptr,
+            k.kind == assign,
+            k.caller_pc,
+            st.count,
+        );
     }
 }
 

@@ -165,6 +165,14 @@ const REUSED: u8 = 4;
 /// The creation record has not been looked up since the map was tracked
 /// (or its address reused).
 const WANTS_CREATION: u8 = 8;
+/// It has write counts (one of [`MAX_WRITE_RECORDS`]).
+const WRITES: u8 = 16;
+
+/// Most maps whose writes in write windows are recorded (about 200 bytes
+/// each with their insert sites): a service that writes to all of its
+/// 1,000,000 maps would otherwise give each a record. Past it, writes to
+/// maps without one are counted in [`Caps::writes_dropped`].
+pub const MAX_WRITE_RECORDS: usize = 1 << 16;
 
 /// Everything known about one map.
 #[derive(Debug, Clone)]
@@ -226,7 +234,7 @@ impl TrackedMap {
     }
 
     /// Adds write-window counts: an insert (or update) at `pc`, or a delete.
-    pub fn on_write(&mut self, assign: bool, pc: u64, count: u64) {
+    fn add_write(&mut self, assign: bool, pc: u64, count: u64) {
         let x = self.extra();
         if !assign {
             x.deletes += count;
@@ -465,6 +473,9 @@ pub struct Caps {
     /// Maps a sample did not reach in its time
     /// ([`crate::sample::MAX_SAMPLE_TIME`]), read first by the next one.
     pub reads_unreached: u64,
+    /// Writes seen in write windows and not recorded: their map had no
+    /// record and [`MAX_WRITE_RECORDS`] maps had one.
+    pub writes_dropped: u64,
 }
 
 /// Per-process model state.
@@ -493,6 +504,7 @@ pub struct Model {
     /// [`crate::sample::sample_model`]).
     pub sample_cursor: usize,
     long_histories: usize,
+    write_records: usize,
     next_id: u64,
     counted_cycles: u64,
 }
@@ -522,6 +534,7 @@ impl Model {
             caps: Caps::default(),
             sample_cursor: 0,
             long_histories: 0,
+            write_records: 0,
             next_id: 0,
             counted_cycles: 0,
         }
@@ -593,6 +606,28 @@ impl Model {
         }
     }
 
+    /// Adds write-window counts to the map at `addr` (of type `type_ptr`,
+    /// taken when its type is not known yet): an insert (or update) at `pc`,
+    /// or a delete. Counted only for [`MAX_WRITE_RECORDS`] maps.
+    pub fn on_write(&mut self, addr: u64, type_ptr: u64, assign: bool, pc: u64, count: u64) {
+        let room = self.write_records < MAX_WRITE_RECORDS;
+        let Some(m) = self.maps.get_mut(&addr) else {
+            return;
+        };
+        if m.type_ptr == 0 {
+            m.type_ptr = type_ptr;
+        }
+        if m.flags & WRITES == 0 {
+            if !room {
+                self.caps.writes_dropped += count;
+                return;
+            }
+            m.flags |= WRITES;
+            self.write_records += 1;
+        }
+        m.add_write(assign, pc, count);
+    }
+
     /// Starts tracking a map found without a growth event (a global seen in
     /// DWARF, say). Returns false if it was tracked already.
     pub fn on_discovered(
@@ -648,6 +683,9 @@ impl Model {
             Some(m) => {
                 if m.has_long() {
                     self.long_histories -= 1;
+                }
+                if m.flags & WRITES != 0 {
+                    self.write_records -= 1;
                 }
                 true
             }
@@ -716,6 +754,9 @@ impl Model {
             // carries over.
             if m.has_long() {
                 self.long_histories -= 1;
+            }
+            if m.flags & WRITES != 0 {
+                self.write_records -= 1;
             }
             m.reset(next_id);
             self.next_id = next_id;
@@ -995,11 +1036,12 @@ mod tests {
                 pc: 0x50
             }
         ));
-        {
-            let t = m.maps.get_mut(&0x10).unwrap();
-            t.set_owner("main.cache".into());
-            t.on_write(true, 0x99, 3);
-        }
+        m.maps
+            .get_mut(&0x10)
+            .unwrap()
+            .set_owner("main.cache".into());
+        m.on_write(0x10, 7, true, 0x99, 3);
+        assert_eq!(m.write_records, 1);
         m.on_sample(0x10, SampleAt::gc(1), ok(10, 5));
         m.on_sample(0x10, SampleAt::gc(2), ok(20, 5));
         let old_id = m.maps[&0x10].id;
@@ -1025,6 +1067,7 @@ mod tests {
         assert_eq!(t.growth_events(), 0);
         assert!(t.wants_creation());
         assert_eq!(m.reused, 1);
+        assert_eq!(m.write_records, 0);
 
         // Its first growth asks for the creation record again; the old
         // map's record (older than the old map's last growth) is refused.
@@ -1158,6 +1201,31 @@ mod tests {
         assert!(m.maps.contains_key(&16), "the growing map stays");
         assert!(!m.maps.contains_key(&32) && !m.maps.contains_key(&48));
         assert!(m.maps.contains_key(&0x10_0000));
+    }
+
+    /// Writes are recorded for at most MAX_WRITE_RECORDS maps; past it,
+    /// writes to other maps are counted as dropped, and a map that goes
+    /// gives its record back.
+    #[test]
+    fn write_records_are_capped() {
+        let mut m = Model::default();
+        let n = MAX_WRITE_RECORDS as u64 + 1;
+        for a in 1..=n {
+            m.on_grow(a * 16, 0, 0, None);
+            m.on_write(a * 16, 5, true, 0x40, 2);
+        }
+        assert_eq!(m.write_records, MAX_WRITE_RECORDS);
+        assert_eq!(m.caps.writes_dropped, 2);
+        assert_eq!(m.maps[&16].writes(), (2, 0));
+        assert_eq!(m.maps[&16].insert_sites(), [(0x40, 2)]);
+        assert_eq!(m.maps[&(n * 16)].writes(), (0, 0));
+        assert_eq!(m.maps[&(n * 16)].type_ptr, 5);
+        m.on_write(16, 5, false, 0, 1);
+        assert_eq!(m.maps[&16].writes(), (2, 1));
+        m.retire(16);
+        m.on_write(n * 16, 5, true, 0x40, 1);
+        assert_eq!(m.maps[&(n * 16)].writes(), (1, 0));
+        assert_eq!(m.write_records, MAX_WRITE_RECORDS);
     }
 
     /// Cycle numbers come from the runtime when known, else are counted.
