@@ -169,7 +169,12 @@ fn map_report(
         key_type,
         elem_type,
         created_at: frames(m.created_site()),
-        grown_at: frames(m.grow_site()),
+        grown_at: m
+            .grow_sites()
+            .into_iter()
+            .map(&frames)
+            .find(|f| !f.is_empty())
+            .unwrap_or_default(),
         owner: m.owner().map(str::to_owned),
         len_by_cycle: hist
             .iter()
@@ -279,7 +284,8 @@ pub(super) fn resolve_sites(s: &mut Session, tracer: &Tracer, pick: impl Fn(&Tra
     let mut refs: Vec<SiteRef> = Vec::new();
     let mut creations: Vec<u64> = Vec::new();
     for m in s.model.maps.values().filter(|m| pick(m)) {
-        for r in [m.created_site(), m.grow_site()] {
+        let [grow, grow_prev] = m.grow_sites();
+        for r in [m.created_site(), grow, grow_prev] {
             if s.model.sites.unresolved(r) {
                 refs.push(r);
             }

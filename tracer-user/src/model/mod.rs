@@ -197,9 +197,12 @@ pub struct TrackedMap {
     growth_events: u32,
     /// GC cycle of the latest sample (saturating).
     last_cycle: u32,
-    /// Where it was created, and where its latest growth was triggered.
+    /// Where it was created, where its latest growth was triggered, and
+    /// the growth site before that (another probe may give a stack with
+    /// nothing outside the runtime).
     created: SiteRef,
     grow: SiteRef,
+    grow_prev: SiteRef,
     flags: u8,
     /// Implausible headers in a row.
     fails: u8,
@@ -222,6 +225,7 @@ impl TrackedMap {
             last_cycle: 0,
             created: SiteRef::NONE,
             grow: SiteRef::NONE,
+            grow_prev: SiteRef::NONE,
             flags: WANTS_CREATION,
             fails: 0,
             win: Window::default(),
@@ -299,6 +303,13 @@ impl TrackedMap {
     #[must_use]
     pub const fn grow_site(&self) -> SiteRef {
         self.grow
+    }
+
+    /// The growth sites to show, in order of preference: the latest, then
+    /// the one before it (when the latest has nothing outside the runtime).
+    #[must_use]
+    pub const fn grow_sites(&self) -> [SiteRef; 2] {
+        [self.grow, self.grow_prev]
     }
 
     /// Its creation record has not been looked up yet (a new map, or a new
@@ -551,7 +562,8 @@ impl Model {
             if type_ptr != 0 {
                 m.type_ptr = type_ptr;
             }
-            if site.is_some() {
+            if site.is_some() && site != m.grow {
+                m.grow_prev = m.grow;
                 m.grow = site;
             }
             if m.flags & REUSED == 0 {
@@ -1027,6 +1039,14 @@ mod tests {
         let mut m = Model::default();
         assert!(m.on_grow(0x10, 7, 1_000, raw(0x40)));
         assert!(!m.on_grow(0x10, 7, 2_000, raw(0x41)), "looked up once");
+        let sites = m.maps[&0x10]
+            .grow_sites()
+            .map(|r| m.sites.raw(r).map(|r| r.pc));
+        assert_eq!(
+            sites,
+            [Some(0x41), Some(0x40)],
+            "the latest, then the one before"
+        );
         assert!(m.on_created(
             0x10,
             500,
