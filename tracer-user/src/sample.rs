@@ -478,6 +478,10 @@ pub struct HeaderSample {
     pub bytes: u64,
     /// Hash seed: changes when the map is emptied or the memory now holds another map.
     pub seed: u64,
+    /// Where its entries are (hmap `buckets`, Swiss `dirPtr`): the same
+    /// after a map is emptied and refilled, another for a new map at the
+    /// same address (its storage is allocated anew); 0 for none yet.
+    pub storage: u64,
 }
 
 /// The smallest hmap bucket (`tophash[8]` and the overflow pointer, with
@@ -574,6 +578,7 @@ pub fn decode_hmap(b: &[u8], l: &RuntimeLayout, t: TypeSizes) -> Option<HeaderSa
         capacity,
         bytes,
         seed: hash0,
+        storage: buckets,
     })
 }
 
@@ -653,6 +658,7 @@ pub fn swiss_sample(
             capacity,
             bytes,
             seed: h.seed,
+            storage: h.dir_ptr,
         };
     }
     let mut capacity = 0u64;
@@ -668,6 +674,7 @@ pub fn swiss_sample(
         capacity,
         bytes,
         seed: h.seed,
+        storage: h.dir_ptr,
     }
 }
 
@@ -712,7 +719,8 @@ mod tests {
                 len: 100,
                 capacity: 128,
                 bytes: 16 * 144,
-                seed: 7
+                seed: 7,
+                storage: 0xc000_0000,
             }
         );
         // Garbage: B far too large, or count impossible for B.

@@ -1018,6 +1018,7 @@ mod tests {
                 capacity,
                 bytes: 0,
                 seed: 1,
+                storage: 0x100,
             })
         };
         for a in 1..=9u64 {

@@ -87,6 +87,9 @@ pub struct Window {
     seq_last: u32,
     /// `gap[i]`: sequence numbers from sample `i` to sample `i + 1`.
     gap: [u16; WINDOW - 1],
+    /// GC cycle of the latest sample (saturating; in what would be
+    /// padding).
+    cycle: u32,
     /// Bit `i`: sample `i` had the latest capacity.
     cap_same: u8,
     n: u8,
@@ -141,6 +144,18 @@ impl Window {
     #[must_use]
     pub const fn capacity(&self) -> u64 {
         self.cap_last
+    }
+
+    /// GC cycle of the latest sample (for a timer sample: the latest
+    /// cycle before it).
+    #[must_use]
+    pub const fn cycle(&self) -> u32 {
+        self.cycle
+    }
+
+    /// Sets [`Window::cycle`].
+    pub const fn set_cycle(&mut self, cycle: u32) {
+        self.cycle = cycle;
     }
 
     /// Lengths, oldest first, into `out`; returns how many.

@@ -195,8 +195,9 @@ pub struct TrackedMap {
     bytes_last: u64,
     /// Growth events seen (saturating).
     growth_events: u32,
-    /// GC cycle of the latest sample (saturating).
-    last_cycle: u32,
+    /// Low bits of its storage pointer at the last sample
+    /// ([`HeaderSample::storage`]).
+    storage: u32,
     /// Where it was created, where its latest growth was triggered, and
     /// the growth site before that (another probe may give a stack with
     /// nothing outside the runtime).
@@ -222,7 +223,7 @@ impl TrackedMap {
             first_len: 0,
             bytes_last: 0,
             growth_events: 0,
-            last_cycle: 0,
+            storage: 0,
             created: SiteRef::NONE,
             grow: SiteRef::NONE,
             grow_prev: SiteRef::NONE,
@@ -344,7 +345,7 @@ impl TrackedMap {
     pub fn last(&self) -> Option<Latest> {
         let s = self.win.last()?;
         Some(Latest {
-            cycle: u64::from(self.last_cycle),
+            cycle: u64::from(self.win.cycle()),
             len: s.len,
             capacity: self.win.capacity(),
             bytes: self.bytes_last,
@@ -758,12 +759,13 @@ impl Model {
             return;
         };
         m.fails = 0;
-        if m.seed().is_some_and(|s| s != h.seed) && h.len != 0 {
-            // A new seed with entries: the memory now holds another map
-            // (or this one was emptied and refilled: Go draws a new seed
-            // when a map's last entry is deleted, and such a map sampled
-            // while empty keeps its history). Nothing of the old one
-            // carries over.
+        let storage = storage_tag(h.storage);
+        if m.seed().is_some_and(|s| s != h.seed) && h.len != 0 && storage != m.storage {
+            // A new seed with entries, and its entries elsewhere: the
+            // memory now holds another map. (Go also draws a new seed when
+            // a map's last entry is deleted; such a map keeps its storage
+            // when refilled, and is sampled empty or refilled as the same
+            // map.) Nothing of the old one carries over.
             if m.has_long() {
                 self.long_histories -= 1;
             }
@@ -777,6 +779,7 @@ impl Model {
         if m.flags & HAS_SEED == 0 {
             m.first_len = h.len;
         }
+        m.storage = storage;
         m.seed = h.seed;
         m.flags |= HAS_SEED;
         push_sample(
@@ -837,6 +840,12 @@ impl Model {
     }
 }
 
+/// The 32 bits of a storage pointer kept per map: heap pointers differ in
+/// their low bits.
+const fn storage_tag(p: u64) -> u32 {
+    (p ^ (p >> 32)) as u32
+}
+
 /// Appends one sample to `m` (one per GC cycle: a newer sample of the same
 /// cycle replaces the older; timer samples all count).
 fn push_sample(
@@ -851,7 +860,7 @@ fn push_sample(
     let replace = !at.timer
         && !m.win.is_empty()
         && m.flags & LAST_TIMER == 0
-        && u64::from(m.last_cycle) == at.cycle.min(u64::from(u32::MAX));
+        && u64::from(m.win.cycle()) == at.cycle.min(u64::from(u32::MAX));
     // Forgotten moments first: the window then holds only known samples.
     m.win.expire(points);
     if replace {
@@ -880,7 +889,7 @@ fn push_sample(
         }
     }
     m.bytes_last = h.bytes;
-    m.last_cycle = u32::try_from(at.cycle).unwrap_or(u32::MAX);
+    m.win.set_cycle(u32::try_from(at.cycle).unwrap_or(u32::MAX));
     if at.timer {
         m.flags |= LAST_TIMER;
     } else {
@@ -907,11 +916,17 @@ mod tests {
     }
 
     fn ok(len: u64, seed: u64) -> HeaderRead {
+        at_storage(len, seed, 0x100)
+    }
+
+    /// A header of `len` entries, hash seed `seed`, entries at `storage`.
+    fn at_storage(len: u64, seed: u64, storage: u64) -> HeaderRead {
         HeaderRead::Ok(HeaderSample {
             len,
             capacity: 64,
             bytes: 0,
             seed,
+            storage,
         })
     }
 
@@ -991,6 +1006,7 @@ mod tests {
                             capacity: cap.max(len * 2),
                             bytes: 0,
                             seed: 5,
+                            storage: 0x100,
                         }),
                     );
                 }
@@ -1030,8 +1046,9 @@ mod tests {
         assert_eq!(m.retired, 2);
     }
 
-    /// A new map at a dead map's address (a seed change with entries)
-    /// starts over with nothing of the old one: no samples, creation site,
+    /// A new map at a dead map's address (a seed change with entries, in
+    /// other storage) starts over with nothing of the old one: no samples,
+    /// creation site,
     /// growth site, owner, type, write counts; a new id; and its creation
     /// record is looked up again, the old one's refused.
     #[test]
@@ -1072,8 +1089,14 @@ mod tests {
         assert_eq!(m.maps[&0x10].id, old_id);
         assert_eq!(m.maps[&0x10].samples_len(), 3);
 
-        // Another seed, with entries: a new map.
-        m.on_sample(0x10, SampleAt::gc(4), ok(3, 9));
+        // Emptied and refilled between two samples: another seed with
+        // entries, in the same storage; the same map.
+        m.on_sample(0x10, SampleAt::gc(4), ok(4, 8));
+        assert_eq!(m.maps[&0x10].id, old_id);
+        assert_eq!(m.maps[&0x10].samples_len(), 4);
+
+        // Another seed, with entries elsewhere: a new map.
+        m.on_sample(0x10, SampleAt::gc(5), at_storage(3, 9, 0x200));
         let t = &m.maps[&0x10];
         assert_ne!(t.id, old_id);
         assert_eq!(t.samples_len(), 1);
