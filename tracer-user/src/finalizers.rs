@@ -13,8 +13,12 @@
 //! - `(*cleanupQueue).enqueue` (1.25+): the key in a1 (1.25) or a3 (1.26+).
 //! - `Cleanup.Stop()`: a0 id, a1 ptr.
 //!
-//! Memory is bounded: at most [`MAX_PENDING`] pending objects of each kind;
-//! beyond it new ones are counted but not remembered (said in the report).
+//! Memory is bounded: at most [`MAX_PENDING`] pending finalizers and
+//! [`MAX_PENDING`] pending cleanups (counted one by one, whatever key they
+//! share: on Go 1.24 and 1.25 every cleanup of one function shares its
+//! funcval as the key, so one key's list may be long, and the total bounds
+//! it); beyond it new ones are counted but not remembered (said in the
+//! report).
 //!
 //! The probes are governed (`plan::classify`): while they are paused, a
 //! finalizer may run, or be removed, unseen. Everything pending when a pause
@@ -64,6 +68,8 @@ pub struct FinTracker {
     pub finalizers: HashMap<u64, Pending>,
     /// Pending cleanups by correlation key (several may share one key).
     pub cleanups: HashMap<u64, Vec<PendingCleanup>>,
+    /// Entries in all of `cleanups`' lists.
+    cleanups_len: usize,
     /// `SetFinalizer` calls that set one.
     pub set: u64,
     /// `SetFinalizer(obj, nil)` calls.
@@ -152,14 +158,16 @@ impl FinTracker {
             }
             k if k == FinKind::AddCleanup as u8 => {
                 self.cleanups_added += 1;
-                if self.cleanups.len() >= MAX_PENDING && self.evicted_at[1] < self.pauses {
+                if self.cleanups_len >= MAX_PENDING && self.evicted_at[1] < self.pauses {
                     self.evicted_at[1] = self.pauses;
                     self.cleanups.retain(|_, v| {
                         v.retain(|c| c.paused_ns == NO_PAUSE);
                         !v.is_empty()
                     });
+                    self.cleanups_len = self.cleanups.values().map(Vec::len).sum();
                 }
-                if self.cleanups.len() < MAX_PENDING {
+                if self.cleanups_len < MAX_PENDING {
+                    self.cleanups_len += 1;
                     self.cleanups
                         .entry(cleanup_key)
                         .or_default()
@@ -208,6 +216,7 @@ impl FinTracker {
             .unwrap_or(0);
         if i < v.len() {
             v.swap_remove(i);
+            self.cleanups_len -= 1;
         }
         if v.is_empty() {
             self.cleanups.remove(&key);
@@ -287,13 +296,21 @@ impl FinTracker {
             )
     }
 
-    /// Ages in GC cycles of everything seen pending the whole time.
+    /// `(age in GC cycles, count)` of everything seen pending the whole
+    /// time, ascending by age.
     #[must_use]
-    pub fn pending_ages(&self, cycle: u64) -> Vec<u64> {
-        self.all_pending()
-            .filter(|p| p.2 == NO_PAUSE)
-            .map(|p| cycle.saturating_sub(p.1))
-            .collect()
+    pub fn pending_age_histogram(&self, cycle: u64) -> Vec<(u64, u64)> {
+        let mut ages: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+        for p in self.all_pending().filter(|p| p.2 == NO_PAUSE) {
+            *ages.entry(cycle.saturating_sub(p.1)).or_default() += 1;
+        }
+        ages.into_iter().collect()
+    }
+
+    /// Pending cleanups remembered (every key's list).
+    #[must_use]
+    pub const fn cleanups_len(&self) -> usize {
+        self.cleanups_len
     }
 
     /// Objects with a pending cleanup, with the latest [`Pending::paused_ns`]
@@ -395,7 +412,7 @@ mod tests {
             3,
         );
         assert_eq!((t.ran, t.removed, t.ran_unknown, t.pending()), (1, 1, 1, 1));
-        assert_eq!(t.pending_ages(5), vec![4]);
+        assert_eq!(t.pending_age_histogram(5), [(4, 1)]);
         let h = held_keys(
             &t,
             &t.cleanup_objects(),
@@ -432,7 +449,7 @@ mod tests {
         t.probes_resumed(2_000);
         t.on_event(&at(set(0xf), 2_100), 23, 3);
         assert_eq!((t.pending(), t.pending_unverified()), (1, 5));
-        assert_eq!(t.pending_ages(4), vec![1]);
+        assert_eq!(t.pending_age_histogram(4), [(1, 1)]);
         // 0xa: a key since before the pause (held); 0xb and 0xc: keys only
         // since after it (their finalizer or cleanup may have run, and the
         // memory be reused); 0xf: set after the pause (held).
@@ -487,5 +504,28 @@ mod tests {
         // Stop by object pointer.
         t.on_event(&ev(FinKind::CleanupStop, [7, 0xa, 0, 0, 0]), 26, 3);
         assert_eq!((t.cleanups_stopped, t.pending()), (1, 0));
+    }
+
+    /// Cleanups that share one key (every cleanup of one function on Go
+    /// 1.24) are bounded by the total: past MAX_PENDING they are counted,
+    /// not remembered, and a run frees room again.
+    #[test]
+    fn cleanups_sharing_a_key_are_bounded() {
+        let mut t = FinTracker::default();
+        let n = MAX_PENDING as u64 + 10;
+        for obj in 0..n {
+            t.on_event(
+                &ev(FinKind::AddCleanup, [0x1000 + obj, 0xf1, 0, 0, 0]),
+                24,
+                1,
+            );
+        }
+        assert_eq!(t.cleanups_len(), MAX_PENDING);
+        assert_eq!(t.cleanups[&0xf1].len(), MAX_PENDING);
+        assert_eq!(t.dropped, 10);
+        t.on_event(&ev(FinKind::CleanupQueued, [0x99, 0xf1, 0, 0, 0]), 25, 2);
+        assert_eq!(t.cleanups_len(), MAX_PENDING - 1);
+        t.on_event(&ev(FinKind::AddCleanup, [0xa, 0xf1, 0, 0, 0]), 24, 2);
+        assert_eq!((t.cleanups_len(), t.dropped), (MAX_PENDING, 10));
     }
 }

@@ -4,7 +4,17 @@
 //! Reads never write to, stop or signal the target. A read that fails (the
 //! memory was unmapped) or a header that makes no sense (the map died and its
 //! memory was reused) yields `None`, never a panic.
-use crate::inspect::{MapImpl, RuntimeLayout};
+//!
+//! [`sample_model`] reads every tracked map in batches of [`BATCH`] headers
+//! into one reused buffer: what it holds at once does not grow with the
+//! number of maps, and the Swiss directories and tables it reads are
+//! capped per sample ([`MAX_TABLE_BYTES_PER_SAMPLE`]).
+use std::time::{Duration, Instant};
+
+use crate::{
+    inspect::{MapImpl, RuntimeLayout},
+    model::{Model, SampleAt},
+};
 
 /// Reads memory of one process.
 #[derive(Debug, Clone)]
@@ -123,12 +133,387 @@ impl Memory {
         out
     }
 
+    /// Reads many small regions, one after the other, into `buf` (resized
+    /// to their total length), with few system calls (up to 1024 regions
+    /// per call). Returns, per region, whether it was read whole.
+    pub fn read_flat(&self, regions: &[(u64, usize)], buf: &mut Vec<u8>) -> Vec<bool> {
+        let total: usize = regions.iter().map(|r| r.1).sum();
+        buf.clear();
+        buf.resize(total, 0);
+        let mut ok = Vec::with_capacity(regions.len());
+        let mut off = 0;
+        for chunk in regions.chunks(1024) {
+            let len: usize = chunk.iter().map(|r| r.1).sum();
+            let part = &mut buf[off..off + len];
+            let mut local: Vec<libc::iovec> = Vec::with_capacity(chunk.len());
+            let mut o = 0;
+            for &(_, l) in chunk {
+                local.push(libc::iovec {
+                    iov_base: part[o..].as_mut_ptr().cast(),
+                    iov_len: l,
+                });
+                o += l;
+            }
+            let remote: Vec<libc::iovec> = chunk
+                .iter()
+                .map(|&(a, l)| libc::iovec {
+                    iov_base: a as *mut libc::c_void,
+                    iov_len: l,
+                })
+                .collect();
+            // SAFETY: every local iovec points into `part`, which we hold
+            // mutably for the call; the kernel checks the remote ones.
+            let n = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    local.as_ptr(),
+                    local.len() as libc::c_ulong,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if self.gone() {
+                ok.extend(chunk.iter().map(|_| false));
+                off += len;
+                continue;
+            }
+            // process_vm_readv stops at the first region it cannot read; we
+            // then read the rest one at a time.
+            let mut done = usize::try_from(n).unwrap_or(0);
+            let mut o = 0;
+            for &(a, l) in chunk {
+                if done >= l {
+                    done -= l;
+                    ok.push(true);
+                } else {
+                    done = 0;
+                    ok.push(self.read(a, &mut part[o..o + l]));
+                }
+                o += l;
+            }
+            off += len;
+        }
+        ok
+    }
+
     /// Reads a little-endian u64.
     #[must_use]
     pub fn u64(&self, addr: u64) -> Option<u64> {
         let mut b = [0u8; 8];
         self.read(addr, &mut b).then(|| u64::from_le_bytes(b))
     }
+}
+
+/// What one read of a map's header gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRead {
+    /// A live map's header.
+    Ok(HeaderSample),
+    /// Read, but not a live map's header (or one caught mid-update).
+    Implausible,
+    /// The memory could not be read: the map is gone.
+    Failed,
+    /// Not read this time (the sample's read budget ran out).
+    Skipped,
+}
+
+/// Bytes of Swiss directories and table headers one sample reads at most,
+/// over every map. A directory is up to 512 KiB ([`MAX_DIR_LEN`] entries)
+/// and each distinct table 32 bytes: without a cap, maps whose headers
+/// claim large directories drive the tracer's reads (and buffers) to
+/// gigabytes. 1,000,000 maps of one table each read 40 MB. Maps past the
+/// cap are not sampled that time (counted; the next sample starts
+/// elsewhere).
+pub const MAX_TABLE_BYTES_PER_SAMPLE: u64 = 64 << 20;
+
+/// Maps whose headers are read per batch: the buffers of one batch are
+/// all a sample holds at once, whatever the number of maps.
+pub const BATCH: usize = 1024;
+
+/// Directory bytes read per system call batch.
+const DIR_BATCH_BYTES: u64 = 1 << 20;
+
+/// Bytes read of each Swiss table (its header: `capacity` is in it).
+const TABLE_HEADER: usize = 32;
+
+/// Longest a sample reads: the maps not reached are read first by the
+/// next sample. The main loop drains the ring buffer only between samples;
+/// with 1,000,000 maps a whole sample takes seconds (each map is one to
+/// three `process_vm_readv` regions), and a burst of growth events in that
+/// time overflows the ring buffer. At 2 to 4 µs a map this is 125,000 to
+/// 250,000 maps a sample; the gap after a sample is 10 times its length
+/// either way, so maps are read as often as when a sample reads them all.
+pub const MAX_SAMPLE_TIME: Duration = Duration::from_millis(500);
+
+/// What [`sample_model`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleStats {
+    /// Maps whose header was read.
+    pub read: u64,
+    /// Maps not sampled because [`MAX_TABLE_BYTES_PER_SAMPLE`] was reached.
+    pub skipped: u64,
+    /// Maps not reached within [`MAX_SAMPLE_TIME`] (the next sample starts
+    /// with them).
+    pub unreached: u64,
+    /// Directory and table bytes read.
+    pub table_bytes: u64,
+}
+
+/// Reads the tracked maps' headers (and Swiss directories and tables) and
+/// records a sample at `at` in `model`: every map, or as many as
+/// [`MAX_SAMPLE_TIME`] allows, starting where the previous sample stopped.
+/// `sizes` gives a map type's bucket or group size (0: unknown type). When
+/// every header read fails the process is gone (or going), not every map
+/// dead: nothing is recorded, and the history stays for the final report.
+pub fn sample_model(
+    model: &mut Model,
+    mem: &Memory,
+    layout: &RuntimeLayout,
+    imp: MapImpl,
+    sizes: impl Fn(u64) -> TypeSizes,
+    at: SampleAt,
+) -> SampleStats {
+    sample_model_within(model, mem, layout, imp, sizes, at, MAX_SAMPLE_TIME)
+}
+
+/// [`sample_model`] within `max_time` (at least one batch is read).
+pub fn sample_model_within(
+    model: &mut Model,
+    mem: &Memory,
+    layout: &RuntimeLayout,
+    imp: MapImpl,
+    sizes: impl Fn(u64) -> TypeSizes,
+    at: SampleAt,
+    max_time: Duration,
+) -> SampleStats {
+    let started = Instant::now();
+    let n = model.maps.len();
+    let start = model.sample_cursor % n.max(1);
+    let mut reader = BatchReader::new(layout, imp);
+    let mut failed: Vec<u64> = Vec::new();
+    let mut any_read = false;
+    let mut chunk: Vec<(u64, TypeSizes)> = Vec::with_capacity(BATCH);
+    let mut out: Vec<(u64, HeaderRead)> = Vec::with_capacity(BATCH);
+    // Maps share a few types: the last one's sizes are kept at hand.
+    let mut last_type = (u64::MAX, TypeSizes::default());
+    let mut sizes_of = |t: u64| {
+        if last_type.0 != t {
+            last_type = (t, sizes(t));
+        }
+        last_type.1
+    };
+    let mut done = 0;
+    while done < n {
+        if done > 0 && started.elapsed() >= max_time {
+            break;
+        }
+        // A batch of slab positions (a map retired meanwhile moves the
+        // last one into its place: that one waits for the next sample).
+        let pos = (start + done) % n;
+        let take = BATCH.min(n - pos).min(n - done);
+        chunk.clear();
+        for m in model.maps.values().skip(pos).take(take) {
+            chunk.push((m.addr, sizes_of(m.type_ptr)));
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        done += take;
+        any_read |= reader.read(mem, &chunk, &mut out);
+        for (addr, read) in out.drain(..) {
+            if read == HeaderRead::Failed {
+                failed.push(addr);
+            } else {
+                model.on_sample(addr, at, read);
+            }
+        }
+    }
+    if any_read {
+        for addr in failed {
+            model.on_sample(addr, at, HeaderRead::Failed);
+        }
+    }
+    let mut st = reader.stats;
+    st.unreached = (n - done.min(n)) as u64;
+    model.sample_cursor = (start + done) % n.max(1);
+    model.caps.reads_skipped += st.skipped;
+    model.caps.reads_unreached += st.unreached;
+    st
+}
+
+/// Reads map headers (and Swiss directories and tables) batch by batch,
+/// within [`MAX_TABLE_BYTES_PER_SAMPLE`] over all its batches: one per
+/// sample. Its buffers are reused from batch to batch.
+pub struct BatchReader<'a> {
+    layout: &'a RuntimeLayout,
+    imp: MapImpl,
+    budget: u64,
+    buf: Vec<u8>,
+    regions: Vec<(u64, usize)>,
+    swiss: Vec<(u64, SwissHeader, TypeSizes)>,
+    /// What the reads so far did (`unreached` is the caller's).
+    pub stats: SampleStats,
+}
+
+impl<'a> BatchReader<'a> {
+    /// A reader for one sample.
+    #[must_use]
+    pub fn new(layout: &'a RuntimeLayout, imp: MapImpl) -> Self {
+        Self {
+            layout,
+            imp,
+            budget: MAX_TABLE_BYTES_PER_SAMPLE,
+            buf: Vec::new(),
+            regions: Vec::with_capacity(BATCH),
+            swiss: Vec::new(),
+            stats: SampleStats::default(),
+        }
+    }
+
+    /// Reads the headers of `chunk` (map address, its type's sizes; at
+    /// most [`BATCH`] is best) into `out`, one entry per map, a read that
+    /// failed as [`HeaderRead::Failed`]. Returns whether any header was read.
+    pub fn read(
+        &mut self,
+        mem: &Memory,
+        chunk: &[(u64, TypeSizes)],
+        out: &mut Vec<(u64, HeaderRead)>,
+    ) -> bool {
+        let (layout, imp) = (self.layout, self.imp);
+        let hlen = header_len(layout, imp);
+        self.regions.clear();
+        self.regions.extend(chunk.iter().map(|&(a, _)| (a, hlen)));
+        let ok = mem.read_flat(&self.regions, &mut self.buf);
+        let mut any_read = false;
+        for (i, (&(addr, sizes), &ok)) in chunk.iter().zip(&ok).enumerate() {
+            if !ok {
+                out.push((addr, HeaderRead::Failed));
+                continue;
+            }
+            any_read = true;
+            self.stats.read += 1;
+            let b = &self.buf[i * hlen..(i + 1) * hlen];
+            let read = match imp {
+                MapImpl::Hmap => {
+                    decode_hmap(b, layout, sizes).map_or(HeaderRead::Implausible, HeaderRead::Ok)
+                }
+                MapImpl::Swiss => match decode_swiss(b, layout) {
+                    None => HeaderRead::Implausible,
+                    Some(h) if h.dir_len == 0 => {
+                        HeaderRead::Ok(swiss_sample(&h, &[], layout, sizes))
+                    }
+                    Some(h) => {
+                        self.swiss.push((addr, h, sizes));
+                        continue;
+                    }
+                },
+            };
+            out.push((addr, read));
+        }
+        read_tables(
+            mem,
+            layout,
+            &mut self.swiss,
+            &mut self.budget,
+            &mut self.stats,
+            out,
+        );
+        any_read
+    }
+}
+
+/// Reads the directories and table headers of `swiss` (maps whose header
+/// has a directory), in batches of about [`DIR_BATCH_BYTES`], within
+/// `budget` bytes; the samples go to `out`.
+fn read_tables(
+    mem: &Memory,
+    layout: &RuntimeLayout,
+    swiss: &mut Vec<(u64, SwissHeader, TypeSizes)>,
+    budget: &mut u64,
+    st: &mut SampleStats,
+    out: &mut Vec<(u64, HeaderRead)>,
+) {
+    let mut dir_buf = Vec::new();
+    let mut table_buf = Vec::new();
+    let mut ptrs: Vec<u64> = Vec::new();
+    let mut rest = &swiss[..];
+    while !rest.is_empty() {
+        // A batch: maps whose directories fit in DIR_BATCH_BYTES (at least
+        // one) and in the budget (each map's directory plus its tables, at
+        // most one table per entry).
+        let mut take = 0;
+        let mut bytes = 0u64;
+        let mut batch: Vec<&(u64, SwissHeader, TypeSizes)> = Vec::new();
+        for e in rest {
+            let dir = e.1.dir_len * 8;
+            if take > 0 && bytes + dir > DIR_BATCH_BYTES {
+                break;
+            }
+            take += 1;
+            let worst = dir + e.1.dir_len * TABLE_HEADER as u64;
+            if worst > *budget {
+                st.skipped += 1;
+                out.push((e.0, HeaderRead::Skipped));
+                continue;
+            }
+            *budget -= worst;
+            bytes += dir;
+            batch.push(e);
+        }
+        rest = &rest[take..];
+        let regions: Vec<(u64, usize)> = batch
+            .iter()
+            .map(|e| (e.1.dir_ptr, (e.1.dir_len * 8) as usize))
+            .collect();
+        let ok = mem.read_flat(&regions, &mut dir_buf);
+        st.table_bytes += bytes;
+        // Each map's distinct tables, read in one go for the batch.
+        let mut tables: Vec<(u64, usize)> = Vec::new();
+        let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(batch.len());
+        let mut off = 0;
+        for (e, &ok) in batch.iter().zip(&ok) {
+            let len = (e.1.dir_len * 8) as usize;
+            let dir = &dir_buf[off..off + len];
+            off += len;
+            if !ok {
+                spans.push(None);
+                continue;
+            }
+            // Its distinct tables (entries repeat: a table of local depth
+            // d is in 2^(depth-d) entries).
+            ptrs.clear();
+            ptrs.extend(
+                dir.chunks_exact(8)
+                    .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
+                    .filter(|&p| p != 0),
+            );
+            ptrs.sort_unstable();
+            ptrs.dedup();
+            let start = tables.len();
+            tables.extend(ptrs.iter().map(|&p| (p, TABLE_HEADER)));
+            spans.push(Some((start, tables.len())));
+        }
+        let tok = mem.read_flat(&tables, &mut table_buf);
+        st.table_bytes += (tables.len() * TABLE_HEADER) as u64;
+        for (e, span) in batch.iter().zip(spans) {
+            let read = match span {
+                // The directory is not readable: a torn header (or a dead
+                // map) pointed elsewhere.
+                None => HeaderRead::Implausible,
+                Some((a, b)) => {
+                    let mine: Vec<Option<&[u8]>> = (a..b)
+                        .map(|i| {
+                            tok[i].then(|| &table_buf[i * TABLE_HEADER..(i + 1) * TABLE_HEADER])
+                        })
+                        .collect();
+                    HeaderRead::Ok(swiss_sample(&e.1, &mine, layout, e.2))
+                }
+            };
+            out.push((e.0, read));
+        }
+    }
+    swiss.clear();
 }
 
 /// What one read of a map header tells.
@@ -142,6 +527,10 @@ pub struct HeaderSample {
     pub bytes: u64,
     /// Hash seed: changes when the map is emptied or the memory now holds another map.
     pub seed: u64,
+    /// Where its entries are (hmap `buckets`, Swiss `dirPtr`): the same
+    /// after a map is emptied and refilled, another for a new map at the
+    /// same address (its storage is allocated anew); 0 for none yet.
+    pub storage: u64,
 }
 
 /// The smallest hmap bucket (`tophash[8]` and the overflow pointer, with
@@ -238,6 +627,7 @@ pub fn decode_hmap(b: &[u8], l: &RuntimeLayout, t: TypeSizes) -> Option<HeaderSa
         capacity,
         bytes,
         seed: hash0,
+        storage: buckets,
     })
 }
 
@@ -258,6 +648,12 @@ pub struct SwissHeader {
 /// about 58 million entries).
 pub const MAX_DIR_LEN: u64 = 1 << 16;
 
+/// Most slots in one Swiss table (go1.24:src/internal/runtime/maps/table.go
+/// `maxTableCapacity`): a directory of `dir_len` entries points to at most
+/// that many tables, so the map holds at most `dir_len` times this many
+/// entries.
+pub const MAX_TABLE_CAPACITY: u64 = 1024;
+
 /// Decodes a Swiss `Map` header. `None` when it cannot be a live map.
 #[must_use]
 pub fn decode_swiss(b: &[u8], l: &RuntimeLayout) -> Option<SwissHeader> {
@@ -273,7 +669,15 @@ pub fn decode_swiss(b: &[u8], l: &RuntimeLayout) -> Option<SwissHeader> {
         if used > 8 {
             return None;
         }
-    } else if depth > 16 || dir_len != 1u64 << depth || dir_ptr == 0 {
+    } else if depth > 16
+        || dir_len != 1u64 << depth
+        || dir_ptr == 0
+        || used > dir_len * MAX_TABLE_CAPACITY
+    {
+        // A directory is 2^depth entries. `used` is checked against it
+        // one way only: a map emptied by deletes keeps its directory (Swiss
+        // maps never shrink), so a large directory with few entries is a
+        // live map, but more entries than its tables can hold is not.
         return None;
     }
     Some(SwissHeader {
@@ -284,11 +688,11 @@ pub fn decode_swiss(b: &[u8], l: &RuntimeLayout) -> Option<SwissHeader> {
     })
 }
 
-/// Turns a Swiss header plus its tables' headers into a sample.
+/// Turns a Swiss header plus its distinct tables' headers into a sample.
 #[must_use]
 pub fn swiss_sample(
     h: &SwissHeader,
-    tables: &[Option<Vec<u8>>],
+    tables: &[Option<&[u8]>],
     l: &RuntimeLayout,
     t: TypeSizes,
 ) -> HeaderSample {
@@ -303,6 +707,7 @@ pub fn swiss_sample(
             capacity,
             bytes,
             seed: h.seed,
+            storage: h.dir_ptr,
         };
     }
     let mut capacity = 0u64;
@@ -318,6 +723,7 @@ pub fn swiss_sample(
         capacity,
         bytes,
         seed: h.seed,
+        storage: h.dir_ptr,
     }
 }
 
@@ -362,7 +768,8 @@ mod tests {
                 len: 100,
                 capacity: 128,
                 bytes: 16 * 144,
-                seed: 7
+                seed: 7,
+                storage: 0xc000_0000,
             }
         );
         // Garbage: B far too large, or count impossible for B.
@@ -420,5 +827,215 @@ mod tests {
         assert_eq!(many[0].as_deref(), Some(&[0u8, 1, 2, 3][..]));
         assert!(many[1].is_none());
         assert_eq!(many[2].as_deref(), Some(&[100u8, 101][..]));
+    }
+
+    fn swiss_layout() -> RuntimeLayout {
+        RuntimeLayout {
+            swiss_used: Some(0),
+            swiss_seed: Some(8),
+            swiss_dir_ptr: Some(16),
+            swiss_dir_len: Some(24),
+            swiss_global_depth: Some(32),
+            swiss_map_size: Some(48),
+            table_capacity: Some(2),
+            ..Default::default()
+        }
+    }
+
+    /// An hmap header of `count` entries, `B` = 1, seed `seed`.
+    fn hmap(count: u64, seed: u32) -> [u8; 48] {
+        let mut b = [0u8; 48];
+        b[0..8].copy_from_slice(&count.to_le_bytes());
+        b[9] = 1;
+        b[12..16].copy_from_slice(&seed.to_le_bytes());
+        b[16..24].copy_from_slice(&0xc000_0000u64.to_le_bytes());
+        b
+    }
+
+    /// Many regions read into one buffer, in order; an unreadable one is
+    /// marked and the others still read.
+    #[test]
+    fn read_flat_self() {
+        let data: Vec<u8> = (0..=255).collect();
+        let m = Memory::new(std::process::id());
+        let p = data.as_ptr() as u64;
+        let mut buf = Vec::new();
+        let ok = m.read_flat(&[(p, 4), (8, 4), (p + 100, 2)], &mut buf);
+        assert_eq!(ok, [true, false, true]);
+        assert_eq!(&buf[0..4], &[0, 1, 2, 3]);
+        assert_eq!(&buf[8..10], &[100, 101]);
+        // More regions than one system call takes.
+        let regions: Vec<(u64, usize)> = (0..3000).map(|i| (p + (i % 200), 1)).collect();
+        let ok = m.read_flat(&regions, &mut buf);
+        assert!(ok.iter().all(|&x| x));
+        assert_eq!(buf[2999], (2999 % 200) as u8);
+    }
+
+    /// A sample of hmap headers in this process's memory: live ones are
+    /// recorded; a header that stops making sense retires its map only
+    /// after RETIRE_AFTER samples; when every read fails (the process is
+    /// gone) nothing changes.
+    #[test]
+    fn sample_model_hmap() {
+        use crate::model::{RETIRE_AFTER, SampleAt};
+        let mem = Memory::new(std::process::id());
+        let l = hmap_layout();
+        let mut headers: Vec<[u8; 48]> = (0..3000).map(|i| hmap(i % 16, 7)).collect();
+        let addr = |h: &[[u8; 48]], i: usize| h[i].as_ptr() as u64;
+        let mut model = Model::default();
+        for i in 0..headers.len() {
+            model.on_grow(addr(&headers, i), 0, 0, None);
+        }
+        let st = sample_model(
+            &mut model,
+            &mem,
+            &l,
+            MapImpl::Hmap,
+            |_| TypeSizes::default(),
+            SampleAt::gc(1),
+        );
+        assert_eq!((st.read, st.skipped), (3000, 0));
+        let m = &model.maps[&addr(&headers, 17)];
+        assert_eq!(m.last().map(|x| x.len), Some(1));
+        // Garbage at one map: B far too large.
+        headers[5][9] = 200;
+        for c in 2..(1 + u64::from(RETIRE_AFTER)) {
+            sample_model(
+                &mut model,
+                &mem,
+                &l,
+                MapImpl::Hmap,
+                |_| TypeSizes::default(),
+                SampleAt::gc(c),
+            );
+            assert_eq!(model.maps.len(), 3000);
+        }
+        sample_model(
+            &mut model,
+            &mem,
+            &l,
+            MapImpl::Hmap,
+            |_| TypeSizes::default(),
+            SampleAt::gc(9),
+        );
+        assert_eq!(model.maps.len(), 2999);
+        assert_eq!(model.retired, 1);
+        // A sample out of time reads one batch and leaves the rest to the
+        // next, which starts there.
+        let c = model.caps.reads_unreached;
+        let st = sample_model_within(
+            &mut model,
+            &mem,
+            &l,
+            MapImpl::Hmap,
+            |_| TypeSizes::default(),
+            SampleAt::gc(20),
+            Duration::ZERO,
+        );
+        assert_eq!((st.read, st.unreached), (BATCH as u64, 2999 - BATCH as u64));
+        assert_eq!(model.caps.reads_unreached - c, st.unreached);
+        let cursor = model.sample_cursor;
+        let st = sample_model_within(
+            &mut model,
+            &mem,
+            &l,
+            MapImpl::Hmap,
+            |_| TypeSizes::default(),
+            SampleAt::gc(21),
+            Duration::ZERO,
+        );
+        assert_eq!(st.read, BATCH as u64);
+        assert_eq!(model.sample_cursor, (cursor + BATCH) % 2999);
+        let at_20 = model
+            .maps
+            .values()
+            .filter(|m| m.last().is_some_and(|x| x.cycle == 20))
+            .count();
+        assert_eq!(at_20, BATCH);
+        // Nothing readable: the process is gone, the history stays.
+        let gone = Model::default();
+        let mut only_bad = gone;
+        only_bad.on_grow(8, 0, 0, None);
+        only_bad.on_grow(16, 0, 0, None);
+        sample_model(
+            &mut only_bad,
+            &mem,
+            &l,
+            MapImpl::Hmap,
+            |_| TypeSizes::default(),
+            SampleAt::gc(1),
+        );
+        assert_eq!(only_bad.maps.len(), 2);
+        // One readable among unreadable ones: the unreadable are dead.
+        only_bad.on_grow(addr(&headers, 0), 0, 0, None);
+        sample_model(
+            &mut only_bad,
+            &mem,
+            &l,
+            MapImpl::Hmap,
+            |_| TypeSizes::default(),
+            SampleAt::gc(2),
+        );
+        assert_eq!(only_bad.maps.len(), 1);
+    }
+
+    /// Swiss maps whose headers claim the largest directories cost the
+    /// sample at most MAX_TABLE_BYTES_PER_SAMPLE: the maps past it are
+    /// skipped and counted, not read; the others are sampled.
+    #[test]
+    fn swiss_directories_are_capped_per_sample() {
+        use crate::model::SampleAt;
+        let mem = Memory::new(std::process::id());
+        let l = swiss_layout();
+        // One table of capacity 1024, and a directory of 2^16 entries
+        // pointing to it.
+        let mut table = [0u8; 32];
+        table[2..4].copy_from_slice(&1024u16.to_le_bytes());
+        let dir: Vec<u64> = vec![table.as_ptr() as u64; MAX_DIR_LEN as usize];
+        let big = |seed: u64| {
+            let mut b = [0u8; 48];
+            b[0..8].copy_from_slice(&500u64.to_le_bytes());
+            b[8..16].copy_from_slice(&seed.to_le_bytes());
+            b[16..24].copy_from_slice(&(dir.as_ptr() as u64).to_le_bytes());
+            b[24..32].copy_from_slice(&MAX_DIR_LEN.to_le_bytes());
+            b[32] = 16;
+            b
+        };
+        let headers: Vec<[u8; 48]> = (0..40).map(big).collect();
+        let mut model = Model::default();
+        for h in &headers {
+            model.on_grow(h.as_ptr() as u64, 0, 0, None);
+        }
+        let st = sample_model(
+            &mut model,
+            &mem,
+            &l,
+            MapImpl::Swiss,
+            |_| TypeSizes::default(),
+            SampleAt::gc(1),
+        );
+        let per_map = MAX_DIR_LEN * 8 + MAX_DIR_LEN * TABLE_HEADER as u64;
+        let fit = MAX_TABLE_BYTES_PER_SAMPLE / per_map;
+        assert_eq!(st.read, 40);
+        assert_eq!(st.skipped, 40 - fit);
+        assert_eq!(model.caps.reads_skipped, 40 - fit);
+        assert!(st.table_bytes <= MAX_TABLE_BYTES_PER_SAMPLE);
+        let sampled: Vec<_> = model
+            .maps
+            .values()
+            .filter_map(crate::model::TrackedMap::last)
+            .collect();
+        assert_eq!(sampled.len() as u64, fit);
+        // One distinct table: its capacity, once.
+        assert!(sampled.iter().all(|x| x.capacity == 1024 && x.len == 500));
+        // A header claiming more entries than its directory's tables hold
+        // is not a live map.
+        let mut b = big(1);
+        b[24..32].copy_from_slice(&1u64.to_le_bytes());
+        b[32] = 0;
+        b[0..8].copy_from_slice(&1025u64.to_le_bytes());
+        assert!(decode_swiss(&b, &l).is_none());
+        b[0..8].copy_from_slice(&1024u64.to_le_bytes());
+        assert!(decode_swiss(&b, &l).is_some());
     }
 }

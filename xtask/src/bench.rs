@@ -105,6 +105,10 @@ pub(crate) struct Args {
     /// Those first seconds are measured apart (the startup loss).
     #[arg(long)]
     pub(crate) attach_settle_seconds: Option<f64>,
+    /// Part 3 (manymaps): live maps per run, one run per count and Go
+    /// release (default 100000,1000000; 10000 with --smoke).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) many_maps: Vec<u64>,
     /// Only these parts: throughput, phases, probe-cost, create-cost,
     /// manymaps (default: all).
     /// A partial run writes target/bench/partial.md unless --out is given.
@@ -184,9 +188,10 @@ struct Settings {
     micro_ops: u64,
     /// Maps created per creation-cost run.
     create_ops: u64,
-    /// manymaps: live maps, and how long the tracer watches them.
-    many_n: u64,
-    many_trace_s: u64,
+    /// manymaps: live maps per run, and how long the tracer watches 100,000
+    /// of them (see [`Settings::many_trace_s`]).
+    many_n: Vec<u64>,
+    many_trace_base_s: u64,
     /// How long to wait for other tracers (another engineer's tests) to end
     /// before a measured run, and in all (the bench's run time stays
     /// bounded however busy the machine is).
@@ -237,12 +242,29 @@ impl Settings {
             phase_workloads,
             micro_ops: if smoke { 20_000 } else { 300_000 },
             create_ops: if smoke { 10_000 } else { 100_000 },
-            many_n: if smoke { 10_000 } else { 100_000 },
-            many_trace_s: if smoke { 3 } else { 20 },
+            many_n: if args.many_maps.is_empty() {
+                if smoke {
+                    vec![10_000]
+                } else {
+                    vec![100_000, 1_000_000]
+                }
+            } else {
+                args.many_maps.clone()
+            },
+            many_trace_base_s: if smoke { 3 } else { 20 },
             wait_idle: Duration::from_secs(if smoke { 0 } else { 120 }),
             wait_idle_total: Duration::from_secs(if smoke { 0 } else { 300 }),
             retries_total: if smoke { 0 } else { 12 },
         }
+    }
+
+    /// The tracer's `--duration` with `n` live maps: the base (20 s; 3 s
+    /// with --smoke) for up to 100,000, and a second more per 10,000 maps
+    /// beyond (1,000,000 maps: 110 s). Creating them traced takes about a
+    /// minute then, and a sample reads at most 500 ms of maps and waits ten
+    /// times that: the run lasts long enough to read every map a few times.
+    fn many_trace_s(&self, n: u64) -> u64 {
+        self.many_trace_base_s + n.saturating_sub(100_000) / 10_000
     }
 
     /// Length of one throughput run of `workload`.
@@ -478,6 +500,10 @@ fn cmdline(s: &Settings, args: &Args) -> String {
     }
     if args.workload != "http" {
         let _ = write!(cmdline, " --workload {}", args.workload);
+    }
+    if !args.many_maps.is_empty() {
+        let n: Vec<String> = args.many_maps.iter().map(u64::to_string).collect();
+        let _ = write!(cmdline, " --many-maps {}", n.join(","));
     }
     if !args.only.is_empty() {
         let _ = write!(cmdline, " --only {}", args.only.join(","));

@@ -1,29 +1,35 @@
 //! `app::build`: the report of one process, from its model and the
-//! budget's figures.
+//! budget's figures, and the symbolization of the sites of the maps that
+//! matter (suspects, and the maps a report shows in full).
+//!
+//! Building a report holds what it shows, not a copy of every map: the
+//! maps in full are chosen in one pass, the others counted per type and
+//! site without a string each.
 #![allow(
     clippy::wildcard_imports,
     reason = "the app modules share one set of imports and items"
 )]
 use super::*;
+use crate::model::{RawSite, SiteRef, TrackedMap};
 
 pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) -> Report {
     // Suspects and the largest maps in full; the others grouped by type and
-    // site (all in full with --all-maps).
-    let cands: Vec<summary::Candidate> = s
-        .model
-        .maps
-        .values()
-        .filter_map(|m| {
-            Some(summary::Candidate {
+    // site (all in full with --all-maps). The selection keeps only what it
+    // selects: no list of every map.
+    let mut sel = summary::Selection::new(s.all_maps);
+    for m in s.model.maps.values() {
+        if let Some(last) = m.last() {
+            sel.add(summary::Candidate {
                 addr: m.addr,
                 verdict: m.verdict(),
-                bytes: m.last()?.bytes,
-            })
-        })
-        .collect();
-    let detail = summary::detailed(&cands, s.all_maps);
-    // Only the maps shown in full keep symbolized sites; a group's site is
-    // symbolized once per stack (100,000 maps made at one site share it).
+                bytes: last.bytes,
+            });
+        }
+    }
+    let suspects_left_out = sel.suspects_left_out;
+    let detail = sel.finish();
+    // Only the maps shown in full get symbolized sites; a group's site is
+    // symbolized once (100,000 maps made at one site share it).
     resolve_sites(s, tracer, |m| detail.contains(&m.addr));
     let hits = tracer.probe_hits();
     let mut overhead = Overhead::default();
@@ -82,111 +88,19 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     let (cpu, rss) = self_usage();
     overhead.tracer_cpu_s = cpu;
     overhead.tracer_max_rss_bytes = rss;
-    let others: Vec<_> = s
-        .model
-        .maps
-        .values()
-        .filter(|m| !detail.contains(&m.addr))
-        .filter_map(|m| {
-            let last = m.last()?;
-            let site = m
-                .created_at
-                .first()
-                .or_else(|| m.grow_site.first())
-                .map(summary::site_text);
-            Some((
-                m.addr,
-                m.type_ptr,
-                m.type_name.clone(),
-                site,
-                m.verdict(),
-                last.len,
-                last.bytes,
-            ))
-        })
-        .collect();
-    let summarized = others.len() as u64;
-    let mut groups = summary::Grouper::default();
-    let mut sites: HashMap<(i32, u64), Option<String>> = HashMap::new();
-    for (addr, tp, name, site, verdict, len, bytes) in others {
-        let site = site.or_else(|| group_site(s, tracer, &mut sites, addr));
-        let name = if tp == 0 {
-            name.unwrap_or_else(|| "unknown".to_owned())
-        } else {
-            type_entry(s, tp).0
-        };
-        groups.add(&name, site, verdict, len, bytes);
-    }
+    let (groups, summarized) = group_others(s, tracer, &detail);
+    let groups_n = groups.len();
     let mut maps: Vec<MapReport> = Vec::new();
     let mut ids: Vec<u64> = detail.into_iter().collect();
     ids.sort_unstable();
     for addr in ids {
-        let Some(m) = s.model.maps.get(&addr).cloned() else {
+        let Some(tp) = s.model.maps.get(&addr).map(|m| m.type_ptr) else {
             continue;
         };
-        let Some(last) = m.last().copied() else {
-            continue;
-        };
-        let (type_name, key, elem, _) = if m.type_ptr == 0 {
-            (
-                m.type_name.clone().unwrap_or_else(|| "unknown".to_owned()),
-                None,
-                None,
-                TypeSizes::default(),
-            )
-        } else {
-            type_entry(s, m.type_ptr)
-        };
-        let first = m.samples.front().copied().unwrap_or(last);
-        let span = last.cycle.saturating_sub(first.cycle).max(1) as f64;
-        maps.push(MapReport {
-            id: m.id,
-            addr: format!("{addr:#x}"),
-            type_name,
-            key_type: key,
-            elem_type: elem,
-            created_at: m.created_at.clone(),
-            grown_at: m.grow_site.clone(),
-            owner: m.owner.clone(),
-            len_by_cycle: m
-                .samples
-                .iter()
-                .filter(|x| !x.timer)
-                .map(|x| (x.cycle, x.len))
-                .collect(),
-            timer_samples: m
-                .samples
-                .iter()
-                .filter(|x| x.timer)
-                .map(|x| (f64::from(x.t_ms) / 1e3, x.len))
-                .collect(),
-            growth_per_s: growth_per_s(&first, &last),
-            len_first: m.first.map_or(last.len, |f| f.len),
-            len_last: last.len,
-            capacity: last.capacity,
-            bytes: last.bytes,
-            growth_events: m.growth_events,
-            growth_per_cycle: (last.len as f64 - first.len as f64) / span,
-            verdict: m.verdict(),
-            retained_keys: s
-                .key_trackers
-                .get(&addr)
-                .and_then(|t| serde_json::to_value(t.stats()).ok()),
-            inserted_at: m
-                .insert_sites
-                .iter()
-                .filter_map(|&(pc, count)| {
-                    let frame = s
-                        .info
-                        .frame_for_pc(pc.wrapping_sub(s.bias).wrapping_sub(1))?;
-                    Some(report::InsertSite { frame, count })
-                })
-                .collect(),
-            writes_seen: report::WritesSeen {
-                assigns: m.assigns,
-                deletes: m.deletes,
-            },
-        });
+        let types = (tp != 0).then(|| type_entry(s, tp));
+        if let Some(r) = map_report(s, addr, types) {
+            maps.push(r);
+        }
     }
     maps.sort_by(|a, b| {
         a.verdict
@@ -194,6 +108,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
             .then(b.bytes.cmp(&a.bytes))
             .then(a.id.cmp(&b.id))
     });
+    let caps_reached = caps_reached(s, &overhead, suspects_left_out, groups_n);
     Report {
         target: TargetInfo {
             pid: s.target.pid,
@@ -217,29 +132,292 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
         overhead,
         maps_retired: s.model.retired,
         maps_evicted: s.model.evicted,
+        maps_reused: s.model.reused,
+        caps_reached,
     }
 }
 
-/// Entries per second between two samples (0 when they are less than
-/// 100 ms apart).
-/// The site of a map not shown in full, from its unsymbolized creation
-/// record (else its latest growth), symbolized once per stack.
-fn group_site(
+/// A map in full. `types`: its type's names, when its descriptor is known.
+fn map_report(
     s: &Session,
-    tracer: &Tracer,
-    cache: &mut HashMap<(i32, u64), Option<String>>,
     addr: u64,
-) -> Option<String> {
-    let u = s.unresolved.get(&addr)?;
-    let key = u.created.map(|r| (r.stack_id, r.caller_pc)).or(u.grow)?;
-    cache
-        .entry(key)
-        .or_insert_with(|| {
-            symbolize(s, &tracer.stack(key.0), key.1)
-                .first()
-                .map(summary::site_text)
-        })
-        .clone()
+    types: Option<(String, Option<String>, Option<String>, TypeSizes)>,
+) -> Option<MapReport> {
+    let m = s.model.maps.get(&addr)?;
+    let latest = m.last()?;
+    let hist = s.model.history(m);
+    let last = *hist.last()?;
+    let first = hist.first().copied().unwrap_or(last);
+    let span = last.cycle.saturating_sub(first.cycle).max(1) as f64;
+    let (type_name, key_type, elem_type) = match types {
+        Some((t, k, e, _)) => (t, k, e),
+        None => (m.type_name().unwrap_or("unknown").to_owned(), None, None),
+    };
+    let frames = |r| {
+        s.model
+            .sites
+            .frames(r)
+            .map_or_else(Vec::new, <[Frame]>::to_vec)
+    };
+    let (assigns, deletes) = m.writes();
+    Some(MapReport {
+        id: m.id,
+        addr: format!("{addr:#x}"),
+        type_name,
+        key_type,
+        elem_type,
+        created_at: frames(m.created_site()),
+        grown_at: m
+            .grow_sites()
+            .into_iter()
+            .map(&frames)
+            .find(|f| !f.is_empty())
+            .unwrap_or_default(),
+        owner: m.owner().map(str::to_owned),
+        len_by_cycle: hist
+            .iter()
+            .filter(|x| !x.timer)
+            .map(|x| (x.cycle, x.len))
+            .collect(),
+        timer_samples: hist
+            .iter()
+            .filter(|x| x.timer)
+            .map(|x| (f64::from(x.t_ms) / 1e3, x.len))
+            .collect(),
+        growth_per_s: growth_per_s(&first, &last),
+        len_first: m.first_len().unwrap_or(last.len),
+        len_last: latest.len,
+        capacity: latest.capacity,
+        bytes: latest.bytes,
+        growth_events: m.growth_events(),
+        growth_per_cycle: (last.len as f64 - first.len as f64) / span,
+        verdict: m.verdict(),
+        // Only while it follows this map (not one that lived at this
+        // address before).
+        retained_keys: s
+            .key_trackers
+            .get(&addr)
+            .filter(|t| t.follows(m.seed(), latest.len))
+            .and_then(|t| serde_json::to_value(t.stats()).ok()),
+        inserted_at: m
+            .insert_sites()
+            .iter()
+            .filter_map(|&(pc, count)| {
+                let frame = s
+                    .info
+                    .frame_for_pc(pc.wrapping_sub(s.bias).wrapping_sub(1))?;
+                Some(report::InsertSite { frame, count })
+            })
+            .collect(),
+        writes_seen: report::WritesSeen { assigns, deletes },
+    })
+}
+
+/// The maps not in `detail`, counted by type and site. They are counted
+/// per (type, creation site, growth site) first, without a string per map;
+/// each distinct site is symbolized once.
+fn group_others(
+    s: &mut Session,
+    tracer: &Tracer,
+    detail: &std::collections::HashSet<u64>,
+) -> (summary::Grouper, u64) {
+    type Key = (u64, Option<String>, SiteRef, SiteRef);
+    let mut counts: HashMap<Key, summary::MapGroup> = HashMap::new();
+    let mut summarized = 0u64;
+    for m in s.model.maps.values() {
+        if detail.contains(&m.addr) {
+            continue;
+        }
+        let Some(last) = m.last() else {
+            continue;
+        };
+        summarized += 1;
+        // A name only for maps without a type descriptor (globals named by
+        // DWARF): no string is made for the others.
+        let name = if m.type_ptr == 0 {
+            m.type_name().map(str::to_owned)
+        } else {
+            None
+        };
+        counts
+            .entry((m.type_ptr, name, m.created_site(), m.grow_site()))
+            .or_default()
+            .count(m.verdict(), last.len, last.bytes);
+    }
+    let mut groups = summary::Grouper::default();
+    for ((tp, name, created, grown), g) in counts {
+        let name = if tp == 0 {
+            name.unwrap_or_else(|| "unknown".to_owned())
+        } else {
+            type_entry(s, tp).0
+        };
+        let site = site_text(s, tracer, created).or_else(|| site_text(s, tracer, grown));
+        groups.add_group(&name, site, &g);
+    }
+    (groups, summarized)
+}
+
+/// `function (file:line)` of a site's innermost frame, symbolizing it if
+/// it was not yet.
+fn site_text(s: &mut Session, tracer: &Tracer, r: SiteRef) -> Option<String> {
+    resolve_site(s, tracer, r);
+    s.model.sites.frames(r)?.first().map(summary::site_text)
+}
+
+/// Symbolizes site `r` (once).
+fn resolve_site(s: &mut Session, tracer: &Tracer, r: SiteRef) {
+    if !s.model.sites.unresolved(r) {
+        return;
+    }
+    if let Some(raw) = s.model.sites.raw(r) {
+        let frames = symbolize(s, &tracer.stack(raw.stack_id), raw.pc);
+        s.model.sites.resolve(r, frames);
+    }
+}
+
+/// Symbolizes the creation and growth sites of the maps `pick` selects
+/// (each distinct site once), and looks up the creation record of those
+/// whose address came to hold a new map.
+pub(super) fn resolve_sites(s: &mut Session, tracer: &Tracer, pick: impl Fn(&TrackedMap) -> bool) {
+    let mut refs: Vec<SiteRef> = Vec::new();
+    let mut creations: Vec<u64> = Vec::new();
+    for m in s.model.maps.values().filter(|m| pick(m)) {
+        let [grow, grow_prev] = m.grow_sites();
+        for r in [m.created_site(), grow, grow_prev] {
+            if s.model.sites.unresolved(r) {
+                refs.push(r);
+            }
+        }
+        if m.wants_creation() {
+            creations.push(m.addr);
+        }
+    }
+    for addr in creations {
+        if let Some(rec) = tracer.created(s.target.pid, addr) {
+            let site = RawSite {
+                stack_id: rec.stack_id,
+                pc: rec.caller_pc,
+            };
+            s.model.on_created(addr, rec.ts_ns, rec.type_ptr, site);
+        }
+        s.model.creation_looked_up(addr);
+        if let Some(m) = s.model.maps.get(&addr) {
+            refs.push(m.created_site());
+        }
+    }
+    refs.sort_unstable();
+    refs.dedup();
+    for r in refs {
+        resolve_site(s, tracer, r);
+    }
+}
+
+/// The caps reached in this run, with what each left out.
+fn caps_reached(
+    s: &Session,
+    overhead: &Overhead,
+    suspects_left_out: u64,
+    groups: usize,
+) -> Vec<report::CapReached> {
+    use report::CapReached as C;
+    let m = &s.model;
+    let keys = crate::keys::KeyBudget::global();
+    let counter = |name: &str| overhead.counters.get(name).copied().unwrap_or(0);
+    let keys_per_map = s
+        .key_trackers
+        .values()
+        .filter(|t| t.len() >= crate::keys::MAX_TRACKED_KEYS)
+        .count() as u64;
+    [
+        C::new(
+            "tracked_maps",
+            m.max_tracked as u64,
+            m.evicted,
+            "maps evicted (the smallest that were not growing first)",
+        ),
+        C::new(
+            "long_histories",
+            crate::model::MAX_LONG_HISTORIES as u64,
+            m.caps.long_history_refused,
+            "samples of growing or bloated maps not kept beyond the last 8",
+        ),
+        C::new(
+            "table_bytes_per_sample",
+            crate::sample::MAX_TABLE_BYTES_PER_SAMPLE,
+            m.caps.reads_skipped,
+            "map reads skipped (Swiss directories and tables past what one sample reads)",
+        ),
+        C::new(
+            "sample_time_ms",
+            crate::sample::MAX_SAMPLE_TIME.as_millis() as u64,
+            m.caps.reads_unreached,
+            "map reads left to the next sample (the maps after those a sample read in its time)",
+        ),
+        C::new(
+            "write_records",
+            crate::model::MAX_WRITE_RECORDS as u64,
+            m.caps.writes_dropped,
+            "writes seen in write windows not counted (maps past those with a record)",
+        ),
+        C::new(
+            "gc_cycles",
+            crate::model::MAX_CYCLES as u64,
+            m.caps.cycles_dropped,
+            "GC cycles dropped from gc_cycles (the oldest)",
+        ),
+        C::new(
+            "sites",
+            crate::model::sites::MAX_SITE_REFS as u64,
+            m.sites.dropped,
+            "creation or growth sites not kept",
+        ),
+        C::new(
+            "keys_per_map",
+            crate::keys::MAX_TRACKED_KEYS as u64,
+            keys_per_map,
+            "maps whose keys were not all followed",
+        ),
+        C::new(
+            "keys_total",
+            keys.limit() as u64,
+            keys.refused(),
+            "keys not followed (all maps of all traced processes share this cap)",
+        ),
+        C::new(
+            "pending_finalizers_and_cleanups",
+            finalizers::MAX_PENDING as u64,
+            s.fin.dropped,
+            "finalizers or cleanups counted but not remembered",
+        ),
+        C::new(
+            "maps_in_full",
+            summary::MAX_SUSPECTS_IN_FULL as u64,
+            suspects_left_out,
+            "growing or bloated maps counted in map_groups instead of in full",
+        ),
+        C::new(
+            "map_groups",
+            summary::MAX_GROUPS as u64,
+            groups.saturating_sub(summary::MAX_GROUPS - 1) as u64
+                * u64::from(groups > summary::MAX_GROUPS),
+            "groups merged into \"(other types and sites)\"",
+        ),
+        C::new(
+            "ring_buffer_bytes",
+            u64::from(tracer_common::EVENTS_BYTES),
+            counter("ring_buffer_full"),
+            "events lost (the ring buffer was full)",
+        ),
+        C::new(
+            "write_table",
+            u64::from(tracer_common::WRITES_ENTRIES),
+            counter("write_table_full"),
+            "write counts not recorded (the kernel's write table was full)",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 pub(super) fn growth_per_s(first: &crate::model::Sample, last: &crate::model::Sample) -> f64 {
@@ -253,10 +431,6 @@ pub(super) fn growth_per_s(first: &crate::model::Sample, last: &crate::model::Sa
 pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
     let f = &s.fin;
     let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
-    let mut ages: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
-    for a in f.pending_ages(cycle) {
-        *ages.entry(a).or_default() += 1;
-    }
     let cleanup_objs = f.cleanup_objects();
     let mut held = Vec::new();
     if !f.finalizers.is_empty() || !cleanup_objs.is_empty() {
@@ -266,6 +440,9 @@ pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
             let (Some(t), Some(m)) = (s.key_trackers.get(addr), s.model.maps.get(addr)) else {
                 continue;
             };
+            if !t.follows(m.seed(), m.last().map_or(0, |l| l.len)) {
+                continue;
+            }
             let h = finalizers::held_keys(f, &cleanup_objs, t.present_pointers());
             if h.finalizers + h.cleanups + h.unverified == 0 {
                 continue;
@@ -275,7 +452,7 @@ pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
             held.push(report::HeldAsMapKeys {
                 map_id: m.id,
                 map_type: layout.map_or_else(|| "unknown".to_owned(), |l| l.map_type.clone()),
-                owner: m.owner.clone(),
+                owner: m.owner().map(str::to_owned),
                 count: h.finalizers.max(h.cleanups),
                 finalizers: h.finalizers,
                 cleanups: h.cleanups,
@@ -292,7 +469,7 @@ pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
         pending: f.pending(),
         pending_unverified: f.pending_unverified(),
         probe_pauses: f.pauses,
-        pending_age_cycles_histogram: ages.into_iter().collect(),
+        pending_age_cycles_histogram: f.pending_age_histogram(cycle),
         cleanups_added: f.cleanups_added,
         cleanups_ran: f.cleanups_ran,
         cleanups_stopped: f.cleanups_stopped,

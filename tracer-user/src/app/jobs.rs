@@ -13,17 +13,14 @@ use std::{
 };
 
 use crate::{
-    inspect::{BinaryInfo, MapImpl, RuntimeLayout},
+    inspect::BinaryInfo,
     keys::{KeyLayout, KeyTracker, MAX_TRACKED_KEYS},
-    sample::{self, HeaderSample, Memory, TypeSizes},
+    sample::{self, BatchReader, HeaderRead, Memory, SampleStats, TypeSizes},
 };
 
-/// Maps whose headers are read between two deadline checks (three batched
-/// reads each: headers, Swiss directories, Swiss tables).
-const HEADER_BATCH: usize = 4096;
-
-/// Longest a header job may run: 100,000 maps take about 150 ms here.
-pub(super) const HEADER_DEADLINE: Duration = Duration::from_secs(2);
+/// Longest a header job reads: the maps not reached are read first by the
+/// next sample (100,000 maps take about 150 ms here).
+pub(super) const HEADER_DEADLINE: Duration = sample::MAX_SAMPLE_TIME;
 
 /// Longest the owner search may run (up to 64 MiB of globals).
 pub(super) const OWNERS_DEADLINE: Duration = Duration::from_secs(1);
@@ -55,21 +52,28 @@ pub(super) struct HeaderJob {
     pub(super) mem: Memory,
     /// The binary (its runtime layout and map implementation).
     pub(super) info: Arc<BinaryInfo>,
-    /// Map address and the sizes of its type.
+    /// Map address and the sizes of its type, from the sample cursor on.
     pub(super) maps: Vec<(u64, TypeSizes)>,
+    /// Where `maps` starts among the tracked maps, and how many there are.
+    pub(super) start: usize,
+    pub(super) total: usize,
     pub(super) deadline: Instant,
     /// A pause after the reads (`MAPLEAK_TEST_SAMPLE_DELAY_MS`, tests only).
     pub(super) test_delay: Option<Duration>,
 }
 
-/// Decoded headers, in the order of the job's maps (`None`: the read failed
-/// or the header makes no sense).
+/// What the header reads gave, in the order of the job's maps (those past
+/// the deadline are not in it).
 pub(super) struct HeaderResult {
-    pub(super) samples: Vec<(u64, Option<HeaderSample>)>,
-    /// Every read failed: the process is gone (or going), not every map.
-    pub(super) all_failed: bool,
-    /// The deadline passed before every map was read (the rest were not).
+    pub(super) reads: Vec<(u64, HeaderRead)>,
+    /// Some header was read: a failed read means that map is gone, not
+    /// the process.
+    pub(super) any_read: bool,
+    /// The deadline passed before every map was read.
     pub(super) cut_short: bool,
+    pub(super) stats: SampleStats,
+    pub(super) start: usize,
+    pub(super) total: usize,
     /// How long the reads took (the test delay not included).
     pub(super) took: Duration,
 }
@@ -77,110 +81,31 @@ pub(super) struct HeaderResult {
 impl HeaderJob {
     fn run(self) -> HeaderResult {
         let t = Instant::now();
-        let mut samples = Vec::with_capacity(self.maps.len());
+        let mut reader = BatchReader::new(&self.info.layout, self.info.map_impl);
+        let mut reads = Vec::with_capacity(self.maps.len());
         let mut any_read = false;
         let mut cut_short = false;
-        for batch in self.maps.chunks(HEADER_BATCH) {
-            if Instant::now() >= self.deadline {
+        for (i, batch) in self.maps.chunks(sample::BATCH).enumerate() {
+            if i > 0 && Instant::now() >= self.deadline {
                 cut_short = true;
                 break;
             }
-            any_read |= read_headers(
-                &self.mem,
-                &self.info.layout,
-                self.info.map_impl,
-                batch,
-                &mut samples,
-            );
+            any_read |= reader.read(&self.mem, batch, &mut reads);
         }
         let took = t.elapsed();
         if let Some(d) = self.test_delay {
             std::thread::sleep(d);
         }
         HeaderResult {
-            all_failed: !samples.is_empty() && !any_read,
-            samples,
+            reads,
+            any_read,
             cut_short,
+            stats: reader.stats,
+            start: self.start,
+            total: self.total,
             took,
         }
     }
-}
-
-/// Reads one batch of headers into `out`; returns whether any header read
-/// succeeded. Swiss maps with a directory need two more reads each (the
-/// directory, then its tables): batched over the whole batch, three system
-/// calls in all rather than two per map.
-fn read_headers(
-    mem: &Memory,
-    layout: &RuntimeLayout,
-    imp: MapImpl,
-    batch: &[(u64, TypeSizes)],
-    out: &mut Vec<(u64, Option<HeaderSample>)>,
-) -> bool {
-    let hlen = sample::header_len(layout, imp);
-    let regions: Vec<(u64, usize)> = batch.iter().map(|&(a, _)| (a, hlen)).collect();
-    let headers = mem.read_many(&regions);
-    let any_read = headers.iter().any(Option::is_some);
-    match imp {
-        MapImpl::Hmap => {
-            for (&(addr, sizes), hb) in batch.iter().zip(headers) {
-                out.push((
-                    addr,
-                    hb.and_then(|b| sample::decode_hmap(&b, layout, sizes)),
-                ));
-            }
-        }
-        MapImpl::Swiss => {
-            let swiss: Vec<Option<sample::SwissHeader>> = headers
-                .iter()
-                .map(|hb| hb.as_deref().and_then(|b| sample::decode_swiss(b, layout)))
-                .collect();
-            let dir_regions: Vec<(u64, usize)> = swiss
-                .iter()
-                .flatten()
-                .filter(|h| h.dir_len > 0)
-                .map(|h| (h.dir_ptr, (h.dir_len * 8) as usize))
-                .collect();
-            // Per map with a directory: its distinct table pointers (None:
-            // the directory could not be read).
-            let table_ptrs: Vec<Option<Vec<u64>>> = mem
-                .read_many(&dir_regions)
-                .into_iter()
-                .map(|d| {
-                    d.map(|d| {
-                        let mut ptrs: Vec<u64> = d
-                            .chunks_exact(8)
-                            .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
-                            .collect();
-                        ptrs.sort_unstable();
-                        ptrs.dedup();
-                        ptrs
-                    })
-                })
-                .collect();
-            let table_regions: Vec<(u64, usize)> = table_ptrs
-                .iter()
-                .flatten()
-                .flatten()
-                .map(|&p| (p, 32))
-                .collect();
-            let mut tables = mem.read_many(&table_regions).into_iter();
-            let mut table_ptrs = table_ptrs.into_iter();
-            for (&(addr, sizes), h) in batch.iter().zip(swiss) {
-                let s = h.and_then(|h| {
-                    if h.dir_len == 0 {
-                        return Some(sample::swiss_sample(&h, &[], layout, sizes));
-                    }
-                    // Consumed in the order they were collected above.
-                    let ptrs = table_ptrs.next().flatten()?;
-                    let mine: Vec<Option<Vec<u8>>> = tables.by_ref().take(ptrs.len()).collect();
-                    Some(sample::swiss_sample(&h, &mine, layout, sizes))
-                });
-                out.push((addr, s));
-            }
-        }
-    }
-    any_read
 }
 
 /// What key snapshots carry from one sample to the next. It travels with
@@ -274,6 +199,10 @@ impl KeysJob {
                     continue;
                 }
                 others += 1;
+            }
+            if !self.state.trackers.contains_key(&addr) && !crate::keys::room_for_tracker(rank < 2)
+            {
+                continue;
             }
             if len > budget {
                 continue;

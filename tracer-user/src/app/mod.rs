@@ -36,7 +36,7 @@ use crate::{
     output::{Console, JsonSink, PprofSink},
     plan::{ProbeClass, ProbePlan},
     report::{self, MapReport, Overhead, Report, TargetInfo, summary},
-    sample::{Memory, TypeSizes},
+    sample::{HeaderRead, Memory, TypeSizes},
 };
 
 mod build;

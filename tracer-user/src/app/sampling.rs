@@ -7,6 +7,11 @@
 )]
 use super::*;
 
+/// Most maps one sample reads (from where the previous one stopped): bounds
+/// the buffers a sample holds (its addresses and results, about 64 bytes a
+/// map) whatever the number of maps tracked.
+pub(super) const MAX_MAPS_PER_SAMPLE: usize = 131_072;
+
 /// Longest time keys go unread while samples are taken.
 pub(super) const MAX_KEYS_GAP: Duration = Duration::from_secs(60);
 
@@ -33,30 +38,30 @@ pub(super) fn sample_wait(s: &Session) -> Option<Duration> {
 pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
     let latest = s.model.cycles.back().map_or(0, |c| c.cycle);
     let f = s.clock.start(Instant::now(), now_ns(), latest)?;
-    // Type sizes first (a type not seen yet is read here, once per type).
-    let tps: Vec<(u64, u64)> = s
+    // Types not seen yet are read here, once per type.
+    for tp in s.model.unknown_types(|tp| s.types.contains_key(&tp)) {
+        type_entry(s, tp);
+    }
+    let types = &s.types;
+    let sizes = |tp: u64| types.get(&tp).map_or_else(TypeSizes::default, |e| e.3);
+    // From where the previous sample stopped, at most MAX_MAPS_PER_SAMPLE.
+    let total = s.model.maps.len();
+    let start = s.model.sample_cursor % total.max(1);
+    let maps: Vec<(u64, TypeSizes)> = s
         .model
         .maps
         .values()
-        .map(|m| (m.addr, m.type_ptr))
-        .collect();
-    let maps: Vec<(u64, TypeSizes)> = tps
-        .into_iter()
-        .map(|(addr, tp)| {
-            let sizes = if tp == 0 {
-                TypeSizes::default()
-            } else if let Some(e) = s.types.get(&tp) {
-                e.3
-            } else {
-                type_entry(s, tp).3
-            };
-            (addr, sizes)
-        })
+        .skip(start)
+        .chain(s.model.maps.values().take(start))
+        .take(MAX_MAPS_PER_SAMPLE)
+        .map(|m| (m.addr, sizes(m.type_ptr)))
         .collect();
     Some(Job::Headers(HeaderJob {
         mem: s.mem.clone(),
         info: s.info.clone(),
         maps,
+        start,
+        total,
         deadline: f.started + HEADER_DEADLINE,
         test_delay: test_sample_delay(),
     }))
@@ -94,11 +99,17 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     } = s.clock.in_flight()?;
     // Every read failing means the process is gone (or going), not that
     // every map died: keep the history for the final report.
-    if !r.all_failed {
-        for (addr, h) in r.samples {
-            s.model.on_sample(addr, at, h);
+    let done = r.reads.len();
+    for (addr, read) in r.reads {
+        if r.any_read || read != HeaderRead::Failed {
+            s.model.on_sample(addr, at, read);
         }
     }
+    // The next sample starts with the maps this one did not reach.
+    let n = s.model.maps.len();
+    s.model.sample_cursor = (r.start + done) % n.max(1);
+    s.model.caps.reads_skipped += r.stats.skipped;
+    s.model.caps.reads_unreached += r.total.saturating_sub(done) as u64;
     if r.cut_short {
         s.samples_cut_short += 1;
     }
@@ -169,7 +180,7 @@ fn take_key_state(s: &mut Session) -> KeyState {
 
 /// Puts back what a keys job carried (maps retired meanwhile are dropped).
 fn put_key_state(s: &mut Session, mut k: KeyState) {
-    k.trackers.retain(|addr, _| s.model.maps.contains_key(addr));
+    crate::keys::retain_trackers(&mut k.trackers, &s.model);
     k.snap_cycle
         .retain(|addr, _| s.model.maps.contains_key(addr));
     s.key_layouts = k.layouts;
@@ -187,32 +198,19 @@ pub(super) const MIN_SNAPSHOT_TIME: Duration = Duration::from_millis(5);
 /// Maps sampled at `cycle` whose keys may be read: suspects first; within
 /// a rank, the longest without a snapshot first, then the largest.
 fn key_candidates(s: &mut Session, cycle: u64) -> Vec<KeyCandidate> {
-    s.key_trackers
-        .retain(|addr, _| s.model.maps.contains_key(addr));
+    crate::keys::retain_trackers(&mut s.key_trackers, &s.model);
     s.snap_cycle
         .retain(|addr, _| s.model.maps.contains_key(addr));
-    let mut cands: Vec<KeyCandidate> = s
-        .model
-        .maps
-        .values()
-        .filter(|m| m.type_ptr != 0 && m.last().is_some_and(|x| x.cycle == cycle))
-        .map(|m| {
-            let rank = match m.verdict() {
-                Verdict::Growing => 0,
-                Verdict::Bloated => 1,
-                _ => 2,
-            };
-            (rank, m.last().map_or(0, |x| x.len), m.addr, m.type_ptr)
-        })
-        .collect();
     let last = |a: u64| s.snap_cycle.get(&a).copied().unwrap_or(0);
-    cands.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(last(a.2).cmp(&last(b.2)))
-            .then(b.1.cmp(&a.1))
-            .then(a.2.cmp(&b.2))
-    });
-    cands
+    let followed = |a: u64| s.key_trackers.contains_key(&a);
+    crate::keys::snapshot_candidates(
+        &s.model,
+        cycle,
+        last,
+        followed,
+        jobs::MAX_OTHER_SNAPSHOTS,
+        jobs::MAX_OTHER_LEN,
+    )
 }
 
 /// Suspects (growing, bloated) without an owner, not searched in the last
@@ -221,7 +219,9 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
     s.model
         .maps
         .values()
-        .filter(|m| m.owner.is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated))
+        .filter(|m| {
+            m.owner().is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+        })
         .filter(|m| {
             force
                 || s.owners_searched
@@ -239,7 +239,7 @@ pub(super) fn apply_owners(s: &mut Session, mut found: HashMap<u64, String>, sea
         if let Some(name) = found.remove(&c)
             && let Some(m) = s.model.maps.get_mut(&c)
         {
-            m.owner = Some(name);
+            m.set_owner(name);
         }
     }
 }

@@ -32,8 +32,6 @@ pub(super) struct Session {
     pub(super) samples_cut_short: u64,
     /// Samples whose key reads were deferred to stay within the budget.
     pub(super) keys_deferred: u64,
-    /// Growth and creation sites not symbolized yet, by map.
-    pub(super) unresolved: HashMap<u64, Unresolved>,
     /// When samples are taken.
     pub(super) clock: SampleClock,
     /// Maps first found by the write windows.
@@ -177,7 +175,6 @@ pub(super) fn attach_session(
         last_keys_start: None,
         samples_cut_short: 0,
         keys_deferred: 0,
-        unresolved: HashMap::new(),
         clock: SampleClock::new(rate, Duration::from_secs(2), Instant::now()),
         discovered_by_writes: 0,
         fin: FinTracker::default(),
@@ -252,50 +249,6 @@ pub(super) fn discover_globals(s: &mut Session) {
             && ptr != 0
         {
             s.model.on_discovered(ptr, Some(ty), 0, Some(name));
-        }
-    }
-}
-
-/// A map's sites as the kernel gave them: the latest growth's (stack id,
-/// return address) and its creation record.
-#[derive(Debug, Default)]
-pub(super) struct Unresolved {
-    pub(super) grow: Option<(i32, u64)>,
-    pub(super) created: Option<tracer_common::CreateRecord>,
-}
-
-/// Symbolizes the sites of the maps `pick` selects (and forgets those of
-/// maps no longer tracked).
-pub(super) fn resolve_sites(
-    s: &mut Session,
-    tracer: &Tracer,
-    pick: impl Fn(&crate::model::TrackedMap) -> bool,
-) {
-    s.unresolved
-        .retain(|addr, _| s.model.maps.contains_key(addr));
-    let addrs: Vec<u64> = s
-        .unresolved
-        .keys()
-        .copied()
-        .filter(|a| s.model.maps.get(a).is_some_and(&pick))
-        .collect();
-    for addr in addrs {
-        let Some(u) = s.unresolved.remove(&addr) else {
-            continue;
-        };
-        let grown = u
-            .grow
-            .map(|(id, caller)| symbolize(s, &tracer.stack(id), caller));
-        let created = u
-            .created
-            .map(|rec| symbolize(s, &tracer.stack(rec.stack_id), rec.caller_pc));
-        if let Some(m) = s.model.maps.get_mut(&addr) {
-            if let Some(g) = grown.filter(|g| !g.is_empty()) {
-                m.grow_site = g;
-            }
-            if let Some(c) = created {
-                m.created_at = c;
-            }
         }
     }
 }
@@ -386,24 +339,25 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             // Symbolizing is left until the map matters (a suspect, or the
             // report): a service that builds large maps per request sends
             // thousands of growth events a second, for maps that die young.
+            let site = crate::model::RawSite {
+                stack_id: g.stack_id,
+                pc: g.caller_pc,
+            };
             let new = s
                 .model
-                .on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, Vec::new());
-            let u = s.unresolved.entry(g.map_addr).or_default();
-            u.grow = Some((g.stack_id, g.caller_pc));
+                .on_grow(g.map_addr, g.type_ptr, g.hdr.ts_ns, Some(site));
             // The creation record is read now: the in-kernel LRU may drop it
             // before the map is resolved.
             if new
                 && let Some(rec) = tracer.created(s.target.pid, g.map_addr)
                 && rec.ts_ns <= g.hdr.ts_ns
             {
-                u.created = Some(rec);
-                if let Some(m) = s.model.maps.get_mut(&g.map_addr) {
-                    m.created_ns = Some(rec.ts_ns);
-                    if m.type_ptr == 0 {
-                        m.type_ptr = rec.type_ptr;
-                    }
-                }
+                let site = crate::model::RawSite {
+                    stack_id: rec.stack_id,
+                    pc: rec.caller_pc,
+                };
+                s.model
+                    .on_created(g.map_addr, rec.ts_ns, rec.type_ptr, site);
             }
         }
         Event::Fin(f) => {

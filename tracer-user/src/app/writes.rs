@@ -43,12 +43,13 @@ pub(super) fn apply_writes(model: &mut Model, pid: u32, writes: &[(WriteKey, Wri
         if k.tgid != pid || k.map_addr == 0 {
             continue;
         }
-        if let Some(m) = model.maps.get_mut(&k.map_addr) {
-            if m.type_ptr == 0 {
-                m.type_ptr = st.type_ptr;
-            }
-            m.on_write(k.kind == assign, k.caller_pc, st.count);
-        }
+        model.on_write(
+            k.map_addr,
+            st.type_ptr,
+            k.kind == assign,
+            k.caller_pc,
+            st.count,
+        );
     }
     discovered
 }
@@ -88,7 +89,7 @@ mod tests {
         ];
         assert_eq!(apply_writes(&mut m, PID, &w), 1);
         let t = m.maps.get(&0x1000).expect("discovered");
-        assert_eq!(t.assigns, 300);
+        assert_eq!(t.writes().0, 300);
         assert_eq!(t.type_ptr, 0xfeed);
         assert!(!m.maps.contains_key(&0x2000));
         assert!(!m.maps.contains_key(&0x3000));
@@ -133,9 +134,9 @@ mod tests {
         ];
         assert_eq!(apply_writes(&mut m, PID, &w), 0);
         let t = &m.maps[&0x1000];
-        assert_eq!((t.assigns, t.deletes), (8, 2));
+        assert_eq!(t.writes(), (8, 2));
         assert_eq!(t.type_ptr, 0xbeef, "a known type is kept");
-        let mut sites = t.insert_sites.clone();
+        let mut sites = t.insert_sites().to_vec();
         sites.sort_unstable();
         assert_eq!(sites, vec![(0xa, 3), (0xb, 5)]);
     }

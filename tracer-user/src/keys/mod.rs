@@ -45,7 +45,9 @@ mod retention;
 mod snapshot;
 
 pub use render::{PREFIX_CHARS, SHOW_CHARS, escape_bytes, render};
-pub use retention::{KeyTracker, MAX_TRACKED_KEYS, RetainedKeys};
+pub use retention::{
+    KeyBudget, KeyTracker, MAX_TOTAL_KEYS, MAX_TRACKED_KEYS, RetainedKeys, TRACKER_COST,
+};
 pub use snapshot::{
     ATTEMPTS, CHUNK, Key, MAX_KEY_BYTES, MAX_SNAPSHOT_BYTES, MAX_STR_LEAVES, RAW_CAP, RawKey,
     STR_READ, Snapshot, StrVal, snapshot,
@@ -53,8 +55,114 @@ pub use snapshot::{
 
 use crate::{
     inspect::{BinaryInfo, MapImpl, RuntimeLayout, buildinfo::uvarint},
+    model::Model,
     sample::Memory,
 };
+
+/// Whether a map not followed yet may start being followed: a suspect
+/// while the process-wide key budget has room for a tracker
+/// ([`TRACKER_COST`]), any other map while less than half of it is spent
+/// (the rest is kept for suspects).
+#[must_use]
+pub fn room_for_tracker(suspect: bool) -> bool {
+    let b = KeyBudget::global();
+    if suspect {
+        b.used() + TRACKER_COST <= b.limit()
+    } else {
+        b.room_for_others()
+    }
+}
+
+/// Suspects whose keys may be read per cycle, at most (the time a cycle
+/// gives key reads gets through far fewer): bounds the list, not the work.
+pub const MAX_SUSPECT_SNAPSHOTS: usize = 4096;
+
+/// A candidate for a key snapshot: (rank: 0 growing, 1 bloated, 2 other;
+/// length; address; type).
+pub type SnapshotCandidate = (u8, u64, u64, u64);
+
+/// The maps whose keys to read at `cycle` (sampled then, type known), in
+/// order: suspects, growing before bloated, and the longest without a
+/// snapshot (`last_snap`) first, at most [`MAX_SUSPECT_SNAPSHOTS`]; then at
+/// most `max_others` others of 1 to `max_len` entries, in the same order,
+/// those not `followed` yet only while [`room_for_tracker`] allows. Among
+/// equals the longest map first. The choice is made in one pass with
+/// bounded heaps: no list of every map (32 MB with 1,000,000 maps).
+pub fn snapshot_candidates(
+    model: &Model,
+    cycle: u64,
+    last_snap: impl Fn(u64) -> u64,
+    followed: impl Fn(u64) -> bool,
+    max_others: usize,
+    max_len: u64,
+) -> Vec<SnapshotCandidate> {
+    use std::{cmp::Reverse, collections::BinaryHeap};
+    type Item = (u8, u64, Reverse<u64>, u64, u64);
+    let push = |heap: &mut BinaryHeap<Item>, cap: usize, item: Item| {
+        heap.push(item);
+        if heap.len() > cap {
+            heap.pop();
+        }
+    };
+    let mut suspects: BinaryHeap<Item> = BinaryHeap::new();
+    let mut others: BinaryHeap<Item> = BinaryHeap::new();
+    let room = room_for_tracker(false);
+    for m in model.maps.values() {
+        let Some(last) = m.last() else {
+            continue;
+        };
+        if m.type_ptr == 0 || last.cycle != cycle {
+            continue;
+        }
+        let rank = match m.verdict() {
+            crate::model::Verdict::Growing => 0,
+            crate::model::Verdict::Bloated => 1,
+            _ => 2,
+        };
+        let item = (
+            rank,
+            last_snap(m.addr),
+            Reverse(last.len),
+            m.addr,
+            m.type_ptr,
+        );
+        if rank < 2 {
+            push(&mut suspects, MAX_SUSPECT_SNAPSHOTS, item);
+        } else if last.len > 0 && last.len <= max_len && (room || followed(m.addr)) {
+            push(&mut others, max_others, item);
+        }
+    }
+    suspects
+        .into_sorted_vec()
+        .into_iter()
+        .chain(others.into_sorted_vec())
+        .map(|(rank, _, Reverse(len), addr, tp)| (rank, len, addr, tp))
+        .collect()
+}
+
+/// Keeps the trackers of maps still tracked, and only while they follow the
+/// map now at their address (not one that lived there before). When more
+/// than three quarters of the process-wide key budget is spent, the
+/// trackers of maps that are neither growing nor bloated go too: suspects
+/// come first, and others start again only below half
+/// ([`room_for_others`]).
+pub fn retain_trackers(trackers: &mut std::collections::HashMap<u64, KeyTracker>, model: &Model) {
+    trackers.retain(|addr, t| {
+        model
+            .maps
+            .get(addr)
+            .is_some_and(|m| t.follows(m.seed(), m.last().map_or(0, |l| l.len)))
+    });
+    let b = KeyBudget::global();
+    if b.used() > b.limit() / 4 * 3 {
+        trackers.retain(|addr, _| {
+            model
+                .maps
+                .get(addr)
+                .is_some_and(|m| m.verdict().is_suspect())
+        });
+    }
+}
 
 /// `abi.Kind` values (`Kind_ & 0x1f`), the same in Go 1.18 to 1.27.
 pub mod kind {
@@ -895,5 +1003,49 @@ mod tests {
         let uniq: std::collections::HashSet<u64> = all.iter().copied().collect();
         assert_eq!(uniq.len(), all.len());
         assert_eq!(h(&[b"key-00001"]), h(&[b"key-00001"]));
+    }
+
+    /// Key snapshot candidates: suspects first (growing, then bloated; the
+    /// longest without a snapshot first), then at most `max_others` others
+    /// within the length bounds, largest first; maps not sampled at the
+    /// cycle or of unknown type are left out.
+    #[test]
+    fn snapshot_candidates_are_ordered_and_bounded() {
+        use crate::{
+            model::{Model, SampleAt},
+            sample::{HeaderRead, HeaderSample},
+        };
+        let mut m = Model::default();
+        let ok = |len: u64, capacity| {
+            HeaderRead::Ok(HeaderSample {
+                len,
+                capacity,
+                bytes: 0,
+                seed: 1,
+                storage: 0x100,
+            })
+        };
+        for a in 1..=9u64 {
+            m.on_grow(a * 16, if a == 9 { 0 } else { 0x77 }, 0, None);
+        }
+        for c in 1..=4u64 {
+            for a in 1..=9u64 {
+                let len = match a {
+                    1 | 2 => c * 100,
+                    6 => 0,
+                    7 => 30_000,
+                    _ => a,
+                };
+                let cap = if a == 8 { 1 << 20 } else { (len * 2).max(64) };
+                m.on_sample(a * 16, SampleAt::gc(c), ok(len, cap));
+            }
+        }
+        // 1 and 2 grow; 8 is bloated (2^20 slots); 3, 4, 5 idle; 6 empty;
+        // 7 too long; 9 has no type.
+        let last = |a: u64| if a == 16 { 3 } else { 0 };
+        let got = snapshot_candidates(&m, 4, last, |_| false, 2, 20_000);
+        let addrs: Vec<(u8, u64)> = got.iter().map(|c| (c.0, c.2)).collect();
+        assert_eq!(addrs, [(0, 32), (0, 16), (1, 128), (2, 80), (2, 64)]);
+        assert!(snapshot_candidates(&m, 3, last, |_| false, 2, 20_000).is_empty());
     }
 }

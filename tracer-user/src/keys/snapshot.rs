@@ -117,6 +117,9 @@ pub struct Snapshot {
     pub keys: Vec<Key>,
     /// `len(m)` from the header.
     pub header_len: u64,
+    /// The map's hash seed (hmap `hash0`, Swiss `seed`): another seed with
+    /// entries is another map at the same address.
+    pub seed: u64,
     /// The map changed while being read, or some memory was unreadable: keys
     /// may be missing (or, rarely, stale).
     pub partial: bool,
@@ -165,6 +168,12 @@ impl Shape {
         match self {
             Self::Hmap(h) => h.count,
             Self::Swiss { used, .. } => *used,
+        }
+    }
+    const fn seed(&self) -> u64 {
+        match self {
+            Self::Hmap(h) => h.hash0 as u64,
+            Self::Swiss { seed, .. } => *seed,
         }
     }
     const fn writing(&self) -> bool {
@@ -692,6 +701,7 @@ pub(crate) fn snapshot_in<R: Reader>(
         let snap = Snapshot {
             keys,
             header_len: count,
+            seed: before.0.seed(),
             partial: !consistent,
             truncated,
             attempts: attempt,

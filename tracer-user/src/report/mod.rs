@@ -48,6 +48,40 @@ pub struct Report {
     pub maps_retired: u64,
     /// See `maps_retired`.
     pub maps_evicted: u64,
+    /// Maps whose address came to hold a new map (a new hash seed with
+    /// entries): the old map's history ended there, the new one got a new id.
+    pub maps_reused: u64,
+    /// The tracer's bounds on what the target can make it hold that were
+    /// reached in this run, each with what it left out. Empty: nothing was
+    /// left out.
+    pub caps_reached: Vec<CapReached>,
+}
+
+/// A bound on the tracer's memory or work that the target reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapReached {
+    /// Which bound, e.g. `tracked_maps`.
+    pub cap: String,
+    /// Its value.
+    pub limit: u64,
+    /// How much was left out because of it (see `effect`).
+    pub count: u64,
+    /// What was left out, e.g. `maps evicted (the smallest quiet ones)`.
+    pub effect: String,
+}
+
+impl CapReached {
+    /// `count` things of `effect` left out by `cap` at `limit`; `None`
+    /// when `count` is 0.
+    #[must_use]
+    pub fn new(cap: &str, limit: u64, count: u64, effect: &str) -> Option<Self> {
+        (count > 0).then(|| Self {
+            cap: cap.to_owned(),
+            limit,
+            count,
+            effect: effect.to_owned(),
+        })
+    }
 }
 
 /// What started GC cycles, counted from `runtime.gcStart`'s argument. A
@@ -319,11 +353,22 @@ fn frame_line(f: &Frame) -> String {
 
 /// Renders a terminal histogram of `values` (hdrhistogram, log buckets).
 pub fn histogram(w: &mut dyn Write, title: &str, values: &[u64], width: usize) -> io::Result<()> {
+    histogram_counts(w, title, values.iter().map(|&v| (v, 1)), width)
+}
+
+/// [`histogram`] of `(value, count)` pairs: each pair is recorded once
+/// with its count (`record_n`), never expanded into `count` values.
+pub fn histogram_counts(
+    w: &mut dyn Write,
+    title: &str,
+    pairs: impl IntoIterator<Item = (u64, u64)>,
+    width: usize,
+) -> io::Result<()> {
     let Ok(mut h) = Histogram::<u64>::new(3) else {
         return Ok(());
     };
-    for &v in values {
-        let _ = h.record(v);
+    for (v, n) in pairs {
+        let _ = h.record_n(v, n);
     }
     writeln!(
         w,
@@ -525,15 +570,27 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             lens.iter().rev().take(6).rev().collect::<Vec<_>>()
         )?;
     }
-    let count = |v: Verdict| r.maps.iter().filter(|m| m.verdict == v).count();
+    let count = |v: Verdict| {
+        let grouped: u64 = r
+            .map_groups
+            .iter()
+            .map(|g| match v {
+                Verdict::Growing => g.growing,
+                Verdict::Bloated => g.bloated,
+                Verdict::Stable => g.stable,
+                Verdict::Idle => g.idle,
+            })
+            .sum();
+        r.maps.iter().filter(|m| m.verdict == v).count() as u64 + grouped
+    };
     writeln!(w)?;
     writeln!(
         w,
         "Tracked maps: {} growing, {} bloated, {} stable, {} idle ({} retired when their memory was reused, {} evicted)",
         count(Verdict::Growing),
         count(Verdict::Bloated),
-        count(Verdict::Stable) as u64 + r.map_groups.iter().map(|g| g.stable).sum::<u64>(),
-        count(Verdict::Idle) as u64 + r.map_groups.iter().map(|g| g.idle).sum::<u64>(),
+        count(Verdict::Stable),
+        count(Verdict::Idle),
         r.maps_retired,
         r.maps_evicted
     )?;
@@ -572,27 +629,19 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         })
         .collect();
     histogram(w, "growth per GC cycle, growing maps", &growth, 40)?;
-    let ages: Vec<u64> = r
+    let ages: Vec<(u64, u64)> = r
         .maps
         .iter()
         .filter(|m| m.verdict == Verdict::Growing)
-        .filter_map(|m| {
-            m.retained_keys.as_ref()?["age_cycles_histogram"]
-                .as_array()
-                .cloned()
-        })
+        .filter_map(|m| m.retained_keys.as_ref()?["age_cycles_histogram"].as_array())
         .flatten()
-        .flat_map(|p| {
-            let age = p[0].as_u64().unwrap_or(0);
-            let n = p[1].as_u64().unwrap_or(0).min(1 << 20);
-            std::iter::repeat_n(age, n as usize)
-        })
+        .map(|p| (p[0].as_u64().unwrap_or(0), p[1].as_u64().unwrap_or(0)))
         .collect();
     if !ages.is_empty() {
-        histogram(
+        histogram_counts(
             w,
             "age of present keys in growing maps, GC cycles",
-            &ages,
+            ages,
             40,
         )?;
     }
@@ -642,16 +691,11 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 )?;
             }
         }
-        let ages: Vec<u64> = f
-            .pending_age_cycles_histogram
-            .iter()
-            .flat_map(|&(a, n)| std::iter::repeat_n(a, n as usize))
-            .collect();
-        if !ages.is_empty() {
-            histogram(
+        if !f.pending_age_cycles_histogram.is_empty() {
+            histogram_counts(
                 w,
                 "age of pending finalizers and cleanups, GC cycles",
-                &ages,
+                f.pending_age_cycles_histogram.iter().copied(),
                 40,
             )?;
         }
@@ -698,12 +742,30 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             writeln!(w, "  warning: {c}: {n}")?;
         }
     }
+    if !r.caps_reached.is_empty() {
+        let caps: Vec<String> = r
+            .caps_reached
+            .iter()
+            .map(|c| format!("{} ({}): {} {}", c.cap, c.limit, c.count, c.effect))
+            .collect();
+        writeln!(w, "  caps reached: {}", caps.join("; "))?;
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Histograms of (value, count) pairs record each pair once: a count of
+    /// a trillion costs no more than a count of one.
+    #[test]
+    fn histogram_of_counts() {
+        let mut out = Vec::new();
+        histogram_counts(&mut out, "t", [(3, 1_000_000_000_000), (100, 1)], 10).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("n=1000000000001"), "{s}");
+    }
 
     /// The text report leads with the growing map, its owner and creation site.
     #[test]
@@ -754,6 +816,10 @@ mod tests {
             overhead: Overhead::default(),
             maps_retired: 0,
             maps_evicted: 0,
+            maps_reused: 0,
+            caps_reached: CapReached::new("tracked_maps", 100, 3, "maps evicted")
+                .into_iter()
+                .collect(),
         };
         let mut out = Vec::new();
         render(&r, &mut out, 10).unwrap();
@@ -762,8 +828,11 @@ mod tests {
         assert!(s.find("1 map(s) keep growing").unwrap() < first_map);
         assert!(s.contains("held by:    main.sessions"));
         assert!(s.contains("created at: main.newStore (main.go:7)"));
+        assert!(s.contains("caps reached: tracked_maps (100): 3 maps evicted"));
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(v["maps"][0]["verdict"], "growing");
         assert_eq!(v["maps"][0]["len_by_cycle"][2][1], 30);
+        assert_eq!(v["caps_reached"][0]["cap"], "tracked_maps");
+        assert_eq!(CapReached::new("x", 1, 0, "y"), None);
     }
 }

@@ -1,7 +1,14 @@
 //! `report::summary`: which maps the report details, and the rest grouped
 //! by type and site. A service with 100,000 small maps gets a report that
 //! leads with its suspects and stays a few megabytes, not a row per map.
-use std::collections::{HashMap, HashSet};
+//!
+//! The selection sees the maps one at a time ([`Selection::add`]) and
+//! keeps only what it selects: building a report of 1,000,000 maps holds no
+//! list of them all.
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, HashSet},
+};
 
 use serde::Serialize;
 
@@ -9,6 +16,10 @@ use crate::{inspect::Frame, model::Verdict};
 
 /// Maps detailed beyond the suspects: the largest by bytes.
 pub const TOP_BY_BYTES: usize = 20;
+/// Suspects detailed at most (the largest by bytes); the others are counted
+/// in their group. Each takes up to a few kilobytes of the report (128
+/// samples, sites, keys).
+pub const MAX_SUSPECTS_IN_FULL: usize = 1000;
 /// Groups listed; the smallest beyond it are merged into one.
 pub const MAX_GROUPS: usize = 200;
 
@@ -23,27 +34,73 @@ pub struct Candidate {
     pub bytes: u64,
 }
 
-/// The maps to report in full: every growing or bloated one, and the
-/// [`TOP_BY_BYTES`] largest of the others (all of them with `all`).
+/// Chooses the maps to report in full: every growing or bloated one (the
+/// [`MAX_SUSPECTS_IN_FULL`] largest), and the [`TOP_BY_BYTES`] largest of
+/// the others; all of them with `all`.
+#[derive(Debug)]
+pub struct Selection {
+    all: Option<Vec<u64>>,
+    /// Smallest on top: (bytes, smaller address first).
+    suspects: BinaryHeap<Reverse<(u64, Reverse<u64>)>>,
+    others: BinaryHeap<Reverse<(u64, Reverse<u64>)>>,
+    /// Suspects left out because [`MAX_SUSPECTS_IN_FULL`] were in.
+    pub suspects_left_out: u64,
+}
+
+impl Selection {
+    /// A selection; `all`: every map (`--all-maps`).
+    #[must_use]
+    pub fn new(all: bool) -> Self {
+        Self {
+            all: all.then(Vec::new),
+            suspects: BinaryHeap::new(),
+            others: BinaryHeap::new(),
+            suspects_left_out: 0,
+        }
+    }
+
+    /// Considers one map.
+    pub fn add(&mut self, c: Candidate) {
+        if let Some(all) = &mut self.all {
+            all.push(c.addr);
+            return;
+        }
+        let (heap, cap) = if c.verdict.is_suspect() {
+            (&mut self.suspects, MAX_SUSPECTS_IN_FULL)
+        } else {
+            (&mut self.others, TOP_BY_BYTES)
+        };
+        heap.push(Reverse((c.bytes, Reverse(c.addr))));
+        if heap.len() > cap {
+            heap.pop();
+            if c.verdict.is_suspect() {
+                self.suspects_left_out += 1;
+            }
+        }
+    }
+
+    /// The addresses chosen.
+    #[must_use]
+    pub fn finish(self) -> HashSet<u64> {
+        if let Some(all) = self.all {
+            return all.into_iter().collect();
+        }
+        self.suspects
+            .into_iter()
+            .chain(self.others)
+            .map(|Reverse((_, Reverse(a)))| a)
+            .collect()
+    }
+}
+
+/// The maps to report in full among `cands` (see [`Selection`]).
 #[must_use]
 pub fn detailed(cands: &[Candidate], all: bool) -> HashSet<u64> {
-    if all {
-        return cands.iter().map(|c| c.addr).collect();
+    let mut s = Selection::new(all);
+    for &c in cands {
+        s.add(c);
     }
-    let mut out: HashSet<u64> = cands
-        .iter()
-        .filter(|c| matches!(c.verdict, Verdict::Growing | Verdict::Bloated))
-        .map(|c| c.addr)
-        .collect();
-    let mut rest: Vec<&Candidate> = cands.iter().filter(|c| !out.contains(&c.addr)).collect();
-    if rest.len() > TOP_BY_BYTES {
-        rest.select_nth_unstable_by(TOP_BY_BYTES, |a, b| {
-            b.bytes.cmp(&a.bytes).then(a.addr.cmp(&b.addr))
-        });
-        rest.truncate(TOP_BY_BYTES);
-    }
-    out.extend(rest.into_iter().map(|c| c.addr));
-    out
+    s.finish()
 }
 
 /// Maps not detailed, by type and the site that created (or grew) them.
@@ -65,6 +122,36 @@ pub struct MapGroup {
     pub stable: u64,
     /// See `stable`.
     pub idle: u64,
+    /// Growing and bloated maps not in full (past
+    /// [`MAX_SUSPECTS_IN_FULL`]).
+    pub growing: u64,
+    /// See `growing`.
+    pub bloated: u64,
+}
+
+impl MapGroup {
+    /// Counts one map into the group.
+    pub fn count(&mut self, verdict: Verdict, len: u64, bytes: u64) {
+        self.maps += 1;
+        self.entries += len;
+        self.bytes += bytes;
+        match verdict {
+            Verdict::Idle => self.idle += 1,
+            Verdict::Stable => self.stable += 1,
+            Verdict::Growing => self.growing += 1,
+            Verdict::Bloated => self.bloated += 1,
+        }
+    }
+
+    fn merge(&mut self, g: &Self) {
+        self.maps += g.maps;
+        self.entries += g.entries;
+        self.bytes += g.bytes;
+        self.stable += g.stable;
+        self.idle += g.idle;
+        self.growing += g.growing;
+        self.bloated += g.bloated;
+    }
 }
 
 /// Collects the maps that are not detailed.
@@ -90,21 +177,35 @@ impl Grouper {
         len: u64,
         bytes: u64,
     ) {
-        let g = self
-            .groups
+        let mut g = MapGroup::default();
+        g.count(verdict, len, bytes);
+        self.add_group(type_name, site, &g);
+    }
+
+    /// Adds the counts of `g` (maps of one type and site counted
+    /// elsewhere) to the group of `type_name` and `site`.
+    pub fn add_group(&mut self, type_name: &str, site: Option<String>, g: &MapGroup) {
+        self.groups
             .entry((type_name.to_owned(), site.clone()))
             .or_insert_with(|| MapGroup {
                 type_name: type_name.to_owned(),
                 site,
                 ..MapGroup::default()
-            });
-        g.maps += 1;
-        g.entries += len;
-        g.bytes += bytes;
-        match verdict {
-            Verdict::Idle => g.idle += 1,
-            _ => g.stable += 1,
-        }
+            })
+            .merge(g);
+    }
+
+    /// Distinct groups so far (more than [`MAX_GROUPS`]: [`Grouper::finish`]
+    /// merges the smallest).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// No group.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
     }
 
     /// The groups, largest first by bytes; beyond [`MAX_GROUPS`] the rest
@@ -125,12 +226,8 @@ impl Grouper {
                 type_name: "(other types and sites)".to_owned(),
                 ..MapGroup::default()
             };
-            for g in rest {
-                other.maps += g.maps;
-                other.entries += g.entries;
-                other.bytes += g.bytes;
-                other.stable += g.stable;
-                other.idle += g.idle;
+            for g in &rest {
+                other.merge(g);
             }
             v.push(other);
         }
@@ -163,6 +260,21 @@ mod tests {
         assert!((180..200).all(|a| d.contains(&a)));
         assert!(!d.contains(&179));
         assert_eq!(detailed(&cands, true).len(), cands.len());
+    }
+
+    /// Past MAX_SUSPECTS_IN_FULL suspects the smallest are left out, and
+    /// counted.
+    #[test]
+    fn suspects_in_full_are_capped() {
+        let mut s = Selection::new(false);
+        for a in 0..(MAX_SUSPECTS_IN_FULL as u64 + 5) {
+            s.add(c(a, Verdict::Growing, a));
+        }
+        s.add(c(1 << 40, Verdict::Idle, 1));
+        assert_eq!(s.suspects_left_out, 5);
+        let d = s.finish();
+        assert_eq!(d.len(), MAX_SUSPECTS_IN_FULL + 1);
+        assert!(!d.contains(&4) && d.contains(&5) && d.contains(&(1 << 40)));
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub(super) fn to_json(gos: &[GoBin], r: &Results, measured: &[&str], run: &Prove
             "overhead": m.report.get("overhead"),
             "maps": m.maps_n,
             "maps_evicted": m.report.get("maps_evicted"),
+            "caps_reached": m.report.get("caps_reached"),
+            "report_bytes": m.report_bytes,
             "gc_cycles": m.gcs_n,
             "duration_s": m.report.get("duration_s"),
         })).collect::<Vec<_>>(),
@@ -489,6 +491,8 @@ fn many_result(e: &Entry<'_>) -> Result<ManyResult> {
     Ok(ManyResult {
         go: e.str("go")?.to_owned(),
         n: e.u64("n")?,
+        // Not written before issue 13: 0 (not recorded).
+        report_bytes: e.opt_u64("report_bytes"),
         // Not written before the record was the report's source: 0, and
         // the report then quotes this run's setting.
         trace_s: e.opt_u64("trace_s"),
@@ -505,6 +509,7 @@ fn many_result(e: &Entry<'_>) -> Result<ManyResult> {
         report: json!({
             "overhead": e.0["overhead"],
             "maps_evicted": e.0["maps_evicted"],
+            "caps_reached": e.0["caps_reached"],
             "duration_s": e.0["duration_s"],
         }),
     })

@@ -215,7 +215,7 @@ pub(super) fn render(b: &Bench, ctx: &Ctx, rec: &Record) -> String {
                     probe_cost::render(&mut section, gos, &res.cost, ops, &bpftrace);
                 }
                 "create-cost" => create_cost::render(&mut section, gos, &res.create),
-                _ => manymaps::render(&mut section, &res.many, s.many_trace_s),
+                _ => manymaps::render(&mut section, &res.many, s.many_trace_base_s),
             }
             if ctx.merge && !ctx.measured.contains(&part) {
                 section = kept(&section, rec.measured_by.get(part));
@@ -303,5 +303,45 @@ mod tests {
             "## 3. Tracer CPU and memory with 10 live maps\n\n*Measured by an earlier run (its record \
              does not say which), and kept: not rerun for this report.*\n\n`bench -mode=manymaps"
         ));
+    }
+
+    /// Part 3 with two map counts: both in the heading, one row per count
+    /// and release, the report size and the caps reached in the table; the
+    /// larger count traced longer.
+    #[test]
+    fn part_3_with_two_map_counts() {
+        use clap::Parser as _;
+        let args = Cli::parse_from(["bench"]).args;
+        let s = Settings::new(&args);
+        assert_eq!(s.many_n, [100_000, 1_000_000]);
+        assert_eq!(
+            (s.many_trace_s(100_000), s.many_trace_s(1_000_000)),
+            (20, 110)
+        );
+        let smoke = Settings::new(&Cli::parse_from(["bench", "--smoke"]).args);
+        assert_eq!(
+            (smoke.many_n.as_slice(), smoke.many_trace_s(10_000)),
+            (&[10_000][..], 3)
+        );
+        let b = Bench::new(s, PathBuf::new(), PathBuf::new());
+        let row = |n: u64, caps: serde_json::Value| {
+            json!({"go": "go1.26.8", "n": n, "trace_s": 20, "untraced_create_s": 0.1,
+                   "traced_create_s": 0.2, "report_bytes": 61_000, "caps_reached": caps,
+                   "overhead": {"tracer_max_rss_bytes": 73_400_320}})
+        };
+        let rec = record::parse(&json!({
+            "binaries": [{"go": "go1.26.8", "map_impl": "swiss"}],
+            "manymaps": [
+                row(1_000_000, json!([{"cap": "sample_time_ms", "limit": 500, "count": 7,
+                                       "effect": "map reads left to the next sample"}])),
+                row(100_000, json!([])),
+            ],
+        }));
+        let md = render(&b, &ctx(false, vec!["manymaps"]), &rec);
+        assert!(md.contains("## 3. Tracer CPU and memory with 100,000 and 1,000,000 live maps"));
+        let at = |needle: &str| md.find(needle).unwrap_or_else(|| panic!("{needle}: {md}"));
+        assert!(at("| go1.26.8 | 100,000 |") < at("| go1.26.8 | 1,000,000 |"));
+        assert!(md.contains("| 70 | 61 | none |"), "{md}");
+        assert!(md.contains("`sample_time_ms` (7 map reads left to the next sample)"));
     }
 }

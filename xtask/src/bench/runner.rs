@@ -44,8 +44,10 @@ pub(super) enum Tracing {
 pub(super) struct RunResult {
     /// `key value` lines printed by the bench program.
     pub(super) target: BTreeMap<String, String>,
-    /// mapleak-trace's JSON report.
+    /// mapleak-trace's JSON report, and the size of the document it wrote
+    /// (bytes).
     pub(super) report: Option<Value>,
+    pub(super) report_bytes: u64,
     /// bpftrace's `@c` counts, by key (empty key for a plain `@c`).
     pub(super) counts: BTreeMap<String, u64>,
     /// The tracer's CPU time (user + system) when the measured part began
@@ -315,6 +317,7 @@ impl Bench {
         let mut res = RunResult {
             target: parse_kv(&lines),
             report: None,
+            report_bytes: 0,
             counts: BTreeMap::new(),
             tracer_cpu_startup_s: cpu_go.unwrap_or(f64::NAN),
             tracer_cpu_window_s: tracer_window,
@@ -331,7 +334,9 @@ impl Bench {
                 if t.wait_exit(Duration::from_secs(120)).is_err() {
                     t.stop(Duration::from_secs(30));
                 }
-                res.report = Some(take_report(&json_path, t)?);
+                let (report, bytes) = take_report_sized(&json_path, t)?;
+                res.report = Some(report);
+                res.report_bytes = bytes;
             }
             (Tracing::Bpftrace { .. }, Some(t)) => {
                 t.stop(Duration::from_secs(30));
@@ -381,6 +386,11 @@ pub(super) fn spawn_mapleak_at(
 /// The report of the one process an exited mapleak-trace wrote to `json`
 /// (removed once read).
 pub(super) fn take_report(json: &Path, t: &Proc) -> Result<Value> {
+    take_report_sized(json, t).map(|(v, _)| v)
+}
+
+/// [`take_report`], with the size of the document in bytes.
+pub(super) fn take_report_sized(json: &Path, t: &Proc) -> Result<(Value, u64)> {
     let text = fs::read_to_string(json).with_context(|| {
         format!(
             "mapleak-trace wrote no {}; stderr: {}",
@@ -389,7 +399,8 @@ pub(super) fn take_report(json: &Path, t: &Proc) -> Result<Value> {
         )
     })?;
     let _ = fs::remove_file(json);
-    one_process(serde_json::from_str(&text).context("mapleak-trace JSON")?)
+    let doc = one_process(serde_json::from_str(&text).context("mapleak-trace JSON")?)?;
+    Ok((doc, text.len() as u64))
 }
 
 /// The report of the one process in a JSON document of mapleak-trace.

@@ -202,13 +202,13 @@ pub(super) fn reading(s: &Settings, gos: &[GoBin], res: &Results) -> Vec<String>
         let trace_s = if r.trace_s > 0 {
             r.trace_s
         } else {
-            s.many_trace_s
+            s.many_trace_base_s
         };
         out.push(format!(
             "**{} live maps, {}**: the tracer reported {} maps ({} evicted) and saw {} of the target's {:.0} GC \
              cycles in {:.0} s, and read the tracked maps' headers at {} of them. Past startup ({:.2} CPU-s) it \
              used {:.2} CPU, about {:.0} ms of CPU per sampled cycle{}. Its RSS was {:.0} MiB up to a second before `--duration` \
-             ended; its peak over the whole run, final report included, was {:.0} MiB. Creating the maps took \
+             ended; its peak over the whole run, final report included, was {:.0} MiB{}. Creating the maps took \
              {:.2} s traced against {:.2} s untraced (creation and growth probes fire then){}.",
             num(r.n as f64),
             r.go,
@@ -232,6 +232,17 @@ pub(super) fn reading(s: &Settings, gos: &[GoBin], res: &Results) -> Vec<String>
             },
             r.steady_rss / 1048576.0,
             m.peak_rss / 1048576.0,
+            {
+                let mut t = String::new();
+                if r.report_bytes > 0 {
+                    let _ = write!(t, ", and its JSON report {:.0} KB", r.report_bytes as f64 / 1000.0);
+                }
+                let caps = super::manymaps::caps_text(&r.report);
+                if caps != "?" {
+                    let _ = write!(t, " (caps reached: {caps})");
+                }
+                t
+            },
             r.traced_create_s,
             r.untraced_create_s,
             {
