@@ -7,7 +7,10 @@
 #   - Go toolchains for the fixture matrix (module proxy) and Debian's go1.19
 #   - bpftrace and bpftool (Debian), the peer in overhead comparisons
 #   - gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (Debian), the cross C
-#     compiler for the arm64 cgo fixtures
+#     compiler for the arm64 cgo fixtures and the linker of the arm64 tracer
+#   - qemu-system-arm, cpio and xz-utils (Debian) and the Rust target
+#     aarch64-unknown-linux-gnu, for the arm64 tier (`cargo xtask arm64-e2e`;
+#     it fetches Debian's arm64 kernel and busybox itself, into a cache)
 #   - prometheus and etcd-server (Debian), real Go services for tests; they
 #     are installed without starting them (tests run their own instances)
 set -euo pipefail
@@ -34,6 +37,11 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu
 svc_pkgs=()
 command -v prometheus >/dev/null || svc_pkgs+=(prometheus)
 command -v etcd >/dev/null || svc_pkgs+=(etcd-server)
+# The arm64 tier, without recommends (qemu would pull in firmware and GUI bits).
+command -v qemu-system-aarch64 >/dev/null || svc_pkgs+=(qemu-system-arm)
+command -v cpio >/dev/null || svc_pkgs+=(cpio)
+command -v xz >/dev/null || svc_pkgs+=(xz-utils)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || svc_pkgs+=(debian-archive-keyring)
 if [ $((${#need_pkgs[@]} + ${#svc_pkgs[@]})) -gt 0 ]; then
   all_pkgs=("${need_pkgs[@]}" "${svc_pkgs[@]}")
   if [ "$(id -u)" != 0 ]; then say "need root to apt-get install ${all_pkgs[*]}"; exit 1; fi
@@ -64,6 +72,11 @@ if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1 \
   RUSTUP_AUTO_INSTALL=1 rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The arm64 tier cross-builds the tracer and the e2e tests.
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  say "rustup target add aarch64-unknown-linux-gnu"
+  rustup target add aarch64-unknown-linux-gnu
+fi
 
 # 3. bpf-linker 0.13, linked against the nightly's libLLVM (DESIGN.md section 5).
 sysroot=$(rustup run "$NIGHTLY" rustc --print sysroot)
@@ -93,4 +106,4 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz --version '^0.13' 2>&1 | tail -n 1 >&2
 fi
 
-say "ok: $NIGHTLY, $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3), aarch64-linux-gnu-gcc $(aarch64-linux-gnu-gcc -dumpfullversion), prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3), $(etcd --version | head -n1)"
+say "ok: $NIGHTLY, $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3), aarch64-linux-gnu-gcc $(aarch64-linux-gnu-gcc -dumpfullversion), $(qemu-system-aarch64 --version | head -n1 | cut -d' ' -f1-4), prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3), $(etcd --version | head -n1)"

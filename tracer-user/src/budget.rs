@@ -515,7 +515,9 @@ impl GovernorThread {
                     let now = Instant::now();
                     let counts = hits.read();
                     let cpu = self_cpu_s();
-                    let tracer_cpu = (cpu - cpu0).max(0.0);
+                    // In the reference machine's time, as the probes'
+                    // cost per hit is (`crate::speed`).
+                    let tracer_cpu = (cpu - cpu0).max(0.0) / crate::speed::slowdown();
                     cpu0 = cpu;
                     let live = budgets
                         .iter()

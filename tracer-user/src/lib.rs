@@ -24,3 +24,4 @@ pub mod output;
 pub mod plan;
 pub mod report;
 pub mod sample;
+pub mod speed;

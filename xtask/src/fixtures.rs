@@ -112,7 +112,7 @@ fn cgo_cc(arch: &str) -> &'static str {
 }
 
 /// Whether `cmd` is an executable file in a directory of PATH.
-fn on_path(cmd: &str) -> bool {
+pub(crate) fn on_path(cmd: &str) -> bool {
     let Some(path) = std::env::var_os("PATH") else {
         return false;
     };

@@ -2,12 +2,13 @@
 //!
 //! The normal build is plain `cargo build` (the eBPF object is built by
 //! `tracer-user/build.rs`); xtask only holds what is not a build: Go fixture
-//! binaries and benchmarks.
+//! binaries, benchmarks and the arm64 end-to-end tier under qemu.
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod arm64;
 mod bench;
 mod fixtures;
 
@@ -27,12 +28,18 @@ enum Cmd {
     /// Measure the tracer's cost on real Go workloads, against untraced runs
     /// and bpftrace, and write docs/benchmarks.md.
     Bench(bench::Args),
+    /// Run the end-to-end suite (tracer-user/tests/e2e.rs) on Debian's
+    /// arm64 kernel (6.1 by default, `--kernel 6.12`) under
+    /// qemu-system-aarch64: cross-built tracer and tests, arm64 fixtures.
+    #[command(name = "arm64-e2e")]
+    Arm64E2e(arm64::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Fixtures(a) => fixtures::run(&a).map(|_| ()),
         Cmd::Bench(a) => bench::run(&a),
+        Cmd::Arm64E2e(a) => arm64::run(&a),
     }
 }
 

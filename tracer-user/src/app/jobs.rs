@@ -174,7 +174,7 @@ impl KeysJob {
             &self.info,
             self.bias,
             &self.owner_cands,
-            Instant::now() + OWNERS_DEADLINE,
+            Instant::now() + crate::speed::scaled(OWNERS_DEADLINE),
         );
         KeysResult {
             state: self.state,

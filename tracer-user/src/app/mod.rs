@@ -202,6 +202,11 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         .build()
         .context("starting the async runtime")
         .map_err(cannot)?;
+    // Measured before any probe is attached (see `crate::speed`).
+    let slowdown = crate::speed::slowdown();
+    if debug_timing() {
+        eprintln!("calibration: {slowdown:.1}x the reference machine's time");
+    }
     let load = LoadOptions {
         bpf_log: opts.bpf_log,
     };
@@ -448,7 +453,8 @@ async fn trace_loop(
         }
     }
     // Headers that come back now are applied; no keys are read after them.
-    let finish = tokio::time::timeout(FINISH_JOBS, async {
+    let finish_limit = crate::speed::scaled(FINISH_JOBS);
+    let finish = tokio::time::timeout(finish_limit, async {
         while let Some(joined) = workers.join_next().await {
             if let Err(e) = job_done(&mut workers, sessions, tracer, joined) {
                 eprintln!("mapleak-trace: {e:#}");
@@ -458,7 +464,7 @@ async fn trace_loop(
     .await;
     if finish.is_err() {
         eprintln!(
-            "mapleak-trace: a sample's reads were still running after {FINISH_JOBS:?}; the report goes without them"
+            "mapleak-trace: a sample's reads were still running after {finish_limit:?}; the report goes without them"
         );
     }
     governor.stop();

@@ -62,7 +62,7 @@ pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
         maps,
         start,
         total,
-        deadline: f.started + HEADER_DEADLINE,
+        deadline: f.started + crate::speed::scaled(HEADER_DEADLINE),
         test_delay: test_sample_delay(),
     }))
 }
@@ -113,7 +113,8 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     if r.cut_short {
         s.samples_cut_short += 1;
     }
-    s.clock.headers_read(r.took);
+    // Paced in the reference machine's time, as the budget is.
+    s.clock.headers_read(crate::speed::to_reference(r.took));
     resolve_sites(s, tracer, |m| {
         matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
     });
@@ -144,8 +145,10 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         let b = lock(&s.budget);
         (b.gov.credit - b.gov.max() / 2.0).max(0.0)
     };
-    let limit =
-        Duration::from_secs_f64(spare.min(SNAPSHOT_TIME.as_secs_f64())).max(MIN_SNAPSHOT_TIME);
+    let limit = crate::speed::scaled(Duration::from_secs_f64(
+        spare.min(SNAPSHOT_TIME.as_secs_f64()),
+    ))
+    .max(MIN_SNAPSHOT_TIME);
     s.last_keys_start = cands.as_ref().map(|_| Instant::now());
     Some(Job::Keys(KeysJob {
         mem: s.mem.clone(),
@@ -188,8 +191,10 @@ fn put_key_state(s: &mut Session, mut k: KeyState) {
     s.snap_cycle = k.snap_cycle;
 }
 
-/// Wall time for key snapshots per GC cycle; maps left out go first next
-/// cycle. Reading keys must not delay the next cycle's header reads.
+/// Wall time for key snapshots per GC cycle on the reference machine
+/// ([`crate::speed`]: scaled to this one, or a tenth of the keys would be
+/// read on a CPU ten times slower); maps left out go first next cycle.
+/// Reading keys must not delay the next cycle's header reads.
 pub(super) const SNAPSHOT_TIME: Duration = Duration::from_millis(100);
 
 /// Least time given to key snapshots when they are due.
@@ -257,7 +262,7 @@ pub(super) fn final_owner_search(s: &mut Session) {
         &s.info,
         s.bias,
         &cands,
-        Instant::now() + jobs::OWNERS_DEADLINE,
+        Instant::now() + crate::speed::scaled(jobs::OWNERS_DEADLINE),
     );
     apply_owners(s, found, &cands);
 }

@@ -1,0 +1,91 @@
+//! How much slower than the reference machine this one runs the tracer's
+//! kind of work, measured once.
+//!
+//! The tracer's constants are in the reference machine's time (x86-64, 2
+//! cores, the machine `cargo xtask bench` measured the probe-hit costs on):
+//! the probes' cost per hit, the key-snapshot time per cycle, the sample
+//! reads' deadlines. What it measures itself (its own CPU, how long a
+//! sample's reads took) is in this machine's time. On a CPU ten times
+//! slower (an emulated arm64 VM, a small board) mixing the two makes the
+//! governor charge the tracer ten times what the same work costs the
+//! reference machine while the probes are charged at reference prices, and
+//! makes fixed limits cover a tenth of the work: a map's last key snapshot
+//! is then deferred to a cycle that may never come. So measured durations
+//! are divided by [`slowdown`] ([`to_reference`]) and limits multiplied by
+//! it ([`scaled`]).
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// The most [`slowdown`] reports.
+pub const MAX_SLOWDOWN: f64 = 40.0;
+
+/// The calibration work's time on the reference machine, rounded up so
+/// that it scores 1 there.
+const REFERENCE_WORK: Duration = Duration::from_micros(800);
+
+/// This machine's time for the calibration work over the reference
+/// machine's, between 1 and [`MAX_SLOWDOWN`]; measured at the first call.
+pub fn slowdown() -> f64 {
+    static F: OnceLock<f64> = OnceLock::new();
+    *F.get_or_init(|| {
+        (measure().as_secs_f64() / REFERENCE_WORK.as_secs_f64()).clamp(1.0, MAX_SLOWDOWN)
+    })
+}
+
+/// A duration measured here, in the reference machine's time.
+#[must_use]
+pub fn to_reference(d: Duration) -> Duration {
+    d.div_f64(slowdown())
+}
+
+/// A limit in the reference machine's time, here.
+#[must_use]
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(slowdown())
+}
+
+/// The best of five runs of work like a sample's: system calls (2048
+/// `getppid`), 32 reads of `/proc/self/stat` and hashing 256 KiB. Its time
+/// in an emulated arm64 VM is 14 times that on the reference machine, as a
+/// sample's map header reads (`process_vm_readv` of the target) are 20
+/// times; plain computation is under 2 times.
+fn measure() -> Duration {
+    use std::hash::{Hash as _, Hasher as _};
+    let words: Vec<u64> = (0..32 * 1024u64)
+        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..2048 {
+            // SAFETY: getppid has no preconditions.
+            std::hint::black_box(unsafe { libc::getppid() });
+        }
+        for _ in 0..32 {
+            std::hint::black_box(std::fs::read("/proc/self/stat").ok());
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for w in &words {
+            w.hash(&mut h);
+        }
+        std::hint::black_box(h.finish());
+        best = best.min(t.elapsed());
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_both_ways_within_bounds() {
+        let f = slowdown();
+        assert!((1.0..=MAX_SLOWDOWN).contains(&f));
+        let d = Duration::from_millis(100);
+        assert_eq!(to_reference(scaled(d)).as_millis(), 100);
+        assert!(scaled(d) >= d && to_reference(d) <= d);
+    }
+}
