@@ -3,6 +3,8 @@
 
 use std::process::Child;
 
+pub mod harness;
+
 /// Kills and reaps the child on drop.
 pub struct Guard(pub Option<Child>);
 
