@@ -465,7 +465,7 @@ fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
     };
     entry.write(ev);
     // No wakeup: a GC-heavy program runs hundreds of cycles a second, and
-    // the tracer reads the ring buffer at least every 40 ms anyway.
+    // the tracer reads the ring buffer at least every 100 ms anyway.
     entry.submit(BPF_RB_NO_WAKEUP);
     debug!(
         ctx,
@@ -556,7 +556,9 @@ pub fn fin_hook(ctx: ProbeContext) -> u32 {
         _pad: [0; 5],
     };
     entry.write(ev);
-    entry.submit(0);
+    // No wakeup: every net.Conn and os.File gets a finalizer, so a busy
+    // service makes many; they wait for the loop's next wake (100 ms).
+    entry.submit(BPF_RB_NO_WAKEUP);
     0
 }
 

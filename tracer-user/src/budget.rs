@@ -177,6 +177,13 @@ impl Budget {
     /// probes about to be attached.
     #[must_use]
     pub fn new(pid: u32, rate: f64, probes: Vec<ProbeCost>) -> Self {
+        Self::with_memory(pid, rate, probes, Memory::new(pid))
+    }
+
+    /// As [`Budget::new`], reading the target's code (to see a closed
+    /// probe's breakpoints gone) through `mem`: give it the target's pidfd,
+    /// so a reused pid is never read.
+    pub fn with_memory(pid: u32, rate: f64, probes: Vec<ProbeCost>, mem: Memory) -> Self {
         let now = Instant::now();
         Self {
             pid,
@@ -195,7 +202,7 @@ impl Budget {
             tracer_cpu_debited: 0.0,
             paused_ns: 0,
             ended: false,
-            mem: Memory::new(pid),
+            mem,
         }
     }
 

@@ -16,9 +16,7 @@ pub enum DiscoverError {
         pid: u32,
     },
     /// `/proc/PID/exe` could not be read.
-    #[error(
-        "cannot read /proc/{pid}/exe: {cause} (tracing another user's process needs root or CAP_SYS_PTRACE)"
-    )]
+    #[error("cannot read /proc/{pid}/exe: {cause} ({})", exe_hint())]
     Exe {
         /// The pid.
         pid: u32,
@@ -31,6 +29,17 @@ pub enum DiscoverError {
         /// The pid.
         pid: u32,
     },
+}
+
+/// What to do when another process's executable cannot be read: as root,
+/// a container or a security module stands in the way, not privileges.
+fn exe_hint() -> &'static str {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        "as root: a container without the host's PID namespace, or a security module (AppArmor, SELinux, Yama), denies it; run the tracer in the target's PID namespace or relax the policy"
+    } else {
+        "tracing another user's process needs root or CAP_SYS_PTRACE"
+    }
 }
 
 /// A running process to trace.

@@ -155,7 +155,10 @@ pub fn run(
         writeln!(out, "  plan error: {e}")?;
     }
     writeln!(out)?;
-    writeln!(out, "write-path functions (not probed by default):")?;
+    writeln!(
+        out,
+        "write-path functions (probed only while a write window is open):"
+    )?;
     for f in plan::write_path_functions(info) {
         writeln!(
             out,

@@ -203,7 +203,12 @@ fn run() -> Result<()> {
                 None => BinaryInfo::open(&path)?,
             };
             info.path = shown;
-            inspect_cmd::run(&info, pid, json, &mut std::io::stdout())
+            inspect_cmd::run(&info, pid, json, &mut std::io::stdout())?;
+            // The report says why no probe can be placed; the exit code too
+            // (3: this binary cannot be traced).
+            mapleak::plan::ProbePlan::build(&info)
+                .map(|_| ())
+                .with_context(|| format!("{} cannot be traced", info.path.display()))
         }
     }
 }

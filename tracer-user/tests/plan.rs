@@ -349,6 +349,9 @@ fn inspect_json_shape() {
         let mut text = Vec::new();
         mapleak::inspect_cmd::run(&info, Some(1), false, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
-        assert!(text.contains("not probed by default") && text.contains(&fx.go_version));
+        assert!(
+            text.contains("probed only while a write window is open")
+                && text.contains(&fx.go_version)
+        );
     }
 }

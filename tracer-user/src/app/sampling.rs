@@ -99,6 +99,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     } = s.clock.in_flight()?;
     // Every read failing means the process is gone (or going), not that
     // every map died: keep the history for the final report.
+    let applying = Instant::now();
     let done = r.reads.len();
     for (addr, read) in r.reads {
         if r.any_read || read != HeaderRead::Failed {
@@ -113,8 +114,10 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     if r.cut_short {
         s.samples_cut_short += 1;
     }
-    // Paced in the reference machine's time, as the budget is.
-    s.clock.headers_read(crate::speed::to_reference(r.took));
+    // Paced by the sample's whole cost, the reads on the worker and their
+    // results applied here, in the reference machine's time as the budget is.
+    s.clock
+        .headers_read(crate::speed::to_reference(r.took + applying.elapsed()));
     resolve_sites(s, tracer, |m| {
         matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
     });

@@ -147,7 +147,7 @@ pub(super) fn attach_session(
         });
         reqs.push(req);
     }
-    let mut budget = Budget::new(pid, rate, costs);
+    let mut budget = Budget::with_memory(pid, rate, costs, mem.clone());
     let links = budget::attach_links(
         tracer,
         &target.exe,

@@ -229,8 +229,35 @@ fn probe_link(prog: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// Loads one program copy: without a verifier log first (as libbpf does: a
+/// log can outgrow its buffer and fail a load that would pass), and again
+/// with one only to say why a load failed.
 fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd> {
-    let mut log = vec![0u8; 1 << 16];
+    match load_with_log(name, insns, license, None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut log = vec![0u8; 1 << 16];
+            match load_with_log(name, insns, license, Some(&mut log)) {
+                Ok(fd) => Ok(fd),
+                Err(e) => {
+                    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                    let tail =
+                        String::from_utf8_lossy(&log[end.saturating_sub(600)..end]).into_owned();
+                    Err(anyhow!(
+                        "loading {name} for uprobe_multi: {first} (with the verifier's log: {e}): {tail}"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn load_with_log(
+    name: &str,
+    insns: &[bpf_insn],
+    license: &CString,
+    log: Option<&mut [u8]>,
+) -> Result<OwnedFd, std::io::Error> {
     // SAFETY: an all-zero bpf_attr is valid (unused fields must be 0).
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     // SAFETY: writing plain integer fields of the prog-load member.
@@ -238,26 +265,21 @@ fn load_one(name: &str, insns: &[bpf_insn], license: &CString) -> Result<OwnedFd
         let u = &mut attr.__bindgen_anon_3;
         u.prog_type = bpf_prog_type::BPF_PROG_TYPE_KPROBE as u32;
         u.expected_attach_type = bpf_attach_type::BPF_TRACE_UPROBE_MULTI as u32;
-        u.insn_cnt = u32::try_from(insns.len())?;
+        u.insn_cnt = u32::try_from(insns.len()).unwrap_or(u32::MAX);
         u.insns = insns.as_ptr() as u64;
         u.license = license.as_ptr() as u64;
-        u.log_level = 1;
-        u.log_size = log.len() as u32;
-        u.log_buf = log.as_mut_ptr() as u64;
+        if let Some(log) = log {
+            u.log_level = 1;
+            u.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX);
+            u.log_buf = log.as_mut_ptr() as u64;
+        }
         for (d, s) in u.prog_name.iter_mut().zip(name.bytes().take(15)) {
             *d = s as libc::c_char;
         }
     }
     // SAFETY: insns (insn_cnt of them), the NUL-terminated license and the
-    // log buffer (log_size bytes) outlive the call.
-    match unsafe { sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) } {
-        Ok(fd) => Ok(fd),
-        Err(e) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let tail = String::from_utf8_lossy(&log[end.saturating_sub(600)..end]).into_owned();
-            Err(anyhow!("loading {name} for uprobe_multi: {e}: {tail}"))
-        }
-    }
+    // log buffer (log_size bytes), if any, outlive the call.
+    unsafe { sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) }
 }
 
 /// Reads the first `n` slots of a per-CPU array of u64 in one
