@@ -32,10 +32,10 @@ fuzz_target!(|data: &[u8]| {
         let (head, tables) = rest.split_at(hl);
         if let Some(h) = decode_swiss(head, &swiss) {
             // The rest of the input as the directory's tables, 32 bytes each.
-            let tables: Vec<Option<Vec<u8>>> = tables
+            let tables: Vec<Option<&[u8]>> = tables
                 .chunks(32)
                 .take(64)
-                .map(|c| (c.len() == 32).then(|| c.to_vec()))
+                .map(|c| (c.len() == 32).then_some(c))
                 .collect();
             let _ = swiss_sample(&h, &tables, &swiss, sizes);
         }
