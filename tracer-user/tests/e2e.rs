@@ -16,7 +16,7 @@ mod e2e_common;
     clippy::wildcard_imports,
     reason = "the harness is the tests' vocabulary"
 )]
-use e2e_common::harness::*;
+use e2e_common::{harness::*, privileged};
 use serde_json::Value;
 
 fn check_scenarios(go: &str, variant: &str) {

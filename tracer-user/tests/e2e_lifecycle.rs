@@ -14,7 +14,7 @@ mod e2e_common;
     clippy::wildcard_imports,
     reason = "the harness is the tests' vocabulary"
 )]
-use e2e_common::{Guard, harness::*};
+use e2e_common::{Guard, harness::*, privileged};
 use serde_json::Value;
 
 /// A tracer in a container with its own PID namespace (`unshare --pid

@@ -10,27 +10,9 @@ use std::{
 
 use serde_json::Value;
 
-use super::{Guard, is_root};
+use super::Guard;
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
-
-pub fn privileged() -> bool {
-    let root = is_root();
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but the end-to-end tests are not running as root: they must run in CI"
-        );
-        // A skip is asked for, never silent: a passing test that ran
-        // nothing would read as a success.
-        assert!(
-            std::env::var_os("MAPLEAK_ALLOW_SKIP").is_some(),
-            "end-to-end tests need root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE): run as root, or set MAPLEAK_ALLOW_SKIP=1 to skip them"
-        );
-        println!("SKIPPED (MAPLEAK_ALLOW_SKIP): end-to-end tests need root");
-    }
-    root
-}
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
