@@ -16,22 +16,8 @@ use std::{
 
 mod e2e_common;
 
-use e2e_common::{Guard, privileged};
+use e2e_common::{Guard, privileged, target_fixture};
 use serde_json::Value;
-
-fn fixture(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("target/fixtures")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo xtask fixtures`",
-        p.display()
-    );
-    p
-}
 
 /// Ids of the BPF programs that process `pid` holds through its file
 /// descriptors (`prog_id:` in `/proc/PID/fdinfo`, for program and link fds).
@@ -187,7 +173,7 @@ fn bpf_log_on_and_off() {
     if !privileged() {
         return;
     }
-    let bin = fixture("target-go1.26.8-amd64-default");
+    let bin = target_fixture("go1.26.8", "default");
 
     let off = traced(&bin, &[]);
     let bpf_lines = |t: &Traced| -> Vec<String> {

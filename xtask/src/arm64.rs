@@ -34,6 +34,11 @@ use anyhow::{Context as _, Result, bail};
 
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 
+/// The e2e test files run in the VM: every one of the host's but
+/// `e2e_pprof` (it runs `go tool pprof`, and the VM has no Go toolchain)
+/// and `e2e_distro` (Debian's amd64 `prometheus` and `etcd` binaries).
+const VM_TESTS: &[&str] = &["e2e", "e2e_lifecycle", "e2e_multi", "e2e_bpflog"];
+
 /// Packages unpacked into the initramfs besides the kernel: busybox for
 /// the shell and tools the tests call (`sh`, `kill`, `sleep`, `unshare`,
 /// `mount`), bpftool (the tests list loaded programs with it) and the
@@ -105,8 +110,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let cache = fs::canonicalize(&cache)?;
 
     // 1. Builds.
-    let (tracer, e2e) = cross_build(&root)?;
-    log(t0, &format!("cross build: {}", e2e.display()));
+    let (tracer, tests) = cross_build(&root)?;
+    log(t0, &format!("cross build: {}", VM_TESTS.join(", ")));
     crate::fixtures::run(&crate::fixtures::Args {
         full: false,
         programs: vec!["target".into(), "mapzoo".into()],
@@ -159,7 +164,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let _ = fs::remove_dir_all(&share);
     fs::create_dir_all(share.join("out"))?;
     fs::copy(&tracer, share.join("mapleak-trace"))?;
-    fs::copy(&e2e, share.join("e2e"))?;
+    fs::create_dir_all(share.join("tests"))?;
+    for (name, exe) in &tests {
+        fs::copy(exe, share.join("tests").join(name))?;
+    }
     let fixtures = share.join("fixtures");
     fs::create_dir_all(&fixtures)?;
     for e in fs::read_dir(root.join("target/fixtures"))? {
@@ -223,8 +231,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
 }
 
-/// Cross-builds the tracer and the e2e test binary; returns both paths.
-fn cross_build(root: &Path) -> Result<(PathBuf, PathBuf)> {
+/// Cross-builds the tracer and the e2e test binaries; returns the tracer's
+/// path and each test's name and path.
+fn cross_build(root: &Path) -> Result<(PathBuf, Vec<(String, PathBuf)>)> {
     let ok = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -253,8 +262,9 @@ fn cross_build(root: &Path) -> Result<(PathBuf, PathBuf)> {
             "--no-run",
             "-p",
             "tracer-user",
-            "--test",
-            "e2e",
+        ])
+        .args(VM_TESTS.iter().flat_map(|t| ["--test", t]))
+        .args([
             "--target",
             TARGET,
             "--message-format=json-render-diagnostics",
@@ -265,24 +275,29 @@ fn cross_build(root: &Path) -> Result<(PathBuf, PathBuf)> {
     if !out.status.success() {
         bail!("cross build for {TARGET} failed: {}", out.status);
     }
-    let mut e2e = None;
+    let mut tests = Vec::new();
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
             continue;
         };
         if v["reason"] == "compiler-artifact"
-            && v["target"]["name"] == "e2e"
+            && let Some(name) = v["target"]["name"].as_str()
+            && VM_TESTS.contains(&name)
             && let Some(x) = v["executable"].as_str()
         {
-            e2e = Some(PathBuf::from(x));
+            tests.push((name.to_owned(), PathBuf::from(x)));
         }
     }
-    let e2e = e2e.context("cargo named no e2e test executable")?;
+    for t in VM_TESTS {
+        if !tests.iter().any(|(n, _)| n == t) {
+            bail!("cargo named no executable for the test {t}");
+        }
+    }
     let tracer = root.join(format!("target/{TARGET}/release/mapleak-trace"));
     if !tracer.exists() {
         bail!("{} missing after the build", tracer.display());
     }
-    Ok((tracer, e2e))
+    Ok((tracer, tests))
 }
 
 /// The host's Debian mirror URIs for `suite` (from its own APT sources).
@@ -594,6 +609,7 @@ fn run_script(root: &Path, tracer: &Path, filter: Option<&str>) -> String {
     let root = root.display();
     let tracer = tracer.display();
     let filter = filter.unwrap_or("");
+    let tests = VM_TESTS.join(" ");
     format!(
         r#"#!/bin/sh
 # Written by `cargo xtask arm64-e2e`.
@@ -603,12 +619,19 @@ mkdir -p "$R"
 mount -t tmpfs tmpfs "$R"
 mkdir -p "$R/tracer-user" "$R/target/fixtures" "$R/testdata/go" "$(dirname '{tracer}')"
 cp /host/mapleak-trace '{tracer}'
-cp /host/e2e /tmp/e2e
+cp -r /host/tests /tmp/tests
 cp /host/fixtures/* "$R/target/fixtures/"
 cp -r /host/testdata-target "$R/testdata/go/target"
 echo "vm: $(uname -r), $(nproc) CPUs, $(free -m | awk '/Mem:/ {{print $2}}') MiB; setup done at $(cut -d' ' -f1 /proc/uptime)s"
 cd "$R/tracer-user"
-{{ CI=true /tmp/e2e --test-threads=1 {filter}; echo $? > /host/out/status; }} 2>&1 | tee /host/out/test.log
+{{
+  rc=0
+  for t in {tests}; do
+    echo "vm: test binary $t at $(cut -d' ' -f1 /proc/uptime)s"
+    CI=true /tmp/tests/$t --test-threads=1 {filter} || rc=1
+  done
+  echo $rc > /host/out/status
+}} 2>&1 | tee /host/out/test.log
 echo "vm: suite done at $(cut -d' ' -f1 /proc/uptime)s, status $(cat /host/out/status)"
 "#
     )

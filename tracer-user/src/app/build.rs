@@ -458,6 +458,7 @@ pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
                 cleanups: h.cleanups,
                 unverified: h.unverified,
                 type_name: key_type.strip_prefix('*').unwrap_or(key_type).to_owned(),
+                as_of_cycle: t.latest_cycle(),
             });
         }
     }

@@ -344,6 +344,12 @@ impl KeyTracker {
         self.seed
     }
 
+    /// The GC cycle of the last snapshot followed.
+    #[must_use]
+    pub fn latest_cycle(&self) -> u64 {
+        self.latest_cycle
+    }
+
     /// Keys tracked.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -224,6 +224,10 @@ pub struct HeldAsMapKeys {
     /// The objects' type (the key's pointee), e.g. `main.resource`.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The GC cycle of the key snapshot counted (the last one the tracer
+    /// could read: a target that exits right after a cycle may have left
+    /// no time to read that cycle's keys).
+    pub as_of_cycle: u64,
 }
 
 /// Finalizer and cleanup counts, since the trace started.
@@ -669,7 +673,7 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         for h in &f.held_as_map_keys {
             writeln!(
                 w,
-                "  NEVER RUN: {} {} with a pending {} are keys of map #{} {}{}: the map keeps them reachable",
+                "  NEVER RUN: {} {} with a pending {} are keys of map #{} {}{}: the map keeps them reachable (GC cycle {})",
                 h.count,
                 h.type_name,
                 match (h.finalizers > 0, h.cleanups > 0) {
@@ -681,7 +685,8 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 h.map_type,
                 h.owner
                     .as_ref()
-                    .map_or(String::new(), |o| format!(" (held by {o})"))
+                    .map_or(String::new(), |o| format!(" (held by {o})")),
+                h.as_of_cycle
             )?;
             if h.unverified > 0 {
                 writeln!(
