@@ -1,8 +1,9 @@
-//! `cargo xtask arm64-e2e`: the end-to-end suite (`tracer-user/tests/e2e.rs`,
-//! the same tests as on the host) on a real arm64 kernel, in
-//! qemu-system-aarch64 (TCG) on any host.
+//! `cargo xtask arm64-e2e`: the end-to-end suite (the host's e2e test files
+//! but the two that need host-only tools, [`VM_TESTS`]; the same tests and
+//! assertions) on a real arm64 kernel, in qemu-system-aarch64 (TCG) on any
+//! host.
 //!
-//! 1. Cross-builds mapleak-trace and the e2e test binary for
+//! 1. Cross-builds mapleak-trace and the e2e test binaries for
 //!    aarch64-unknown-linux-gnu, statically linked (`+crt-static`), and the
 //!    Go fixtures (`cargo xtask fixtures` builds the arm64 ones).
 //! 2. Fetches Debian's arm64 kernel (the one `linux-image-arm64` names: 6.1;
@@ -16,7 +17,9 @@
 //!    glibc) whose `/init` mounts the host's share and runs `run.sh` there.
 //! 4. Boots it with 2 vCPUs, runs the suite as root with `CI=true` and
 //!    `--test-threads=1`, and reads the exit status and the test output
-//!    back through the 9p share.
+//!    back through the 9p share. A test that fails is run once more, alone
+//!    (a loaded moment under TCG can starve the tracer of samples); the
+//!    output says so, and a second failure fails the tier.
 //!
 //! The paths compiled into the test binary (`CARGO_MANIFEST_DIR`,
 //! `CARGO_BIN_EXE_mapleak-trace`, `target/fixtures`) are recreated in the
@@ -203,7 +206,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let text = fs::read_to_string(out.join("test.log")).unwrap_or_default();
     let summary: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("test result:") || l.contains("panicked"))
+        .filter(|l| {
+            l.starts_with("test result:")
+                || l.contains("panicked")
+                || l.starts_with("vm: passed on retry")
+        })
         .collect();
     eprintln!(
         "arm64-e2e: kernel {}, test output in {}",
@@ -628,7 +635,17 @@ cd "$R/tracer-user"
   rc=0
   for t in {tests}; do
     echo "vm: test binary $t at $(cut -d' ' -f1 /proc/uptime)s"
-    CI=true /tmp/tests/$t --test-threads=1 {filter} || rc=1
+    {{ CI=true /tmp/tests/$t --test-threads=1 {filter}; echo $? > /tmp/$t.rc; }} 2>&1 | tee /tmp/$t.log
+    [ "$(cat /tmp/$t.rc)" = 0 ] && continue
+    # A test that failed is run once more, alone: under TCG a loaded
+    # moment can starve the tracer of samples. Said in the output; a
+    # failure that repeats fails the tier.
+    failed=$(sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' /tmp/$t.log)
+    if [ -n "$failed" ] && CI=true /tmp/tests/$t --test-threads=1 --exact $failed; then
+      echo "vm: passed on retry ($t):" $failed
+    else
+      rc=1
+    fi
   done
   echo $rc > /host/out/status
 }} 2>&1 | tee /host/out/test.log
