@@ -82,9 +82,12 @@ fn a_reused_pid_is_not_the_target() {
     let script = format!(
         "T={bin}; \
          $T -scenarios leaky -steps 300 -step-ms 50 >/dev/null 2>{d}/c.err & c=$!; \
-         $T -scenarios leaky -steps 20 -step-ms 100 >/dev/null 2>{d}/a.err & a=$!; \
+         mkfifo {d}/go; \
+         $T -wait -scenarios leaky -steps 20 -step-ms 100 <>{d}/go >/dev/null 2>{d}/a.err & a=$!; \
          sleep 0.5; \
          {tracer} --pid $a --pid $c --duration 10s --interval 1s --json {d}/r.json >{d}/tr.out 2>&1 & tr=$!; \
+         i=0; until [ \"$(grep -c attached {d}/tr.out)\" -ge 2 ] || [ $i -ge 1200 ]; do sleep 0.1; i=$((i+1)); done; \
+         echo go > {d}/go; \
          wait $a; echo $((a - 1)) > /proc/sys/kernel/ns_last_pid; \
          $T -scenarios leaky -leak-per-step 100 -steps 80 -step-ms 100 >/dev/null 2>{d}/b.err & b=$!; \
          echo $a $b > {d}/pids; \

@@ -77,6 +77,10 @@ pub(crate) struct Args {
     /// Hard limit for the VM run, in minutes.
     #[arg(long, default_value_t = 40)]
     timeout_min: u64,
+    /// NAME=VALUE set for the tests in the VM (and the tracers they run),
+    /// e.g. MAPLEAK_DEBUG_TIMING=1; repeatable.
+    #[arg(long, value_name = "NAME=VALUE")]
+    env: Vec<String>,
 }
 
 fn log(t0: Instant, what: &str) {
@@ -188,7 +192,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
     }
     let run_sh = share.join("run.sh");
-    fs::write(&run_sh, run_script(&root, &tracer, args.filter.as_deref()))?;
+    fs::write(
+        &run_sh,
+        run_script(&root, &tracer, args.filter.as_deref(), &args.env)?,
+    )?;
     fs::set_permissions(&run_sh, fs::Permissions::from_mode(0o755))?;
 
     // 5. Boot and run.
@@ -612,12 +619,25 @@ fn build_initramfs(kdir: &Path, user_debs: &[PathBuf], work: &Path, out: &Path) 
 /// What runs in the VM: recreates the host paths compiled into the test
 /// binary in tmpfs, runs the suite, and writes the exit status and the
 /// output to the share.
-fn run_script(root: &Path, tracer: &Path, filter: Option<&str>) -> String {
+fn run_script(root: &Path, tracer: &Path, filter: Option<&str>, env: &[String]) -> Result<String> {
+    let mut exports = String::new();
+    for e in env {
+        let ok = e.split_once('=').is_some_and(|(k, v)| {
+            !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !v.contains('\'')
+        });
+        if !ok {
+            bail!("--env {e:?}: expected NAME=VALUE (no single quote in the value)");
+        }
+        let (k, v) = e.split_once('=').unwrap_or_default();
+        exports.push_str(&format!("export {k}='{v}'\n"));
+    }
     let root = root.display();
     let tracer = tracer.display();
     let filter = filter.unwrap_or("");
     let tests = VM_TESTS.join(" ");
-    format!(
+    Ok(format!(
         r#"#!/bin/sh
 # Written by `cargo xtask arm64-e2e`.
 set -u
@@ -631,7 +651,7 @@ cp /host/fixtures/* "$R/target/fixtures/"
 cp -r /host/testdata-target "$R/testdata/go/target"
 echo "vm: $(uname -r), $(nproc) CPUs, $(free -m | awk '/Mem:/ {{print $2}}') MiB; setup done at $(cut -d' ' -f1 /proc/uptime)s"
 cd "$R/tracer-user"
-{{
+{exports}{{
   rc=0
   for t in {tests}; do
     echo "vm: test binary $t at $(cut -d' ' -f1 /proc/uptime)s"
@@ -651,7 +671,7 @@ cd "$R/tracer-user"
 }} 2>&1 | tee /host/out/test.log
 echo "vm: suite done at $(cut -d' ' -f1 /proc/uptime)s, status $(cat /host/out/status)"
 "#
-    )
+    ))
 }
 
 /// Kills qemu (and its process group) when dropped.

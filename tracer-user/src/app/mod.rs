@@ -205,7 +205,11 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     // Measured before any probe is attached (see `crate::speed`).
     let slowdown = crate::speed::slowdown();
     if debug_timing() {
-        eprintln!("calibration: {slowdown:.1}x the reference machine's time");
+        eprintln!(
+            "calibration: {slowdown:.1}x the reference machine's time (work: {:?} here, {:?} there)",
+            crate::speed::measure(),
+            crate::speed::REFERENCE_WORK
+        );
     }
     let load = LoadOptions {
         bpf_log: opts.bpf_log,
