@@ -273,19 +273,6 @@ fn governed_probes_pause_and_come_back() {
     let pauses = o["creation_probes_paused"].as_u64().unwrap();
     let resumes = o["creation_probes_resumed"].as_u64().unwrap();
     let share = o["governed_probes_attached_share"].as_f64().unwrap();
-    // Detached over budget, attached again when the budget allowed.
-    assert!(
-        pauses >= 1 && resumes >= 1,
-        "governed probes paused {pauses} time(s), resumed {resumes}: {o:#}"
-    );
-    assert!(share > 0.0 && share < 1.0, "attached share {share}: {o:#}");
-    // The finalizer bookkeeping saw the pauses (the last may fall after the
-    // main loop's last look).
-    let fin_pauses = r["finalizers"]["probe_pauses"].as_u64().unwrap();
-    assert!(
-        fin_pauses + 1 >= pauses && fin_pauses <= pauses,
-        "finalizer probes paused {fin_pauses} times, governed {pauses}"
-    );
     let hits = o["probe_hits"].as_object().unwrap();
     let sum = |prefix: &str| -> u64 {
         hits.iter()
@@ -293,6 +280,36 @@ fn governed_probes_pause_and_come_back() {
             .map(|(_, v)| v.as_u64().unwrap())
             .sum()
     };
+    // What the governed probes (map creation, small-map growth) cost while
+    // attached: here several times the budget, unless the target runs far
+    // slower (an emulated CPU under load makes fewer maps a second).
+    let governed_hits = sum("internal/runtime/maps.(*Map).growToTable@")
+        + sum("internal/runtime/maps.(*table).grow@")
+        + sum("internal/runtime/maps.NewMap@")
+        + sum("runtime.makemap");
+    let attached_s = r["duration_s"].as_f64().unwrap() * share;
+    let governed_cost = governed_hits as f64 * governor::EMULATED_HIT_S / attached_s;
+    if governed_cost > 1.5 * budget {
+        // Detached over budget, attached again when the budget allowed.
+        assert!(
+            pauses >= 1 && resumes >= 1,
+            "governed probes costing {:.1} % of a CPU paused {pauses} time(s), resumed {resumes}: {o:#}",
+            governed_cost * 100.0
+        );
+        assert!(share > 0.0 && share < 1.0, "attached share {share}: {o:#}");
+    } else {
+        eprintln!(
+            "governed probes cost {:.2} % of a CPU while attached: too little to pause them",
+            governed_cost * 100.0
+        );
+    }
+    // The finalizer bookkeeping saw the pauses (the last may fall after the
+    // main loop's last look).
+    let fin_pauses = r["finalizers"]["probe_pauses"].as_u64().unwrap();
+    assert!(
+        fin_pauses + 1 >= pauses && fin_pauses <= pauses,
+        "finalizer probes paused {fin_pauses} times, governed {pauses}"
+    );
     // The write window: opened again after it closed, and closed when its
     // writes ran the budget out. A window opens with a full bucket and
     // earns the budget while open, for at most WINDOW_MAX: writes that

@@ -239,7 +239,15 @@ func main() {
 			cycleLine += fmt.Sprintf(" cleanran %d", cleanRan.Load())
 		}
 		fmt.Fprintf(os.Stderr, "cycle %d%s\n", ms.NumGC, cycleLine)
-		time.Sleep(time.Duration(*stepMs) * time.Millisecond)
+		pause := time.Duration(*stepMs) * time.Millisecond
+		if step == *steps-1 && pause > 50*time.Millisecond {
+			// The last step: long enough for a tracer to read this cycle,
+			// shorter than a step, so that maps that grew every step do not
+			// end on a level stretch longer than any before (which reads
+			// as "stopped growing").
+			pause = 50 * time.Millisecond
+		}
+		time.Sleep(pause)
 	}
 	stop.Store(true)
 	fmt.Println("done")
