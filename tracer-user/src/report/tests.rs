@@ -30,6 +30,7 @@ fn render_leads_with_answer() {
         maps_summarized: 0,
         map_groups: Vec::new(),
         maps: vec![MapReport {
+            kind: "map",
             id: 1,
             addr: "0xc000010000".into(),
             type_name: "map[string]*main.session".into(),
