@@ -261,12 +261,21 @@ pub(super) fn discover_globals(s: &mut Session) {
     }
     // sync.Maps initialised before attach (their initSlow is past); those
     // first used later are found by the probe as well.
-    if s.sync_layout.is_some() {
-        for g in crate::syncmap::globals(&s.info, &s.mem, s.bias) {
+    if let Some(l) = s.sync_layout {
+        let deadline = Instant::now() + crate::speed::scaled(SYNC_SCAN_DEADLINE);
+        let found = crate::syncmap::globals(&s.info, &s.mem, s.bias)
+            .into_iter()
+            .chain(crate::syncmap::scan::scan_globals(
+                &s.info, &s.mem, s.bias, &l, deadline,
+            ));
+        for g in found {
             s.model.on_sync_map(g.addr, 0, Some(g.name));
         }
     }
 }
+
+/// Longest the scan of the globals for sync.Maps may take at attach (once).
+const SYNC_SCAN_DEADLINE: Duration = Duration::from_millis(500);
 
 pub(super) fn symbolize(s: &Session, ips: &[u64], caller: u64) -> Vec<Frame> {
     // ips[0] is the probed instruction; the caller's return address is not

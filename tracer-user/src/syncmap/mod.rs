@@ -7,7 +7,9 @@
 //!   uses; `unique` uses others). The pclntab survives stripping.
 //! - **Discovery**: a probe on `initSlow` gives each new instance (its
 //!   receiver); instances initialised before attach are found among the
-//!   globals that DWARF types `sync.Map` or `*sync.Map` ([`globals`]).
+//!   globals, by one pass over them for initialised headers ([`scan`]:
+//!   stripped binaries and sync.Maps inside global structs too) and
+//!   through the globals DWARF types `*sync.Map` ([`globals`]).
 //! - **Walking** ([`walk`], pure, and [`sample`], the reads): at each
 //!   sample the trie is walked level by level with batched
 //!   `process_vm_readv`, for its entries and an estimate of its bytes.
@@ -22,6 +24,7 @@
 //! ```
 
 pub mod layout;
+pub mod scan;
 pub mod walk;
 
 use std::time::Instant;
