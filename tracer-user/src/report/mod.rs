@@ -505,14 +505,19 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 m.len_by_cycle.len()
             )
         };
+        // A sync.Map has no slots ahead of its entries: no capacity.
+        let cap = if m.kind == "map" {
+            format!("  cap {}", m.capacity)
+        } else {
+            String::new()
+        };
         writeln!(
             w,
-            "  #{} {}  {}  len {} ({pace})  cap {}  {}",
+            "  #{} {}  {}  len {} ({pace}){cap}  {}",
             m.id,
             m.type_name,
             m.verdict.as_str().to_uppercase(),
             m.len_last,
-            m.capacity,
             human_bytes(m.bytes)
         )?;
         writeln!(
@@ -528,6 +533,10 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 for f in rest.iter().take(3) {
                     writeln!(w, "                 {}", frame_line(f))?;
                 }
+            }
+            // Its first use (initSlow) is seen, not where it was declared.
+            None if m.kind != "map" => {
+                writeln!(w, "     created at: (a sync.Map: no creation site)")?
             }
             None => writeln!(w, "     created at: (before the tracer attached)")?,
         }
