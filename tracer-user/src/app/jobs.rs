@@ -54,9 +54,10 @@ pub(super) struct HeaderJob {
     pub(super) info: Arc<BinaryInfo>,
     /// Map address and the sizes of its type, from the sample cursor on.
     pub(super) maps: Vec<(u64, TypeSizes)>,
-    /// sync.Map instances among them (walked first, as tries), and their
-    /// layout (`None`: the binary has no HashTrieMap).
-    pub(super) syncmaps: Vec<u64>,
+    /// sync.Map instances among them (walked first, as tries) and
+    /// whether each was sampled before, and their layout (`None`: the
+    /// binary has no HashTrieMap).
+    pub(super) syncmaps: Vec<(u64, bool)>,
     pub(super) sync_layout: Option<crate::syncmap::TrieLayout>,
     /// Where `maps` starts among the tracked maps, and how many there are.
     pub(super) start: usize,
@@ -94,11 +95,11 @@ impl HeaderJob {
         let mut sync_reads = Vec::with_capacity(self.syncmaps.len());
         if let Some(l) = self.sync_layout {
             let mut budget = crate::syncmap::MAX_NODES_PER_SAMPLE;
-            for &addr in &self.syncmaps {
+            for &(addr, sampled) in &self.syncmaps {
                 let read = crate::syncmap::sample(
                     &mut self.mem,
                     &l,
-                    addr,
+                    (addr, sampled),
                     &mut budget,
                     self.deadline,
                     &mut sync_stats,

@@ -63,7 +63,10 @@ pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
         .into_iter()
         .map(|m| (m.addr, sizes(m.type_ptr)))
         .collect();
-    let syncmaps: Vec<u64> = sync.into_iter().map(|m| m.addr).collect();
+    let syncmaps: Vec<(u64, bool)> = sync
+        .into_iter()
+        .map(|m| (m.addr, m.last().is_some()))
+        .collect();
     Some(Job::Headers(HeaderJob {
         mem: s.mem.clone(),
         info: s.info.clone(),

@@ -180,12 +180,14 @@ pub struct SampleStats {
 
 /// Reads the sync.Map at `addr`: its header, then its trie (at most
 /// `*budget` nodes, taken from it). An instance never used is
-/// [`HeaderRead::Skipped`] (nothing to sample yet); so is one whose walk
-/// the deadline stopped.
+/// [`HeaderRead::Skipped`] (nothing to sample yet) unless it was
+/// `sampled` before: then it was reset (`m = sync.Map{}`), and is empty
+/// until its next first use (a new seed and root: a new instance for the
+/// model). One whose walk the deadline stopped is skipped too.
 pub fn sample(
     mem: &mut Memory,
     l: &TrieLayout,
-    addr: u64,
+    (addr, sampled): (u64, bool),
     budget: &mut u64,
     deadline: Instant,
     stats: &mut SampleStats,
@@ -199,6 +201,15 @@ pub fn sample(
         return HeaderRead::Failed;
     }
     let (root, seed) = match walk::decode_header(&b, l) {
+        Header::Uninit if sampled => {
+            return HeaderRead::Ok(HeaderSample {
+                len: 0,
+                capacity: 0,
+                bytes: u64::from(l.map_size),
+                seed: 0,
+                storage: 0,
+            });
+        }
         Header::Uninit => return HeaderRead::Skipped,
         Header::Implausible => return HeaderRead::Implausible,
         Header::Ready { root, seed } => (root, seed),
@@ -226,4 +237,59 @@ pub fn sample(
         seed,
         storage: root,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reads go through `process_vm_readv` of this very process (no
+    /// privilege needed): a header and a root with two entries, then the
+    /// same instance reset to never used.
+    #[test]
+    fn samples_a_trie_in_this_process() {
+        let l = TrieLayout::for_minor(26).unwrap();
+        // Nodes as u64 words (8-byte aligned); isEntry is the low byte of
+        // word 0, parent word 2, children from word 3.
+        let e1 = vec![1u64, 0, 0, 0, 0, 0];
+        let e2 = vec![1u64, 0, 0, 0, 0, 0];
+        let mut root = vec![0u64; 20];
+        root[3] = e1.as_ptr() as u64;
+        root[3 + 5] = e2.as_ptr() as u64;
+        let mut header = [0u64; 6];
+        header[0] = 1;
+        header[2] = root.as_ptr() as u64;
+        header[5] = 0x5eed;
+        let mut mem = Memory::new(std::process::id());
+        let mut st = SampleStats::default();
+        let mut budget = MAX_NODES_PER_SAMPLE;
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let addr = header.as_ptr() as u64;
+        let HeaderRead::Ok(h) = sample(&mut mem, &l, (addr, false), &mut budget, deadline, &mut st)
+        else {
+            panic!("not read: {st:?}");
+        };
+        assert_eq!((h.len, h.capacity, h.seed), (2, 0, 0x5eed));
+        assert_eq!(h.storage, root.as_ptr() as u64);
+        assert_eq!(h.bytes, 48 + 160 + 2 * 48);
+        assert_eq!((st.nodes, st.bad_nodes), (3, 0));
+        assert_eq!(budget, MAX_NODES_PER_SAMPLE - 3);
+        // Reset to never used: skipped at first, empty once sampled.
+        header.iter_mut().for_each(|w| *w = 0);
+        std::hint::black_box(&mut header);
+        let r = sample(&mut mem, &l, (addr, false), &mut budget, deadline, &mut st);
+        assert_eq!(r, HeaderRead::Skipped);
+        let r = sample(&mut mem, &l, (addr, true), &mut budget, deadline, &mut st);
+        assert!(matches!(r, HeaderRead::Ok(h) if h.len == 0 && h.seed == 0));
+        // Garbage: inited 3.
+        header[0] = 3;
+        std::hint::black_box(&mut header);
+        let r = sample(&mut mem, &l, (addr, true), &mut budget, deadline, &mut st);
+        assert_eq!(r, HeaderRead::Implausible);
+        // Out of budget: skipped and counted.
+        let mut none = 0;
+        let r = sample(&mut mem, &l, (addr, true), &mut none, deadline, &mut st);
+        assert_eq!((r, st.skipped), (HeaderRead::Skipped, 1));
+        drop((e1, e2, root));
+    }
 }
