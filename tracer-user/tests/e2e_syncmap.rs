@@ -47,9 +47,10 @@ fn check(go: &str, variant: &str) {
     let mut cmd = Command::new(&bin);
     cmd.args(["-wait", "-steps", "10", "-step-ms", "250"]);
     // Every map in full (the bounded sync.Map is small). Walking a trie
-    // costs about 1 µs an entry (debug build): at the default 1% budget,
-    // of which samples may take 30%, a 30,000-entry cache is sampled about
-    // every 4 s, longer than the target runs; at 20% nearly every cycle.
+    // costs about 0.2 µs an entry here: at the default 1% budget, of
+    // which samples may take 30%, a 20,000-entry cache is sampled every
+    // 1.5 s or so, four samples in the 2.5 s the target runs; at 20%
+    // nearly every cycle, so that lengths can be compared cycle by cycle.
     let run = traced_run_args(cmd, &|| {}, &["--all-maps", "--overhead-budget", "20"]);
     let r = &run.report;
     let dump = serde_json::to_string_pretty(&r["maps"]).unwrap();
