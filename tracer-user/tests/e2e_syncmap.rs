@@ -162,10 +162,11 @@ fn syncmap_go126_stripped_and_pie() {
     }
 }
 
-/// The same on Go 1.24, the first HashTrieMap release.
+/// The same on Go 1.24, the first HashTrieMap release, and on 1.27.
 #[test]
-fn syncmap_go124() {
+fn syncmap_other_releases() {
     if privileged() {
         check("go1.24.13", "default");
+        check("go1.27.4", "default");
     }
 }

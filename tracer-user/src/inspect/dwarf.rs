@@ -44,6 +44,10 @@ const STRUCTS: &[&str] = &[
     "internal/sync.indirect[interface {},interface {}]",
     "internal/sync.entry[interface {},interface {}]",
     "internal/sync.node[interface {},interface {}]",
+    // 1.27 describes some only by their shape.
+    "internal/sync.indirect[go.shape.interface {},go.shape.interface {}]",
+    "internal/sync.entry[go.shape.interface {},go.shape.interface {}]",
+    "internal/sync.node[go.shape.interface {},go.shape.interface {}]",
 ];
 
 /// Globals whose address (and, for `runtime.work`, type) `inspect` needs.
