@@ -324,6 +324,11 @@ pub enum FinKind {
     CleanupQueued = 4,
     /// `runtime.Cleanup.Stop`: a0 id, a1 ptr.
     CleanupStop = 5,
+    /// Not a finalizer: `internal/sync.(*HashTrieMap[…]).initSlow`, a new
+    /// `sync.Map` (Go 1.24+): a0 the instance. The program sends the
+    /// argument registers whatever the kind, so this needs no program of
+    /// its own (and no ABI change: the value is only passed through).
+    SyncMapInit = 6,
 }
 
 /// Key of [`MAP_WRITES`].

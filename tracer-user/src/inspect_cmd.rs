@@ -17,6 +17,20 @@ fn hex_opt(v: Option<u64>) -> Value {
 }
 
 /// Function names of the default probe set for this binary, in plan order.
+/// What `inspect` says of the binary's sync.Map.
+fn sync_map_line(info: &BinaryInfo) -> String {
+    match crate::syncmap::detect(info) {
+        crate::syncmap::SyncMapImpl::HashTrie => format!(
+            "HashTrieMap (internal/sync, Go 1.24+): new instances from initSlow's receiver, tries walked at samples; {} global(s) from DWARF",
+            info.sync_map_globals().len()
+        ),
+        crate::syncmap::SyncMapImpl::Classic => {
+            "classic read/dirty maps (seen as map[interface {}]*sync.entry runtime maps)".to_owned()
+        }
+        crate::syncmap::SyncMapImpl::Unused => "not linked in".to_owned(),
+    }
+}
+
 fn probe_set_functions(info: &BinaryInfo) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
     for h in hooks::default_hooks(info.map_impl) {
@@ -88,6 +102,7 @@ pub fn run(
         format!(" (GOEXPERIMENT={})", info.experiments.join(","))
     };
     writeln!(out, "map impl:         {}{exp}", info.map_impl.as_str())?;
+    writeln!(out, "sync.Map:         {}", sync_map_line(info))?;
     writeln!(out, ".symtab:          {}", yn(info.has_symtab))?;
     writeln!(out, "DWARF:            {}", yn(info.has_dwarf))?;
     writeln!(
@@ -294,6 +309,7 @@ fn write_json(
         "go_version": info.go_version.raw,
         "goarch": info.goarch.as_str(),
         "map_impl": info.map_impl.as_str(),
+        "sync_map_impl": crate::syncmap::detect(info).as_str(),
         "experiments": info.experiments,
         "stripped": !info.has_symtab,
         "has_symtab": info.has_symtab,
@@ -318,6 +334,7 @@ fn write_json(
             "found_by": info.globals.found_by,
         },
         "map_globals": info.global_maps().into_iter().map(|(n, a, t)| json!({"name": n, "address": hex(a), "type": t})).collect::<Vec<_>>(),
+        "sync_map_globals": info.sync_map_globals().into_iter().map(|(n, a, ptr)| json!({"name": n, "address": hex(a), "pointer": ptr})).collect::<Vec<_>>(),
     });
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)?;

@@ -25,3 +25,4 @@ pub mod plan;
 pub mod report;
 pub mod sample;
 pub mod speed;
+pub mod syncmap;

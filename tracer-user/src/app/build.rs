@@ -79,6 +79,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     overhead.budget_tracer_cpu_s = b.tracer_cpu_debited;
     overhead.key_reads_deferred = s.keys_deferred;
     overhead.samples_cut_short = s.samples_cut_short;
+    overhead.sync_map_walks = s.sync_walks;
     overhead.uprobe_multi_unavailable = tracer.multi_error().map(str::to_owned);
     drop(b);
     overhead.gc_cycles_not_sampled_late = s.clock.late_cycles;
@@ -163,6 +164,11 @@ fn map_report(
     Some(MapReport {
         id: m.id,
         addr: format!("{addr:#x}"),
+        kind: if m.is_sync_map() {
+            crate::syncmap::TYPE_NAME
+        } else {
+            "map"
+        },
         type_name,
         key_type,
         elem_type,

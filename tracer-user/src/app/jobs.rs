@@ -54,6 +54,11 @@ pub(super) struct HeaderJob {
     pub(super) info: Arc<BinaryInfo>,
     /// Map address and the sizes of its type, from the sample cursor on.
     pub(super) maps: Vec<(u64, TypeSizes)>,
+    /// sync.Map instances among them (walked first, as tries) and
+    /// whether each was sampled before, and their layout (`None`: the
+    /// binary has no HashTrieMap).
+    pub(super) syncmaps: Vec<(u64, bool)>,
+    pub(super) sync_layout: Option<crate::syncmap::TrieLayout>,
     /// Where `maps` starts among the tracked maps, and how many there are.
     pub(super) start: usize,
     pub(super) total: usize,
@@ -66,6 +71,9 @@ pub(super) struct HeaderJob {
 /// the deadline are not in it).
 pub(super) struct HeaderResult {
     pub(super) reads: Vec<(u64, HeaderRead)>,
+    /// The walks of the sync.Maps, as header reads (`len` the entries).
+    pub(super) sync_reads: Vec<(u64, HeaderRead)>,
+    pub(super) sync_stats: crate::syncmap::SampleStats,
     /// Some header was read: a failed read means that map is gone, not
     /// the process.
     pub(super) any_read: bool,
@@ -79,12 +87,32 @@ pub(super) struct HeaderResult {
 }
 
 impl HeaderJob {
-    fn run(self) -> HeaderResult {
+    fn run(mut self) -> HeaderResult {
         let t = Instant::now();
+        // The sync.Maps first: few, bounded by a node cap, and invisible
+        // otherwise; then the maps, with what is left of the deadline.
+        let mut sync_stats = crate::syncmap::SampleStats::default();
+        let mut sync_reads = Vec::with_capacity(self.syncmaps.len());
+        if let Some(l) = self.sync_layout {
+            let mut budget = crate::syncmap::MAX_NODES_PER_SAMPLE;
+            for &(addr, sampled) in &self.syncmaps {
+                let read = crate::syncmap::sample(
+                    &mut self.mem,
+                    &l,
+                    (addr, sampled),
+                    &mut budget,
+                    self.deadline,
+                    &mut sync_stats,
+                );
+                sync_reads.push((addr, read));
+            }
+        }
         let mut reader = BatchReader::new(&self.info.layout, self.info.map_impl);
         let mut reads = Vec::with_capacity(self.maps.len());
-        let mut any_read = false;
-        let mut cut_short = false;
+        let mut any_read = sync_reads
+            .iter()
+            .any(|(_, r)| matches!(r, HeaderRead::Ok(_)));
+        let mut cut_short = sync_stats.cut_short > 0;
         for (i, batch) in self.maps.chunks(sample::BATCH).enumerate() {
             if i > 0 && Instant::now() >= self.deadline {
                 cut_short = true;
@@ -98,6 +126,8 @@ impl HeaderJob {
         }
         HeaderResult {
             reads,
+            sync_reads,
+            sync_stats,
             any_read,
             cut_short,
             stats: reader.stats,

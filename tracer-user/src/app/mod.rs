@@ -156,7 +156,12 @@ fn live_line(s: &Session, elapsed: f64) -> String {
         growing.len()
     );
     if let Some(m) = growing.first() {
-        let tn = s.types.get(&m.type_ptr).map_or("unknown", |t| t.0.as_str());
+        let tn = s
+            .types
+            .get(&m.type_ptr)
+            .map(|t| t.0.as_str())
+            .or_else(|| m.type_name())
+            .unwrap_or("unknown");
         line += &format!(" | top: {tn} len {}", m.last().map_or(0, |x| x.len));
     }
     line

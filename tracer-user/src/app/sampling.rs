@@ -47,19 +47,32 @@ pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
     // From where the previous sample stopped, at most MAX_MAPS_PER_SAMPLE.
     let total = s.model.maps.len();
     let start = s.model.sample_cursor % total.max(1);
-    let maps: Vec<(u64, TypeSizes)> = s
+    // sync.Maps are walked as tries, never read as map headers.
+    let (sync, maps): (
+        Vec<&crate::model::TrackedMap>,
+        Vec<&crate::model::TrackedMap>,
+    ) = s
         .model
         .maps
         .values()
         .skip(start)
         .chain(s.model.maps.values().take(start))
         .take(MAX_MAPS_PER_SAMPLE)
+        .partition(|m| m.is_sync_map());
+    let maps: Vec<(u64, TypeSizes)> = maps
+        .into_iter()
         .map(|m| (m.addr, sizes(m.type_ptr)))
+        .collect();
+    let syncmaps: Vec<(u64, bool)> = sync
+        .into_iter()
+        .map(|m| (m.addr, m.last().is_some()))
         .collect();
     Some(Job::Headers(HeaderJob {
         mem: s.mem.clone(),
         info: s.info.clone(),
         maps,
+        syncmaps,
+        sync_layout: s.sync_layout,
         start,
         total,
         deadline: f.started + crate::speed::scaled(HEADER_DEADLINE),
@@ -100,12 +113,14 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     // Every read failing means the process is gone (or going), not that
     // every map died: keep the history for the final report.
     let applying = Instant::now();
-    let done = r.reads.len();
-    for (addr, read) in r.reads {
+    let done = r.reads.len() + r.sync_reads.len();
+    let sync_addrs: Vec<u64> = r.sync_reads.iter().map(|x| x.0).collect();
+    for (addr, read) in r.reads.into_iter().chain(r.sync_reads) {
         if r.any_read || read != HeaderRead::Failed {
             s.model.on_sample(addr, at, read);
         }
     }
+    add_sync_stats(s, &r.sync_stats, &sync_addrs);
     // The next sample starts with the maps this one did not reach.
     let n = s.model.maps.len();
     s.model.sample_cursor = (r.start + done) % n.max(1);
@@ -164,6 +179,27 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         state: take_key_state(s),
         owner_cands: owner_candidates(s, false),
     }))
+}
+
+/// Adds a sample's sync.Map walks to the session's totals, and names the
+/// global holding each sync.Map that has no owner (one whose address a new
+/// instance took has lost its old one).
+fn add_sync_stats(s: &mut Session, st: &crate::syncmap::SampleStats, addrs: &[u64]) {
+    let w = &mut s.sync_walks;
+    w.nodes_read += st.nodes;
+    w.estimated += st.estimated;
+    w.cut_short += st.cut_short;
+    w.skipped += st.skipped;
+    w.bad_nodes += st.bad_nodes;
+    let (info, bias) = (&s.info, s.bias);
+    for a in addrs {
+        if let Some(m) = s.model.maps.get_mut(a)
+            && m.owner().is_none()
+            && let Some(o) = crate::syncmap::owner_of(info, bias, m.addr)
+        {
+            m.set_owner(o);
+        }
+    }
 }
 
 fn on_keys(s: &mut Session, r: KeysResult) {

@@ -46,6 +46,11 @@ pub(super) struct Session {
     pub(super) show_keys: bool,
     /// `--all-maps`.
     pub(super) all_maps: bool,
+    /// The binary's HashTrieMap layout (`None`: its sync.Map, if any, is
+    /// not one; [`crate::syncmap`]).
+    pub(super) sync_layout: Option<crate::syncmap::TrieLayout>,
+    /// What walking the sync.Maps cost, over all samples.
+    pub(super) sync_walks: report::SyncMapWalks,
 }
 
 /// Binaries inspected so far, by device and inode: processes of one
@@ -183,7 +188,10 @@ pub(super) fn attach_session(
         snap_cycle: HashMap::new(),
         show_keys,
         all_maps: false,
+        sync_layout: None,
+        sync_walks: report::SyncMapWalks::default(),
     };
+    s.sync_layout = crate::syncmap::layout_of(&s.info);
     discover_globals(&mut s);
     Ok(s)
 }
@@ -251,7 +259,23 @@ pub(super) fn discover_globals(s: &mut Session) {
             s.model.on_discovered(ptr, Some(ty), 0, Some(name));
         }
     }
+    // sync.Maps initialised before attach (their initSlow is past); those
+    // first used later are found by the probe as well.
+    if let Some(l) = s.sync_layout {
+        let deadline = Instant::now() + crate::speed::scaled(SYNC_SCAN_DEADLINE);
+        let found = crate::syncmap::globals(&s.info, &s.mem, s.bias)
+            .into_iter()
+            .chain(crate::syncmap::scan::scan_globals(
+                &s.info, &s.mem, s.bias, &l, deadline,
+            ));
+        for g in found {
+            s.model.on_sync_map(g.addr, 0, Some(g.name));
+        }
+    }
 }
+
+/// Longest the scan of the globals for sync.Maps may take at attach (once).
+const SYNC_SCAN_DEADLINE: Duration = Duration::from_millis(500);
 
 pub(super) fn symbolize(s: &Session, ips: &[u64], caller: u64) -> Vec<Frame> {
     // ips[0] is the probed instruction; the caller's return address is not
@@ -358,6 +382,15 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
                 };
                 s.model
                     .on_created(g.map_addr, rec.ts_ns, rec.type_ptr, site);
+            }
+        }
+        Event::Fin(f) if f.fin_kind == tracer_common::FinKind::SyncMapInit as u8 => {
+            // A new sync.Map (its first use): tracked once, however many
+            // goroutines raced into initSlow.
+            let addr = f.args[0];
+            if s.sync_layout.is_some() && crate::syncmap::walk::plausible_ptr(addr) {
+                let owner = crate::syncmap::owner_of(&s.info, s.bias, addr);
+                s.model.on_sync_map(addr, f.hdr.ts_ns, owner);
             }
         }
         Event::Fin(f) => {

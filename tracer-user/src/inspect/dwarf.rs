@@ -38,6 +38,16 @@ const STRUCTS: &[&str] = &[
     "runtime.gcControllerState",
     "runtime.g",
     "runtime.moduledata",
+    // sync.Map on Go 1.24+ (checked against `syncmap::layout`).
+    "sync.Map",
+    "internal/sync.HashTrieMap[interface {},interface {}]",
+    "internal/sync.indirect[interface {},interface {}]",
+    "internal/sync.entry[interface {},interface {}]",
+    "internal/sync.node[interface {},interface {}]",
+    // 1.27 describes some only by their shape.
+    "internal/sync.indirect[go.shape.interface {},go.shape.interface {}]",
+    "internal/sync.entry[go.shape.interface {},go.shape.interface {}]",
+    "internal/sync.node[go.shape.interface {},go.shape.interface {}]",
 ];
 
 /// Globals whose address (and, for `runtime.work`, type) `inspect` needs.
@@ -68,6 +78,9 @@ pub struct DwarfInfo {
     pub vars: HashMap<String, u64>,
     /// Map-typed globals: (name, address, type name).
     pub map_globals: Vec<(String, u64, String)>,
+    /// Globals of type `sync.Map` (false) or `*sync.Map` (true): (name,
+    /// address, through a pointer).
+    pub sync_globals: Vec<(String, u64, bool)>,
     /// `DW_AT_go_runtime_type` value (section offset) → type name.
     pub runtime_types: HashMap<u64, String>,
     /// Number of compile units seen.
@@ -151,6 +164,8 @@ fn collect(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<DwarfInfo> {
     let mut typed_vars: Vec<(String, u64, usize)> = Vec::new();
     // Map-ish type DIEs: global offset → name.
     let mut map_types: HashMap<usize, String> = HashMap::new();
+    // `sync.Map` and `*sync.Map` type DIEs: global offset → is a pointer.
+    let mut sync_types: HashMap<usize, bool> = HashMap::new();
     let mut work_type: Option<usize> = None;
     for unit in &units {
         let mut cursor = unit.entries();
@@ -185,7 +200,9 @@ fn collect(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<DwarfInfo> {
                 .attr_value(gimli::DwAt(DW_AT_GO_KIND))
                 .as_ref()
                 .and_then(udata);
-            if rt.is_none() && !is_var && !is_struct && go_kind != Some(KIND_MAP) {
+            // Go names a struct type by a typedef (`sync.Map` → its struct).
+            let is_typedef = tag == gimli::DW_TAG_typedef;
+            if rt.is_none() && !is_var && !is_struct && !is_typedef && go_kind != Some(KIND_MAP) {
                 continue;
             }
             let Some(name) = name_of(dwarf, unit, e) else {
@@ -198,6 +215,11 @@ fn collect(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<DwarfInfo> {
                 && let Some(g) = e.offset().to_debug_info_offset(&unit.header)
             {
                 map_types.insert(g.0, name.clone());
+            }
+            if (name == "sync.Map" || name == "*sync.Map")
+                && let Some(g) = e.offset().to_debug_info_offset(&unit.header)
+            {
+                sync_types.insert(g.0, name.starts_with('*'));
             }
             if is_struct && STRUCTS.contains(&name.as_str()) {
                 let size = e
@@ -237,9 +259,12 @@ fn collect(dwarf: &gimli::Dwarf<R<'_>>) -> gimli::Result<DwarfInfo> {
     for (name, addr, t) in typed_vars {
         if let Some(ty) = map_types.get(&t) {
             out.map_globals.push((name, addr, ty.clone()));
+        } else if let Some(&pointer) = sync_types.get(&t) {
+            out.sync_globals.push((name, addr, pointer));
         }
     }
     out.map_globals.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sync_globals.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(t) = work_type {
         out.work = struct_at(dwarf, &units, t);
     }

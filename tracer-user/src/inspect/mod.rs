@@ -72,6 +72,8 @@ pub struct BinaryInfo {
     dwarf_layout: Option<RuntimeLayout>,
     dwarf_types: HashMap<u64, String>,
     map_globals: Vec<(String, u64, String)>,
+    sync_globals: Vec<(String, u64, bool)>,
+    sync_structs: HashMap<String, dwarf::StructInfo>,
     type_cache: Mutex<HashMap<u64, Option<String>>>,
 }
 
@@ -335,15 +337,20 @@ impl BinaryInfo {
                 .map(|s| s.addr)
         });
         let type_base = type_base.unwrap_or(0);
-        let (dwarf_types, map_globals) = match dwarf {
+        let (dwarf_types, map_globals, sync_globals, sync_structs) = match dwarf {
             Some(d) => (
                 d.runtime_types
                     .into_iter()
                     .filter_map(|(off, n)| Some((type_base.checked_add(off)?, n)))
                     .collect(),
                 d.map_globals,
+                d.sync_globals,
+                d.structs
+                    .into_iter()
+                    .filter(|(n, _)| n.starts_with("sync.") || n.starts_with("internal/sync."))
+                    .collect(),
             ),
-            None => (HashMap::new(), Vec::new()),
+            None => (HashMap::new(), Vec::new(), Vec::new(), HashMap::new()),
         };
         let mut info = Self {
             path,
@@ -370,6 +377,8 @@ impl BinaryInfo {
             dwarf_layout,
             dwarf_types,
             map_globals,
+            sync_globals,
+            sync_structs,
             type_cache: Mutex::new(HashMap::new()),
         };
         info.complete_globals_from_code();
@@ -515,6 +524,20 @@ impl BinaryInfo {
     #[must_use]
     pub fn global_maps(&self) -> Vec<(String, u64, String)> {
         self.map_globals.clone()
+    }
+
+    /// Globals DWARF types `sync.Map` (false) or `*sync.Map` (true):
+    /// (variable, link-time address, through a pointer).
+    #[must_use]
+    pub fn sync_map_globals(&self) -> Vec<(String, u64, bool)> {
+        self.sync_globals.clone()
+    }
+
+    /// A `sync` or `internal/sync` struct as DWARF describes it (`None`
+    /// without DWARF): tests check `syncmap::layout` against it.
+    #[must_use]
+    pub fn dwarf_sync_struct(&self, name: &str) -> Option<&dwarf::StructInfo> {
+        self.sync_structs.get(name)
     }
 
     /// The layout DWARF alone gives (fields DWARF lacks are `None`), or

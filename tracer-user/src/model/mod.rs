@@ -25,6 +25,7 @@ use crate::sample::{HeaderRead, HeaderSample};
 
 pub mod history;
 pub mod sites;
+mod syncmaps;
 pub mod table;
 mod verdict;
 
@@ -170,6 +171,9 @@ const REUSED: u8 = 4;
 const WANTS_CREATION: u8 = 8;
 /// It has write counts (one of [`MAX_WRITE_RECORDS`]).
 const WRITES: u8 = 16;
+/// A `sync.Map` (Go 1.24+ HashTrieMap, [`crate::syncmap`]), not a runtime
+/// map: sampled by walking its trie, never read as a map header.
+const SYNC_MAP: u8 = 32;
 
 /// Most maps whose writes in write windows are recorded (about 200 bytes
 /// each with their insert sites): a service that writes to all of its
@@ -388,12 +392,16 @@ impl TrackedMap {
     }
 
     /// Forgets everything about the map that was at this address: a new
-    /// one lives there now.
+    /// one lives there now (a sync.Map is followed by another).
     fn reset(&mut self, id: u64) {
-        let (addr, alive_ns) = (self.addr, self.alive_ns);
+        let (addr, alive_ns, sync) = (self.addr, self.alive_ns, self.is_sync_map());
         *self = Self::new(id, addr, 0);
         self.alive_ns = alive_ns;
         self.flags |= REUSED;
+        if sync {
+            self.flags = (self.flags | SYNC_MAP) & !WANTS_CREATION;
+            self.extra().type_name = Some(crate::syncmap::TYPE_NAME.to_owned());
+        }
     }
 }
 

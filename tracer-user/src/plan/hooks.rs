@@ -240,6 +240,11 @@ const FIN: &[Hook] = &[
     fin("runtime.Cleanup.Stop", FinKind::CleanupStop),
 ];
 
+/// sync.Map on Go 1.24+ (`crate::syncmap`): `initSlow(ht)`, once per
+/// instance, the instance in argument 0. Absent before 1.24 and from
+/// programs that use no sync.Map: skipped then.
+const SYNC: &[Hook] = &[fin(crate::syncmap::INIT_SLOW, FinKind::SyncMapInit)];
+
 const fn write(function: &'static str, map_type: [u8; 2], kind: WriteKind) -> Hook {
     hook(
         function,
@@ -290,6 +295,7 @@ pub fn default_hooks(map_impl: MapImpl) -> Vec<Hook> {
     maps.iter()
         .chain(GC)
         .chain(FIN)
+        .chain(SYNC)
         .chain(WRITE_ASSIGN)
         .chain(deletes)
         .copied()

@@ -139,6 +139,9 @@ pub struct MapReport {
     pub id: u64,
     /// Header address, hex.
     pub addr: String,
+    /// `map` (a runtime map) or `sync.Map` (a Go 1.24+ HashTrieMap,
+    /// whose length is its trie's entries).
+    pub kind: &'static str,
     /// Go type, e.g. `map[string]*main.session`, or `unknown`.
     #[serde(rename = "type")]
     pub type_name: String,
@@ -264,6 +267,24 @@ pub struct Finalizers {
     pub held_as_map_keys: Vec<HeldAsMapKeys>,
 }
 
+/// What walking the sync.Map tries cost and left out, over all samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyncMapWalks {
+    /// Trie nodes read (one `process_vm_readv` region each, up to 1,024
+    /// per call).
+    pub nodes_read: u64,
+    /// Walks whose tries were larger than the node cap of a sample:
+    /// their length is estimated from an even sample of their levels.
+    pub estimated: u64,
+    /// Walks stopped by the sample's deadline (no length for that sample).
+    pub cut_short: u64,
+    /// Instances not walked at a sample: its node cap was spent.
+    pub skipped: u64,
+    /// Nodes that were not what they should be (changed while read):
+    /// left out.
+    pub bad_nodes: u64,
+}
+
 /// The tracer's cost.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overhead {
@@ -320,6 +341,8 @@ pub struct Overhead {
     /// Samples whose header reads ran past their deadline (2 s): the maps
     /// not read by then have no length for that sample.
     pub samples_cut_short: u64,
+    /// sync.Map tries walked (Go 1.24+), over all samples.
+    pub sync_map_walks: SyncMapWalks,
     /// GC cycles not sampled to bound the tracer's own CPU: it samples at
     /// most every 100 ms, and waits 9 times a sample's length after it, so
     /// a newer cycle came first (or the wait made this one late).
@@ -486,14 +509,19 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 m.len_by_cycle.len()
             )
         };
+        // A sync.Map has no slots ahead of its entries: no capacity.
+        let cap = if m.kind == "map" {
+            format!("  cap {}", m.capacity)
+        } else {
+            String::new()
+        };
         writeln!(
             w,
-            "  #{} {}  {}  len {} ({pace})  cap {}  {}",
+            "  #{} {}  {}  len {} ({pace}){cap}  {}",
             m.id,
             m.type_name,
             m.verdict.as_str().to_uppercase(),
             m.len_last,
-            m.capacity,
             human_bytes(m.bytes)
         )?;
         writeln!(
@@ -509,6 +537,10 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 for f in rest.iter().take(3) {
                     writeln!(w, "                 {}", frame_line(f))?;
                 }
+            }
+            // Its first use (initSlow) is seen, not where it was declared.
+            None if m.kind != "map" => {
+                writeln!(w, "     created at: (a sync.Map: no creation site)")?
             }
             None => writeln!(w, "     created at: (before the tracer attached)")?,
         }

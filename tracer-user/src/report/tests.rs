@@ -30,6 +30,7 @@ fn render_leads_with_answer() {
         maps_summarized: 0,
         map_groups: Vec::new(),
         maps: vec![MapReport {
+            kind: "map",
             id: 1,
             addr: "0xc000010000".into(),
             type_name: "map[string]*main.session".into(),
@@ -77,5 +78,27 @@ fn render_leads_with_answer() {
     assert_eq!(v["maps"][0]["verdict"], "growing");
     assert_eq!(v["maps"][0]["len_by_cycle"][2][1], 30);
     assert_eq!(v["caps_reached"][0]["cap"], "tracked_maps");
+    assert_eq!(v["maps"][0]["kind"], "map");
     assert_eq!(CapReached::new("x", 1, 0, "y"), None);
+    // A sync.Map: its kind in the JSON, no capacity and no creation site
+    // in the text.
+    let mut r = r;
+    let m = &mut r.maps[0];
+    m.kind = "sync.Map";
+    m.type_name = "sync.Map".into();
+    m.capacity = 0;
+    m.created_at.clear();
+    let mut out = Vec::new();
+    render(&r, &mut out, 10).unwrap();
+    let s = String::from_utf8(out).unwrap();
+    assert!(
+        s.contains("#1 sync.Map  GROWING  len 30 (+10/cycle over 3 cycles)  4.0 KiB"),
+        "{s}"
+    );
+    assert!(
+        s.contains("created at: (a sync.Map: no creation site)"),
+        "{s}"
+    );
+    let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["maps"][0]["kind"], "sync.Map");
 }

@@ -1,0 +1,87 @@
+//! `sync.Map` instances in the model: tracked like maps (samples, verdicts,
+//! owner), flagged so that they are walked as tries, never read as map
+//! headers ([`crate::syncmap`]).
+#![allow(
+    clippy::wildcard_imports,
+    reason = "a part of model/mod.rs, with its items"
+)]
+use super::*;
+
+impl TrackedMap {
+    /// Whether it is a `sync.Map` ([`Model::on_sync_map`]).
+    #[must_use]
+    pub const fn is_sync_map(&self) -> bool {
+        self.flags & SYNC_MAP != 0
+    }
+}
+
+impl Model {
+    /// Starts tracking the `sync.Map` at `addr` (its `initSlow` was seen,
+    /// or a global holds it), held by `owner` when known. Returns false if
+    /// it was tracked already (an instance first used by several
+    /// goroutines at once calls `initSlow` once each). A runtime map
+    /// tracked at that address is taken for dead: a sync.Map is there now.
+    pub fn on_sync_map(&mut self, addr: u64, ts_ns: u64, owner: Option<String>) -> bool {
+        if let Some(m) = self.maps.get(&addr) {
+            if m.is_sync_map() {
+                return false;
+            }
+            self.retire(addr);
+        }
+        self.on_discovered(
+            addr,
+            Some(crate::syncmap::TYPE_NAME.to_owned()),
+            ts_ns,
+            owner,
+        );
+        if let Some(m) = self.maps.get_mut(&addr) {
+            m.flags = (m.flags | SYNC_MAP) & !WANTS_CREATION;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{HeaderRead, HeaderSample};
+
+    fn read(len: u64, seed: u64, root: u64) -> HeaderRead {
+        HeaderRead::Ok(HeaderSample {
+            len,
+            capacity: 0,
+            bytes: 48 + len * 100,
+            seed,
+            storage: root,
+        })
+    }
+
+    /// A sync.Map is tracked once however often initSlow fires, judged
+    /// growing like a map, and stays a sync.Map when a new instance takes
+    /// its address.
+    #[test]
+    fn sync_maps_are_deduplicated_judged_and_followed() {
+        let mut m = Model::default();
+        assert!(m.on_sync_map(0x1000, 1, Some("main.cache".into())));
+        assert!(!m.on_sync_map(0x1000, 2, None));
+        for (c, len) in [(1, 100), (2, 200), (3, 300), (4, 400)] {
+            m.on_sample(0x1000, SampleAt::gc(c), read(len, 7, 0xc000));
+        }
+        let t = m.maps.get(&0x1000).unwrap();
+        assert!(t.is_sync_map() && !t.wants_creation());
+        assert_eq!(t.owner(), Some("main.cache"));
+        assert_eq!(t.type_name(), Some("sync.Map"));
+        assert_eq!(t.verdict(), Verdict::Growing);
+        // Another instance at the address: new seed, new root.
+        m.on_sample(0x1000, SampleAt::gc(5), read(3, 8, 0xd000));
+        let t = m.maps.get(&0x1000).unwrap();
+        assert!(t.is_sync_map());
+        assert_eq!(t.type_name(), Some("sync.Map"));
+        assert_eq!(m.reused, 1);
+        // A runtime map at an address a sync.Map now holds is retired.
+        m.on_discovered(0x2000, None, 1, None);
+        assert!(m.on_sync_map(0x2000, 2, None));
+        assert_eq!(m.retired, 1);
+        assert!(m.maps.get(&0x2000).unwrap().is_sync_map());
+    }
+}

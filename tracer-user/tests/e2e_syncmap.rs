@@ -1,0 +1,172 @@
+//! Tier 2: sync.Map on Go 1.24+ (a HashTrieMap, no runtime map calls),
+//! against real processes of `testdata/go/syncmap` with real uprobes: an
+//! unbounded global cache found by the `initSlow` probe, and a bounded one
+//! initialised before attach, found among the globals (by their headers'
+//! shape: stripped binaries too).
+//!
+//! They need root, like every tier-2 test: without it they fail unless
+//! `MAPLEAK_ALLOW_SKIP=1` asks for a skip, and with `CI` set they always
+//! fail; a kernel without BPF or uprobes fails the tracer, and the test.
+use std::process::Command;
+
+mod e2e_common;
+
+use e2e_common::{harness::*, privileged};
+use serde_json::Value;
+
+/// `cycle N cache L bounded M` lines of the target: (N, L, M).
+fn printed(stderr: &str) -> Vec<(u64, u64, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("cycle "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let num = |name: &str| -> u64 {
+                f[f.iter().position(|x| *x == name).unwrap() + 1]
+                    .parse()
+                    .unwrap()
+            };
+            (f[1].parse().unwrap(), num("cache"), num("bounded"))
+        })
+        .collect()
+}
+
+fn sync_maps(r: &Value) -> Vec<&Value> {
+    r["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "sync.Map")
+        .collect()
+}
+
+fn check(go: &str, variant: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let stripped = variant == "stripped";
+    let bin = fixture_of("syncmap", go, variant);
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-wait", "-steps", "10", "-step-ms", "250"]);
+    // Every map in full (the bounded sync.Map is small). Walking a trie
+    // costs about 0.2 µs an entry here: at the default 1% budget, of
+    // which samples may take 30%, a 20,000-entry cache is sampled every
+    // 1.5 s or so, four samples in the 2.5 s the target runs; at 20%
+    // nearly every cycle, so that lengths can be compared cycle by cycle.
+    let run = traced_run_args(cmd, &|| {}, &["--all-maps", "--overhead-budget", "20"]);
+    let r = &run.report;
+    let dump = serde_json::to_string_pretty(&r["maps"]).unwrap();
+    let lines = printed(&run.target_stderr);
+    let bound = lines.last().map_or(500, |l| l.2);
+    // By owner; stripped, by length (the cache is the largest, the bounded
+    // one holds about its bound), named by their address.
+    let by_owner = |name: &str| -> &Value {
+        let found: Vec<&Value> = sync_maps(r)
+            .into_iter()
+            .filter(|m| {
+                if !stripped {
+                    return m["owner"] == name;
+                }
+                let len = m["len_last"].as_u64().unwrap();
+                if name == "main.cache" {
+                    len > 10 * bound
+                } else {
+                    len.abs_diff(bound) <= bound / 50 + 5
+                }
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "sync.Map {name} not found once:\n{dump}");
+        if stripped {
+            let owner = found[0]["owner"].as_str().unwrap_or_default();
+            assert!(owner.starts_with("global at 0x"), "{:#}", found[0]);
+        }
+        found[0]
+    };
+    // Every map has a kind.
+    for m in r["maps"].as_array().unwrap() {
+        assert!(m["kind"] == "map" || m["kind"] == "sync.Map", "{m:#}");
+    }
+
+    // The unbounded cache (first used after attach: its initSlow was
+    // probed): growing, its length what the target counted.
+    let cache = by_owner("main.cache");
+    assert_eq!(cache["type"], "sync.Map", "{cache:#}");
+    assert_eq!(cache["verdict"], "growing", "{cache:#}");
+    assert!(cache["bytes"].as_u64().unwrap() > 0, "{cache:#}");
+    let mut matched = 0;
+    for &(cycle, want, _) in &lines {
+        if let Some(p) = cache["len_by_cycle"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == cycle)
+        {
+            let seen = p[1].as_u64().unwrap();
+            assert!(
+                seen.abs_diff(want) <= (want / 50).max(5),
+                "cycle {cycle}: tracer saw {seen} entries in main.cache, target printed {want}:\n{cache:#}"
+            );
+            matched += 1;
+        }
+    }
+    assert!(
+        matched >= 5,
+        "only {matched} (cycle, len) pairs to compare:\n{}\n{cache:#}",
+        run.target_stderr
+    );
+
+    // The bounded one (initialised before attach: found among the
+    // globals): not growing, about its bound.
+    let bounded = by_owner("main.bounded");
+    assert_ne!(bounded["verdict"], "growing", "{bounded:#}");
+    let last = bounded["len_last"].as_u64().unwrap();
+    assert!(
+        last.abs_diff(bound) <= bound / 50 + 5,
+        "main.bounded: {last} entries, bound {bound}:\n{bounded:#}"
+    );
+
+    // initSlow is probed (always on) and was hit for the cache.
+    let hits = r["overhead"]["probe_hits"].as_object().unwrap();
+    let init = hits
+        .iter()
+        .filter(|(k, _)| k.starts_with(mapleak::syncmap::INIT_SLOW))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum::<u64>();
+    assert!(init >= 1, "{hits:?}");
+    let walks = &r["overhead"]["sync_map_walks"];
+    assert!(walks["nodes_read"].as_u64().unwrap() > 0, "{walks}");
+    assert_eq!(walks["cut_short"], 0, "{walks}");
+
+    assert_eq!(run.target_stdout, {
+        let out = Command::new(&bin)
+            .args(["-steps", "10", "-step-ms", "0"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    });
+    assert!(run.leftover.is_empty(), "programs left: {:?}", run.leftover);
+}
+
+/// A growing sync.Map cache and a bounded one on Go 1.26.
+#[test]
+fn syncmap_go126() {
+    if privileged() {
+        check("go1.26.8", "default");
+    }
+}
+
+/// The same stripped (no symbols, no DWARF) and as a PIE (load bias).
+#[test]
+fn syncmap_go126_stripped_and_pie() {
+    if privileged() {
+        check("go1.26.8", "stripped");
+        check("go1.26.8", "pie");
+    }
+}
+
+/// The same on Go 1.24, the first HashTrieMap release, and on 1.27.
+#[test]
+fn syncmap_other_releases() {
+    if privileged() {
+        check("go1.24.13", "default");
+        check("go1.27.4", "default");
+    }
+}
