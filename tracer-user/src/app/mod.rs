@@ -32,7 +32,7 @@ use crate::{
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
     keys::{KeyLayout, KeyTracker},
-    model::{Model, Verdict},
+    model::{Model, Verdict, families::Families},
     output::{Console, JsonSink, PprofSink},
     plan::{ProbeClass, ProbePlan},
     report::{self, MapReport, Overhead, Report, TargetInfo, summary},

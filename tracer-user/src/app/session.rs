@@ -46,6 +46,8 @@ pub(super) struct Session {
     pub(super) show_keys: bool,
     /// `--all-maps`.
     pub(super) all_maps: bool,
+    /// Maps by type and site, summed at each sampled GC cycle.
+    pub(super) families: Families,
 }
 
 /// Binaries inspected so far, by device and inode: processes of one
@@ -183,6 +185,7 @@ pub(super) fn attach_session(
         snap_cycle: HashMap::new(),
         show_keys,
         all_maps: false,
+        families: Families::default(),
     };
     discover_globals(&mut s);
     Ok(s)

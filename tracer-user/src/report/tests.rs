@@ -29,6 +29,7 @@ fn render_leads_with_answer() {
         gc_triggers: GcTriggers::default(),
         maps_summarized: 0,
         map_groups: Vec::new(),
+        families: Vec::new(),
         maps: vec![MapReport {
             id: 1,
             addr: "0xc000010000".into(),
