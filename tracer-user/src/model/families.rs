@@ -242,15 +242,29 @@ impl Family {
     }
 
     /// Entries gained per GC cycle over the samples its verdict looks at
-    /// (the last [`WINDOW`]): its pace now, not the pace at which the tracer
-    /// found its maps when it attached.
+    /// (the last [`WINDOW`]): the median of the paces between consecutive
+    /// samples, its pace now. Not the mean: when the tracer attaches, a
+    /// family's total first rises as its maps are found (a grown map is
+    /// tracked at its next growth), one jump that would swamp the mean.
     #[must_use]
     pub fn entries_per_cycle(&self) -> f64 {
-        let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) else {
-            return 0.0;
-        };
-        let span = last.0.saturating_sub(first.0).max(1) as f64;
-        (last.1 as f64 - first.1 as f64) / span
+        let mut paces = [0f64; WINDOW];
+        let mut n = 0;
+        for (pace, (a, b)) in paces
+            .iter_mut()
+            .zip(self.recent.iter().zip(self.recent.iter().skip(1)))
+        {
+            let span = b.0.saturating_sub(a.0).max(1) as f64;
+            *pace = (b.1 as f64 - a.1 as f64) / span;
+            n += 1;
+        }
+        let paces = &mut paces[..n];
+        paces.sort_unstable_by(f64::total_cmp);
+        match n {
+            0 => 0.0,
+            _ if n % 2 == 1 => paces[n / 2],
+            _ => f64::midpoint(paces[n / 2 - 1], paces[n / 2]),
+        }
     }
 }
 
@@ -398,6 +412,33 @@ mod tests {
         fam.observe(5, maps(a, 3, 5));
         assert_eq!(fam.len(), 1);
         assert!(fam.followed.contains_key(&a));
+    }
+
+    /// The pace is that of the last samples, whatever the jump when the
+    /// family's maps were found.
+    #[test]
+    fn pace_ignores_the_jump_at_attach() {
+        let k = key(1, 1);
+        let mut fam = Families::default();
+        // Found over three cycles, then 1,000 entries a cycle.
+        let found = [2, 1_000, 20_000, 20_000, 20_000, 20_000, 20_000, 20_000];
+        for (cycle, maps) in (1u64..).zip(found) {
+            let entries = maps * 60 + cycle.saturating_sub(3) * 1_000;
+            let t = Totals {
+                maps,
+                entries,
+                capacity: maps * 128,
+                bytes: maps * 1024,
+            };
+            fam.observe(cycle, [(k, t)]);
+        }
+        let f = &fam.followed[&k];
+        assert_eq!(f.verdict(), Verdict::Growing);
+        assert!(
+            (f.entries_per_cycle() - 1_000.0).abs() < 1.0,
+            "{}",
+            f.entries_per_cycle()
+        );
     }
 
     /// Past the cap, new families are counted and not followed, the
