@@ -462,7 +462,7 @@ fn caps_reached(
             "families",
             crate::model::families::MAX_FAMILIES as u64,
             s.families.not_followed,
-            "families of two maps or more not followed at the latest sampled GC cycle (the smallest new ones)",
+            "families of two maps or more not followed at the latest sample (the smallest new ones)",
         ),
         C::new(
             "families_in_report",

@@ -159,6 +159,10 @@ fn live_line(s: &Session, elapsed: f64) -> String {
         let tn = s.types.get(&m.type_ptr).map_or("unknown", |t| t.0.as_str());
         line += &format!(" | top: {tn} len {}", m.last().map_or(0, |x| x.len));
     }
+    let families = s.families.growing();
+    if families > 0 {
+        line += &format!(" | families growing {families}");
+    }
     line
 }
 

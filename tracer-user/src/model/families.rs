@@ -284,8 +284,10 @@ pub struct Families {
 
 impl Families {
     /// Sums the maps' latest samples (`(family, its sample)`) per family at
-    /// GC cycle `cycle`, and adds the sums to the families followed.
-    /// Families with no map left are dropped (their maps died).
+    /// GC cycle `cycle` (for a timer sample: the latest cycle before it),
+    /// and adds the sums to the families followed: a newer sum of the same
+    /// cycle replaces the older. Families with no map left are dropped
+    /// (their maps died).
     pub fn observe(&mut self, cycle: u64, maps: impl IntoIterator<Item = (FamilyKey, Totals)>) {
         self.scratch.clear();
         // Maps made one after the other sit side by side in the model's
@@ -332,6 +334,15 @@ impl Families {
             Some((FamilyKey::of(m)?, Totals::one(l.len, l.capacity, l.bytes)))
         });
         self.observe(cycle, latest);
+    }
+
+    /// Families of two maps or more that grow.
+    #[must_use]
+    pub fn growing(&self) -> usize {
+        self.followed
+            .values()
+            .filter(|f| f.latest.maps >= 2 && f.verdict() == Verdict::Growing)
+            .count()
     }
 
     /// The families followed.
@@ -394,6 +405,7 @@ mod tests {
             fam.observe(cycle, all);
         }
         assert_eq!(fam.len(), 2, "a single map is no family");
+        assert_eq!(fam.growing(), 1);
         let t = &fam.followed[&tenants];
         assert_eq!(t.latest.maps, 20_000);
         assert_eq!(t.latest.entries, lens.iter().sum::<u64>());
@@ -429,6 +441,22 @@ mod tests {
         fam.observe(5, maps(a, 3, 5));
         assert_eq!(fam.len(), 1);
         assert!(fam.followed.contains_key(&a));
+    }
+
+    /// A second sample of the same cycle (a timer sample) replaces the
+    /// first: one total per cycle, in the series and in the verdict.
+    #[test]
+    fn one_total_per_cycle() {
+        let k = key(1, 1);
+        let mut fam = Families::default();
+        for (cycle, len) in [(1, 10), (2, 20), (2, 25), (2, 30), (3, 40)] {
+            fam.observe(cycle, maps(k, 2, len));
+        }
+        let f = &fam.followed[&k];
+        let pts: Vec<_> = f.entries_by_cycle.points().collect();
+        assert_eq!(pts, [(1, 20), (2, 60), (3, 80)]);
+        assert_eq!(f.recent.len(), 3);
+        assert_eq!(f.verdict(), Verdict::Growing);
     }
 
     /// Maps of several families in any order are summed per family.
