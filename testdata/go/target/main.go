@@ -14,6 +14,12 @@
 //	         itself grows the stack and restarts
 //	cleanup  the same with runtime.AddCleanup (Go 1.24+)   map[*main.handle]int
 //	ptrdel   a pointer-keyed map with deletes              map[*main.node]int
+//	tenants  20,000 per-tenant maps made at newTenant,      map[int32]int32
+//	         each gaining an entry every twentieth step:
+//	         their total grows every cycle, no single map
+//	         does
+//	tenantsfixed 5,000 such maps made at newFixedTenant,    map[int32]int32
+//	         whose total goes up and down: bounded
 //
 // With -wait it prints "ready" and waits for a line on stdin before creating
 // any map, so that a tracer can attach first. stdout is deterministic (the
@@ -136,7 +142,9 @@ func main() {
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
 	shortPause := flag.Duration("short-pause", time.Millisecond, "short: pause after every 5 maps")
 	forceGC := flag.Bool("force-gc", true, "run a GC cycle after each step (false with GOGC=off: a program that runs no GC)")
-	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel)")
+	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed)")
+	tenantsN := flag.Int("tenants", 20000, "tenants: per-tenant maps")
+	fixedN := flag.Int("fixed-tenants", 5000, "tenantsfixed: per-tenant maps")
 	flag.Parse()
 	on := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -225,6 +233,16 @@ func main() {
 			ptrdelStep(step)
 			line += fmt.Sprintf(" ptrdel=%d", len(nodes))
 			cycleLine += fmt.Sprintf(" ptrdel %d", len(nodes))
+		}
+		if on["tenants"] {
+			n := tenantsStep(step, *tenantsN)
+			line += fmt.Sprintf(" tenants=%d", n)
+			cycleLine += fmt.Sprintf(" tenants %d", n)
+		}
+		if on["tenantsfixed"] {
+			n := fixedTenantsStep(step, *fixedN)
+			line += fmt.Sprintf(" tenantsfixed=%d", n)
+			cycleLine += fmt.Sprintf(" tenantsfixed %d", n)
 		}
 		if *forceGC {
 			runtime.GC()
@@ -350,4 +368,82 @@ func ptrdelStep(step int) {
 	for _, n := range fresh[100:] {
 		delete(nodes, n)
 	}
+}
+
+// tenantFill is the entries a tenant's map starts with: past the growth to
+// 128 slots in both map implementations (hmap: 16 buckets at the 53rd
+// entry; Swiss: a 128-slot table at the 57th), which a tracer sees, and
+// short of the next one (hmap: 105; Swiss: 113).
+const tenantFill = 60
+
+var tenants, fixedTenants []map[int32]int32
+
+//go:noinline
+func newTenant(id int) map[int32]int32 {
+	m := make(map[int32]int32)
+	for i := 0; i < tenantFill; i++ {
+		m[int32(i)] = int32(id)
+	}
+	return m
+}
+
+//go:noinline
+func newFixedTenant(id int) map[int32]int32 {
+	m := make(map[int32]int32)
+	for i := 0; i < tenantFill; i++ {
+		m[int32(i)] = int32(id)
+	}
+	return m
+}
+
+// tenantsStep makes the n tenants at step 0; from step 1 on, one tenant in
+// twenty gains an entry (each every twentieth step: no tenant rises twice
+// in a verdict's window of 8 samples, even when the tracer samples every
+// other cycle), so that the total grows every step by n/20. Returns the
+// total entries.
+//
+//go:noinline
+func tenantsStep(step, n int) int {
+	if step == 0 {
+		tenants = make([]map[int32]int32, 0, n)
+		for i := 0; i < n; i++ {
+			tenants = append(tenants, newTenant(i))
+		}
+	} else {
+		for i := step % 20; i < n; i += 20 {
+			tenants[i][int32(1000+step)] = 1
+		}
+	}
+	total := 0
+	for _, m := range tenants {
+		total += len(m)
+	}
+	return total
+}
+
+// fixedTenantsStep makes the n tenants at step 0; then one in five gains an
+// entry at odd steps and loses it at even ones: a bounded total. Returns
+// the total entries.
+//
+//go:noinline
+func fixedTenantsStep(step, n int) int {
+	if step == 0 {
+		fixedTenants = make([]map[int32]int32, 0, n)
+		for i := 0; i < n; i++ {
+			fixedTenants = append(fixedTenants, newFixedTenant(i))
+		}
+	} else {
+		for i := 0; i < n; i += 5 {
+			if step%2 == 1 {
+				fixedTenants[i][1000] = 1
+			} else {
+				delete(fixedTenants[i], 1000)
+			}
+		}
+	}
+	total := 0
+	for _, m := range fixedTenants {
+		total += len(m)
+	}
+	return total
 }

@@ -10,7 +10,13 @@
     reason = "the app modules share one set of imports and items"
 )]
 use super::*;
-use crate::model::{RawSite, SiteRef, TrackedMap};
+use crate::{
+    model::{
+        RawSite, SiteRef, TrackedMap,
+        families::{FamilyKey, FamilySite},
+    },
+    report::families::{FamilyReport, MAX_FAMILIES_IN_REPORT},
+};
 
 pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) -> Report {
     // Suspects and the largest maps in full; the others grouped by type and
@@ -109,7 +115,8 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
             .then(b.bytes.cmp(&a.bytes))
             .then(a.id.cmp(&b.id))
     });
-    let caps_reached = caps_reached(s, &overhead, suspects_left_out, groups_n);
+    let (families, families_left_out) = family_reports(s, tracer);
+    let caps_reached = caps_reached(s, &overhead, suspects_left_out, groups_n, families_left_out);
     Report {
         target: TargetInfo {
             pid: s.target.pid,
@@ -129,6 +136,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
         maps,
         maps_summarized: summarized,
         map_groups: groups.finish(),
+        families,
         finalizers: finalizer_report(s),
         overhead,
         maps_retired: s.model.retired,
@@ -263,6 +271,53 @@ fn group_others(
     (groups, summarized)
 }
 
+/// The families of two maps or more, in the report's order (at most
+/// [`MAX_FAMILIES_IN_REPORT`]), and how many were left out. Each family's
+/// site is symbolized once.
+fn family_reports(s: &mut Session, tracer: &Tracer) -> (Vec<FamilyReport>, u64) {
+    let mut picked: Vec<(FamilyKey, FamilyReport)> = s
+        .families
+        .iter()
+        .filter(|(_, f)| f.latest.maps >= 2)
+        .map(|(k, f)| {
+            let r = FamilyReport {
+                type_name: String::new(),
+                site: None,
+                site_kind: k.site.kind(),
+                count: f.latest.maps,
+                entries: f.latest.entries,
+                bytes: f.latest.bytes,
+                verdict: f.verdict(),
+                entries_per_cycle: f.entries_per_cycle(),
+                entries_by_cycle: f.entries_by_cycle.points().collect(),
+            };
+            (*k, r)
+        })
+        .collect();
+    // Ordered before the names are known: by verdict and size, then key.
+    picked.sort_by(|a, b| a.1.order(&b.1).then(a.0.cmp(&b.0)));
+    let left_out = picked.len().saturating_sub(MAX_FAMILIES_IN_REPORT) as u64;
+    picked.truncate(MAX_FAMILIES_IN_REPORT);
+    let mut out = Vec::with_capacity(picked.len());
+    for (k, mut r) in picked {
+        r.type_name = if k.type_ptr == 0 {
+            "unknown".to_owned()
+        } else {
+            type_entry(s, k.type_ptr).0
+        };
+        r.site = match k.site {
+            FamilySite::Created(site) | FamilySite::Grown(site) => site_text(s, tracer, site),
+            FamilySite::Inserted(pc) => s
+                .info
+                .frame_for_pc(pc.wrapping_sub(s.bias).wrapping_sub(1))
+                .map(|f| summary::site_text(&f)),
+        };
+        out.push(r);
+    }
+    out.sort_by(FamilyReport::order);
+    (out, left_out)
+}
+
 /// `function (file:line)` of a site's innermost frame, symbolizing it if
 /// it was not yet.
 fn site_text(s: &mut Session, tracer: &Tracer, r: SiteRef) -> Option<String> {
@@ -324,6 +379,7 @@ fn caps_reached(
     overhead: &Overhead,
     suspects_left_out: u64,
     groups: usize,
+    families_left_out: u64,
 ) -> Vec<report::CapReached> {
     use report::CapReached as C;
     let m = &s.model;
@@ -407,6 +463,18 @@ fn caps_reached(
             groups.saturating_sub(summary::MAX_GROUPS - 1) as u64
                 * u64::from(groups > summary::MAX_GROUPS),
             "groups merged into \"(other types and sites)\"",
+        ),
+        C::new(
+            "families",
+            crate::model::families::MAX_FAMILIES as u64,
+            s.families.not_followed,
+            "families of two maps or more not followed at the latest sample (the smallest new ones)",
+        ),
+        C::new(
+            "families_in_report",
+            MAX_FAMILIES_IN_REPORT as u64,
+            families_left_out,
+            "families left out of families[] (the smallest that were not growing)",
         ),
         C::new(
             "ring_buffer_bytes",

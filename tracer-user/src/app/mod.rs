@@ -32,7 +32,7 @@ use crate::{
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
     keys::{KeyLayout, KeyTracker},
-    model::{Model, Verdict},
+    model::{Model, Verdict, families::Families},
     output::{Console, JsonSink, PprofSink},
     plan::{ProbeClass, ProbePlan},
     report::{self, MapReport, Overhead, Report, TargetInfo, summary},
@@ -163,6 +163,10 @@ fn live_line(s: &Session, elapsed: f64) -> String {
             .or_else(|| m.type_name())
             .unwrap_or("unknown");
         line += &format!(" | top: {tn} len {}", m.last().map_or(0, |x| x.len));
+    }
+    let families = s.families.growing();
+    if families > 0 {
+        line += &format!(" | families growing {families}");
     }
     line
 }

@@ -126,6 +126,10 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     s.model.sample_cursor = (r.start + done) % n.max(1);
     s.model.caps.reads_skipped += r.stats.skipped;
     s.model.caps.reads_unreached += r.total.saturating_sub(done) as u64;
+    // A timer sample counts for the latest cycle before it (replacing what
+    // the family had for that cycle): when GC cycles are skipped to pace
+    // the tracer, it is the only sample some cycles get.
+    s.families.observe_maps(at.cycle, &s.model.maps);
     if r.cut_short {
         s.samples_cut_short += 1;
     }

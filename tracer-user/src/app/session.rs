@@ -51,6 +51,8 @@ pub(super) struct Session {
     pub(super) sync_layout: Option<crate::syncmap::TrieLayout>,
     /// What walking the sync.Maps cost, over all samples.
     pub(super) sync_walks: report::SyncMapWalks,
+    /// Maps by type and site, summed at each sampled GC cycle.
+    pub(super) families: Families,
 }
 
 /// Binaries inspected so far, by device and inode: processes of one
@@ -190,6 +192,7 @@ pub(super) fn attach_session(
         all_maps: false,
         sync_layout: None,
         sync_walks: report::SyncMapWalks::default(),
+        families: Families::default(),
     };
     s.sync_layout = crate::syncmap::layout_of(&s.info);
     discover_globals(&mut s);

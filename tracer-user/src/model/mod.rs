@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::sample::{HeaderRead, HeaderSample};
 
+pub mod families;
 pub mod history;
 pub mod sites;
 mod syncmaps;

@@ -11,6 +11,7 @@ use crate::{
     model::{GcCycle, Verdict},
 };
 
+pub mod families;
 pub mod pprof;
 pub mod summary;
 
@@ -40,6 +41,9 @@ pub struct Report {
     /// The maps not in `maps`, by type and creation (or growth) site,
     /// largest first.
     pub map_groups: Vec<summary::MapGroup>,
+    /// Maps by type and site (creation, else growth, else insert), judged
+    /// on their total entries per GC cycle: growing first, then largest.
+    pub families: Vec<families::FamilyReport>,
     /// Finalizer and cleanup bookkeeping.
     pub finalizers: Finalizers,
     /// The tracer's own cost.
@@ -473,8 +477,14 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         .iter()
         .filter(|m| m.verdict == Verdict::Growing)
         .collect();
+    let growing_families = families::growing(&r.families);
     writeln!(w)?;
-    if growing.is_empty() {
+    if growing.is_empty() && growing_families > 0 {
+        writeln!(
+            w,
+            "No single map kept growing, but {growing_families} family(ies) of maps keep growing:"
+        )?;
+    } else if growing.is_empty() {
         writeln!(w, "No map kept growing across the GC cycles observed.")?;
         let samples = r.overhead.gc_cycles_sampled + r.overhead.timer_samples;
         if samples < 3 {
@@ -483,9 +493,16 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 "  (only {samples} samples taken: a verdict needs three; trace longer, or lower --interval for timer samples)"
             )?;
         }
+    } else if growing_families > 0 {
+        writeln!(
+            w,
+            "{} map(s) and {growing_families} family(ies) of maps keep growing:",
+            growing.len()
+        )?;
     } else {
         writeln!(w, "{} map(s) keep growing:", growing.len())?;
     }
+    families::render(w, &r.families)?;
     let shown: Vec<&MapReport> = r
         .maps
         .iter()

@@ -29,6 +29,7 @@ fn render_leads_with_answer() {
         gc_triggers: GcTriggers::default(),
         maps_summarized: 0,
         map_groups: Vec::new(),
+        families: Vec::new(),
         maps: vec![MapReport {
             kind: "map",
             id: 1,
@@ -101,4 +102,75 @@ fn render_leads_with_answer() {
     );
     let v: serde_json::Value = serde_json::to_value(&r).unwrap();
     assert_eq!(v["maps"][0]["kind"], "sync.Map");
+}
+
+fn family(count: u64, verdict: Verdict, bytes: u64) -> families::FamilyReport {
+    families::FamilyReport {
+        type_name: "map[int32]int32".into(),
+        site: Some(format!("main.newTenant{count} (main.go:40)")),
+        site_kind: crate::model::families::SiteKind::Created,
+        count,
+        entries: count * 60,
+        bytes,
+        verdict,
+        entries_per_cycle: 1000.0,
+        entries_by_cycle: vec![(1, 100), (2, 1100), (3, 2100)],
+    }
+}
+
+/// A growing family leads the report even when no map grows: the leading
+/// line counts it, its row comes before the counts of tracked maps, a
+/// single map is no family, and the rows are bounded.
+#[test]
+fn growing_family_leads() {
+    let mut fams: Vec<_> = (0..10)
+        .map(|i| family(2 + i, Verdict::Stable, 100 * i))
+        .collect();
+    fams.push(family(1, Verdict::Growing, 1 << 30));
+    fams.push(family(20_000, Verdict::Growing, 24 << 20));
+    fams.sort_by(families::FamilyReport::order);
+    assert_eq!(fams[0].count, 1, "growing first, then largest");
+    let r = Report {
+        target: TargetInfo {
+            pid: 1,
+            exe: "/x".into(),
+            go_version: "go1.26.8".into(),
+            goarch: "amd64".into(),
+            map_impl: "swiss".into(),
+            stripped: false,
+        },
+        duration_s: 3.0,
+        ended: "target exited".into(),
+        gc_cycles: vec![],
+        gc_triggers: GcTriggers::default(),
+        maps: vec![],
+        maps_summarized: 0,
+        map_groups: Vec::new(),
+        families: fams,
+        finalizers: Finalizers::default(),
+        overhead: Overhead::default(),
+        maps_retired: 0,
+        maps_evicted: 0,
+        maps_reused: 0,
+        caps_reached: Vec::new(),
+    };
+    let mut out = Vec::new();
+    render(&r, &mut out, 10).unwrap();
+    let s = String::from_utf8(out).unwrap();
+    let lead = s
+        .find("No single map kept growing, but 1 family(ies) of maps keep growing:")
+        .unwrap();
+    let row = s
+        .find("20000 maps map[int32]int32  GROWING  created at main.newTenant20000 (main.go:40)")
+        .unwrap();
+    assert!(lead < row && row < s.find("Tracked maps:").unwrap(), "{s}");
+    assert!(s.contains("1200000 entries (+1000/cycle lately"), "{s}");
+    assert!(!s.contains("newTenant1 "), "a single map is no family: {s}");
+    assert_eq!(
+        s.matches(" maps map[int32]int32  ").count(),
+        families::FAMILY_ROWS
+    );
+    let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["families"][1]["site_kind"], "created");
+    assert_eq!(v["families"][1]["entries_by_cycle"][2][1], 2100);
 }

@@ -136,6 +136,8 @@ pub struct Run {
     pub target_stdout: String,
     pub target_stderr: String,
     pub tracer_stderr: String,
+    /// The live view and the text report that ends it.
+    pub tracer_stdout: String,
 }
 
 /// Starts the target paused, attaches the tracer, releases the target, and
@@ -268,6 +270,7 @@ pub fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str
         target_stdout,
         target_stderr,
         tracer_stderr: terr,
+        tracer_stdout: first + &rest,
     }
 }
 
