@@ -40,7 +40,14 @@ const TARGET: &str = "aarch64-unknown-linux-gnu";
 /// The e2e test files run in the VM: every one of the host's but
 /// `e2e_pprof` (it runs `go tool pprof`, and the VM has no Go toolchain)
 /// and `e2e_distro` (Debian's amd64 `prometheus` and `etcd` binaries).
-const VM_TESTS: &[&str] = &["e2e", "e2e_lifecycle", "e2e_multi", "e2e_bpflog"];
+const VM_TESTS: &[&str] = &[
+    "e2e",
+    "e2e_lifecycle",
+    "e2e_multi",
+    "e2e_bpflog",
+    "e2e_families",
+    "e2e_syncmap",
+];
 
 /// Packages unpacked into the initramfs besides the kernel: busybox for
 /// the shell and tools the tests call (`sh`, `kill`, `sleep`, `unshare`,
@@ -180,9 +187,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     for e in fs::read_dir(root.join("target/fixtures"))? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        // The e2e target in every variant, and the binary one test puts in
-        // its place.
-        let wanted = (name.starts_with("target-") && name.contains("-arm64-"))
+        // The e2e targets (`target`, `syncmap`) in every variant, and the
+        // binary one test puts in its place.
+        let wanted = ((name.starts_with("target-") || name.starts_with("syncmap-"))
+            && name.contains("-arm64-"))
             || name == "mapzoo-go1.26.8-arm64-default";
         if wanted && !name.ends_with(".stamp") {
             // Hard links: no copy on the host (the VM copies to its tmpfs).
