@@ -76,7 +76,9 @@ fn check_families(go: &str) {
     let count = t["count"].as_u64().unwrap();
     assert!(
         count * 100 >= TENANTS * 95 && count <= TENANTS,
-        "family of {count} maps, {TENANTS} made: {t:#}"
+        "family of {count} maps, {TENANTS} made: {t:#}\noverhead: {:#}\ncaps: {:#}",
+        r["overhead"],
+        r["caps_reached"]
     );
     assert_eq!(t["verdict"], "growing", "{t:#}");
     let pace = t["entries_per_cycle"].as_f64().unwrap();
@@ -93,14 +95,18 @@ fn check_families(go: &str) {
     // The totals are what the target counted at its forced cycles, less
     // the entries of the few maps not tracked (none when every growth is
     // seen).
+    // A sample reads the maps one after another while the target runs on:
+    // a slow one (an emulated CPU) may see some of the next step's entries,
+    // never more than the next step's count.
     let want = printed(&run.target_stderr, "tenants");
     let mut matched = 0;
-    for (cycle, total) in &want {
+    for (i, (cycle, total)) in want.iter().enumerate() {
         if let Some(p) = series.iter().find(|p| p[0] == *cycle) {
             let got = p[1].as_u64().unwrap();
+            let next = want.get(i + 1).map_or(*total, |n| n.1);
             assert!(
-                got <= *total && got * 100 >= total * 95,
-                "cycle {cycle}: family total {got}, target counted {total}"
+                got <= next.max(*total) && got * 100 >= total * 95,
+                "cycle {cycle}: family total {got}, target counted {total} (next step {next})"
             );
             matched += 1;
         }

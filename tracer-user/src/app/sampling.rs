@@ -111,12 +111,17 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         age_ns,
     } = s.clock.in_flight()?;
     // Every read failing means the process is gone (or going), not that
-    // every map died: keep the history for the final report.
+    // every map died: keep the history for the final report. So do reads
+    // that failed because the process exited during the sample (a slow
+    // sample, on an emulated CPU, straddles the exit): the maps not read
+    // before it are not retired.
     let applying = Instant::now();
     let done = r.reads.len() + r.sync_reads.len();
     let sync_addrs: Vec<u64> = r.sync_reads.iter().map(|x| x.0).collect();
+    let exited = !s.target.alive();
+    let failures_count = r.any_read && !exited;
     for (addr, read) in r.reads.into_iter().chain(r.sync_reads) {
-        if r.any_read || read != HeaderRead::Failed {
+        if failures_count || read != HeaderRead::Failed {
             s.model.on_sample(addr, at, read);
         }
     }
@@ -129,7 +134,11 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     // A timer sample counts for the latest cycle before it (replacing what
     // the family had for that cycle): when GC cycles are skipped to pace
     // the tracer, it is the only sample some cycles get.
-    s.families.observe_maps(at.cycle, &s.model.maps);
+    // A sample the exit cut into is left out: the maps it did not reach
+    // would count with their previous lengths.
+    if !exited {
+        s.families.observe_maps(at.cycle, &s.model.maps);
+    }
     if r.cut_short {
         s.samples_cut_short += 1;
     }
