@@ -118,7 +118,7 @@ fn detection_and_init_slow_probe() {
                 f.path.display()
             );
             let p = probe.unwrap_or_else(|| panic!("{}: initSlow not planned", f.path.display()));
-            assert_eq!(p.class, ProbeClass::Always);
+            assert_eq!(p.class, ProbeClass::Governed);
             assert!(p.class_reason.contains("per sync.Map instance"));
             assert!(!p.ret_site);
             // ABIInternal argument 0 is the receiver; the program sends it.

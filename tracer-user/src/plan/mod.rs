@@ -79,9 +79,9 @@ impl ProbeClass {
 /// full 1,024-slot table, that is per 1,024 slots of map memory allocated)
 /// and hmap `makeBucketArray` on its path for arrays of 32 KiB or more (one
 /// hit per such array).
-/// sync.Map's `initSlow` (Go 1.24+) too: about once per instance.
-/// Map creation, all other growth and the finalizer and cleanup probes are
-/// governed: decoding JSON into
+/// Map creation, sync.Map's `initSlow` (Go 1.24+: about once per
+/// instance, but a program may make one per request), all other growth and
+/// the finalizer and cleanup probes are governed: decoding JSON into
 /// `map[string]any` grows a small map per object (go1.26: `growToTable` and
 /// `(*table).grow` at ~63,000 hits a second each; go1.22: `hashGrow` at
 /// ~165,000).
@@ -109,8 +109,8 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
             "one hit per map created: paused when over budget",
         ),
         ProbeRole::Fin if aux == tracer_common::FinKind::SyncMapInit as u8 => (
-            ProbeClass::Always,
-            "about one hit per sync.Map instance, on its first use (one per goroutine racing on a new one): rare, and bounded by memory allocated (each instance allocates at least 208 bytes before the call returns)",
+            ProbeClass::Governed,
+            "about one hit per sync.Map instance, on its first use (one per goroutine racing on a new one): rare in most programs, but a program may make one per request, so paused when over budget with map creation; instances made before attach are found from the globals",
         ),
         ProbeRole::Fin => (
             ProbeClass::Governed,
