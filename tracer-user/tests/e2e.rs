@@ -815,12 +815,21 @@ fn finalizer_counts_exact_under_stack_growth() {
             .sum();
         let restarts = o["counters"]["stack_check_restart"].as_u64().unwrap();
         if GOARCH == "arm64" || go == "go1.19.8" {
-            // The probe is on the branch: some calls hit it twice, and the
-            // extra hits are the restarts left out.
+            // The probe is on the branch: a call that grows the stack hits it
+            // twice, and the extra hits are the restarts left out. Go 1.19
+            // on amd64 grows the stack in some of these calls in every run
+            // (the case this test is for); the arm64 builds of 1.26 did in
+            // most runs under qemu, not in all.
             assert!(
-                hits > finset && restarts >= hits - finset,
+                hits >= finset && restarts >= hits - finset,
                 "{go}: {hits} probe hits for {finset} calls, {restarts} restarts: {o:#}"
             );
+            if GOARCH != "arm64" {
+                assert!(
+                    hits > finset,
+                    "{go}: no call grew the stack ({hits} probe hits for {finset} calls): {o:#}"
+                );
+            }
         } else {
             // PUSHQ BP after the stack check: once per call.
             assert_eq!(hits, finset, "{go}: {o:#}");
