@@ -118,7 +118,15 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     let applying = Instant::now();
     let done = r.reads.len() + r.sync_reads.len();
     let sync_addrs: Vec<u64> = r.sync_reads.iter().map(|x| x.0).collect();
-    let exited = !s.target.alive();
+    // A read fails in a live process only when a map's memory is gone
+    // (rare); a process that is exiting fails them before its pidfd says
+    // so: given up to 100 ms to say it.
+    let failed = r
+        .reads
+        .iter()
+        .chain(&r.sync_reads)
+        .any(|(_, read)| *read == HeaderRead::Failed);
+    let exited = !s.target.alive() || (failed && exits_soon(s));
     let failures_count = r.any_read && !exited;
     for (addr, read) in r.reads.into_iter().chain(r.sync_reads) {
         if failures_count || read != HeaderRead::Failed {
@@ -222,6 +230,17 @@ fn on_keys(s: &mut Session, r: KeysResult) {
         s.last_keys = Some((start, took));
     }
     apply_owners(s, r.owners, &r.owners_searched);
+}
+
+/// Whether the target is found gone within 100 ms.
+fn exits_soon(s: &Session) -> bool {
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(10));
+        if !s.target.alive() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Moves the key state out of the session for a keys job.
