@@ -72,7 +72,7 @@ fn check_scenarios(go: &str, variant: &str) {
         private[0]["created_at"][0]["function"],
         "main.privateWorker"
     );
-    assert!(private[0]["owner"].is_null());
+    assert!(private[0]["owner"].is_null(), "{:#}", private[0]);
     // Nothing else is called growing.
     let growing = r["maps"]
         .as_array()

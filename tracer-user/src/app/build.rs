@@ -505,36 +505,35 @@ pub(super) fn growth_per_s(first: &crate::model::Sample, last: &crate::model::Sa
 pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
     let f = &s.fin;
     let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
-    let cleanup_objs = f.cleanup_objects();
     let mut held = Vec::new();
-    if !f.finalizers.is_empty() || !cleanup_objs.is_empty() {
-        let mut addrs: Vec<&u64> = s.key_trackers.keys().collect();
-        addrs.sort_unstable();
-        for addr in addrs {
-            let (Some(t), Some(m)) = (s.key_trackers.get(addr), s.model.maps.get(addr)) else {
-                continue;
-            };
-            if !t.follows(m.seed(), m.last().map_or(0, |l| l.len)) {
-                continue;
-            }
-            let h = finalizers::held_keys(f, &cleanup_objs, t.present_pointers());
-            if h.finalizers + h.cleanups + h.unverified == 0 {
-                continue;
-            }
-            let layout = s.key_layouts.get(&m.type_ptr).and_then(Option::as_ref);
-            let key_type = layout.map_or("?", |l| l.key_type.name.as_str());
-            held.push(report::HeldAsMapKeys {
-                map_id: m.id,
-                map_type: layout.map_or_else(|| "unknown".to_owned(), |l| l.map_type.clone()),
-                owner: m.owner().map(str::to_owned),
-                count: h.finalizers.max(h.cleanups),
-                finalizers: h.finalizers,
-                cleanups: h.cleanups,
-                unverified: h.unverified,
-                type_name: key_type.strip_prefix('*').unwrap_or(key_type).to_owned(),
-                as_of_cycle: t.latest_cycle(),
-            });
+    let mut addrs: Vec<&u64> = s.held_keys.keys().collect();
+    addrs.sort_unstable();
+    for addr in addrs {
+        let (Some(t), Some(m), Some(&(as_of_cycle, h))) = (
+            s.key_trackers.get(addr),
+            s.model.maps.get(addr),
+            s.held_keys.get(addr),
+        ) else {
+            continue;
+        };
+        if !t.follows(m.seed(), m.last().map_or(0, |l| l.len))
+            || h.finalizers + h.cleanups + h.unverified == 0
+        {
+            continue;
         }
+        let layout = s.key_layouts.get(&m.type_ptr).and_then(Option::as_ref);
+        let key_type = layout.map_or("?", |l| l.key_type.name.as_str());
+        held.push(report::HeldAsMapKeys {
+            map_id: m.id,
+            map_type: layout.map_or_else(|| "unknown".to_owned(), |l| l.map_type.clone()),
+            owner: m.owner().map(str::to_owned),
+            count: h.finalizers.max(h.cleanups),
+            finalizers: h.finalizers,
+            cleanups: h.cleanups,
+            unverified: h.unverified,
+            type_name: key_type.strip_prefix('*').unwrap_or(key_type).to_owned(),
+            as_of_cycle,
+        });
     }
     report::Finalizers {
         set: f.set,

@@ -264,9 +264,12 @@ impl KeysJob {
 }
 
 /// Names the global variable holding each of `cands`, by scanning the
-/// target's writable globals for the map pointer. A transient copy of the
-/// pointer in another global would be named instead: the scan sees one
-/// moment. Returns the names found, and whether the deadline cut it short.
+/// target's writable globals for the map pointer. The scan sees one moment,
+/// so a transient copy of the pointer could be taken for the owner: the
+/// runtime's own globals (its GC work buffers, caches and scratch hold
+/// pointers to heap objects for a moment) are not owners, and each hit is
+/// read again after the scan and dropped if it changed. Returns the names
+/// found, and whether the deadline cut it short.
 pub(super) fn find_owners(
     mem: &Memory,
     info: &BinaryInfo,
@@ -274,12 +277,12 @@ pub(super) fn find_owners(
     cands: &[u64],
     deadline: Instant,
 ) -> (HashMap<u64, String>, bool) {
-    let mut found: HashMap<u64, String> = HashMap::new();
+    let mut found: HashMap<u64, Vec<(u64, String)>> = HashMap::new();
     if cands.is_empty() {
-        return (found, false);
+        return (HashMap::new(), false);
     }
     let Some((lo, hi)) = info.data_range() else {
-        return (found, false);
+        return (HashMap::new(), false);
     };
     let wanted: HashSet<u64> = cands.iter().copied().collect();
     let hi = hi.min(lo.saturating_add(64 << 20));
@@ -287,7 +290,7 @@ pub(super) fn find_owners(
     let mut a = lo;
     while a < hi {
         if Instant::now() >= deadline {
-            return (found, true);
+            return (confirmed(mem, bias, found), true);
         }
         let want = ((hi - a) as usize).min(buf.len()) & !7;
         if want == 0 {
@@ -301,17 +304,41 @@ pub(super) fn find_owners(
         }
         for (i, w) in buf[..n].chunks_exact(8).enumerate() {
             let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            if wanted.contains(&v) && !found.contains_key(&v) {
+            if wanted.contains(&v) && found.get(&v).is_none_or(|h| h.len() < MAX_OWNER_HITS) {
                 let va = a + (i as u64) * 8;
                 let name = match info.data_symbol_at(va) {
+                    Some((sym, _)) if sym.name.starts_with("runtime.") => continue,
                     Some((sym, 0)) => sym.name.clone(),
                     Some((sym, off)) => format!("{}+{off}", sym.name),
                     None => format!("global at {va:#x} (no symbol: stripped binary)"),
                 };
-                found.insert(v, name);
+                found.entry(v).or_default().push((va, name));
             }
         }
         a += n as u64;
     }
-    (found, false)
+    (confirmed(mem, bias, found), false)
+}
+
+/// Globals holding one map pointer that [`find_owners`] remembers.
+const MAX_OWNER_HITS: usize = 4;
+
+/// For each map, the first hit of [`find_owners`] that still holds its
+/// pointer.
+fn confirmed(
+    mem: &Memory,
+    bias: u64,
+    found: HashMap<u64, Vec<(u64, String)>>,
+) -> HashMap<u64, String> {
+    let holds = |va: u64, v: u64| {
+        let mut w = [0u8; 8];
+        mem.read_some(va.wrapping_add(bias), &mut w) == 8 && u64::from_le_bytes(w) == v
+    };
+    found
+        .into_iter()
+        .filter_map(|(v, hits)| {
+            let (_, name) = hits.into_iter().find(|(va, _)| holds(*va, v))?;
+            Some((v, name))
+        })
+        .collect()
 }

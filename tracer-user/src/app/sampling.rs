@@ -260,6 +260,32 @@ fn put_key_state(s: &mut Session, mut k: KeyState) {
     s.key_layouts = k.layouts;
     s.key_trackers = k.trackers;
     s.snap_cycle = k.snap_cycle;
+    count_held_keys(s);
+}
+
+/// Counts, for each map whose keys were read since the last count, its
+/// keys that are objects with a pending finalizer or cleanup, against the
+/// pending set now: a key's finalizer cannot run while it is a key, and a
+/// snapshot comes back within a job's time, long before a key released
+/// after it could be found unreachable and finalized.
+fn count_held_keys(s: &mut Session) {
+    let trackers = &s.key_trackers;
+    s.held_keys.retain(|a, _| trackers.contains_key(a));
+    let none_pending = s.fin.finalizers.is_empty() && s.fin.cleanups.is_empty();
+    let mut cleanup_objs = None;
+    for (&addr, t) in trackers {
+        let cycle = t.latest_cycle();
+        if s.held_keys.get(&addr).is_some_and(|(c, _)| *c == cycle) {
+            continue;
+        }
+        let held = if none_pending {
+            crate::finalizers::HeldCount::default()
+        } else {
+            let objs = cleanup_objs.get_or_insert_with(|| s.fin.cleanup_objects());
+            crate::finalizers::held_keys(&s.fin, objs, t.present_pointers())
+        };
+        s.held_keys.insert(addr, (cycle, held));
+    }
 }
 
 /// Wall time for key snapshots per GC cycle on the reference machine

@@ -43,6 +43,11 @@ pub(super) struct Session {
     pub(super) key_trackers: HashMap<u64, KeyTracker>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     pub(super) snap_cycle: HashMap<u64, u64>,
+    /// Objects with pending finalizers or cleanups among each followed
+    /// map's keys, counted when its snapshot came back (cycle, count): as of
+    /// that snapshot, so that a key released and finalized since is not
+    /// subtracted from a count the report dates by the snapshot's cycle.
+    pub(super) held_keys: HashMap<u64, (u64, crate::finalizers::HeldCount)>,
     pub(super) show_keys: bool,
     /// `--all-maps`.
     pub(super) all_maps: bool,
@@ -188,6 +193,7 @@ pub(super) fn attach_session(
         key_layouts: HashMap::new(),
         key_trackers: HashMap::new(),
         snap_cycle: HashMap::new(),
+        held_keys: HashMap::new(),
         show_keys,
         all_maps: false,
         sync_layout: None,
