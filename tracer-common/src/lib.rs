@@ -92,8 +92,12 @@ pub const ALL_MAPS: [&str; 10] = [
     MAP_PIDNS,
 ];
 
-/// Maximum number of planned probes (size of the spec and hit arrays).
-pub const MAX_PROBES: u32 = 256;
+/// Maximum number of probes registered at once, over every traced process
+/// (size of the spec and hit arrays): about 20 per process, so that
+/// [`MAX_PROCS`] processes fit.
+pub const MAX_PROBES: u32 = 2048;
+/// Processes configured at once (entries of the per-process configuration).
+pub const MAX_PROCS: u32 = 64;
 /// Entries in the creation LRU.
 pub const CREATED_ENTRIES: u32 = 1 << 17;
 /// Entries in the stack-trace map.

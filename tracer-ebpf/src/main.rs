@@ -35,8 +35,8 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, error, warn};
 use tracer_common::{
     ABI_VERSION, AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES,
-    EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MapGrowEvent, NO_ARG,
-    NO_SP_OFF, PendingCreate, PidNs, ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES,
+    EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MAX_PROCS, MapGrowEvent,
+    NO_ARG, NO_SP_OFF, PendingCreate, PidNs, ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES,
     WRITES_ENTRIES, WriteKey, WriteStat,
 };
 
@@ -49,7 +49,7 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 #[map(name = "PROC_CONFIG")]
-static PROC_CONFIG: HashMap<u32, ProcConfig> = HashMap::with_max_entries(64, 0);
+static PROC_CONFIG: HashMap<u32, ProcConfig> = HashMap::with_max_entries(MAX_PROCS, 0);
 
 #[map(name = "PIDNS")]
 static PIDNS: Array<PidNs> = Array::with_max_entries(1, 0);

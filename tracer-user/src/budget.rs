@@ -501,19 +501,29 @@ fn self_cpu_s() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// The budgets the governor's thread checks: added and removed while it
+/// runs (a node-wide trace attaches and lets go of processes).
+pub type Budgets = Arc<Mutex<Vec<Arc<Mutex<Budget>>>>>;
+
 /// The governor's thread and its stop switch.
 #[derive(Debug)]
 pub struct GovernorThread {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
+    budgets: Budgets,
 }
 
 impl GovernorThread {
     /// Starts checking `budgets` with hit counts from `hits`. The tracer's
-    /// own CPU is shared out equally among the budgets still live.
+    /// own CPU is shared out equally among the budgets still live: it
+    /// serves them all (one loop, one governor, the scrapes), and a share
+    /// per process keeps each one's debit within its budget however many
+    /// processes are traced.
     pub fn spawn(budgets: Vec<Arc<Mutex<Budget>>>, hits: HitsReader) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let shared: Budgets = Arc::new(Mutex::new(budgets));
+        let list = shared.clone();
         let handle = std::thread::Builder::new()
             .name("governor".into())
             .spawn(move || {
@@ -526,6 +536,12 @@ impl GovernorThread {
                     // cost per hit is (`crate::speed`).
                     let tracer_cpu = (cpu - cpu0).max(0.0) / crate::speed::slowdown();
                     cpu0 = cpu;
+                    // A copy of the list: the loop may add or remove one
+                    // while a check runs.
+                    let budgets: Vec<Arc<Mutex<Budget>>> = list
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
                     let live = budgets
                         .iter()
                         .filter(|b| b.lock().is_ok_and(|b| !b.ended))
@@ -548,7 +564,27 @@ impl GovernorThread {
         Ok(Self {
             stop,
             handle: Some(handle),
+            budgets: shared,
         })
+    }
+
+    /// Checks `b` from now on (a process attached while the trace runs).
+    pub fn add(&self, b: Arc<Mutex<Budget>>) {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(b);
+        if let Some(h) = &self.handle {
+            h.thread().unpark();
+        }
+    }
+
+    /// Stops checking `b` (a process let go of).
+    pub fn remove(&self, b: &Arc<Mutex<Budget>>) {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|x| !Arc::ptr_eq(x, b));
     }
 
     /// Stops the thread and waits for it.

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod inspect_cmd;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod plan;

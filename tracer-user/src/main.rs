@@ -73,6 +73,29 @@ struct TraceArgs {
     /// the kernel's verifier then removes the logging code from the programs.
     #[arg(long)]
     bpf_log: bool,
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
+/// Node-wide mode and the HTTP endpoint.
+#[derive(clap::Args, Clone)]
+struct FleetArgs {
+    /// Trace every Go process on the host that the tracer may trace, and
+    /// those that start later (found within about a second); processes that
+    /// exit are let go of. Runs until Ctrl-C or SIGTERM (or --duration).
+    #[arg(long, conflicts_with = "pids")]
+    all: bool,
+    /// With --all: only executables whose path matches GLOB (`*`, `?`,
+    /// `[a-z]`; a GLOB without `/` also matches the file name). Repeatable.
+    #[arg(long = "exe", value_name = "GLOB", requires = "all")]
+    exe: Vec<String>,
+    /// With --all: never executables whose path matches GLOB. Repeatable.
+    #[arg(long = "exclude-exe", value_name = "GLOB", requires = "all")]
+    exclude_exe: Vec<String>,
+    /// Serve OpenMetrics at http://IP:PORT/metrics and the pprof profile at
+    /// /debug/pprof/mapleak (e.g. 127.0.0.1:9464; a numeric address).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -143,9 +166,9 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 struct Usage(String);
 
 fn trace(a: &TraceArgs) -> Result<()> {
-    if a.pids.is_empty() {
+    if a.pids.is_empty() && !a.fleet.all {
         return Err(Usage(
-            "nothing to trace: give --pid PID (see --help; `mapleak-trace inspect` and `doctor` need no pid)"
+            "nothing to trace: give --pid PID or --all (see --help; `mapleak-trace inspect` and `doctor` need no pid)"
                 .to_owned(),
         )
         .into());
@@ -168,6 +191,11 @@ fn trace(a: &TraceArgs) -> Result<()> {
         show_keys: a.show_keys,
         all_maps: a.all_maps,
         bpf_log: a.bpf_log,
+        all: a.fleet.all.then(|| app::FleetOptions {
+            include: a.fleet.exe.clone(),
+            exclude: a.fleet.exclude_exe.clone(),
+        }),
+        metrics_addr: a.fleet.metrics_addr,
     })?;
     Ok(())
 }

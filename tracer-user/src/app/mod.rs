@@ -41,10 +41,15 @@ use crate::{
 
 mod build;
 mod clock;
+mod event_loop;
+mod fleet;
 mod jobs;
 mod sampling;
+pub mod serve;
 mod session;
 mod writes;
+
+pub use fleet::{FleetOptions, glob_match, glob_path};
 
 #[allow(
     clippy::wildcard_imports,
@@ -93,6 +98,10 @@ pub struct TraceOptions {
     pub all_maps: bool,
     /// Print the eBPF programs' diagnostics to stderr (`bpf: ` lines).
     pub bpf_log: bool,
+    /// `--all`: every Go process the filters select, as they come and go.
+    pub all: Option<FleetOptions>,
+    /// `--metrics-addr`: serve `/metrics` and `/debug/pprof/mapleak` there.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Worker threads for the targets' memory reads (one sample in flight per
@@ -189,7 +198,7 @@ pub enum TraceError {
 /// targets' exit, or an error in the loop.
 pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     let cannot = TraceError::CannotTrace;
-    if opts.pids.is_empty() {
+    if opts.pids.is_empty() && opts.all.is_none() {
         return Err(cannot(anyhow::anyhow!("no --pid given")));
     }
     let json = opts
@@ -204,6 +213,12 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         .map(PprofSink::open)
         .transpose()
         .map_err(|e| cannot(e.into()))?;
+    // Bound before anything is attached: an address in use fails at once.
+    let endpoint = opts
+        .metrics_addr
+        .map(serve::Endpoint::bind)
+        .transpose()
+        .map_err(cannot)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(MAX_WORKERS)
@@ -244,19 +259,35 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         s.all_maps = opts.all_maps;
     }
     let mut console = Console::new(json.as_ref().is_some_and(JsonSink::is_stdout));
+    let until = opts
+        .duration
+        .map_or_else(|| "Ctrl-C".to_owned(), |d| format!("{d:.0?}"));
     for s in &sessions {
-        let until = opts
-            .duration
-            .map_or_else(|| "Ctrl-C".to_owned(), |d| format!("{d:.0?}"));
+        attached_line(&mut console, s, &until);
+    }
+    if let Some(f) = &opts.all {
+        let filters = if f.include.is_empty() && f.exclude.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (executables matching {:?}, not {:?})",
+                f.include, f.exclude
+            )
+        };
         console.emit(|w| {
             writeln!(
                 w,
-                "mapleak-trace: attached {} probes to pid {} ({} {} {}); report at {until}",
-                s.probes.len(),
-                s.target.pid,
-                s.info.go_version.raw,
-                s.info.goarch.as_str(),
-                s.info.map_impl.as_str(),
+                "mapleak-trace: --all: tracing every Go process{filters}, new ones within {:?}; report at {until}",
+                fleet::SCAN_EVERY
+            )
+        });
+    }
+    if let Some(e) = &endpoint {
+        let addr = e.addr();
+        console.emit(|w| {
+            writeln!(
+                w,
+                "mapleak-trace: serving http://{addr}/metrics and http://{addr}/debug/pprof/mapleak"
             )
         });
     }
@@ -274,12 +305,13 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         });
     }
     let start = Instant::now();
-    let traced = runtime.block_on(trace_loop(
+    let traced = runtime.block_on(event_loop::trace_loop(
         opts,
         &mut tracer,
         &mut sessions,
         &mut console,
         start,
+        endpoint,
     ));
     // A worker still inside a read (past every deadline) is left behind.
     runtime.shutdown_background();
@@ -329,318 +361,49 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     Ok(())
 }
 
+/// The line that says a process is traced.
+fn attached_line(console: &mut Console, s: &Session, until: &str) {
+    console.emit(|w| {
+        writeln!(
+            w,
+            "mapleak-trace: attached {} probes to pid {} ({} {} {}); report at {until}",
+            s.probes.len(),
+            s.target.pid,
+            s.info.go_version.raw,
+            s.info.goarch.as_str(),
+            s.info.map_impl.as_str(),
+        )
+    });
+}
+
+/// Every link of `s`, busiest probes first, its budget ended (the
+/// governor's thread closes nothing more of it).
+fn session_links(s: &mut Session, tracer: &mut Tracer) -> Vec<crate::bpf::Link> {
+    let mut b = lock(&s.budget);
+    b.ended = true;
+    let mut links = b.take_all_links();
+    let mut order: Vec<usize> = (0..s.probes.len()).collect();
+    order.sort_by(|&x, &y| b.site_rate(y).total_cmp(&b.site_rate(x)));
+    drop(b);
+    links.extend(
+        order
+            .into_iter()
+            .filter_map(|i| tracer.take_link(&mut s.probes[i].probe)),
+    );
+    links
+}
+
 /// Detaches everything, busiest probes first (closes serialize in the
 /// kernel; a breakpoint waiting its turn still traps), and waits.
 fn detach_all(sessions: &mut [Session], tracer: &mut Tracer) {
     let mut pending = budget::Detaching::default();
     for s in sessions.iter_mut() {
-        let mut b = lock(&s.budget);
-        b.ended = true;
-        let mut links = b.take_all_links();
-        let mut order: Vec<usize> = (0..s.probes.len()).collect();
-        order.sort_by(|&x, &y| b.site_rate(y).total_cmp(&b.site_rate(x)));
-        drop(b);
-        links.extend(
-            order
-                .into_iter()
-                .filter_map(|i| tracer.take_link(&mut s.probes[i].probe)),
-        );
+        let links = session_links(s, tracer);
         pending.push(crate::bpf::close_links(links));
     }
     let t_detach = Instant::now();
     pending.join();
     if debug_timing() {
         eprintln!("detach of all probes took {:?}", t_detach.elapsed());
-    }
-}
-
-/// What the loop waits on besides timers.
-struct Wakers {
-    events: AsyncFd<OwnedFd>,
-    sigint: Signal,
-    sigterm: Signal,
-    sighup: Signal,
-    /// A target's pidfd became readable: it exited.
-    exited: mpsc::UnboundedReceiver<u32>,
-    /// The eBPF programs' log (`--bpf-log`).
-    bpf_log: Option<AsyncFd<BpfLog>>,
-}
-
-impl Wakers {
-    fn new(tracer: &mut Tracer, sessions: &[Session]) -> Result<Self> {
-        let events = readable(tracer.events_fd()?).context("waiting on the ring buffer")?;
-        // SIGHUP too: a terminal that goes away ends the trace with its report.
-        let sig = |k: SignalKind| signal(k).context("installing a signal handler");
-        let (tx, exited) = mpsc::unbounded_channel();
-        for s in sessions {
-            let Some(fd) = s.target.pidfd.as_ref().and_then(|p| p.try_clone_fd().ok()) else {
-                continue;
-            };
-            let (tx, pid) = (tx.clone(), s.target.pid);
-            // Without it the exit is still seen, by the loop's checks.
-            if let Ok(fd) = readable(fd) {
-                tokio::spawn(async move {
-                    if fd.readable().await.is_ok() {
-                        let _ = tx.send(pid);
-                    }
-                });
-            }
-        }
-        let bpf_log = match tracer.take_bpf_log() {
-            // SAFETY: the log's ring buffer descriptor stays open, the same
-            // one, as long as the BpfLog that owns it.
-            Some(l) => Some(
-                unsafe { AsyncFd::register_with_interest(l, Interest::READABLE) }
-                    .map_err(|e| anyhow::anyhow!("waiting on the eBPF log: {e}"))?,
-            ),
-            None => None,
-        };
-        Ok(Self {
-            events,
-            bpf_log,
-            sigint: sig(SignalKind::interrupt())?,
-            sigterm: sig(SignalKind::terminate())?,
-            sighup: sig(SignalKind::hangup())?,
-            exited,
-        })
-    }
-}
-
-/// Registers `fd` with the runtime, to wait until it is readable.
-fn readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd is an open descriptor that stays open, the same
-    // one, until the AsyncFd drops it.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-        .map_err(|e| std::io::Error::other(e.to_string()))
-}
-
-/// The samples whose reads are on worker threads, by session index.
-type Workers = JoinSet<(usize, Done)>;
-
-fn spawn_job(workers: &mut Workers, i: usize, job: Job) {
-    workers.spawn_blocking(move || (i, job.run()));
-}
-
-/// Applies a worker's result, and starts the sample's next job.
-fn job_done(
-    workers: &mut Workers,
-    sessions: &mut [Session],
-    tracer: &Tracer,
-    joined: std::result::Result<(usize, Done), tokio::task::JoinError>,
-) -> Result<()> {
-    let (i, done) = joined.map_err(|e| anyhow::anyhow!("a sampling worker failed: {e}"))?;
-    if let Some(s) = sessions.get_mut(i)
-        && let Some(next) = on_done(s, tracer, done)
-    {
-        spawn_job(workers, i, next);
-    }
-    Ok(())
-}
-
-/// The main loop, until the duration, a signal or the targets' exit (the
-/// reason is returned, with the count of undecodable events). The
-/// governor's thread is stopped, and the samples in flight are finished,
-/// before it returns, whatever the way out.
-async fn trace_loop(
-    opts: &TraceOptions,
-    tracer: &mut Tracer,
-    sessions: &mut [Session],
-    console: &mut Console,
-    start: Instant,
-) -> Result<(&'static str, u64)> {
-    let mut governor = GovernorThread::spawn(
-        sessions.iter().map(|s| s.budget.clone()).collect(),
-        tracer.hits_reader()?,
-    )
-    .context("starting the governor's thread")?;
-    let mut workers = Workers::new();
-    let looped = event_loop(opts, tracer, sessions, console, start, &mut workers).await;
-    for s in sessions.iter_mut() {
-        if s.ended.is_none() {
-            s.ended = Some(
-                looped
-                    .as_ref()
-                    .map_or("tracer error", |(reason, _)| *reason)
-                    .to_owned(),
-            );
-        }
-    }
-    // Headers that come back now are applied; no keys are read after them.
-    let finish_limit = crate::speed::scaled(FINISH_JOBS);
-    let finish = tokio::time::timeout(finish_limit, async {
-        while let Some(joined) = workers.join_next().await {
-            if let Err(e) = job_done(&mut workers, sessions, tracer, joined) {
-                eprintln!("mapleak-trace: {e:#}");
-            }
-        }
-    })
-    .await;
-    if finish.is_err() {
-        eprintln!(
-            "mapleak-trace: a sample's reads were still running after {finish_limit:?}; the report goes without them"
-        );
-    }
-    governor.stop();
-    looped
-}
-
-async fn event_loop(
-    opts: &TraceOptions,
-    tracer: &mut Tracer,
-    sessions: &mut [Session],
-    console: &mut Console,
-    start: Instant,
-    workers: &mut Workers,
-) -> Result<(&'static str, u64)> {
-    let mut wakers = Wakers::new(tracer, sessions)?;
-    let end_at = opts
-        .duration
-        .map(|d| tokio::time::Instant::from_std(start + d));
-    let mut last_render = Instant::now();
-    let mut t0: Option<u64> = None;
-    let mut last_drain = Instant::now();
-    let mut last_alive = Instant::now();
-    let mut events: Vec<Event> = Vec::new();
-    let mut bad_events = 0u64;
-    let reason = loop {
-        // GC events do not wake the loop (they are written without a
-        // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
-        // wakes at least every IDLE_WAIT, or when a pending sample is due.
-        let wait = sessions
-            .iter()
-            .filter_map(sample_wait)
-            .fold(IDLE_WAIT, Duration::min);
-        tokio::select! {
-            biased;
-            _ = wakers.sigint.recv() => break "interrupted",
-            _ = wakers.sigterm.recv() => break "interrupted",
-            _ = wakers.sighup.recv() => break "interrupted",
-            () = sleep_until(end_at) => break "duration reached",
-            Some(joined) = workers.join_next() => job_done(workers, sessions, tracer, joined)?,
-            ready = wakers.events.readable() => {
-                // Cleared before the drain below: an event written after it
-                // wakes the loop again.
-                if let Ok(mut guard) = ready {
-                    guard.clear_ready();
-                }
-            }
-            Some(_) = wakers.exited.recv() => {}
-            () = log_readable(wakers.bpf_log.as_ref()) => {}
-            () = tokio::time::sleep(wait) => {}
-        }
-        if let Some(log) = wakers.bpf_log.as_mut() {
-            log.get_mut().flush();
-        }
-        tracer.drain(|b| match decode(b) {
-            Ok(e) => events.push(e),
-            Err(_) => bad_events += 1,
-        });
-        for ev in events.drain(..) {
-            if let Some(s) = sessions
-                .iter_mut()
-                .find(|s| s.target.pid == ev.tgid() && s.ended.is_none())
-            {
-                on_event(s, tracer, &ev, &mut t0);
-            }
-        }
-        // A burst (100,000 maps made at once) leaves a large buffer behind.
-        if events.capacity() > EVENTS_KEPT {
-            events.shrink_to(EVENTS_KEPT);
-        }
-        for (i, s) in sessions.iter_mut().enumerate() {
-            if s.ended.is_none() {
-                note_pauses(s);
-                serve_attaches(s, tracer);
-                if let Some(job) = sample_due(s) {
-                    spawn_job(workers, i, job);
-                }
-            }
-        }
-        if last_drain.elapsed() >= WRITES_DRAIN {
-            last_drain = Instant::now();
-            let writes = tracer.drain_writes();
-            if !writes.is_empty() {
-                for s in sessions.iter_mut() {
-                    s.discovered_by_writes +=
-                        writes::apply_writes(&mut s.model, s.target.pid, &writes);
-                }
-            }
-        }
-        // An exit is seen at once through the pidfd (it wakes the loop);
-        // without one (Linux < 5.3), /proc is read at most every ALIVE_CHECK.
-        let proc_check = last_alive.elapsed() >= ALIVE_CHECK;
-        if proc_check {
-            last_alive = Instant::now();
-        }
-        for s in sessions.iter_mut() {
-            if s.ended.is_none() && (s.target.pidfd.is_some() || proc_check) && !s.target.alive() {
-                s.ended = Some("target exited".to_owned());
-                lock(&s.budget).ended = true;
-            }
-        }
-        if last_render.elapsed() >= opts.interval && console.broken.is_none() {
-            last_render = Instant::now();
-            render_live(sessions, tracer, console, opts.top, start);
-        }
-        if sessions.iter().all(|s| s.ended.is_some()) {
-            break "target exited";
-        }
-    };
-    if let Some(log) = wakers.bpf_log.as_mut() {
-        log.get_mut().flush();
-    }
-    Ok((reason, bad_events))
-}
-
-/// Waits until the eBPF log has records (for ever without one), and
-/// clears the readiness: the loop flushes the log after every wake.
-async fn log_readable(log: Option<&AsyncFd<BpfLog>>) {
-    match log {
-        Some(l) => {
-            if let Ok(mut guard) = l.readable().await {
-                guard.clear_ready();
-            }
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Sleeps until `at`, or for ever.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The live view: the whole report on a terminal, a line per process
-/// otherwise.
-fn render_live(
-    sessions: &mut [Session],
-    tracer: &Tracer,
-    console: &mut Console,
-    top: usize,
-    start: Instant,
-) {
-    let el = start.elapsed().as_secs_f64();
-    if console.is_tty() {
-        let reports: Vec<Report> = sessions
-            .iter_mut()
-            .map(|s| build_report(s, tracer, el))
-            .collect();
-        console.emit(|w| {
-            write!(w, "\x1b[2J\x1b[H")?;
-            for r in &reports {
-                report::render(r, w, top)?;
-            }
-            Ok(())
-        });
-    } else {
-        console.emit(|w| {
-            for s in sessions.iter() {
-                writeln!(w, "{}", live_line(s, el))?;
-            }
-            Ok(())
-        });
     }
 }

@@ -8,6 +8,8 @@ use super::*;
 
 /// Per-process state.
 pub(super) struct Session {
+    /// Unique in this run (a pid may be reused by a later process).
+    pub(super) id: u64,
     pub(super) target: Target,
     /// The binary, shared with the keys jobs.
     pub(super) info: Arc<BinaryInfo>,
@@ -170,7 +172,9 @@ pub(super) fn attach_session(
         ProbeClass::Governed,
     )?;
     budget.install(ProbeClass::Governed, links, true);
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut s = Session {
+        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         mem,
         target,
         info,

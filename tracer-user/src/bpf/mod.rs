@@ -68,6 +68,12 @@ pub struct Tracer {
     /// The programs' log, until the caller takes it.
     bpf_log: Option<BpfLog>,
     next_id: u32,
+    /// Ids of probes released ([`Tracer::release`]), given out again
+    /// before new ones: a node-wide trace sees processes come and go.
+    free_ids: Vec<u32>,
+    /// `next_id`, shared with the [`HitsReader`]s (the governor's thread
+    /// reads the counts of probes registered after it started).
+    hits_n: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// How [`Tracer::load_with`] loads the programs.
@@ -302,6 +308,8 @@ impl Tracer {
             events: Some(events),
             bpf_log,
             next_id: 0,
+            free_ids: Vec::new(),
+            hits_n: std::sync::Arc::default(),
         })
     }
 
@@ -325,6 +333,38 @@ impl Tracer {
         Ok(())
     }
 
+    /// Removes the configuration of process `tgid` (it was let go of): the
+    /// map holds [`tracer_common::MAX_PROCS`] processes.
+    pub fn unconfigure(&mut self, tgid: u32) {
+        if let Some(map) = self.ebpf.map_mut(MAP_PROC_CONFIG)
+            && let Ok(mut m) = HashMap::<_, u32, ProcConfig>::try_from(map)
+        {
+            let _ = m.remove(&tgid);
+        }
+    }
+
+    /// Gives the ids of probes whose links are closed back, for
+    /// [`Tracer::register`] to hand out again, with their hit counts set to
+    /// zero (a budget starts counting a new probe from zero).
+    pub fn release(&mut self, ids: impl IntoIterator<Item = u32>) {
+        let ncpu = aya::util::nr_cpus().map_or(1, |n| n.max(1));
+        let mut hits = self
+            .ebpf
+            .map_mut(MAP_PROBE_HITS)
+            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok());
+        for id in ids {
+            if let Some(h) = hits.as_mut() {
+                let zero = aya::maps::PerCpuValues::try_from(vec![0u64; ncpu]);
+                if let Ok(z) = zero {
+                    let _ = h.set(id, z, 0);
+                }
+            }
+            if !self.free_ids.contains(&id) {
+                self.free_ids.push(id);
+            }
+        }
+    }
+
     /// Attaches `req` to the executable at `exe` (normally `/proc/PID/exe`)
     /// for process `pid` only. Returns the probe's global id.
     pub fn attach(
@@ -341,7 +381,10 @@ impl Tracer {
     /// Gives `req` an id and writes its spec, without attaching it (see
     /// [`Tracer::reattach`]).
     pub fn register(&mut self, req: &ProbeRequest) -> Result<AttachedProbe> {
-        let id = self.next_id;
+        let (id, fresh) = match self.free_ids.pop() {
+            Some(id) => (id, false),
+            None => (self.next_id, true),
+        };
         if id >= MAX_PROBES {
             bail!("more than {MAX_PROBES} probes: trace fewer processes at once");
         }
@@ -353,7 +396,11 @@ impl Tracer {
             )?;
             specs.set(id, req.spec, 0)?;
         }
-        self.next_id += 1;
+        if fresh {
+            self.next_id += 1;
+            self.hits_n
+                .store(self.next_id, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(AttachedProbe {
             id,
             program: req.program,
@@ -553,7 +600,7 @@ impl Tracer {
             .context("duplicating the hit counts' descriptor")?;
         Ok(HitsReader {
             fd: dup,
-            n: self.next_id,
+            n: self.hits_n.clone(),
         })
     }
 
@@ -568,14 +615,16 @@ impl Tracer {
 #[derive(Debug)]
 pub struct HitsReader {
     fd: std::os::fd::OwnedFd,
-    n: u32,
+    /// Probes registered so far (the tracer's high-water id).
+    n: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl HitsReader {
     /// Hits per probe id, summed over CPUs (empty if the read failed).
     #[must_use]
     pub fn read(&self) -> Vec<u64> {
-        multi::sum_per_cpu_batch_fd(self.fd.as_raw_fd(), self.n).unwrap_or_default()
+        let n = self.n.load(std::sync::atomic::Ordering::Relaxed);
+        multi::sum_per_cpu_batch_fd(self.fd.as_raw_fd(), n).unwrap_or_default()
     }
 }
 
