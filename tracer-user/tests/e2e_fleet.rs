@@ -363,6 +363,16 @@ fn all_mode_with_prometheus_and_pprof() {
         "a map of the bounded process is growing: {bounded_growing:#?}"
     );
     drop(prom);
+    // What a scrape cost the tracer (printed for the README's figures).
+    if let Ok((_, _, body)) = get(port, "/metrics") {
+        for l in String::from_utf8_lossy(&body).lines().filter(|l| {
+            l.starts_with("mapleak_snapshot_build_seconds ")
+                || l.starts_with("mapleak_tracer_")
+                || l.starts_with("mapleak_scan")
+        }) {
+            eprintln!("{l}");
+        }
+    }
 
     // The profile over HTTP names the function that made the leaking map.
     let url = format!("http://127.0.0.1:{port}/debug/pprof/mapleak");
@@ -375,6 +385,36 @@ fn all_mode_with_prometheus_and_pprof() {
         dir.path(),
     );
     assert!(keys.contains("Type: retained_keys"), "{keys}");
+    // pprof's web UI on the fetched profile: the flame graph names it too.
+    let ui_port = free_port();
+    let mut ui = Guard(Some(
+        Command::new("go")
+            .args(["tool", "pprof", "-no_browser"])
+            .arg(format!("-http=127.0.0.1:{ui_port}"))
+            .arg(&url)
+            .env("GOTOOLCHAIN", "local")
+            .env("PPROF_TMPDIR", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("running `go tool pprof -http`"),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let flame = loop {
+        match get(ui_port, "/ui/flamegraph") {
+            Ok((200, _, body)) => break String::from_utf8_lossy(&body).into_owned(),
+            r => {
+                assert!(
+                    child(&mut ui).try_wait().unwrap().is_none(),
+                    "go tool pprof -http exited"
+                );
+                assert!(Instant::now() < deadline, "pprof -http: {r:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(flame.contains("main.newSessionStore"), "{flame:.2000}");
+    drop(ui);
 
     // SIGTERM: the final report of the processes still traced, exit 0.
     // SAFETY: kill takes a pid and a signal; the pid is our child's.

@@ -9,8 +9,12 @@
 //! was not seen), with the map type as a leaf pseudo-frame; the last by insert site (a map's never-released keys are
 //! shared among its insert sites in proportion to the inserts each made,
 //! or put on its growth site when no write window saw an insert). Each
-//! sample carries the process as a `pid` label. The default column is
-//! `inuse_space`, as in Go's heap profile.
+//! sample carries the process as a `pid` label (numeric) and its
+//! executable as an `exe` label, and a map held by a global its name as a
+//! `holder` label (`-tagroot=holder`); string labels are bounded (a
+//! program has few globals), never keys or addresses. The default column
+//! is `inuse_space`, as in Go's heap profile; the period type is
+//! `gc_cycles/count` with period 1 (values are not sampled).
 use std::collections::HashMap;
 
 use super::{MapReport, Report};
@@ -37,7 +41,10 @@ pub fn profile(reports: &[Report], time_nanos: i64, duration_nanos: i64) -> Vec<
     // String 0 is "" by the format's rule.
     b.string("");
     for r in reports {
-        let pid = i64::from(r.target.pid);
+        let pid = Proc {
+            pid: i64::from(r.target.pid),
+            exe: &r.target.exe,
+        };
         for m in &r.maps {
             let mut values = [0i64; COLUMNS.len()];
             values[MAPS] = 1;
@@ -52,8 +59,8 @@ pub fn profile(reports: &[Report], time_nanos: i64, duration_nanos: i64) -> Vec<
                 &m.created_at
             };
             let stack = b.stack(&m.type_name, site, None);
-            b.sample(stack, values, pid);
-            retained(&mut b, m, pid);
+            b.sample(stack, values, &pid, m.owner.as_deref());
+            retained(&mut b, m, &pid);
         }
         for g in &r.map_groups {
             let mut values = [0i64; COLUMNS.len()];
@@ -61,10 +68,16 @@ pub fn profile(reports: &[Report], time_nanos: i64, duration_nanos: i64) -> Vec<
             values[SPACE] = clamp(g.bytes);
             values[ENTRIES] = clamp(g.entries);
             let stack = b.stack(&g.type_name, &[], g.site.as_deref());
-            b.sample(stack, values, pid);
+            b.sample(stack, values, &pid, None);
         }
     }
     b.finish(time_nanos, duration_nanos)
+}
+
+/// The process a sample belongs to.
+struct Proc<'a> {
+    pid: i64,
+    exe: &'a str,
 }
 
 fn clamp(v: u64) -> i64 {
@@ -72,7 +85,7 @@ fn clamp(v: u64) -> i64 {
 }
 
 /// The map's never-released keys, by insert site.
-fn retained(b: &mut Builder, m: &MapReport, pid: i64) {
+fn retained(b: &mut Builder, m: &MapReport, pid: &Proc<'_>) {
     let keys = m
         .retained_keys
         .as_ref()
@@ -104,7 +117,7 @@ fn retained(b: &mut Builder, m: &MapReport, pid: i64) {
         let stack = b.stack(&m.type_name, std::slice::from_ref(frame), None);
         let mut values = [0i64; COLUMNS.len()];
         values[RETAINED] = clamp(n);
-        b.sample(stack, values, pid);
+        b.sample(stack, values, pid, m.owner.as_deref());
     }
 }
 
@@ -173,15 +186,29 @@ impl Builder {
         ids
     }
 
-    fn sample(&mut self, stack: Vec<u64>, values: [i64; COLUMNS.len()], pid: i64) {
+    fn sample(
+        &mut self,
+        stack: Vec<u64>,
+        values: [i64; COLUMNS.len()],
+        p: &Proc<'_>,
+        holder: Option<&str>,
+    ) {
         let mut s = Vec::new();
         packed(&mut s, 1, stack.iter().copied());
         packed(&mut s, 2, values.iter().map(|&v| v as u64));
         let mut label = Vec::new();
         let key = self.string("pid");
         field_varint(&mut label, 1, key as u64);
-        field_varint(&mut label, 3, pid as u64);
+        field_varint(&mut label, 3, p.pid as u64);
         field_bytes(&mut s, 3, &label);
+        for (k, v) in [("exe", Some(p.exe)), ("holder", holder)] {
+            let Some(v) = v else { continue };
+            let mut label = Vec::new();
+            let (k, v) = (self.string(k), self.string(v));
+            field_varint(&mut label, 1, k as u64);
+            field_varint(&mut label, 2, v as u64);
+            field_bytes(&mut s, 3, &label);
+        }
         self.sample_msgs.push(s);
     }
 
@@ -192,6 +219,11 @@ impl Builder {
             .collect();
         let comment = self.string("mapleak-trace: Go maps by creation stack (map type as leaf); retained_keys by insert site");
         let default = types[SPACE].0;
+        // period_type gc_cycles/count, period 1: nothing is sampled.
+        let (pt, pu) = (self.string("gc_cycles"), self.string("count"));
+        let mut period_type = Vec::new();
+        field_varint(&mut period_type, 1, pt as u64);
+        field_varint(&mut period_type, 2, pu as u64);
         let mut p = Vec::new();
         for (t, u) in &types {
             let mut v = Vec::new();
@@ -221,6 +253,8 @@ impl Builder {
         }
         field_varint(&mut p, 9, time_nanos as u64);
         field_varint(&mut p, 10, duration_nanos as u64);
+        field_bytes(&mut p, 11, &period_type);
+        field_varint(&mut p, 12, 1);
         field_varint(&mut p, 13, comment as u64);
         field_varint(&mut p, 14, default as u64);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
