@@ -317,12 +317,13 @@ async fn next_scrape(rx: Option<&mut mpsc::Receiver<serve::Scrape>>) -> Option<s
 
 /// Answers a scrape with a snapshot of every traced process: their reports
 /// as the live view builds them (from the model; no read of the targets'
-/// memory), the tracer's own cost. One is built at most every
-/// [`serve::SNAPSHOT_REUSE`]; scrapes in between get the last one.
+/// memory), the tracer's own cost. A snapshot is reused by the scrapes
+/// that come within [`serve::reuse_for`] its build time, so that building
+/// them takes at most 1% of one CPU however often the endpoint is scraped.
 fn answer(ctx: &mut Loop<'_>, req: serve::Scrape) {
     let now = Instant::now();
     if let Some((at, snap)) = &ctx.last_snapshot
-        && now.duration_since(*at) < serve::SNAPSHOT_REUSE
+        && now.duration_since(*at) < serve::reuse_for(snap.build_s)
     {
         let _ = req.reply.send(snap.clone());
         return;

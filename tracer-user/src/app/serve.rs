@@ -8,8 +8,8 @@
 //! loop), and the loop builds it from the sessions between its other work:
 //! each process's report as the live view builds it, from the model and
 //! the probe counters (no read of any target's memory, no key read). A
-//! snapshot is built at most once per [`SNAPSHOT_REUSE`]; scrapes in
-//! between get the same one. Encoding runs in the request's task. At most
+//! snapshot is reused for [`reuse_for`] its build time (at least
+//! [`SNAPSHOT_REUSE`]): building them takes at most 1% of one CPU. Encoding runs in the request's task. At most
 //! [`MAX_CONNECTIONS`] connections are served at once (others are closed
 //! at once), each for at most [`CONNECTION_LIMIT`].
 use std::{
@@ -32,6 +32,23 @@ use crate::{
 
 /// A snapshot this recent is served again instead of building another.
 pub const SNAPSHOT_REUSE: Duration = Duration::from_millis(500);
+
+/// Share of one CPU that building snapshots may take, at most.
+pub const SNAPSHOT_CPU_SHARE: f64 = 0.01;
+
+/// How long a snapshot that took `build_s` seconds to build is served
+/// again: [`SNAPSHOT_REUSE`], or longer for a costly one, so that building
+/// snapshots takes at most [`SNAPSHOT_CPU_SHARE`] of one CPU (100,000
+/// tracked maps took 70-110 ms here: one build per 7-11 s).
+#[must_use]
+pub fn reuse_for(build_s: f64) -> Duration {
+    let by_cost = build_s / SNAPSHOT_CPU_SHARE;
+    if by_cost.is_finite() && by_cost > SNAPSHOT_REUSE.as_secs_f64() {
+        Duration::from_secs_f64(by_cost.min(300.0))
+    } else {
+        SNAPSHOT_REUSE
+    }
+}
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -232,4 +249,19 @@ pub fn current_rss() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cheap snapshots are reused for 500 ms, costly ones long enough to
+    /// keep their building at 1% of one CPU, never beyond 5 minutes.
+    #[test]
+    fn snapshot_reuse_bounds_the_cost() {
+        assert_eq!(reuse_for(0.001), SNAPSHOT_REUSE);
+        assert_eq!(reuse_for(0.1), Duration::from_secs(10));
+        assert_eq!(reuse_for(100.0), Duration::from_secs(300));
+        assert_eq!(reuse_for(f64::NAN), SNAPSHOT_REUSE);
+    }
 }

@@ -466,7 +466,7 @@ impl Families {
         g(
             r,
             "snapshot_build_seconds",
-            "Seconds the tracer's loop spent building the snapshot behind this scrape (built at most once a second; scrapes in between reuse it)",
+            "Seconds the tracer's loop spent building the snapshot behind this scrape (scrapes within max(0.5 s, 100 times this) of it reuse it: building snapshots takes at most 1% of one CPU)",
             &self.snapshot_build,
         );
         c(
