@@ -38,8 +38,9 @@ use anyhow::{Context as _, Result, bail};
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 
 /// The e2e test files run in the VM: every one of the host's but
-/// `e2e_pprof` (it runs `go tool pprof`, and the VM has no Go toolchain)
-/// and `e2e_distro` (Debian's amd64 `prometheus` and `etcd` binaries).
+/// `e2e_pprof` (it runs `go tool pprof`, and the VM has no Go toolchain),
+/// `e2e_distro` (Debian's amd64 `prometheus` and `etcd` binaries) and
+/// `e2e_fleet` (both).
 const VM_TESTS: &[&str] = &[
     "e2e",
     "e2e_lifecycle",
