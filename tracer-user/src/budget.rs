@@ -165,6 +165,10 @@ pub struct Budget {
     last_check: Instant,
     /// The tracer's own CPU debited (seconds).
     pub tracer_cpu_debited: f64,
+    /// Tracer CPU seconds spent reading this process's memory (its samples'
+    /// worker threads, [`WorkerClocks`]) since the governor's last check:
+    /// debited to it alone.
+    pub own_cpu: f64,
     /// When the governed probes were last paused (`CLOCK_MONOTONIC` ns).
     pub paused_ns: u64,
     /// No more checks: the process is gone or the trace is over.
@@ -200,6 +204,7 @@ impl Budget {
             fast_until: now + FAST_AFTER_ATTACH,
             last_check: now,
             tracer_cpu_debited: 0.0,
+            own_cpu: 0.0,
             paused_ns: 0,
             ended: false,
             mem,
@@ -505,6 +510,76 @@ fn self_cpu_s() -> f64 {
 /// runs (a node-wide trace attaches and lets go of processes).
 pub type Budgets = Arc<Mutex<Vec<Arc<Mutex<Budget>>>>>;
 
+/// CPU clock of the calling thread (`pthread_getcpuclockid`).
+fn own_thread_clock() -> Option<libc::clockid_t> {
+    let mut cid: libc::clockid_t = 0;
+    // SAFETY: pthread_self is the calling thread; cid is a valid out pointer.
+    (unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &raw mut cid) } == 0).then_some(cid)
+}
+
+/// Seconds on CPU clock `cid`.
+fn clock_s(cid: libc::clockid_t) -> f64 {
+    // SAFETY: clock_gettime fills the timespec we pass.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer; `cid` is the clock of a live thread (see
+    // `WorkerClocks`).
+    if unsafe { libc::clock_gettime(cid, &raw mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// The CPU clocks of the worker threads while they read a process's
+/// memory, with that process's budget: the governor's thread debits each
+/// one's CPU to its process as it is spent ([`Budget::own_cpu`]). A thread
+/// is listed only inside [`WorkerClocks::run`] (so its clock is valid
+/// whenever the list is read, under its lock).
+#[derive(Debug, Default)]
+pub struct WorkerClocks(Mutex<Vec<WorkerClock>>);
+
+/// A worker thread's CPU clock, its reading at the last debit, and the
+/// budget it is debited to.
+type WorkerClock = (libc::clockid_t, f64, Arc<Mutex<Budget>>);
+
+impl WorkerClocks {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<WorkerClock>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on this thread with its CPU debited to `budget`.
+    pub fn run<T>(&self, budget: Arc<Mutex<Budget>>, f: impl FnOnce() -> T) -> T {
+        let Some(cid) = own_thread_clock() else {
+            return f();
+        };
+        self.list().push((cid, clock_s(cid), budget));
+        let out = f();
+        let mut l = self.list();
+        if let Some(i) = l.iter().position(|e| e.0 == cid) {
+            let (_, last, b) = l.swap_remove(i);
+            let spent = (clock_s(cid) - last).max(0.0);
+            drop(l);
+            lock_budget(&b).own_cpu += spent;
+        }
+        out
+    }
+
+    /// Debits the CPU the listed threads spent since the last call to
+    /// their budgets.
+    fn collect(&self) {
+        for (cid, last, b) in self.list().iter_mut() {
+            let now = clock_s(*cid);
+            lock_budget(b).own_cpu += (now - *last).max(0.0);
+            *last = now;
+        }
+    }
+}
+
+fn lock_budget(b: &Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The governor's thread and its stop switch.
 #[derive(Debug)]
 pub struct GovernorThread {
@@ -515,11 +590,18 @@ pub struct GovernorThread {
 
 impl GovernorThread {
     /// Starts checking `budgets` with hit counts from `hits`. The tracer's
-    /// own CPU is shared out equally among the budgets still live: it
-    /// serves them all (one loop, one governor, the scrapes), and a share
-    /// per process keeps each one's debit within its budget however many
-    /// processes are traced.
-    pub fn spawn(budgets: Vec<Arc<Mutex<Budget>>>, hits: HitsReader) -> std::io::Result<Self> {
+    /// own CPU is split: what its workers spent reading a process's memory
+    /// (read from their thread CPU clocks at every check, [`WorkerClocks`])
+    /// is debited to that process, and the rest (the loop, this thread,
+    /// scans, scrapes: work for every process at once) in equal shares
+    /// among the budgets still live. The two figures are read a moment
+    /// apart; the difference is carried, so that over time the debits add
+    /// up to the tracer's CPU, no more.
+    pub fn spawn(
+        budgets: Vec<Arc<Mutex<Budget>>>,
+        hits: HitsReader,
+        workers: Arc<WorkerClocks>,
+    ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let shared: Budgets = Arc::new(Mutex::new(budgets));
@@ -528,13 +610,14 @@ impl GovernorThread {
             .name("governor".into())
             .spawn(move || {
                 let mut cpu0 = self_cpu_s();
+                // Shared CPU already debited ahead of the workers' own.
+                let mut carry = 0.0f64;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
                     let counts = hits.read();
+                    workers.collect();
                     let cpu = self_cpu_s();
-                    // In the reference machine's time, as the probes'
-                    // cost per hit is (`crate::speed`).
-                    let tracer_cpu = (cpu - cpu0).max(0.0) / crate::speed::slowdown();
+                    let delta = (cpu - cpu0).max(0.0);
                     cpu0 = cpu;
                     // A copy of the list: the loop may add or remove one
                     // while a check runs.
@@ -542,19 +625,32 @@ impl GovernorThread {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .clone();
-                    let live = budgets
-                        .iter()
-                        .filter(|b| b.lock().is_ok_and(|b| !b.ended))
-                        .count()
-                        .max(1);
+                    let (mut live, mut own) = (0usize, 0.0f64);
+                    for b in &budgets {
+                        if let Ok(b) = b.lock()
+                            && !b.ended
+                        {
+                            live += 1;
+                            own += b.own_cpu;
+                        }
+                    }
+                    let mut shared = delta + carry - own;
+                    carry = shared.min(0.0);
+                    shared = shared.max(0.0) / live.max(1) as f64;
+                    // In the reference machine's time, as the probes'
+                    // cost per hit is (`crate::speed`).
+                    let scale = crate::speed::slowdown();
                     let mut next = crate::governor::PERIOD;
                     for b in &budgets {
                         let Ok(mut b) = b.lock() else { continue };
                         if b.ended {
                             continue;
                         }
+                        // Taken even when the counts could not be read
+                        // (as the shared part, it is then not debited).
+                        let mine = std::mem::take(&mut b.own_cpu);
                         if !counts.is_empty() {
-                            b.check(&counts, tracer_cpu / live as f64, now);
+                            b.check(&counts, (mine + shared) / scale, now);
                         }
                         next = next.min(b.period(Instant::now()));
                     }

@@ -87,8 +87,10 @@ fn readable(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
 /// session let go of while its sample runs gets no result).
 type Workers = JoinSet<(u64, Done)>;
 
-fn spawn_job(workers: &mut Workers, id: u64, job: Job) {
-    workers.spawn_blocking(move || (id, job.run()));
+/// Runs `s`'s `job` on a worker thread, its CPU debited to `s`'s budget.
+fn spawn_job(workers: &mut Workers, clocks: &Arc<budget::WorkerClocks>, s: &Session, job: Job) {
+    let (id, b, clocks) = (s.id, s.budget.clone(), clocks.clone());
+    workers.spawn_blocking(move || (id, clocks.run(b, || job.run())));
 }
 
 /// Applies a worker's result, and starts the sample's next job.
@@ -96,13 +98,14 @@ fn job_done(
     workers: &mut Workers,
     sessions: &mut [Session],
     tracer: &Tracer,
+    clocks: &Arc<budget::WorkerClocks>,
     joined: std::result::Result<(u64, Done), tokio::task::JoinError>,
 ) -> Result<()> {
     let (id, done) = joined.map_err(|e| anyhow::anyhow!("a sampling worker failed: {e}"))?;
     if let Some(s) = sessions.iter_mut().find(|s| s.id == id)
         && let Some(next) = on_done(s, tracer, done)
     {
-        spawn_job(workers, id, next);
+        spawn_job(workers, clocks, s, next);
     }
     Ok(())
 }
@@ -119,9 +122,11 @@ pub(super) async fn trace_loop(
     start: Instant,
     endpoint: Option<serve::Endpoint>,
 ) -> Result<(&'static str, u64)> {
+    let clocks = Arc::new(budget::WorkerClocks::default());
     let mut governor = GovernorThread::spawn(
         sessions.iter().map(|s| s.budget.clone()).collect(),
         tracer.hits_reader()?,
+        clocks.clone(),
     )
     .context("starting the governor's thread")?;
     let mut workers = Workers::new();
@@ -136,6 +141,7 @@ pub(super) async fn trace_loop(
         fleet: opts.all.clone().map(fleet::Fleet::new),
         detaching: budget::Detaching::default(),
         last_snapshot: None,
+        clocks: clocks.clone(),
     };
     let looped = event_loop(&mut ctx, &mut workers, scrapes).await;
     let mut detaching = std::mem::take(&mut ctx.detaching);
@@ -154,7 +160,7 @@ pub(super) async fn trace_loop(
     let finish_limit = crate::speed::scaled(FINISH_JOBS);
     let finish = tokio::time::timeout(finish_limit, async {
         while let Some(joined) = workers.join_next().await {
-            if let Err(e) = job_done(&mut workers, sessions, tracer, joined) {
+            if let Err(e) = job_done(&mut workers, sessions, tracer, &clocks, joined) {
                 eprintln!("mapleak-trace: {e:#}");
             }
         }
@@ -183,6 +189,8 @@ pub(super) struct Loop<'a> {
     fleet: Option<fleet::Fleet>,
     /// Closes of the links of processes let go of.
     detaching: budget::Detaching,
+    /// The worker threads' CPU clocks, read by the governor's thread.
+    clocks: Arc<budget::WorkerClocks>,
     /// The last snapshot served, reused by scrapes that come sooner than
     /// [`serve::SNAPSHOT_REUSE`] after it.
     last_snapshot: Option<(Instant, Arc<serve::Snapshot>)>,
@@ -219,7 +227,7 @@ async fn event_loop(
             _ = wakers.sigterm.recv() => break "interrupted",
             _ = wakers.sighup.recv() => break "interrupted",
             () = sleep_until(end_at) => break "duration reached",
-            Some(joined) = workers.join_next() => job_done(workers, ctx.sessions, ctx.tracer, joined)?,
+            Some(joined) = workers.join_next() => job_done(workers, ctx.sessions, ctx.tracer, &ctx.clocks, joined)?,
             ready = wakers.events.readable() => {
                 // Cleared before the drain below: an event written after it
                 // wakes the loop again.
@@ -257,7 +265,7 @@ async fn event_loop(
                 note_pauses(s);
                 serve_attaches(s, ctx.tracer);
                 if let Some(job) = sample_due(s) {
-                    spawn_job(workers, s.id, job);
+                    spawn_job(workers, &ctx.clocks, s, job);
                 }
             }
         }
