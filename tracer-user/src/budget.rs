@@ -67,8 +67,10 @@ impl Detaching {
         }
     }
 
-    /// Adds closes in progress.
+    /// Adds closes in progress (and forgets those finished: a node-wide
+    /// trace lets go of processes for as long as it runs).
     pub fn push(&mut self, h: Option<JoinHandle<()>>) {
+        self.0.retain(|h| !h.is_finished());
         self.0.extend(h.map(Arc::new));
     }
 }

@@ -374,6 +374,7 @@ fn answer(ctx: &mut Loop<'_>, req: serve::Scrape) {
 fn let_go_of_exited(ctx: &mut Loop<'_>) {
     let el = ctx.start.elapsed().as_secs_f64();
     let mut k = 0;
+    let mut let_go = false;
     while k < ctx.sessions.len() {
         if ctx.sessions[k].ended.is_none() {
             k += 1;
@@ -388,8 +389,9 @@ fn let_go_of_exited(ctx: &mut Loop<'_>) {
         ctx.tracer.unconfigure(s.target.pid);
         ctx.tracer.release(s.probes.iter().map(|p| p.probe.id));
         ctx.last_snapshot = None;
+        let_go = true;
     }
-    if let Some(f) = ctx.fleet.as_mut() {
+    if let_go && let Some(f) = ctx.fleet.as_mut() {
         f.trim();
     }
 }
