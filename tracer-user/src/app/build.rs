@@ -24,6 +24,9 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     // selects: no list of every map.
     let mut sel = summary::Selection::new(s.all_maps);
     for m in s.model.maps.values() {
+        if m.is_sync_generation() {
+            continue;
+        }
         if let Some(last) = m.last() {
             sel.add(summary::Candidate {
                 addr: m.addr,
@@ -239,7 +242,7 @@ fn group_others(
     let mut counts: HashMap<Key, summary::MapGroup> = HashMap::new();
     let mut summarized = 0u64;
     for m in s.model.maps.values() {
-        if detail.contains(&m.addr) {
+        if detail.contains(&m.addr) || m.is_sync_generation() {
             continue;
         }
         let Some(last) = m.last() else {

@@ -145,7 +145,7 @@ fn live_line(s: &Session, elapsed: f64) -> String {
         .model
         .maps
         .values()
-        .filter(|m| m.verdict() == Verdict::Growing)
+        .filter(|m| m.verdict() == Verdict::Growing && !m.is_sync_generation())
         .collect();
     growing.sort_by_key(|m| std::cmp::Reverse(m.last().map_or(0, |x| x.len)));
     let mut line = format!(

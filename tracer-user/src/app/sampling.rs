@@ -134,6 +134,9 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         }
     }
     add_sync_stats(s, &r.sync_stats, &sync_addrs);
+    for g in r.sync_generations {
+        s.model.fold_sync_generation(g);
+    }
     // The next sample starts with the maps this one did not reach.
     let n = s.model.maps.len();
     s.model.sample_cursor = (r.start + done) % n.max(1);
@@ -322,7 +325,9 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
         .maps
         .values()
         .filter(|m| {
-            m.owner().is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+            m.owner().is_none()
+                && !m.is_sync_generation()
+                && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
         })
         .filter(|m| {
             force

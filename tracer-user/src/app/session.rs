@@ -53,7 +53,7 @@ pub(super) struct Session {
     pub(super) all_maps: bool,
     /// The binary's HashTrieMap layout (`None`: its sync.Map, if any, is
     /// not one; [`crate::syncmap`]).
-    pub(super) sync_layout: Option<crate::syncmap::TrieLayout>,
+    pub(super) sync_layout: Option<crate::syncmap::SyncLayout>,
     /// What walking the sync.Maps cost, over all samples.
     pub(super) sync_walks: report::SyncMapWalks,
     /// Maps by type and site, summed at each sampled GC cycle.
@@ -270,13 +270,15 @@ pub(super) fn discover_globals(s: &mut Session) {
     }
     // sync.Maps initialised before attach (their initSlow is past); those
     // first used later are found by the probe as well.
+    // A classic one is found by DWARF, or at its next dirtyLocked.
     if let Some(l) = s.sync_layout {
         let deadline = Instant::now() + crate::speed::scaled(SYNC_SCAN_DEADLINE);
+        let scanned = l.trie().map_or_else(Vec::new, |l| {
+            crate::syncmap::scan::scan_globals(&s.info, &s.mem, s.bias, &l, deadline)
+        });
         let found = crate::syncmap::globals(&s.info, &s.mem, s.bias)
             .into_iter()
-            .chain(crate::syncmap::scan::scan_globals(
-                &s.info, &s.mem, s.bias, &l, deadline,
-            ));
+            .chain(scanned);
         for g in found {
             s.model.on_sync_map(g.addr, 0, Some(g.name));
         }
@@ -394,8 +396,8 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             }
         }
         Event::Fin(f) if f.fin_kind == tracer_common::FinKind::SyncMapInit as u8 => {
-            // A new sync.Map (its first use): tracked once, however many
-            // goroutines raced into initSlow.
+            // A new sync.Map (its first use; classic: a new generation):
+            // tracked once, however many goroutines raced into initSlow.
             let addr = f.args[0];
             if s.sync_layout.is_some() && crate::syncmap::walk::plausible_ptr(addr) {
                 let owner = crate::syncmap::owner_of(&s.info, s.bias, addr);

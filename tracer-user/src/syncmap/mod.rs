@@ -23,12 +23,14 @@
 //! sample(&mem, &layout, addr, budget)     ->  HeaderRead (len = entries)
 //! ```
 
+pub mod classic;
 pub mod layout;
 pub mod scan;
 pub mod walk;
 
 use std::time::Instant;
 
+pub use classic::ClassicLayout;
 pub use layout::TrieLayout;
 pub use walk::{Header, NodeReader, Walk};
 
@@ -89,12 +91,35 @@ pub fn detect(info: &BinaryInfo) -> SyncMapImpl {
     }
 }
 
-/// The HashTrieMap layout of `info`'s binary, when it has one.
+/// How a binary's `sync.Map`s are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncLayout {
+    /// Walked as tries.
+    Trie(TrieLayout),
+    /// Read through their read and dirty maps ([`classic`]).
+    Classic(ClassicLayout),
+}
+
+impl SyncLayout {
+    /// The HashTrieMap layout, if that is the kind.
+    #[must_use]
+    pub const fn trie(&self) -> Option<TrieLayout> {
+        match self {
+            Self::Trie(l) => Some(*l),
+            Self::Classic(_) => None,
+        }
+    }
+}
+
+/// The `sync.Map` layout of `info`'s binary, when it links one in.
 #[must_use]
-pub fn layout_of(info: &BinaryInfo) -> Option<TrieLayout> {
-    (detect(info) == SyncMapImpl::HashTrie)
-        .then(|| TrieLayout::for_minor(info.go_version.minor))
-        .flatten()
+pub fn layout_of(info: &BinaryInfo) -> Option<SyncLayout> {
+    let minor = info.go_version.minor;
+    match detect(info) {
+        SyncMapImpl::HashTrie => TrieLayout::for_minor(minor).map(SyncLayout::Trie),
+        SyncMapImpl::Classic => ClassicLayout::for_minor(minor).map(SyncLayout::Classic),
+        SyncMapImpl::Unused => None,
+    }
 }
 
 /// A sync.Map held by a global: the variable's name, and where the
