@@ -34,6 +34,19 @@ fn printed(stderr: &str) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// `(cycle, finkeys)` from the target's "cycle N ..." lines.
+fn printed_finkeys(stderr: &str) -> Vec<(u64, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("cycle "))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let at = f.iter().position(|x| *x == "finkeys")?;
+            Some((f[1].parse().ok()?, f.get(at + 1)?.parse().ok()?))
+        })
+        .collect()
+}
+
 fn sync_maps(r: &Value) -> Vec<&Value> {
     r["maps"]
         .as_array()
@@ -149,6 +162,38 @@ fn check(go: &str, variant: &str) {
         bounded_len(last),
         "main.bounded: {last} entries, bound {bound}:\n{bounded:#}"
     );
+
+    if !classic {
+        // The trie walks read the entries' dynamic types.
+        assert_eq!(cache["key_type"], "string", "{cache:#}");
+        assert_eq!(cache["elem_type"], "*main.entry", "{cache:#}");
+        assert_eq!(
+            cache["entry_types"][0]["entries"], cache["len_last"],
+            "{cache:#}"
+        );
+        // Objects with finalizers that are keys of a sync.Map: all of
+        // main.finkeys' keys (those deleted ran), as of the walk's cycle.
+        let held = r["finalizers"]["held_as_map_keys"].as_array().unwrap();
+        let h = held
+            .iter()
+            .find(|h| h["map_type"] == "sync.Map")
+            .unwrap_or_else(|| panic!("no sync.Map in held_as_map_keys: {:#}", r["finalizers"]));
+        assert_eq!(h["type"], "main.resource", "{h:#}");
+        if !stripped {
+            assert_eq!(h["owner"], "main.finkeys", "{h:#}");
+        }
+        let cycle = h["as_of_cycle"].as_u64().unwrap();
+        let count = h["count"].as_u64().unwrap();
+        let want: Vec<u64> = printed_finkeys(&run.target_stderr)
+            .into_iter()
+            .filter(|(c, _)| (cycle..=cycle + 1).contains(c))
+            .map(|x| x.1)
+            .collect();
+        assert!(
+            want.contains(&count),
+            "{count} finalizer objects held as keys at cycle {cycle}, the target held {want:?}: {h:#}"
+        );
+    }
 
     // initSlow (classic: dirtyLocked) is probed and was hit for the cache.
     let hits = r["overhead"]["probe_hits"].as_object().unwrap();

@@ -59,6 +59,9 @@ pub(super) struct HeaderJob {
     /// before, and their layout (`None`: the binary has no sync.Map).
     pub(super) syncmaps: Vec<(u64, bool)>,
     pub(super) sync_layout: Option<crate::syncmap::SyncLayout>,
+    /// Keep the keys of the tries' entries (objects with finalizers are
+    /// pending: are some of them keys?).
+    pub(super) keep_sync_keys: bool,
     /// Where `maps` starts among the tracked maps, and how many there are.
     pub(super) start: usize,
     pub(super) total: usize,
@@ -76,6 +79,8 @@ pub(super) struct HeaderResult {
     pub(super) sync_stats: crate::syncmap::SampleStats,
     /// The runtime maps of the classic sync.Maps read: folded into them.
     pub(super) sync_generations: Vec<u64>,
+    /// What the tries' entries held, per sync.Map walked whole or in part.
+    pub(super) sync_entries: Vec<(u64, crate::syncmap::Entries)>,
     /// Some header was read: a failed read means that map is gone, not
     /// the process.
     pub(super) any_read: bool,
@@ -96,6 +101,7 @@ impl HeaderJob {
         let mut sync_stats = crate::syncmap::SampleStats::default();
         let mut sync_reads = Vec::with_capacity(self.syncmaps.len());
         let mut sync_generations = Vec::new();
+        let mut sync_entries = Vec::new();
         if let Some(crate::syncmap::SyncLayout::Classic(l)) = self.sync_layout {
             let addrs: Vec<u64> = self.syncmaps.iter().map(|x| x.0).collect();
             let s = crate::syncmap::classic::sample(
@@ -111,6 +117,7 @@ impl HeaderJob {
         if let Some(crate::syncmap::SyncLayout::Trie(l)) = self.sync_layout {
             let mut budget = crate::syncmap::MAX_NODES_PER_SAMPLE;
             for &(addr, sampled) in &self.syncmaps {
+                let mut entries = crate::syncmap::Entries::default();
                 let read = crate::syncmap::sample(
                     &mut self.mem,
                     &l,
@@ -118,7 +125,11 @@ impl HeaderJob {
                     &mut budget,
                     self.deadline,
                     &mut sync_stats,
+                    (&mut entries, self.keep_sync_keys),
                 );
+                if matches!(read, HeaderRead::Ok(_)) {
+                    sync_entries.push((addr, entries));
+                }
                 sync_reads.push((addr, read));
             }
         }
@@ -144,6 +155,7 @@ impl HeaderJob {
             sync_reads,
             sync_stats,
             sync_generations,
+            sync_entries,
             any_read,
             cut_short,
             stats: reader.stats,

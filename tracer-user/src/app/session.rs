@@ -54,10 +54,25 @@ pub(super) struct Session {
     /// The binary's HashTrieMap layout (`None`: its sync.Map, if any, is
     /// not one; [`crate::syncmap`]).
     pub(super) sync_layout: Option<crate::syncmap::SyncLayout>,
+    /// What the entries of each sync.Map held at its latest walk.
+    pub(super) sync_entries: HashMap<u64, SyncEntries>,
     /// What walking the sync.Maps cost, over all samples.
     pub(super) sync_walks: report::SyncMapWalks,
     /// Maps by type and site, summed at each sampled GC cycle.
     pub(super) families: Families,
+}
+
+/// What a sync.Map's entries held at its latest walk (the entries read: all
+/// of them, or an even sample of a trie too big to read whole).
+#[derive(Debug, Clone, Default)]
+pub(super) struct SyncEntries {
+    pub(super) cycle: u64,
+    /// Entries per (key type, value type), run-time descriptor addresses.
+    pub(super) types: Vec<((u64, u64), u64)>,
+    /// Entries of other pairs.
+    pub(super) other_types: u64,
+    /// Keys that are objects with pending finalizers or cleanups.
+    pub(super) held: crate::finalizers::HeldCount,
 }
 
 /// Binaries inspected so far, by device and inode: processes of one
@@ -197,6 +212,7 @@ pub(super) fn attach_session(
         show_keys,
         all_maps: false,
         sync_layout: None,
+        sync_entries: HashMap::new(),
         sync_walks: report::SyncMapWalks::default(),
         families: Families::default(),
     };

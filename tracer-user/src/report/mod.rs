@@ -143,8 +143,9 @@ pub struct MapReport {
     pub id: u64,
     /// Header address, hex.
     pub addr: String,
-    /// `map` (a runtime map) or `sync.Map` (a Go 1.24+ HashTrieMap,
-    /// whose length is its trie's entries).
+    /// `map` (a runtime map) or `sync.Map` (a Go 1.24+ HashTrieMap, whose
+    /// length is its trie's entries, or a classic one, whose length is its
+    /// read or dirty map's).
     pub kind: &'static str,
     /// Go type, e.g. `map[string]*main.session`, or `unknown`.
     #[serde(rename = "type")]
@@ -187,6 +188,22 @@ pub struct MapReport {
     pub inserted_at: Vec<InsertSite>,
     /// Writes seen in the write windows.
     pub writes_seen: WritesSeen,
+    /// A sync.Map's entries by their dynamic key and value types, as its
+    /// latest walk read them (most first; empty for a runtime map).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entry_types: Vec<EntryTypes>,
+}
+
+/// Entries of a sync.Map whose key and value have these dynamic types.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EntryTypes {
+    /// The key's type (`nil` for a nil interface, `other` for the pairs
+    /// past the first few).
+    pub key: String,
+    /// The value's type.
+    pub value: String,
+    /// Entries read with them.
+    pub entries: u64,
 }
 
 /// An insert site and how many inserts (or updates) it made in the windows.
@@ -560,6 +577,15 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 writeln!(w, "     created at: (a sync.Map: no creation site)")?
             }
             None => writeln!(w, "     created at: (before the tracer attached)")?,
+        }
+        if !m.entry_types.is_empty() {
+            let types: Vec<String> = m
+                .entry_types
+                .iter()
+                .take(3)
+                .map(|e| format!("{} → {} ({})", e.key, e.value, e.entries))
+                .collect();
+            writeln!(w, "     entries:    {}", types.join(", "))?;
         }
         if let Some(f) = m.grown_at.first() {
             writeln!(w, "     grown by:   {}", frame_line(f))?;

@@ -31,6 +31,7 @@ fn render_leads_with_answer() {
         map_groups: Vec::new(),
         families: Vec::new(),
         maps: vec![MapReport {
+            entry_types: Vec::new(),
             kind: "map",
             id: 1,
             addr: "0xc000010000".into(),
