@@ -217,6 +217,9 @@ fn add_sync_stats(s: &mut Session, st: &crate::syncmap::SampleStats, addrs: &[u6
     w.cut_short += st.cut_short;
     w.skipped += st.skipped;
     w.bad_nodes += st.bad_nodes;
+    w.walks += st.walks;
+    w.entries_read += st.entries_read;
+    w.seconds += st.walk_us as f64 / 1e6;
     let (info, bias) = (&s.info, s.bias);
     for a in addrs {
         if let Some(m) = s.model.maps.get_mut(a)

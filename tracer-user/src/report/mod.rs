@@ -289,7 +289,7 @@ pub struct Finalizers {
 }
 
 /// What walking the sync.Map tries cost and left out, over all samples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct SyncMapWalks {
     /// Trie nodes read (one `process_vm_readv` region each, up to 1,024
     /// per call).
@@ -304,6 +304,11 @@ pub struct SyncMapWalks {
     /// Nodes that were not what they should be (changed while read):
     /// left out.
     pub bad_nodes: u64,
+    /// Walks made, entries they read, and the wall time they took (the
+    /// reads and the counting, on the sampling worker).
+    pub walks: u64,
+    pub entries_read: u64,
+    pub seconds: f64,
 }
 
 /// The tracer's cost.

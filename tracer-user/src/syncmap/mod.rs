@@ -252,6 +252,11 @@ pub struct SampleStats {
     pub skipped: u64,
     /// Bad nodes seen (concurrent changes or garbage).
     pub bad_nodes: u64,
+    /// Walks made (each, whole or capped, of one instance), the entries
+    /// they read and their wall time in µs.
+    pub walks: u64,
+    pub entries_read: u64,
+    pub walk_us: u64,
 }
 
 /// Reads the sync.Map at `addr`: its header, then its trie (at most
@@ -292,9 +297,13 @@ pub fn sample(
         Header::Implausible => return HeaderRead::Implausible,
         Header::Ready { root, seed } => (root, seed),
     };
+    let t = Instant::now();
     let w = walk::walk_entries(mem, l, root, *budget, Some(deadline), &mut |node| {
         entries.add(node, l, keep_keys);
     });
+    stats.walks += 1;
+    stats.entries_read += w.entries_read;
+    stats.walk_us += u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
     *budget = budget.saturating_sub(w.nodes_read);
     stats.nodes += w.nodes_read;
     stats.bad_nodes += w.bad;
