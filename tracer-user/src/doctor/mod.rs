@@ -1,6 +1,14 @@
 //! `doctor`: can this kernel and this user trace? Each check says what to do
-//! when it fails. `trace` runs the same checks first.
-use std::{fs, io::Write};
+//! when it fails. `trace` runs the same checks first and refuses to start
+//! when one that blocks tracing fails; a warning (`WARN`) is printed but
+//! does not stop it.
+use std::{fs, io::Write, path::Path};
+
+use crate::color::Palette;
+
+pub mod access;
+
+use access::{CAP_SYS_PTRACE, has};
 
 /// One check.
 #[derive(Debug, Clone)]
@@ -9,27 +17,31 @@ pub struct Check {
     pub name: &'static str,
     /// Passed.
     pub ok: bool,
+    /// A failure stops tracing (else it is a warning: tracing may work, or
+    /// work for some targets only).
+    pub blocking: bool,
     /// What was found.
     pub detail: String,
     /// What to do when it failed.
-    pub fix: &'static str,
+    pub fix: String,
 }
 
-fn cap_eff() -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
-}
+impl Check {
+    fn new(name: &'static str, ok: bool, detail: String, fix: impl Into<String>) -> Self {
+        Self {
+            name,
+            ok,
+            blocking: true,
+            detail,
+            fix: fix.into(),
+        }
+    }
 
-const CAP_SYS_PTRACE: u32 = 19;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
+    fn warning(mut self) -> Self {
+        self.blocking = false;
+        self
+    }
+}
 
 fn kernel_version() -> Option<(u32, u32)> {
     let r = fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
@@ -72,84 +84,138 @@ fn bpf_syscall() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether this process runs in a container: a PID namespace of its own,
+/// or a runtime's marker (`/.dockerenv`, podman's `/run/.containerenv`,
+/// the service variables Kubernetes gives every pod). Only chooses how a
+/// fix is worded.
+fn in_container(host_pid_ns: bool) -> bool {
+    !host_pid_ns
+        || Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
+
+/// The checks of what the process may do to others: capabilities, file
+/// access, Yama, PID namespace.
+fn access_checks(v: &mut Vec<Check>) {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = access::parse_cap_eff(&status).unwrap_or(0);
+    let pid_ns = fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| access::parse_ns_inode(&l.to_string_lossy()));
+    let host_pid_ns = access::in_host_pid_namespace(pid_ns);
+    let container = in_container(host_pid_ns);
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    // Judged on CapEff, not on the uid: root in a container may lack them.
+    let missing = access::missing_for_tracing(caps);
+    v.push(Check::new(
+        "capabilities: BPF, PERFMON, SYS_PTRACE",
+        missing.is_empty(),
+        format!("euid {euid}, {}", access::describe_caps(caps)),
+        access::grant(&missing, container),
+    ));
+    v.push(
+        Check::new(
+            "capabilities: read any binary",
+            access::reads_any_file(caps),
+            if access::reads_any_file(caps) {
+                "CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE held".to_owned()
+            } else {
+                "neither CAP_DAC_READ_SEARCH nor CAP_DAC_OVERRIDE: a binary only its owner may read cannot be inspected".to_owned()
+            },
+            access::grant(&["CAP_DAC_READ_SEARCH"], container),
+        )
+        .warning(),
+    );
+    let scope = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let (ok, detail, fix) = match access::yama_verdict(scope, has(caps, CAP_SYS_PTRACE)) {
+        Ok(d) => (true, d, String::new()),
+        Err((d, f)) => (false, d, f),
+    };
+    v.push(Check::new(
+        "Yama ptrace scope (reading target memory)",
+        ok,
+        detail,
+        fix,
+    ));
+    v.push(
+        Check::new(
+            "host PID namespace",
+            host_pid_ns,
+            match pid_ns {
+                Some(i) if !host_pid_ns => format!(
+                    "pid namespace {i}, not the host's: only this container's processes are visible, by their pids here"
+                ),
+                Some(i) => format!("pid namespace {i} (the host's)"),
+                None => "unknown".to_owned(),
+            },
+            "to trace the host's or other pods' processes, run in the host's PID namespace: Kubernetes hostPID: true, docker/podman --pid=host",
+        )
+        .warning(),
+    );
+}
+
 /// Runs every check.
 #[must_use]
 pub fn checks() -> Vec<Check> {
-    let caps = cap_eff();
-    let has = |c: u32| caps & (1u64 << c) != 0;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
     let mut v = Vec::new();
-    let privs = root
-        || ((has(CAP_BPF) || has(CAP_SYS_ADMIN))
-            && (has(CAP_PERFMON) || has(CAP_SYS_ADMIN))
-            && has(CAP_SYS_PTRACE));
-    v.push(Check {
-        name: "privileges",
-        ok: privs,
-        detail: format!(
-            "euid {}, CAP_BPF {}, CAP_PERFMON {}, CAP_SYS_PTRACE {}",
-            // SAFETY: as above.
-            unsafe { libc::geteuid() },
-            has(CAP_BPF),
-            has(CAP_PERFMON),
-            has(CAP_SYS_PTRACE)
-        ),
-        fix: "run with sudo, or grant: sudo setcap cap_bpf,cap_perfmon,cap_sys_ptrace+ep $(which mapleak-trace)",
-    });
+    access_checks(&mut v);
     let kv = kernel_version();
-    v.push(Check {
-        name: "kernel >= 5.15 (ring buffer, uprobe cookies)",
-        ok: kv.is_some_and(|k| k >= (5, 15)),
-        detail: kv.map_or("unknown".to_owned(), |(a, b)| format!("{a}.{b}")),
-        fix: "upgrade the kernel to 5.15 or newer",
-    });
+    v.push(Check::new(
+        "kernel >= 5.15 (ring buffer, uprobe cookies)",
+        kv.is_some_and(|k| k >= (5, 15)),
+        kv.map_or("unknown".to_owned(), |(a, b)| format!("{a}.{b}")),
+        "upgrade the kernel to 5.15 or newer",
+    ));
     let bpf = bpf_syscall();
-    v.push(Check {
-        name: "bpf() syscall",
-        ok: bpf.is_ok(),
-        detail: bpf.as_ref().map_or_else(|e| e.clone(), |()| "map created".to_owned()),
-        fix: "needs CONFIG_BPF_SYSCALL and the privileges above; check kernel.unprivileged_bpf_disabled and any LSM (lockdown) policy",
-    });
+    v.push(Check::new(
+        "bpf() syscall",
+        bpf.is_ok(),
+        bpf.as_ref().map_or_else(|e| e.clone(), |()| "map created".to_owned()),
+        "needs CONFIG_BPF_SYSCALL and the capabilities above; check kernel.unprivileged_bpf_disabled, any LSM (lockdown) policy, and in a container its seccomp profile (RuntimeDefault allows bpf() with CAP_BPF on current runtimes; else run it privileged)",
+    ));
     let uprobe = fs::metadata("/sys/bus/event_source/devices/uprobe/type").is_ok();
-    v.push(Check {
-        name: "uprobes (perf PMU)",
-        ok: uprobe,
-        detail: if uprobe {
+    v.push(Check::new(
+        "uprobes (perf PMU)",
+        uprobe,
+        if uprobe {
             "uprobe PMU present".to_owned()
         } else {
             "/sys/bus/event_source/devices/uprobe missing".to_owned()
         },
-        fix: "needs a kernel with CONFIG_UPROBE_EVENTS=y",
-    });
+        "needs a kernel with CONFIG_UPROBE_EVENTS=y",
+    ));
     let btf = fs::metadata("/sys/kernel/btf/vmlinux").is_ok();
-    v.push(Check {
-        name: "kernel BTF",
-        ok: btf,
-        detail: if btf {
+    v.push(Check::new(
+        "kernel BTF",
+        btf,
+        if btf {
             "/sys/kernel/btf/vmlinux present".to_owned()
         } else {
             "missing".to_owned()
         },
-        fix: "needs CONFIG_DEBUG_INFO_BTF=y",
-    });
+        "needs CONFIG_DEBUG_INFO_BTF=y",
+    ));
     v
 }
 
-/// Prints the checks; returns true when all passed.
-pub fn print(out: &mut dyn Write, checks: &[Check]) -> std::io::Result<bool> {
+/// Prints the checks in the colours of `p`; returns true when none that
+/// blocks tracing failed (warnings are printed with their fix).
+pub fn print(out: &mut dyn Write, checks: &[Check], p: Palette) -> std::io::Result<bool> {
     let mut all = true;
     for c in checks {
-        writeln!(
-            out,
-            "{} {:<45} {}",
-            if c.ok { "ok  " } else { "FAIL" },
-            c.name,
-            c.detail
-        )?;
+        let status = match (c.ok, c.blocking) {
+            (true, _) => p.good("ok  ").to_string(),
+            (false, true) => p.bad("FAIL").to_string(),
+            (false, false) => p.warn("WARN").to_string(),
+        };
+        writeln!(out, "{status} {:<45} {}", c.name, c.detail)?;
         if !c.ok {
             writeln!(out, "       -> {}", c.fix)?;
-            all = false;
+            all &= !c.blocking;
         }
     }
     Ok(all)
@@ -160,7 +226,7 @@ pub fn print(out: &mut dyn Write, checks: &[Check]) -> std::io::Result<bool> {
 pub fn failure_message(checks: &[Check]) -> Option<String> {
     let failed: Vec<String> = checks
         .iter()
-        .filter(|c| !c.ok)
+        .filter(|c| !c.ok && c.blocking)
         .map(|c| format!("{} ({}): {}", c.name, c.detail, c.fix))
         .collect();
     (!failed.is_empty()).then(|| {
@@ -177,12 +243,25 @@ mod tests {
     use super::*;
 
     fn check(name: &'static str, ok: bool) -> Check {
-        Check {
-            name,
-            ok,
-            detail: format!("{name} detail"),
-            fix: "do this",
-        }
+        Check::new(name, ok, format!("{name} detail"), "do this")
+    }
+
+    #[test]
+    fn warnings_are_shown_but_do_not_block() {
+        let checks = [check("a", true), check("w", false).warning()];
+        assert_eq!(failure_message(&checks), None);
+        let mut out = Vec::new();
+        assert!(print(&mut out, &checks, Palette::PLAIN).unwrap());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("ok   a "), "{text}");
+        assert!(
+            text.contains("WARN w ") && text.contains("-> do this"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'));
+        let mut out = Vec::new();
+        assert!(!print(&mut out, &[check("f", false)], Palette::PLAIN).unwrap());
+        assert!(String::from_utf8(out).unwrap().starts_with("FAIL f "));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::{
+    color::Palette,
     inspect::Frame,
     model::{GcCycle, Verdict},
 };
@@ -434,15 +435,20 @@ pub fn histogram_counts(
     Ok(())
 }
 
-/// Renders the final report.
+/// Renders the final report, without colour.
 pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
+    render_styled(r, w, top, Palette::PLAIN)
+}
+
+/// Renders the final report in the colours of `p` (verdicts, headings).
+pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> io::Result<()> {
     let t = &r.target;
     let first = r.gc_cycles.first().map_or(0, |c| c.cycle);
     let last = r.gc_cycles.last().map_or(0, |c| c.cycle);
     writeln!(
         w,
-        "mapleak-trace: pid {} ({}) {} {} {}{} - {:.1} s, {} GC cycles{} - {}",
-        t.pid,
+        "{} ({}) {} {} {}{} - {:.1} s, {} GC cycles{} - {}",
+        p.heading(format_args!("mapleak-trace: pid {}", t.pid)),
         t.exe,
         t.go_version,
         t.goarch,
@@ -482,7 +488,10 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     if growing.is_empty() && growing_families > 0 {
         writeln!(
             w,
-            "No single map kept growing, but {growing_families} family(ies) of maps keep growing:"
+            "{}",
+            p.heading(format_args!(
+                "No single map kept growing, but {growing_families} family(ies) of maps keep growing:"
+            ))
         )?;
     } else if growing.is_empty() {
         writeln!(w, "No map kept growing across the GC cycles observed.")?;
@@ -496,11 +505,18 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     } else if growing_families > 0 {
         writeln!(
             w,
-            "{} map(s) and {growing_families} family(ies) of maps keep growing:",
-            growing.len()
+            "{}",
+            p.heading(format_args!(
+                "{} map(s) and {growing_families} family(ies) of maps keep growing:",
+                growing.len()
+            ))
         )?;
     } else {
-        writeln!(w, "{} map(s) keep growing:", growing.len())?;
+        writeln!(
+            w,
+            "{}",
+            p.heading(format_args!("{} map(s) keep growing:", growing.len()))
+        )?;
     }
     families::render(w, &r.families)?;
     let shown: Vec<&MapReport> = r
@@ -537,7 +553,7 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             "  #{} {}  {}  len {} ({pace}){cap}  {}",
             m.id,
             m.type_name,
-            m.verdict.as_str().to_uppercase(),
+            p.verdict(m.verdict),
             m.len_last,
             human_bytes(m.bytes)
         )?;
@@ -639,7 +655,8 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     writeln!(w)?;
     writeln!(
         w,
-        "Tracked maps: {} growing, {} bloated, {} stable, {} idle ({} retired when their memory was reused, {} evicted)",
+        "{} {} growing, {} bloated, {} stable, {} idle ({} retired when their memory was reused, {} evicted)",
+        p.heading("Tracked maps:"),
         count(Verdict::Growing),
         count(Verdict::Bloated),
         count(Verdict::Stable),
@@ -703,7 +720,8 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         writeln!(w)?;
         writeln!(
             w,
-            "Finalizers: {} set, {} removed, {} ran; cleanups: {} added, {} ran, {} stopped; {} pending",
+            "{} {} set, {} removed, {} ran; cleanups: {} added, {} ran, {} stopped; {} pending",
+            p.heading("Finalizers:"),
             f.set,
             f.removed,
             f.ran,
@@ -722,7 +740,8 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         for h in &f.held_as_map_keys {
             writeln!(
                 w,
-                "  NEVER RUN: {} {} with a pending {} are keys of map #{} {}{}: the map keeps them reachable (GC cycle {})",
+                "  {} {} {} with a pending {} are keys of map #{} {}{}: the map keeps them reachable (GC cycle {})",
+                p.bad("NEVER RUN:"),
                 h.count,
                 h.type_name,
                 match (h.finalizers > 0, h.cleanups > 0) {
