@@ -194,7 +194,9 @@ fn run() -> Result<()> {
             Ok(())
         }
         Some(Cmd::Generate(what)) => {
-            generate::run(&what, Cli::command(), &mut std::io::stdout().lock())?;
+            for f in generate::run(&what, Cli::command(), &mut std::io::stdout().lock())? {
+                eprintln!("wrote {}", f.display());
+            }
             Ok(())
         }
         Some(Cmd::Inspect { binary, pid, json }) => {
