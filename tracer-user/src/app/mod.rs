@@ -307,10 +307,11 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     // The JSON first: the console may be a closed pipe.
     let written = json.map(|j| j.write(&reports));
     let profiled = pprof.map(|p| p.write(&reports, start.elapsed()));
+    let palette = console.palette();
     console.emit(|w| {
         writeln!(w)?;
         for r in &reports {
-            report::render(r, w, opts.top)?;
+            report::render_styled(r, w, opts.top, palette)?;
             writeln!(w)?;
         }
         if bad_events > 0 {
@@ -628,10 +629,11 @@ fn render_live(
             .iter_mut()
             .map(|s| build_report(s, tracer, el))
             .collect();
+        let palette = console.palette();
         console.emit(|w| {
             write!(w, "\x1b[2J\x1b[H")?;
             for r in &reports {
-                report::render(r, w, top)?;
+                report::render_styled(r, w, top, palette)?;
             }
             Ok(())
         });

@@ -90,6 +90,11 @@ pub(super) fn attach_session(
     let info = match binaries.get(&target.dev_ino) {
         Some(info) => info.clone(),
         None => {
+            // A line on a terminal's stderr while a large binary is read.
+            let _reading = crate::progress::Progress::reading(
+                &target.exe,
+                std::path::Path::new(&target.exe_display),
+            );
             let info = Arc::new(BinaryInfo::open_executable(&target.exe).with_context(|| {
                 format!(
                     "pid {pid} ({}) is not a traceable Go program",
