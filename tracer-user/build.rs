@@ -13,7 +13,8 @@ use std::{env, fs, path::PathBuf};
 
 use anyhow::{Context as _, anyhow};
 
-/// The nightly that builds the eBPF crate (see DESIGN.md section 5).
+/// The nightly that builds the eBPF crate (see DESIGN.md section 5); also in
+/// scripts/setup-build.sh.
 const TOOLCHAIN: &str = "nightly-2026-05-19";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 
@@ -50,7 +51,7 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         aya_build::build_ebpf([pkg], aya_build::Toolchain::Custom(TOOLCHAIN))
-            .with_context(|| format!("building the eBPF object for {arch}: run scripts/setup.sh first (it installs {TOOLCHAIN} with rust-src and bpf-linker)"))?;
+            .with_context(|| format!("building the eBPF object for {arch}: run scripts/setup-build.sh first (it installs {TOOLCHAIN} with rust-src and bpf-linker; scripts/setup.sh runs it)"))?;
     }
     // SAFETY: as above.
     unsafe { env::set_var("OUT_DIR", &out_dir) };

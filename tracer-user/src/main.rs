@@ -6,8 +6,8 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
-use mapleak::{app, doctor, inspect::BinaryInfo, inspect_cmd};
+use clap::{CommandFactory as _, Parser, Subcommand};
+use mapleak::{app, color, doctor, generate, inspect::BinaryInfo, inspect_cmd, progress};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,11 @@ struct Cli {
     cmd: Option<Cmd>,
     #[command(flatten)]
     trace: TraceArgs,
+    /// Colour the text output: auto (only a terminal, and only while
+    /// NO_COLOR is unset or empty), always, never. JSON is never coloured.
+    /// With a subcommand, give it after the subcommand's name.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = color::ColorChoice::Auto)]
+    color: color::ColorChoice,
 }
 
 #[derive(clap::Args, Clone)]
@@ -115,6 +120,9 @@ enum Cmd {
     },
     /// Can this kernel and this user trace? Says what to do for each miss.
     Doctor,
+    /// Shell completions or man pages, for packagers.
+    #[command(subcommand)]
+    Generate(generate::What),
 }
 
 fn parse_budget(s: &str) -> Result<f64, String> {
@@ -202,13 +210,20 @@ fn trace(a: &TraceArgs) -> Result<()> {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    color::set_choice(cli.color);
     match cli.cmd {
         None => trace(&cli.trace),
         Some(Cmd::Trace(a)) => trace(&a),
         Some(Cmd::Doctor) => {
             let c = doctor::checks();
-            if !doctor::print(&mut std::io::stdout(), &c)? {
+            if !doctor::print(&mut std::io::stdout(), &c, color::Palette::stdout())? {
                 std::process::exit(2);
+            }
+            Ok(())
+        }
+        Some(Cmd::Generate(what)) => {
+            for f in generate::run(&what, Cli::command(), &mut std::io::stdout().lock())? {
+                eprintln!("wrote {}", f.display());
             }
             Ok(())
         }
@@ -225,11 +240,13 @@ fn run() -> Result<()> {
             };
             // The error names the path already (for a pid, `/proc/N/exe`:
             // the executable's name goes first).
+            let reading = progress::Progress::reading(&path, &shown);
             let mut info = match pid {
                 Some(p) => BinaryInfo::open(&path)
                     .with_context(|| format!("pid {p} ({})", shown.display()))?,
                 None => BinaryInfo::open(&path)?,
             };
+            drop(reading);
             info.path = shown;
             inspect_cmd::run(&info, pid, json, &mut std::io::stdout())?;
             // The report says why no probe can be placed; the exit code too
@@ -290,6 +307,100 @@ mod tests {
         assert_eq!(exit_code(&after.into()), 4);
         // Anything else (inspect on a bad file): nothing was attached.
         assert_eq!(exit_code(&anyhow::anyhow!("corrupt")), 3);
+    }
+
+    /// Every `--long` option of `cmd` and its subcommands, with the
+    /// command path (`help` and `version` are clap's own).
+    fn long_options(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+        for a in cmd.get_arguments() {
+            if let Some(l) = a.get_long().filter(|l| !matches!(*l, "help" | "version")) {
+                out.push((path.to_owned(), l.to_owned()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            long_options(sub, &format!("{path}-{}", sub.get_name()), out);
+        }
+    }
+
+    /// The pages as roff writes `--name`: `\-\-name`.
+    fn roff_flag(long: &str) -> String {
+        format!("\\-\\-{}", long.replace('-', "\\-"))
+    }
+
+    #[test]
+    fn the_man_pages_mention_every_option() {
+        let cmd = Cli::command();
+        let mut opts = Vec::new();
+        long_options(&cmd, "mapleak-trace", &mut opts);
+        assert!(opts.len() > 15, "{opts:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let what = generate::What::Man {
+            out: Some(dir.path().to_owned()),
+        };
+        let files = generate::run(&what, Cli::command(), &mut Vec::new()).unwrap();
+        for (path, long) in &opts {
+            let page = dir.path().join(format!("{path}.1"));
+            assert!(files.contains(&page), "no page {}", page.display());
+            let text = std::fs::read_to_string(&page).unwrap();
+            assert!(
+                text.contains(&roff_flag(long)),
+                "{} does not mention --{long}",
+                page.display()
+            );
+        }
+        // The page on stdout: every option of the trace command line, and
+        // each subcommand by name.
+        let mut page = Vec::new();
+        generate::run(&generate::What::Man { out: None }, cmd, &mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        for (_, long) in opts.iter().filter(|(p, _)| p == "mapleak-trace") {
+            assert!(page.contains(&roff_flag(long)), "--{long} missing");
+        }
+        for sub in ["trace", "inspect", "doctor", "generate"] {
+            assert!(
+                page.contains(&format!("mapleak\\-trace\\-{sub}(1)")),
+                "{sub}"
+            );
+        }
+    }
+
+    #[test]
+    fn bash_completion_names_the_subcommands() {
+        let mut out = Vec::new();
+        let what = generate::What::Completions {
+            shell: clap_complete::Shell::Bash,
+            out: None,
+        };
+        generate::run(&what, Cli::command(), &mut out).unwrap();
+        let script = String::from_utf8(out).unwrap();
+        assert!(
+            script.contains("complete -F _mapleak__trace -o")
+                && script.contains("default mapleak-trace\n"),
+            "{script}"
+        );
+        for sub in Cli::command()
+            .get_subcommands()
+            .map(clap::Command::get_name)
+        {
+            assert!(
+                script.contains(&format!("cmd=\"mapleak__trace__subcmd__{sub}\"")),
+                "bash completion misses {sub}"
+            );
+        }
+        assert!(script.contains("--pid") && script.contains("--color"));
+    }
+
+    #[test]
+    fn color_is_accepted_after_a_subcommand_or_with_trace_options() {
+        for args in [
+            &["mapleak-trace", "doctor", "--color", "never"][..],
+            &["mapleak-trace", "inspect", "x", "--color", "never"],
+            &["mapleak-trace", "--pid", "1", "--color", "always"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_ne!(cli.color, color::ColorChoice::Auto, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["mapleak-trace", "--color", "blue"]).is_err());
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::report::{Report, SCHEMA};
+use crate::{
+    color::Palette,
+    report::{Report, SCHEMA},
+};
 
 /// The JSON document: one shape for one or several processes.
 #[derive(Debug, Serialize)]
@@ -163,6 +166,7 @@ impl JsonSink {
 pub struct Console {
     w: Box<dyn Write>,
     tty: bool,
+    palette: Palette,
     /// The first write error, if any.
     pub broken: Option<io::Error>,
 }
@@ -172,28 +176,40 @@ impl Console {
     #[must_use]
     pub fn new(json_to_stdout: bool) -> Self {
         if json_to_stdout {
+            let tty = io::stderr().is_terminal();
             Self {
-                tty: io::stderr().is_terminal(),
+                tty,
+                palette: Palette::new(crate::color::enabled(tty)),
                 w: Box::new(io::stderr()),
                 broken: None,
             }
         } else {
+            let tty = io::stdout().is_terminal();
             Self {
-                tty: io::stdout().is_terminal(),
+                tty,
+                palette: Palette::new(crate::color::enabled(tty)),
                 w: Box::new(io::stdout()),
                 broken: None,
             }
         }
     }
 
-    /// A console writing to `w` (tests).
+    /// A console writing to `w` (tests), without colour.
     #[must_use]
     pub fn to_writer(w: Box<dyn Write>, tty: bool) -> Self {
         Self {
             w,
             tty,
+            palette: Palette::PLAIN,
             broken: None,
         }
+    }
+
+    /// The colours of the text written here (`--color`, `NO_COLOR`, and
+    /// whether this stream is a terminal).
+    #[must_use]
+    pub fn palette(&self) -> Palette {
+        self.palette
     }
 
     /// Whether the live view may redraw the screen.

@@ -6,7 +6,7 @@ mod inspect_common;
 use inspect_common::{fixtures, is_stripped, open};
 use mapleak::{
     plan::{ProbeClass, ProbePlan},
-    syncmap::{self, SyncMapImpl, TrieLayout},
+    syncmap::{self, ClassicLayout, SyncLayout, SyncMapImpl, TrieLayout},
 };
 
 /// `T[interface {},interface {}]`: DWARF's name of an `internal/sync` type.
@@ -90,9 +90,71 @@ fn syncmap_layout_matches_dwarf() {
     );
 }
 
+/// The classic layout table agrees with the DWARF of every fixture whose
+/// sync.Map is the classic one (before 1.24, and the `nosynchash` builds).
+#[test]
+fn classic_layout_matches_dwarf() {
+    let mut checked = Vec::new();
+    for f in fixtures() {
+        let info = open(&f);
+        if !info.has_dwarf || syncmap::detect(&info) != SyncMapImpl::Classic {
+            continue;
+        }
+        let l = ClassicLayout::for_minor(info.go_version.minor).expect("a classic layout");
+        let st = |name: &str| {
+            info.dwarf_sync_struct(name)
+                .unwrap_or_else(|| panic!("{}: no DWARF for {name}", f.path.display()))
+        };
+        let at =
+            |name: &str, member: &str| {
+                st(name).members.get(member).copied().unwrap_or_else(|| {
+                    panic!("{}: {name} has no member {member}", f.path.display())
+                })
+            };
+        // 1.19 keeps the pointer in an atomic.Value: its data word, 8 on.
+        let boxed = if info.go_version.minor < 20 { 8 } else { 0 };
+        let cases = [
+            ("sync.Map.read", at("sync.Map", "read") + boxed, l.map_read),
+            ("sync.Map.dirty", at("sync.Map", "dirty"), l.map_dirty),
+            (
+                "sync.Map size",
+                st("sync.Map").size.expect("byte size"),
+                l.map_size,
+            ),
+            ("readOnly.m", at("sync.readOnly", "m"), l.ro_m),
+            (
+                "readOnly.amended",
+                at("sync.readOnly", "amended"),
+                l.ro_amended,
+            ),
+            (
+                "readOnly size",
+                st("sync.readOnly").size.expect("byte size"),
+                l.ro_size,
+            ),
+        ];
+        for (what, dwarf, table) in cases {
+            assert_eq!(
+                dwarf,
+                u64::from(table),
+                "{}: {what}: DWARF {dwarf}, table {table}",
+                f.path.display()
+            );
+        }
+        checked.push(format!("{} {}", info.go_version.raw, f.variant));
+    }
+    for want in ["go1.19", "go1.23", "go1.24"] {
+        assert!(
+            checked.iter().any(|v| v.starts_with(want)),
+            "no classic {want} fixture with DWARF (checked {checked:?}): run `cargo xtask fixtures`"
+        );
+    }
+}
+
 /// The syncmap fixture's sync.Map is a HashTrieMap on 1.24+, found from
 /// the pclntab alone (stripped builds too), with an always-on entry probe
-/// on initSlow; before 1.24 it is the classic one and nothing is planned.
+/// on initSlow; before 1.24, and in the `nosynchash` builds, it is the
+/// classic one, with a probe on dirtyLocked.
 #[test]
 fn detection_and_init_slow_probe() {
     let all: Vec<_> = fixtures()
@@ -110,7 +172,11 @@ fn detection_and_init_slow_probe() {
             .probes
             .iter()
             .find(|p| p.function == syncmap::INIT_SLOW);
-        if info.go_version.minor >= 24 {
+        let dirty_locked = plan
+            .probes
+            .iter()
+            .find(|p| p.function == syncmap::DIRTY_LOCKED);
+        if info.go_version.minor >= 24 && f.variant != "nosynchash" {
             assert_eq!(
                 syncmap::detect(&info),
                 SyncMapImpl::HashTrie,
@@ -128,11 +194,23 @@ fn detection_and_init_slow_probe() {
                 "{}",
                 f.path.display()
             );
-            assert!(syncmap::layout_of(&info).is_some());
+            assert!(matches!(
+                syncmap::layout_of(&info),
+                Some(SyncLayout::Trie(_))
+            ));
+            assert!(dirty_locked.is_none());
         } else {
             assert_eq!(syncmap::detect(&info), SyncMapImpl::Classic);
             assert!(probe.is_none());
-            assert!(syncmap::layout_of(&info).is_none());
+            assert!(matches!(
+                syncmap::layout_of(&info),
+                Some(SyncLayout::Classic(_))
+            ));
+            let p = dirty_locked
+                .unwrap_or_else(|| panic!("{}: dirtyLocked not planned", f.path.display()));
+            assert_eq!(p.class, ProbeClass::Governed);
+            assert!(p.class_reason.contains("per new dirty map"));
+            assert_eq!(p.spec.aux, tracer_common::FinKind::SyncMapInit as u8);
         }
     }
 }

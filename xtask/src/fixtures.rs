@@ -1,7 +1,8 @@
 //! `cargo xtask fixtures`: Go programs from testdata/go built with a matrix of
 //! Go releases, for amd64 and arm64, in variants default, stripped
 //! (`-ldflags=-s -w`) and PIE, plus `noswiss` (GOEXPERIMENT=noswissmap) for
-//! the releases that still accept it. For the e2e target and the inspect zoo
+//! the releases that still accept it (and for the syncmap program
+//! `nosynchash`, GOEXPERIMENT=nosynchashtriemap: the classic sync.Map). For the e2e target and the inspect zoo
 //! (`CGO_PROGRAMS`) also cgo variants, linked by the C toolchain
 //! (`-linkmode=external`; `CC=gcc` for amd64, `aarch64-linux-gnu-gcc` for
 //! arm64): `cgo`, `cgo-stripped`, `cgo-pie` and `cgo-pie-stripped`. Output:
@@ -192,6 +193,10 @@ pub(crate) fn run(args: &Args) -> Result<Vec<Fixture>> {
                 if tc.noswiss {
                     variants.push("noswiss");
                 }
+                // The classic sync.Map on a release that has both.
+                if tc.noswiss && program == "syncmap" {
+                    variants.push("nosynchash");
+                }
                 if CGO_PROGRAMS.contains(&program.as_str()) {
                     variants.extend_from_slice(CGO_VARIANTS);
                 }
@@ -292,6 +297,9 @@ fn build(
         }
         "noswiss" => {
             cmd.env("GOEXPERIMENT", "noswissmap");
+        }
+        "nosynchash" => {
+            cmd.env("GOEXPERIMENT", "nosynchashtriemap");
         }
         "cgo" => {
             cmd.arg("-ldflags=-linkmode=external");

@@ -5,11 +5,14 @@
 //	         a tracer attached before sees its initSlow)
 //	bounded  a global sync.Map kept at -bound entries under churn (filled
 //	         before "ready": a tracer finds it among the globals)
+//	finkeys  a global sync.Map whose keys are objects with finalizers: 50
+//	         more each step, the 10 oldest deleted (their finalizers run
+//	         then; the others never can while they are keys)
 //
 // With -wait it prints "ready" and waits for a line on stdin before the
 // cache is first used. stderr carries "cycle N cache L bounded M" lines after
 // each forced GC, with the entries each holds (sync.Map has no Len: the
-// program counts its own stores and deletes).
+// program counts its own stores and deletes), then "finkeys K".
 package main
 
 import (
@@ -25,7 +28,17 @@ import (
 var (
 	cache   sync.Map
 	bounded sync.Map
+	finkeys sync.Map
 )
+
+// resource is an object with a finalizer (40 bytes: not a tiny allocation).
+type resource struct {
+	id  int
+	buf [4]int64
+}
+
+//go:noinline
+func closeResource(r *resource) {}
 
 type entry struct {
 	id   int
@@ -50,7 +63,18 @@ func main() {
 		bufio.NewReader(os.Stdin).ReadString('\n')
 	}
 	cached := 0
+	var finOrder []*resource
 	for step := 0; step < *steps; step++ {
+		for i := 0; i < 50; i++ {
+			r := &resource{id: step*1000 + i}
+			runtime.SetFinalizer(r, closeResource)
+			finkeys.Store(r, i)
+			finOrder = append(finOrder, r)
+		}
+		for i := 0; i < 10; i++ {
+			finkeys.Delete(finOrder[0])
+			finOrder = finOrder[1:]
+		}
 		for i := 0; i < *perStep; i++ {
 			k := fmt.Sprintf("key-%d", cached)
 			cache.Store(k, &entry{id: cached})
@@ -65,7 +89,7 @@ func main() {
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		fmt.Fprintf(os.Stderr, "cycle %d cache %d bounded %d\n", ms.NumGC, cached, *bound)
+		fmt.Fprintf(os.Stderr, "cycle %d cache %d bounded %d finkeys %d\n", ms.NumGC, cached, *bound, len(finOrder))
 		time.Sleep(time.Duration(*stepMs) * time.Millisecond)
 	}
 	fmt.Println("done", cached)

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -405,10 +406,15 @@ func newFixedTenant(id int) map[int32]int32 {
 //go:noinline
 func tenantsStep(step, n int) int {
 	if step == 0 {
+		// Built within one GC cycle (the collector off meanwhile), so that
+		// the family's history is the steady growth the test checks, not
+		// a build that spans as many cycles as the machine is slow.
+		gc := debug.SetGCPercent(-1)
 		tenants = make([]map[int32]int32, 0, n)
 		for i := 0; i < n; i++ {
 			tenants = append(tenants, newTenant(i))
 		}
+		debug.SetGCPercent(gc)
 	} else {
 		for i := step % 20; i < n; i += 20 {
 			tenants[i][int32(1000+step)] = 1
@@ -428,10 +434,12 @@ func tenantsStep(step, n int) int {
 //go:noinline
 func fixedTenantsStep(step, n int) int {
 	if step == 0 {
+		gc := debug.SetGCPercent(-1)
 		fixedTenants = make([]map[int32]int32, 0, n)
 		for i := 0; i < n; i++ {
 			fixedTenants = append(fixedTenants, newFixedTenant(i))
 		}
+		debug.SetGCPercent(gc)
 	} else {
 		for i := 0; i < n; i += 5 {
 			if step%2 == 1 {

@@ -24,6 +24,9 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     // selects: no list of every map.
     let mut sel = summary::Selection::new(s.all_maps);
     for m in s.model.maps.values() {
+        if m.is_sync_generation() {
+            continue;
+        }
         if let Some(last) = m.last() {
             sel.add(summary::Candidate {
                 addr: m.addr,
@@ -158,9 +161,18 @@ fn map_report(
     let last = *hist.last()?;
     let first = hist.first().copied().unwrap_or(last);
     let span = last.cycle.saturating_sub(first.cycle).max(1) as f64;
+    let entry_types = sync_entry_types(s, addr);
     let (type_name, key_type, elem_type) = match types {
         Some((t, k, e, _)) => (t, k, e),
-        None => (m.type_name().unwrap_or("unknown").to_owned(), None, None),
+        // A sync.Map: the types of its entries, when one pair holds them.
+        None => match entry_types.as_slice() {
+            [one] => (
+                m.type_name().unwrap_or("unknown").to_owned(),
+                Some(one.key.clone()),
+                Some(one.value.clone()),
+            ),
+            _ => (m.type_name().unwrap_or("unknown").to_owned(), None, None),
+        },
     };
     let frames = |r| {
         s.model
@@ -224,7 +236,43 @@ fn map_report(
             })
             .collect(),
         writes_seen: report::WritesSeen { assigns, deletes },
+        entry_types,
     })
+}
+
+/// The name of the Go type whose descriptor is at run-time `tp`.
+fn dynamic_type_name(s: &Session, tp: u64) -> String {
+    if tp == 0 {
+        return "nil".to_owned();
+    }
+    s.info
+        .type_name(tp.wrapping_sub(s.bias))
+        .unwrap_or_else(|| format!("type at {tp:#x}"))
+}
+
+/// A sync.Map's entries by dynamic type, most first.
+fn sync_entry_types(s: &Session, addr: u64) -> Vec<report::EntryTypes> {
+    let Some(e) = s.sync_entries.get(&addr) else {
+        return Vec::new();
+    };
+    let mut out: Vec<report::EntryTypes> = e
+        .types
+        .iter()
+        .map(|&((k, v), n)| report::EntryTypes {
+            key: dynamic_type_name(s, k),
+            value: dynamic_type_name(s, v),
+            entries: n,
+        })
+        .collect();
+    out.sort_by(|a, b| b.entries.cmp(&a.entries).then(a.key.cmp(&b.key)));
+    if e.other_types > 0 {
+        out.push(report::EntryTypes {
+            key: "other".to_owned(),
+            value: "other".to_owned(),
+            entries: e.other_types,
+        });
+    }
+    out
 }
 
 /// The maps not in `detail`, counted by type and site. They are counted
@@ -239,7 +287,7 @@ fn group_others(
     let mut counts: HashMap<Key, summary::MapGroup> = HashMap::new();
     let mut summarized = 0u64;
     for m in s.model.maps.values() {
-        if detail.contains(&m.addr) {
+        if detail.contains(&m.addr) || m.is_sync_generation() {
             continue;
         }
         let Some(last) = m.last() else {
@@ -533,6 +581,34 @@ pub(super) fn finalizer_report(s: &Session) -> report::Finalizers {
             unverified: h.unverified,
             type_name: key_type.strip_prefix('*').unwrap_or(key_type).to_owned(),
             as_of_cycle,
+        });
+    }
+    // sync.Maps whose keys are objects with finalizers, as of their walks.
+    let mut sync: Vec<(&u64, &SyncEntries)> = s.sync_entries.iter().collect();
+    sync.sort_unstable_by_key(|x| *x.0);
+    for (addr, e) in sync {
+        let h = e.held;
+        let Some(m) = s.model.maps.get(addr) else {
+            continue;
+        };
+        if h.finalizers + h.cleanups + h.unverified == 0 {
+            continue;
+        }
+        let key = if h.type_ptr == 0 {
+            "unknown".to_owned()
+        } else {
+            dynamic_type_name(s, h.type_ptr)
+        };
+        held.push(report::HeldAsMapKeys {
+            map_id: m.id,
+            map_type: crate::syncmap::TYPE_NAME.to_owned(),
+            owner: m.owner().map(str::to_owned),
+            count: h.finalizers.max(h.cleanups),
+            finalizers: h.finalizers,
+            cleanups: h.cleanups,
+            unverified: h.unverified,
+            type_name: key.strip_prefix('*').unwrap_or(&key).to_owned(),
+            as_of_cycle: e.cycle,
         });
     }
     report::Finalizers {

@@ -475,7 +475,7 @@ fn exit_line(s: &Session, elapsed: f64) -> String {
         .model
         .maps
         .values()
-        .filter(|m| m.verdict() == Verdict::Growing)
+        .filter(|m| m.verdict() == Verdict::Growing && !m.is_sync_generation())
         .max_by_key(|m| m.last().map_or(0, |x| x.len))
     {
         let tn = s
@@ -525,10 +525,11 @@ fn render_live(
             .iter_mut()
             .map(|s| build_report(s, tracer, el))
             .collect();
+        let palette = console.palette();
         console.emit(|w| {
             write!(w, "\x1b[2J\x1b[H")?;
             for r in &reports {
-                report::render(r, w, top)?;
+                report::render_styled(r, w, top, palette)?;
             }
             Ok(())
         });

@@ -54,11 +54,14 @@ pub(super) struct HeaderJob {
     pub(super) info: Arc<BinaryInfo>,
     /// Map address and the sizes of its type, from the sample cursor on.
     pub(super) maps: Vec<(u64, TypeSizes)>,
-    /// sync.Map instances among them (walked first, as tries) and
-    /// whether each was sampled before, and their layout (`None`: the
-    /// binary has no HashTrieMap).
+    /// sync.Map instances among them (read first: walked as tries, or
+    /// through their read and dirty maps) and whether each was sampled
+    /// before, and their layout (`None`: the binary has no sync.Map).
     pub(super) syncmaps: Vec<(u64, bool)>,
-    pub(super) sync_layout: Option<crate::syncmap::TrieLayout>,
+    pub(super) sync_layout: Option<crate::syncmap::SyncLayout>,
+    /// Keep the keys of the tries' entries (objects with finalizers are
+    /// pending: are some of them keys?).
+    pub(super) keep_sync_keys: bool,
     /// Where `maps` starts among the tracked maps, and how many there are.
     pub(super) start: usize,
     pub(super) total: usize,
@@ -74,6 +77,10 @@ pub(super) struct HeaderResult {
     /// The walks of the sync.Maps, as header reads (`len` the entries).
     pub(super) sync_reads: Vec<(u64, HeaderRead)>,
     pub(super) sync_stats: crate::syncmap::SampleStats,
+    /// The runtime maps of the classic sync.Maps read: folded into them.
+    pub(super) sync_generations: Vec<u64>,
+    /// What the tries' entries held, per sync.Map walked whole or in part.
+    pub(super) sync_entries: Vec<(u64, crate::syncmap::Entries)>,
     /// Some header was read: a failed read means that map is gone, not
     /// the process.
     pub(super) any_read: bool,
@@ -93,9 +100,24 @@ impl HeaderJob {
         // otherwise; then the maps, with what is left of the deadline.
         let mut sync_stats = crate::syncmap::SampleStats::default();
         let mut sync_reads = Vec::with_capacity(self.syncmaps.len());
-        if let Some(l) = self.sync_layout {
+        let mut sync_generations = Vec::new();
+        let mut sync_entries = Vec::new();
+        if let Some(crate::syncmap::SyncLayout::Classic(l)) = self.sync_layout {
+            let addrs: Vec<u64> = self.syncmaps.iter().map(|x| x.0).collect();
+            let s = crate::syncmap::classic::sample(
+                &self.mem,
+                &l,
+                &self.info.layout,
+                self.info.map_impl,
+                &addrs,
+            );
+            sync_reads = s.reads;
+            sync_generations = s.generations;
+        }
+        if let Some(crate::syncmap::SyncLayout::Trie(l)) = self.sync_layout {
             let mut budget = crate::syncmap::MAX_NODES_PER_SAMPLE;
             for &(addr, sampled) in &self.syncmaps {
+                let mut entries = crate::syncmap::Entries::default();
                 let read = crate::syncmap::sample(
                     &mut self.mem,
                     &l,
@@ -103,7 +125,11 @@ impl HeaderJob {
                     &mut budget,
                     self.deadline,
                     &mut sync_stats,
+                    (&mut entries, self.keep_sync_keys),
                 );
+                if matches!(read, HeaderRead::Ok(_)) {
+                    sync_entries.push((addr, entries));
+                }
                 sync_reads.push((addr, read));
             }
         }
@@ -128,6 +154,8 @@ impl HeaderJob {
             reads,
             sync_reads,
             sync_stats,
+            sync_generations,
+            sync_entries,
             any_read,
             cut_short,
             stats: reader.stats,

@@ -154,7 +154,7 @@ fn live_line(s: &Session, elapsed: f64) -> String {
         .model
         .maps
         .values()
-        .filter(|m| m.verdict() == Verdict::Growing)
+        .filter(|m| m.verdict() == Verdict::Growing && !m.is_sync_generation())
         .collect();
     growing.sort_by_key(|m| std::cmp::Reverse(m.last().map_or(0, |x| x.len)));
     let mut line = format!(
@@ -339,10 +339,11 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
     // The JSON first: the console may be a closed pipe.
     let written = json.map(|j| j.write(&reports));
     let profiled = pprof.map(|p| p.write(&reports, start.elapsed()));
+    let palette = console.palette();
     console.emit(|w| {
         writeln!(w)?;
         for r in &reports {
-            report::render(r, w, opts.top)?;
+            report::render_styled(r, w, opts.top, palette)?;
             writeln!(w)?;
         }
         if bad_events > 0 {

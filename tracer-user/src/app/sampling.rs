@@ -73,6 +73,7 @@ pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
         maps,
         syncmaps,
         sync_layout: s.sync_layout,
+        keep_sync_keys: !s.fin.finalizers.is_empty() || !s.fin.cleanups.is_empty(),
         start,
         total,
         deadline: f.started + crate::speed::scaled(HEADER_DEADLINE),
@@ -134,6 +135,10 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         }
     }
     add_sync_stats(s, &r.sync_stats, &sync_addrs);
+    for g in r.sync_generations {
+        s.model.fold_sync_generation(g);
+    }
+    note_sync_entries(s, at.cycle, r.sync_entries);
     // The next sample starts with the maps this one did not reach.
     let n = s.model.maps.len();
     s.model.sample_cursor = (r.start + done) % n.max(1);
@@ -212,6 +217,9 @@ fn add_sync_stats(s: &mut Session, st: &crate::syncmap::SampleStats, addrs: &[u6
     w.cut_short += st.cut_short;
     w.skipped += st.skipped;
     w.bad_nodes += st.bad_nodes;
+    w.walks += st.walks;
+    w.entries_read += st.entries_read;
+    w.seconds += st.walk_us as f64 / 1e6;
     let (info, bias) = (&s.info, s.bias);
     for a in addrs {
         if let Some(m) = s.model.maps.get_mut(a)
@@ -220,6 +228,40 @@ fn add_sync_stats(s: &mut Session, st: &crate::syncmap::SampleStats, addrs: &[u6
         {
             m.set_owner(o);
         }
+    }
+}
+
+/// Keeps what each sync.Map walked held: its entries' types, and its keys
+/// that are objects with pending finalizers or cleanups (counted now, as
+/// of this walk; a key is taken as first seen now, so an object pending
+/// since before a probe pause counts as unverified).
+fn note_sync_entries(s: &mut Session, cycle: u64, walked: Vec<(u64, crate::syncmap::Entries)>) {
+    let sync: std::collections::HashSet<u64> = s
+        .model
+        .maps
+        .values()
+        .filter(|m| m.is_sync_map())
+        .map(|m| m.addr)
+        .collect();
+    s.sync_entries.retain(|a, _| sync.contains(a));
+    let mut cleanup_objs = None;
+    let now = now_ns();
+    for (addr, e) in walked {
+        let held = if e.key_words.is_empty() {
+            crate::finalizers::HeldCount::default()
+        } else {
+            let objs = cleanup_objs.get_or_insert_with(|| s.fin.cleanup_objects());
+            crate::finalizers::held_keys(&s.fin, objs, e.key_words.iter().map(|&k| (k, now)))
+        };
+        s.sync_entries.insert(
+            addr,
+            SyncEntries {
+                cycle,
+                types: e.types,
+                other_types: e.other_types,
+                held,
+            },
+        );
     }
 }
 
@@ -322,7 +364,9 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
         .maps
         .values()
         .filter(|m| {
-            m.owner().is_none() && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
+            m.owner().is_none()
+                && !m.is_sync_generation()
+                && matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
         })
         .filter(|m| {
             force

@@ -55,11 +55,26 @@ pub(super) struct Session {
     pub(super) all_maps: bool,
     /// The binary's HashTrieMap layout (`None`: its sync.Map, if any, is
     /// not one; [`crate::syncmap`]).
-    pub(super) sync_layout: Option<crate::syncmap::TrieLayout>,
+    pub(super) sync_layout: Option<crate::syncmap::SyncLayout>,
+    /// What the entries of each sync.Map held at its latest walk.
+    pub(super) sync_entries: HashMap<u64, SyncEntries>,
     /// What walking the sync.Maps cost, over all samples.
     pub(super) sync_walks: report::SyncMapWalks,
     /// Maps by type and site, summed at each sampled GC cycle.
     pub(super) families: Families,
+}
+
+/// What a sync.Map's entries held at its latest walk (the entries read: all
+/// of them, or an even sample of a trie too big to read whole).
+#[derive(Debug, Clone, Default)]
+pub(super) struct SyncEntries {
+    pub(super) cycle: u64,
+    /// Entries per (key type, value type), run-time descriptor addresses.
+    pub(super) types: Vec<((u64, u64), u64)>,
+    /// Entries of other pairs.
+    pub(super) other_types: u64,
+    /// Keys that are objects with pending finalizers or cleanups.
+    pub(super) held: crate::finalizers::HeldCount,
 }
 
 /// Binaries inspected so far, by device and inode: processes of one
@@ -77,6 +92,11 @@ pub(super) fn attach_session(
     let info = match binaries.get(&target.dev_ino) {
         Some(info) => info.clone(),
         None => {
+            // A line on a terminal's stderr while a large binary is read.
+            let _reading = crate::progress::Progress::reading(
+                &target.exe,
+                std::path::Path::new(&target.exe_display),
+            );
             let info = Arc::new(BinaryInfo::open_executable(&target.exe).with_context(|| {
                 format!(
                     "pid {pid} ({}) is not a traceable Go program",
@@ -201,6 +221,7 @@ pub(super) fn attach_session(
         show_keys,
         all_maps: false,
         sync_layout: None,
+        sync_entries: HashMap::new(),
         sync_walks: report::SyncMapWalks::default(),
         families: Families::default(),
     };
@@ -274,13 +295,15 @@ pub(super) fn discover_globals(s: &mut Session) {
     }
     // sync.Maps initialised before attach (their initSlow is past); those
     // first used later are found by the probe as well.
+    // A classic one is found by DWARF, or at its next dirtyLocked.
     if let Some(l) = s.sync_layout {
         let deadline = Instant::now() + crate::speed::scaled(SYNC_SCAN_DEADLINE);
+        let scanned = l.trie().map_or_else(Vec::new, |l| {
+            crate::syncmap::scan::scan_globals(&s.info, &s.mem, s.bias, &l, deadline)
+        });
         let found = crate::syncmap::globals(&s.info, &s.mem, s.bias)
             .into_iter()
-            .chain(crate::syncmap::scan::scan_globals(
-                &s.info, &s.mem, s.bias, &l, deadline,
-            ));
+            .chain(scanned);
         for g in found {
             s.model.on_sync_map(g.addr, 0, Some(g.name));
         }
@@ -398,8 +421,8 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             }
         }
         Event::Fin(f) if f.fin_kind == tracer_common::FinKind::SyncMapInit as u8 => {
-            // A new sync.Map (its first use): tracked once, however many
-            // goroutines raced into initSlow.
+            // A new sync.Map (its first use; classic: a new generation):
+            // tracked once, however many goroutines raced into initSlow.
             let addr = f.args[0];
             if s.sync_layout.is_some() && crate::syncmap::walk::plausible_ptr(addr) {
                 let owner = crate::syncmap::owner_of(&s.info, s.bias, addr);

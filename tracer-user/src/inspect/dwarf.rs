@@ -40,6 +40,8 @@ const STRUCTS: &[&str] = &[
     "runtime.moduledata",
     // sync.Map on Go 1.24+ (checked against `syncmap::layout`).
     "sync.Map",
+    // The classic one (before 1.24, and GOEXPERIMENT=nosynchashtriemap).
+    "sync.readOnly",
     "internal/sync.HashTrieMap[interface {},interface {}]",
     "internal/sync.indirect[interface {},interface {}]",
     "internal/sync.entry[interface {},interface {}]",

@@ -113,7 +113,7 @@ pub fn snapshot_candidates(
         let Some(last) = m.last() else {
             continue;
         };
-        if m.type_ptr == 0 || last.cycle != cycle {
+        if m.type_ptr == 0 || last.cycle != cycle || m.is_sync_generation() {
             continue;
         }
         let rank = match m.verdict() {

@@ -16,6 +16,7 @@ fn map(ty: &str, site: &str, owner: Option<&str>, len: u64, bytes: u64, v: Verdi
         type_name: ty.into(),
         key_type: None,
         elem_type: None,
+        entry_types: Vec::new(),
         created_at: vec![Frame {
             function: site.into(),
             file: "main.go".into(),

@@ -330,6 +330,9 @@ impl Families {
     /// [`Families::observe`] of every tracked map's latest sample.
     pub fn observe_maps(&mut self, cycle: u64, maps: &MapTable) {
         let latest = maps.values().filter_map(|m| {
+            if m.is_sync_generation() {
+                return None;
+            }
             let l = m.last()?;
             Some((FamilyKey::of(m)?, Totals::one(l.len, l.capacity, l.bytes)))
         });

@@ -175,6 +175,10 @@ const WRITES: u8 = 16;
 /// A `sync.Map` (Go 1.24+ HashTrieMap, [`crate::syncmap`]), not a runtime
 /// map: sampled by walking its trie, never read as a map header.
 const SYNC_MAP: u8 = 32;
+/// A runtime map that is a generation (the read or the dirty map) of a
+/// classic `sync.Map` ([`crate::syncmap::classic`]): folded into it, so
+/// not reported, grouped, searched or read for keys on its own.
+const SYNC_GENERATION: u8 = 64;
 
 /// Most maps whose writes in write windows are recorded (about 200 bytes
 /// each with their insert sites): a service that writes to all of its

@@ -13,6 +13,13 @@ impl TrackedMap {
     pub const fn is_sync_map(&self) -> bool {
         self.flags & SYNC_MAP != 0
     }
+
+    /// Whether it is a generation of a classic `sync.Map`, reported as part
+    /// of it ([`Model::fold_sync_generation`]).
+    #[must_use]
+    pub const fn is_sync_generation(&self) -> bool {
+        self.flags & SYNC_GENERATION != 0
+    }
 }
 
 impl Model {
@@ -38,6 +45,18 @@ impl Model {
             m.flags = (m.flags | SYNC_MAP) & !WANTS_CREATION;
         }
         true
+    }
+
+    /// Marks the runtime map at `addr` (if tracked) as a generation of a
+    /// classic `sync.Map`: a sample of the sync.Map found it as its read or
+    /// dirty map. A new map later at that address (a new seed and storage)
+    /// is not.
+    pub fn fold_sync_generation(&mut self, addr: u64) {
+        if let Some(m) = self.maps.get_mut(&addr)
+            && !m.is_sync_map()
+        {
+            m.flags |= SYNC_GENERATION;
+        }
     }
 }
 
@@ -83,5 +102,25 @@ mod tests {
         assert!(m.on_sync_map(0x2000, 2, None));
         assert_eq!(m.retired, 1);
         assert!(m.maps.get(&0x2000).unwrap().is_sync_map());
+    }
+
+    /// A classic sync.Map's generation is folded until its address holds
+    /// another map; a sync.Map is never folded into another.
+    #[test]
+    fn generations_fold_until_the_address_is_reused() {
+        let mut m = Model::default();
+        m.on_discovered(0x3000, None, 1, None);
+        m.on_sample(0x3000, SampleAt::gc(1), read(10, 7, 0xc000));
+        m.fold_sync_generation(0x3000);
+        assert!(m.maps.get(&0x3000).unwrap().is_sync_generation());
+        m.on_sample(0x3000, SampleAt::gc(2), read(20, 7, 0xc000));
+        assert!(m.maps.get(&0x3000).unwrap().is_sync_generation());
+        // Another map there: new seed, new storage.
+        m.on_sample(0x3000, SampleAt::gc(3), read(5, 9, 0xe000));
+        assert!(!m.maps.get(&0x3000).unwrap().is_sync_generation());
+        assert!(m.on_sync_map(0x4000, 1, None));
+        m.fold_sync_generation(0x4000);
+        assert!(!m.maps.get(&0x4000).unwrap().is_sync_generation());
+        m.fold_sync_generation(0x9999);
     }
 }

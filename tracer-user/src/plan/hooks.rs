@@ -240,10 +240,14 @@ const FIN: &[Hook] = &[
     fin("runtime.Cleanup.Stop", FinKind::CleanupStop),
 ];
 
-/// sync.Map on Go 1.24+ (`crate::syncmap`): `initSlow(ht)`, once per
-/// instance, the instance in argument 0. Absent before 1.24 and from
-/// programs that use no sync.Map: skipped then.
-const SYNC: &[Hook] = &[fin(crate::syncmap::INIT_SLOW, FinKind::SyncMapInit)];
+/// sync.Map (`crate::syncmap`), the instance in argument 0: on Go 1.24+
+/// `initSlow(ht)`, once per instance; the classic one's `dirtyLocked(m)`,
+/// once per generation of its dirty map. Absent from programs that use
+/// no sync.Map (and each from the other kind's releases): skipped then.
+const SYNC: &[Hook] = &[
+    fin(crate::syncmap::INIT_SLOW, FinKind::SyncMapInit),
+    fin(crate::syncmap::DIRTY_LOCKED, FinKind::SyncMapInit),
+];
 
 const fn write(function: &'static str, map_type: [u8; 2], kind: WriteKind) -> Hook {
     hook(

@@ -110,7 +110,7 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
         ),
         ProbeRole::Fin if aux == tracer_common::FinKind::SyncMapInit as u8 => (
             ProbeClass::Governed,
-            "about one hit per sync.Map instance, on its first use (one per goroutine racing on a new one): rare in most programs, but a program may make one per request, so paused when over budget with map creation; instances made before attach are found from the globals",
+            "about one hit per sync.Map instance, on its first use (one per goroutine racing on a new one), or, for the classic sync.Map, per new dirty map (about log2 of its growth): rare in most programs, but a program may make one per request, so paused when over budget with map creation; instances made before attach are found from the globals",
         ),
         ProbeRole::Fin => (
             ProbeClass::Governed,

@@ -3,17 +3,20 @@
 //! were created, what holds them, how fast they grow.
 use std::io::{self, Write};
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::{
+    color::Palette,
     inspect::Frame,
     model::{GcCycle, Verdict},
 };
 
 pub mod families;
+mod histogram;
 pub mod pprof;
 pub mod summary;
+
+pub use histogram::{histogram, histogram_counts};
 
 /// The schema name. v2: the document is `{"schema", "processes": [...]}`
 /// for one or several processes (v1 gave one process's report as the
@@ -143,8 +146,9 @@ pub struct MapReport {
     pub id: u64,
     /// Header address, hex.
     pub addr: String,
-    /// `map` (a runtime map) or `sync.Map` (a Go 1.24+ HashTrieMap,
-    /// whose length is its trie's entries).
+    /// `map` (a runtime map) or `sync.Map` (a Go 1.24+ HashTrieMap, whose
+    /// length is its trie's entries, or a classic one, whose length is its
+    /// read or dirty map's).
     pub kind: &'static str,
     /// Go type, e.g. `map[string]*main.session`, or `unknown`.
     #[serde(rename = "type")]
@@ -187,6 +191,22 @@ pub struct MapReport {
     pub inserted_at: Vec<InsertSite>,
     /// Writes seen in the write windows.
     pub writes_seen: WritesSeen,
+    /// A sync.Map's entries by their dynamic key and value types, as its
+    /// latest walk read them (most first; empty for a runtime map).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entry_types: Vec<EntryTypes>,
+}
+
+/// Entries of a sync.Map whose key and value have these dynamic types.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EntryTypes {
+    /// The key's type (`nil` for a nil interface, `other` for the pairs
+    /// past the first few).
+    pub key: String,
+    /// The value's type.
+    pub value: String,
+    /// Entries read with them.
+    pub entries: u64,
 }
 
 /// An insert site and how many inserts (or updates) it made in the windows.
@@ -272,7 +292,7 @@ pub struct Finalizers {
 }
 
 /// What walking the sync.Map tries cost and left out, over all samples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct SyncMapWalks {
     /// Trie nodes read (one `process_vm_readv` region each, up to 1,024
     /// per call).
@@ -287,6 +307,11 @@ pub struct SyncMapWalks {
     /// Nodes that were not what they should be (changed while read):
     /// left out.
     pub bad_nodes: u64,
+    /// Walks made, entries they read, and the wall time they took (the
+    /// reads and the counting, on the sampling worker).
+    pub walks: u64,
+    pub entries_read: u64,
+    pub seconds: f64,
 }
 
 /// The tracer's cost.
@@ -382,67 +407,20 @@ fn frame_line(f: &Frame) -> String {
     format!("{} ({}:{})", f.function, f.file, f.line)
 }
 
-/// Renders a terminal histogram of `values` (hdrhistogram, log buckets).
-pub fn histogram(w: &mut dyn Write, title: &str, values: &[u64], width: usize) -> io::Result<()> {
-    histogram_counts(w, title, values.iter().map(|&v| (v, 1)), width)
-}
-
-/// [`histogram`] of `(value, count)` pairs: each pair is recorded once
-/// with its count (`record_n`), never expanded into `count` values.
-pub fn histogram_counts(
-    w: &mut dyn Write,
-    title: &str,
-    pairs: impl IntoIterator<Item = (u64, u64)>,
-    width: usize,
-) -> io::Result<()> {
-    let Ok(mut h) = Histogram::<u64>::new(3) else {
-        return Ok(());
-    };
-    for (v, n) in pairs {
-        let _ = h.record_n(v, n);
-    }
-    writeln!(
-        w,
-        "  {title} (n={}, p50={}, p90={}, max={})",
-        h.len(),
-        h.value_at_quantile(0.5),
-        h.value_at_quantile(0.9),
-        h.max()
-    )?;
-    if h.is_empty() {
-        return Ok(());
-    }
-    let mut rows: Vec<(u64, u64, u64)> = Vec::new();
-    let mut lo = 0u64;
-    let mut hi = 1u64;
-    while lo <= h.max() {
-        let c = h.count_between(lo, hi.saturating_sub(1).max(lo));
-        if c > 0 {
-            rows.push((lo, hi.saturating_sub(1).max(lo), c));
-        }
-        lo = hi;
-        hi = hi.saturating_mul(4);
-        if hi == u64::MAX {
-            break;
-        }
-    }
-    let maxc = rows.iter().map(|r| r.2).max().unwrap_or(1).max(1);
-    for (a, b, c) in rows {
-        let bar = "█".repeat(((c * width as u64).div_ceil(maxc)) as usize);
-        writeln!(w, "    {a:>10} .. {b:<10} {bar} {c}")?;
-    }
-    Ok(())
-}
-
-/// Renders the final report.
+/// Renders the final report, without colour.
 pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
+    render_styled(r, w, top, Palette::PLAIN)
+}
+
+/// Renders the final report in the colours of `p` (verdicts, headings).
+pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> io::Result<()> {
     let t = &r.target;
     let first = r.gc_cycles.first().map_or(0, |c| c.cycle);
     let last = r.gc_cycles.last().map_or(0, |c| c.cycle);
     writeln!(
         w,
-        "mapleak-trace: pid {} ({}) {} {} {}{} - {:.1} s, {} GC cycles{} - {}",
-        t.pid,
+        "{} ({}) {} {} {}{} - {:.1} s, {} GC cycles{} - {}",
+        p.heading(format_args!("mapleak-trace: pid {}", t.pid)),
         t.exe,
         t.go_version,
         t.goarch,
@@ -482,7 +460,10 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     if growing.is_empty() && growing_families > 0 {
         writeln!(
             w,
-            "No single map kept growing, but {growing_families} family(ies) of maps keep growing:"
+            "{}",
+            p.heading(format_args!(
+                "No single map kept growing, but {growing_families} family(ies) of maps keep growing:"
+            ))
         )?;
     } else if growing.is_empty() {
         writeln!(w, "No map kept growing across the GC cycles observed.")?;
@@ -496,11 +477,18 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     } else if growing_families > 0 {
         writeln!(
             w,
-            "{} map(s) and {growing_families} family(ies) of maps keep growing:",
-            growing.len()
+            "{}",
+            p.heading(format_args!(
+                "{} map(s) and {growing_families} family(ies) of maps keep growing:",
+                growing.len()
+            ))
         )?;
     } else {
-        writeln!(w, "{} map(s) keep growing:", growing.len())?;
+        writeln!(
+            w,
+            "{}",
+            p.heading(format_args!("{} map(s) keep growing:", growing.len()))
+        )?;
     }
     families::render(w, &r.families)?;
     let shown: Vec<&MapReport> = r
@@ -537,7 +525,7 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
             "  #{} {}  {}  len {} ({pace}){cap}  {}",
             m.id,
             m.type_name,
-            m.verdict.as_str().to_uppercase(),
+            p.verdict(m.verdict),
             m.len_last,
             human_bytes(m.bytes)
         )?;
@@ -560,6 +548,15 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
                 writeln!(w, "     created at: (a sync.Map: no creation site)")?
             }
             None => writeln!(w, "     created at: (before the tracer attached)")?,
+        }
+        if !m.entry_types.is_empty() {
+            let types: Vec<String> = m
+                .entry_types
+                .iter()
+                .take(3)
+                .map(|e| format!("{} → {} ({})", e.key, e.value, e.entries))
+                .collect();
+            writeln!(w, "     entries:    {}", types.join(", "))?;
         }
         if let Some(f) = m.grown_at.first() {
             writeln!(w, "     grown by:   {}", frame_line(f))?;
@@ -639,7 +636,8 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
     writeln!(w)?;
     writeln!(
         w,
-        "Tracked maps: {} growing, {} bloated, {} stable, {} idle ({} retired when their memory was reused, {} evicted)",
+        "{} {} growing, {} bloated, {} stable, {} idle ({} retired when their memory was reused, {} evicted)",
+        p.heading("Tracked maps:"),
         count(Verdict::Growing),
         count(Verdict::Bloated),
         count(Verdict::Stable),
@@ -703,7 +701,8 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         writeln!(w)?;
         writeln!(
             w,
-            "Finalizers: {} set, {} removed, {} ran; cleanups: {} added, {} ran, {} stopped; {} pending",
+            "{} {} set, {} removed, {} ran; cleanups: {} added, {} ran, {} stopped; {} pending",
+            p.heading("Finalizers:"),
             f.set,
             f.removed,
             f.ran,
@@ -722,7 +721,8 @@ pub fn render(r: &Report, w: &mut dyn Write, top: usize) -> io::Result<()> {
         for h in &f.held_as_map_keys {
             writeln!(
                 w,
-                "  NEVER RUN: {} {} with a pending {} are keys of map #{} {}{}: the map keeps them reachable (GC cycle {})",
+                "  {} {} {} with a pending {} are keys of map #{} {}{}: the map keeps them reachable (GC cycle {})",
+                p.bad("NEVER RUN:"),
                 h.count,
                 h.type_name,
                 match (h.finalizers > 0, h.cleanups > 0) {

@@ -31,6 +31,7 @@ fn render_leads_with_answer() {
         map_groups: Vec::new(),
         families: Vec::new(),
         maps: vec![MapReport {
+            entry_types: Vec::new(),
             kind: "map",
             id: 1,
             addr: "0xc000010000".into(),
@@ -70,6 +71,21 @@ fn render_leads_with_answer() {
     let mut out = Vec::new();
     render(&r, &mut out, 10).unwrap();
     let s = String::from_utf8(out).unwrap();
+    assert!(!s.contains('\x1b'), "plain: no escape code");
+    // With colour: the verdict is painted, and the text is otherwise the same.
+    let on = crate::color::Palette::new(true);
+    let mut colored = Vec::new();
+    render_styled(&r, &mut colored, 10, on).unwrap();
+    let c = String::from_utf8(colored).unwrap();
+    assert!(
+        c.contains(&format!("  {}  len 30", on.verdict(Verdict::Growing))),
+        "{c:?}"
+    );
+    assert!(
+        c.contains(&on.heading("Tracked maps:").to_string()),
+        "{c:?}"
+    );
+    assert_eq!(strip_escapes(&c), s);
     let first_map = s.find("map[string]*main.session").unwrap();
     assert!(s.find("1 map(s) keep growing").unwrap() < first_map);
     assert!(s.contains("held by:    main.sessions"));
@@ -173,4 +189,22 @@ fn growing_family_leads() {
     let v: serde_json::Value = serde_json::to_value(&r).unwrap();
     assert_eq!(v["families"][1]["site_kind"], "created");
     assert_eq!(v["families"][1]["entries_by_cycle"][2][1], 2100);
+}
+
+/// `s` without its `ESC [ … m` sequences.
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::new();
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\x1b' {
+            for d in it.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

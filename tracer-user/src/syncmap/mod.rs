@@ -23,12 +23,14 @@
 //! sample(&mem, &layout, addr, budget)     ->  HeaderRead (len = entries)
 //! ```
 
+pub mod classic;
 pub mod layout;
 pub mod scan;
 pub mod walk;
 
 use std::time::Instant;
 
+pub use classic::ClassicLayout;
 pub use layout::TrieLayout;
 pub use walk::{Header, NodeReader, Walk};
 
@@ -89,12 +91,35 @@ pub fn detect(info: &BinaryInfo) -> SyncMapImpl {
     }
 }
 
-/// The HashTrieMap layout of `info`'s binary, when it has one.
+/// How a binary's `sync.Map`s are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncLayout {
+    /// Walked as tries.
+    Trie(TrieLayout),
+    /// Read through their read and dirty maps ([`classic`]).
+    Classic(ClassicLayout),
+}
+
+impl SyncLayout {
+    /// The HashTrieMap layout, if that is the kind.
+    #[must_use]
+    pub const fn trie(&self) -> Option<TrieLayout> {
+        match self {
+            Self::Trie(l) => Some(*l),
+            Self::Classic(_) => None,
+        }
+    }
+}
+
+/// The `sync.Map` layout of `info`'s binary, when it links one in.
 #[must_use]
-pub fn layout_of(info: &BinaryInfo) -> Option<TrieLayout> {
-    (detect(info) == SyncMapImpl::HashTrie)
-        .then(|| TrieLayout::for_minor(info.go_version.minor))
-        .flatten()
+pub fn layout_of(info: &BinaryInfo) -> Option<SyncLayout> {
+    let minor = info.go_version.minor;
+    match detect(info) {
+        SyncMapImpl::HashTrie => TrieLayout::for_minor(minor).map(SyncLayout::Trie),
+        SyncMapImpl::Classic => ClassicLayout::for_minor(minor).map(SyncLayout::Classic),
+        SyncMapImpl::Unused => None,
+    }
 }
 
 /// A sync.Map held by a global: the variable's name, and where the
@@ -163,6 +188,57 @@ pub const MAX_NODES_PER_SAMPLE: u64 = 262_144;
 /// the next sample (counted as skipped).
 pub const MIN_NODES_PER_WALK: u64 = 64;
 
+/// Distinct (key type, value type) pairs counted per instance; entries of
+/// other pairs are counted together.
+pub const MAX_ENTRY_TYPES: usize = 8;
+
+/// Keys remembered per instance and sample to match against the objects
+/// with pending finalizers (8 bytes each).
+pub const MAX_KEY_WORDS: usize = 1 << 20;
+
+/// What a walk saw in the entries it read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entries {
+    /// Entries read per (key type, value type): the run-time addresses of
+    /// their dynamic types' descriptors (0 for a nil interface), at most
+    /// [`MAX_ENTRY_TYPES`] pairs.
+    pub types: Vec<((u64, u64), u64)>,
+    /// Entries of other pairs.
+    pub other_types: u64,
+    /// The keys' data words (for a pointer key, the object), when asked
+    /// for; at most [`MAX_KEY_WORDS`].
+    pub key_words: Vec<u64>,
+    /// Keys not remembered past the cap.
+    pub key_words_dropped: u64,
+}
+
+impl Entries {
+    /// Counts one entry node read (`l`'s offsets).
+    pub fn add(&mut self, node: &[u8], l: &TrieLayout, keep_keys: bool) {
+        let word = |off: u32| -> u64 {
+            let o = off as usize;
+            node.get(o..o + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let pair = (word(l.entry_key), word(l.entry_value));
+        if let Some(e) = self.types.iter_mut().find(|e| e.0 == pair) {
+            e.1 += 1;
+        } else if self.types.len() < MAX_ENTRY_TYPES {
+            self.types.push((pair, 1));
+        } else {
+            self.other_types += 1;
+        }
+        if keep_keys {
+            if self.key_words.len() < MAX_KEY_WORDS {
+                self.key_words.push(word(l.entry_key + 8));
+            } else {
+                self.key_words_dropped += 1;
+            }
+        }
+    }
+}
+
 /// What one sample of the sync.Maps did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SampleStats {
@@ -176,10 +252,16 @@ pub struct SampleStats {
     pub skipped: u64,
     /// Bad nodes seen (concurrent changes or garbage).
     pub bad_nodes: u64,
+    /// Walks made (each, whole or capped, of one instance), the entries
+    /// they read and their wall time in µs.
+    pub walks: u64,
+    pub entries_read: u64,
+    pub walk_us: u64,
 }
 
 /// Reads the sync.Map at `addr`: its header, then its trie (at most
-/// `*budget` nodes, taken from it). An instance never used is
+/// `*budget` nodes, taken from it), counting what its entries hold in
+/// `entries` (their keys too with `keep_keys`). An instance never used is
 /// [`HeaderRead::Skipped`] (nothing to sample yet) unless it was
 /// `sampled` before: then it was reset (`m = sync.Map{}`), and is empty
 /// until its next first use (a new seed and root: a new instance for the
@@ -191,6 +273,7 @@ pub fn sample(
     budget: &mut u64,
     deadline: Instant,
     stats: &mut SampleStats,
+    (entries, keep_keys): (&mut Entries, bool),
 ) -> HeaderRead {
     if *budget < MIN_NODES_PER_WALK {
         stats.skipped += 1;
@@ -214,7 +297,13 @@ pub fn sample(
         Header::Implausible => return HeaderRead::Implausible,
         Header::Ready { root, seed } => (root, seed),
     };
-    let w = walk::walk(mem, l, root, *budget, Some(deadline));
+    let t = Instant::now();
+    let w = walk::walk_entries(mem, l, root, *budget, Some(deadline), &mut |node| {
+        entries.add(node, l, keep_keys);
+    });
+    stats.walks += 1;
+    stats.entries_read += w.entries_read;
+    stats.walk_us += u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
     *budget = budget.saturating_sub(w.nodes_read);
     stats.nodes += w.nodes_read;
     stats.bad_nodes += w.bad;
@@ -265,10 +354,21 @@ mod tests {
         let mut budget = MAX_NODES_PER_SAMPLE;
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         let addr = header.as_ptr() as u64;
-        let HeaderRead::Ok(h) = sample(&mut mem, &l, (addr, false), &mut budget, deadline, &mut st)
-        else {
+        let mut entries = Entries::default();
+        let HeaderRead::Ok(h) = sample(
+            &mut mem,
+            &l,
+            (addr, false),
+            &mut budget,
+            deadline,
+            &mut st,
+            (&mut entries, true),
+        ) else {
             panic!("not read: {st:?}");
         };
+        // Both entries' key and value words are 0 here.
+        assert_eq!(entries.types, [((0, 0), 2)]);
+        assert_eq!(entries.key_words, [0, 0]);
         assert_eq!((h.len, h.capacity, h.seed), (2, 0, 0x5eed));
         assert_eq!(h.storage, root.as_ptr() as u64);
         assert_eq!(h.bytes, 48 + 160 + 2 * 48);
@@ -277,18 +377,50 @@ mod tests {
         // Reset to never used: skipped at first, empty once sampled.
         header.iter_mut().for_each(|w| *w = 0);
         std::hint::black_box(&mut header);
-        let r = sample(&mut mem, &l, (addr, false), &mut budget, deadline, &mut st);
+        let r = sample(
+            &mut mem,
+            &l,
+            (addr, false),
+            &mut budget,
+            deadline,
+            &mut st,
+            (&mut Entries::default(), false),
+        );
         assert_eq!(r, HeaderRead::Skipped);
-        let r = sample(&mut mem, &l, (addr, true), &mut budget, deadline, &mut st);
+        let r = sample(
+            &mut mem,
+            &l,
+            (addr, true),
+            &mut budget,
+            deadline,
+            &mut st,
+            (&mut Entries::default(), false),
+        );
         assert!(matches!(r, HeaderRead::Ok(h) if h.len == 0 && h.seed == 0));
         // Garbage: inited 3.
         header[0] = 3;
         std::hint::black_box(&mut header);
-        let r = sample(&mut mem, &l, (addr, true), &mut budget, deadline, &mut st);
+        let r = sample(
+            &mut mem,
+            &l,
+            (addr, true),
+            &mut budget,
+            deadline,
+            &mut st,
+            (&mut Entries::default(), false),
+        );
         assert_eq!(r, HeaderRead::Implausible);
         // Out of budget: skipped and counted.
         let mut none = 0;
-        let r = sample(&mut mem, &l, (addr, true), &mut none, deadline, &mut st);
+        let r = sample(
+            &mut mem,
+            &l,
+            (addr, true),
+            &mut none,
+            deadline,
+            &mut st,
+            (&mut Entries::default(), false),
+        );
         assert_eq!((r, st.skipped), (HeaderRead::Skipped, 1));
         drop((e1, e2, root));
     }

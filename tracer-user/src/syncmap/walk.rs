@@ -139,6 +139,18 @@ pub fn walk(
     max_nodes: u64,
     deadline: Option<Instant>,
 ) -> Walk {
+    walk_entries(r, l, root, max_nodes, deadline, &mut |_| {})
+}
+
+/// [`walk`], handing each entry read (its node's bytes) to `on_entry`.
+pub fn walk_entries(
+    r: &mut dyn NodeReader,
+    l: &TrieLayout,
+    root: u64,
+    max_nodes: u64,
+    deadline: Option<Instant>,
+    on_entry: &mut dyn FnMut(&[u8]),
+) -> Walk {
     let mut w = Walk {
         exact: true,
         ..Walk::default()
@@ -217,7 +229,16 @@ pub fn walk(
                             }
                         },
                     };
-                    saw_indirect |= visit(&mut w, l, addr, e, node, weight, depth, &mut next);
+                    saw_indirect |= visit(
+                        &mut w,
+                        l,
+                        (addr, e),
+                        node,
+                        weight,
+                        depth,
+                        &mut next,
+                        on_entry,
+                    );
                 }
                 off += len;
             }
@@ -307,17 +328,18 @@ fn spans(
 fn visit(
     w: &mut Walk,
     l: &TrieLayout,
-    addr: u64,
-    e: Expect,
+    (addr, e): (u64, Expect),
     node: &[u8],
     weight: f64,
     depth: usize,
     next: &mut Vec<(u64, Expect)>,
+    on_entry: &mut dyn FnMut(&[u8]),
 ) -> bool {
     match node.get(l.node_is_entry as usize) {
         Some(1) => {
             w.entries += weight;
             w.entries_read += 1;
+            on_entry(node);
             if let Some(o) = u64_at(node, l.entry_overflow)
                 && o != 0
             {

@@ -154,6 +154,7 @@ pub(super) fn to_json(gos: &[GoBin], r: &Results, measured: &[&str], run: &Prove
             "gc_cycles": p.report.map(|r| r.gc_cycles),
             "gc_cycles_sampled": p.report.map(|r| r.gc_sampled),
             "probe_hits": p.hits, "foreign_cpu_s": p.foreign_cpu_s,
+            "target_cpu_s": p.target_cpu_s,
         })).collect::<Vec<_>>(),
         "create_cost": r.create.iter().map(|c| json!({
             "go": c.go, "kind": c.kind, "rep": c.rep, "mode": c.mode.label(),
@@ -438,6 +439,7 @@ fn phase(e: &Entry<'_>) -> Result<Phase> {
         report,
         hits: e.opt_u64("probe_hits"),
         foreign_cpu_s: e.opt_num("foreign_cpu_s"),
+        target_cpu_s: e.opt_num("target_cpu_s"),
     })
 }
 

@@ -68,12 +68,27 @@ pub(crate) struct Phase {
     pub(crate) hits: u64,
     /// CPU time of other processes (not the target, not the tracer).
     pub(crate) foreign_cpu_s: f64,
+    /// The target's CPU time in the phase (user + system: the probes' traps
+    /// and handlers run on its threads and count here).
+    pub(crate) target_cpu_s: f64,
 }
 
 impl Phase {
     /// The governor's debit (`overhead.budget_spent_target_cpu_s`).
     pub(crate) fn debit_s(&self) -> f64 {
         self.report.map_or(f64::NAN, |r| r.debit_s)
+    }
+
+    /// Operations per CPU-second of the target and the tracer together:
+    /// what the phase's work cost in CPU, whatever share of the machine
+    /// the other tenants of this shared host left it (NaN if unknown).
+    pub(crate) fn ops_per_cpu_s(&self) -> f64 {
+        let cpu = self.target_cpu_s + self.tracer_cpu_s;
+        if cpu > 0.0 {
+            self.rate * (self.end - self.start) / cpu
+        } else {
+            f64::NAN
+        }
     }
 }
 
@@ -133,6 +148,7 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
         let start = now();
         thread::sleep(p);
         let end = now();
+        let target_cpu_s = cpu_delta(t0, proc_cpu_s(pid));
         Phase {
             go: g.tag.clone(),
             round,
@@ -147,6 +163,7 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
             report: None,
             hits: 0,
             foreign_cpu_s: foreign(busy0, t0, 0.0),
+            target_cpu_s,
             workload: w,
         }
     };
@@ -170,10 +187,8 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
         thread::sleep(p);
         let end = now();
         let cpu1 = proc_cpu_s(tr.pid());
-        let tracer_cpu_s = match (cpu0, cpu1) {
-            (Some(a), Some(b)) => b - a,
-            _ => f64::NAN,
-        };
+        let target_cpu_s = cpu_delta(t0, proc_cpu_s(pid));
+        let tracer_cpu_s = cpu_delta(cpu0, cpu1);
         let foreign_cpu_s = foreign(busy0, t0, tracer_cpu_s);
         tr.signal(libc::SIGINT);
         let st = tr.wait_exit(Duration::from_secs(60))?;
@@ -212,6 +227,7 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
             report: Some(t),
             hits,
             foreign_cpu_s,
+            target_cpu_s,
             workload: w,
         });
         thread::sleep(GAP);
@@ -250,6 +266,14 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
         }
     }
     Ok(phases)
+}
+
+/// CPU seconds between two readings (NaN if either failed).
+fn cpu_delta(a: Option<f64>, b: Option<f64>) -> f64 {
+    match (a, b) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    }
 }
 
 /// The lines the process printed so far.
@@ -334,18 +358,39 @@ fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
 /// against its untraced neighbours (two phases away) by the same formula.
 /// `ph` is one workload on one Go release, in order.
 pub(crate) fn losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
+    losses_in(ph, |p| p.rate)
+}
+
+/// [`losses`] in operations per CPU-second ([`Phase::ops_per_cpu_s`]).
+pub(crate) fn cpu_losses(ph: &[&Phase]) -> (Vec<f64>, Vec<f64>) {
+    losses_in(ph, Phase::ops_per_cpu_s)
+}
+
+fn losses_in(ph: &[&Phase], rate: impl Fn(&Phase) -> f64) -> (Vec<f64>, Vec<f64>) {
     let mut null = Vec::new();
     let off: Vec<usize> = (0..ph.len()).filter(|&i| !ph[i].traced).collect();
     for w in off.windows(3) {
         let (a, m, b) = (ph[w[0]], ph[w[1]], ph[w[2]]);
-        null.push(1.0 - m.rate / ((a.rate + b.rate) / 2.0));
+        let l = 1.0 - rate(m) / ((rate(a) + rate(b)) / 2.0);
+        if l.is_finite() {
+            null.push(l);
+        }
     }
-    (traced_losses(ph, |p| p.rate), null)
+    (traced_losses_in(ph, &rate, &rate), null)
 }
 
 /// Each traced phase's loss in `rate` (its steady part or its startup)
 /// against the mean rate of the untraced phases either side of it.
 pub(crate) fn traced_losses(ph: &[&Phase], rate: impl Fn(&Phase) -> f64) -> Vec<f64> {
+    traced_losses_in(ph, &rate, &|p: &Phase| p.rate)
+}
+
+/// `traced` of each traced phase against `untraced` of its neighbours.
+fn traced_losses_in(
+    ph: &[&Phase],
+    traced: &dyn Fn(&Phase) -> f64,
+    untraced: &dyn Fn(&Phase) -> f64,
+) -> Vec<f64> {
     let mut out = Vec::new();
     for (i, p) in ph.iter().enumerate() {
         if p.traced {
@@ -353,9 +398,11 @@ pub(crate) fn traced_losses(ph: &[&Phase], rate: impl Fn(&Phase) -> f64) -> Vec<
             if let (Some(a), Some(b)) = (prev, next)
                 && !a.traced
                 && !b.traced
-                && rate(p).is_finite()
             {
-                out.push(1.0 - rate(p) / ((a.rate + b.rate) / 2.0));
+                let l = 1.0 - traced(p) / ((untraced(a) + untraced(b)) / 2.0);
+                if l.is_finite() {
+                    out.push(l);
+                }
             }
         }
     }
@@ -480,7 +527,22 @@ mod tests {
             report: None,
             hits: 0,
             foreign_cpu_s: 0.0,
+            target_cpu_s: 1.0,
         }
+    }
+
+    #[test]
+    fn losses_per_cpu_second_count_the_tracer() {
+        // Same throughput, but the traced phase used 2 % more CPU (the
+        // target's 1.0 s plus the tracer's 0.02 s): 2 % fewer ops per CPU-s.
+        let mut t = phase(true, 100.0);
+        t.tracer_cpu_s = 0.02;
+        let ph = [phase(false, 100.0), t, phase(false, 100.0)];
+        let refs: Vec<&Phase> = ph.iter().collect();
+        let (l, _) = cpu_losses(&refs);
+        assert_eq!(l.len(), 1);
+        assert!((l[0] - (1.0 - 1.0 / 1.02)).abs() < 1e-12, "{l:?}");
+        assert!(losses(&refs).0[0].abs() < 1e-12);
     }
 
     #[test]
