@@ -66,3 +66,64 @@ func declaredPath() string {
 	}
 	return strings.Join(steps, " → ")
 }
+
+// The shards scenario: a map in an element of a slice of structs. The
+// global shardReg points to a shardSet, whose field shards is a slice of
+// shard values; the map of shards[2] grows, the others stay as they are.
+// Prints "holder shards <path>".
+
+type shard struct {
+	name string
+	m    map[int64]string
+}
+
+type shardSet struct {
+	owner  string
+	shards []shard
+}
+
+var shardReg *shardSet
+
+// growingShard is the index of the shard whose map grows.
+const growingShard = 2
+
+//go:noinline
+func newShardSet() *shardSet {
+	s := &shardSet{owner: "reg", shards: make([]shard, 4)}
+	for i := range s.shards {
+		s.shards[i] = shard{name: fmt.Sprint("shard-", i), m: make(map[int64]string)}
+		s.shards[i].m[-1] = "seed"
+	}
+	return s
+}
+
+// shardsStep adds n entries to shards[growingShard].m (making shardReg at
+// step 0) and returns that map's length.
+//
+//go:noinline
+func shardsStep(step, n int) int {
+	if shardReg == nil {
+		shardReg = newShardSet()
+		fmt.Fprintln(os.Stderr, "holder shards", declaredShardPath())
+	}
+	m := shardReg.shards[growingShard].m
+	for i := 0; i < n; i++ {
+		m[int64(step*n+i)] = "v"
+	}
+	return len(m)
+}
+
+// declaredShardPath is the holder path of shardReg.shards[2].m.
+func declaredShardPath() string {
+	st := reflect.TypeOf(shardReg)
+	shardsField, _ := st.Elem().FieldByName("shards")
+	elem := shardsField.Type.Elem()
+	mField, _ := elem.FieldByName("m")
+	steps := []string{
+		"main.shardReg",
+		fmt.Sprintf("(%v).%s", st, shardsField.Name),
+		fmt.Sprintf("[%d]", growingShard),
+		fmt.Sprintf("(%v).%s", elem, mField.Name),
+	}
+	return strings.Join(steps, " → ")
+}

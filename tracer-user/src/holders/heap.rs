@@ -57,21 +57,37 @@ impl Snapshot {
         }
     }
 
-    /// Addresses of the aligned words whose value is a key of `targets`,
-    /// with that value and the kind of region they are in; at most `max`
-    /// hits per value.
+    /// Addresses of the aligned words whose value is a key of `targets` or
+    /// lies in one of `ranges` (inclusive), with that value and the kind of
+    /// region they are in; at most `max` hits per value.
     #[must_use]
     pub(crate) fn find<T>(
         &self,
         targets: &HashMap<u64, T>,
+        ranges: &[(u64, u64)],
         max: usize,
     ) -> Vec<(u64, u64, RegionKind)> {
         let mut out = Vec::new();
-        if targets.is_empty() {
+        if targets.is_empty() && ranges.is_empty() {
             return out;
         }
-        let lo = targets.keys().copied().min().unwrap_or(0);
-        let hi = targets.keys().copied().max().unwrap_or(u64::MAX);
+        let merged = merge(ranges);
+        let in_range = |v: u64| {
+            let i = merged.partition_point(|r| r.1 < v);
+            merged.get(i).is_some_and(|r| r.0 <= v)
+        };
+        let lo = targets
+            .keys()
+            .copied()
+            .chain(merged.first().map(|r| r.0))
+            .min()
+            .unwrap_or(0);
+        let hi = targets
+            .keys()
+            .copied()
+            .chain(merged.last().map(|r| r.1))
+            .max()
+            .unwrap_or(u64::MAX);
         let mut per: HashMap<u64, usize> = HashMap::new();
         for r in &self.regions {
             // Regions start page-aligned; a word is 8-aligned from there.
@@ -81,7 +97,7 @@ impl Snapshot {
             };
             for (i, w) in words.chunks_exact(8).enumerate() {
                 let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-                if v < lo || v > hi || !targets.contains_key(&v) {
+                if v < lo || v > hi || !(targets.contains_key(&v) || in_range(v)) {
                     continue;
                 }
                 let n = per.entry(v).or_default();
@@ -92,6 +108,20 @@ impl Snapshot {
             }
         }
         out
+    }
+
+    /// The word at `addr`, if copied.
+    #[must_use]
+    pub(crate) fn word(&self, addr: u64) -> Option<u64> {
+        let i = self
+            .regions
+            .partition_point(|r| r.addr <= addr)
+            .checked_sub(1)?;
+        let r = &self.regions[i];
+        let o = usize::try_from(addr.checked_sub(r.addr)?).ok()?;
+        Some(u64::from_le_bytes(
+            r.bytes.get(o..o.checked_add(8)?)?.try_into().ok()?,
+        ))
     }
 
     /// The kind of region holding `[addr, addr + len)`, if copied.
@@ -105,6 +135,20 @@ impl Snapshot {
         let end = r.addr.checked_add(r.bytes.len() as u64)?;
         (addr.checked_add(len)? <= end).then_some(r.kind)
     }
+}
+
+/// `ranges` sorted and merged where they overlap.
+fn merge(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = ranges.iter().copied().filter(|r| r.0 <= r.1).collect();
+    v.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+    for (lo, hi) in v {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 /// Heap bytes one search copies at most: enough for the heaps of small and
@@ -359,7 +403,7 @@ mod tests {
             },
         ]);
         let targets: HashMap<u64, ()> = [(0xabcd, ()), (0x99, ())].into();
-        let hits = snap.find(&targets, 3);
+        let hits = snap.find(&targets, &[], 3);
         assert_eq!(
             hits,
             vec![
@@ -370,8 +414,16 @@ mod tests {
             ]
         );
         assert_eq!(snap.kind_of(0x2038, 8), Some(RegionKind::Heap));
+        assert_eq!(snap.word(0x2028), Some(0x99));
+        assert_eq!(snap.word(0x203c), None);
+        assert_eq!(snap.word(0x10), None);
         assert_eq!(snap.kind_of(0x203c, 8), None);
         assert_eq!(snap.kind_of(0x1500, 8), None);
         assert_eq!(snap.heap_bytes, 64);
+        // Ranges: 0x99 in [0x90, 0xa0]; none hit by [0x100, 0x200].
+        let none: HashMap<u64, ()> = HashMap::new();
+        let hits = snap.find(&none, &[(0x100, 0x200), (0x90, 0xa0), (0x95, 0x99)], 8);
+        assert_eq!(hits, vec![(0x2028, 0x99, RegionKind::Heap)]);
+        assert_eq!(merge(&[(5, 9), (1, 3), (4, 4), (20, 10)]), vec![(1, 9)]);
     }
 }

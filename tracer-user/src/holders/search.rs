@@ -12,6 +12,12 @@
 //! integer that happens to equal a pointer leads nowhere unless the types
 //! line up at every step.
 //!
+//! A struct found that way may also be an element of a slice's backing
+//! array: then the next level also looks for a slice data pointer of type
+//! `[]Struct` at most [`MAX_INDEX`] elements before it, and the path says
+//! which element (`[2]`) and names the field of the struct value
+//! (`(main.shard).m`).
+//!
 //! Bounds: [`Limits`]. What is found is re-read live ([`confirm`]): a path
 //! is reported only if every word on it still holds what it held.
 use std::collections::{HashMap, HashSet};
@@ -76,15 +82,42 @@ pub(crate) struct Outcome {
     pub(crate) cut_short: bool,
 }
 
-/// Something a word should hold: a pointer of type `ty` to `want`.
+/// Elements of a slice searched back from one found to its array's start.
+pub(crate) const MAX_INDEX: u64 = 1024;
+
+/// Something a word should hold: a pointer of type `ty` to `want` or, for
+/// a slice (`stride` > 0, the element size), to `want - i * stride` for an
+/// index `i` below [`MAX_INDEX`].
 struct Node {
     want: u64,
     ty: u64,
+    stride: u64,
     suspect: usize,
     /// The step from this object to its child, e.g. `(*main.cache).items`.
     label: Option<String>,
-    /// The node this object holds, and the address of the word that holds it.
-    child: Option<(usize, u64)>,
+    /// The node this object holds: its index, the address and value of the
+    /// word that holds it, and the element step (`[i]`) when it is a slice.
+    child: Option<Link>,
+}
+
+struct Link {
+    node: usize,
+    at: u64,
+    value: u64,
+    index: Option<u64>,
+}
+
+impl Node {
+    /// The element index `value` points at, for a slice node; whether the
+    /// node wants `value` at all.
+    fn wants(&self, value: u64) -> Option<Option<u64>> {
+        if self.stride == 0 {
+            return (value == self.want).then_some(None);
+        }
+        let d = self.want.checked_sub(value)?;
+        (d.is_multiple_of(self.stride) && d / self.stride < MAX_INDEX)
+            .then_some(Some(d / self.stride))
+    }
 }
 
 /// Searches holder paths for `suspects`. `root_name(addr, type name)` names
@@ -107,6 +140,7 @@ pub(crate) fn search(
             nodes.push(Node {
                 want: s.map,
                 ty: s.map_type,
+                stride: 0,
                 suspect: i,
                 label: None,
                 child: None,
@@ -121,25 +155,61 @@ pub(crate) fn search(
         }
         out.levels += 1;
         let mut by_value: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut slices: Vec<usize> = Vec::new();
         for &n in &frontier {
             let done = out
                 .paths
                 .get(&suspects[nodes[n].suspect].map)
                 .is_some_and(|p| p.len() >= limits.paths_per_suspect);
-            if !done {
+            if done {
+                continue;
+            }
+            if nodes[n].stride == 0 {
                 by_value.entry(nodes[n].want).or_default().push(n);
+            } else {
+                slices.push(n);
             }
         }
+        let ranges: Vec<(u64, u64)> = slices
+            .iter()
+            .map(|&n| {
+                let x = &nodes[n];
+                let span = (MAX_INDEX - 1).saturating_mul(x.stride);
+                (x.want.saturating_sub(span), x.want)
+            })
+            .collect();
         let mut next = Vec::new();
-        for (at, value, kind) in snap.find(&by_value, limits.hits_per_value) {
-            for &n in by_value.get(&value).into_iter().flatten() {
+        for (at, value, kind) in snap.find(&by_value, &ranges, limits.hits_per_value) {
+            let wanting: Vec<(usize, Option<u64>)> = by_value
+                .get(&value)
+                .into_iter()
+                .flatten()
+                .map(|&n| (n, None))
+                .chain(slices.iter().filter_map(|&n| {
+                    let index = nodes[n].wants(value)?;
+                    // A slice header: data, len, cap, the element within
+                    // len (a pointer that merely lands near the array is
+                    // not one).
+                    let len = snap.word(at.checked_add(8)?)?;
+                    let cap = snap.word(at.checked_add(16)?)?;
+                    (index? < len && len <= cap && cap.checked_mul(nodes[n].stride).is_some())
+                        .then_some((n, index))
+                }))
+                .collect();
+            for (n, index) in wanting {
+                let link = Link {
+                    node: n,
+                    at,
+                    value,
+                    index,
+                };
                 match kind {
                     RegionKind::Globals => {
                         let ty = types.name(nodes[n].ty);
                         let Some(root) = root_name(at, ty.as_deref()) else {
                             continue;
                         };
-                        let path = path_from(&nodes, n, root, at);
+                        let path = path_from(&nodes, root, &link);
                         let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
                         if list.len() < limits.paths_per_suspect && !list.contains(&path) {
                             list.push(path);
@@ -158,23 +228,38 @@ pub(crate) fn search(
                             {
                                 continue;
                             }
-                            let Some(ptr) = types.ptr_to(f.struct_type) else {
-                                continue;
-                            };
-                            if !seen.insert((base, ptr)) {
-                                continue;
-                            }
                             let name = types
-                                .name(ptr)
-                                .unwrap_or_else(|| format!("*type at {:#x}", f.struct_type));
-                            next.push(nodes.len());
-                            nodes.push(Node {
-                                want: base,
-                                ty: ptr,
-                                suspect: nodes[n].suspect,
-                                label: Some(format!("({name}).{}", f.name)),
-                                child: Some((n, at)),
-                            });
+                                .name(f.struct_type)
+                                .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
+                            // Held through a *Struct, or as an element of a
+                            // []Struct.
+                            let ways = [
+                                types
+                                    .ptr_to(f.struct_type)
+                                    .map(|p| (p, 0, format!("(*{name})"))),
+                                types
+                                    .slice_of(f.struct_type)
+                                    .map(|s| (s, f.struct_size, format!("({name})"))),
+                            ];
+                            for (ty, stride, holder) in ways.into_iter().flatten() {
+                                if !seen.insert((base, ty)) {
+                                    continue;
+                                }
+                                next.push(nodes.len());
+                                nodes.push(Node {
+                                    want: base,
+                                    ty,
+                                    stride,
+                                    suspect: nodes[n].suspect,
+                                    label: Some(format!("{holder}.{}", f.name)),
+                                    child: Some(Link {
+                                        node: n,
+                                        at: link.at,
+                                        value: link.value,
+                                        index: link.index,
+                                    }),
+                                });
+                            }
                         }
                     }
                 }
@@ -186,20 +271,46 @@ pub(crate) fn search(
         }
         frontier = next;
     }
+    for paths in out.paths.values_mut() {
+        paths.sort_by_key(Path::doubt);
+    }
     out
 }
 
-/// The path from a root word at `at` holding node `n`'s pointer down to its
-/// map.
-fn path_from(nodes: &[Node], n: usize, root: String, at: u64) -> Path {
+impl Path {
+    /// How doubtful the path is, least first: slice steps, then the
+    /// largest element index, then its length. A slice step is inferred
+    /// from a header whose data pointer lies up to [`MAX_INDEX`] elements
+    /// below the element, so any slice of the runtime's whose array sits
+    /// just below can pass for one (seen in a stripped binary, where
+    /// runtime globals have no names to exclude them by): the nearer the
+    /// element is to the array's start, the likelier the header is its own.
+    fn doubt(&self) -> (usize, u64, usize) {
+        let index: Vec<u64> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+            .collect();
+        (
+            index.len(),
+            index.iter().copied().max().unwrap_or(0),
+            self.steps.len(),
+        )
+    }
+}
+
+/// The path from a root word (`root`, the link to the node it holds) down
+/// to its map.
+fn path_from(nodes: &[Node], root: String, link: &Link) -> Path {
     let mut steps = vec![root];
-    let mut edges = vec![(at, nodes[n].want)];
-    let mut cur = n;
-    // Each node has a child of a lower index: the walk ends.
-    while let Some((c, held_at)) = nodes[cur].child {
-        steps.extend(nodes[cur].label.clone());
-        edges.push((held_at, nodes[c].want));
-        cur = c;
+    let mut edges = Vec::new();
+    let mut link = Some(link);
+    // Each node's child has a lower index: the walk ends.
+    while let Some(l) = link {
+        edges.push((l.at, l.value));
+        steps.extend(l.index.map(|i| format!("[{i}]")));
+        steps.extend(nodes[l.node].label.clone());
+        link = nodes[l.node].child.as_ref();
     }
     Path { steps, edges }
 }
@@ -367,6 +478,78 @@ mod tests {
         let out = search(&snap, &w.types, &only_srv, &sus, shallow, far());
         assert!(out.paths.is_empty());
         assert!(out.cut_short);
+    }
+
+    /// global → *shardSet → .shards → [2] → (main.shard).m: a map in an
+    /// element of a slice of structs.
+    #[test]
+    fn slice_elements() {
+        let mut r = build::Region::new(0x40_0000);
+        let m = r.plain("map[int]int", MAP, 8);
+        let s = r.plain("string", 24, 16);
+        let shard = r.strukt("main.shard", 24, &[("name", s, 0), ("m", m, 16)]);
+        let shards = r.slice(shard, "[]main.shard");
+        let set = r.strukt("main.shardSet", 32, &[("n", s, 0), ("shards", shards, 8)]);
+        r.ptr(set, "*main.shardSet", true);
+        let types = TypeTable::new(r.base, r.bytes);
+        let mut g = vec![0u8; 64];
+        put(&mut g, 16, HEAP + 0x100);
+        // A second global holding the array directly: `var all []shard`.
+        put(&mut g, 32, HEAP + 0x300);
+        let mut h = vec![0u8; 0x1000];
+        put(&mut g, 40, 4);
+        put(&mut g, 48, 4);
+        // A pointer near the array, not a slice header (len 0): no path.
+        put(&mut g, 8, HEAP + 0x300);
+        // A slice header whose array starts 100 elements below: a path,
+        // but more doubtful than the ones through element 2.
+        g.resize(128, 0);
+        put(&mut g, 64, HEAP + 0x330 - 24 * 100);
+        put(&mut g, 72, 200);
+        put(&mut g, 80, 200);
+        // The set: shards = {ptr 0x300, len 4, cap 4}.
+        put(&mut h, 0x100 + 8, HEAP + 0x300);
+        put(&mut h, 0x100 + 16, 4);
+        put(&mut h, 0x100 + 24, 4);
+        // Element 2 of the array at 0x300 holds the map @0x800.
+        put(&mut h, 0x300 + 2 * 24 + 16, HEAP + 0x800);
+        let snap = snapshot(g, h);
+        let sus = [Suspect {
+            map: HEAP + 0x800,
+            map_type: m,
+        }];
+        let names = |at: u64, _: Option<&str>| match at - GLOBALS {
+            8 => Some("main.near".to_owned()),
+            16 => Some("main.set".to_owned()),
+            32 => Some("main.all".to_owned()),
+            64 => Some("main.far".to_owned()),
+            _ => None,
+        };
+        let out = search(&snap, &types, &names, &sus, Limits::default(), far());
+        let paths = &out.paths[&(HEAP + 0x800)];
+        let steps: Vec<&[String]> = paths.iter().map(|p| p.steps.as_slice()).collect();
+        assert_eq!(
+            steps,
+            [
+                &["main.all", "[2]", "(main.shard).m"][..],
+                &[
+                    "main.set",
+                    "(*main.shardSet).shards",
+                    "[2]",
+                    "(main.shard).m"
+                ][..],
+                &["main.far", "[100]", "(main.shard).m"][..],
+            ],
+            "{paths:?}"
+        );
+        assert_eq!(
+            paths[1].edges,
+            [
+                (GLOBALS + 16, HEAP + 0x100),
+                (HEAP + 0x108, HEAP + 0x300),
+                (HEAP + 0x340, HEAP + 0x800)
+            ]
+        );
     }
 
     /// Pointer cycles and self-references end; garbage memory finds nothing

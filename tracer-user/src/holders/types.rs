@@ -9,7 +9,7 @@
 //!   bits), `Str` (nameOff from `types`) @40, `PtrToThis` (typeOff from
 //!   `types`, 0 when the binary has no `*T`) @44
 //!   (`golang/go@go1.26.0:src/internal/abi/type.go#L20`);
-//! - `abi.PtrType`: `Elem` @48;
+//! - `abi.PtrType`, `abi.SliceType`: `Elem` @48;
 //! - `abi.StructType`: `PkgPath` @48, `Fields` slice @56 (ptr, len, cap);
 //!   `abi.StructField` (24 bytes): `Name` (a pointer to an `abi.Name`) @0,
 //!   `Typ` @8, `Offset` @16 (`#L457` there);
@@ -34,6 +34,8 @@ const FIELD_SIZE: u64 = 24;
 const KIND_MASK: u8 = 0x1f;
 /// `abi.Pointer`.
 pub(crate) const KIND_PTR: u8 = 22;
+/// `abi.Slice`.
+pub(crate) const KIND_SLICE: u8 = 23;
 /// `abi.Struct`.
 pub(crate) const KIND_STRUCT: u8 = 25;
 /// `abi.TFlagExtraStar`: the name's first byte is a `*` to drop.
@@ -153,6 +155,15 @@ impl TypeTable {
     pub(crate) fn elem(&self, p: u64) -> Option<u64> {
         (self.kind(p)? == KIND_PTR).then_some(())?;
         self.word(p + ELEM_OFF)
+    }
+
+    /// A slice type `[]T` of the type at `t`, if the binary has one.
+    #[must_use]
+    pub(crate) fn slice_of(&self, t: u64) -> Option<u64> {
+        self.refs.get(&t)?.iter().find_map(|&w| {
+            let s = w.checked_sub(ELEM_OFF)?;
+            (self.kind(s)? == KIND_SLICE && self.word(s + ELEM_OFF)? == t).then_some(s)
+        })
     }
 
     /// The pointer type `*T` of the type at `t`: `PtrToThis`, else a
@@ -322,6 +333,13 @@ pub(crate) mod build {
             p
         }
 
+        /// `[]elem`.
+        pub(crate) fn slice(&mut self, elem: u64, name: &str) -> u64 {
+            let s = self.header(8, 24, super::KIND_SLICE, name);
+            self.put(s + 48, &elem.to_le_bytes());
+            s
+        }
+
         /// A struct with `fields` (name, type, offset).
         pub(crate) fn strukt(&mut self, name: &str, size: u64, fields: &[(&str, u64, u64)]) -> u64 {
             let names: Vec<u64> = fields.iter().map(|f| self.name(f.0)).collect();
@@ -375,6 +393,22 @@ mod tests {
         assert_eq!(t.name(pserver).as_deref(), Some("*main.server"));
         assert_eq!(t.name(cache).as_deref(), Some("main.cache"));
         assert!(t.fields_of_type(pserver).is_empty());
+        assert_eq!(t.slice_of(server), None);
+    }
+
+    /// Slice types are found by their element.
+    #[test]
+    fn slices() {
+        let mut r = Region::new(0x40_0000);
+        let m = r.plain("map[int]int", MAP, 8);
+        let shard = r.strukt("main.shard", 8, &[("m", m, 0)]);
+        let p = r.ptr(shard, "*main.shard", true);
+        let s = r.slice(shard, "[]main.shard");
+        let t = TypeTable::new(r.base, r.bytes);
+        assert_eq!(t.slice_of(shard), Some(s));
+        assert_eq!(t.slice_of(m), None);
+        assert_eq!(t.ptr_to(shard), Some(p));
+        assert_eq!(t.name(s).as_deref(), Some("[]main.shard"));
     }
 
     /// Garbage (a truncated region, a field table that does not point back,
