@@ -1,7 +1,9 @@
 //! Tier 2 (root): holder paths. The target's `holders` scenario grows a map
 //! that no global holds directly: `srv *server` → `cache *cache` → `items
 //! map[string][]byte`; its `shards` scenario a map in an element of a slice
-//! of structs (`shardReg *shardSet` → `shards []shard` → `[2]` → `m`). Each
+//! of structs (`shardReg *shardSet` → `shards []shard` → `[2]` → `m`); its
+//! `iface` scenario a map behind an interface (`handler any` holding a
+//! `*box` → `m`). Each
 //! prints the path it declares (from its own types, through reflect). The
 //! report's `held_by` for each map is that path, and its `owner` the global;
 //! in a stripped binary the root is the global's address and type, and the
@@ -20,11 +22,13 @@ use serde_json::Value;
 
 /// The scenarios run, the type of the map each grows, and the steps of its
 /// declared path.
-const SCENARIOS: [(&str, &str, usize); 2] = [
+const SCENARIOS: [(&str, &str, usize); 3] = [
     // main.srv → (*main.server).cache → (*main.cache).items
     ("holders", "map[string][]uint8", 3),
     // main.shardReg → (*main.shardSet).shards → [2] → (main.shard).m
     ("shards", "map[int64]string", 4),
+    // main.handler → .(*main.box) → (*main.box).m
+    ("iface", "map[string]int", 3),
 ];
 
 /// The path the target declares on its "holder <scenario> …" line.
@@ -43,7 +47,7 @@ fn check_holders(go: &str, variant: &str) {
     cmd.args([
         "-wait",
         "-scenarios",
-        "holders,shards",
+        "holders,shards,iface",
         "-steps",
         "12",
         "-step-ms",
@@ -59,7 +63,7 @@ fn check_holders(go: &str, variant: &str) {
     let hs = &r["overhead"]["holder_search"];
     let searches = hs["searches"].as_u64().unwrap();
     assert!(searches >= 1, "{hs:#}");
-    assert!(hs["paths_found"].as_u64().unwrap() >= 2, "{hs:#}");
+    assert!(hs["paths_found"].as_u64().unwrap() >= 3, "{hs:#}");
     assert!(
         hs["heap_bytes_read"].as_u64().unwrap() <= searches * (32 << 20),
         "{hs:#}"
@@ -85,8 +89,13 @@ fn check_path(run: &Run, scenario: &str, ty: &str, steps: usize, stripped: bool)
         .collect();
     assert_eq!(held["best_effort"], true, "{m:#}");
     if stripped {
-        // No symbols: the global by address and the type of its pointer.
-        let ptr = want[1].split(')').next().unwrap().trim_start_matches('(');
+        // No symbols: the global by address and its type (of the pointer
+        // it holds; `interface {}` for an interface).
+        let ptr = if want[1].starts_with(".(") {
+            "interface {}"
+        } else {
+            want[1].split(')').next().unwrap().trim_start_matches('(')
+        };
         assert!(
             path[0].starts_with("global at 0x") && path[0].ends_with(&format!(" ({ptr})")),
             "{path:?}"

@@ -127,3 +127,47 @@ func declaredShardPath() string {
 	}
 	return strings.Join(steps, " → ")
 }
+
+// The iface scenario: a map behind an interface. The global handler, an
+// `any`, holds a *box, whose field m is the map that grows. Prints
+// "holder iface <path>".
+
+type box struct {
+	label string
+	m     map[string]int
+}
+
+var handler any
+
+//go:noinline
+func newBox() *box {
+	return &box{label: "box", m: make(map[string]int)}
+}
+
+// ifaceStep adds n entries to handler.(*box).m (making the box at step 0)
+// and returns that map's length.
+//
+//go:noinline
+func ifaceStep(step, n int) int {
+	if handler == nil {
+		handler = newBox()
+		fmt.Fprintln(os.Stderr, "holder iface", declaredIfacePath())
+	}
+	b := handler.(*box)
+	for i := 0; i < n; i++ {
+		b.m[fmt.Sprintf("k-%04d-%05d", step, i)] = i
+	}
+	return len(b.m)
+}
+
+// declaredIfacePath is the holder path of handler.(*box).m.
+func declaredIfacePath() string {
+	dyn := reflect.TypeOf(handler)
+	mField, _ := dyn.Elem().FieldByName("m")
+	steps := []string{
+		"main.handler",
+		fmt.Sprintf(".(%v)", dyn),
+		fmt.Sprintf("(%v).%s", dyn, mField.Name),
+	}
+	return strings.Join(steps, " → ")
+}

@@ -206,10 +206,28 @@ pub(crate) fn search(
                 match kind {
                     RegionKind::Globals => {
                         let ty = types.name(nodes[n].ty);
-                        let Some(root) = root_name(at, ty.as_deref()) else {
-                            continue;
+                        // An empty interface holding the pointer: its type
+                        // word, just before, is the pointer's type.
+                        let eface = index.is_none()
+                            && at
+                                .checked_sub(8)
+                                .and_then(|a| snap.word(a))
+                                .is_some_and(|w| w == nodes[n].ty);
+                        let path = if eface {
+                            let Some(root) = root_name(at - 8, Some("interface {}")) else {
+                                continue;
+                            };
+                            let mut p = path_from(&nodes, root, &link);
+                            p.steps
+                                .insert(1, format!(".({})", ty.as_deref().unwrap_or("?")));
+                            p.edges.insert(0, (at - 8, nodes[n].ty));
+                            p
+                        } else {
+                            let Some(root) = root_name(at, ty.as_deref()) else {
+                                continue;
+                            };
+                            path_from(&nodes, root, &link)
                         };
-                        let path = path_from(&nodes, root, &link);
                         let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
                         if list.len() < limits.paths_per_suspect && !list.contains(&path) {
                             list.push(path);
@@ -550,6 +568,41 @@ mod tests {
                 (HEAP + 0x340, HEAP + 0x800)
             ]
         );
+    }
+
+    /// An empty interface global holding a *cache: the root is the
+    /// interface, then the type assertion step.
+    #[test]
+    fn interface_roots() {
+        let w = world();
+        let (_, mut h) = memory();
+        let pcache = w
+            .types
+            .ptr_to(w.types.fields_of_type(w.map_type)[0].struct_type);
+        let mut g = vec![0u8; 64];
+        put(&mut g, 24, pcache.unwrap());
+        put(&mut g, 32, HEAP + 0x200);
+        h[0x118..0x120].fill(0);
+        let snap = snapshot(g, h);
+        let sus = [Suspect {
+            map: HEAP + 0x800,
+            map_type: w.map_type,
+        }];
+        let names = |at: u64, ty: Option<&str>| {
+            (at == GLOBALS + 24).then(|| format!("main.handler ({})", ty.unwrap_or("?")))
+        };
+        let out = search(&snap, &w.types, &names, &sus, Limits::default(), far());
+        let p = &out.paths[&(HEAP + 0x800)][0];
+        assert_eq!(
+            p.steps,
+            [
+                "main.handler (interface {})",
+                ".(*main.cache)",
+                "(*main.cache).items"
+            ]
+        );
+        assert_eq!(p.edges[0], (GLOBALS + 24, pcache.unwrap()));
+        assert_eq!(p.edges.len(), 3);
     }
 
     /// Pointer cycles and self-references end; garbage memory finds nothing
