@@ -68,6 +68,8 @@ pub struct SearchStats {
     pub paths_found: u64,
     /// Heap bytes copied.
     pub heap_bytes_read: u64,
+    /// Wall time the searches took (copy, search and re-reads), in ms.
+    pub took_ms: u64,
     /// Searches stopped by a bound (heap bytes, depth, fan-out or time)
     /// before every suspect was found: their misses are not proof that no
     /// global holds the map.
@@ -81,6 +83,7 @@ impl SearchStats {
         self.maps_searched += o.maps_searched;
         self.paths_found += o.paths_found;
         self.heap_bytes_read += o.heap_bytes_read;
+        self.took_ms += o.took_ms;
         self.cut_short += o.cut_short;
     }
 }
@@ -107,6 +110,7 @@ pub fn find(
     cache: &mut Cache,
     deadline: Instant,
 ) -> (HashMap<u64, HeldBy>, SearchStats) {
+    let started = Instant::now();
     let mut stats = SearchStats::default();
     let suspects: Vec<search::Suspect> = suspects
         .iter()
@@ -169,6 +173,7 @@ pub fn find(
         }
     }
     stats.paths_found = held.len() as u64;
+    stats.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if (snap.cut_short || out.cut_short) && held.len() < suspects.len() {
         stats.cut_short = 1;
     }
