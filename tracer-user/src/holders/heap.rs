@@ -369,6 +369,31 @@ mod tests {
         );
     }
 
+    /// A real copy of this process (no root needed to read oneself): a
+    /// word written into an anonymous mapping (a large allocation) is found
+    /// at its address, among present pages only, within the bound.
+    #[test]
+    fn copies_this_process() {
+        let marker = 0x6d61_706c_6561_6b21_u64;
+        // 4 MiB: allocated with mmap, not on the brk heap.
+        let mut big = vec![0u64; 1 << 19];
+        big[12_345] = marker;
+        let at = std::ptr::from_ref(&big[12_345]) as u64;
+        let mem = crate::sample::Memory::new(std::process::id());
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let snap = take(&mem, std::process::id(), (0, 0), &[at], far);
+        assert!(snap.heap_bytes > 0 && snap.heap_bytes <= MAX_HEAP_BYTES);
+        let targets: HashMap<u64, ()> = [(marker, ())].into();
+        // The copy holds copies of the marker too (its own buffers are
+        // in this process): all hits.
+        let hits = snap.find(&targets, &[], usize::MAX);
+        assert!(
+            hits.contains(&(at, marker, RegionKind::Heap)),
+            "{hits:x?} (marker at {at:#x})"
+        );
+        std::hint::black_box(&big);
+    }
+
     /// Present pages are joined into runs; absent and swapped ones split them.
     #[test]
     fn runs_of_present_pages() {
