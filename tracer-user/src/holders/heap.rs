@@ -249,7 +249,7 @@ pub(crate) fn take<R: Reader>(
             break;
         }
         let runs = match &pagemap {
-            Some(f) => present(f, start, end),
+            Some(f) => present(f, start, end, budget),
             // No pagemap: read it all (bounded by the budget).
             None => vec![(start, end)],
         };
@@ -266,8 +266,10 @@ pub(crate) fn take<R: Reader>(
     snap
 }
 
-/// Present runs of `[start, end)` from the pagemap file.
-fn present(f: &File, start: u64, end: u64) -> Vec<(u64, u64)> {
+/// Present runs of `[start, end)` from the pagemap file, until they add up
+/// to `enough` bytes (a huge mapping's pagemap is not read past what can be
+/// copied).
+fn present(f: &File, start: u64, end: u64, enough: u64) -> Vec<(u64, u64)> {
     let pages = (end - start) / PAGE;
     let mut out = Vec::new();
     // 64 Ki entries (256 MiB of address space) per read.
@@ -297,6 +299,9 @@ fn present(f: &File, start: u64, end: u64) -> Vec<(u64, u64)> {
         }
         out.extend(runs);
         done += entries.len() as u64;
+        if out.iter().map(|r| r.1 - r.0).sum::<u64>() >= enough {
+            break;
+        }
     }
     out
 }
