@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod finalizers;
 pub mod generate;
 pub mod governor;
+pub mod holders;
 pub mod ingest;
 pub mod inspect;
 pub mod inspect_cmd;

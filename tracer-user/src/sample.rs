@@ -45,6 +45,12 @@ impl Memory {
         }
     }
 
+    /// The process's pid.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.pid.cast_unsigned()
+    }
+
     /// The process is gone: what was read may be another's.
     fn gone(&self) -> bool {
         self.pidfd

@@ -51,6 +51,15 @@ fn check_scenarios(go: &str, variant: &str) {
     } else {
         assert_eq!(leaky["owner"], "main.sessions", "{leaky:#}");
     }
+    // A global holding the map pointer itself: a path of one step, the
+    // owner, not best-effort.
+    if !leaky["owner"].is_null() {
+        assert_eq!(
+            leaky["held_by"],
+            serde_json::json!({"path": [leaky["owner"]], "best_effort": false}),
+            "{leaky:#}"
+        );
+    }
 
     // A bounded LRU under heavy churn is not growing (DWARF names the
     // element type by its import path, the runtime by its package name).
@@ -73,6 +82,8 @@ fn check_scenarios(go: &str, variant: &str) {
         "main.privateWorker"
     );
     assert!(private[0]["owner"].is_null(), "{:#}", private[0]);
+    // Held by a goroutine only: no holder path from a global either.
+    assert!(private[0]["held_by"].is_null(), "{:#}", private[0]);
     // Nothing else is called growing.
     let growing = r["maps"]
         .as_array()

@@ -20,6 +20,15 @@
 //	         does
 //	tenantsfixed 5,000 such maps made at newFixedTenant,    map[int32]int32
 //	         whose total goes up and down: bounded
+//	holders  a map held through pointers and struct fields: map[string][]uint8
+//	         global srv → *server.cache → *cache.items
+//	         (holders.go; prints its declared path)
+//	shards   a map in an element of a slice of structs:    map[int64]string
+//	         global shardReg → *shardSet.shards → [2] → shard.m
+//	         (holders.go; prints its declared path)
+//	iface    a map behind an interface:                  map[string]int
+//	         global handler (any) holding *box → box.m
+//	         (holders.go; prints its declared path)
 //
 // With -wait it prints "ready" and waits for a line on stdin before creating
 // any map, so that a tracer can attach first. stdout is deterministic (the
@@ -143,9 +152,10 @@ func main() {
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
 	shortPause := flag.Duration("short-pause", time.Millisecond, "short: pause after every 5 maps")
 	forceGC := flag.Bool("force-gc", true, "run a GC cycle after each step (false with GOGC=off: a program that runs no GC)")
-	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed)")
+	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed, holders, shards, iface)")
 	tenantsN := flag.Int("tenants", 20000, "tenants: per-tenant maps")
 	fixedN := flag.Int("fixed-tenants", 5000, "tenantsfixed: per-tenant maps")
+	holdersN := flag.Int("holders-per-step", 1500, "holders, shards, iface: entries added per step")
 	flag.Parse()
 	on := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -244,6 +254,21 @@ func main() {
 			n := fixedTenantsStep(step, *fixedN)
 			line += fmt.Sprintf(" tenantsfixed=%d", n)
 			cycleLine += fmt.Sprintf(" tenantsfixed %d", n)
+		}
+		if on["holders"] {
+			n := holdersStep(step, *holdersN)
+			line += fmt.Sprintf(" holders=%d", n)
+			cycleLine += fmt.Sprintf(" holders %d", n)
+		}
+		if on["shards"] {
+			n := shardsStep(step, *holdersN)
+			line += fmt.Sprintf(" shards=%d", n)
+			cycleLine += fmt.Sprintf(" shards %d", n)
+		}
+		if on["iface"] {
+			n := ifaceStep(step, *holdersN)
+			line += fmt.Sprintf(" iface=%d", n)
+			cycleLine += fmt.Sprintf(" iface %d", n)
 		}
 		if *forceGC {
 			runtime.GC()

@@ -89,6 +89,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     overhead.key_reads_deferred = s.keys_deferred;
     overhead.samples_cut_short = s.samples_cut_short;
     overhead.sync_map_walks = s.sync_walks;
+    overhead.holder_search = s.holder_stats;
     overhead.uprobe_multi_unavailable = tracer.multi_error().map(str::to_owned);
     drop(b);
     overhead.gc_cycles_not_sampled_late = s.clock.late_cycles;
@@ -200,6 +201,7 @@ fn map_report(
             .find(|f| !f.is_empty())
             .unwrap_or_default(),
         owner: m.owner().map(str::to_owned),
+        held_by: m.held_by(),
         len_by_cycle: hist
             .iter()
             .filter(|x| !x.timer)

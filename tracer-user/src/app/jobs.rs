@@ -25,6 +25,11 @@ pub(super) const HEADER_DEADLINE: Duration = sample::MAX_SAMPLE_TIME;
 /// Longest the owner search may run (up to 64 MiB of globals).
 pub(super) const OWNERS_DEADLINE: Duration = Duration::from_secs(1);
 
+/// Longest the holder search may run, after the owner search: a copy of up
+/// to [`crate::holders`]' bound of heap (tens of ms) and a few levels over
+/// it.
+pub(super) const HOLDERS_DEADLINE: Duration = Duration::from_secs(1);
+
 /// Work for a worker thread.
 pub(super) enum Job {
     Headers(HeaderJob),
@@ -176,6 +181,8 @@ pub(super) struct KeyState {
     pub(super) trackers: HashMap<u64, KeyTracker>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     pub(super) snap_cycle: HashMap<u64, u64>,
+    /// The holder search's index of the target's type descriptors.
+    pub(super) holders: crate::holders::Cache,
 }
 
 /// A map whose keys may be read: (rank: 0 growing, 1 bloated, 2 other;
@@ -194,8 +201,8 @@ pub(super) struct KeysJob {
     /// `None`: keys are not read at this sample (deferred to the budget).
     pub(super) cands: Option<Vec<KeyCandidate>>,
     pub(super) state: KeyState,
-    /// Maps whose owner is searched.
-    pub(super) owner_cands: Vec<u64>,
+    /// Maps whose owner is searched, and their type descriptors.
+    pub(super) owner_cands: Vec<(u64, u64)>,
 }
 
 /// What a keys job found.
@@ -205,6 +212,9 @@ pub(super) struct KeysResult {
     pub(super) keys_took: Option<Duration>,
     /// Owner names found, by map.
     pub(super) owners: HashMap<u64, String>,
+    /// Holder paths found, by map (for maps no global holds directly).
+    pub(super) held: HashMap<u64, crate::holders::HeldBy>,
+    pub(super) holder_stats: crate::holders::SearchStats,
     /// Maps searched for an owner (all of them, even when the search
     /// stopped at its deadline: they are searched again four samples on).
     pub(super) owners_searched: Vec<u64>,
@@ -227,18 +237,20 @@ impl KeysJob {
             self.snapshot_keys(cands);
             t.elapsed()
         });
-        let (owners, _cut_short) = find_owners(
+        let (owners, held, holder_stats) = find_holders(
             &self.mem,
             &self.info,
             self.bias,
             &self.owner_cands,
-            Instant::now() + crate::speed::scaled(OWNERS_DEADLINE),
+            &mut self.state.holders,
         );
         KeysResult {
             state: self.state,
             keys_took,
             owners,
-            owners_searched: self.owner_cands,
+            held,
+            holder_stats,
+            owners_searched: self.owner_cands.iter().map(|c| c.0).collect(),
         }
     }
 
@@ -289,6 +301,44 @@ impl KeysJob {
                 .update(self.cycle, &snap);
         }
     }
+}
+
+/// Owners of `cands` (map, type descriptor): the globals holding the map
+/// pointer itself ([`find_owners`]), then, for the others, holder paths
+/// from a global through pointers and struct fields ([`crate::holders`]).
+pub(super) fn find_holders(
+    mem: &Memory,
+    info: &BinaryInfo,
+    bias: u64,
+    cands: &[(u64, u64)],
+    cache: &mut crate::holders::Cache,
+) -> (
+    HashMap<u64, String>,
+    HashMap<u64, crate::holders::HeldBy>,
+    crate::holders::SearchStats,
+) {
+    let addrs: Vec<u64> = cands.iter().map(|c| c.0).collect();
+    let (owners, _cut_short) = find_owners(
+        mem,
+        info,
+        bias,
+        &addrs,
+        Instant::now() + crate::speed::scaled(OWNERS_DEADLINE),
+    );
+    let rest: Vec<(u64, u64)> = cands
+        .iter()
+        .filter(|c| !owners.contains_key(&c.0))
+        .copied()
+        .collect();
+    let (held, stats) = crate::holders::find(
+        mem,
+        info,
+        bias,
+        &rest,
+        cache,
+        Instant::now() + crate::speed::scaled(HOLDERS_DEADLINE),
+    );
+    (owners, held, stats)
 }
 
 /// Names the global variable holding each of `cands`, by scanning the

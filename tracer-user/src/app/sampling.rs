@@ -271,7 +271,8 @@ fn on_keys(s: &mut Session, r: KeysResult) {
     if let (Some(start), Some(took)) = (s.last_keys_start.take(), r.keys_took) {
         s.last_keys = Some((start, took));
     }
-    apply_owners(s, r.owners, &r.owners_searched);
+    s.holder_stats.add(&r.holder_stats);
+    apply_owners(s, r.owners, r.held, &r.owners_searched);
 }
 
 /// Whether the target is found gone within 100 ms.
@@ -291,6 +292,7 @@ fn take_key_state(s: &mut Session) -> KeyState {
         layouts: std::mem::take(&mut s.key_layouts),
         trackers: std::mem::take(&mut s.key_trackers),
         snap_cycle: std::mem::take(&mut s.snap_cycle),
+        holders: std::mem::take(&mut s.holder_cache),
     }
 }
 
@@ -302,6 +304,7 @@ fn put_key_state(s: &mut Session, mut k: KeyState) {
     s.key_layouts = k.layouts;
     s.key_trackers = k.trackers;
     s.snap_cycle = k.snap_cycle;
+    s.holder_cache = k.holders;
     count_held_keys(s);
 }
 
@@ -359,7 +362,7 @@ fn key_candidates(s: &mut Session, cycle: u64) -> Vec<KeyCandidate> {
 
 /// Suspects (growing, bloated) without an owner, not searched in the last
 /// four samples (`force`: whatever the last search).
-pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
+pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<(u64, u64)> {
     s.model
         .maps
         .values()
@@ -374,18 +377,26 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<u64> {
                     .get(&m.addr)
                     .is_none_or(|&c| s.clock.sampled_cycles >= c + 4)
         })
-        .map(|m| m.addr)
+        .map(|m| (m.addr, m.type_ptr))
         .collect()
 }
 
 /// Records an owner search's result.
-pub(super) fn apply_owners(s: &mut Session, mut found: HashMap<u64, String>, searched: &[u64]) {
+pub(super) fn apply_owners(
+    s: &mut Session,
+    mut found: HashMap<u64, String>,
+    mut held: HashMap<u64, crate::holders::HeldBy>,
+    searched: &[u64],
+) {
     for &c in searched {
         s.owners_searched.insert(c, s.clock.sampled_cycles);
-        if let Some(name) = found.remove(&c)
-            && let Some(m) = s.model.maps.get_mut(&c)
-        {
+        let Some(m) = s.model.maps.get_mut(&c) else {
+            continue;
+        };
+        if let Some(name) = found.remove(&c) {
             m.set_owner(name);
+        } else if let Some(h) = held.remove(&c) {
+            m.set_held_by(h);
         }
     }
 }
@@ -398,12 +409,10 @@ pub(super) fn final_owner_search(s: &mut Session) {
         return;
     }
     let cands = owner_candidates(s, true);
-    let (found, _) = jobs::find_owners(
-        &s.mem,
-        &s.info,
-        s.bias,
-        &cands,
-        Instant::now() + crate::speed::scaled(jobs::OWNERS_DEADLINE),
-    );
-    apply_owners(s, found, &cands);
+    let mut cache = std::mem::take(&mut s.holder_cache);
+    let (found, held, stats) = jobs::find_holders(&s.mem, &s.info, s.bias, &cands, &mut cache);
+    s.holder_cache = cache;
+    s.holder_stats.add(&stats);
+    let addrs: Vec<u64> = cands.iter().map(|c| c.0).collect();
+    apply_owners(s, found, held, &addrs);
 }

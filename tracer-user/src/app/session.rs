@@ -19,6 +19,10 @@ pub(super) struct Session {
     pub(super) mem: Memory,
     pub(super) types: HashMap<u64, (String, Option<String>, Option<String>, TypeSizes)>,
     pub(super) owners_searched: HashMap<u64, u64>,
+    /// The holder search's index of type descriptors (travels with the
+    /// keys jobs in their `KeyState`), and what the searches cost.
+    pub(super) holder_cache: crate::holders::Cache,
+    pub(super) holder_stats: crate::holders::SearchStats,
     pub(super) ended: Option<String>,
     /// What started the GC cycles seen.
     pub(super) gc_triggers: report::GcTriggers,
@@ -203,6 +207,8 @@ pub(super) fn attach_session(
         model: Model::default(),
         types: HashMap::new(),
         owners_searched: HashMap::new(),
+        holder_cache: crate::holders::Cache::default(),
+        holder_stats: crate::holders::SearchStats::default(),
         ended: None,
         gc_triggers: report::GcTriggers::default(),
         reqs,

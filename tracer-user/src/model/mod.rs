@@ -149,6 +149,9 @@ impl SampleAt {
 #[derive(Debug, Clone, Default)]
 struct Extra {
     owner: Option<String>,
+    /// A path from a global to the map through pointers and struct fields
+    /// (`None`: none found, or the owner holds the map pointer itself).
+    held_by: Option<crate::holders::HeldBy>,
     type_name: Option<String>,
     assigns: u64,
     deletes: u64,
@@ -277,6 +280,23 @@ impl TrackedMap {
     /// Names the global variable holding it.
     pub fn set_owner(&mut self, owner: String) {
         self.extra().owner = Some(owner);
+    }
+
+    /// What holds it: the path found by the holder search, else its owner
+    /// holding the map pointer itself.
+    #[must_use]
+    pub fn held_by(&self) -> Option<crate::holders::HeldBy> {
+        let x = self.extra.as_ref()?;
+        x.held_by
+            .clone()
+            .or_else(|| x.owner.as_deref().map(crate::holders::HeldBy::direct))
+    }
+
+    /// Records a holder path; its root becomes the owner.
+    pub fn set_held_by(&mut self, held: crate::holders::HeldBy) {
+        let x = self.extra();
+        x.owner = Some(held.root().to_owned());
+        x.held_by = Some(held);
     }
 
     /// Go type name from DWARF, when the type descriptor is not known.

@@ -161,8 +161,11 @@ pub struct MapReport {
     pub created_at: Vec<Frame>,
     /// Where the latest growth was triggered (the inserting code).
     pub grown_at: Vec<Frame>,
-    /// Global variable holding the map.
+    /// Global variable holding the map (the root of `held_by`).
     pub owner: Option<String>,
+    /// What holds the map: a path from a global through pointers and struct
+    /// fields, root first; null when nothing was found.
+    pub held_by: Option<crate::holders::HeldBy>,
     /// `[cycle, len]` pairs, one per GC cycle sampled.
     pub len_by_cycle: Vec<(u64, u64)>,
     /// `[seconds since the trace started, len]` of the samples taken on the
@@ -372,6 +375,9 @@ pub struct Overhead {
     pub samples_cut_short: u64,
     /// sync.Map tries walked (Go 1.24+), over all samples.
     pub sync_map_walks: SyncMapWalks,
+    /// Holder searches (for suspects no global holds directly): how many,
+    /// the heap bytes they copied, and how many a bound cut short.
+    pub holder_search: crate::holders::SearchStats,
     /// GC cycles not sampled to bound the tracer's own CPU: it samples at
     /// most every 100 ms, and waits 9 times a sample's length after it, so
     /// a newer cycle came first (or the wait made this one late).
@@ -529,13 +535,22 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
             m.len_last,
             human_bytes(m.bytes)
         )?;
-        writeln!(
-            w,
-            "     held by:    {}",
-            m.owner
-                .as_deref()
-                .unwrap_or("(no global found: a local, a struct field or a stripped binary)")
-        )?;
+        let held = m.held_by.as_ref().map_or_else(
+            || {
+                m.owner.clone().unwrap_or_else(|| {
+                    "(no global found: a local, a struct field or a stripped binary)".to_owned()
+                })
+            },
+            |h| {
+                let path = h.path.join(" → ");
+                if h.best_effort {
+                    format!("{path}  (best-effort)")
+                } else {
+                    path
+                }
+            },
+        );
+        writeln!(w, "     held by:    {held}")?;
         match m.created_at.split_first() {
             Some((f, rest)) => {
                 writeln!(w, "     created at: {}", frame_line(f))?;

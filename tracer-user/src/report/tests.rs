@@ -45,6 +45,7 @@ fn render_leads_with_answer() {
             }],
             grown_at: vec![],
             owner: Some("main.sessions".into()),
+            held_by: Some(crate::holders::HeldBy::direct("main.sessions")),
             len_by_cycle: vec![(1, 10), (2, 20), (3, 30)],
             timer_samples: Vec::new(),
             growth_per_s: 0.0,

@@ -1,0 +1,195 @@
+//! Holder paths: who holds a suspect map that no global holds directly.
+//!
+//! `main.srv → (*main.server).cache → (*main.cache).items`: a path from a
+//! global to the map, through pointers and struct fields, found live without
+//! stopping the target:
+//! 1. copy its globals and the present pages of its anonymous writable
+//!    memory, bounded ([`heap`]);
+//! 2. search back from the map pointer, level by level, typing each step by
+//!    the runtime type descriptors, which stripped binaries keep
+//!    ([`search`], [`types`]);
+//! 3. re-read every word of a path found and report it only if each still
+//!    holds what it held.
+//!
+//! Runs in the sampling job thread (charged to the overhead budget), only
+//! for suspects that have no owner yet, and at most once every four samples
+//! per map (`app::sampling::owner_candidates`). A path is best-effort: the
+//! target wrote on while it was copied, and a struct type is inferred from
+//! where its field sits (checked at every step). Not followed yet: slice and
+//! array elements, interface values, values of other maps, goroutine
+//! stacks (roots are globals only).
+mod heap;
+mod search;
+mod types;
+
+use std::{collections::HashMap, time::Instant};
+
+use serde::Serialize;
+
+use crate::{inspect::BinaryInfo, keys::Reader, sample::Memory};
+
+/// What holds a map: a path from a root to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldBy {
+    /// Steps, root first: a global (`main.srv`; `global at 0x… (*T)` in a
+    /// stripped binary), then each field, e.g. `(*main.server).cache`.
+    pub path: Vec<String>,
+    /// Found in a copy of memory the target kept writing, with struct types
+    /// inferred from field positions (each word re-read before reporting).
+    /// False for a global that holds the map pointer itself.
+    pub best_effort: bool,
+}
+
+impl HeldBy {
+    /// A global holding the map pointer itself.
+    #[must_use]
+    pub fn direct(owner: &str) -> Self {
+        Self {
+            path: vec![owner.to_owned()],
+            best_effort: false,
+        }
+    }
+
+    /// The root: the global.
+    #[must_use]
+    pub fn root(&self) -> &str {
+        self.path.first().map_or("", String::as_str)
+    }
+}
+
+/// Cost and outcome of the holder searches over a trace.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SearchStats {
+    /// Searches run (each covers every suspect without an owner).
+    pub searches: u64,
+    /// Suspects searched for (summed over searches).
+    pub maps_searched: u64,
+    /// Paths found and confirmed.
+    pub paths_found: u64,
+    /// Heap bytes copied.
+    pub heap_bytes_read: u64,
+    /// Wall time the searches took (copy, search and re-reads), in ms.
+    pub took_ms: u64,
+    /// Searches stopped by a bound (heap bytes, depth, fan-out or time)
+    /// before every suspect was found: their misses are not proof that no
+    /// global holds the map.
+    pub cut_short: u64,
+}
+
+impl SearchStats {
+    /// Adds another's counts.
+    pub fn add(&mut self, o: &Self) {
+        self.searches += o.searches;
+        self.maps_searched += o.maps_searched;
+        self.paths_found += o.paths_found;
+        self.heap_bytes_read += o.heap_bytes_read;
+        self.took_ms += o.took_ms;
+        self.cut_short += o.cut_short;
+    }
+}
+
+/// What one process's searches keep: its type descriptors, indexed once.
+#[derive(Debug, Default)]
+pub struct Cache {
+    /// `None`: not read yet; `Some(None)`: unreadable.
+    types: Option<Option<Box<types::TypeTable>>>,
+}
+
+/// Types regions larger than this are not indexed (a binary with hundreds
+/// of MiB of type descriptors).
+const MAX_TYPES_BYTES: u64 = 64 << 20;
+
+/// Searches holder paths for `suspects` (map address, type descriptor,
+/// both run-time addresses) in the process `mem` reads, running the binary
+/// `info` loaded at `bias`, until `deadline`.
+pub fn find(
+    mem: &Memory,
+    info: &BinaryInfo,
+    bias: u64,
+    suspects: &[(u64, u64)],
+    cache: &mut Cache,
+    deadline: Instant,
+) -> (HashMap<u64, HeldBy>, SearchStats) {
+    let started = Instant::now();
+    let mut stats = SearchStats::default();
+    let suspects: Vec<search::Suspect> = suspects
+        .iter()
+        .filter(|&&(_, t)| t != 0)
+        .map(|&(map, map_type)| search::Suspect { map, map_type })
+        .collect();
+    if suspects.is_empty() {
+        return (HashMap::new(), stats);
+    }
+    let Some(types) = cache
+        .types
+        .get_or_insert_with(|| read_types(mem, info, bias))
+        .as_ref()
+    else {
+        return (HashMap::new(), stats);
+    };
+    let Some((glo, ghi)) = info.data_range() else {
+        return (HashMap::new(), stats);
+    };
+    let maps: Vec<u64> = suspects.iter().map(|s| s.map).collect();
+    let snap = heap::take(
+        mem,
+        mem.pid(),
+        (glo.wrapping_add(bias), ghi.wrapping_add(bias)),
+        &maps,
+        deadline,
+    );
+    let root_name = |at: u64, ty: Option<&str>| -> Option<String> {
+        let va = at.wrapping_sub(bias);
+        match info.data_symbol_at(va) {
+            // The runtime's globals hold heap pointers for a moment (work
+            // buffers, caches): not owners.
+            Some((sym, _)) if sym.name.starts_with("runtime.") => None,
+            Some((sym, 0)) => Some(sym.name.clone()),
+            Some((sym, off)) => Some(format!("{}+{off}", sym.name)),
+            None => Some(format!("global at {va:#x} ({})", ty.unwrap_or("?"))),
+        }
+    };
+    let out = search::search(
+        &snap,
+        types,
+        &root_name,
+        &suspects,
+        search::Limits::default(),
+        deadline,
+    );
+    stats.searches = 1;
+    stats.maps_searched = suspects.len() as u64;
+    stats.heap_bytes_read = snap.heap_bytes;
+    let mut held = HashMap::new();
+    for (map, paths) in &out.paths {
+        if let Some(p) = search::confirm(mem, paths) {
+            held.insert(
+                *map,
+                HeldBy {
+                    best_effort: p.steps.len() > 1,
+                    path: p.steps,
+                },
+            );
+        }
+    }
+    stats.paths_found = held.len() as u64;
+    stats.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if (snap.cut_short || out.cut_short) && held.len() < suspects.len() {
+        stats.cut_short = 1;
+    }
+    (held, stats)
+}
+
+/// Copies and indexes the target's types region.
+fn read_types<R: Reader>(mem: &R, info: &BinaryInfo, bias: u64) -> Option<Box<types::TypeTable>> {
+    let md = info.moduledata.as_ref()?;
+    let len = md.etypes.checked_sub(md.types)?;
+    if len == 0 || len > MAX_TYPES_BYTES {
+        return None;
+    }
+    let base = md.types.wrapping_add(bias);
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    let n = mem.read_some(base, &mut bytes);
+    bytes.truncate(n - n % 8);
+    (!bytes.is_empty()).then(|| Box::new(types::TypeTable::new(base, bytes)))
+}

@@ -1,0 +1,631 @@
+//! The holder search: from each suspect map back to a global, level by
+//! level, over a copy of the target's memory ([`Snapshot`]), typed by the
+//! runtime type descriptors ([`TypeTable`]).
+//!
+//! Level 0 looks for words holding the map pointer. A word found in the
+//! globals is a root. A word found in the heap is taken to be a field of a
+//! struct whose field of that exact type sits at that offset: each such
+//! struct (from the descriptors) gives an object base (the word's address
+//! less the field's offset), and the next level looks for words holding a
+//! pointer to that base, of type `*Struct`. So a path names each step by the
+//! struct and field it went through, stripped binaries included, and an
+//! integer that happens to equal a pointer leads nowhere unless the types
+//! line up at every step.
+//!
+//! A struct found that way may also be an element of a slice's backing
+//! array: then the next level also looks for a slice data pointer of type
+//! `[]Struct` at most [`MAX_INDEX`] elements before it, and the path says
+//! which element (`[2]`) and names the field of the struct value
+//! (`(main.shard).m`).
+//!
+//! Bounds: [`Limits`]. What is found is re-read live ([`confirm`]): a path
+//! is reported only if every word on it still holds what it held.
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    heap::{RegionKind, Snapshot},
+    types::TypeTable,
+};
+use crate::keys::Reader;
+
+/// A map to find a holder for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Suspect {
+    /// The map pointer (header address).
+    pub(crate) map: u64,
+    /// Its type descriptor (run-time address).
+    pub(crate) map_type: u64,
+}
+
+/// How far a search goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Levels (pointer steps from the map) searched.
+    pub(crate) depth: usize,
+    /// Objects followed per level, over all suspects.
+    pub(crate) frontier: usize,
+    /// Words holding one value that are followed.
+    pub(crate) hits_per_value: usize,
+    /// Candidate paths kept per suspect (the first that holds on re-read
+    /// is reported).
+    pub(crate) paths_per_suspect: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            depth: 6,
+            frontier: 256,
+            hits_per_value: 16,
+            paths_per_suspect: 4,
+        }
+    }
+}
+
+/// A path from a root to a map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Path {
+    /// Steps, root first: `main.srv`, `(*main.server).cache`, …
+    pub(crate) steps: Vec<String>,
+    /// The words it goes through, root first: (address, value held).
+    pub(crate) edges: Vec<(u64, u64)>,
+}
+
+/// What a search found.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Candidate paths per map, shortest first (not yet confirmed).
+    pub(crate) paths: HashMap<u64, Vec<Path>>,
+    /// Levels searched.
+    pub(crate) levels: usize,
+    /// A bound (depth, frontier, deadline) stopped it with suspects left.
+    pub(crate) cut_short: bool,
+}
+
+/// Elements of a slice searched back from one found to its array's start.
+pub(crate) const MAX_INDEX: u64 = 1024;
+
+/// Something a word should hold: a pointer of type `ty` to `want` or, for
+/// a slice (`stride` > 0, the element size), to `want - i * stride` for an
+/// index `i` below [`MAX_INDEX`].
+struct Node {
+    want: u64,
+    ty: u64,
+    stride: u64,
+    suspect: usize,
+    /// The step from this object to its child, e.g. `(*main.cache).items`.
+    label: Option<String>,
+    /// The node this object holds: its index, the address and value of the
+    /// word that holds it, and the element step (`[i]`) when it is a slice.
+    child: Option<Link>,
+}
+
+struct Link {
+    node: usize,
+    at: u64,
+    value: u64,
+    index: Option<u64>,
+}
+
+impl Node {
+    /// The element index `value` points at, for a slice node; whether the
+    /// node wants `value` at all.
+    fn wants(&self, value: u64) -> Option<Option<u64>> {
+        if self.stride == 0 {
+            return (value == self.want).then_some(None);
+        }
+        let d = self.want.checked_sub(value)?;
+        (d.is_multiple_of(self.stride) && d / self.stride < MAX_INDEX)
+            .then_some(Some(d / self.stride))
+    }
+}
+
+/// Searches holder paths for `suspects`. `root_name(addr, type name)` names
+/// the global word at `addr` (`None`: not a root, e.g. a runtime global).
+pub(crate) fn search(
+    snap: &Snapshot,
+    types: &TypeTable,
+    root_name: &dyn Fn(u64, Option<&str>) -> Option<String>,
+    suspects: &[Suspect],
+    limits: Limits,
+    deadline: std::time::Instant,
+) -> Outcome {
+    let mut out = Outcome::default();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    let mut frontier: Vec<usize> = Vec::new();
+    for (i, s) in suspects.iter().enumerate() {
+        if seen.insert((s.map, s.map_type)) {
+            frontier.push(nodes.len());
+            nodes.push(Node {
+                want: s.map,
+                ty: s.map_type,
+                stride: 0,
+                suspect: i,
+                label: None,
+                child: None,
+            });
+        }
+    }
+    let mut field_cache: HashMap<u64, Vec<super::types::FieldRef>> = HashMap::new();
+    while !frontier.is_empty() {
+        if out.levels >= limits.depth || std::time::Instant::now() >= deadline {
+            out.cut_short = true;
+            break;
+        }
+        out.levels += 1;
+        let mut by_value: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut slices: Vec<usize> = Vec::new();
+        for &n in &frontier {
+            let done = out
+                .paths
+                .get(&suspects[nodes[n].suspect].map)
+                .is_some_and(|p| p.len() >= limits.paths_per_suspect);
+            if done {
+                continue;
+            }
+            if nodes[n].stride == 0 {
+                by_value.entry(nodes[n].want).or_default().push(n);
+            } else {
+                slices.push(n);
+            }
+        }
+        let ranges: Vec<(u64, u64)> = slices
+            .iter()
+            .map(|&n| {
+                let x = &nodes[n];
+                let span = (MAX_INDEX - 1).saturating_mul(x.stride);
+                (x.want.saturating_sub(span), x.want)
+            })
+            .collect();
+        let mut next = Vec::new();
+        for (at, value, kind) in snap.find(&by_value, &ranges, limits.hits_per_value) {
+            let wanting: Vec<(usize, Option<u64>)> = by_value
+                .get(&value)
+                .into_iter()
+                .flatten()
+                .map(|&n| (n, None))
+                .chain(slices.iter().filter_map(|&n| {
+                    let index = nodes[n].wants(value)?;
+                    // A slice header: data, len, cap, the element within
+                    // len (a pointer that merely lands near the array is
+                    // not one).
+                    let len = snap.word(at.checked_add(8)?)?;
+                    let cap = snap.word(at.checked_add(16)?)?;
+                    (index? < len && len <= cap && cap.checked_mul(nodes[n].stride).is_some())
+                        .then_some((n, index))
+                }))
+                .collect();
+            for (n, index) in wanting {
+                let link = Link {
+                    node: n,
+                    at,
+                    value,
+                    index,
+                };
+                match kind {
+                    RegionKind::Globals => {
+                        let ty = types.name(nodes[n].ty);
+                        // An empty interface holding the pointer: its type
+                        // word, just before, is the pointer's type.
+                        let eface = index.is_none()
+                            && at
+                                .checked_sub(8)
+                                .and_then(|a| snap.word(a))
+                                .is_some_and(|w| w == nodes[n].ty);
+                        let path = if eface {
+                            let Some(root) = root_name(at - 8, Some("interface {}")) else {
+                                continue;
+                            };
+                            let mut p = path_from(&nodes, root, &link);
+                            p.steps
+                                .insert(1, format!(".({})", ty.as_deref().unwrap_or("?")));
+                            p.edges.insert(0, (at - 8, nodes[n].ty));
+                            p
+                        } else {
+                            let Some(root) = root_name(at, ty.as_deref()) else {
+                                continue;
+                            };
+                            path_from(&nodes, root, &link)
+                        };
+                        let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
+                        if list.len() < limits.paths_per_suspect && !list.contains(&path) {
+                            list.push(path);
+                        }
+                    }
+                    RegionKind::Heap => {
+                        let fields = field_cache
+                            .entry(nodes[n].ty)
+                            .or_insert_with(|| types.fields_of_type(nodes[n].ty));
+                        for f in fields.iter() {
+                            let Some(base) = at.checked_sub(f.offset) else {
+                                continue;
+                            };
+                            if !base.is_multiple_of(8)
+                                || snap.kind_of(base, f.struct_size) != Some(RegionKind::Heap)
+                            {
+                                continue;
+                            }
+                            let name = types
+                                .name(f.struct_type)
+                                .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
+                            // Held through a *Struct, or as an element of a
+                            // []Struct.
+                            let ways = [
+                                types
+                                    .ptr_to(f.struct_type)
+                                    .map(|p| (p, 0, format!("(*{name})"))),
+                                types
+                                    .slice_of(f.struct_type)
+                                    .map(|s| (s, f.struct_size, format!("({name})"))),
+                            ];
+                            for (ty, stride, holder) in ways.into_iter().flatten() {
+                                if !seen.insert((base, ty)) {
+                                    continue;
+                                }
+                                next.push(nodes.len());
+                                nodes.push(Node {
+                                    want: base,
+                                    ty,
+                                    stride,
+                                    suspect: nodes[n].suspect,
+                                    label: Some(format!("{holder}.{}", f.name)),
+                                    child: Some(Link {
+                                        node: n,
+                                        at: link.at,
+                                        value: link.value,
+                                        index: link.index,
+                                    }),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if next.len() > limits.frontier {
+            next.truncate(limits.frontier);
+            out.cut_short = true;
+        }
+        frontier = next;
+    }
+    for paths in out.paths.values_mut() {
+        paths.sort_by_key(Path::doubt);
+    }
+    out
+}
+
+impl Path {
+    /// How doubtful the path is, least first: slice steps, then the
+    /// largest element index, then its length. A slice step is inferred
+    /// from a header whose data pointer lies up to [`MAX_INDEX`] elements
+    /// below the element, so any slice of the runtime's whose array sits
+    /// just below can pass for one (seen in a stripped binary, where
+    /// runtime globals have no names to exclude them by): the nearer the
+    /// element is to the array's start, the likelier the header is its own.
+    fn doubt(&self) -> (usize, u64, usize) {
+        let index: Vec<u64> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+            .collect();
+        (
+            index.len(),
+            index.iter().copied().max().unwrap_or(0),
+            self.steps.len(),
+        )
+    }
+}
+
+/// The path from a root word (`root`, the link to the node it holds) down
+/// to its map.
+fn path_from(nodes: &[Node], root: String, link: &Link) -> Path {
+    let mut steps = vec![root];
+    let mut edges = Vec::new();
+    let mut link = Some(link);
+    // Each node's child has a lower index: the walk ends.
+    while let Some(l) = link {
+        edges.push((l.at, l.value));
+        steps.extend(l.index.map(|i| format!("[{i}]")));
+        steps.extend(nodes[l.node].label.clone());
+        link = nodes[l.node].child.as_ref();
+    }
+    Path { steps, edges }
+}
+
+/// The first of `paths` whose every word still holds its value, read live.
+pub(crate) fn confirm<R: Reader>(mem: &R, paths: &[Path]) -> Option<Path> {
+    paths
+        .iter()
+        .find(|p| {
+            p.edges.iter().all(|&(at, v)| {
+                let mut w = [0u8; 8];
+                mem.read(at, &mut w) && u64::from_le_bytes(w) == v
+            })
+        })
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        super::{
+            heap::{Region, RegionKind, Snapshot},
+            types::build,
+        },
+        *,
+    };
+    use crate::keys::testmem::FakeMem;
+
+    const MAP: u8 = 21;
+    const GLOBALS: u64 = 0x5b_0000;
+    const HEAP: u64 = 0xc000_0000;
+
+    /// Types of `main.srv → (*main.server).cache → (*main.cache).items`, and
+    /// a decoy struct with a field of the map's type at another offset.
+    struct World {
+        types: TypeTable,
+        map_type: u64,
+    }
+
+    fn world() -> World {
+        let mut r = build::Region::new(0x40_0000);
+        let m = r.plain("map[string][]uint8", MAP, 8);
+        let s = r.plain("string", 24, 16);
+        let cache = r.strukt("main.cache", 32, &[("name", s, 0), ("items", m, 24)]);
+        let pcache = r.ptr(cache, "*main.cache", true);
+        let server = r.strukt("main.server", 32, &[("addr", s, 0), ("cache", pcache, 24)]);
+        r.ptr(server, "*main.server", true);
+        let decoy = r.strukt("main.decoy", 16, &[("m", m, 0)]);
+        r.ptr(decoy, "*main.decoy", true);
+        World {
+            types: TypeTable::new(r.base, r.bytes),
+            map_type: m,
+        }
+    }
+
+    fn put(buf: &mut [u8], off: usize, v: u64) {
+        buf[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Heap: server @0x100 (cache @+24 → 0x200), cache @0x200 (items @+24
+    /// → the map @0x800), a stale stack-like copy of the map pointer @0x400.
+    fn memory() -> (Vec<u8>, Vec<u8>) {
+        let mut g = vec![0u8; 64];
+        put(&mut g, 16, HEAP + 0x100);
+        let mut h = vec![0u8; 0x1000];
+        put(&mut h, 0x100 + 24, HEAP + 0x200);
+        put(&mut h, 0x200 + 24, HEAP + 0x800);
+        put(&mut h, 0x400, HEAP + 0x800);
+        (g, h)
+    }
+
+    fn snapshot(g: Vec<u8>, h: Vec<u8>) -> Snapshot {
+        Snapshot::from_regions(vec![
+            Region {
+                addr: GLOBALS,
+                bytes: g,
+                kind: RegionKind::Globals,
+            },
+            Region {
+                addr: HEAP,
+                bytes: h,
+                kind: RegionKind::Heap,
+            },
+        ])
+    }
+
+    fn name_root(at: u64, ty: Option<&str>) -> Option<String> {
+        (at == GLOBALS + 16)
+            .then(|| "main.srv".to_owned())
+            .or_else(|| Some(format!("global at {at:#x} ({})", ty.unwrap_or("?"))))
+    }
+
+    fn far() -> std::time::Instant {
+        std::time::Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    /// global → *server → .cache → *cache → .items → map, named from the
+    /// descriptors, with the words it goes through; confirmed when memory
+    /// still holds them, not once one changed.
+    #[test]
+    fn finds_and_confirms_the_path() {
+        let w = world();
+        let (g, h) = memory();
+        let snap = snapshot(g.clone(), h.clone());
+        let sus = [Suspect {
+            map: HEAP + 0x800,
+            map_type: w.map_type,
+        }];
+        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+        let paths = &out.paths[&(HEAP + 0x800)];
+        assert_eq!(
+            paths[0].steps,
+            ["main.srv", "(*main.server).cache", "(*main.cache).items"]
+        );
+        assert_eq!(
+            paths[0].edges,
+            [
+                (GLOBALS + 16, HEAP + 0x100),
+                (HEAP + 0x118, HEAP + 0x200),
+                (HEAP + 0x218, HEAP + 0x800)
+            ]
+        );
+        assert!(!out.cut_short, "{out:?}");
+        let mem = FakeMem::default();
+        mem.put(GLOBALS, g);
+        mem.put(HEAP, h);
+        assert_eq!(confirm(&mem, paths).as_ref(), Some(&paths[0]));
+        // The cache's field now points elsewhere: the path is gone.
+        mem.poke(HEAP + 0x218, &0u64.to_le_bytes());
+        assert_eq!(confirm(&mem, paths), None);
+        mem.remove(HEAP);
+        assert_eq!(confirm(&mem, paths), None);
+    }
+
+    /// A map held directly by a global is a path of one step; a global the
+    /// namer rejects (a runtime global) is no root; the depth bound stops a
+    /// search and says so.
+    #[test]
+    fn direct_roots_rejected_roots_and_depth() {
+        let w = world();
+        let (mut g, h) = memory();
+        put(&mut g, 40, HEAP + 0x800);
+        let snap = snapshot(g, h);
+        let sus = [Suspect {
+            map: HEAP + 0x800,
+            map_type: w.map_type,
+        }];
+        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+        let first = &out.paths[&(HEAP + 0x800)][0];
+        assert_eq!(
+            first.steps,
+            [format!(
+                "global at {:#x} (map[string][]uint8)",
+                GLOBALS + 40
+            )]
+        );
+        let only_srv =
+            |at: u64, _: Option<&str>| (at == GLOBALS + 16).then(|| "main.srv".to_owned());
+        let out = search(&snap, &w.types, &only_srv, &sus, Limits::default(), far());
+        assert_eq!(out.paths[&(HEAP + 0x800)][0].steps.len(), 3);
+        let shallow = Limits {
+            depth: 2,
+            ..Limits::default()
+        };
+        let out = search(&snap, &w.types, &only_srv, &sus, shallow, far());
+        assert!(out.paths.is_empty());
+        assert!(out.cut_short);
+    }
+
+    /// global → *shardSet → .shards → [2] → (main.shard).m: a map in an
+    /// element of a slice of structs.
+    #[test]
+    fn slice_elements() {
+        let mut r = build::Region::new(0x40_0000);
+        let m = r.plain("map[int]int", MAP, 8);
+        let s = r.plain("string", 24, 16);
+        let shard = r.strukt("main.shard", 24, &[("name", s, 0), ("m", m, 16)]);
+        let shards = r.slice(shard, "[]main.shard");
+        let set = r.strukt("main.shardSet", 32, &[("n", s, 0), ("shards", shards, 8)]);
+        r.ptr(set, "*main.shardSet", true);
+        let types = TypeTable::new(r.base, r.bytes);
+        let mut g = vec![0u8; 64];
+        put(&mut g, 16, HEAP + 0x100);
+        // A second global holding the array directly: `var all []shard`.
+        put(&mut g, 32, HEAP + 0x300);
+        let mut h = vec![0u8; 0x1000];
+        put(&mut g, 40, 4);
+        put(&mut g, 48, 4);
+        // A pointer near the array, not a slice header (len 0): no path.
+        put(&mut g, 8, HEAP + 0x300);
+        // A slice header whose array starts 100 elements below: a path,
+        // but more doubtful than the ones through element 2.
+        g.resize(128, 0);
+        put(&mut g, 64, HEAP + 0x330 - 24 * 100);
+        put(&mut g, 72, 200);
+        put(&mut g, 80, 200);
+        // The set: shards = {ptr 0x300, len 4, cap 4}.
+        put(&mut h, 0x100 + 8, HEAP + 0x300);
+        put(&mut h, 0x100 + 16, 4);
+        put(&mut h, 0x100 + 24, 4);
+        // Element 2 of the array at 0x300 holds the map @0x800.
+        put(&mut h, 0x300 + 2 * 24 + 16, HEAP + 0x800);
+        let snap = snapshot(g, h);
+        let sus = [Suspect {
+            map: HEAP + 0x800,
+            map_type: m,
+        }];
+        let names = |at: u64, _: Option<&str>| match at - GLOBALS {
+            8 => Some("main.near".to_owned()),
+            16 => Some("main.set".to_owned()),
+            32 => Some("main.all".to_owned()),
+            64 => Some("main.far".to_owned()),
+            _ => None,
+        };
+        let out = search(&snap, &types, &names, &sus, Limits::default(), far());
+        let paths = &out.paths[&(HEAP + 0x800)];
+        let steps: Vec<&[String]> = paths.iter().map(|p| p.steps.as_slice()).collect();
+        assert_eq!(
+            steps,
+            [
+                &["main.all", "[2]", "(main.shard).m"][..],
+                &[
+                    "main.set",
+                    "(*main.shardSet).shards",
+                    "[2]",
+                    "(main.shard).m"
+                ][..],
+                &["main.far", "[100]", "(main.shard).m"][..],
+            ],
+            "{paths:?}"
+        );
+        assert_eq!(
+            paths[1].edges,
+            [
+                (GLOBALS + 16, HEAP + 0x100),
+                (HEAP + 0x108, HEAP + 0x300),
+                (HEAP + 0x340, HEAP + 0x800)
+            ]
+        );
+    }
+
+    /// An empty interface global holding a *cache: the root is the
+    /// interface, then the type assertion step.
+    #[test]
+    fn interface_roots() {
+        let w = world();
+        let (_, mut h) = memory();
+        let pcache = w
+            .types
+            .ptr_to(w.types.fields_of_type(w.map_type)[0].struct_type);
+        let mut g = vec![0u8; 64];
+        put(&mut g, 24, pcache.unwrap());
+        put(&mut g, 32, HEAP + 0x200);
+        h[0x118..0x120].fill(0);
+        let snap = snapshot(g, h);
+        let sus = [Suspect {
+            map: HEAP + 0x800,
+            map_type: w.map_type,
+        }];
+        let names = |at: u64, ty: Option<&str>| {
+            (at == GLOBALS + 24).then(|| format!("main.handler ({})", ty.unwrap_or("?")))
+        };
+        let out = search(&snap, &w.types, &names, &sus, Limits::default(), far());
+        let p = &out.paths[&(HEAP + 0x800)][0];
+        assert_eq!(
+            p.steps,
+            [
+                "main.handler (interface {})",
+                ".(*main.cache)",
+                "(*main.cache).items"
+            ]
+        );
+        assert_eq!(p.edges[0], (GLOBALS + 24, pcache.unwrap()));
+        assert_eq!(p.edges.len(), 3);
+    }
+
+    /// Pointer cycles and self-references end; garbage memory finds nothing
+    /// and never panics.
+    #[test]
+    fn cycles_and_garbage() {
+        let w = world();
+        let mut h = vec![0u8; 0x1000];
+        // Two caches pointing at each other through their `name` words and
+        // a server pointing at itself.
+        put(&mut h, 0x100 + 24, HEAP + 0x100);
+        put(&mut h, 0x200 + 24, HEAP + 0x800);
+        put(&mut h, 0x300 + 24, HEAP + 0x200);
+        put(&mut h, 0x200, HEAP + 0x300);
+        let snap = snapshot(vec![0u8; 64], h);
+        let sus = [Suspect {
+            map: HEAP + 0x800,
+            map_type: w.map_type,
+        }];
+        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+        assert!(out.paths.is_empty(), "{:?}", out.paths);
+        let junk: Vec<u8> = (0..0x2000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let snap = snapshot(junk.clone(), junk);
+        let _ = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+    }
+}
