@@ -48,6 +48,7 @@ const VM_TESTS: &[&str] = &[
     "e2e_bpflog",
     "e2e_families",
     "e2e_syncmap",
+    "e2e_holders",
 ];
 
 /// Packages unpacked into the initramfs besides the kernel: busybox for

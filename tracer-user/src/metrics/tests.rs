@@ -17,6 +17,7 @@ fn map(ty: &str, site: &str, owner: Option<&str>, len: u64, bytes: u64, v: Verdi
         key_type: None,
         elem_type: None,
         entry_types: Vec::new(),
+        held_by: None,
         created_at: vec![Frame {
             function: site.into(),
             file: "main.go".into(),

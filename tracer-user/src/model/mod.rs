@@ -25,12 +25,14 @@ use crate::sample::{HeaderRead, HeaderSample};
 
 pub mod families;
 pub mod history;
+mod samples;
 pub mod sites;
 mod syncmaps;
 pub mod table;
 mod verdict;
 
 pub use history::{MAX_LONG_HISTORIES, MAX_SAMPLES, Points, Slot, Window};
+pub use samples::{Latest, Sample, SampleAt, Verdict};
 pub use sites::{RawSite, SiteRef, Sites};
 pub use table::MapTable;
 use verdict::judge;
@@ -56,94 +58,6 @@ pub const RETIRE_AFTER: u8 = 3;
 /// Share of [`MAX_TRACKED`] dropped at once when it is reached: one pass
 /// over every map picks them, rather than a pass per new map.
 const EVICT_DIVISOR: usize = 100;
-
-/// A verdict on one map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Length keeps rising across GC cycles.
-    Growing,
-    /// Capacity far above length.
-    Bloated,
-    /// Bounded.
-    Stable,
-    /// Unchanged.
-    Idle,
-}
-
-impl Verdict {
-    /// Lower-case name.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Growing => "growing",
-            Self::Bloated => "bloated",
-            Self::Stable => "stable",
-            Self::Idle => "idle",
-        }
-    }
-
-    /// Growing or bloated: a map the report details and whose keys, owner
-    /// and sites are looked up.
-    #[must_use]
-    pub const fn is_suspect(self) -> bool {
-        matches!(self, Self::Growing | Self::Bloated)
-    }
-}
-
-/// One observation of a map's header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Sample {
-    /// GC cycle (for a timer sample: the latest cycle before it).
-    pub cycle: u64,
-    /// Length.
-    pub len: u64,
-    /// Slots.
-    pub capacity: u64,
-    /// Bytes.
-    pub bytes: u64,
-    /// Milliseconds since the trace started.
-    pub t_ms: u32,
-    /// Taken on the timer (GC cycles came less often than `--interval`),
-    /// not at a GC cycle.
-    pub timer: bool,
-}
-
-/// The latest sample of a map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Latest {
-    /// GC cycle (for a timer sample: the latest cycle before it).
-    pub cycle: u64,
-    /// Length.
-    pub len: u64,
-    /// Slots.
-    pub capacity: u64,
-    /// Bytes.
-    pub bytes: u64,
-}
-
-/// When a sample was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SampleAt {
-    /// GC cycle (for a timer sample: the latest cycle before it).
-    pub cycle: u64,
-    /// Milliseconds since the trace started.
-    pub t_ms: u32,
-    /// A timer sample.
-    pub timer: bool,
-}
-
-impl SampleAt {
-    /// A sample at GC cycle `cycle`, at time 0 (tests).
-    #[must_use]
-    pub const fn gc(cycle: u64) -> Self {
-        Self {
-            cycle,
-            t_ms: 0,
-            timer: false,
-        }
-    }
-}
 
 /// What only some maps have, boxed out of [`TrackedMap`].
 #[derive(Debug, Clone, Default)]

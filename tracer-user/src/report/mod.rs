@@ -12,11 +12,15 @@ use crate::{
 };
 
 pub mod families;
+mod finalizers;
 mod histogram;
+mod overhead;
 pub mod pprof;
 pub mod summary;
 
+pub use finalizers::{Finalizers, HeldAsMapKeys};
 pub use histogram::{histogram, histogram_counts};
+pub use overhead::{Overhead, SyncMapWalks};
 
 /// The schema name. v2: the document is `{"schema", "processes": [...]}`
 /// for one or several processes (v1 gave one process's report as the
@@ -229,159 +233,6 @@ pub struct WritesSeen {
     pub assigns: u64,
     /// `mapdelete*` calls.
     pub deletes: u64,
-}
-
-/// Objects with pending finalizers or cleanups that are keys of one map:
-/// while the map holds them they stay reachable, so these never run.
-#[derive(Debug, Clone, Serialize)]
-pub struct HeldAsMapKeys {
-    /// The map's id in `maps`.
-    pub map_id: u64,
-    /// The map's type.
-    pub map_type: String,
-    /// The global holding the map, if known.
-    pub owner: Option<String>,
-    /// Keys with a pending finalizer or cleanup.
-    pub count: u64,
-    /// Of which with a finalizer.
-    pub finalizers: u64,
-    /// Of which with a cleanup.
-    pub cleanups: u64,
-    /// Keys whose finalizer or cleanup was pending before a pause of the
-    /// probes and that became keys after it: it may have run unseen (not in
-    /// `count`).
-    pub unverified: u64,
-    /// The objects' type (the key's pointee), e.g. `main.resource`.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// The GC cycle of the key snapshot counted (the last one the tracer
-    /// could read: a target that exits right after a cycle may have left
-    /// no time to read that cycle's keys).
-    pub as_of_cycle: u64,
-}
-
-/// Finalizer and cleanup counts, since the trace started.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Finalizers {
-    /// `SetFinalizer` calls that set a finalizer.
-    pub set: u64,
-    /// `SetFinalizer(obj, nil)` calls.
-    pub removed: u64,
-    /// Finalizers queued to run (their object became unreachable).
-    pub ran: u64,
-    /// Of those, finalizers set before the trace started.
-    pub ran_set_before_trace: u64,
-    /// Finalizers and cleanups set during the trace that have not run, seen
-    /// the whole time since they were set.
-    pub pending: u64,
-    /// Set before a pause of the (governed) probes and not seen to run
-    /// since: they may have run, or been removed, unseen.
-    pub pending_unverified: u64,
-    /// Times the finalizer probes were paused to stay within the budget
-    /// (the counts above are then a sample).
-    pub probe_pauses: u64,
-    /// `[age in GC cycles, count]` of the pending ones.
-    pub pending_age_cycles_histogram: Vec<(u64, u64)>,
-    /// `AddCleanup` calls (Go 1.24+).
-    pub cleanups_added: u64,
-    /// Cleanups queued to run.
-    pub cleanups_ran: u64,
-    /// `Cleanup.Stop` calls.
-    pub cleanups_stopped: u64,
-    /// Pending objects not remembered (the cap was reached).
-    pub dropped: u64,
-    /// Objects with pending finalizers or cleanups that are map keys.
-    pub held_as_map_keys: Vec<HeldAsMapKeys>,
-}
-
-/// What walking the sync.Map tries cost and left out, over all samples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct SyncMapWalks {
-    /// Trie nodes read (one `process_vm_readv` region each, up to 1,024
-    /// per call).
-    pub nodes_read: u64,
-    /// Walks whose tries were larger than the node cap of a sample:
-    /// their length is estimated from an even sample of their levels.
-    pub estimated: u64,
-    /// Walks stopped by the sample's deadline (no length for that sample).
-    pub cut_short: u64,
-    /// Instances not walked at a sample: its node cap was spent.
-    pub skipped: u64,
-    /// Nodes that were not what they should be (changed while read):
-    /// left out.
-    pub bad_nodes: u64,
-    /// Walks made, entries they read, and the wall time they took (the
-    /// reads and the counting, on the sampling worker).
-    pub walks: u64,
-    pub entries_read: u64,
-    pub seconds: f64,
-}
-
-/// The tracer's cost.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Overhead {
-    /// Hits per probe (`function@0xaddr`).
-    pub probe_hits: std::collections::BTreeMap<String, u64>,
-    /// Estimated CPU seconds taken from the target by probe hits.
-    pub estimated_target_cpu_s: f64,
-    /// Health counters from the kernel side (ring buffer full, failed reads…).
-    pub counters: std::collections::BTreeMap<String, u64>,
-    /// The tracer's own CPU seconds (user + system).
-    pub tracer_cpu_s: f64,
-    /// The tracer's peak resident memory, bytes.
-    pub tracer_max_rss_bytes: u64,
-    /// Times the governed probes (creation, Swiss small-map growth) were
-    /// paused to stay within the budget.
-    pub creation_probes_paused: u64,
-    /// Times they were attached again after a pause.
-    pub creation_probes_resumed: u64,
-    /// Seconds they were paused (maps created then have no creation site;
-    /// small maps' growths then are not seen).
-    pub creation_probes_paused_s: f64,
-    /// Share of the run the governed probes were attached: what they saw
-    /// (creation sites, small-map growths) is a sample of that share.
-    pub governed_probes_attached_share: f64,
-
-    /// Write-path windows opened (`mapassign*`/`mapdelete*` probes attached).
-    pub write_windows: u64,
-    /// Seconds the write-path probes were attached.
-    pub write_windows_s: f64,
-    /// Of the windows, those closed because the budget ran out (the others
-    /// closed after their longest time, 2 s).
-    pub write_windows_closed_over_budget: u64,
-    /// Maps first found through the write windows (they had not grown).
-    pub maps_found_by_write_windows: u64,
-    /// Seconds the governor debited to the budget: every probe hit (target
-    /// CPU) and the tracer's own CPU.
-    pub budget_spent_target_cpu_s: f64,
-    /// Of that, the tracer process's own CPU.
-    pub budget_tracer_cpu_s: f64,
-    /// GC cycles sampled without reading keys or searching owners, to keep
-    /// the tracer's own CPU within its share of the budget.
-    pub key_reads_deferred: u64,
-    /// GC cycles whose event reached the tracer more than 150 ms late (a
-    /// starved or busy tracer): their map lengths were not read.
-    pub gc_cycles_not_sampled_late: u64,
-    /// GC cycles whose map headers were read.
-    pub gc_cycles_sampled: u64,
-    /// Samples taken on the timer: no GC cycle came for `--interval`.
-    pub timer_samples: u64,
-    /// Why the probes are attached with one perf link each rather than
-    /// uprobe_multi links (null: uprobe_multi is used). Detaching is then
-    /// slower (the kernel closes links one at a time).
-    pub uprobe_multi_unavailable: Option<String>,
-    /// Samples whose header reads ran past their deadline (2 s): the maps
-    /// not read by then have no length for that sample.
-    pub samples_cut_short: u64,
-    /// sync.Map tries walked (Go 1.24+), over all samples.
-    pub sync_map_walks: SyncMapWalks,
-    /// Holder searches (for suspects no global holds directly): how many,
-    /// the heap bytes they copied, and how many a bound cut short.
-    pub holder_search: crate::holders::SearchStats,
-    /// GC cycles not sampled to bound the tracer's own CPU: it samples at
-    /// most every 100 ms, and waits 9 times a sample's length after it, so
-    /// a newer cycle came first (or the wait made this one late).
-    pub gc_cycles_skipped: u64,
 }
 
 fn human_bytes(b: u64) -> String {

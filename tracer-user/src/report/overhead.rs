@@ -1,0 +1,92 @@
+//! The report's account of what the tracer cost and left out.
+use serde::Serialize;
+
+/// What walking the sync.Map tries cost and left out, over all samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SyncMapWalks {
+    /// Trie nodes read (one `process_vm_readv` region each, up to 1,024
+    /// per call).
+    pub nodes_read: u64,
+    /// Walks whose tries were larger than the node cap of a sample:
+    /// their length is estimated from an even sample of their levels.
+    pub estimated: u64,
+    /// Walks stopped by the sample's deadline (no length for that sample).
+    pub cut_short: u64,
+    /// Instances not walked at a sample: its node cap was spent.
+    pub skipped: u64,
+    /// Nodes that were not what they should be (changed while read):
+    /// left out.
+    pub bad_nodes: u64,
+    /// Walks made, entries they read, and the wall time they took (the
+    /// reads and the counting, on the sampling worker).
+    pub walks: u64,
+    pub entries_read: u64,
+    pub seconds: f64,
+}
+
+/// The tracer's cost.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overhead {
+    /// Hits per probe (`function@0xaddr`).
+    pub probe_hits: std::collections::BTreeMap<String, u64>,
+    /// Estimated CPU seconds taken from the target by probe hits.
+    pub estimated_target_cpu_s: f64,
+    /// Health counters from the kernel side (ring buffer full, failed reads…).
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// The tracer's own CPU seconds (user + system).
+    pub tracer_cpu_s: f64,
+    /// The tracer's peak resident memory, bytes.
+    pub tracer_max_rss_bytes: u64,
+    /// Times the governed probes (creation, Swiss small-map growth) were
+    /// paused to stay within the budget.
+    pub creation_probes_paused: u64,
+    /// Times they were attached again after a pause.
+    pub creation_probes_resumed: u64,
+    /// Seconds they were paused (maps created then have no creation site;
+    /// small maps' growths then are not seen).
+    pub creation_probes_paused_s: f64,
+    /// Share of the run the governed probes were attached: what they saw
+    /// (creation sites, small-map growths) is a sample of that share.
+    pub governed_probes_attached_share: f64,
+
+    /// Write-path windows opened (`mapassign*`/`mapdelete*` probes attached).
+    pub write_windows: u64,
+    /// Seconds the write-path probes were attached.
+    pub write_windows_s: f64,
+    /// Of the windows, those closed because the budget ran out (the others
+    /// closed after their longest time, 2 s).
+    pub write_windows_closed_over_budget: u64,
+    /// Maps first found through the write windows (they had not grown).
+    pub maps_found_by_write_windows: u64,
+    /// Seconds the governor debited to the budget: every probe hit (target
+    /// CPU) and the tracer's own CPU.
+    pub budget_spent_target_cpu_s: f64,
+    /// Of that, the tracer process's own CPU.
+    pub budget_tracer_cpu_s: f64,
+    /// GC cycles sampled without reading keys or searching owners, to keep
+    /// the tracer's own CPU within its share of the budget.
+    pub key_reads_deferred: u64,
+    /// GC cycles whose event reached the tracer more than 150 ms late (a
+    /// starved or busy tracer): their map lengths were not read.
+    pub gc_cycles_not_sampled_late: u64,
+    /// GC cycles whose map headers were read.
+    pub gc_cycles_sampled: u64,
+    /// Samples taken on the timer: no GC cycle came for `--interval`.
+    pub timer_samples: u64,
+    /// Why the probes are attached with one perf link each rather than
+    /// uprobe_multi links (null: uprobe_multi is used). Detaching is then
+    /// slower (the kernel closes links one at a time).
+    pub uprobe_multi_unavailable: Option<String>,
+    /// Samples whose header reads ran past their deadline (2 s): the maps
+    /// not read by then have no length for that sample.
+    pub samples_cut_short: u64,
+    /// sync.Map tries walked (Go 1.24+), over all samples.
+    pub sync_map_walks: SyncMapWalks,
+    /// Holder searches (for suspects no global holds directly): how many,
+    /// the heap bytes they copied, and how many a bound cut short.
+    pub holder_search: crate::holders::SearchStats,
+    /// GC cycles not sampled to bound the tracer's own CPU: it samples at
+    /// most every 100 ms, and waits 9 times a sample's length after it, so
+    /// a newer cycle came first (or the wait made this one late).
+    pub gc_cycles_skipped: u64,
+}
