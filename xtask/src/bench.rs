@@ -159,12 +159,13 @@ const GOV_WINDOW_GAP_S: f64 = gov::WINDOW_GAP.as_secs_f64();
 const TOOLCHAINS: [(&str, &str); 2] = [("go1.23.12", "hmap"), ("go1.26.8", "swiss")];
 
 /// The parts, in the report's order (`--only`).
-const PARTS: [&str; 5] = [
+const PARTS: [&str; 6] = [
     "throughput",
     "phases",
     "probe-cost",
     "create-cost",
     "manymaps",
+    "search-cost",
 ];
 
 /// Sizes and lengths of one bench run.
@@ -192,6 +193,11 @@ struct Settings {
     /// of them (see [`Settings::many_trace_s`]).
     many_n: Vec<u64>,
     many_trace_base_s: u64,
+    /// Part 3b: the target's live heap (MiB) and sync.Map entries, and the
+    /// tracer's --duration.
+    search_heap_mib: u64,
+    search_sync_entries: u64,
+    search_trace_s: u64,
     /// How long to wait for other tracers (another engineer's tests) to end
     /// before a measured run, and in all (the bench's run time stays
     /// bounded however busy the machine is).
@@ -252,6 +258,9 @@ impl Settings {
                 args.many_maps.clone()
             },
             many_trace_base_s: if smoke { 3 } else { 20 },
+            search_heap_mib: if smoke { 16 } else { 128 },
+            search_sync_entries: if smoke { 10_000 } else { 200_000 },
+            search_trace_s: if smoke { 4 } else { 20 },
             wait_idle: Duration::from_secs(if smoke { 0 } else { 120 }),
             wait_idle_total: Duration::from_secs(if smoke { 0 } else { 300 }),
             retries_total: if smoke { 0 } else { 12 },
@@ -392,6 +401,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         Vec::new()
     };
+    let search = if want("search-cost") {
+        parts::search_cost::run(&mut b, &gos, &tracer)?
+    } else {
+        Vec::new()
+    };
     let load_after = loadavg();
     let took = started.elapsed();
     // `cmd_out` is None for an empty output: a clean tree.
@@ -436,6 +450,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         cost,
         create,
         many,
+        search,
     };
     // The record first; the report is rendered from it.
     let this_run = Provenance {
@@ -525,4 +540,5 @@ struct Results {
     cost: Vec<CostSample>,
     create: Vec<CreateSample>,
     many: Vec<ManyResult>,
+    search: Vec<parts::search_cost::SearchCost>,
 }

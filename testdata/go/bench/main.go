@@ -21,6 +21,9 @@
 //	-mode=manymaps -n N         creates N live map[int32]int32, each grown past
 //	                            128 entries (150), prints "ready", then runs a
 //	                            GC cycle every -gc-every for S seconds
+//	-mode=retainers             a live heap, a map held through pointers and a
+//	                            big sync.Map: what the holder search and the
+//	                            trie walks cost (retainers.go)
 //
 // The workloads of the alternating phases (`-tick`, suite.go): -mode=http
 // with -json or -words N, -mode=mapwrite -tick, and the modes gcheavy,
@@ -51,7 +54,7 @@ import (
 )
 
 var (
-	mode    = flag.String("mode", "mapwrite", "mapwrite | makemap | http | manymaps | gcheavy | creators | livemaps")
+	mode    = flag.String("mode", "mapwrite", "mapwrite | makemap | http | manymaps | gcheavy | creators | livemaps | retainers")
 	seconds = flag.Float64("seconds", 3, "length of the measured part, in seconds")
 	ops     = flag.Int64("ops", 0, "mapwrite: run exactly this many writes instead of -seconds")
 	n       = flag.Int("n", 100000, "manymaps: number of live maps")
@@ -83,6 +86,8 @@ func main() {
 		creators()
 	case "livemaps":
 		livemaps()
+	case "retainers":
+		retainers()
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}

@@ -8,10 +8,13 @@
 //! 3. `probe_cost` (2): cost per probe hit by placement.
 //! 4. `create_cost` (2b): cost per map creation under each tracer.
 //! 5. `manymaps` (3): the tracer's CPU and memory with many live maps.
+//! 6. `search_cost` (3b): what the holder search and the sync.Map walks
+//!    cost.
 pub(super) mod create_cost;
 pub(super) mod manymaps;
 pub(super) mod phases;
 pub(super) mod probe_cost;
+pub(super) mod search_cost;
 pub(super) mod throughput;
 
 /// A run's configuration in parts 1 and 2b.

@@ -26,6 +26,7 @@ use super::{
         manymaps::ManyResult,
         phases::Phase,
         probe_cost::{CostSample, PLACEMENTS},
+        search_cost::SearchCost,
         throughput::{TpSample, WORKLOADS},
     },
     suite::{self, Traced},
@@ -35,12 +36,13 @@ use super::{
 const SCHEMA: &str = "mapleak-trace/bench-results/v2";
 
 /// The JSON key of each part's figures.
-const KEYS: [(&str, &str); 5] = [
+const KEYS: [(&str, &str); 6] = [
     ("throughput", "throughput"),
     ("phases", "http_phases"),
     ("probe-cost", "probe_cost"),
     ("create-cost", "create_cost"),
     ("manymaps", "manymaps"),
+    ("search-cost", "search_cost"),
 ];
 
 /// The run that measured a part, as the report quotes it.
@@ -179,6 +181,7 @@ pub(super) fn to_json(gos: &[GoBin], r: &Results, measured: &[&str], run: &Prove
             "gc_cycles": m.gcs_n,
             "duration_s": m.report.get("duration_s"),
         })).collect::<Vec<_>>(),
+        "search_cost": r.search.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
     })
 }
 
@@ -249,6 +252,10 @@ pub(super) fn parse(v: &Value) -> Record {
             "phases" => each(entries, phase).map(|x| rec.res.phases = x),
             "probe-cost" => each(entries, cost_sample).map(|x| rec.res.cost = x),
             "create-cost" => each(entries, create_sample).map(|x| rec.res.create = x),
+            "search-cost" => each(entries, |e| {
+                Ok(serde_json::from_value::<SearchCost>(e.0.clone())?)
+            })
+            .map(|x| rec.res.search = x),
             _ => each(entries, many_result).map(|x| rec.res.many = x),
         };
         if let Err(e) = ok {
@@ -551,6 +558,10 @@ mod tests {
             "manymaps": [{"go": "go1.26.8", "n": 10, "trace_s": 3, "untraced_create_s": tag,
                           "traced_create_s": tag, "maps": 10, "gc_cycles": 3,
                           "overhead": {"tracer_cpu_s": 0.5}, "maps_evicted": 0, "duration_s": 3.0}],
+            "search_cost": [serde_json::to_value(SearchCost {
+                go: "go1.26.8".to_owned(), heap_bytes_read: 1 << 20, search_ms: tag,
+                path: "main.a → (*main.b).m".to_owned(), ..SearchCost::default()
+            }).unwrap()],
         })
     }
 
@@ -559,14 +570,26 @@ mod tests {
         let earlier = full("cargo xtask bench", 1.0);
         let mut now = full("cargo xtask bench --only phases --merge", 2.0);
         // A run of phases alone, on one Go release.
-        for k in ["throughput", "probe_cost", "create_cost", "manymaps"] {
+        for k in [
+            "throughput",
+            "probe_cost",
+            "create_cost",
+            "manymaps",
+            "search_cost",
+        ] {
             now[k] = json!([]);
         }
         now["measured"] = json!({"phases": run("cargo xtask bench --only phases --merge")});
         now["binaries"] = json!([bin("go1.26.8", &["new"])]);
         let m = merge(&earlier, &now, &["phases"]);
         assert_eq!(m["http_phases"], now["http_phases"]);
-        for k in ["throughput", "probe_cost", "create_cost", "manymaps"] {
+        for k in [
+            "throughput",
+            "probe_cost",
+            "create_cost",
+            "manymaps",
+            "search_cost",
+        ] {
             assert_eq!(m[k], earlier[k], "{k}");
         }
         assert_eq!(m["measured"]["phases"], now["measured"]["phases"]);
@@ -586,6 +609,7 @@ mod tests {
         assert!((rec.res.phases[0].rate - 2.0).abs() < 1e-12);
         assert!((rec.res.tp[0].value - 1.0).abs() < 1e-12);
         assert_eq!(rec.res.many[0].trace_s, 3);
+        assert!((rec.res.search[0].search_ms - 1.0).abs() < 1e-12);
         assert_eq!(
             rec.measured_by["phases"].cmdline,
             "cargo xtask bench --only phases --merge"
@@ -596,7 +620,13 @@ mod tests {
     #[test]
     fn merge_onto_no_record_leaves_the_other_parts_missing() {
         let mut now = full("cargo xtask bench --only manymaps --merge", 2.0);
-        for k in ["throughput", "http_phases", "probe_cost", "create_cost"] {
+        for k in [
+            "throughput",
+            "http_phases",
+            "probe_cost",
+            "create_cost",
+            "search_cost",
+        ] {
             now[k] = json!([]);
         }
         let m = merge(&Value::Null, &now, &["manymaps"]);
@@ -605,7 +635,13 @@ mod tests {
         assert_eq!(rec.res.many.len(), 1);
         assert_eq!(
             rec.missing.keys().copied().collect::<Vec<_>>(),
-            ["create-cost", "phases", "probe-cost", "throughput"]
+            [
+                "create-cost",
+                "phases",
+                "probe-cost",
+                "search-cost",
+                "throughput"
+            ]
         );
         assert_eq!(rec.missing["phases"], "no earlier figures");
     }

@@ -16,6 +16,7 @@ mod manymaps;
 mod phases;
 mod probe_cost;
 mod reading;
+mod search_cost;
 mod throughput;
 
 /// How the report was made, besides the figures.
@@ -44,6 +45,7 @@ fn heading(part: &str) -> (&'static str, &'static str) {
         "phases" => ("1b", "Throughput in alternating phases of one process"),
         "probe-cost" => ("2", "Cost per probe hit, by placement"),
         "create-cost" => ("2b", "Cost per map creation, per tracer"),
+        "search-cost" => ("3b", "Holder search and sync.Map walks"),
         _ => ("3", "Tracer CPU and memory with many live maps"),
     }
 }
@@ -215,6 +217,7 @@ pub(super) fn render(b: &Bench, ctx: &Ctx, rec: &Record) -> String {
                     probe_cost::render(&mut section, gos, &res.cost, ops, &bpftrace);
                 }
                 "create-cost" => create_cost::render(&mut section, gos, &res.create),
+                "search-cost" => search_cost::render(&mut section, &res.search),
                 _ => manymaps::render(&mut section, &res.many, s.many_trace_base_s),
             }
             if ctx.merge && !ctx.measured.contains(&part) {
@@ -284,7 +287,7 @@ mod tests {
                           "traced_create_s": 0.2}],
         }));
         let md = render(&b, &ctx(true, vec!["manymaps"]), &rec);
-        assert!(md.contains("This run measured only manymaps; the other parts (throughput, phases, probe-cost, create-cost)"));
+        assert!(md.contains("This run measured only manymaps; the other parts (throughput, phases, probe-cost, create-cost, search-cost)"));
         assert!(md.contains(
             "## 2. Cost per probe hit, by placement\n\n*Part 2: not measured (no earlier figures in \
              `target/bench/smoke-results.json`).*\n\n## 2b. "
