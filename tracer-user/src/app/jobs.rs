@@ -30,6 +30,10 @@ pub(super) const OWNERS_DEADLINE: Duration = Duration::from_secs(1);
 /// it.
 pub(super) const HOLDERS_DEADLINE: Duration = Duration::from_secs(1);
 
+/// Least time (on the reference machine) a holder search is started with:
+/// below it the budget's spare credit cannot pay for one, and it waits.
+pub(super) const MIN_HOLDERS_TIME: Duration = Duration::from_millis(10);
+
 /// Work for a worker thread.
 pub(super) enum Job {
     Headers(HeaderJob),
@@ -203,6 +207,10 @@ pub(super) struct KeysJob {
     pub(super) state: KeyState,
     /// Maps whose owner is searched, and their type descriptors.
     pub(super) owner_cands: Vec<(u64, u64)>,
+    /// What the budget's spare credit pays for the key snapshots and then
+    /// the holder search together: the search gets what the snapshots left
+    /// (none below [`MIN_HOLDERS_TIME`]: it waits for credit).
+    pub(super) search_time: Duration,
 }
 
 /// What a keys job found.
@@ -218,6 +226,9 @@ pub(super) struct KeysResult {
     /// Maps searched for an owner (all of them, even when the search
     /// stopped at its deadline: they are searched again four samples on).
     pub(super) owners_searched: Vec<u64>,
+    /// Whether the holder search ran for those the owner search did not
+    /// name (else the budget had no credit for it).
+    pub(super) holders_ran: bool,
 }
 
 /// Keys read per GC cycle, over all maps: bounds the tracer's memory and the
@@ -237,12 +248,18 @@ impl KeysJob {
             self.snapshot_keys(cands);
             t.elapsed()
         });
+        let left = self
+            .search_time
+            .saturating_sub(keys_took.unwrap_or_default());
+        let holders_deadline =
+            (left >= crate::speed::scaled(MIN_HOLDERS_TIME)).then(|| Instant::now() + left);
         let (owners, held, holder_stats) = find_holders(
             &self.mem,
             &self.info,
             self.bias,
             &self.owner_cands,
             &mut self.state.holders,
+            holders_deadline,
         );
         KeysResult {
             state: self.state,
@@ -251,6 +268,7 @@ impl KeysJob {
             held,
             holder_stats,
             owners_searched: self.owner_cands.iter().map(|c| c.0).collect(),
+            holders_ran: holders_deadline.is_some(),
         }
     }
 
@@ -305,13 +323,15 @@ impl KeysJob {
 
 /// Owners of `cands` (map, type descriptor): the globals holding the map
 /// pointer itself ([`find_owners`]), then, for the others, holder paths
-/// from a global through pointers and struct fields ([`crate::holders`]).
+/// from a global through pointers and struct fields ([`crate::holders`]),
+/// until `holders_deadline` (`None`: not searched).
 pub(super) fn find_holders(
     mem: &Memory,
     info: &BinaryInfo,
     bias: u64,
     cands: &[(u64, u64)],
     cache: &mut crate::holders::Cache,
+    holders_deadline: Option<Instant>,
 ) -> (
     HashMap<u64, String>,
     HashMap<u64, crate::holders::HeldBy>,
@@ -330,14 +350,14 @@ pub(super) fn find_holders(
         .filter(|c| !owners.contains_key(&c.0))
         .copied()
         .collect();
-    let (held, stats) = crate::holders::find(
-        mem,
-        info,
-        bias,
-        &rest,
-        cache,
-        Instant::now() + crate::speed::scaled(HOLDERS_DEADLINE),
-    );
+    let Some(deadline) = holders_deadline.filter(|_| !rest.is_empty()) else {
+        return (
+            owners,
+            HashMap::new(),
+            crate::holders::SearchStats::default(),
+        );
+    };
+    let (held, stats) = crate::holders::find(mem, info, bias, &rest, cache, deadline);
     (owners, held, stats)
 }
 

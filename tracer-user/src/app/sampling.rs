@@ -204,6 +204,9 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         cands,
         state: take_key_state(s),
         owner_cands: owner_candidates(s, false),
+        search_time: crate::speed::scaled(Duration::from_secs_f64(
+            spare.min(jobs::HOLDERS_DEADLINE.as_secs_f64()),
+        )),
     }))
 }
 
@@ -272,7 +275,7 @@ fn on_keys(s: &mut Session, r: KeysResult) {
         s.last_keys = Some((start, took));
     }
     s.holder_stats.add(&r.holder_stats);
-    apply_owners(s, r.owners, r.held, &r.owners_searched);
+    apply_owners(s, r.owners, r.held, &r.owners_searched, r.holders_ran);
 }
 
 /// Whether the target is found gone within 100 ms.
@@ -361,7 +364,10 @@ fn key_candidates(s: &mut Session, cycle: u64) -> Vec<KeyCandidate> {
 }
 
 /// Suspects (growing, bloated) without an owner, not searched in the last
-/// four samples (`force`: whatever the last search).
+/// four samples, or, after holder searches that found nothing, in the last
+/// 8, 16, ... 256 (`force`: whatever the last search). A search copies up
+/// to tens of MiB of heap: one that keeps finding nothing (a map held by a
+/// goroutine's stack) must not be paid for every few samples.
 pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<(u64, u64)> {
     s.model
         .maps
@@ -373,31 +379,47 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<(u64, u64)> {
         })
         .filter(|m| {
             force
-                || s.owners_searched
-                    .get(&m.addr)
-                    .is_none_or(|&c| s.clock.sampled_cycles >= c + 4)
+                || s.owners_searched.get(&m.addr).is_none_or(|&(c, misses)| {
+                    s.clock.sampled_cycles >= c + (4 << misses.min(MAX_SEARCH_BACKOFF))
+                })
         })
         .map(|m| (m.addr, m.type_ptr))
         .collect()
 }
 
-/// Records an owner search's result.
+/// Doublings of the wait between holder searches that find nothing.
+const MAX_SEARCH_BACKOFF: u32 = 6;
+
+/// Records an owner search's result (`holders_ran`: the holder search ran
+/// for those without an owner; a miss then doubles the wait).
 pub(super) fn apply_owners(
     s: &mut Session,
     mut found: HashMap<u64, String>,
     mut held: HashMap<u64, crate::holders::HeldBy>,
     searched: &[u64],
+    holders_ran: bool,
 ) {
     for &c in searched {
-        s.owners_searched.insert(c, s.clock.sampled_cycles);
+        let misses = s.owners_searched.get(&c).map_or(0, |x| x.1);
         let Some(m) = s.model.maps.get_mut(&c) else {
             continue;
         };
-        if let Some(name) = found.remove(&c) {
+        let hit = if let Some(name) = found.remove(&c) {
             m.set_owner(name);
+            true
         } else if let Some(h) = held.remove(&c) {
             m.set_held_by(h);
-        }
+            true
+        } else {
+            false
+        };
+        let misses = if hit || !holders_ran {
+            misses
+        } else {
+            misses.saturating_add(1)
+        };
+        s.owners_searched
+            .insert(c, (s.clock.sampled_cycles, misses));
     }
 }
 
@@ -410,9 +432,11 @@ pub(super) fn final_owner_search(s: &mut Session) {
     }
     let cands = owner_candidates(s, true);
     let mut cache = std::mem::take(&mut s.holder_cache);
-    let (found, held, stats) = jobs::find_holders(&s.mem, &s.info, s.bias, &cands, &mut cache);
+    let deadline = Instant::now() + crate::speed::scaled(jobs::HOLDERS_DEADLINE);
+    let (found, held, stats) =
+        jobs::find_holders(&s.mem, &s.info, s.bias, &cands, &mut cache, Some(deadline));
     s.holder_cache = cache;
     s.holder_stats.add(&stats);
     let addrs: Vec<u64> = cands.iter().map(|c| c.0).collect();
-    apply_owners(s, found, held, &addrs);
+    apply_owners(s, found, held, &addrs, true);
 }

@@ -18,7 +18,7 @@ pub(super) struct Session {
     pub(super) model: Model,
     pub(super) mem: Memory,
     pub(super) types: HashMap<u64, (String, Option<String>, Option<String>, TypeSizes)>,
-    pub(super) owners_searched: HashMap<u64, u64>,
+    pub(super) owners_searched: HashMap<u64, (u64, u32)>,
     /// The holder search's index of type descriptors (travels with the
     /// keys jobs in their `KeyState`), and what the searches cost.
     pub(super) holder_cache: crate::holders::Cache,
