@@ -15,6 +15,10 @@ pub(super) const MAX_MAPS_PER_SAMPLE: usize = 131_072;
 /// Longest time keys go unread while samples are taken.
 pub(super) const MAX_KEYS_GAP: Duration = Duration::from_secs(60);
 
+/// Longest time a holder search waits for the tracer's turn at the budget
+/// (the first one does not wait): paid from the spare credit all the same.
+pub(super) const MAX_HOLDERS_GAP: Duration = Duration::from_secs(30);
+
 /// Whether keys may be read at this sample: when the budget has credit to
 /// spare after the governed probes and the write window (keys are the
 /// tracer's costliest work, and come last), and at least every
@@ -185,9 +189,14 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     };
     // They spend at most the credit above half the bucket: the governed
     // probes, paused below half, are not starved by them.
-    let spare = {
+    let (spare, holders_in_line) = {
         let b = lock(&s.budget);
-        (b.gov.credit - b.gov.max() / 2.0).max(0.0)
+        (
+            (b.gov.credit - b.gov.max() / 2.0).max(0.0),
+            b.spare_for_tracer()
+                || s.last_holder_search
+                    .is_none_or(|t| t.elapsed() >= MAX_HOLDERS_GAP),
+        )
     };
     let limit = crate::speed::scaled(Duration::from_secs_f64(
         spare.min(SNAPSHOT_TIME.as_secs_f64()),
@@ -204,9 +213,17 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         cands,
         state: take_key_state(s),
         owner_cands: owner_candidates(s, false),
-        search_time: crate::speed::scaled(Duration::from_secs_f64(
-            spare.min(jobs::HOLDERS_DEADLINE.as_secs_f64()),
-        )),
+        // Only when the tracer's optional work is next in line (the
+        // governed probes on, no write window waiting for a full bucket),
+        // or at the first search and every MAX_HOLDERS_GAP: a search
+        // spends tens of ms, seconds of a small budget's refill.
+        search_time: if holders_in_line {
+            crate::speed::scaled(Duration::from_secs_f64(
+                spare.min(jobs::HOLDERS_DEADLINE.as_secs_f64()),
+            ))
+        } else {
+            Duration::ZERO
+        },
     }))
 }
 
@@ -275,6 +292,9 @@ fn on_keys(s: &mut Session, r: KeysResult) {
         s.last_keys = Some((start, took));
     }
     s.holder_stats.add(&r.holder_stats);
+    if r.holders_ran && !r.owners_searched.is_empty() {
+        s.last_holder_search = Some(Instant::now());
+    }
     apply_owners(s, r.owners, r.held, &r.owners_searched, r.holders_ran);
 }
 

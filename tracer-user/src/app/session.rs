@@ -32,6 +32,8 @@ pub(super) struct Session {
     pub(super) budget: Arc<Mutex<Budget>>,
     /// When keys were last read and owners searched, and how long it took.
     pub(super) last_keys: Option<(Instant, Duration)>,
+    /// When a holder search last ran in a sample (`None`: never).
+    pub(super) last_holder_search: Option<Instant>,
     /// When the keys of the sample in flight started to be read.
     pub(super) last_keys_start: Option<Instant>,
     /// Samples whose header reads stopped at their deadline.
@@ -214,6 +216,7 @@ pub(super) fn attach_session(
         reqs,
         budget: Arc::new(Mutex::new(budget)),
         last_keys: None,
+        last_holder_search: None,
         last_keys_start: None,
         samples_cut_short: 0,
         keys_deferred: 0,
