@@ -256,14 +256,10 @@ fn add_sync_stats(s: &mut Session, st: &crate::syncmap::SampleStats, addrs: &[u6
 /// of this walk; a key is taken as first seen now, so an object pending
 /// since before a probe pause counts as unverified).
 fn note_sync_entries(s: &mut Session, cycle: u64, walked: Vec<(u64, crate::syncmap::Entries)>) {
-    let sync: std::collections::HashSet<u64> = s
-        .model
-        .maps
-        .values()
-        .filter(|m| m.is_sync_map())
-        .map(|m| m.addr)
-        .collect();
-    s.sync_entries.retain(|a, _| sync.contains(a));
+    // A lookup per sync.Map kept, not a pass over every tracked map.
+    let maps = &s.model.maps;
+    s.sync_entries
+        .retain(|a, _| maps.get(a).is_some_and(|m| m.is_sync_map()));
     let mut cleanup_objs = None;
     let now = now_ns();
     for (addr, e) in walked {
