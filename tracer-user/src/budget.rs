@@ -16,6 +16,7 @@
 //! thread can close them; the always-on probes' links stay with the tracer.
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -35,6 +36,80 @@ use crate::{
 /// after a group is attached, and while the creation probes cost more than
 /// the budget.
 pub const FAST_AFTER_ATTACH: Duration = Duration::from_millis(100);
+
+/// Node-wide mode: how often the node's budget is split again among the
+/// processes ([`crate::governor::split_rates`]), and over how long the
+/// CPU each uses is averaged for it.
+pub const SPLIT_EVERY: Duration = Duration::from_secs(1);
+pub const SPLIT_WINDOW: Duration = Duration::from_secs(5);
+
+/// The CPU a traced process uses, from its `/proc/PID/stat` (utime +
+/// stime), read every [`SPLIT_EVERY`] and averaged over [`SPLIT_WINDOW`].
+/// The file is opened once, with the budget: a reading never comes from
+/// another process that reused the pid (it fails once the process is gone).
+#[derive(Debug, Default)]
+struct CpuMeter {
+    stat: Option<std::fs::File>,
+    /// Readings (when, CPU seconds), the oldest the newest one at least
+    /// [`SPLIT_WINDOW`] old.
+    samples: VecDeque<(Instant, f64)>,
+}
+
+impl CpuMeter {
+    fn open(pid: u32) -> Self {
+        Self {
+            stat: std::fs::File::open(format!("/proc/{pid}/stat")).ok(),
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// CPUs the process used over the last [`SPLIT_WINDOW`] (at the first
+    /// reading: since it started); `None` when unreadable.
+    fn read(&mut self, now: Instant) -> Option<f64> {
+        use std::os::unix::fs::FileExt as _;
+        let f = self.stat.as_ref()?;
+        let mut buf = [0u8; 1024];
+        let n = f.read_at(&mut buf, 0).ok()?;
+        let (cpu, started) = parse_stat(buf.get(..n)?)?;
+        self.samples.push_back((now, cpu));
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= SPLIT_WINDOW {
+            self.samples.pop_front();
+        }
+        let (t0, c0) = self.samples[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt > 0.0 {
+            return Some(((cpu - c0) / dt).max(0.0));
+        }
+        // A process started within the clocks' resolution (a tick) has no
+        // figure yet.
+        let age = uptime_s()? - started;
+        (age > 0.05).then(|| (cpu / age).max(0.0))
+    }
+}
+
+/// User + system CPU seconds and start time (seconds after boot) from the
+/// text of a `/proc/PID/stat`.
+fn parse_stat(raw: &[u8]) -> Option<(f64, f64)> {
+    let text = std::str::from_utf8(raw).ok()?;
+    // The fields after the command name (which may hold spaces and `)`):
+    // state is field 3, utime 14, stime 15, starttime 22.
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (hz > 0.0).then_some(((num(11)? + num(12)?) / hz, num(19)? / hz))
+}
+
+/// Seconds since boot (`/proc/uptime`).
+fn uptime_s() -> Option<f64> {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
 
 /// Most CPUs a detaching group is assumed to cost (the target's threads
 /// trapping at once).
@@ -176,6 +251,8 @@ pub struct Budget {
     /// No more checks: the process is gone or the trace is over.
     pub ended: bool,
     mem: Memory,
+    /// The CPU the process uses (node-wide mode splits the budget by it).
+    cpu: CpuMeter,
 }
 
 impl Budget {
@@ -209,8 +286,15 @@ impl Budget {
             own_cpu: 0.0,
             paused_ns: 0,
             ended: false,
+            cpu: CpuMeter::open(pid),
             mem,
         }
+    }
+
+    /// CPUs the process used over the last [`SPLIT_WINDOW`] (since it
+    /// started, at the first call): 0 when it cannot be read.
+    fn cpu_used(&mut self, now: Instant) -> f64 {
+        self.cpu.read(now).unwrap_or(0.0)
     }
 
     /// Classes the main loop should attach now; they count as being
@@ -578,6 +662,28 @@ impl WorkerClocks {
     }
 }
 
+/// Node-wide mode: splits `node` among the live `budgets`
+/// ([`crate::governor::split_rates`]) when [`SPLIT_EVERY`] has passed since
+/// `last` (when, among how many) or the number of live budgets changed;
+/// returns when it last split.
+fn split(
+    node: f64,
+    budgets: &[Arc<Mutex<Budget>>],
+    last: Option<(Instant, usize)>,
+    now: Instant,
+) -> Option<(Instant, usize)> {
+    let live: Vec<&Arc<Mutex<Budget>>> = budgets.iter().filter(|b| !lock_budget(b).ended).collect();
+    if last.is_some_and(|(at, n)| n == live.len() && now.duration_since(at) < SPLIT_EVERY) {
+        return last;
+    }
+    let cpu: Vec<f64> = live.iter().map(|b| lock_budget(b).cpu_used(now)).collect();
+    let rates = crate::governor::split_rates(node, &cpu);
+    for (b, r) in live.iter().zip(rates) {
+        lock_budget(b).gov.set_rate(r);
+    }
+    Some((now, live.len()))
+}
+
 fn lock_budget(b: &Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
     b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -595,14 +701,22 @@ impl GovernorThread {
     /// own CPU is split: what its workers spent reading a process's memory
     /// (read from their thread CPU clocks at every check, [`WorkerClocks`])
     /// is debited to that process, and the rest (the loop, this thread,
-    /// scans, scrapes: work for every process at once) in equal shares
-    /// among the budgets still live. The two figures are read a moment
-    /// apart; the difference is carried, so that over time the debits add
-    /// up to the tracer's CPU, no more.
+    /// scans, scrapes: work for every process at once) among the budgets
+    /// still live in proportion to their rates (equal shares when the
+    /// rates are equal, as with `--pid`). The two figures are read a
+    /// moment apart; the difference is carried, so that over time the
+    /// debits add up to the tracer's CPU, no more.
+    ///
+    /// `node`: node-wide mode's budget (share of one CPU) for all the
+    /// processes together: every [`SPLIT_EVERY`], and whenever a process
+    /// comes or goes, each live budget's rate is set to its share
+    /// ([`crate::governor::split_rates`] of the CPU each process used over
+    /// the last [`SPLIT_WINDOW`]). `None`: each budget keeps its own rate.
     pub fn spawn(
         budgets: Vec<Arc<Mutex<Budget>>>,
         hits: HitsReader,
         workers: Arc<WorkerClocks>,
+        node: Option<f64>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -614,6 +728,9 @@ impl GovernorThread {
                 let mut cpu0 = self_cpu_s();
                 // Shared CPU already debited ahead of the workers' own.
                 let mut carry = 0.0f64;
+                // Node-wide mode: when the budget was last split, and among
+                // how many processes.
+                let mut split_at: Option<(Instant, usize)> = None;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
                     let counts = hits.read();
@@ -627,18 +744,30 @@ impl GovernorThread {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .clone();
-                    let (mut live, mut own) = (0usize, 0.0f64);
+                    if let Some(node) = node {
+                        split_at = split(node, &budgets, split_at, now);
+                    }
+                    let (mut live, mut own, mut rates) = (0usize, 0.0f64, 0.0f64);
                     for b in &budgets {
                         if let Ok(b) = b.lock()
                             && !b.ended
                         {
                             live += 1;
                             own += b.own_cpu;
+                            rates += b.gov.rate;
                         }
                     }
                     let mut shared = delta + carry - own;
                     carry = shared.min(0.0);
-                    shared = shared.max(0.0) / live.max(1) as f64;
+                    shared = shared.max(0.0);
+                    // Each budget's part of the shared CPU.
+                    let part = |rate: f64| {
+                        if rates > 0.0 {
+                            shared * rate / rates
+                        } else {
+                            shared / live.max(1) as f64
+                        }
+                    };
                     // In the reference machine's time, as the probes'
                     // cost per hit is (`crate::speed`).
                     let scale = crate::speed::slowdown();
@@ -652,7 +781,8 @@ impl GovernorThread {
                         // (as the shared part, it is then not debited).
                         let mine = std::mem::take(&mut b.own_cpu);
                         if !counts.is_empty() {
-                            b.check(&counts, (mine + shared) / scale, now);
+                            let debit = (mine + part(b.gov.rate)) / scale;
+                            b.check(&counts, debit, now);
                         }
                         next = next.min(b.period(Instant::now()));
                     }
@@ -698,5 +828,43 @@ impl GovernorThread {
 impl Drop for GovernorThread {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_the_command_name() {
+        // A command name with a space and a `)`.
+        let line =
+            b"42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 3 0 5000 1000 200";
+        let (cpu, started) = parse_stat(line).unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert!((cpu - 400.0 / hz).abs() < 1e-9, "{cpu}");
+        assert!((started - 5000.0 / hz).abs() < 1e-9, "{started}");
+        assert!(parse_stat(b"42 (x) S 1").is_none());
+    }
+
+    #[test]
+    fn cpu_of_this_process() {
+        let mut m = CpuMeter::open(std::process::id());
+        let t0 = Instant::now();
+        // The first reading: since the process started (none for a process
+        // younger than a clock tick).
+        if let Some(first) = m.read(t0) {
+            assert!(first.is_finite() && first >= 0.0, "{first}");
+        }
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(200) {
+            std::hint::black_box(0u64);
+        }
+        let later = m.read(Instant::now()).unwrap();
+        // About one CPU while it spun (ticks are coarse: loosely).
+        assert!(later.is_finite() && (0.0..=4.0).contains(&later), "{later}");
+        // Gone: no reading.
+        assert!(CpuMeter::open(u32::MAX).read(t0).is_none());
     }
 }

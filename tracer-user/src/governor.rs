@@ -119,6 +119,12 @@ pub struct Governor {
     pub windows_over_budget: u64,
     /// Total cost debited, seconds of target CPU.
     pub spent: f64,
+    /// Budget credited so far (the rate over time), seconds of CPU: over
+    /// the seconds accounted, the mean rate (it changes with
+    /// [`Governor::set_rate`]).
+    pub granted: f64,
+    /// Seconds accounted.
+    pub accounted_s: f64,
 }
 
 impl Governor {
@@ -139,6 +145,29 @@ impl Governor {
             window_total: Duration::ZERO,
             windows_over_budget: 0,
             spent: 0.0,
+            granted: 0.0,
+            accounted_s: 0.0,
+        }
+    }
+
+    /// Changes the budget to `rate` from now on (node-wide mode splits one
+    /// budget among the processes, [`split_rates`]): the bucket follows
+    /// ([`BURST_S`] of the new rate), so credit above it is dropped.
+    pub fn set_rate(&mut self, rate: f64) {
+        if rate.is_finite() && rate >= 0.0 {
+            self.rate = rate;
+            self.credit = self.credit.min(self.max());
+        }
+    }
+
+    /// The mean rate over the seconds accounted (the rate given, before
+    /// any).
+    #[must_use]
+    pub fn mean_rate(&self) -> f64 {
+        if self.accounted_s > 0.0 {
+            self.granted / self.accounted_s
+        } else {
+            self.rate
         }
     }
 
@@ -151,6 +180,8 @@ impl Governor {
     /// Credits `dt` seconds of budget and debits `cost`.
     pub fn account(&mut self, dt: f64, cost: f64) {
         self.spent += cost;
+        self.granted += self.rate * dt;
+        self.accounted_s += dt;
         self.credit = (self.credit + self.rate * dt - cost).min(self.max());
     }
 
@@ -281,8 +312,74 @@ impl Governor {
     }
 }
 
+/// Least share of the node's budget a process is given in node-wide mode
+/// (1/50, 2 %), however little CPU it uses: enough for its header samples
+/// and its always-on probes.
+pub const SPLIT_FLOOR: f64 = 0.02;
+
+/// Node-wide mode (`--all`): splits the budget `node` (share of one CPU)
+/// among the processes traced, in proportion to the CPU each used
+/// (`cpu[i]`, CPUs, over the last seconds): process i gets
+/// `node × cpu[i] / max(1, Σ cpu)`, and at least `node ×` [`SPLIT_FLOOR`].
+/// So no process is given more than `node` of the CPU it uses itself
+/// (unless it is at the floor), and the rates add up to at most `node`
+/// (plus the floors of the processes at it): `node` of one CPU for the
+/// whole node, whether its processes keep one CPU busy or many. A figure
+/// that is not a finite number counts as 0.
+#[must_use]
+pub fn split_rates(node: f64, cpu: &[f64]) -> Vec<f64> {
+    let used = |c: f64| if c.is_finite() { c.max(0.0) } else { 0.0 };
+    let total: f64 = cpu.iter().map(|&c| used(c)).sum();
+    let denom = total.max(1.0);
+    cpu.iter()
+        .map(|&c| (node * used(c) / denom).max(node * SPLIT_FLOOR))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn split_follows_the_cpu_each_process_uses() {
+        let b = 0.01;
+        // 20 busy processes sharing 2 CPUs: 0.1 CPU each, 1/20 of the
+        // budget each (0.05 % of one CPU, 1 % of what each uses / 2).
+        let r = split_rates(b, &[0.1; 20]);
+        assert!(r.iter().all(|&x| (x - b / 20.0).abs() < 1e-15), "{r:?}");
+        assert!((r.iter().sum::<f64>() - b).abs() < 1e-12);
+        // Under one CPU in all: each gets the budget times what it uses,
+        // never more than the budget of its own CPU.
+        let r = split_rates(b, &[0.5, 0.25]);
+        assert!((r[0] - 0.005).abs() < 1e-15 && (r[1] - 0.0025).abs() < 1e-15);
+        // One process alone, using 1.5 CPUs: the whole budget.
+        assert!((split_rates(b, &[1.5])[0] - b).abs() < 1e-15);
+        // Idle processes (or unreadable figures) get the floor.
+        let r = split_rates(b, &[2.0, 0.0, f64::NAN, -1.0]);
+        assert!((r[0] - b).abs() < 1e-15);
+        for x in &r[1..] {
+            assert!((x - b * SPLIT_FLOOR).abs() < 1e-15, "{r:?}");
+        }
+        assert!(split_rates(b, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_new_rate_resizes_the_bucket() {
+        let mut g = Governor::new(0.01);
+        assert!((g.credit - 0.05).abs() < 1e-12);
+        g.set_rate(0.001);
+        assert!((g.max() - 0.005).abs() < 1e-12 && (g.credit - 0.005).abs() < 1e-12);
+        // A higher rate: the bucket grows and fills at it.
+        g.set_rate(0.002);
+        assert!((g.credit - 0.005).abs() < 1e-12);
+        g.account(1.0, 0.0);
+        assert!((g.credit - 0.007).abs() < 1e-12);
+        g.set_rate(f64::NAN);
+        assert!((g.rate - 0.002).abs() < 1e-15);
+        // The mean rate over the seconds accounted.
+        g.set_rate(0.004);
+        g.account(1.0, 0.0);
+        assert!((g.mean_rate() - 0.003).abs() < 1e-12, "{}", g.mean_rate());
+    }
+
     #[test]
     fn window_period_follows_the_rate() {
         assert_eq!(window_period(0.0), PERIOD_WINDOW_MAX);

@@ -86,6 +86,8 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     overhead.maps_found_by_write_windows = s.discovered_by_writes;
     overhead.budget_spent_target_cpu_s = b.gov.spent;
     overhead.budget_tracer_cpu_s = b.tracer_cpu_debited;
+    overhead.budget_rate = b.gov.rate;
+    overhead.budget_rate_mean = b.gov.mean_rate();
     overhead.key_reads_deferred = s.keys_deferred;
     overhead.samples_cut_short = s.samples_cut_short;
     overhead.sync_map_walks = s.sync_walks;

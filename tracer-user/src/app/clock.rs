@@ -111,6 +111,11 @@ impl SampleClock {
         }
     }
 
+    /// Paces the samples to a budget of `rate` from now on.
+    pub(super) fn set_rate(&mut self, rate: f64) {
+        self.rate = rate;
+    }
+
     /// The sample under way, if any.
     pub(super) fn in_flight(&self) -> Option<InFlight> {
         self.in_flight

@@ -127,6 +127,8 @@ pub(super) async fn trace_loop(
         sessions.iter().map(|s| s.budget.clone()).collect(),
         tracer.hits_reader()?,
         clocks.clone(),
+        // `--all`: one budget for the node, split among the processes.
+        opts.all.is_some().then_some(opts.overhead_budget),
     )
     .context("starting the governor's thread")?;
     let mut workers = Workers::new();
@@ -409,7 +411,10 @@ fn scan_and_attach(ctx: &mut Loop<'_>, exit_tx: &mpsc::UnboundedSender<u32>) {
     let room = fleet::MAX_SESSIONS.saturating_sub(ctx.sessions.len());
     let found = fleet.scan(&|pid| traced.contains(&pid), room);
     for f in found {
-        match attach_found(ctx.tracer, &f, ctx.opts) {
+        // Its share of the node's budget until the governor's thread
+        // splits it again (at once: the number of processes changed).
+        let rate = ctx.opts.overhead_budget / (ctx.sessions.len() + 1) as f64;
+        match attach_found(ctx.tracer, &f, ctx.opts, rate) {
             Ok(mut s) => {
                 s.clock.timer_every = ctx.opts.interval.max(MIN_SAMPLE_GAP);
                 s.all_maps = ctx.opts.all_maps;
@@ -429,17 +434,16 @@ fn scan_and_attach(ctx: &mut Loop<'_>, exit_tx: &mpsc::UnboundedSender<u32>) {
 }
 
 /// Attaches a process the scan found, if it still runs the executable
-/// the scan inspected.
-fn attach_found(tracer: &mut Tracer, f: &fleet::Found, opts: &TraceOptions) -> Result<Session> {
+/// the scan inspected, with a budget of `rate`.
+fn attach_found(
+    tracer: &mut Tracer,
+    f: &fleet::Found,
+    opts: &TraceOptions,
+    rate: f64,
+) -> Result<Session> {
     let mut binaries = Binaries::new();
     binaries.insert(f.dev_ino, f.info.clone());
-    let s = attach_session(
-        tracer,
-        &mut binaries,
-        f.pid,
-        opts.overhead_budget,
-        opts.show_keys,
-    )?;
+    let s = attach_session(tracer, &mut binaries, f.pid, rate, opts.show_keys)?;
     anyhow::ensure!(
         s.target.dev_ino == f.dev_ino,
         "pid {} now runs another executable",

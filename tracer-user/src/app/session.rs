@@ -270,13 +270,16 @@ pub(super) fn serve_attaches(s: &mut Session, tracer: &mut Tracer) {
 }
 
 /// Tells the finalizer bookkeeping that the governor's thread paused the
-/// governed probes (the finalizer probes among them). Called before
-/// [`serve_attaches`]: a resume waits for it, so no pause goes unnoted.
+/// governed probes (the finalizer probes among them), and the sample clock
+/// the budget's rate. Called before [`serve_attaches`]: a resume waits for
+/// it, so no pause goes unnoted.
 pub(super) fn note_pauses(s: &mut Session) {
-    let (pauses, ns) = {
+    let (pauses, ns, rate) = {
         let b = lock(&s.budget);
-        (b.gov.pauses, b.paused_ns)
+        (b.gov.pauses, b.paused_ns, b.gov.rate)
     };
+    // Node-wide mode changes the budget's rate: the samples follow it.
+    s.clock.set_rate(rate);
     if pauses > s.fin.pauses {
         s.fin.probes_paused(ns);
         s.fin.pauses = pauses;

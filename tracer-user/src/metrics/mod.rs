@@ -257,6 +257,7 @@ struct Families {
     probe_cpu: C,
     budget_debited: C,
     budget_tracer: C,
+    budget_rate: G,
     probes_attached: G,
     governed_pauses: C,
     tracer_cpu: C,
@@ -292,6 +293,7 @@ impl Families {
             probe_cpu: C::default(),
             budget_debited: C::default(),
             budget_tracer: C::default(),
+            budget_rate: G::default(),
             probes_attached: G::default(),
             governed_pauses: C::default(),
             tracer_cpu: C::default(),
@@ -429,8 +431,14 @@ impl Families {
         c(
             r,
             "budget_tracer_cpu_seconds",
-            "Of the debit, the tracer's own CPU (shared equally among the processes traced)",
+            "Of the debit, the tracer's own CPU (what its workers spent reading the process's memory, and a share of the rest in proportion to the budgets' rates)",
             &self.budget_tracer,
+        );
+        g(
+            r,
+            "budget_rate",
+            "Share of one CPU the process's overhead budget refills at now: --overhead-budget, or in node-wide mode (--all) the process's share of it, in proportion to the CPU it uses",
+            &self.budget_rate,
         );
         g(
             r,
@@ -704,6 +712,7 @@ fn overhead(f: &Families, base: &Labels, p: &ProcessView<'_>) {
     count(&f.probe_cpu, base, o.estimated_target_cpu_s);
     count(&f.budget_debited, base, o.budget_spent_target_cpu_s);
     count(&f.budget_tracer, base, o.budget_tracer_cpu_s);
+    set(&f.budget_rate, base, o.budget_rate);
     count(&f.governed_pauses, base, u(o.creation_probes_paused));
     set(
         &f.probes_attached,

@@ -63,6 +63,13 @@ pub struct Overhead {
     pub budget_spent_target_cpu_s: f64,
     /// Of that, the tracer process's own CPU.
     pub budget_tracer_cpu_s: f64,
+    /// The budget's rate at the report (share of one CPU): `--overhead-budget`,
+    /// or in node-wide mode this process's share of it, which follows the
+    /// CPU it uses.
+    pub budget_rate: f64,
+    /// Its mean over the trace (the budget credited over the seconds
+    /// traced).
+    pub budget_rate_mean: f64,
     /// GC cycles sampled without reading keys or searching owners, to keep
     /// the tracer's own CPU within its share of the budget.
     pub key_reads_deferred: u64,
