@@ -16,7 +16,9 @@
 //!    traced/untraced, and the budget check compares it with the budget
 //!    plus 1 % (`report::throughput`).
 //!    Part 1b: throughput in alternating phases of one process, for one
-//!    workload or the whole suite (`parts::phases`, `suite`).
+//!    workload or the whole suite (`parts::phases`, `suite`). Part 1c: the
+//!    same with 20 processes traced at once by one `mapleak-trace --all`
+//!    (`parts::fleet`).
 //! 2. Cost per probe hit by placement, on `runtime.mapassign_fast64` (which
 //!    default mode probes only in write windows): bpftrace at the entry (`CMPQ`,
 //!    single-stepped), at the `JBE` and at the `PUSHQ BP` (both emulated by
@@ -105,12 +107,18 @@ pub(crate) struct Args {
     /// Those first seconds are measured apart (the startup loss).
     #[arg(long)]
     pub(crate) attach_settle_seconds: Option<f64>,
+    /// Part 1c (fleet): target processes traced at once by one
+    /// `mapleak-trace --all` (default 20; 3 with --smoke). Its rounds, phase
+    /// length and settling delay are `--rounds` (default 10; 1 with
+    /// --smoke), `--phase-seconds` and `--attach-settle-seconds` (as part 1b).
+    #[arg(long)]
+    pub(crate) fleet_procs: Option<usize>,
     /// Part 3 (manymaps): live maps per run, one run per count and Go
     /// release (default 100000,1000000; 10000 with --smoke).
     #[arg(long, value_delimiter = ',')]
     pub(crate) many_maps: Vec<u64>,
-    /// Only these parts: throughput, phases, probe-cost, create-cost,
-    /// manymaps (default: all).
+    /// Only these parts: throughput, phases, fleet, probe-cost, create-cost,
+    /// manymaps, search-cost (default: all).
     /// A partial run writes target/bench/partial.md unless --out is given.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
@@ -159,9 +167,10 @@ const GOV_WINDOW_GAP_S: f64 = gov::WINDOW_GAP.as_secs_f64();
 const TOOLCHAINS: [(&str, &str); 2] = [("go1.23.12", "hmap"), ("go1.26.8", "swiss")];
 
 /// The parts, in the report's order (`--only`).
-const PARTS: [&str; 6] = [
+const PARTS: [&str; 7] = [
     "throughput",
     "phases",
+    "fleet",
     "probe-cost",
     "create-cost",
     "manymaps",
@@ -185,6 +194,12 @@ struct Settings {
     phase_settle: Duration,
     /// Part 1b's workloads (one, or the suite).
     phase_workloads: Vec<&'static suite::Workload>,
+    /// Part 1c: processes traced at once, traced phases, phase length and
+    /// settling delay after every process is attached.
+    fleet_procs: usize,
+    fleet_rounds: usize,
+    fleet_phase: Duration,
+    fleet_settle: Duration,
     /// mapassign_fast64 calls per microbenchmark run.
     micro_ops: u64,
     /// Maps created per creation-cost run.
@@ -246,6 +261,21 @@ impl Settings {
                     .max(0.0),
             ),
             phase_workloads,
+            fleet_procs: args
+                .fleet_procs
+                .unwrap_or(if smoke { 3 } else { 20 })
+                .max(1),
+            fleet_rounds: args.rounds.unwrap_or(if smoke { 1 } else { 10 }).max(1),
+            fleet_phase: Duration::from_secs_f64(
+                args.phase_seconds
+                    .unwrap_or(if smoke { 1.5 } else { 10.0 })
+                    .max(1.0),
+            ),
+            fleet_settle: Duration::from_secs_f64(
+                args.attach_settle_seconds
+                    .unwrap_or(if smoke { 0.5 } else { 5.0 })
+                    .max(0.0),
+            ),
             micro_ops: if smoke { 20_000 } else { 300_000 },
             create_ops: if smoke { 10_000 } else { 100_000 },
             many_n: if args.many_maps.is_empty() {
@@ -386,6 +416,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         Vec::new()
     };
+    let fleet = if want("fleet") {
+        parts::fleet::run(&mut b, &gos, &tracer)?
+    } else {
+        Vec::new()
+    };
     let cost = if want("probe-cost") {
         run_probe_cost(&mut b, &gos)?
     } else {
@@ -447,6 +482,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let res = Results {
         tp,
         phases,
+        fleet,
         cost,
         create,
         many,
@@ -513,6 +549,9 @@ fn cmdline(s: &Settings, args: &Args) -> String {
     if let Some(x) = args.attach_settle_seconds {
         let _ = write!(cmdline, " --attach-settle-seconds {x}");
     }
+    if let Some(n) = args.fleet_procs {
+        let _ = write!(cmdline, " --fleet-procs {n}");
+    }
     if args.workload != "http" {
         let _ = write!(cmdline, " --workload {}", args.workload);
     }
@@ -537,6 +576,7 @@ fn cmdline(s: &Settings, args: &Args) -> String {
 struct Results {
     tp: Vec<TpSample>,
     phases: Vec<Phase>,
+    fleet: Vec<parts::fleet::FleetPhase>,
     cost: Vec<CostSample>,
     create: Vec<CreateSample>,
     many: Vec<ManyResult>,

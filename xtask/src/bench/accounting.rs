@@ -83,6 +83,19 @@ pub(super) fn proc_rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Peak resident set of a live process (VmHWM), from /proc/PID/status.
+pub(super) fn proc_hwm_bytes(pid: u32) -> Option<u64> {
+    let st = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = st
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// User + system CPU seconds of a process, from /proc/PID/stat.
 pub(super) fn proc_cpu_s(pid: u32) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

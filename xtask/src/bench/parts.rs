@@ -4,13 +4,15 @@
 //! 1. `throughput`: separate runs, untraced, under mapleak-trace and under
 //!    bpftrace.
 //! 2. `phases` (1b): alternating phases of one process (`suite`'s
-//!    workloads).
+//!    workloads); `fleet` (1c): of many processes traced at once by one
+//!    `mapleak-trace --all`.
 //! 3. `probe_cost` (2): cost per probe hit by placement.
 //! 4. `create_cost` (2b): cost per map creation under each tracer.
 //! 5. `manymaps` (3): the tracer's CPU and memory with many live maps.
 //! 6. `search_cost` (3b): what the holder search and the sync.Map walks
 //!    cost.
 pub(super) mod create_cost;
+pub(super) mod fleet;
 pub(super) mod manymaps;
 pub(super) mod phases;
 pub(super) mod probe_cost;

@@ -23,6 +23,7 @@ use super::{
     parts::{
         Mode,
         create_cost::{CREATIONS, CreateSample},
+        fleet::FleetPhase,
         manymaps::ManyResult,
         phases::Phase,
         probe_cost::{CostSample, PLACEMENTS},
@@ -36,9 +37,10 @@ use super::{
 const SCHEMA: &str = "mapleak-trace/bench-results/v2";
 
 /// The JSON key of each part's figures.
-const KEYS: [(&str, &str); 6] = [
+const KEYS: [(&str, &str); 7] = [
     ("throughput", "throughput"),
     ("phases", "http_phases"),
+    ("fleet", "fleet"),
     ("probe-cost", "probe_cost"),
     ("create-cost", "create_cost"),
     ("manymaps", "manymaps"),
@@ -182,6 +184,7 @@ pub(super) fn to_json(gos: &[GoBin], r: &Results, measured: &[&str], run: &Prove
             "duration_s": m.report.get("duration_s"),
         })).collect::<Vec<_>>(),
         "search_cost": r.search.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+        "fleet": r.fleet.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
     })
 }
 
@@ -256,6 +259,10 @@ pub(super) fn parse(v: &Value) -> Record {
                 Ok(serde_json::from_value::<SearchCost>(e.0.clone())?)
             })
             .map(|x| rec.res.search = x),
+            "fleet" => each(entries, |e| {
+                Ok(serde_json::from_value::<FleetPhase>(e.0.clone())?)
+            })
+            .map(|x| rec.res.fleet = x),
             _ => each(entries, many_result).map(|x| rec.res.many = x),
         };
         if let Err(e) = ok {
@@ -562,6 +569,9 @@ mod tests {
                 go: "go1.26.8".to_owned(), heap_bytes_read: 1 << 20, search_ms: tag,
                 path: "main.a → (*main.b).m".to_owned(), ..SearchCost::default()
             }).unwrap()],
+            "fleet": [serde_json::to_value(FleetPhase {
+                go: "go1.26.8".to_owned(), end: tag, attach_s: f64::NAN, ..FleetPhase::default()
+            }).unwrap()],
         })
     }
 
@@ -572,6 +582,7 @@ mod tests {
         // A run of phases alone, on one Go release.
         for k in [
             "throughput",
+            "fleet",
             "probe_cost",
             "create_cost",
             "manymaps",
@@ -585,6 +596,7 @@ mod tests {
         assert_eq!(m["http_phases"], now["http_phases"]);
         for k in [
             "throughput",
+            "fleet",
             "probe_cost",
             "create_cost",
             "manymaps",
@@ -623,6 +635,7 @@ mod tests {
         for k in [
             "throughput",
             "http_phases",
+            "fleet",
             "probe_cost",
             "create_cost",
             "search_cost",
@@ -637,6 +650,7 @@ mod tests {
             rec.missing.keys().copied().collect::<Vec<_>>(),
             [
                 "create-cost",
+                "fleet",
                 "phases",
                 "probe-cost",
                 "search-cost",

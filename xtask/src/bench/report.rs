@@ -12,6 +12,7 @@ use super::{
 };
 
 mod create_cost;
+mod fleet;
 mod manymaps;
 mod phases;
 mod probe_cost;
@@ -43,6 +44,7 @@ fn heading(part: &str) -> (&'static str, &'static str) {
     match part {
         "throughput" => ("1", "Target throughput"),
         "phases" => ("1b", "Throughput in alternating phases of one process"),
+        "fleet" => ("1c", "Many processes traced at once (node-wide mode)"),
         "probe-cost" => ("2", "Cost per probe hit, by placement"),
         "create-cost" => ("2b", "Cost per map creation, per tracer"),
         "search-cost" => ("3b", "Holder search and sync.Map walks"),
@@ -201,6 +203,7 @@ pub(super) fn render(b: &Bench, ctx: &Ctx, rec: &Record) -> String {
             match part {
                 "throughput" => throughput::render(&mut section, s, gos, &res.tp),
                 "phases" => phases::render(&mut section, gos, &res.phases),
+                "fleet" => fleet::render(&mut section, gos, &res.fleet),
                 "probe-cost" => {
                     let ops = res
                         .cost
@@ -287,7 +290,7 @@ mod tests {
                           "traced_create_s": 0.2}],
         }));
         let md = render(&b, &ctx(true, vec!["manymaps"]), &rec);
-        assert!(md.contains("This run measured only manymaps; the other parts (throughput, phases, probe-cost, create-cost, search-cost)"));
+        assert!(md.contains("This run measured only manymaps; the other parts (throughput, phases, fleet, probe-cost, create-cost, search-cost)"));
         assert!(md.contains(
             "## 2. Cost per probe hit, by placement\n\n*Part 2: not measured (no earlier figures in \
              `target/bench/smoke-results.json`).*\n\n## 2b. "

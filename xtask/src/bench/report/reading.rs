@@ -149,6 +149,7 @@ pub(super) fn reading(s: &Settings, gos: &[GoBin], res: &Results) -> Vec<String>
         out.push(tp_reading(r, res, cost, ncpu));
     }
     out.extend(phases::reading(gos, &res.phases));
+    out.extend(super::fleet::reading(gos, &res.fleet));
     out.extend(super::search_cost::reading(&res.search));
     for g in gos {
         if let Some(&(ss, em)) = cost.get(&g.tag)

@@ -1,0 +1,429 @@
+//! Part 1c: many Go processes traced at once by one node-wide tracer
+//! (`mapleak-trace --all`), in alternating phases as part 1b.
+//!
+//! N target processes (`bench` in part 1b's `json` workload, each with its
+//! planted growing map, `GOMAXPROCS` 1 so that they share the machine's
+//! CPUs) run for the whole measurement and tick their operation counts.
+//! After a warm-up, untraced phases alternate with traced ones: one
+//! `mapleak-trace --all --exe BIN` (BIN a copy of the bench binary that
+//! only these processes run) is started, its traced phase runs from the
+//! moment it has reported every target attached plus the settling delay
+//! until it is stopped with SIGINT, and its JSON report must name every
+//! target. Each process's phases are compared as in part 1b (its stats:
+//! `phases::losses`, `median_interval`); the figures and the section are
+//! `report::fleet`'s.
+use std::{
+    collections::HashSet,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::bench::{
+    BUDGET_PCT,
+    accounting::{proc_cpu_s, proc_hwm_bytes, system_busy_s},
+    binaries::GoBin,
+    parts::phases::{self, GAP, Phase, TICK_MS, WARMUP, cpu_delta, drain, now, parse_ticks},
+    proc::Proc,
+    runner::Bench,
+    suite::{self, Traced, Workload},
+};
+
+/// The workload every target runs (part 1b's `json`).
+pub(crate) const WORKLOAD: &str = "json";
+
+/// `GOMAXPROCS` of each target: N processes share the machine's CPUs.
+pub(crate) const GOMAXPROCS: u32 = 1;
+
+/// A figure read back from the record: null (NaN when written) is NaN.
+fn nan_or<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// One process in one phase.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FleetProc {
+    pub(crate) pid: u32,
+    /// Operations per second in the phase (its ticks wholly inside it).
+    #[serde(deserialize_with = "nan_or")]
+    pub(crate) rate: f64,
+    /// Its CPU time in the phase (user + system).
+    #[serde(deserialize_with = "nan_or")]
+    pub(crate) target_cpu_s: f64,
+    /// Traced phases: the tracer's report names it; its planted map is
+    /// reported growing; the budget rate it was given (mean over the trace,
+    /// `overhead.budget_rate_mean`, share of one CPU) and what the governor
+    /// debited (`overhead.budget_spent_target_cpu_s`).
+    pub(crate) reported: bool,
+    pub(crate) planted: bool,
+    #[serde(deserialize_with = "nan_or")]
+    pub(crate) budget_rate: f64,
+    #[serde(deserialize_with = "nan_or")]
+    pub(crate) debit_s: f64,
+}
+
+/// One phase of the alternation, every process in it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FleetPhase {
+    pub(crate) go: String,
+    pub(crate) round: usize,
+    pub(crate) traced: bool,
+    /// Start and end (Unix seconds), and when the tracer had reported every
+    /// target attached (untraced: the start).
+    pub(crate) start: f64,
+    pub(crate) end: f64,
+    pub(crate) attached: f64,
+    /// Seconds from the tracer's start to every target attached.
+    #[serde(deserialize_with = "nan_or")]
+    pub(crate) attach_s: f64,
+    /// The tracer's CPU time in the phase, and its peak resident memory
+    /// (VmHWM, read before SIGINT).
+    #[serde(deserialize_with = "nan_or")]
+    pub(crate) tracer_cpu_s: f64,
+    pub(crate) tracer_peak_rss: u64,
+    /// CPU time of other processes (not the targets, not the tracer).
+    #[serde(deserialize_with = "nan_or")]
+    pub(crate) foreign_cpu_s: f64,
+    pub(crate) procs: Vec<FleetProc>,
+}
+
+/// The workload the targets run.
+pub(crate) fn workload() -> &'static Workload {
+    suite::select(WORKLOAD)[0]
+}
+
+/// Process `k`'s phases (of one Go release, in order) as part 1b's, for
+/// its statistics; `k == None`: the whole node (every process's operations
+/// summed).
+pub(crate) fn as_phases(ph: &[&FleetPhase], k: Option<usize>) -> Vec<Phase> {
+    ph.iter()
+        .map(|p| {
+            let of = |f: &dyn Fn(&FleetProc) -> f64| match k {
+                Some(k) => p.procs.get(k).map_or(f64::NAN, f),
+                None => p.procs.iter().map(f).sum(),
+            };
+            Phase {
+                workload: workload(),
+                go: p.go.clone(),
+                round: p.round,
+                traced: p.traced,
+                start: p.start,
+                end: p.end,
+                attached: p.attached,
+                rate: of(&|x| x.rate),
+                startup_rate: f64::NAN,
+                gc_rate: f64::NAN,
+                tracer_cpu_s: p.tracer_cpu_s,
+                report: None,
+                hits: 0,
+                foreign_cpu_s: p.foreign_cpu_s,
+                target_cpu_s: of(&|x| x.target_cpu_s),
+            }
+        })
+        .collect()
+}
+
+/// Every selected Go release in turn.
+pub(crate) fn run(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Result<Vec<FleetPhase>> {
+    let mut out = Vec::new();
+    for g in gos {
+        out.extend(run_one(b, g, tracer).with_context(|| format!("fleet, {}", g.tag))?);
+    }
+    Ok(out)
+}
+
+/// The pid in a `mapleak-trace: attached N probes to pid P (...)` line.
+fn attached_pid(line: &str) -> Option<u32> {
+    let rest = line.strip_prefix("mapleak-trace: attached ")?;
+    rest.split_once(" to pid ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The targets' CPU seconds now (NaN for one that cannot be read).
+fn cpus(pids: &[u32]) -> Vec<f64> {
+    pids.iter()
+        .map(|&p| proc_cpu_s(p).unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// A phase of `p` with nothing traced, or the measured stretch of a traced
+/// one: the targets' CPU and the other processes' over it.
+struct Window {
+    start: f64,
+    end: f64,
+    target_cpu: Vec<f64>,
+    busy: f64,
+}
+
+fn measure(pids: &[u32], p: Duration) -> Window {
+    let (busy0, c0) = (system_busy_s(), cpus(pids));
+    let start = now();
+    thread::sleep(p);
+    let end = now();
+    let c1 = cpus(pids);
+    Window {
+        start,
+        end,
+        target_cpu: c0.iter().zip(&c1).map(|(a, b)| b - a).collect(),
+        busy: cpu_delta(busy0, system_busy_s()),
+    }
+}
+
+fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
+    let s = &b.s;
+    let (n, rounds, p, settle) = (s.fleet_procs, s.fleet_rounds, s.fleet_phase, s.fleet_settle);
+    b.wait_idle();
+    // A copy only these targets run: `--exe` selects them alone.
+    let dir = b.out_dir.join("fleet");
+    fs::create_dir_all(&dir)?;
+    let bin: PathBuf = dir.join(format!("bench-{}", g.tag));
+    fs::copy(&g.bin, &bin).with_context(|| format!("copying {}", g.bin.display()))?;
+    let life = rounds as f64 * (2.0 * p.as_secs_f64() + settle.as_secs_f64() + 180.0) + 60.0;
+    let w = workload();
+    let mut targets = Vec::new();
+    for i in 0..n {
+        let mut cmd = Command::new(&bin);
+        cmd.env("GOMAXPROCS", GOMAXPROCS.to_string())
+            .args(w.args)
+            .args([
+                "-seconds".to_owned(),
+                format!("{life:.0}"),
+                "-tick".to_owned(),
+                format!("{TICK_MS}ms"),
+                "-wait".to_owned(),
+            ]);
+        targets.push(Proc::spawn(&format!("fleet target {i}"), cmd)?);
+    }
+    for t in &mut targets {
+        t.wait_line(|l| l == "waiting", Duration::from_secs(60))?;
+    }
+    let pids: Vec<u32> = targets.iter().map(Proc::pid).collect();
+    for t in &mut targets {
+        t.send_line("go")?;
+    }
+    thread::sleep(WARMUP);
+    let json_path = b
+        .out_dir
+        .join(format!("fleet-report-{}.json", std::process::id()));
+    let phase = |round: usize, traced: bool, w: &Window, tracer_cpu_s: f64| FleetPhase {
+        go: g.tag.clone(),
+        round,
+        traced,
+        start: w.start,
+        end: w.end,
+        attached: w.start,
+        attach_s: f64::NAN,
+        tracer_cpu_s,
+        tracer_peak_rss: 0,
+        foreign_cpu_s: (w.busy - w.target_cpu.iter().sum::<f64>() - tracer_cpu_s).max(0.0),
+        procs: pids
+            .iter()
+            .zip(&w.target_cpu)
+            .map(|(&pid, &c)| FleetProc {
+                pid,
+                rate: f64::NAN,
+                target_cpu_s: c,
+                reported: false,
+                planted: false,
+                budget_rate: f64::NAN,
+                debit_s: f64::NAN,
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        for t in &mut targets {
+            if !t.running() {
+                bail!("a fleet target exited early: {}", t.stderr_tail());
+            }
+        }
+        out.push(phase(round, false, &measure(&pids, p), 0.0));
+        // Traced: one tracer for every target.
+        let _ = fs::remove_file(&json_path);
+        let mut c = Command::new(tracer);
+        c.arg("--all")
+            .arg("--exe")
+            .arg(&bin)
+            .arg("--overhead-budget")
+            .arg(BUDGET_PCT.to_string())
+            .arg("--duration")
+            .arg(format!("{}s", p.as_secs() + settle.as_secs() + 600))
+            .arg("--json")
+            .arg(&json_path);
+        let t0 = Instant::now();
+        let mut tr = Proc::spawn("mapleak-trace --all", c)?;
+        let mut left: HashSet<u32> = pids.iter().copied().collect();
+        let deadline = t0 + Duration::from_secs(60 + 5 * n as u64);
+        while !left.is_empty() {
+            let line = tr
+                .wait_line(
+                    |l| l.starts_with("mapleak-trace: attached "),
+                    deadline.saturating_duration_since(Instant::now()),
+                )
+                .with_context(|| format!("{} of {n} targets not attached", left.len()))?;
+            if let Some(pid) = attached_pid(&line) {
+                left.remove(&pid);
+            }
+        }
+        let attach_s = t0.elapsed().as_secs_f64();
+        let attached = now();
+        thread::sleep(settle);
+        let cpu0 = proc_cpu_s(tr.pid());
+        let win = measure(&pids, p);
+        let tracer_cpu_s = cpu_delta(cpu0, proc_cpu_s(tr.pid()));
+        let hwm = proc_hwm_bytes(tr.pid()).unwrap_or(0);
+        tr.signal(libc::SIGINT);
+        let st = tr.wait_exit(Duration::from_secs(90))?;
+        if !st.success() {
+            bail!(
+                "mapleak-trace --all exited with {st} after SIGINT: {}",
+                tr.stderr_tail()
+            );
+        }
+        let text = fs::read_to_string(&json_path).with_context(|| {
+            format!(
+                "mapleak-trace --all wrote no {}; stderr: {}",
+                json_path.display(),
+                tr.stderr_tail()
+            )
+        })?;
+        let _ = fs::remove_file(&json_path);
+        let doc: Value = serde_json::from_str(&text).context("mapleak-trace JSON")?;
+        let mut ph = phase(round, true, &win, tracer_cpu_s);
+        ph.attached = attached;
+        ph.attach_s = attach_s;
+        ph.tracer_peak_rss = hwm;
+        for rep in doc["processes"].as_array().into_iter().flatten() {
+            let pid = rep["target"]["pid"].as_u64();
+            if let Some(x) = ph.procs.iter_mut().find(|x| Some(u64::from(x.pid)) == pid) {
+                let t = Traced::from_report(rep);
+                x.reported = true;
+                x.planted = t.planted;
+                x.debit_s = t.debit_s;
+                x.budget_rate = rep["overhead"]["budget_rate_mean"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN);
+            }
+        }
+        let missing: Vec<u32> = ph
+            .procs
+            .iter()
+            .filter(|x| !x.reported)
+            .map(|x| x.pid)
+            .collect();
+        if !missing.is_empty() {
+            bail!("the tracer's report does not name targets {missing:?}");
+        }
+        eprintln!(
+            "bench: fleet {:9} round {round}: {n} attached in {attach_s:.1} s, traced {:.1} s, tracer CPU \
+             {:.2} % of one CPU, peak RSS {:.0} MiB, budget rates {:.4}..{:.4} % (sum {:.3} %), planted map \
+             growing in {}/{n}",
+            g.tag,
+            win.end - win.start,
+            tracer_cpu_s / (win.end - win.start) * 100.0,
+            hwm as f64 / f64::from(1u32 << 20),
+            ph.procs
+                .iter()
+                .map(|x| x.budget_rate)
+                .fold(f64::INFINITY, f64::min)
+                * 100.0,
+            ph.procs.iter().map(|x| x.budget_rate).fold(0.0, f64::max) * 100.0,
+            ph.procs.iter().map(|x| x.budget_rate).sum::<f64>() * 100.0,
+            ph.procs.iter().filter(|x| x.planted).count(),
+        );
+        out.push(ph);
+        thread::sleep(GAP);
+    }
+    out.push(phase(rounds, false, &measure(&pids, p), 0.0));
+    b.foreign.extend(
+        out.iter()
+            .map(|p| p.foreign_cpu_s / (p.end - p.start))
+            .filter(|x| x.is_finite()),
+    );
+    thread::sleep(Duration::from_millis(2 * TICK_MS));
+    for (k, t) in targets.iter_mut().enumerate() {
+        if !t.running() {
+            bail!("fleet target {k} exited early: {}", t.stderr_tail());
+        }
+        let ticks = parse_ticks(&drain(t));
+        for ph in &mut out {
+            ph.procs[k].rate = phases::rate(&ticks, ph.start, ph.end);
+            if !ph.procs[k].rate.is_finite() {
+                bail!(
+                    "no tick of fleet target {k} fell inside the {} phase of round {}",
+                    if ph.traced { "traced" } else { "untraced" },
+                    ph.round
+                );
+            }
+        }
+    }
+    drop(targets);
+    let _ = fs::remove_file(&bin);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_of_an_attached_line() {
+        assert_eq!(
+            attached_pid(
+                "mapleak-trace: attached 23 probes to pid 4242 (go1.26.8 amd64 swiss); report at Ctrl-C"
+            ),
+            Some(4242)
+        );
+        assert_eq!(attached_pid("mapleak-trace: --all: tracing"), None);
+    }
+
+    fn fp(traced: bool, rates: &[f64]) -> FleetPhase {
+        FleetPhase {
+            go: "g".to_owned(),
+            traced,
+            end: 1.0,
+            procs: rates
+                .iter()
+                .map(|&rate| FleetProc {
+                    rate,
+                    target_cpu_s: 0.1,
+                    ..FleetProc::default()
+                })
+                .collect(),
+            ..FleetPhase::default()
+        }
+    }
+
+    #[test]
+    fn each_process_and_the_node_as_phases() {
+        let ph = [
+            fp(false, &[100.0, 10.0]),
+            fp(true, &[99.0, 9.0]),
+            fp(false, &[100.0, 10.0]),
+        ];
+        let refs: Vec<&FleetPhase> = ph.iter().collect();
+        let (l, _) = phases::losses(&as_phases(&refs, Some(1)).iter().collect::<Vec<_>>());
+        assert!((l[0] - 0.1).abs() < 1e-12, "{l:?}");
+        let node = as_phases(&refs, None);
+        assert!((node[1].rate - 108.0).abs() < 1e-12);
+        assert!((node[1].target_cpu_s - 0.2).abs() < 1e-12);
+        // A phase written with NaN figures reads back.
+        let mut nan = ph[1].clone();
+        nan.attach_s = f64::NAN;
+        nan.procs[0].budget_rate = f64::NAN;
+        let v = serde_json::to_value(&nan).unwrap();
+        let back: FleetPhase = serde_json::from_value(v).unwrap();
+        assert!(back.attach_s.is_nan() && back.procs[0].budget_rate.is_nan());
+        assert_eq!(back.procs.len(), 2);
+    }
+}

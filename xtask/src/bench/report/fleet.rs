@@ -1,0 +1,305 @@
+//! Part 1c's figures (per process and across them, per Go release), its
+//! section of the report and its lines of the reading.
+use std::fmt::Write as _;
+
+use crate::bench::{
+    BUDGET_PCT,
+    binaries::GoBin,
+    parts::{
+        fleet::{FleetPhase, GOMAXPROCS, as_phases, workload},
+        phases::{CONFIDENCE, TICK_MS, WARMUP, losses, median_interval},
+    },
+    stats::{median, min_max, num, pct},
+};
+
+/// One process's phases.
+struct ProcRow {
+    pid: u32,
+    untraced: f64,
+    loss: f64,
+    interval: Option<(f64, f64)>,
+    null: f64,
+    /// Median budget rate it was given (share of one CPU) over the traced
+    /// phases, and its planted map reported growing (phases, of traced).
+    budget_rate: f64,
+    planted: (usize, usize),
+}
+
+/// One Go release's run.
+struct Row {
+    go: String,
+    map_impl: String,
+    procs: Vec<ProcRow>,
+    rounds: usize,
+    phase_s: f64,
+    settle_s: f64,
+    attach_s: f64,
+    /// The node: every process's operations summed.
+    node_loss: f64,
+    node_interval: Option<(f64, f64)>,
+    node_null: f64,
+    node_null_interval: Option<(f64, f64)>,
+    /// The tracer: CPU (share of one CPU, median over traced phases and
+    /// the greatest), peak RSS (greatest, bytes).
+    tracer_cpu: (f64, f64),
+    tracer_rss: u64,
+    /// The budget rates given, summed over the processes (median over the
+    /// traced phases).
+    rate_sum: f64,
+    foreign: (f64, f64),
+}
+
+impl Row {
+    fn worst(&self) -> f64 {
+        self.procs
+            .iter()
+            .map(|p| p.loss)
+            .fold(f64::NEG_INFINITY, f64::max)
+    }
+
+    /// Processes whose median loss is at most 1 %, and of them those whose
+    /// whole interval is.
+    fn met(&self) -> (usize, usize) {
+        let met = self.procs.iter().filter(|p| p.loss <= 0.01).count();
+        let sure = self
+            .procs
+            .iter()
+            .filter(|p| p.interval.is_some_and(|(_, hi)| hi <= 0.01))
+            .count();
+        (met, sure)
+    }
+
+    fn planted(&self) -> (usize, usize) {
+        self.procs
+            .iter()
+            .fold((0, 0), |(a, b), p| (a + p.planted.0, b + p.planted.1))
+    }
+}
+
+fn rows(gos: &[GoBin], fleet: &[FleetPhase]) -> Vec<Row> {
+    let mut out = Vec::new();
+    for g in gos {
+        let ph: Vec<&FleetPhase> = fleet.iter().filter(|p| p.go == g.tag).collect();
+        if !ph.is_empty() {
+            out.push(row(g, &ph));
+        }
+    }
+    out
+}
+
+fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
+    let on: Vec<&&FleetPhase> = ph.iter().filter(|p| p.traced).collect();
+    let n = ph.iter().map(|p| p.procs.len()).min().unwrap_or(0);
+    let procs = (0..n)
+        .map(|k| {
+            let mine = as_phases(ph, Some(k));
+            let refs: Vec<_> = mine.iter().collect();
+            let (l, null) = losses(&refs);
+            ProcRow {
+                pid: ph[0].procs[k].pid,
+                untraced: median(
+                    &mine
+                        .iter()
+                        .filter(|p| !p.traced)
+                        .map(|p| p.rate)
+                        .collect::<Vec<_>>(),
+                ),
+                loss: median(&l),
+                interval: median_interval(&l),
+                null: median(&null),
+                budget_rate: median(
+                    &on.iter()
+                        .map(|p| p.procs[k].budget_rate)
+                        .collect::<Vec<_>>(),
+                ),
+                planted: (on.iter().filter(|p| p.procs[k].planted).count(), on.len()),
+            }
+        })
+        .collect();
+    let node = as_phases(ph, None);
+    let refs: Vec<_> = node.iter().collect();
+    let (l, null) = losses(&refs);
+    let cpu: Vec<f64> = on
+        .iter()
+        .map(|p| p.tracer_cpu_s / (p.end - p.start))
+        .collect();
+    let fr: Vec<f64> = ph
+        .iter()
+        .map(|p| p.foreign_cpu_s / (p.end - p.start))
+        .collect();
+    Row {
+        go: g.tag.clone(),
+        map_impl: g.map_impl.clone(),
+        procs,
+        rounds: on.len(),
+        phase_s: median(&ph.iter().map(|p| p.end - p.start).collect::<Vec<_>>()),
+        settle_s: median(&on.iter().map(|p| p.start - p.attached).collect::<Vec<_>>()),
+        attach_s: median(&on.iter().map(|p| p.attach_s).collect::<Vec<_>>()),
+        node_loss: median(&l),
+        node_interval: median_interval(&l),
+        node_null: median(&null),
+        node_null_interval: median_interval(&null),
+        tracer_cpu: (median(&cpu), min_max(&cpu).1),
+        tracer_rss: on.iter().map(|p| p.tracer_peak_rss).max().unwrap_or(0),
+        rate_sum: median(
+            &on.iter()
+                .map(|p| p.procs.iter().map(|x| x.budget_rate).sum())
+                .collect::<Vec<_>>(),
+        ),
+        foreign: (median(&fr), min_max(&fr).1),
+    }
+}
+
+fn interval(i: Option<(f64, f64)>) -> String {
+    i.map_or_else(
+        || "n/a (too few phases)".to_owned(),
+        |(a, b)| format!("{} .. {}", pct(a), pct(b)),
+    )
+}
+
+/// A share of one CPU, in %.
+fn share(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.3} %", x * 100.0)
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+fn mib(x: u64) -> String {
+    format!("{:.0} MiB", x as f64 / f64::from(1u32 << 20))
+}
+
+/// Writes section 1c.
+pub(super) fn render(o: &mut String, gos: &[GoBin], fleet: &[FleetPhase]) {
+    let rows = rows(gos, fleet);
+    let n = rows.first().map_or(0, |r| r.procs.len());
+    let w = workload();
+    let _ = writeln!(o, "## 1c. {n} processes traced at once (node-wide mode)\n");
+    let _ = writeln!(
+        o,
+        "{n} processes of part 1b's `{}` workload ({}), each `GOMAXPROCS={GOMAXPROCS}` so that they share the \
+         machine's CPUs, run for the whole measurement and print their operation counts every {TICK_MS} ms. \
+         After {} s of warm-up, untraced phases alternate with traced ones: one `mapleak-trace --all --exe BIN \
+         --overhead-budget {BUDGET_PCT}` (BIN: a copy of the bench binary only these processes run) is \
+         started, and its traced phase runs from {:.1} s after it has reported every process attached until \
+         it is stopped with SIGINT; its JSON report must name every process. With `--all` the budget is the \
+         node's, split among the processes by the CPU each uses (README, node-wide mode). Each process's loss \
+         is computed as in part 1b: per traced phase `1 - traced / mean(untraced before, untraced after)`, \
+         the median over the traced phases with a distribution-free {:.0} % interval, and as its noise floor \
+         the same formula over its inner untraced phases. \"Node\" is the same over every process's \
+         operations summed. The tracer's CPU is its own (user + system) over each traced phase, in % of one \
+         CPU; its peak RSS is `VmHWM` read before SIGINT.\n",
+        w.name,
+        w.what,
+        WARMUP.as_secs(),
+        median(&rows.iter().map(|r| r.settle_s).collect::<Vec<_>>()),
+        CONFIDENCE * 100.0,
+    );
+    let _ = writeln!(
+        o,
+        "| Go (maps) | processes | traced phases x length | all attached after (median) | worst process's loss (median) | processes at most 1 % (median; whole interval) | median of the processes' losses | processes' noise floors (median, min .. max) | node loss (median) | its 95 % interval | node noise floor | its 95 % interval | budget rates given, summed (of one CPU) | tracer CPU (of one CPU; median, max) | tracer peak RSS | planted maps reported growing | other processes' CPU (median, max) |"
+    );
+    let _ = writeln!(
+        o,
+        "|---|---:|---|---:|---:|---|---:|---|---:|---|---:|---|---:|---|---:|---:|---|"
+    );
+    for r in &rows {
+        let losses: Vec<f64> = r.procs.iter().map(|p| p.loss).collect();
+        let nulls: Vec<f64> = r.procs.iter().map(|p| p.null).collect();
+        let (met, sure) = r.met();
+        let (pl, of) = r.planted();
+        let _ = writeln!(
+            o,
+            "| {} ({}) | {} | {} x {:.1} s | {:.1} s | **{}** | {met} of {}; {sure} | {} | {} ({} .. {}) | {} | {} | {} | {} | {} | {}, {} | {} | {pl}/{of} | {:.2}, {:.2} |",
+            r.go,
+            r.map_impl,
+            r.procs.len(),
+            r.rounds,
+            r.phase_s,
+            r.attach_s,
+            pct(r.worst()),
+            r.procs.len(),
+            pct(median(&losses)),
+            pct(median(&nulls)),
+            pct(min_max(&nulls).0),
+            pct(min_max(&nulls).1),
+            pct(r.node_loss),
+            interval(r.node_interval),
+            pct(r.node_null),
+            interval(r.node_null_interval),
+            share(r.rate_sum),
+            share(r.tracer_cpu.0),
+            share(r.tracer_cpu.1),
+            mib(r.tracer_rss),
+            r.foreign.0,
+            r.foreign.1,
+        );
+    }
+    let _ = writeln!(o, "\nEvery process:\n");
+    let _ = writeln!(
+        o,
+        "| Go | process | untraced {}/s | loss (median) | 95 % interval | noise floor | budget rate given (of one CPU, median) | planted map growing | 1 % goal |",
+        w.unit
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---|---:|---:|---:|---|");
+    for r in &rows {
+        for (k, p) in r.procs.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "| {} | {k} (pid {}) | {} | {} | {} | {} | {} | {}/{} | {} |",
+                r.go,
+                p.pid,
+                num(p.untraced),
+                pct(p.loss),
+                interval(p.interval),
+                pct(p.null),
+                share(p.budget_rate),
+                p.planted.0,
+                p.planted.1,
+                if !p.loss.is_finite() {
+                    "not measured"
+                } else if p.loss > 0.01 {
+                    "NOT met"
+                } else if p.interval.is_some_and(|(_, hi)| hi <= 0.01) {
+                    "met (whole interval)"
+                } else {
+                    "met by the median"
+                }
+            );
+        }
+    }
+    let _ = writeln!(o);
+}
+
+/// Lines of the reading.
+pub(super) fn reading(gos: &[GoBin], fleet: &[FleetPhase]) -> Vec<String> {
+    rows(gos, fleet)
+        .iter()
+        .map(|r| {
+            let (met, sure) = r.met();
+            let (pl, of) = r.planted();
+            format!(
+                "**{} processes at once, {} ({})**: one `mapleak-trace --all` over {} traced phases of {:.1} s; \
+                 the worst process lost {} (median), {met} of {} lost at most 1 % by their median ({sure} by \
+                 their whole 95 % interval); all together they lost {} (interval {}; noise floor {}). The \
+                 budget rates given summed to {} of one CPU; the tracer used {} of one CPU (max {}) and at most \
+                 {} of memory; the planted maps were reported growing in {pl}/{of} process-phases.",
+                r.procs.len(),
+                r.go,
+                r.map_impl,
+                r.rounds,
+                r.phase_s,
+                pct(r.worst()),
+                r.procs.len(),
+                pct(r.node_loss),
+                interval(r.node_interval),
+                pct(r.node_null),
+                share(r.rate_sum),
+                share(r.tracer_cpu.0),
+                share(r.tracer_cpu.1),
+                mib(r.tracer_rss),
+            )
+        })
+        .collect()
+}
