@@ -100,7 +100,8 @@ pub(crate) fn workload() -> &'static Workload {
 
 /// Process `k`'s phases (of one Go release, in order) as part 1b's, for
 /// its statistics; `k == None`: the whole node (every process's operations
-/// summed).
+/// summed). A process's share of the tracer's CPU (for its operations per
+/// CPU-second) is an equal one; the node's is all of it.
 pub(crate) fn as_phases(ph: &[&FleetPhase], k: Option<usize>) -> Vec<Phase> {
     ph.iter()
         .map(|p| {
@@ -119,7 +120,10 @@ pub(crate) fn as_phases(ph: &[&FleetPhase], k: Option<usize>) -> Vec<Phase> {
                 rate: of(&|x| x.rate),
                 startup_rate: f64::NAN,
                 gc_rate: f64::NAN,
-                tracer_cpu_s: p.tracer_cpu_s,
+                tracer_cpu_s: match k {
+                    Some(_) => p.tracer_cpu_s / p.procs.len().max(1) as f64,
+                    None => p.tracer_cpu_s,
+                },
                 report: None,
                 hits: 0,
                 foreign_cpu_s: p.foreign_cpu_s,

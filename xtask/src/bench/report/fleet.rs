@@ -7,7 +7,7 @@ use crate::bench::{
     binaries::GoBin,
     parts::{
         fleet::{FleetPhase, GOMAXPROCS, as_phases, workload},
-        phases::{CONFIDENCE, TICK_MS, WARMUP, losses, median_interval},
+        phases::{CONFIDENCE, TICK_MS, WARMUP, cpu_losses, losses, median_interval},
     },
     stats::{median, min_max, num, pct},
 };
@@ -19,6 +19,11 @@ struct ProcRow {
     loss: f64,
     interval: Option<(f64, f64)>,
     null: f64,
+    /// The same per CPU-second of the process (and an equal share of the
+    /// tracer's): the loss, its interval, the noise floor.
+    cpu_loss: f64,
+    cpu_interval: Option<(f64, f64)>,
+    cpu_null: f64,
     /// Median budget rate it was given (share of one CPU) over the traced
     /// phases, and its planted map reported growing (phases, of traced).
     budget_rate: f64,
@@ -39,6 +44,10 @@ struct Row {
     node_interval: Option<(f64, f64)>,
     node_null: f64,
     node_null_interval: Option<(f64, f64)>,
+    /// Per CPU-second of the processes and the tracer.
+    node_cpu_loss: f64,
+    node_cpu_interval: Option<(f64, f64)>,
+    node_cpu_null: f64,
     /// The tracer: CPU (share of one CPU, median over traced phases and
     /// the greatest), peak RSS (greatest, bytes).
     tracer_cpu: (f64, f64),
@@ -50,21 +59,28 @@ struct Row {
 }
 
 impl Row {
-    fn worst(&self) -> f64 {
+    fn worst(&self, per_cpu: bool) -> f64 {
         self.procs
             .iter()
-            .map(|p| p.loss)
+            .map(|p| if per_cpu { p.cpu_loss } else { p.loss })
             .fold(f64::NEG_INFINITY, f64::max)
     }
 
     /// Processes whose median loss is at most 1 %, and of them those whose
-    /// whole interval is.
-    fn met(&self) -> (usize, usize) {
-        let met = self.procs.iter().filter(|p| p.loss <= 0.01).count();
+    /// whole interval is (per CPU-second with `per_cpu`).
+    fn met(&self, per_cpu: bool) -> (usize, usize) {
+        let of = |p: &ProcRow| {
+            if per_cpu {
+                (p.cpu_loss, p.cpu_interval)
+            } else {
+                (p.loss, p.interval)
+            }
+        };
+        let met = self.procs.iter().filter(|p| of(p).0 <= 0.01).count();
         let sure = self
             .procs
             .iter()
-            .filter(|p| p.interval.is_some_and(|(_, hi)| hi <= 0.01))
+            .filter(|p| of(p).1.is_some_and(|(_, hi)| hi <= 0.01))
             .count();
         (met, sure)
     }
@@ -95,6 +111,7 @@ fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
             let mine = as_phases(ph, Some(k));
             let refs: Vec<_> = mine.iter().collect();
             let (l, null) = losses(&refs);
+            let (cl, cnull) = cpu_losses(&refs);
             ProcRow {
                 pid: ph[0].procs[k].pid,
                 untraced: median(
@@ -107,6 +124,9 @@ fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
                 loss: median(&l),
                 interval: median_interval(&l),
                 null: median(&null),
+                cpu_loss: median(&cl),
+                cpu_interval: median_interval(&cl),
+                cpu_null: median(&cnull),
                 budget_rate: median(
                     &on.iter()
                         .map(|p| p.procs[k].budget_rate)
@@ -119,6 +139,7 @@ fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
     let node = as_phases(ph, None);
     let refs: Vec<_> = node.iter().collect();
     let (l, null) = losses(&refs);
+    let (cl, cnull) = cpu_losses(&refs);
     let cpu: Vec<f64> = on
         .iter()
         .map(|p| p.tracer_cpu_s / (p.end - p.start))
@@ -139,6 +160,9 @@ fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
         node_interval: median_interval(&l),
         node_null: median(&null),
         node_null_interval: median_interval(&null),
+        node_cpu_loss: median(&cl),
+        node_cpu_interval: median_interval(&cl),
+        node_cpu_null: median(&cnull),
         tracer_cpu: (median(&cpu), min_max(&cpu).1),
         tracer_rss: on.iter().map(|p| p.tracer_peak_rss).max().unwrap_or(0),
         rate_sum: median(
@@ -207,7 +231,7 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], fleet: &[FleetPhase]) {
     for r in &rows {
         let losses: Vec<f64> = r.procs.iter().map(|p| p.loss).collect();
         let nulls: Vec<f64> = r.procs.iter().map(|p| p.null).collect();
-        let (met, sure) = r.met();
+        let (met, sure) = r.met(false);
         let (pl, of) = r.planted();
         let _ = writeln!(
             o,
@@ -218,7 +242,7 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], fleet: &[FleetPhase]) {
             r.rounds,
             r.phase_s,
             r.attach_s,
-            pct(r.worst()),
+            pct(r.worst(false)),
             r.procs.len(),
             pct(median(&losses)),
             pct(median(&nulls)),
@@ -236,24 +260,61 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], fleet: &[FleetPhase]) {
             r.foreign.1,
         );
     }
+    let _ = writeln!(
+        o,
+        "\nThe same per CPU-second: each phase's operations over the CPU time the process used in it (user + \
+         system: the probes' traps and handlers run on its threads) plus an equal share of the tracer's (the \
+         node: all of it). {n} processes of one CPU-bound program on a shared 2-CPU host do not get equal \
+         shares of the CPUs phase after phase, so each one's throughput per wall-clock second moves by several \
+         % with no tracer at all (its noise floor above); per CPU-second it does not.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| Go (maps) | worst process's loss per CPU-s (median) | processes at most 1 % per CPU-s (median; whole interval) | processes' noise floors per CPU-s (median, min .. max) | node loss per CPU-s (median) | its 95 % interval | node noise floor per CPU-s |"
+    );
+    let _ = writeln!(o, "|---|---:|---|---|---:|---|---:|");
+    for r in &rows {
+        let (met, sure) = r.met(true);
+        let nulls: Vec<f64> = r.procs.iter().map(|p| p.cpu_null).collect();
+        let _ = writeln!(
+            o,
+            "| {} ({}) | **{}** | {met} of {}; {sure} | {} ({} .. {}) | {} | {} | {} |",
+            r.go,
+            r.map_impl,
+            pct(r.worst(true)),
+            r.procs.len(),
+            pct(median(&nulls)),
+            pct(min_max(&nulls).0),
+            pct(min_max(&nulls).1),
+            pct(r.node_cpu_loss),
+            interval(r.node_cpu_interval),
+            pct(r.node_cpu_null),
+        );
+    }
     let _ = writeln!(o, "\nEvery process:\n");
     let _ = writeln!(
         o,
-        "| Go | process | untraced {}/s | loss (median) | 95 % interval | noise floor | budget rate given (of one CPU, median) | planted map growing | 1 % goal |",
+        "| Go | process | untraced {}/s | loss (median) | 95 % interval | noise floor | loss per CPU-s (median) | its 95 % interval | noise floor per CPU-s | budget rate given (of one CPU, median) | planted map growing | 1 % goal |",
         w.unit
     );
-    let _ = writeln!(o, "|---|---:|---:|---:|---|---:|---:|---:|---|");
+    let _ = writeln!(
+        o,
+        "|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---|"
+    );
     for r in &rows {
         for (k, p) in r.procs.iter().enumerate() {
             let _ = writeln!(
                 o,
-                "| {} | {k} (pid {}) | {} | {} | {} | {} | {} | {}/{} | {} |",
+                "| {} | {k} (pid {}) | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} |",
                 r.go,
                 p.pid,
                 num(p.untraced),
                 pct(p.loss),
                 interval(p.interval),
                 pct(p.null),
+                pct(p.cpu_loss),
+                interval(p.cpu_interval),
+                pct(p.cpu_null),
                 share(p.budget_rate),
                 p.planted.0,
                 p.planted.1,
@@ -277,12 +338,13 @@ pub(super) fn reading(gos: &[GoBin], fleet: &[FleetPhase]) -> Vec<String> {
     rows(gos, fleet)
         .iter()
         .map(|r| {
-            let (met, sure) = r.met();
+            let (met, sure) = r.met(false);
             let (pl, of) = r.planted();
             format!(
                 "**{} processes at once, {} ({})**: one `mapleak-trace --all` over {} traced phases of {:.1} s; \
                  the worst process lost {} (median), {met} of {} lost at most 1 % by their median ({sure} by \
-                 their whole 95 % interval); all together they lost {} (interval {}; noise floor {}). The \
+                 their whole 95 % interval); all together they lost {} (interval {}; noise floor {}). Per \
+                 CPU-second: worst process {}, {} of {} at most 1 %, node {} (interval {}). The \
                  budget rates given summed to {} of one CPU; the tracer used {} of one CPU (max {}) and at most \
                  {} of memory; the planted maps were reported growing in {pl}/{of} process-phases.",
                 r.procs.len(),
@@ -290,11 +352,16 @@ pub(super) fn reading(gos: &[GoBin], fleet: &[FleetPhase]) -> Vec<String> {
                 r.map_impl,
                 r.rounds,
                 r.phase_s,
-                pct(r.worst()),
+                pct(r.worst(false)),
                 r.procs.len(),
                 pct(r.node_loss),
                 interval(r.node_interval),
                 pct(r.node_null),
+                pct(r.worst(true)),
+                r.met(true).0,
+                r.procs.len(),
+                pct(r.node_cpu_loss),
+                interval(r.node_cpu_interval),
                 share(r.rate_sum),
                 share(r.tracer_cpu.0),
                 share(r.tracer_cpu.1),
@@ -302,4 +369,77 @@ pub(super) fn reading(gos: &[GoBin], fleet: &[FleetPhase]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{
+        binaries::Micro,
+        parts::fleet::{FleetPhase, FleetProc},
+    };
+
+    fn go() -> GoBin {
+        GoBin {
+            tag: "g".to_owned(),
+            map_impl: "swiss".to_owned(),
+            bin: std::path::PathBuf::new(),
+            stripped: std::path::PathBuf::new(),
+            functions: Vec::new(),
+            write_functions: Vec::new(),
+            ret_sites: Vec::new(),
+            write_sites: Vec::new(),
+            micro: Micro {
+                func: String::new(),
+                addr: 0,
+                file_offset: 0,
+                jbe: 0,
+                push: 0,
+            },
+        }
+    }
+
+    /// Two processes, one losing 2 % in every traced phase: the worst
+    /// median, one of two within 1 %, the planted maps counted.
+    #[test]
+    fn worst_process_and_count_within_one_percent() {
+        let phase = |round: usize, traced: bool| FleetPhase {
+            go: "g".to_owned(),
+            round,
+            traced,
+            start: round as f64 * 10.0,
+            end: round as f64 * 10.0 + 5.0,
+            attached: round as f64 * 10.0,
+            tracer_cpu_s: if traced { 0.05 } else { 0.0 },
+            tracer_peak_rss: 40 << 20,
+            procs: [(1, 100.0), (2, 50.0)]
+                .iter()
+                .map(|&(pid, r)| FleetProc {
+                    pid,
+                    rate: if traced && pid == 2 { r * 0.98 } else { r },
+                    target_cpu_s: 0.5,
+                    reported: traced,
+                    planted: traced,
+                    budget_rate: if traced { 0.005 } else { f64::NAN },
+                    debit_s: 0.0,
+                })
+                .collect(),
+            ..FleetPhase::default()
+        };
+        let ph: Vec<FleetPhase> = (0..7).map(|i| phase(i, i % 2 == 1)).collect();
+        let rows = rows(&[go()], &ph);
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!((r.rounds, r.procs.len()), (3, 2));
+        assert!((r.worst(false) - 0.02).abs() < 1e-12, "{}", r.worst(false));
+        assert_eq!(r.met(false).0, 1);
+        assert_eq!(r.planted(), (6, 6));
+        assert!((r.rate_sum - 0.01).abs() < 1e-12);
+        assert!((r.tracer_cpu.0 - 0.01).abs() < 1e-12);
+        let mut md = String::new();
+        render(&mut md, &[go()], &ph);
+        assert!(md.contains("## 1c. 2 processes traced at once"), "{md}");
+        assert!(md.contains("| g (swiss) | 2 | 3 x 5.0 s |"), "{md}");
+        assert!(md.contains("| g | 1 (pid 2) | 50 | +2.0 % |"), "{md}");
+    }
 }
