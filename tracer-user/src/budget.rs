@@ -848,6 +848,43 @@ mod tests {
         assert!(parse_stat(b"42 (x) S 1").is_none());
     }
 
+    /// The governor's thread's split: a process that cannot be read (gone)
+    /// gets the floor, and a split is made again only when due or when
+    /// the number of live budgets changes.
+    #[test]
+    fn split_among_live_budgets() {
+        use crate::governor::SPLIT_FLOOR;
+        let node = 0.01;
+        let me = Arc::new(Mutex::new(Budget::new(
+            std::process::id(),
+            node,
+            Vec::new(),
+        )));
+        let gone = Arc::new(Mutex::new(Budget::new(u32::MAX, node, Vec::new())));
+        let ended = Arc::new(Mutex::new(Budget::new(u32::MAX, node, Vec::new())));
+        lock_budget(&ended).ended = true;
+        let list = vec![me.clone(), gone.clone(), ended.clone()];
+        let t0 = Instant::now();
+        let at = split(node, &list, None, t0);
+        assert_eq!(at.map(|a| a.1), Some(2));
+        let floor = node * SPLIT_FLOOR;
+        assert!((lock_budget(&gone).gov.rate - floor).abs() < 1e-15);
+        // This process: at most the whole budget, at least the floor.
+        let mine = lock_budget(&me).gov.rate;
+        assert!((floor..=node).contains(&mine), "{mine}");
+        // Not an ended one's.
+        assert!((lock_budget(&ended).gov.rate - node).abs() < 1e-15);
+        // Not due yet, same budgets: unchanged.
+        lock_budget(&gone).gov.set_rate(0.5);
+        assert_eq!(split(node, &list, at, t0), at);
+        assert!((lock_budget(&gone).gov.rate - 0.5).abs() < 1e-15);
+        // One fewer: split again at once.
+        lock_budget(&me).ended = true;
+        let again = split(node, &list, at, t0);
+        assert_eq!(again.map(|a| a.1), Some(1));
+        assert!((lock_budget(&gone).gov.rate - floor).abs() < 1e-15);
+    }
+
     #[test]
     fn cpu_of_this_process() {
         let mut m = CpuMeter::open(std::process::id());
