@@ -95,15 +95,16 @@ pub(crate) struct Args {
     pub(crate) tracer: Option<PathBuf>,
     /// Traced phases per workload and Go release in the alternating-phases
     /// measurement (part 1b; default 20, 7 with `--workload suite`; 2 with
-    /// --smoke).
+    /// --smoke), and per Go release in part 1c (default 10; 1 with --smoke).
     #[arg(long)]
     pub(crate) rounds: Option<usize>,
-    /// Length of each phase (traced and untraced) of part 1b, in seconds
-    /// (default 10, 6 with `--workload suite`; 1.5 with --smoke).
+    /// Length of each phase (traced and untraced) of parts 1b and 1c, in
+    /// seconds (default 10, 6 with `--workload suite`; 1.5 with --smoke).
     #[arg(long)]
     pub(crate) phase_seconds: Option<f64>,
-    /// Part 1b: seconds after the tracer attaches before its traced phase
-    /// is measured (default 5, the governor's bucket; 0.5 with --smoke).
+    /// Parts 1b and 1c: seconds after the tracer attaches (1c: every
+    /// process) before its traced phase is measured (default 5, the
+    /// governor's bucket; 0.5 with --smoke).
     /// Those first seconds are measured apart (the startup loss).
     #[arg(long)]
     pub(crate) attach_settle_seconds: Option<f64>,
