@@ -109,8 +109,8 @@ pub(crate) struct Args {
     /// release (default 100000,1000000; 10000 with --smoke).
     #[arg(long, value_delimiter = ',')]
     pub(crate) many_maps: Vec<u64>,
-    /// Only these parts: throughput, phases, probe-cost, create-cost,
-    /// manymaps (default: all).
+    /// Only these parts: throughput, phases, twin, probe-cost, create-cost,
+    /// manymaps, search-cost (default: all).
     /// A partial run writes target/bench/partial.md unless --out is given.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
@@ -159,9 +159,10 @@ const GOV_WINDOW_GAP_S: f64 = gov::WINDOW_GAP.as_secs_f64();
 const TOOLCHAINS: [(&str, &str); 2] = [("go1.23.12", "hmap"), ("go1.26.8", "swiss")];
 
 /// The parts, in the report's order (`--only`).
-const PARTS: [&str; 6] = [
+const PARTS: [&str; 7] = [
     "throughput",
     "phases",
+    "twin",
     "probe-cost",
     "create-cost",
     "manymaps",
@@ -386,6 +387,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         Vec::new()
     };
+    let twin = if want("twin") {
+        parts::twin::run(&mut b, &gos, &tracer)?
+    } else {
+        Vec::new()
+    };
     let cost = if want("probe-cost") {
         run_probe_cost(&mut b, &gos)?
     } else {
@@ -447,6 +453,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let res = Results {
         tp,
         phases,
+        twin,
         cost,
         create,
         many,
@@ -537,6 +544,7 @@ fn cmdline(s: &Settings, args: &Args) -> String {
 struct Results {
     tp: Vec<TpSample>,
     phases: Vec<Phase>,
+    twin: Vec<parts::twin::TwinPhase>,
     cost: Vec<CostSample>,
     create: Vec<CreateSample>,
     many: Vec<ManyResult>,

@@ -28,6 +28,7 @@ use super::{
         probe_cost::{CostSample, PLACEMENTS},
         search_cost::SearchCost,
         throughput::{TpSample, WORKLOADS},
+        twin::TwinPhase,
     },
     suite::{self, Traced},
 };
@@ -36,9 +37,10 @@ use super::{
 const SCHEMA: &str = "mapleak-trace/bench-results/v2";
 
 /// The JSON key of each part's figures.
-const KEYS: [(&str, &str); 6] = [
+const KEYS: [(&str, &str); 7] = [
     ("throughput", "throughput"),
     ("phases", "http_phases"),
+    ("twin", "twin_phases"),
     ("probe-cost", "probe_cost"),
     ("create-cost", "create_cost"),
     ("manymaps", "manymaps"),
@@ -182,6 +184,7 @@ pub(super) fn to_json(gos: &[GoBin], r: &Results, measured: &[&str], run: &Prove
             "duration_s": m.report.get("duration_s"),
         })).collect::<Vec<_>>(),
         "search_cost": r.search.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+        "twin_phases": r.twin.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
     })
 }
 
@@ -256,6 +259,10 @@ pub(super) fn parse(v: &Value) -> Record {
                 Ok(serde_json::from_value::<SearchCost>(e.0.clone())?)
             })
             .map(|x| rec.res.search = x),
+            "twin" => each(entries, |e| {
+                Ok(serde_json::from_value::<TwinPhase>(e.0.clone())?)
+            })
+            .map(|x| rec.res.twin = x),
             _ => each(entries, many_result).map(|x| rec.res.many = x),
         };
         if let Err(e) = ok {
@@ -562,6 +569,10 @@ mod tests {
                 go: "go1.26.8".to_owned(), heap_bytes_read: 1 << 20, search_ms: tag,
                 path: "main.a → (*main.b).m".to_owned(), ..SearchCost::default()
             }).unwrap()],
+            "twin_phases": [serde_json::to_value(TwinPhase {
+                go: "go1.26.8".to_owned(), workload: "json".to_owned(), tracer_cpu_s: tag,
+                trace_s: f64::NAN, ..TwinPhase::default()
+            }).unwrap()],
         })
     }
 
@@ -576,6 +587,7 @@ mod tests {
             "create_cost",
             "manymaps",
             "search_cost",
+            "twin_phases",
         ] {
             now[k] = json!([]);
         }
@@ -589,6 +601,7 @@ mod tests {
             "create_cost",
             "manymaps",
             "search_cost",
+            "twin_phases",
         ] {
             assert_eq!(m[k], earlier[k], "{k}");
         }
@@ -610,6 +623,7 @@ mod tests {
         assert!((rec.res.tp[0].value - 1.0).abs() < 1e-12);
         assert_eq!(rec.res.many[0].trace_s, 3);
         assert!((rec.res.search[0].search_ms - 1.0).abs() < 1e-12);
+        assert!((rec.res.twin[0].tracer_cpu_s - 1.0).abs() < 1e-12);
         assert_eq!(
             rec.measured_by["phases"].cmdline,
             "cargo xtask bench --only phases --merge"
@@ -626,6 +640,7 @@ mod tests {
             "probe_cost",
             "create_cost",
             "search_cost",
+            "twin_phases",
         ] {
             now[k] = json!([]);
         }
@@ -640,7 +655,8 @@ mod tests {
                 "phases",
                 "probe-cost",
                 "search-cost",
-                "throughput"
+                "throughput",
+                "twin"
             ]
         );
         assert_eq!(rec.missing["phases"], "no earlier figures");

@@ -92,7 +92,7 @@ impl Phase {
     }
 }
 
-fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -269,7 +269,7 @@ fn run_one(b: &mut Bench, g: &GoBin, w: &'static Workload, tracer: &Path) -> Res
 }
 
 /// CPU seconds between two readings (NaN if either failed).
-fn cpu_delta(a: Option<f64>, b: Option<f64>) -> f64 {
+pub(crate) fn cpu_delta(a: Option<f64>, b: Option<f64>) -> f64 {
     match (a, b) {
         (Some(a), Some(b)) => b - a,
         _ => f64::NAN,
@@ -277,7 +277,7 @@ fn cpu_delta(a: Option<f64>, b: Option<f64>) -> f64 {
 }
 
 /// The lines the process printed so far.
-fn drain(p: &mut Proc) -> Vec<String> {
+pub(crate) fn drain(p: &mut Proc) -> Vec<String> {
     while let Ok(l) = p.lines.try_recv() {
         p.seen.push(l);
     }
@@ -286,7 +286,7 @@ fn drain(p: &mut Proc) -> Vec<String> {
 
 /// One `tick UNIX_NS OPS [GC]` line.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Tick {
+pub(crate) struct Tick {
     /// End of the tick, in seconds since the Unix epoch.
     t: f64,
     /// Operations in it.
@@ -295,7 +295,7 @@ struct Tick {
     gc: Option<u64>,
 }
 
-fn parse_ticks(lines: &[String]) -> Vec<Tick> {
+pub(crate) fn parse_ticks(lines: &[String]) -> Vec<Tick> {
     lines
         .iter()
         .filter_map(|l| {
@@ -322,7 +322,7 @@ fn inside(ticks: &[Tick], start: f64, end: f64) -> impl Iterator<Item = &Tick> {
 }
 
 /// Operations per second over the ticks that lie wholly within [start, end].
-fn rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
+pub(crate) fn rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
     let tick = TICK_MS as f64 / 1e3;
     let ops: Vec<u64> = inside(ticks, start, end).map(|k| k.ops).collect();
     if ops.is_empty() {
@@ -334,7 +334,7 @@ fn rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
 /// GC cycles per second over the ticks that lie wholly within [start, end]
 /// (from the count at the start of the first to the count at the end of
 /// the last).
-fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
+pub(crate) fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
     let tick = TICK_MS as f64 / 1e3;
     let Some(first) = ticks.iter().position(|k| k.t - tick >= start) else {
         return f64::NAN;
