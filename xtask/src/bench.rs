@@ -118,8 +118,8 @@ pub(crate) struct Args {
     /// release (default 100000,1000000; 10000 with --smoke).
     #[arg(long, value_delimiter = ',')]
     pub(crate) many_maps: Vec<u64>,
-    /// Only these parts: throughput, phases, fleet, probe-cost, create-cost,
-    /// manymaps, search-cost (default: all).
+    /// Only these parts: throughput, phases, fleet, twin, probe-cost,
+    /// create-cost, manymaps, search-cost (default: all).
     /// A partial run writes target/bench/partial.md unless --out is given.
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
@@ -168,10 +168,11 @@ const GOV_WINDOW_GAP_S: f64 = gov::WINDOW_GAP.as_secs_f64();
 const TOOLCHAINS: [(&str, &str); 2] = [("go1.23.12", "hmap"), ("go1.26.8", "swiss")];
 
 /// The parts, in the report's order (`--only`).
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "throughput",
     "phases",
     "fleet",
+    "twin",
     "probe-cost",
     "create-cost",
     "manymaps",
@@ -422,6 +423,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         Vec::new()
     };
+    let twin = if want("twin") {
+        parts::twin::run(&mut b, &gos, &tracer)?
+    } else {
+        Vec::new()
+    };
     let cost = if want("probe-cost") {
         run_probe_cost(&mut b, &gos)?
     } else {
@@ -484,6 +490,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         tp,
         phases,
         fleet,
+        twin,
         cost,
         create,
         many,
@@ -578,6 +585,7 @@ struct Results {
     tp: Vec<TpSample>,
     phases: Vec<Phase>,
     fleet: Vec<parts::fleet::FleetPhase>,
+    twin: Vec<parts::twin::TwinPhase>,
     cost: Vec<CostSample>,
     create: Vec<CreateSample>,
     many: Vec<ManyResult>,

@@ -11,6 +11,8 @@
 //! 5. `manymaps` (3): the tracer's CPU and memory with many live maps.
 //! 6. `search_cost` (3b): what the holder search and the sync.Map walks
 //!    cost.
+//! 7. `twin` (1h): two copies of a workload side by side, one traced at a
+//!    time (`suite`'s workloads).
 pub(super) mod create_cost;
 pub(super) mod fleet;
 pub(super) mod manymaps;
@@ -18,6 +20,7 @@ pub(super) mod phases;
 pub(super) mod probe_cost;
 pub(super) mod search_cost;
 pub(super) mod throughput;
+pub(super) mod twin;
 
 /// A run's configuration in parts 1 and 2b.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -29,6 +29,7 @@ use super::{
         probe_cost::{CostSample, PLACEMENTS},
         search_cost::SearchCost,
         throughput::{TpSample, WORKLOADS},
+        twin::TwinPhase,
     },
     suite::{self, Traced},
 };
@@ -37,10 +38,11 @@ use super::{
 const SCHEMA: &str = "mapleak-trace/bench-results/v2";
 
 /// The JSON key of each part's figures.
-const KEYS: [(&str, &str); 7] = [
+const KEYS: [(&str, &str); 8] = [
     ("throughput", "throughput"),
     ("phases", "http_phases"),
     ("fleet", "fleet"),
+    ("twin", "twin_phases"),
     ("probe-cost", "probe_cost"),
     ("create-cost", "create_cost"),
     ("manymaps", "manymaps"),
@@ -185,6 +187,7 @@ pub(super) fn to_json(gos: &[GoBin], r: &Results, measured: &[&str], run: &Prove
         })).collect::<Vec<_>>(),
         "search_cost": r.search.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
         "fleet": r.fleet.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
+        "twin_phases": r.twin.iter().map(|x| serde_json::to_value(x).unwrap_or(Value::Null)).collect::<Vec<_>>(),
     })
 }
 
@@ -263,6 +266,10 @@ pub(super) fn parse(v: &Value) -> Record {
                 Ok(serde_json::from_value::<FleetPhase>(e.0.clone())?)
             })
             .map(|x| rec.res.fleet = x),
+            "twin" => each(entries, |e| {
+                Ok(serde_json::from_value::<TwinPhase>(e.0.clone())?)
+            })
+            .map(|x| rec.res.twin = x),
             _ => each(entries, many_result).map(|x| rec.res.many = x),
         };
         if let Err(e) = ok {
@@ -572,6 +579,10 @@ mod tests {
             "fleet": [serde_json::to_value(FleetPhase {
                 go: "go1.26.8".to_owned(), end: tag, attach_s: f64::NAN, ..FleetPhase::default()
             }).unwrap()],
+            "twin_phases": [serde_json::to_value(TwinPhase {
+                go: "go1.26.8".to_owned(), workload: "json".to_owned(), tracer_cpu_s: tag,
+                trace_s: f64::NAN, ..TwinPhase::default()
+            }).unwrap()],
         })
     }
 
@@ -587,6 +598,7 @@ mod tests {
             "create_cost",
             "manymaps",
             "search_cost",
+            "twin_phases",
         ] {
             now[k] = json!([]);
         }
@@ -601,6 +613,7 @@ mod tests {
             "create_cost",
             "manymaps",
             "search_cost",
+            "twin_phases",
         ] {
             assert_eq!(m[k], earlier[k], "{k}");
         }
@@ -622,6 +635,7 @@ mod tests {
         assert!((rec.res.tp[0].value - 1.0).abs() < 1e-12);
         assert_eq!(rec.res.many[0].trace_s, 3);
         assert!((rec.res.search[0].search_ms - 1.0).abs() < 1e-12);
+        assert!((rec.res.twin[0].tracer_cpu_s - 1.0).abs() < 1e-12);
         assert_eq!(
             rec.measured_by["phases"].cmdline,
             "cargo xtask bench --only phases --merge"
@@ -639,6 +653,7 @@ mod tests {
             "probe_cost",
             "create_cost",
             "search_cost",
+            "twin_phases",
         ] {
             now[k] = json!([]);
         }
@@ -654,7 +669,8 @@ mod tests {
                 "phases",
                 "probe-cost",
                 "search-cost",
-                "throughput"
+                "throughput",
+                "twin"
             ]
         );
         assert_eq!(rec.missing["phases"], "no earlier figures");

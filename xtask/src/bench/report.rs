@@ -19,6 +19,7 @@ mod probe_cost;
 mod reading;
 mod search_cost;
 mod throughput;
+mod twin;
 
 /// How the report was made, besides the figures.
 pub(super) struct Ctx {
@@ -48,6 +49,7 @@ fn heading(part: &str) -> (&'static str, &'static str) {
         "probe-cost" => ("2", "Cost per probe hit, by placement"),
         "create-cost" => ("2b", "Cost per map creation, per tracer"),
         "search-cost" => ("3b", "Holder search and sync.Map walks"),
+        "twin" => ("1h", "Twin processes, one traced at a time"),
         _ => ("3", "Tracer CPU and memory with many live maps"),
     }
 }
@@ -221,6 +223,7 @@ pub(super) fn render(b: &Bench, ctx: &Ctx, rec: &Record) -> String {
                 }
                 "create-cost" => create_cost::render(&mut section, gos, &res.create),
                 "search-cost" => search_cost::render(&mut section, &res.search),
+                "twin" => twin::render(&mut section, gos, &res.twin),
                 _ => manymaps::render(&mut section, &res.many, s.many_trace_base_s),
             }
             if ctx.merge && !ctx.measured.contains(&part) {
@@ -290,7 +293,7 @@ mod tests {
                           "traced_create_s": 0.2}],
         }));
         let md = render(&b, &ctx(true, vec!["manymaps"]), &rec);
-        assert!(md.contains("This run measured only manymaps; the other parts (throughput, phases, fleet, probe-cost, create-cost, search-cost)"));
+        assert!(md.contains("This run measured only manymaps; the other parts (throughput, phases, fleet, twin, probe-cost, create-cost, search-cost)"));
         assert!(md.contains(
             "## 2. Cost per probe hit, by placement\n\n*Part 2: not measured (no earlier figures in \
              `target/bench/smoke-results.json`).*\n\n## 2b. "

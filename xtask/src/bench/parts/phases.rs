@@ -334,7 +334,7 @@ pub(crate) fn rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
 /// GC cycles per second over the ticks that lie wholly within [start, end]
 /// (from the count at the start of the first to the count at the end of
 /// the last).
-fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
+pub(crate) fn gc_rate(ticks: &[Tick], start: f64, end: f64) -> f64 {
     let tick = TICK_MS as f64 / 1e3;
     let Some(first) = ticks.iter().position(|k| k.t - tick >= start) else {
         return f64::NAN;

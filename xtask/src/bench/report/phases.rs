@@ -67,7 +67,7 @@ impl Row {
 }
 
 /// The 1 % goal against a median loss and its interval.
-fn goal(loss: f64, interval: Option<(f64, f64)>) -> &'static str {
+pub(super) fn goal(loss: f64, interval: Option<(f64, f64)>) -> &'static str {
     if !loss.is_finite() {
         "not measured"
     } else if loss > 0.01 {
@@ -175,7 +175,7 @@ fn row(w: &'static Workload, go: &str, map_impl: &str, ph: &[&Phase]) -> Row {
     }
 }
 
-fn interval(i: Option<(f64, f64)>) -> String {
+pub(super) fn interval(i: Option<(f64, f64)>) -> String {
     i.map_or_else(
         || "n/a (too few phases)".to_owned(),
         |(a, b)| format!("{} .. {}", pct(a), pct(b)),
@@ -183,7 +183,7 @@ fn interval(i: Option<(f64, f64)>) -> String {
 }
 
 /// Cycles per second: one decimal below 10.
-fn gc_per_s(x: f64) -> String {
+pub(super) fn gc_per_s(x: f64) -> String {
     if x.is_finite() && x.abs() < 10.0 {
         format!("{x:.1}")
     } else {
@@ -192,7 +192,7 @@ fn gc_per_s(x: f64) -> String {
 }
 
 /// A share of one CPU (or of the time), in %.
-fn share(x: f64) -> String {
+pub(super) fn share(x: f64) -> String {
     if x.is_finite() {
         format!("{:.2} %", x * 100.0)
     } else {
