@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use super::{
     heap::{RegionKind, Snapshot},
     types::TypeTable,
+    values::ValueRef,
 };
 use crate::keys::Reader;
 
@@ -69,6 +70,8 @@ pub(crate) struct Path {
     pub(crate) steps: Vec<String>,
     /// The words it goes through, root first: (address, value held).
     pub(crate) edges: Vec<(u64, u64)>,
+    /// Its root is a goroutine's stack.
+    pub(crate) stack: bool,
 }
 
 /// What a search found.
@@ -127,6 +130,7 @@ pub(crate) fn search(
     types: &TypeTable,
     root_name: &dyn Fn(u64, Option<&str>) -> Option<String>,
     suspects: &[Suspect],
+    values: &HashMap<u64, Vec<ValueRef>>,
     limits: Limits,
     deadline: std::time::Instant,
 ) -> Outcome {
@@ -160,7 +164,9 @@ pub(crate) fn search(
             let done = out
                 .paths
                 .get(&suspects[nodes[n].suspect].map)
-                .is_some_and(|p| p.len() >= limits.paths_per_suspect);
+                // Paths from goroutine stacks rank after those from
+                // globals: they do not end the search for one.
+                .is_some_and(|p| p.iter().filter(|p| !p.stack).count() >= limits.paths_per_suspect);
             if done {
                 continue;
             }
@@ -179,6 +185,31 @@ pub(crate) fn search(
             })
             .collect();
         let mut next = Vec::new();
+        // Held as the value of another map: the next level looks for that
+        // map, of its type.
+        for (value, ns) in &by_value {
+            for r in values.get(value).into_iter().flatten() {
+                for &n in ns {
+                    if r.elem_type != nodes[n].ty || !seen.insert((r.container, r.container_type)) {
+                        continue;
+                    }
+                    next.push(nodes.len());
+                    nodes.push(Node {
+                        want: r.container,
+                        ty: r.container_type,
+                        stride: 0,
+                        suspect: nodes[n].suspect,
+                        label: Some(r.step.clone()),
+                        child: Some(Link {
+                            node: n,
+                            at: r.at,
+                            value: *value,
+                            index: None,
+                        }),
+                    });
+                }
+            }
+        }
         for (at, value, kind) in snap.find(&by_value, &ranges, limits.hits_per_value) {
             let wanting: Vec<(usize, Option<u64>)> = by_value
                 .get(&value)
@@ -229,7 +260,20 @@ pub(crate) fn search(
                             path_from(&nodes, root, &link)
                         };
                         let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
-                        if list.len() < limits.paths_per_suspect && !list.contains(&path) {
+                        let globals = list.iter().filter(|p| !p.stack).count();
+                        if globals < limits.paths_per_suspect && !list.contains(&path) {
+                            list.push(path);
+                        }
+                    }
+                    RegionKind::Stack => {
+                        let Some(root) = snap.stack_root(at) else {
+                            continue;
+                        };
+                        let mut path = path_from(&nodes, root.to_owned(), &link);
+                        path.stack = true;
+                        let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
+                        let stacks = list.iter().filter(|p| p.stack).count();
+                        if stacks < limits.paths_per_suspect && !list.contains(&path) {
                             list.push(path);
                         }
                     }
@@ -296,20 +340,26 @@ pub(crate) fn search(
 }
 
 impl Path {
-    /// How doubtful the path is, least first: slice steps, then the
-    /// largest element index, then its length. A slice step is inferred
+    /// How doubtful the path is, least first: a global root before a
+    /// goroutine's stack (scanned conservatively: a dead slot may hold an
+    /// old pointer), then slice steps, then the largest element index,
+    /// then its length. A slice step is inferred
     /// from a header whose data pointer lies up to [`MAX_INDEX`] elements
     /// below the element, so any slice of the runtime's whose array sits
     /// just below can pass for one (seen in a stripped binary, where
     /// runtime globals have no names to exclude them by): the nearer the
     /// element is to the array's start, the likelier the header is its own.
-    fn doubt(&self) -> (usize, u64, usize) {
+    fn doubt(&self) -> (bool, usize, u64, usize) {
+        // A slice element (`[2]`) is followed by its field (`(main.shard).m`);
+        // a map key (`[2]` too) is not.
         let index: Vec<u64> = self
             .steps
-            .iter()
-            .filter_map(|s| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+            .windows(2)
+            .filter(|w| w[1].starts_with('('))
+            .filter_map(|w| w[0].strip_prefix('[')?.strip_suffix(']')?.parse().ok())
             .collect();
         (
+            self.stack,
             index.len(),
             index.iter().copied().max().unwrap_or(0),
             self.steps.len(),
@@ -330,7 +380,11 @@ fn path_from(nodes: &[Node], root: String, link: &Link) -> Path {
         steps.extend(nodes[l.node].label.clone());
         link = nodes[l.node].child.as_ref();
     }
-    Path { steps, edges }
+    Path {
+        steps,
+        edges,
+        stack: false,
+    }
 }
 
 /// The first of `paths` whose every word still holds its value, read live.
@@ -437,7 +491,15 @@ mod tests {
             map: HEAP + 0x800,
             map_type: w.map_type,
         }];
-        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+        let out = search(
+            &snap,
+            &w.types,
+            &name_root,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        );
         let paths = &out.paths[&(HEAP + 0x800)];
         assert_eq!(
             paths[0].steps,
@@ -476,7 +538,15 @@ mod tests {
             map: HEAP + 0x800,
             map_type: w.map_type,
         }];
-        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+        let out = search(
+            &snap,
+            &w.types,
+            &name_root,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        );
         let first = &out.paths[&(HEAP + 0x800)][0];
         assert_eq!(
             first.steps,
@@ -487,13 +557,29 @@ mod tests {
         );
         let only_srv =
             |at: u64, _: Option<&str>| (at == GLOBALS + 16).then(|| "main.srv".to_owned());
-        let out = search(&snap, &w.types, &only_srv, &sus, Limits::default(), far());
+        let out = search(
+            &snap,
+            &w.types,
+            &only_srv,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        );
         assert_eq!(out.paths[&(HEAP + 0x800)][0].steps.len(), 3);
         let shallow = Limits {
             depth: 2,
             ..Limits::default()
         };
-        let out = search(&snap, &w.types, &only_srv, &sus, shallow, far());
+        let out = search(
+            &snap,
+            &w.types,
+            &only_srv,
+            &sus,
+            &HashMap::new(),
+            shallow,
+            far(),
+        );
         assert!(out.paths.is_empty());
         assert!(out.cut_short);
     }
@@ -543,7 +629,15 @@ mod tests {
             64 => Some("main.far".to_owned()),
             _ => None,
         };
-        let out = search(&snap, &types, &names, &sus, Limits::default(), far());
+        let out = search(
+            &snap,
+            &types,
+            &names,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        );
         let paths = &out.paths[&(HEAP + 0x800)];
         let steps: Vec<&[String]> = paths.iter().map(|p| p.steps.as_slice()).collect();
         assert_eq!(
@@ -591,7 +685,15 @@ mod tests {
         let names = |at: u64, ty: Option<&str>| {
             (at == GLOBALS + 24).then(|| format!("main.handler ({})", ty.unwrap_or("?")))
         };
-        let out = search(&snap, &w.types, &names, &sus, Limits::default(), far());
+        let out = search(
+            &snap,
+            &w.types,
+            &names,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        );
         let p = &out.paths[&(HEAP + 0x800)][0];
         assert_eq!(
             p.steps,
@@ -603,6 +705,84 @@ mod tests {
         );
         assert_eq!(p.edges[0], (GLOBALS + 24, pcache.unwrap()));
         assert_eq!(p.edges.len(), 3);
+    }
+
+    /// global → outer map → ["acme"] → the suspect, and a map of maps in
+    /// a map of maps (`[7]` is a map key, not a slice element: no doubt).
+    #[test]
+    fn map_values() {
+        let mut r = build::Region::new(0x40_0000);
+        let inner = r.plain("map[string]int", MAP, 8);
+        let outer = r.plain("map[string]map[string]int", MAP, 8);
+        let top = r.plain("map[int]map[string]map[string]int", MAP, 8);
+        let types = TypeTable::new(r.base, r.bytes);
+        let mut g = vec![0u8; 64];
+        put(&mut g, 8, HEAP + 0x100);
+        put(&mut g, 24, HEAP + 0x200);
+        let snap = snapshot(g, vec![0u8; 0x1000]);
+        let vref = |container, container_type, elem_type, at, step: &str| ValueRef {
+            container,
+            container_type,
+            elem_type,
+            at,
+            step: step.to_owned(),
+        };
+        let values: HashMap<u64, Vec<ValueRef>> = [
+            // outer @0x100 holds inner @0x800 under "acme"; an element of
+            // the wrong type holding it leads nowhere.
+            (
+                HEAP + 0x800,
+                vec![
+                    vref(HEAP + 0x300, top, outer, HEAP + 0x348, "[9]"),
+                    vref(HEAP + 0x100, outer, inner, HEAP + 0x148, "[\"acme\"]"),
+                ],
+            ),
+            // top @0x200 holds a second outer @0x400 under 7, which holds
+            // inner @0x900 under "b".
+            (
+                HEAP + 0x400,
+                vec![vref(HEAP + 0x200, top, outer, HEAP + 0x230, "[7]")],
+            ),
+            (
+                HEAP + 0x900,
+                vec![vref(HEAP + 0x400, outer, inner, HEAP + 0x470, "[\"b\"]")],
+            ),
+        ]
+        .into();
+        let names = |at: u64, _: Option<&str>| match at - GLOBALS {
+            8 => Some("main.tenants".to_owned()),
+            24 => Some("main.top".to_owned()),
+            _ => None,
+        };
+        let sus = [
+            Suspect {
+                map: HEAP + 0x800,
+                map_type: inner,
+            },
+            Suspect {
+                map: HEAP + 0x900,
+                map_type: inner,
+            },
+        ];
+        let out = search(
+            &snap,
+            &types,
+            &names,
+            &sus,
+            &values,
+            Limits::default(),
+            far(),
+        );
+        let p = &out.paths[&(HEAP + 0x800)];
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].steps, ["main.tenants", "[\"acme\"]"]);
+        assert_eq!(
+            p[0].edges,
+            [(GLOBALS + 8, HEAP + 0x100), (HEAP + 0x148, HEAP + 0x800)]
+        );
+        let p = &out.paths[&(HEAP + 0x900)][0];
+        assert_eq!(p.steps, ["main.top", "[7]", "[\"b\"]"]);
+        assert_eq!(p.doubt(), (false, 0, 0, 3));
     }
 
     /// Pointer cycles and self-references end; garbage memory finds nothing
@@ -622,10 +802,26 @@ mod tests {
             map: HEAP + 0x800,
             map_type: w.map_type,
         }];
-        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+        let out = search(
+            &snap,
+            &w.types,
+            &name_root,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        );
         assert!(out.paths.is_empty(), "{:?}", out.paths);
         let junk: Vec<u8> = (0..0x2000u32).map(|i| (i * 7919 % 251) as u8).collect();
         let snap = snapshot(junk.clone(), junk);
-        let _ = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
+        let _ = search(
+            &snap,
+            &w.types,
+            &name_root,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        );
     }
 }
