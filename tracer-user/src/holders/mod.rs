@@ -1,23 +1,33 @@
 //! Holder paths: who holds a suspect map that no global holds directly.
 //!
 //! `main.srv → (*main.server).cache → (*main.cache).items`: a path from a
-//! global to the map, through pointers and struct fields, found live without
-//! stopping the target:
-//! 1. copy its globals and the present pages of its anonymous writable
-//!    memory, bounded ([`heap`]);
-//! 2. search back from the map pointer, level by level, typing each step by
+//! root to the map, found live without stopping the target. Roots are
+//! globals and goroutine stacks (`goroutine 7 (main.startAggregator.func1)`,
+//! [`goroutines`]); steps are pointers and struct fields, slice elements
+//! (`[2]`, then the element's field), empty-interface globals (`.(*T)`) and
+//! values of other maps, named by their key (`["acme"]`, redacted as the
+//! report redacts keys unless `--show-keys`; [`values`]).
+//! 1. copy the globals, the live part of each goroutine's stack (at most
+//!    4 MiB) and the present pages of the anonymous writable memory, the
+//!    stacks left out (at most 32 MiB; [`heap`]);
+//! 2. walk the maps whose elements are maps (tracked ones, and maps of a
+//!    suspect's type that globals point to), indexing the elements that
+//!    hold a wanted map ([`values`]);
+//! 3. search back from the map pointer, level by level, typing each step by
 //!    the runtime type descriptors, which stripped binaries keep
 //!    ([`search`], [`types`]);
-//! 3. re-read every word of a path found and report it only if each still
-//!    holds what it held.
+//! 4. re-read every word of a path found and report it only if each still
+//!    holds what it held; a path from a global is preferred to one from a
+//!    stack (scanned conservatively).
 //!
 //! Runs in the sampling job thread (charged to the overhead budget), only
 //! for suspects that have no owner yet, and at most once every four samples
 //! per map (`app::sampling::owner_candidates`). A path is best-effort: the
-//! target wrote on while it was copied, and a struct type is inferred from
-//! where its field sits (checked at every step). Not followed yet: slice and
-//! array elements, interface values, values of other maps, goroutine
-//! stacks (roots are globals only).
+//! target wrote on while it was copied, a struct type is inferred from
+//! where its field sits (checked at every step), and a stack word may be a
+//! dead slot's. Not followed yet: closure objects (a frame holding the
+//! closure rather than the captured map), non-empty interfaces and
+//! interfaces in heap objects, arrays, map values that are not maps.
 mod goroutines;
 mod heap;
 mod search;
@@ -36,11 +46,14 @@ use crate::{inspect::BinaryInfo, keys::Reader, sample::Memory};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeldBy {
     /// Steps, root first: a global (`main.srv`; `global at 0x… (*T)` in a
-    /// stripped binary), then each field, e.g. `(*main.server).cache`.
+    /// stripped binary) or a goroutine (`goroutine 7 (main.worker)`), then
+    /// each field, e.g. `(*main.server).cache`, element (`[2]`) or map key
+    /// (`["acme"]`).
     pub path: Vec<String>,
     /// Found in a copy of memory the target kept writing, with struct types
-    /// inferred from field positions (each word re-read before reporting).
-    /// False for a global that holds the map pointer itself.
+    /// inferred from field positions, or in a goroutine's stack (each word
+    /// re-read before reporting). False for a global that holds the map
+    /// pointer itself.
     pub best_effort: bool,
 }
 
