@@ -136,3 +136,109 @@ pub(crate) fn key_step(key: &Key, kt: &KeyType, show_keys: bool) -> String {
         _ => "[…]".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{super::KeyKind, *};
+    use crate::{
+        inspect::GoArch,
+        keys::{KeyLayout, testmem::FakeMem},
+    };
+
+    fn int64() -> KeyType {
+        KeyType {
+            name: "int64".into(),
+            size: 8,
+            kind: KeyKind::Int,
+        }
+    }
+
+    /// hmap `map[int64]map[string]int`: bucket 8 + 8*8 + 8*8 + 8.
+    const BS: u64 = 144;
+
+    /// The element layout from a map type descriptor; indirect elements
+    /// and slots that do not add up are refused.
+    #[test]
+    fn elem_layouts() {
+        let mem = FakeMem::default();
+        let l = RuntimeLayout::builtin(23, MapImpl::Hmap, GoArch::Amd64);
+        let kl = KeyLayout::hmap("m".into(), int64(), false, 8, BS).unwrap();
+        let mut d = vec![0u8; 136];
+        d[56..64].copy_from_slice(&0x4a_0000u64.to_le_bytes());
+        d[81] = 8;
+        mem.put(0x40_0000, d.clone());
+        let el = elem_layout(&mem, &l, &kl, 0x40_0000);
+        assert_eq!(
+            el,
+            Some(ElemLayout {
+                base: 72,
+                stride: 8,
+                elem_type: 0x4a_0000
+            })
+        );
+        d[84] = 2;
+        mem.put(0x40_0000, d.clone());
+        assert_eq!(elem_layout(&mem, &l, &kl, 0x40_0000), None);
+        d[84] = 0;
+        d[81] = 16;
+        mem.put(0x40_0000, d);
+        assert_eq!(elem_layout(&mem, &l, &kl, 0x40_0000), None);
+        // Swiss 1.26: slot 16 (key 8, elem 8 at ElemOff 8), group 8 + 8*16.
+        let l = RuntimeLayout::builtin(26, MapImpl::Swiss, GoArch::Amd64);
+        let kl = KeyLayout::swiss("m".into(), int64(), false, 136, 8, 16).unwrap();
+        let mut d = vec![0u8; 136];
+        d[56..64].copy_from_slice(&0x4b_0000u64.to_le_bytes());
+        d[88..96].copy_from_slice(&16u64.to_le_bytes());
+        d[96..104].copy_from_slice(&8u64.to_le_bytes());
+        mem.put(0x41_0000, d.clone());
+        assert_eq!(
+            elem_layout(&mem, &l, &kl, 0x41_0000),
+            Some(ElemLayout {
+                base: 16,
+                stride: 16,
+                elem_type: 0x4b_0000
+            })
+        );
+        d[104] = 8;
+        mem.put(0x41_0000, d);
+        assert_eq!(elem_layout(&mem, &l, &kl, 0x41_0000), None);
+    }
+
+    /// Each full slot's key, element address and element word; steps named
+    /// by integer keys.
+    #[test]
+    fn entries_of_an_hmap() {
+        let mem = FakeMem::default();
+        let l = RuntimeLayout::builtin(23, MapImpl::Hmap, GoArch::Amd64);
+        let kl = KeyLayout::hmap("m".into(), int64(), false, 8, BS).unwrap();
+        let el = ElemLayout {
+            base: 72,
+            stride: 8,
+            elem_type: 0,
+        };
+        let mut b = vec![0u8; BS as usize];
+        for (i, (k, v)) in [(3usize, (42i64, 0xc000_1000u64)), (5, (-7, 0xc000_2000))] {
+            b[i] = 9;
+            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&k.to_le_bytes());
+            b[72 + 8 * i..80 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        mem.put(0xc000_8000, b);
+        let mut h = vec![0u8; 48];
+        h[0] = 2;
+        h[16..24].copy_from_slice(&0xc000_8000u64.to_le_bytes());
+        mem.put(0xc000_9000, h);
+        let (es, complete) = entries(&mem, &l, &kl, el, 0xc000_9000, 100, 1 << 20).unwrap();
+        assert!(complete);
+        let got: Vec<(String, u64, u64)> = es
+            .iter()
+            .map(|e| (key_step(&e.key, &kl.key_type, false), e.at, e.word))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("[42]".to_owned(), 0xc000_8000 + 72 + 24, 0xc000_1000),
+                ("[-7]".to_owned(), 0xc000_8000 + 72 + 40, 0xc000_2000)
+            ]
+        );
+    }
+}
