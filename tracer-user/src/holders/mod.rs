@@ -203,7 +203,7 @@ pub fn find(
         .flat_map(|s| types.maps_of(s.map_type))
         .collect();
     if !ctypes.is_empty() {
-        for p in global_map_pointers(&snap, info.map_impl) {
+        for p in global_map_pointers(&snap, info.map_impl, &maps, deadline) {
             if containers.len() >= values::MAX_CONTAINERS {
                 break;
             }
@@ -267,11 +267,26 @@ pub fn find(
 /// Values of the globals in `snap` that point to what looks like a map
 /// header in the heap (`used`/`count` at least 1, a storage pointer into
 /// the heap, a sane `B` or directory length), at most
-/// [`values::MAX_CONTAINERS`].
-fn global_map_pointers(snap: &heap::Snapshot, imp: crate::inspect::MapImpl) -> Vec<u64> {
+/// [`values::MAX_CONTAINERS`], until `deadline`; those whose storage (the
+/// bucket array, the one group or the tables' groups, in the copy) holds
+/// one of `wanted` first.
+fn global_map_pointers(
+    snap: &heap::Snapshot,
+    imp: crate::inspect::MapImpl,
+    wanted: &[u64],
+    deadline: Instant,
+) -> Vec<u64> {
     let mut out = Vec::new();
-    for (_, p) in snap.globals_words() {
-        if out.len() >= values::MAX_CONTAINERS || p % 8 != 0 || out.contains(&p) {
+    let mut unchecked = Vec::new();
+    for (i, (_, p)) in snap.globals_words().enumerate() {
+        if out.len() >= values::MAX_CONTAINERS || (i % 65_536 == 0 && Instant::now() >= deadline) {
+            break;
+        }
+        if out.len() + unchecked.len() >= 4 * values::MAX_CONTAINERS {
+            // Enough candidates: only those that hold a wanted map now.
+            unchecked.truncate(values::MAX_CONTAINERS);
+        }
+        if !p.is_multiple_of(8) || out.contains(&p) {
             continue;
         }
         if snap.kind_of(p, 48) != Some(heap::RegionKind::Heap) {
@@ -298,10 +313,36 @@ fn global_map_pointers(snap: &heap::Snapshot, imp: crate::inspect::MapImpl) -> V
                     w3 == 0 || (w3.is_power_of_two() && w3 <= 1 << 24)
                 }
             };
-        if ok {
+        if !ok || unchecked.contains(&p) {
+            continue;
+        }
+        let holds = |lo: u64, len: u64| {
+            (0..len.min(1 << 17) / 8)
+                .any(|i| snap.word(lo + i * 8).is_some_and(|w| wanted.contains(&w)))
+        };
+        let found = match imp {
+            crate::inspect::MapImpl::Hmap => {
+                // 2^B buckets of at most 8 + 8 * (128 + 128) + 8 bytes.
+                let b = (w1 >> 8) & 0xff;
+                b <= 20 && holds(store, (1u64 << b) * 2064)
+            }
+            crate::inspect::MapImpl::Swiss if w3 == 0 => holds(store, 8 * 264),
+            crate::inspect::MapImpl::Swiss => (0..w3.min(64)).any(|i| {
+                snap.word(store + i * 8).is_some_and(|t| {
+                    let (data, mask) = (snap.word(t + 16), snap.word(t + 24));
+                    data.zip(mask)
+                        .is_some_and(|(d, m)| m < 1 << 12 && holds(d, (m + 1) * 8 * 264))
+                })
+            }),
+        };
+        if found {
             out.push(p);
+        } else {
+            unchecked.push(p);
         }
     }
+    out.extend(unchecked);
+    out.truncate(values::MAX_CONTAINERS);
     out
 }
 
