@@ -202,9 +202,9 @@ func nestedStep(step, n int) int {
 	for i := 0; i < n; i++ {
 		m[fmt.Sprintf("n-%04d-%05d", step, i)] = int64(i)
 	}
-	// The tenant is stored again at every step, as a service touching its
-	// registry would: the tenants map is written (not grown), which a
-	// tracer sees, with the map's type, in its write windows.
+	// Stored again at every step, as a service touching its registry would
+	// (written, not grown; the tracer finds tenantMaps through the global
+	// that holds it whether or not it tracks it).
 	tenantMaps[growingTenant] = m
 	return len(m)
 }
