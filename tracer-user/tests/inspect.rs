@@ -171,6 +171,8 @@ fn builtin_layout_matches_dwarf() {
                 "memstats.numgc",
                 "gcController.heapMarked",
                 "g.goid",
+                "g.sched.sp",
+                "g.startpc",
                 "moduledata.types",
             ],
             MapImpl::Swiss => [
@@ -181,6 +183,8 @@ fn builtin_layout_matches_dwarf() {
                 "memstats.numgc",
                 "gcController.heapMarked",
                 "g.goid",
+                "g.sched.sp",
+                "g.startpc",
                 "moduledata.types",
             ],
         };

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 )
@@ -170,4 +171,98 @@ func declaredIfacePath() string {
 		fmt.Sprintf("(%v).%s", dyn, mField.Name),
 	}
 	return strings.Join(steps, " → ")
+}
+
+// The nested scenario: a map held as the value of another map. The global
+// tenantMaps maps a tenant's name to its map; the map of one tenant grows,
+// the others stay as they are. Prints "holder nested <path>".
+
+var tenantMaps map[string]map[string]int64
+
+// growingTenant is the key of the map that grows.
+const growingTenant = "tenant-acme"
+
+// nestedStep adds n entries to tenantMaps[growingTenant] (making
+// tenantMaps at step 0) and returns that map's length.
+//
+//go:noinline
+func nestedStep(step, n int) int {
+	if tenantMaps == nil {
+		tenantMaps = make(map[string]map[string]int64)
+		for i := 0; i < 24; i++ {
+			t := fmt.Sprintf("tenant-%03d", i)
+			if i == 11 {
+				t = growingTenant
+			}
+			tenantMaps[t] = map[string]int64{"seed": 1}
+		}
+		fmt.Fprintln(os.Stderr, "holder nested", declaredNestedPath())
+	}
+	m := tenantMaps[growingTenant]
+	for i := 0; i < n; i++ {
+		m[fmt.Sprintf("n-%04d-%05d", step, i)] = int64(i)
+	}
+	// Stored again at every step, as a service touching its registry would
+	// (written, not grown; the tracer finds tenantMaps through the global
+	// that holds it whether or not it tracks it).
+	tenantMaps[growingTenant] = m
+	return len(m)
+}
+
+// declaredNestedPath is the holder path of tenantMaps[growingTenant] as
+// mapleak-trace writes it with --show-keys: the global, then the key as
+// Go would quote it (without --show-keys the key is redacted).
+func declaredNestedPath() string {
+	return strings.Join([]string{"main.tenantMaps", fmt.Sprintf("[%q]", growingTenant)}, " → ")
+}
+
+// The goroutine scenario: a map that only a goroutine holds. The
+// aggregator's map is made by startAggregator and captured by the closure
+// it starts as a goroutine; nothing global holds it. Prints "holder
+// goroutine <path>": the goroutine's id (from runtime.Stack) and the
+// function it runs (runtime.FuncForPC).
+
+var aggSteps = make(chan int)
+var aggDone = make(chan int)
+
+//go:noinline
+func startAggregator() {
+	m := make(map[string]int32)
+	go func() {
+		fmt.Fprintln(os.Stderr, "holder goroutine", declaredGoroutinePath())
+		aggDone <- 0
+		for n := range aggSteps {
+			for i := 0; i < n; i++ {
+				m[fmt.Sprintf("agg-%07d", len(m))]++
+			}
+			aggDone <- len(m)
+		}
+	}()
+	<-aggDone
+}
+
+// aggregatorStep has the aggregator add n entries (starting it at step 0)
+// and returns its map's length.
+//
+//go:noinline
+func aggregatorStep(step, n int) int {
+	if step == 0 {
+		startAggregator()
+	}
+	aggSteps <- n
+	return <-aggDone
+}
+
+// declaredGoroutinePath is the holder path of the aggregator's map as
+// mapleak-trace writes it: the goroutine that holds it on its stack, by
+// id and the function it started with. Called by that goroutine.
+//
+//go:noinline
+func declaredGoroutinePath() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	var id int
+	fmt.Sscanf(string(buf), "goroutine %d [", &id)
+	pc, _, _, _ := runtime.Caller(1)
+	return fmt.Sprintf("goroutine %d (%s)", id, runtime.FuncForPC(pc).Name())
 }

@@ -29,6 +29,12 @@
 //	iface    a map behind an interface:                  map[string]int
 //	         global handler (any) holding *box → box.m
 //	         (holders.go; prints its declared path)
+//	nested   a map held as the value of another map:       map[string]int64
+//	         global tenantMaps → ["tenant-acme"]
+//	         (holders.go; prints its declared path)
+//	goroutine a map only a goroutine's closure holds:      map[string]int32
+//	         goroutine N (main.startAggregator.func1)
+//	         (holders.go; prints its declared path)
 //
 // With -wait it prints "ready" and waits for a line on stdin before creating
 // any map, so that a tracer can attach first. stdout is deterministic (the
@@ -152,10 +158,10 @@ func main() {
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
 	shortPause := flag.Duration("short-pause", time.Millisecond, "short: pause after every 5 maps")
 	forceGC := flag.Bool("force-gc", true, "run a GC cycle after each step (false with GOGC=off: a program that runs no GC)")
-	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed, holders, shards, iface)")
+	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed, holders, shards, iface, nested, goroutine)")
 	tenantsN := flag.Int("tenants", 20000, "tenants: per-tenant maps")
 	fixedN := flag.Int("fixed-tenants", 5000, "tenantsfixed: per-tenant maps")
-	holdersN := flag.Int("holders-per-step", 1500, "holders, shards, iface: entries added per step")
+	holdersN := flag.Int("holders-per-step", 1500, "holders, shards, iface, nested, goroutine: entries added per step")
 	flag.Parse()
 	on := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -269,6 +275,16 @@ func main() {
 			n := ifaceStep(step, *holdersN)
 			line += fmt.Sprintf(" iface=%d", n)
 			cycleLine += fmt.Sprintf(" iface %d", n)
+		}
+		if on["nested"] {
+			n := nestedStep(step, *holdersN)
+			line += fmt.Sprintf(" nested=%d", n)
+			cycleLine += fmt.Sprintf(" nested %d", n)
+		}
+		if on["goroutine"] {
+			n := aggregatorStep(step, *holdersN)
+			line += fmt.Sprintf(" goroutine=%d", n)
+			cycleLine += fmt.Sprintf(" goroutine %d", n)
 		}
 		if *forceGC {
 			runtime.GC()

@@ -207,6 +207,9 @@ pub(super) struct KeysJob {
     pub(super) state: KeyState,
     /// Maps whose owner is searched, and their type descriptors.
     pub(super) owner_cands: Vec<(u64, u64)>,
+    /// Tracked maps whose elements are maps, and their type descriptors
+    /// (the holder search steps through their values).
+    pub(super) containers: Vec<(u64, u64)>,
     /// What the budget's spare credit pays for the key snapshots and then
     /// the holder search together: the search gets what the snapshots left
     /// (none below [`MIN_HOLDERS_TIME`]: it waits for credit).
@@ -258,6 +261,10 @@ impl KeysJob {
             &self.info,
             self.bias,
             &self.owner_cands,
+            crate::holders::Through {
+                containers: &self.containers,
+                show_keys: self.show_keys,
+            },
             &mut self.state.holders,
             holders_deadline,
         );
@@ -330,6 +337,7 @@ pub(super) fn find_holders(
     info: &BinaryInfo,
     bias: u64,
     cands: &[(u64, u64)],
+    through: crate::holders::Through<'_>,
     cache: &mut crate::holders::Cache,
     holders_deadline: Option<Instant>,
 ) -> (
@@ -357,7 +365,7 @@ pub(super) fn find_holders(
             crate::holders::SearchStats::default(),
         );
     };
-    let (held, stats) = crate::holders::find(mem, info, bias, &rest, cache, deadline);
+    let (held, stats) = crate::holders::find(mem, info, bias, &rest, through, cache, deadline);
     (owners, held, stats)
 }
 

@@ -203,6 +203,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     ))
     .max(MIN_SNAPSHOT_TIME);
     s.last_keys_start = cands.as_ref().map(|_| Instant::now());
+    let owner_cands = owner_candidates(s, false);
     Some(Job::Keys(KeysJob {
         mem: s.mem.clone(),
         info: s.info.clone(),
@@ -212,7 +213,12 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         show_keys: s.show_keys,
         cands,
         state: take_key_state(s),
-        owner_cands: owner_candidates(s, false),
+        containers: if owner_cands.is_empty() {
+            Vec::new()
+        } else {
+            containers(s)
+        },
+        owner_cands,
         // Only when the tracer's optional work is next in line (the
         // governed probes on, no write window waiting for a full bucket),
         // or at the first search and every MAX_HOLDERS_GAP: a search
@@ -403,6 +409,31 @@ pub(super) fn owner_candidates(s: &Session, force: bool) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Tracked maps whose elements are maps (map, type descriptor), the
+/// largest first, at most [`crate::holders::MAX_CONTAINERS`]: the holder
+/// search steps through their values.
+pub(super) fn containers(s: &Session) -> Vec<(u64, u64)> {
+    let types: std::collections::HashSet<u64> = s
+        .types
+        .iter()
+        .filter(|(_, t)| crate::holders::elem_is_map(&t.0))
+        .map(|(&p, _)| p)
+        .collect();
+    if types.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<(u64, u64, u64)> = s
+        .model
+        .maps
+        .values()
+        .filter(|m| types.contains(&m.type_ptr))
+        .map(|m| (m.last().map_or(0, |l| l.len), m.addr, m.type_ptr))
+        .collect();
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out.truncate(crate::holders::MAX_CONTAINERS);
+    out.into_iter().map(|(_, a, t)| (a, t)).collect()
+}
+
 /// Doublings of the wait between holder searches that find nothing.
 const MAX_SEARCH_BACKOFF: u32 = 6;
 
@@ -447,10 +478,26 @@ pub(super) fn final_owner_search(s: &mut Session) {
         return;
     }
     let cands = owner_candidates(s, true);
+    let containers = if cands.is_empty() {
+        Vec::new()
+    } else {
+        containers(s)
+    };
     let mut cache = std::mem::take(&mut s.holder_cache);
     let deadline = Instant::now() + crate::speed::scaled(jobs::HOLDERS_DEADLINE);
-    let (found, held, stats) =
-        jobs::find_holders(&s.mem, &s.info, s.bias, &cands, &mut cache, Some(deadline));
+    let through = crate::holders::Through {
+        containers: &containers,
+        show_keys: s.show_keys,
+    };
+    let (found, held, stats) = jobs::find_holders(
+        &s.mem,
+        &s.info,
+        s.bias,
+        &cands,
+        through,
+        &mut cache,
+        Some(deadline),
+    );
     s.holder_cache = cache;
     s.holder_stats.add(&stats);
     let addrs: Vec<u64> = cands.iter().map(|c| c.0).collect();

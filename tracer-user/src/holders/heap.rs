@@ -17,8 +17,10 @@ use crate::{discover::Mapping, keys::Reader};
 pub(crate) enum RegionKind {
     /// The binary's writable globals: a word here is a root.
     Globals,
-    /// Anonymous writable memory: heap objects (and goroutine stacks).
+    /// Anonymous writable memory: heap objects.
     Heap,
+    /// The live part of a goroutine's stack: a word here is a root.
+    Stack,
 }
 
 /// One copied range.
@@ -33,6 +35,8 @@ pub(crate) struct Region {
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
     regions: Vec<Region>,
+    /// The goroutines whose stacks were copied, by address.
+    pub(crate) stacks: Vec<super::goroutines::StackRoot>,
     /// Heap bytes copied.
     pub(crate) heap_bytes: u64,
     /// The byte bound (or a deadline) stopped the copy before every
@@ -52,9 +56,19 @@ impl Snapshot {
             .sum();
         Self {
             regions,
+            stacks: Vec::new(),
             heap_bytes,
             cut_short: false,
         }
+    }
+
+    /// The goroutine whose copied stack holds `addr`.
+    #[must_use]
+    pub(crate) fn stack_root(&self, addr: u64) -> Option<&str> {
+        self.stacks
+            .iter()
+            .find(|s| addr >= s.lo && addr < s.hi)
+            .map(|s| s.name.as_str())
     }
 
     /// Addresses of the aligned words whose value is a key of `targets` or
@@ -108,6 +122,26 @@ impl Snapshot {
             }
         }
         out
+    }
+
+    /// (address, value) of every aligned word of the globals.
+    pub(crate) fn globals_words(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.regions
+            .iter()
+            .filter(|r| r.kind == RegionKind::Globals)
+            .flat_map(|r| {
+                let skip = usize::try_from(r.addr.wrapping_neg() & 7).unwrap_or(0);
+                r.bytes
+                    .get(skip..)
+                    .unwrap_or_default()
+                    .chunks_exact(8)
+                    .enumerate()
+                    .map(move |(i, w)| {
+                        let v =
+                            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                        (r.addr + (skip + i * 8) as u64, v)
+                    })
+            })
     }
 
     /// The word at `addr`, if copied.
@@ -213,30 +247,59 @@ const PAGE: u64 = 4096;
 /// Largest single read.
 const CHUNK: u64 = 1 << 20;
 
-/// Copies the globals `[glo, ghi)` and the present pages of the target's
-/// anonymous writable mappings, the mappings holding `first` first, up to
-/// [`MAX_HEAP_BYTES`] of heap or until `deadline`.
-pub(crate) fn take<R: Reader>(
-    mem: &R,
-    pid: u32,
-    globals: (u64, u64),
-    first: &[u64],
-    deadline: std::time::Instant,
-) -> Snapshot {
+/// Copies the globals `[glo, ghi)` (at most [`MAX_GLOBAL_BYTES`]).
+pub(crate) fn take_globals<R: Reader>(mem: &R, globals: (u64, u64)) -> Vec<Region> {
     let mut regions = Vec::new();
-    let (glo, ghi) = (
-        globals.0,
-        globals.1.min(globals.0.saturating_add(MAX_GLOBAL_BYTES)),
-    );
+    let hi = globals.1.min(globals.0.saturating_add(MAX_GLOBAL_BYTES));
     let mut unbounded = u64::MAX;
     copy_range(
         mem,
-        glo,
-        ghi,
+        globals.0,
+        hi,
         RegionKind::Globals,
         &mut regions,
         &mut unbounded,
     );
+    regions
+}
+
+/// `[start, end)` less the ranges of `cut` (sorted, not overlapping).
+#[must_use]
+pub(crate) fn subtract(start: u64, end: u64, cut: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut a = start;
+    for &(lo, hi) in cut {
+        if hi <= a || lo >= end {
+            continue;
+        }
+        if lo > a {
+            out.push((a, lo));
+        }
+        a = a.max(hi);
+    }
+    if a < end {
+        out.push((a, end));
+    }
+    out
+}
+
+/// Adds to `regions` (the globals and stacks already copied) the present
+/// pages of the target's anonymous writable mappings but `exclude` (the
+/// goroutine stacks), the mappings holding `first` first, up to
+/// [`MAX_HEAP_BYTES`] of heap or until `deadline`. `globals`: the range
+/// the globals were copied from.
+pub(crate) fn take<R: Reader>(
+    mem: &R,
+    pid: u32,
+    mut regions: Vec<Region>,
+    globals: (u64, u64),
+    exclude: &[(u64, u64)],
+    first: &[u64],
+    deadline: std::time::Instant,
+) -> Snapshot {
+    let (glo, ghi) = globals;
+    let mut exclude = exclude.to_vec();
+    exclude.sort_unstable();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .map(|t| crate::discover::parse_maps(&t))
         .unwrap_or_default();
@@ -253,7 +316,7 @@ pub(crate) fn take<R: Reader>(
             // No pagemap: read it all (bounded by the budget).
             None => vec![(start, end)],
         };
-        for (s, e) in runs {
+        for (s, e) in runs.into_iter().flat_map(|(s, e)| subtract(s, e, &exclude)) {
             if budget == 0 {
                 cut_short = true;
                 break;
@@ -386,7 +449,15 @@ mod tests {
         let at = std::ptr::from_ref(&big[12_345]) as u64;
         let mem = crate::sample::Memory::new(std::process::id());
         let far = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let snap = take(&mem, std::process::id(), (0, 0), &[at], far);
+        let snap = take(
+            &mem,
+            std::process::id(),
+            Vec::new(),
+            (0, 0),
+            &[],
+            &[at],
+            far,
+        );
         assert!(snap.heap_bytes > 0 && snap.heap_bytes <= MAX_HEAP_BYTES);
         let targets: HashMap<u64, ()> = [(marker, ())].into();
         // The copy holds copies of the marker too (its own buffers are
@@ -455,5 +526,16 @@ mod tests {
         let hits = snap.find(&none, &[(0x100, 0x200), (0x90, 0xa0), (0x95, 0x99)], 8);
         assert_eq!(hits, vec![(0x2028, 0x99, RegionKind::Heap)]);
         assert_eq!(merge(&[(5, 9), (1, 3), (4, 4), (20, 10)]), vec![(1, 9)]);
+        // Stacks cut out of a run.
+        assert_eq!(
+            subtract(
+                0x1000,
+                0x9000,
+                &[(0, 0x1800), (0x3000, 0x4000), (0x8000, 0xa000)]
+            ),
+            vec![(0x1800, 0x3000), (0x4000, 0x8000)]
+        );
+        assert_eq!(subtract(0x1000, 0x2000, &[]), vec![(0x1000, 0x2000)]);
+        assert!(subtract(0x1000, 0x2000, &[(0x800, 0x2000)]).is_empty());
     }
 }

@@ -1,26 +1,40 @@
 //! Holder paths: who holds a suspect map that no global holds directly.
 //!
 //! `main.srv → (*main.server).cache → (*main.cache).items`: a path from a
-//! global to the map, through pointers and struct fields, found live without
-//! stopping the target:
-//! 1. copy its globals and the present pages of its anonymous writable
-//!    memory, bounded ([`heap`]);
-//! 2. search back from the map pointer, level by level, typing each step by
+//! root to the map, found live without stopping the target. Roots are
+//! globals and goroutine stacks (`goroutine 7 (main.startAggregator.func1)`,
+//! [`goroutines`]); steps are pointers and struct fields, slice elements
+//! (`[2]`, then the element's field), empty-interface globals (`.(*T)`) and
+//! values of other maps, named by their key (`["acme"]`, redacted as the
+//! report redacts keys unless `--show-keys`; [`values`]).
+//! 1. copy the globals, the live part of each goroutine's stack (at most
+//!    4 MiB) and the present pages of the anonymous writable memory, the
+//!    stacks left out (at most 32 MiB; [`heap`]);
+//! 2. walk the maps whose elements are maps (tracked ones, and maps of a
+//!    suspect's type that globals point to), indexing the elements that
+//!    hold a wanted map ([`values`]);
+//! 3. search back from the map pointer, level by level, typing each step by
 //!    the runtime type descriptors, which stripped binaries keep
 //!    ([`search`], [`types`]);
-//! 3. re-read every word of a path found and report it only if each still
-//!    holds what it held.
+//! 4. re-read every word of a path found and report it only if each still
+//!    holds what it held; a path from a global is preferred to one from a
+//!    stack (scanned conservatively).
 //!
 //! Runs in the sampling job thread (charged to the overhead budget), only
 //! for suspects that have no owner yet, and at most once every four samples
 //! per map (`app::sampling::owner_candidates`). A path is best-effort: the
-//! target wrote on while it was copied, and a struct type is inferred from
-//! where its field sits (checked at every step). Not followed yet: slice and
-//! array elements, interface values, values of other maps, goroutine
-//! stacks (roots are globals only).
+//! target wrote on while it was copied, a struct type is inferred from
+//! where its field sits (checked at every step), and a stack word may be a
+//! dead slot's. Not followed yet: closure objects (a frame holding the
+//! closure rather than the captured map), non-empty interfaces and
+//! interfaces in heap objects, arrays, map values that are not maps.
+mod goroutines;
 mod heap;
 mod search;
 mod types;
+mod values;
+
+pub use values::{MAX_CONTAINERS, elem_is_map};
 
 use std::{collections::HashMap, time::Instant};
 
@@ -32,11 +46,14 @@ use crate::{inspect::BinaryInfo, keys::Reader, sample::Memory};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeldBy {
     /// Steps, root first: a global (`main.srv`; `global at 0x… (*T)` in a
-    /// stripped binary), then each field, e.g. `(*main.server).cache`.
+    /// stripped binary) or a goroutine (`goroutine 7 (main.worker)`), then
+    /// each field, e.g. `(*main.server).cache`, element (`[2]`) or map key
+    /// (`["acme"]`).
     pub path: Vec<String>,
     /// Found in a copy of memory the target kept writing, with struct types
-    /// inferred from field positions (each word re-read before reporting).
-    /// False for a global that holds the map pointer itself.
+    /// inferred from field positions, or in a goroutine's stack (each word
+    /// re-read before reporting). False for a global that holds the map
+    /// pointer itself.
     pub best_effort: bool,
 }
 
@@ -68,6 +85,12 @@ pub struct SearchStats {
     pub paths_found: u64,
     /// Heap bytes copied.
     pub heap_bytes_read: u64,
+    /// Entries read from maps whose elements are maps (to step through
+    /// their values).
+    pub map_entries_read: u64,
+    /// Goroutine stack bytes copied (their live part; at most 4 MiB a
+    /// search).
+    pub stack_bytes_read: u64,
     /// Wall time the searches took (copy, search and re-reads), in ms.
     pub took_ms: u64,
     /// Searches stopped by a bound (heap bytes, depth, fan-out or time)
@@ -83,6 +106,8 @@ impl SearchStats {
         self.maps_searched += o.maps_searched;
         self.paths_found += o.paths_found;
         self.heap_bytes_read += o.heap_bytes_read;
+        self.map_entries_read += o.map_entries_read;
+        self.stack_bytes_read += o.stack_bytes_read;
         self.took_ms += o.took_ms;
         self.cut_short += o.cut_short;
     }
@@ -93,11 +118,23 @@ impl SearchStats {
 pub struct Cache {
     /// `None`: not read yet; `Some(None)`: unreadable.
     types: Option<Option<Box<types::TypeTable>>>,
+    /// Run-time address of `runtime.allgs` (`Some(None)`: not found).
+    allgs: Option<Option<u64>>,
 }
 
 /// Types regions larger than this are not indexed (a binary with hundreds
 /// of MiB of type descriptors).
 const MAX_TYPES_BYTES: u64 = 64 << 20;
+
+/// What a search looks through besides memory: the tracked maps whose
+/// elements are maps (map, type descriptor; the largest first, at most
+/// [`MAX_CONTAINERS`] walked), and whether keys naming a step through
+/// them are shown whole (`--show-keys`) or redacted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Through<'a> {
+    pub containers: &'a [(u64, u64)],
+    pub show_keys: bool,
+}
 
 /// Searches holder paths for `suspects` (map address, type descriptor,
 /// both run-time addresses) in the process `mem` reads, running the binary
@@ -107,6 +144,7 @@ pub fn find(
     info: &BinaryInfo,
     bias: u64,
     suspects: &[(u64, u64)],
+    through: Through<'_>,
     cache: &mut Cache,
     deadline: Instant,
 ) -> (HashMap<u64, HeldBy>, SearchStats) {
@@ -131,13 +169,20 @@ pub fn find(
         return (HashMap::new(), stats);
     };
     let maps: Vec<u64> = suspects.iter().map(|s| s.map).collect();
-    let snap = heap::take(
+    let globals = (glo.wrapping_add(bias), ghi.wrapping_add(bias));
+    let mut regions = heap::take_globals(mem, globals);
+    let stacks = stacks(mem, info, bias, &regions, &mut cache.allgs);
+    regions.extend(stacks.regions);
+    let mut snap = heap::take(
         mem,
         mem.pid(),
-        (glo.wrapping_add(bias), ghi.wrapping_add(bias)),
+        regions,
+        globals,
+        &stacks.whole,
         &maps,
         deadline,
     );
+    snap.stacks = stacks.roots;
     let root_name = |at: u64, ty: Option<&str>| -> Option<String> {
         let va = at.wrapping_sub(bias);
         match info.data_symbol_at(va) {
@@ -149,24 +194,61 @@ pub fn find(
             None => Some(format!("global at {va:#x} ({})", ty.unwrap_or("?"))),
         }
     };
+    // Containers: the tracked maps of maps, then maps of the suspects'
+    // types that globals hold (a tracer may not track them: made before
+    // attach, or never grown since).
+    let mut containers = through.containers.to_vec();
+    let ctypes: Vec<u64> = suspects
+        .iter()
+        .flat_map(|s| types.maps_of(s.map_type))
+        .collect();
+    if !ctypes.is_empty() {
+        for p in global_map_pointers(&snap, info.map_impl, &maps, deadline) {
+            if containers.len() >= values::MAX_CONTAINERS {
+                break;
+            }
+            for &c in &ctypes {
+                if !containers.contains(&(p, c)) {
+                    containers.push((p, c));
+                }
+            }
+        }
+    }
+    let wanted: std::collections::HashSet<u64> = maps
+        .iter()
+        .copied()
+        .chain(containers.iter().map(|c| c.0))
+        .collect();
+    let vals = values::read(
+        mem,
+        info,
+        bias,
+        &containers,
+        &wanted,
+        through.show_keys,
+        deadline,
+    );
     let out = search::search(
         &snap,
         types,
         &root_name,
         &suspects,
+        &vals.by_word,
         search::Limits::default(),
         deadline,
     );
     stats.searches = 1;
     stats.maps_searched = suspects.len() as u64;
     stats.heap_bytes_read = snap.heap_bytes;
+    stats.map_entries_read = vals.entries_read;
+    stats.stack_bytes_read = stacks.bytes;
     let mut held = HashMap::new();
     for (map, paths) in &out.paths {
         if let Some(p) = search::confirm(mem, paths) {
             held.insert(
                 *map,
                 HeldBy {
-                    best_effort: p.steps.len() > 1,
+                    best_effort: p.steps.len() > 1 || p.stack,
                     path: p.steps,
                 },
             );
@@ -174,10 +256,134 @@ pub fn find(
     }
     stats.paths_found = held.len() as u64;
     stats.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if (snap.cut_short || out.cut_short) && held.len() < suspects.len() {
+    if (snap.cut_short || out.cut_short || vals.cut_short || stacks.cut_short)
+        && held.len() < suspects.len()
+    {
         stats.cut_short = 1;
     }
     (held, stats)
+}
+
+/// Values of the globals in `snap` that point to what looks like a map
+/// header in the heap (`used`/`count` at least 1, a storage pointer into
+/// the heap, a sane `B` or directory length), at most
+/// [`values::MAX_CONTAINERS`], until `deadline`; those whose storage (the
+/// bucket array, the one group or the tables' groups, in the copy) holds
+/// one of `wanted` first.
+fn global_map_pointers(
+    snap: &heap::Snapshot,
+    imp: crate::inspect::MapImpl,
+    wanted: &[u64],
+    deadline: Instant,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut unchecked = Vec::new();
+    for (i, (_, p)) in snap.globals_words().enumerate() {
+        if out.len() >= values::MAX_CONTAINERS || (i % 65_536 == 0 && Instant::now() >= deadline) {
+            break;
+        }
+        if out.len() + unchecked.len() >= 4 * values::MAX_CONTAINERS {
+            // Enough candidates: only those that hold a wanted map now.
+            unchecked.truncate(values::MAX_CONTAINERS);
+        }
+        if !p.is_multiple_of(8) || out.contains(&p) {
+            continue;
+        }
+        if snap.kind_of(p, 48) != Some(heap::RegionKind::Heap) {
+            continue;
+        }
+        let (Some(count), Some(w1), Some(store), Some(w3)) = (
+            snap.word(p),
+            snap.word(p + 8),
+            snap.word(p + 16),
+            snap.word(p + 24),
+        ) else {
+            continue;
+        };
+        let heap_ptr = |a: u64| snap.kind_of(a, 8) == Some(heap::RegionKind::Heap);
+        let ok = (1..1 << 40).contains(&count)
+            && heap_ptr(store)
+            && match imp {
+                // hmap: B, a byte at +9; oldbuckets nil or in the heap.
+                crate::inspect::MapImpl::Hmap => {
+                    (w1 >> 8) & 0xff <= 40 && (w3 == 0 || heap_ptr(w3))
+                }
+                // Swiss: dirLen 0 (one group) or a power of two.
+                crate::inspect::MapImpl::Swiss => {
+                    w3 == 0 || (w3.is_power_of_two() && w3 <= 1 << 24)
+                }
+            };
+        if !ok || unchecked.contains(&p) {
+            continue;
+        }
+        let holds = |lo: u64, len: u64| {
+            (0..len.min(1 << 17) / 8)
+                .any(|i| snap.word(lo + i * 8).is_some_and(|w| wanted.contains(&w)))
+        };
+        let found = match imp {
+            crate::inspect::MapImpl::Hmap => {
+                // 2^B buckets of at most 8 + 8 * (128 + 128) + 8 bytes.
+                let b = (w1 >> 8) & 0xff;
+                b <= 20 && holds(store, (1u64 << b) * 2064)
+            }
+            crate::inspect::MapImpl::Swiss if w3 == 0 => holds(store, 8 * 264),
+            crate::inspect::MapImpl::Swiss => (0..w3.min(64)).any(|i| {
+                snap.word(store + i * 8).is_some_and(|t| {
+                    let (data, mask) = (snap.word(t + 16), snap.word(t + 24));
+                    data.zip(mask)
+                        .is_some_and(|(d, m)| m < 1 << 12 && holds(d, (m + 1) * 8 * 264))
+                })
+            }),
+        };
+        if found {
+            out.push(p);
+        } else {
+            unchecked.push(p);
+        }
+    }
+    out.extend(unchecked);
+    out.truncate(values::MAX_CONTAINERS);
+    out
+}
+
+/// Copies the live part of the target's goroutine stacks (see
+/// [`goroutines`]), finding `runtime.allgs` once (`allgs`, cached).
+fn stacks(
+    mem: &Memory,
+    info: &BinaryInfo,
+    bias: u64,
+    globals: &[heap::Region],
+    allgs: &mut Option<Option<u64>>,
+) -> goroutines::Stacks {
+    let Some(gl) = goroutines::GLayout::new(&info.layout) else {
+        return goroutines::Stacks::default();
+    };
+    let main_entry = info.func_by_name("runtime.main").map(|f| f.entry);
+    let at = *allgs.get_or_insert_with(|| {
+        if let Some(s) = info.data_symbol("runtime.allgs") {
+            return Some(s.addr.wrapping_add(bias));
+        }
+        let main = main_entry?.wrapping_add(bias);
+        globals
+            .iter()
+            .find_map(|g| goroutines::find_allgs(mem, g, &gl, main))
+    });
+    let Some(at) = at else {
+        return goroutines::Stacks::default();
+    };
+    let (gs, cut) = goroutines::read_all(mem, at, &gl);
+    let name = |g: &goroutines::G| -> Option<String> {
+        let f = info.func_by_pc(g.startpc.wrapping_sub(bias))?;
+        // The runtime's own goroutines (GC workers and the like) hold
+        // heap pointers for a moment; `runtime.main` runs `main.main`.
+        if f.name.starts_with("runtime.") && f.name != "runtime.main" {
+            return None;
+        }
+        Some(format!("goroutine {} ({})", g.goid, f.name))
+    };
+    let mut st = goroutines::copy(mem, &gs, &name);
+    st.cut_short |= cut;
+    st
 }
 
 /// Copies and indexes the target's types region.

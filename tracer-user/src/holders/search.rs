@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use super::{
     heap::{RegionKind, Snapshot},
     types::TypeTable,
+    values::ValueRef,
 };
 use crate::keys::Reader;
 
@@ -69,6 +70,8 @@ pub(crate) struct Path {
     pub(crate) steps: Vec<String>,
     /// The words it goes through, root first: (address, value held).
     pub(crate) edges: Vec<(u64, u64)>,
+    /// Its root is a goroutine's stack.
+    pub(crate) stack: bool,
 }
 
 /// What a search found.
@@ -127,6 +130,7 @@ pub(crate) fn search(
     types: &TypeTable,
     root_name: &dyn Fn(u64, Option<&str>) -> Option<String>,
     suspects: &[Suspect],
+    values: &HashMap<u64, Vec<ValueRef>>,
     limits: Limits,
     deadline: std::time::Instant,
 ) -> Outcome {
@@ -160,7 +164,9 @@ pub(crate) fn search(
             let done = out
                 .paths
                 .get(&suspects[nodes[n].suspect].map)
-                .is_some_and(|p| p.len() >= limits.paths_per_suspect);
+                // Paths from goroutine stacks rank after those from
+                // globals: they do not end the search for one.
+                .is_some_and(|p| p.iter().filter(|p| !p.stack).count() >= limits.paths_per_suspect);
             if done {
                 continue;
             }
@@ -179,6 +185,31 @@ pub(crate) fn search(
             })
             .collect();
         let mut next = Vec::new();
+        // Held as the value of another map: the next level looks for that
+        // map, of its type.
+        for (value, ns) in &by_value {
+            for r in values.get(value).into_iter().flatten() {
+                for &n in ns {
+                    if r.elem_type != nodes[n].ty || !seen.insert((r.container, r.container_type)) {
+                        continue;
+                    }
+                    next.push(nodes.len());
+                    nodes.push(Node {
+                        want: r.container,
+                        ty: r.container_type,
+                        stride: 0,
+                        suspect: nodes[n].suspect,
+                        label: Some(r.step.clone()),
+                        child: Some(Link {
+                            node: n,
+                            at: r.at,
+                            value: *value,
+                            index: None,
+                        }),
+                    });
+                }
+            }
+        }
         for (at, value, kind) in snap.find(&by_value, &ranges, limits.hits_per_value) {
             let wanting: Vec<(usize, Option<u64>)> = by_value
                 .get(&value)
@@ -229,7 +260,20 @@ pub(crate) fn search(
                             path_from(&nodes, root, &link)
                         };
                         let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
-                        if list.len() < limits.paths_per_suspect && !list.contains(&path) {
+                        let globals = list.iter().filter(|p| !p.stack).count();
+                        if globals < limits.paths_per_suspect && !list.contains(&path) {
+                            list.push(path);
+                        }
+                    }
+                    RegionKind::Stack => {
+                        let Some(root) = snap.stack_root(at) else {
+                            continue;
+                        };
+                        let mut path = path_from(&nodes, root.to_owned(), &link);
+                        path.stack = true;
+                        let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
+                        let stacks = list.iter().filter(|p| p.stack).count();
+                        if stacks < limits.paths_per_suspect && !list.contains(&path) {
                             list.push(path);
                         }
                     }
@@ -296,20 +340,26 @@ pub(crate) fn search(
 }
 
 impl Path {
-    /// How doubtful the path is, least first: slice steps, then the
-    /// largest element index, then its length. A slice step is inferred
+    /// How doubtful the path is, least first: a global root before a
+    /// goroutine's stack (scanned conservatively: a dead slot may hold an
+    /// old pointer), then slice steps, then the largest element index,
+    /// then its length. A slice step is inferred
     /// from a header whose data pointer lies up to [`MAX_INDEX`] elements
     /// below the element, so any slice of the runtime's whose array sits
     /// just below can pass for one (seen in a stripped binary, where
     /// runtime globals have no names to exclude them by): the nearer the
     /// element is to the array's start, the likelier the header is its own.
-    fn doubt(&self) -> (usize, u64, usize) {
+    fn doubt(&self) -> (bool, usize, u64, usize) {
+        // A slice element (`[2]`) is followed by its field (`(main.shard).m`);
+        // a map key (`[2]` too) is not.
         let index: Vec<u64> = self
             .steps
-            .iter()
-            .filter_map(|s| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+            .windows(2)
+            .filter(|w| w[1].starts_with('('))
+            .filter_map(|w| w[0].strip_prefix('[')?.strip_suffix(']')?.parse().ok())
             .collect();
         (
+            self.stack,
             index.len(),
             index.iter().copied().max().unwrap_or(0),
             self.steps.len(),
@@ -330,7 +380,11 @@ fn path_from(nodes: &[Node], root: String, link: &Link) -> Path {
         steps.extend(nodes[l.node].label.clone());
         link = nodes[l.node].child.as_ref();
     }
-    Path { steps, edges }
+    Path {
+        steps,
+        edges,
+        stack: false,
+    }
 }
 
 /// The first of `paths` whose every word still holds its value, read live.
@@ -347,285 +401,4 @@ pub(crate) fn confirm<R: Reader>(mem: &R, paths: &[Path]) -> Option<Path> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{
-        super::{
-            heap::{Region, RegionKind, Snapshot},
-            types::build,
-        },
-        *,
-    };
-    use crate::keys::testmem::FakeMem;
-
-    const MAP: u8 = 21;
-    const GLOBALS: u64 = 0x5b_0000;
-    const HEAP: u64 = 0xc000_0000;
-
-    /// Types of `main.srv → (*main.server).cache → (*main.cache).items`, and
-    /// a decoy struct with a field of the map's type at another offset.
-    struct World {
-        types: TypeTable,
-        map_type: u64,
-    }
-
-    fn world() -> World {
-        let mut r = build::Region::new(0x40_0000);
-        let m = r.plain("map[string][]uint8", MAP, 8);
-        let s = r.plain("string", 24, 16);
-        let cache = r.strukt("main.cache", 32, &[("name", s, 0), ("items", m, 24)]);
-        let pcache = r.ptr(cache, "*main.cache", true);
-        let server = r.strukt("main.server", 32, &[("addr", s, 0), ("cache", pcache, 24)]);
-        r.ptr(server, "*main.server", true);
-        let decoy = r.strukt("main.decoy", 16, &[("m", m, 0)]);
-        r.ptr(decoy, "*main.decoy", true);
-        World {
-            types: TypeTable::new(r.base, r.bytes),
-            map_type: m,
-        }
-    }
-
-    fn put(buf: &mut [u8], off: usize, v: u64) {
-        buf[off..off + 8].copy_from_slice(&v.to_le_bytes());
-    }
-
-    /// Heap: server @0x100 (cache @+24 → 0x200), cache @0x200 (items @+24
-    /// → the map @0x800), a stale stack-like copy of the map pointer @0x400.
-    fn memory() -> (Vec<u8>, Vec<u8>) {
-        let mut g = vec![0u8; 64];
-        put(&mut g, 16, HEAP + 0x100);
-        let mut h = vec![0u8; 0x1000];
-        put(&mut h, 0x100 + 24, HEAP + 0x200);
-        put(&mut h, 0x200 + 24, HEAP + 0x800);
-        put(&mut h, 0x400, HEAP + 0x800);
-        (g, h)
-    }
-
-    fn snapshot(g: Vec<u8>, h: Vec<u8>) -> Snapshot {
-        Snapshot::from_regions(vec![
-            Region {
-                addr: GLOBALS,
-                bytes: g,
-                kind: RegionKind::Globals,
-            },
-            Region {
-                addr: HEAP,
-                bytes: h,
-                kind: RegionKind::Heap,
-            },
-        ])
-    }
-
-    fn name_root(at: u64, ty: Option<&str>) -> Option<String> {
-        (at == GLOBALS + 16)
-            .then(|| "main.srv".to_owned())
-            .or_else(|| Some(format!("global at {at:#x} ({})", ty.unwrap_or("?"))))
-    }
-
-    fn far() -> std::time::Instant {
-        std::time::Instant::now() + std::time::Duration::from_secs(60)
-    }
-
-    /// global → *server → .cache → *cache → .items → map, named from the
-    /// descriptors, with the words it goes through; confirmed when memory
-    /// still holds them, not once one changed.
-    #[test]
-    fn finds_and_confirms_the_path() {
-        let w = world();
-        let (g, h) = memory();
-        let snap = snapshot(g.clone(), h.clone());
-        let sus = [Suspect {
-            map: HEAP + 0x800,
-            map_type: w.map_type,
-        }];
-        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
-        let paths = &out.paths[&(HEAP + 0x800)];
-        assert_eq!(
-            paths[0].steps,
-            ["main.srv", "(*main.server).cache", "(*main.cache).items"]
-        );
-        assert_eq!(
-            paths[0].edges,
-            [
-                (GLOBALS + 16, HEAP + 0x100),
-                (HEAP + 0x118, HEAP + 0x200),
-                (HEAP + 0x218, HEAP + 0x800)
-            ]
-        );
-        assert!(!out.cut_short, "{out:?}");
-        let mem = FakeMem::default();
-        mem.put(GLOBALS, g);
-        mem.put(HEAP, h);
-        assert_eq!(confirm(&mem, paths).as_ref(), Some(&paths[0]));
-        // The cache's field now points elsewhere: the path is gone.
-        mem.poke(HEAP + 0x218, &0u64.to_le_bytes());
-        assert_eq!(confirm(&mem, paths), None);
-        mem.remove(HEAP);
-        assert_eq!(confirm(&mem, paths), None);
-    }
-
-    /// A map held directly by a global is a path of one step; a global the
-    /// namer rejects (a runtime global) is no root; the depth bound stops a
-    /// search and says so.
-    #[test]
-    fn direct_roots_rejected_roots_and_depth() {
-        let w = world();
-        let (mut g, h) = memory();
-        put(&mut g, 40, HEAP + 0x800);
-        let snap = snapshot(g, h);
-        let sus = [Suspect {
-            map: HEAP + 0x800,
-            map_type: w.map_type,
-        }];
-        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
-        let first = &out.paths[&(HEAP + 0x800)][0];
-        assert_eq!(
-            first.steps,
-            [format!(
-                "global at {:#x} (map[string][]uint8)",
-                GLOBALS + 40
-            )]
-        );
-        let only_srv =
-            |at: u64, _: Option<&str>| (at == GLOBALS + 16).then(|| "main.srv".to_owned());
-        let out = search(&snap, &w.types, &only_srv, &sus, Limits::default(), far());
-        assert_eq!(out.paths[&(HEAP + 0x800)][0].steps.len(), 3);
-        let shallow = Limits {
-            depth: 2,
-            ..Limits::default()
-        };
-        let out = search(&snap, &w.types, &only_srv, &sus, shallow, far());
-        assert!(out.paths.is_empty());
-        assert!(out.cut_short);
-    }
-
-    /// global → *shardSet → .shards → [2] → (main.shard).m: a map in an
-    /// element of a slice of structs.
-    #[test]
-    fn slice_elements() {
-        let mut r = build::Region::new(0x40_0000);
-        let m = r.plain("map[int]int", MAP, 8);
-        let s = r.plain("string", 24, 16);
-        let shard = r.strukt("main.shard", 24, &[("name", s, 0), ("m", m, 16)]);
-        let shards = r.slice(shard, "[]main.shard");
-        let set = r.strukt("main.shardSet", 32, &[("n", s, 0), ("shards", shards, 8)]);
-        r.ptr(set, "*main.shardSet", true);
-        let types = TypeTable::new(r.base, r.bytes);
-        let mut g = vec![0u8; 64];
-        put(&mut g, 16, HEAP + 0x100);
-        // A second global holding the array directly: `var all []shard`.
-        put(&mut g, 32, HEAP + 0x300);
-        let mut h = vec![0u8; 0x1000];
-        put(&mut g, 40, 4);
-        put(&mut g, 48, 4);
-        // A pointer near the array, not a slice header (len 0): no path.
-        put(&mut g, 8, HEAP + 0x300);
-        // A slice header whose array starts 100 elements below: a path,
-        // but more doubtful than the ones through element 2.
-        g.resize(128, 0);
-        put(&mut g, 64, HEAP + 0x330 - 24 * 100);
-        put(&mut g, 72, 200);
-        put(&mut g, 80, 200);
-        // The set: shards = {ptr 0x300, len 4, cap 4}.
-        put(&mut h, 0x100 + 8, HEAP + 0x300);
-        put(&mut h, 0x100 + 16, 4);
-        put(&mut h, 0x100 + 24, 4);
-        // Element 2 of the array at 0x300 holds the map @0x800.
-        put(&mut h, 0x300 + 2 * 24 + 16, HEAP + 0x800);
-        let snap = snapshot(g, h);
-        let sus = [Suspect {
-            map: HEAP + 0x800,
-            map_type: m,
-        }];
-        let names = |at: u64, _: Option<&str>| match at - GLOBALS {
-            8 => Some("main.near".to_owned()),
-            16 => Some("main.set".to_owned()),
-            32 => Some("main.all".to_owned()),
-            64 => Some("main.far".to_owned()),
-            _ => None,
-        };
-        let out = search(&snap, &types, &names, &sus, Limits::default(), far());
-        let paths = &out.paths[&(HEAP + 0x800)];
-        let steps: Vec<&[String]> = paths.iter().map(|p| p.steps.as_slice()).collect();
-        assert_eq!(
-            steps,
-            [
-                &["main.all", "[2]", "(main.shard).m"][..],
-                &[
-                    "main.set",
-                    "(*main.shardSet).shards",
-                    "[2]",
-                    "(main.shard).m"
-                ][..],
-                &["main.far", "[100]", "(main.shard).m"][..],
-            ],
-            "{paths:?}"
-        );
-        assert_eq!(
-            paths[1].edges,
-            [
-                (GLOBALS + 16, HEAP + 0x100),
-                (HEAP + 0x108, HEAP + 0x300),
-                (HEAP + 0x340, HEAP + 0x800)
-            ]
-        );
-    }
-
-    /// An empty interface global holding a *cache: the root is the
-    /// interface, then the type assertion step.
-    #[test]
-    fn interface_roots() {
-        let w = world();
-        let (_, mut h) = memory();
-        let pcache = w
-            .types
-            .ptr_to(w.types.fields_of_type(w.map_type)[0].struct_type);
-        let mut g = vec![0u8; 64];
-        put(&mut g, 24, pcache.unwrap());
-        put(&mut g, 32, HEAP + 0x200);
-        h[0x118..0x120].fill(0);
-        let snap = snapshot(g, h);
-        let sus = [Suspect {
-            map: HEAP + 0x800,
-            map_type: w.map_type,
-        }];
-        let names = |at: u64, ty: Option<&str>| {
-            (at == GLOBALS + 24).then(|| format!("main.handler ({})", ty.unwrap_or("?")))
-        };
-        let out = search(&snap, &w.types, &names, &sus, Limits::default(), far());
-        let p = &out.paths[&(HEAP + 0x800)][0];
-        assert_eq!(
-            p.steps,
-            [
-                "main.handler (interface {})",
-                ".(*main.cache)",
-                "(*main.cache).items"
-            ]
-        );
-        assert_eq!(p.edges[0], (GLOBALS + 24, pcache.unwrap()));
-        assert_eq!(p.edges.len(), 3);
-    }
-
-    /// Pointer cycles and self-references end; garbage memory finds nothing
-    /// and never panics.
-    #[test]
-    fn cycles_and_garbage() {
-        let w = world();
-        let mut h = vec![0u8; 0x1000];
-        // Two caches pointing at each other through their `name` words and
-        // a server pointing at itself.
-        put(&mut h, 0x100 + 24, HEAP + 0x100);
-        put(&mut h, 0x200 + 24, HEAP + 0x800);
-        put(&mut h, 0x300 + 24, HEAP + 0x200);
-        put(&mut h, 0x200, HEAP + 0x300);
-        let snap = snapshot(vec![0u8; 64], h);
-        let sus = [Suspect {
-            map: HEAP + 0x800,
-            map_type: w.map_type,
-        }];
-        let out = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
-        assert!(out.paths.is_empty(), "{:?}", out.paths);
-        let junk: Vec<u8> = (0..0x2000u32).map(|i| (i * 7919 % 251) as u8).collect();
-        let snap = snapshot(junk.clone(), junk);
-        let _ = search(&snap, &w.types, &name_root, &sus, Limits::default(), far());
-    }
-}
+mod tests;

@@ -32,6 +32,10 @@ const FIELD_SIZE: u64 = 24;
 
 /// `abi.KindMask`.
 const KIND_MASK: u8 = 0x1f;
+/// `abi.Map`.
+pub(crate) const KIND_MAP: u8 = 21;
+/// `MapType.Elem`.
+const MAP_ELEM_OFF: u64 = 56;
 /// `abi.Pointer`.
 pub(crate) const KIND_PTR: u8 = 22;
 /// `abi.Slice`.
@@ -184,6 +188,24 @@ impl TypeTable {
         })
     }
 
+    /// Map types whose element is the type at `t` (at most 8).
+    #[must_use]
+    pub(crate) fn maps_of(&self, t: u64) -> Vec<u64> {
+        let Some(words) = self.refs.get(&t) else {
+            return Vec::new();
+        };
+        words
+            .iter()
+            .filter_map(|&w| {
+                // `MapType.Elem` @56 in both layouts (`abi.OldMapType`,
+                // `abi.SwissMapType` / 1.26 `abi.MapType`).
+                let m = w.checked_sub(MAP_ELEM_OFF)?;
+                (self.kind(m)? == KIND_MAP).then_some(m)
+            })
+            .take(8)
+            .collect()
+    }
+
     /// Fields of the struct at `s`: (name, type, offset).
     fn fields(&self, s: u64) -> Option<Vec<(String, u64, u64)>> {
         (self.kind(s)? == KIND_STRUCT).then_some(())?;
@@ -244,6 +266,15 @@ impl TypeTable {
                     let Some(struct_size) = self.size(s) else {
                         continue;
                     };
+                    // A Swiss map's slot (`struct { key K; elem V }`): a
+                    // value of that map, stepped through as such
+                    // (`super::values`), not as a struct in a slice.
+                    if self
+                        .name(s)
+                        .is_some_and(|n| n.starts_with("struct { key ") && name == "elem")
+                    {
+                        continue;
+                    }
                     if offset.checked_add(8).is_none_or(|e| e > struct_size) {
                         continue;
                     }

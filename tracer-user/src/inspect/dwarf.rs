@@ -37,6 +37,8 @@ const STRUCTS: &[&str] = &[
     "runtime.mstats",
     "runtime.gcControllerState",
     "runtime.g",
+    "runtime.stack",
+    "runtime.gobuf",
     "runtime.moduledata",
     // sync.Map on Go 1.24+ (checked against `syncmap::layout`).
     "sync.Map",
@@ -449,6 +451,16 @@ impl DwarfInfo {
         l.gc_heap_live = self.member("runtime.gcControllerState", "heapLive");
         l.gc_heap_marked = self.member("runtime.gcControllerState", "heapMarked");
         l.g_goid = self.member("runtime.g", "goid");
+        let sum = |a: Option<u32>, b: Option<u32>| a.zip(b).and_then(|(a, b)| a.checked_add(b));
+        let stack = self.member("runtime.g", "stack");
+        l.g_stack_lo = sum(stack, self.member("runtime.stack", "lo"));
+        l.g_stack_hi = sum(stack, self.member("runtime.stack", "hi"));
+        l.g_sched_sp = sum(
+            self.member("runtime.g", "sched"),
+            self.member("runtime.gobuf", "sp"),
+        );
+        l.g_atomicstatus = self.member("runtime.g", "atomicstatus");
+        l.g_startpc = self.member("runtime.g", "startpc");
         l.moduledata_types = self.member("runtime.moduledata", "types");
         l.moduledata_etypes = self.member("runtime.moduledata", "etypes");
         l

@@ -114,6 +114,15 @@ pub struct RuntimeLayout {
     // --- goroutine and modules ---
     /// `g.goid`.
     pub g_goid: Option<u32>,
+    /// `g.stack.lo` and `g.stack.hi`.
+    pub g_stack_lo: Option<u32>,
+    pub g_stack_hi: Option<u32>,
+    /// `g.sched.sp`.
+    pub g_sched_sp: Option<u32>,
+    /// `g.atomicstatus`.
+    pub g_atomicstatus: Option<u32>,
+    /// `g.startpc`.
+    pub g_startpc: Option<u32>,
     /// `moduledata.types`.
     pub moduledata_types: Option<u32>,
     /// `moduledata.etypes`.
@@ -188,6 +197,22 @@ impl RuntimeLayout {
             g_goid: Some(match minor {
                 23 | 24 => 160,
                 _ => 152,
+            }),
+            // go1.18:src/runtime/runtime2.go `g.stack` @0 (`stack{lo, hi}`),
+            // `g.sched` @56 (`gobuf.sp` its first word), `atomicstatus` 8
+            // bytes before `goid`; `startpc` moved with the fields before
+            // it (DWARF of 1.19, 1.21 to 1.27 here; 1.20 assumed as 1.21).
+            g_stack_lo: Some(0),
+            g_stack_hi: Some(8),
+            g_sched_sp: Some(56),
+            g_atomicstatus: Some(match minor {
+                23 | 24 => 152,
+                _ => 144,
+            }),
+            g_startpc: Some(match minor {
+                ..=19 => 312,
+                20..=22 | 25 => 296,
+                _ => 304,
             }),
             // go1.18:src/runtime/symtab.go `moduledata.types`; go1.20 added
             // covctrs/ecovctrs before it; 1.27 added `typedesclen` before etypes.
@@ -316,6 +341,11 @@ impl RuntimeLayout {
             ("gcController.heapLive", self.gc_heap_live),
             ("gcController.heapMarked", self.gc_heap_marked),
             ("g.goid", self.g_goid),
+            ("g.stack.lo", self.g_stack_lo),
+            ("g.stack.hi", self.g_stack_hi),
+            ("g.sched.sp", self.g_sched_sp),
+            ("g.atomicstatus", self.g_atomicstatus),
+            ("g.startpc", self.g_startpc),
             ("moduledata.types", self.moduledata_types),
             ("moduledata.etypes", self.moduledata_etypes),
         ]
@@ -376,6 +406,11 @@ impl RuntimeLayout {
             gc_heap_live,
             gc_heap_marked,
             g_goid,
+            g_stack_lo,
+            g_stack_hi,
+            g_sched_sp,
+            g_atomicstatus,
+            g_startpc,
             moduledata_types,
             moduledata_etypes,
         );

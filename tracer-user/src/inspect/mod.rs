@@ -462,6 +462,13 @@ impl BinaryInfo {
         self.elf.va_to_file_offset(va)
     }
 
+    /// The `.symtab` data symbol called `name` (a linear search: for a
+    /// look-up made once per process).
+    #[must_use]
+    pub fn data_symbol(&self, name: &str) -> Option<&DataSymbol> {
+        self.data_syms.iter().find(|s| s.name == name)
+    }
+
     /// The `.symtab` data symbol containing `va`, and the offset into it.
     #[must_use]
     pub fn data_symbol_at(&self, va: u64) -> Option<(&DataSymbol, u64)> {

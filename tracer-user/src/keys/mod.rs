@@ -45,6 +45,7 @@ use identity::{IdHasher, Plan, Seg};
 mod render;
 mod retention;
 mod snapshot;
+pub(crate) mod values;
 
 pub use render::{PREFIX_CHARS, SHOW_CHARS, escape_bytes, render};
 pub use retention::{

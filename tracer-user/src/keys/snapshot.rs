@@ -151,7 +151,7 @@ pub fn snapshot(
 /// What the header (and Swiss table headers) said; equal before and after a
 /// walk means no resize, clear or count change happened in between.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Shape {
+pub(super) enum Shape {
     Hmap(HmapHdr),
     Swiss {
         used: u64,
@@ -183,7 +183,7 @@ impl Shape {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct HmapHdr {
+pub(super) struct HmapHdr {
     count: u64,
     flags: u8,
     b: u8,
@@ -272,7 +272,7 @@ fn read_swiss<R: Reader>(r: &R, l: &RuntimeLayout, addr: u64) -> Option<(Shape, 
     ))
 }
 
-fn read_shape<R: Reader>(
+pub(super) fn read_shape<R: Reader>(
     r: &R,
     l: &RuntimeLayout,
     kl: &KeyLayout,
@@ -285,17 +285,22 @@ fn read_shape<R: Reader>(
 }
 
 /// Key slots gathered by one walk.
-struct Walk<'a, R> {
+pub(super) struct Walk<'a, R> {
     r: &'a R,
     kl: &'a KeyLayout,
     max_keys: usize,
     max_bytes: u64,
     /// Key slot bytes, `slot_key_size` each.
-    slots: Vec<u8>,
+    pub(super) slots: Vec<u8>,
     n: usize,
-    unreadable: bool,
-    truncated: bool,
-    bytes: u64,
+    /// Where slot `i`'s element is in its bucket or group, when elements
+    /// are gathered too: `base + i * stride`.
+    elems: Option<(u64, u64)>,
+    /// (address, word) of each gathered slot's element, with `elems`.
+    pub(super) values: Vec<(u64, u64)>,
+    pub(super) unreadable: bool,
+    pub(super) truncated: bool,
+    pub(super) bytes: u64,
 }
 
 impl<R: Reader> Walk<'_, R> {
@@ -308,8 +313,9 @@ impl<R: Reader> Walk<'_, R> {
         true
     }
 
-    /// Pushes the key slot at `off` of `buf`.
-    fn push(&mut self, buf: &[u8], off: u64) {
+    /// Pushes the key slot at `off` of `buf` (the bucket or group at
+    /// `at`), slot `i` of it.
+    fn push(&mut self, buf: &[u8], at: u64, off: u64, i: u64) {
         if self.n >= self.max_keys {
             self.truncated = true;
             return;
@@ -320,6 +326,16 @@ impl<R: Reader> Walk<'_, R> {
             .and_then(|o| buf.get(o..o + usize::try_from(sz).ok()?))
         {
             Some(s) => {
+                if let Some((base, stride)) = self.elems {
+                    let o = base.saturating_add(i.saturating_mul(stride));
+                    match le64(buf, o) {
+                        Some(v) => self.values.push((at.wrapping_add(o), v)),
+                        None => {
+                            self.unreadable = true;
+                            return;
+                        }
+                    }
+                }
                 self.slots.extend_from_slice(s);
                 self.n += 1;
             }
@@ -328,14 +344,14 @@ impl<R: Reader> Walk<'_, R> {
     }
 
     /// Reads `[base, base + count * unit)` in chunks of whole units (as
-    /// many units as the byte budget allows) and calls `f(self, unit_bytes)`
-    /// for each unit read.
+    /// many units as the byte budget allows) and calls `f(self, unit
+    /// address, unit_bytes)` for each unit read.
     fn chunked(
         &mut self,
         base: u64,
         mut count: u64,
         unit: u64,
-        mut f: impl FnMut(&mut Self, &[u8]),
+        mut f: impl FnMut(&mut Self, u64, &[u8]),
     ) {
         if count == 0 || unit == 0 {
             return;
@@ -359,27 +375,28 @@ impl<R: Reader> Walk<'_, R> {
         for batch in regions.chunks(BATCH) {
             let regs: Vec<(u64, usize)> = batch.iter().map(|&(a, n)| (a, n)).collect();
             self.bytes += regs.iter().map(|r| r.1 as u64).sum::<u64>();
-            for buf in self.r.read_many(&regs) {
+            for (buf, &(at, _)) in self.r.read_many(&regs).into_iter().zip(&regs) {
                 let Some(buf) = buf else {
                     self.unreadable = true;
                     continue;
                 };
-                for u in buf.chunks_exact(usize::try_from(unit).unwrap_or(usize::MAX)) {
+                let chunks = buf.chunks_exact(usize::try_from(unit).unwrap_or(usize::MAX));
+                for (j, u) in (0u64..).zip(chunks) {
                     if self.n >= self.max_keys && self.truncated {
                         return;
                     }
-                    f(self, u);
+                    f(self, at.wrapping_add(j * unit), u);
                 }
             }
         }
     }
 
-    /// Scans one hmap bucket; returns its overflow pointer.
-    fn hmap_bucket(&mut self, b: &[u8]) -> u64 {
+    /// Scans one hmap bucket (at `at`); returns its overflow pointer.
+    fn hmap_bucket(&mut self, at: u64, b: &[u8]) -> u64 {
         for (i, &top) in (0u64..).zip(&b[..8]) {
             // minTopHash = 5: below are empty and evacuated marks.
             if top >= 5 {
-                self.push(b, 8 + i * self.kl.slot_key_size);
+                self.push(b, at, 8 + i * self.kl.slot_key_size, i);
             }
         }
         le64(b, self.kl.bucket_size - 8).unwrap_or(0)
@@ -403,9 +420,9 @@ impl<R: Reader> Walk<'_, R> {
                 .map(|&p| (p, usize::try_from(bs).unwrap_or(0)))
                 .collect();
             let mut more = Vec::new();
-            for b in self.r.read_many(&regs) {
+            for (b, &(at, _)) in self.r.read_many(&regs).into_iter().zip(&regs) {
                 match b {
-                    Some(b) => more.push(self.hmap_bucket(&b)),
+                    Some(b) => more.push(self.hmap_bucket(at, &b)),
                     None => self.unreadable = true,
                 }
             }
@@ -418,22 +435,24 @@ impl<R: Reader> Walk<'_, R> {
         let nb = 1u64 << h.b;
         let mut over = Vec::new();
         if h.buckets != 0 {
-            self.chunked(h.buckets, nb, bs, |w, b| over.push(w.hmap_bucket(b)));
+            self.chunked(h.buckets, nb, bs, |w, at, b| {
+                over.push(w.hmap_bucket(at, b));
+            });
         }
         if h.oldbuckets != 0 {
             // sameSizeGrow (flags & 8): as many old buckets as new.
             let old_n = if h.flags & 8 != 0 { nb } else { nb >> 1 };
-            self.chunked(h.oldbuckets, old_n.max(1), bs, |w, b| {
+            self.chunked(h.oldbuckets, old_n.max(1), bs, |w, at, b| {
                 // evacuatedX, evacuatedY, evacuatedEmpty: moved to the new array.
                 if !(2..=4).contains(&b[0]) {
-                    over.push(w.hmap_bucket(b));
+                    over.push(w.hmap_bucket(at, b));
                 }
             });
         }
         self.overflow(over);
     }
 
-    fn swiss_group(&mut self, g: &[u8]) {
+    fn swiss_group(&mut self, at: u64, g: &[u8]) {
         let Some(ctrl) = le64(g, 0) else {
             self.unreadable = true;
             return;
@@ -441,7 +460,7 @@ impl<R: Reader> Walk<'_, R> {
         for i in 0..8u64 {
             // ctrlEmpty 0x80, ctrlDeleted 0xfe; full is 0b0hhhhhhh.
             if (ctrl >> (8 * i)) & 0x80 == 0 {
-                self.push(g, self.kl.keys_off + i * self.kl.key_stride);
+                self.push(g, at, self.kl.keys_off + i * self.kl.key_stride, i);
             }
         }
     }
@@ -459,7 +478,7 @@ impl<R: Reader> Walk<'_, R> {
         let gs = self.kl.group_size;
         if *dir_len == 0 {
             if *dir_ptr != 0 {
-                self.chunked(*dir_ptr, 1, gs, |w, g| w.swiss_group(g));
+                self.chunked(*dir_ptr, 1, gs, |w, at, g| w.swiss_group(at, g));
             }
             return;
         }
@@ -470,7 +489,7 @@ impl<R: Reader> Walk<'_, R> {
                 self.unreadable = true;
                 continue;
             }
-            self.chunked(data, mask + 1, gs, |w, g| w.swiss_group(g));
+            self.chunked(data, mask + 1, gs, |w, at, g| w.swiss_group(at, g));
             if self.truncated {
                 return;
             }
@@ -532,7 +551,7 @@ fn str_hash(text: &[u8], len: u64) -> u64 {
 /// hashes. Returns the keys and whether anything was unreadable.
 /// `budget`: bytes the walk may still read. Returns the keys, whether
 /// anything was unreadable, whether the budget cut keys off, and bytes read.
-fn materialize<R: Reader>(
+pub(super) fn materialize<R: Reader>(
     r: &R,
     kl: &KeyLayout,
     slots: &[u8],
@@ -636,9 +655,21 @@ fn materialize<R: Reader>(
 fn walk<'a, R: Reader>(
     r: &'a R,
     kl: &'a KeyLayout,
+    shape_ok: &(Shape, bool),
+    max_keys: usize,
+    max_bytes: u64,
+) -> Walk<'a, R> {
+    walk_with(r, kl, shape_ok, max_keys, max_bytes, None)
+}
+
+/// [`walk`], also gathering each slot's element word when `elems`.
+pub(super) fn walk_with<'a, R: Reader>(
+    r: &'a R,
+    kl: &'a KeyLayout,
     (shape, tables_ok): &(Shape, bool),
     max_keys: usize,
     max_bytes: u64,
+    elems: Option<(u64, u64)>,
 ) -> Walk<'a, R> {
     let mut w = Walk {
         r,
@@ -647,6 +678,8 @@ fn walk<'a, R: Reader>(
         max_bytes,
         slots: Vec::new(),
         n: 0,
+        elems,
+        values: Vec::new(),
         unreadable: !tables_ok,
         truncated: false,
         bytes: 0,
