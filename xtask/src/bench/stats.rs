@@ -1,5 +1,14 @@
 //! Statistics over repetitions, and how figures are written in the report.
 
+use serde::{Deserialize as _, Deserializer};
+
+/// A figure read back from a record: JSON has no NaN (serde_json writes a
+/// non-finite figure as null), so null is read back as NaN. For
+/// `#[serde(deserialize_with = ...)]`.
+pub(super) fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// The median of the finite values (NaN when there is none).
 pub(super) fn median(v: &[f64]) -> f64 {
     let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();

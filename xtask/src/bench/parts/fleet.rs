@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bench::{
@@ -32,6 +32,7 @@ use crate::bench::{
     parts::phases::{self, GAP, Phase, TICK_MS, WARMUP, cpu_delta, drain, now, parse_ticks},
     proc::Proc,
     runner::Bench,
+    stats::nan_if_null,
     suite::{self, Traced, Workload},
 };
 
@@ -41,20 +42,15 @@ pub(crate) const WORKLOAD: &str = "json";
 /// `GOMAXPROCS` of each target: N processes share the machine's CPUs.
 pub(crate) const GOMAXPROCS: u32 = 1;
 
-/// A figure read back from the record: null (NaN when written) is NaN.
-fn nan_or<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
 /// One process in one phase.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct FleetProc {
     pub(crate) pid: u32,
     /// Operations per second in the phase (its ticks wholly inside it).
-    #[serde(deserialize_with = "nan_or")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) rate: f64,
     /// Its CPU time in the phase (user + system).
-    #[serde(deserialize_with = "nan_or")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) target_cpu_s: f64,
     /// Traced phases: the tracer's report names it; its planted map is
     /// reported growing; the budget rate it was given (mean over the trace,
@@ -62,9 +58,9 @@ pub(crate) struct FleetProc {
     /// debited (`overhead.budget_spent_target_cpu_s`).
     pub(crate) reported: bool,
     pub(crate) planted: bool,
-    #[serde(deserialize_with = "nan_or")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) budget_rate: f64,
-    #[serde(deserialize_with = "nan_or")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) debit_s: f64,
 }
 
@@ -80,15 +76,15 @@ pub(crate) struct FleetPhase {
     pub(crate) end: f64,
     pub(crate) attached: f64,
     /// Seconds from the tracer's start to every target attached.
-    #[serde(deserialize_with = "nan_or")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) attach_s: f64,
     /// The tracer's CPU time in the phase, and its peak resident memory
     /// (VmHWM, read before SIGINT).
-    #[serde(deserialize_with = "nan_or")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) tracer_cpu_s: f64,
     pub(crate) tracer_peak_rss: u64,
     /// CPU time of other processes (not the targets, not the tracer).
-    #[serde(deserialize_with = "nan_or")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) foreign_cpu_s: f64,
     pub(crate) procs: Vec<FleetProc>,
 }

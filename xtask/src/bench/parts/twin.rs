@@ -34,43 +34,25 @@ use crate::bench::{
     parts::phases::{TICK_MS, WARMUP, cpu_delta, drain, gc_rate, now, parse_ticks, rate},
     proc::Proc,
     runner::{Bench, report_hits, spawn_mapleak, take_report},
+    stats::nan_if_null,
     suite::{Traced, Workload},
 };
 
 /// After the tracer exits, before the next phase.
 const GAP: Duration = Duration::from_secs(1);
 
-/// `f64` written as null when it is not finite (JSON has no NaN), and read
-/// back as NaN from null.
-mod nan_null {
-    use serde::{Deserialize as _, Deserializer, Serializer};
-
-    #[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
-    pub(crate) fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if x.is_finite() {
-            s.serialize_f64(*x)
-        } else {
-            s.serialize_none()
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
-}
-
 /// One twin in one phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct TwinFigures {
     /// Operations per second, from its ticks wholly inside the phase.
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) rate: f64,
     /// Its CPU time in the phase (user + system: probe traps and handlers
     /// run on its threads).
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) cpu_s: f64,
     /// Its own GC cycles per second.
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) gc_rate: f64,
 }
 
@@ -89,17 +71,17 @@ pub(crate) struct TwinPhase {
     pub(crate) end: f64,
     pub(crate) twins: [TwinFigures; 2],
     /// The tracer's CPU time in the phase.
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) tracer_cpu_s: f64,
     /// CPU time of the other processes meanwhile.
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) foreign_cpu_s: f64,
     /// From the tracer's report (attach to exit) of a traced phase.
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) trace_s: f64,
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) debit_s: f64,
-    #[serde(with = "nan_null")]
+    #[serde(deserialize_with = "nan_if_null")]
     pub(crate) attached_share: f64,
     pub(crate) planted: bool,
     pub(crate) gc_cycles: u64,
