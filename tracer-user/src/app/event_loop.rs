@@ -126,6 +126,7 @@ pub(super) async fn trace_loop(
     let mut governor = GovernorThread::spawn(
         sessions.iter().map(|s| s.budget.clone()).collect(),
         tracer.hits_reader()?,
+        tracer.run_stats(),
         clocks.clone(),
         // `--all`: one budget for the node, split among the processes.
         opts.all.is_some().then_some(opts.overhead_budget),
@@ -215,9 +216,10 @@ async fn event_loop(
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let reason = loop {
-        // GC events do not wake the loop (they are written without a
-        // wakeup: a GC-heavy target runs hundreds of cycles a second), so it
-        // wakes at least every IDLE_WAIT, or when a pending sample is due.
+        // Events do not wake the loop (the probes write them without a
+        // wakeup, which would cost the target more than the hit itself,
+        // unless the ring buffer is a quarter full), so it wakes at least
+        // every IDLE_WAIT, or when a pending sample is due.
         let wait = ctx
             .sessions
             .iter()
