@@ -126,7 +126,6 @@ pub(super) async fn trace_loop(
     let mut governor = GovernorThread::spawn(
         sessions.iter().map(|s| s.budget.clone()).collect(),
         tracer.hits_reader()?,
-        tracer.run_stats(),
         clocks.clone(),
         // `--all`: one budget for the node, split among the processes.
         opts.all.is_some().then_some(opts.overhead_budget),
