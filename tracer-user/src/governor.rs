@@ -21,6 +21,15 @@
 //!   window is still opened every [`WINDOW_EVERY`] by keeping them paused
 //!   until the bucket is full.
 //!
+//! - the **large-growth** probes (Swiss `(*table).split`, hmap
+//!   `makeBucketArray` for large arrays: one hit per so much map memory
+//!   allocated), a second tier: on by default and while the other probes
+//!   are paused, with a bucket of their own filled at [`LARGE_GROWTH_SHARE`]
+//!   of the budget. A service that allocates large maps fast (a 1,000-key
+//!   map per request) empties it: they are paused until half of it is back,
+//!   so that they never cost more than that share. Their cost is debited
+//!   from the main bucket too: one budget covers everything.
+//!
 //! The decision is pure ([`Governor::decide`]); the caller attaches and
 //! detaches.
 use std::time::{Duration, Instant};
@@ -33,6 +42,12 @@ pub use tracer_common::governor::{
 
 /// A write window is due when the last one ended this long ago.
 pub const WINDOW_EVERY: Duration = Duration::from_secs(10);
+/// Share of the budget the large-growth probes may spend (their own
+/// bucket fills at this share of the rate): the rest covers the GC probes
+/// and the tracer's own CPU, and what is left of it the governed probes and
+/// the write windows.
+pub const LARGE_GROWTH_SHARE: f64 = 0.5;
+
 /// How often hit counts are read.
 pub const PERIOD: Duration = Duration::from_millis(100);
 /// How often while a write window is open (a write-heavy target can spend
@@ -72,6 +87,10 @@ pub struct Actions {
     pub open_window: bool,
     /// Detach the write-path probes.
     pub close_window: bool,
+    /// Detach the large-growth probes.
+    pub pause_large: bool,
+    /// Attach the large-growth probes again.
+    pub resume_large: bool,
 }
 
 /// Attaches and closes still going on, as the caller sees them (see
@@ -125,6 +144,56 @@ pub struct Governor {
     pub granted: f64,
     /// Seconds accounted.
     pub accounted_s: f64,
+    /// The large-growth probes: their own bucket, whether they are
+    /// attached, and their pauses.
+    pub large: LargeGrowth,
+}
+
+/// The second tier's state: the large-growth probes (see the module's
+/// documentation).
+#[derive(Debug)]
+pub struct LargeGrowth {
+    /// Their own credit, seconds of target CPU; fills at
+    /// [`LARGE_GROWTH_SHARE`] of the rate, up to [`BURST_S`] of that.
+    pub credit: f64,
+    /// Attached.
+    pub on: bool,
+    /// Times paused.
+    pub pauses: u64,
+    /// Times attached again after a pause.
+    pub resumes: u64,
+    /// Time spent paused (closed pauses).
+    pub paused_total: Duration,
+    /// Start of the current pause.
+    pub paused_at: Option<Instant>,
+}
+
+impl LargeGrowth {
+    fn new(rate: f64) -> Self {
+        Self {
+            credit: large_max(rate),
+            on: true,
+            pauses: 0,
+            resumes: 0,
+            paused_total: Duration::ZERO,
+            paused_at: None,
+        }
+    }
+
+    /// Seconds paused so far, including a pause in progress.
+    #[must_use]
+    pub fn paused_s(&self, now: Instant) -> f64 {
+        (self.paused_total
+            + self
+                .paused_at
+                .map_or(Duration::ZERO, |at| now.duration_since(at)))
+        .as_secs_f64()
+    }
+}
+
+/// Size of the large-growth probes' bucket at `rate`.
+fn large_max(rate: f64) -> f64 {
+    rate * LARGE_GROWTH_SHARE * BURST_S
 }
 
 impl Governor {
@@ -147,6 +216,7 @@ impl Governor {
             spent: 0.0,
             granted: 0.0,
             accounted_s: 0.0,
+            large: LargeGrowth::new(rate),
         }
     }
 
@@ -157,6 +227,7 @@ impl Governor {
         if rate.is_finite() && rate >= 0.0 {
             self.rate = rate;
             self.credit = self.credit.min(self.max());
+            self.large.credit = self.large.credit.min(large_max(rate));
         }
     }
 
@@ -177,12 +248,16 @@ impl Governor {
         self.rate * BURST_S
     }
 
-    /// Credits `dt` seconds of budget and debits `cost`.
-    pub fn account(&mut self, dt: f64, cost: f64) {
+    /// Credits `dt` seconds of budget and debits `cost`, of which `large`
+    /// was spent by the large-growth probes (debited from their own bucket
+    /// too).
+    pub fn account(&mut self, dt: f64, cost: f64, large: f64) {
         self.spent += cost;
         self.granted += self.rate * dt;
         self.accounted_s += dt;
         self.credit = (self.credit + self.rate * dt - cost).min(self.max());
+        self.large.credit = (self.large.credit + self.rate * LARGE_GROWTH_SHARE * dt - large)
+            .min(large_max(self.rate));
     }
 
     /// A write window is due ([`WINDOW_EVERY`] since the last one).
@@ -204,18 +279,25 @@ impl Governor {
         self.creation_on && !window_waits && self.credit >= self.max() * 0.9
     }
 
-    /// Decides what to change. `busy_creation` / `busy_window`: a detach of
-    /// that group is still in progress (do not attach it again yet);
-    /// `have_window`: there are write-path probes at all.
+    /// Decides what to change. `busy_creation` / `busy_window` /
+    /// `busy_large`: a detach of that group is still in progress (do not
+    /// attach it again yet); `have_window`: there are write-path probes at
+    /// all.
     #[must_use]
     pub fn decide(
         &self,
         now: Instant,
         busy_creation: bool,
         busy_window: bool,
+        busy_large: bool,
         have_window: bool,
     ) -> Actions {
         let mut a = Actions::default();
+        if self.large.on && self.large.credit < 0.0 {
+            a.pause_large = true;
+        } else if !self.large.on && !busy_large && self.large.credit >= large_max(self.rate) / 2.0 {
+            a.resume_large = true;
+        }
         let max = self.max();
         if let Some(open) = self.window_open
             && (self.credit < 0.0 || now.duration_since(open) >= WINDOW_MAX)
@@ -301,7 +383,24 @@ impl Governor {
         self.last_window_end = Some(now);
     }
 
-    /// Seconds paused so far, including a pause in progress.
+    /// Records that the large-growth probes were paused at `now`.
+    pub fn large_paused(&mut self, now: Instant) {
+        self.large.on = false;
+        self.large.pauses += 1;
+        self.large.paused_at = Some(now);
+    }
+
+    /// Records that the large-growth probes were attached again at `now`.
+    pub fn large_resumed(&mut self, now: Instant) {
+        self.large.on = true;
+        self.large.resumes += 1;
+        if let Some(at) = self.large.paused_at.take() {
+            self.large.paused_total += now.duration_since(at);
+        }
+    }
+
+    /// Seconds the governed probes were paused so far, including a pause in
+    /// progress.
     #[must_use]
     pub fn paused_s(&self, now: Instant) -> f64 {
         (self.paused_total
@@ -370,13 +469,13 @@ mod tests {
         // A higher rate: the bucket grows and fills at it.
         g.set_rate(0.002);
         assert!((g.credit - 0.005).abs() < 1e-12);
-        g.account(1.0, 0.0);
+        g.account(1.0, 0.0, 0.0);
         assert!((g.credit - 0.007).abs() < 1e-12);
         g.set_rate(f64::NAN);
         assert!((g.rate - 0.002).abs() < 1e-15);
         // The mean rate over the seconds accounted.
         g.set_rate(0.004);
-        g.account(1.0, 0.0);
+        g.account(1.0, 0.0, 0.0);
         assert!((g.mean_rate() - 0.003).abs() < 1e-12, "{}", g.mean_rate());
     }
 
@@ -395,17 +494,20 @@ mod tests {
     fn windows_are_spaced_on_an_idle_target() {
         let t0 = Instant::now();
         let mut g = Governor::new(0.01);
-        assert!(g.decide(t0, false, false, true).open_window);
+        assert!(g.decide(t0, false, false, false, true).open_window);
         g.opened(t0);
         let t1 = t0 + WINDOW_MAX;
-        assert!(g.decide(t1, false, false, true).close_window);
+        assert!(g.decide(t1, false, false, false, true).close_window);
         g.closed(t1);
         // Nothing was spent: the bucket is full, but the gap has not passed.
         assert!(
-            !g.decide(t1 + WINDOW_GAP / 2, false, false, true)
+            !g.decide(t1 + WINDOW_GAP / 2, false, false, false, true)
                 .open_window
         );
-        assert!(g.decide(t1 + WINDOW_GAP, false, false, true).open_window);
+        assert!(
+            g.decide(t1 + WINDOW_GAP, false, false, false, true)
+                .open_window
+        );
     }
 
     #[test]
@@ -508,8 +610,8 @@ mod tests {
                 });
             create_detach = create_detach.saturating_sub(1);
             window_detach = window_detach.saturating_sub(1);
-            g.account(dt, cost);
-            let a = g.decide(now, create_detach > 0, window_detach > 0, true);
+            g.account(dt, cost, 0.0);
+            let a = g.decide(now, create_detach > 0, window_detach > 0, false, true);
             if a.close_window {
                 window_live = false;
                 window_detach = lag;
@@ -563,16 +665,19 @@ mod tests {
     fn window_closes_at_max() {
         let t0 = Instant::now();
         let mut g = Governor::new(0.01);
-        assert!(g.decide(t0, false, false, true).open_window);
+        assert!(g.decide(t0, false, false, false, true).open_window);
         g.opened(t0);
         assert!(
-            !g.decide(t0 + Duration::from_secs(1), false, false, true)
+            !g.decide(t0 + Duration::from_secs(1), false, false, false, true)
                 .close_window
         );
-        assert!(g.decide(t0 + WINDOW_MAX, false, false, true).close_window);
+        assert!(
+            g.decide(t0 + WINDOW_MAX, false, false, false, true)
+                .close_window
+        );
         // No write probes at all: never a window.
         let g = Governor::new(0.01);
-        assert!(!g.decide(t0, false, false, false).open_window);
+        assert!(!g.decide(t0, false, false, false, false).open_window);
     }
 
     #[test]
@@ -587,11 +692,52 @@ mod tests {
         assert!(g.spare_for_tracer(t0 + Duration::from_secs(1), true));
         assert!(!g.spare_for_tracer(t0 + WINDOW_EVERY, true));
         // Less than 90% of the bucket: not spare.
-        g.account(0.0, g.max() * 0.2);
+        g.account(0.0, g.max() * 0.2, 0.0);
         assert!(!g.spare_for_tracer(t0, false));
         // Governed probes paused: the credit coming back is theirs.
         let mut p = Governor::new(0.01);
         p.paused(t0);
         assert!(!p.spare_for_tracer(t0, false));
+    }
+
+    /// Drives only the large-growth tier: probes costing `cost` CPUs while
+    /// attached, detached at once. Returns their share of one CPU over the
+    /// run and how often they were paused.
+    fn simulate_large(cost: f64, secs: u32) -> (f64, u64) {
+        let t0 = Instant::now();
+        let mut g = Governor::new(0.01);
+        let dt = PERIOD.as_secs_f64();
+        let mut spent = 0.0;
+        for i in 1..=secs * 10 {
+            let now = t0 + PERIOD * i;
+            let c = if g.large.on { cost * dt } else { 0.0 };
+            spent += c;
+            g.account(dt, c, c);
+            let a = g.decide(now, false, false, false, false);
+            assert!(!(a.pause_large && a.resume_large));
+            if a.pause_large {
+                g.large_paused(now);
+            }
+            if a.resume_large {
+                g.large_resumed(now);
+            }
+        }
+        (spent / f64::from(secs), g.large.pauses)
+    }
+
+    #[test]
+    fn large_growth_within_its_share() {
+        // Cheaper than their share: never paused.
+        assert_eq!(simulate_large(0.004, 120).1, 0);
+        // Dearer: paused and resumed, held to their share over time (plus
+        // the first bucket, 5 s of it, spread over the run).
+        for cost in [0.008, 0.05, 1.0] {
+            let (share, pauses) = simulate_large(cost, 300);
+            assert!(pauses >= 2, "{cost}: {pauses} pauses");
+            let cap = 0.01 * LARGE_GROWTH_SHARE * (1.0 + BURST_S / 300.0)
+                + cost * 0.1 / 300.0 * f64::from(u32::try_from(pauses).unwrap());
+            assert!(share <= cap * 1.01, "{cost}: {share} > {cap}");
+            assert!(share >= 0.01 * LARGE_GROWTH_SHARE * 0.8, "{cost}: {share}");
+        }
     }
 }

@@ -261,7 +261,7 @@ fn probe_set_and_registers() {
                 };
                 assert_eq!(
                     class("runtime.makeBucketArray"),
-                    Some(mapleak::plan::ProbeClass::Always)
+                    Some(mapleak::plan::ProbeClass::LargeGrowth)
                 );
                 assert_eq!(
                     class("runtime.hashGrow"),

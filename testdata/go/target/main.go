@@ -76,10 +76,11 @@ type lru struct {
 	order *list.List
 }
 
-//go:noinline
 // newLRU makes its map without a size hint: it grows up to its bound in the
 // first step (so a tracer sees it grow and follows it), then churns at the
 // bound and must not be judged growing.
+//
+//go:noinline
 func newLRU(capacity int) *lru {
 	return &lru{cap: capacity, items: make(map[int]*list.Element), order: list.New()}
 }
@@ -100,12 +101,15 @@ func (c *lru) put(k int) {
 var shortMade atomic.Int64
 
 //go:noinline
-func shortLived(stop *atomic.Bool, pause time.Duration) {
+func shortLived(stop *atomic.Bool, pause time.Duration, keys, hint int) {
 	sink := 0
 	for !stop.Load() {
 		for j := 0; j < 5; j++ {
-			m := make(map[int32]int64)
+			m := make(map[int32]int64, hint)
 			n := 10 + j*10
+			if keys > 0 {
+				n = keys
+			}
 			for i := 0; i < n; i++ {
 				m[int32(i)] = int64(i)
 			}
@@ -157,6 +161,8 @@ func main() {
 	bloatN := flag.Int("bloat", 1000000, "entries the bloat map grows to")
 	wait := flag.Bool("wait", false, "print ready and wait for a line on stdin")
 	shortPause := flag.Duration("short-pause", time.Millisecond, "short: pause after every 5 maps")
+	shortKeys := flag.Int("short-keys", 0, "short: keys per map (0: 10 to 50; 2000 grows each to a large bucket array or table split)")
+	shortHint := flag.Int("short-hint", 0, "short: size hint of each map (4000 allocates a large bucket array at once)")
 	forceGC := flag.Bool("force-gc", true, "run a GC cycle after each step (false with GOGC=off: a program that runs no GC)")
 	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed, holders, shards, iface, nested, goroutine)")
 	tenantsN := flag.Int("tenants", 20000, "tenants: per-tenant maps")
@@ -175,7 +181,7 @@ func main() {
 
 	var stop atomic.Bool
 	if on["short"] {
-		go shortLived(&stop, *shortPause)
+		go shortLived(&stop, *shortPause, *shortKeys, *shortHint)
 	}
 	var cache *lru
 	if on["lru"] {

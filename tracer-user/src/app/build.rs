@@ -78,6 +78,9 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     } else {
         1.0
     };
+    overhead.large_growth_probes_paused = b.gov.large.pauses;
+    overhead.large_growth_probes_resumed = b.gov.large.resumes;
+    overhead.large_growth_probes_paused_s = b.gov.large.paused_s(Instant::now());
     overhead.write_windows = b.gov.windows;
     overhead.write_windows_s = (b.gov.window_total
         + b.gov.window_open.map_or(Duration::ZERO, |at| at.elapsed()))

@@ -342,14 +342,19 @@ fn answer(ctx: &mut Loop<'_>, req: serve::Scrape) {
     let el = ctx.start.elapsed().as_secs_f64();
     let mut processes = Vec::with_capacity(ctx.sessions.len());
     for s in ctx.sessions.iter_mut() {
-        let (governed_on, window_open) = {
+        let (governed_on, window_open, large_growth_on) = {
             let b = lock(&s.budget);
-            (b.gov.creation_on, b.gov.window_open.is_some())
+            (
+                b.gov.creation_on,
+                b.gov.window_open.is_some(),
+                b.gov.large.on,
+            )
         };
         processes.push(serve::Process {
             report: build_report(s, ctx.tracer, el),
             governed_on,
             window_open,
+            large_growth_on,
         });
     }
     let (cpu_s, max_rss) = self_usage();

@@ -68,6 +68,8 @@ pub struct Process {
     pub governed_on: bool,
     /// A write window is open now.
     pub window_open: bool,
+    /// The large-growth probes are attached now.
+    pub large_growth_on: bool,
 }
 
 /// What the loop answers a scrape with.
@@ -212,6 +214,7 @@ async fn handle(
             .map(|p| ProcessView {
                 report: &p.report,
                 governed_on: p.governed_on,
+                large_growth_on: p.large_growth_on,
                 window_open: p.window_open,
             })
             .collect();

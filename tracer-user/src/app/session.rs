@@ -198,6 +198,16 @@ pub(super) fn attach_session(
         ProbeClass::Governed,
     )?;
     budget.install(ProbeClass::Governed, links, true);
+    let links = budget::attach_links(
+        tracer,
+        &target.exe,
+        pid,
+        &mut probes,
+        &reqs,
+        &budget.probes,
+        ProbeClass::LargeGrowth,
+    )?;
+    budget.install(ProbeClass::LargeGrowth, links, true);
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut s = Session {
         id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

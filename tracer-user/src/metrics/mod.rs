@@ -53,6 +53,9 @@ pub struct ProcessView<'a> {
     pub governed_on: bool,
     /// A write-path window is open now.
     pub window_open: bool,
+    /// The large-growth probes (large bucket arrays, table splits) are
+    /// attached now (false: paused by the governor).
+    pub large_growth_on: bool,
 }
 
 /// The tracer process itself.
@@ -443,7 +446,7 @@ impl Families {
         g(
             r,
             "probes_attached",
-            "Whether a probe class is attached now (0: paused by the governor); class governed or write_window",
+            "Whether a probe class is attached now (0: paused by the governor); class governed, large_growth or write_window",
             &self.probes_attached,
         );
         c(
@@ -723,6 +726,11 @@ fn overhead(f: &Families, base: &Labels, p: &ProcessView<'_>) {
         &f.probes_attached,
         &with(base, &[("class", "write_window")]),
         f64::from(u8::from(p.window_open)),
+    );
+    set(
+        &f.probes_attached,
+        &with(base, &[("class", "large_growth")]),
+        f64::from(u8::from(p.large_growth_on)),
     );
 }
 

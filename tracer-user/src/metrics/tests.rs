@@ -201,6 +201,7 @@ fn render_openmetrics() {
         report: &r,
         governed_on: false,
         window_open: true,
+        large_growth_on: true,
     }];
     let t = TracerView {
         cpu_s: 1.5,

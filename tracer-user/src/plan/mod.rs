@@ -46,11 +46,17 @@ pub struct PlannedProbe {
 /// How the overhead budget governs a probe (one budget covers them all, and
 /// the tracer's own CPU).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ProbeClass {
-    /// Always attached: its hit rate is bounded by the GC's pace or by map
-    /// memory allocated, never by the number of maps created or grown.
+    /// Always attached: its hit rate is bounded by the GC's pace, never by
+    /// the number of maps created or grown.
     Always,
+    /// Attached unless it alone spends its share of the budget
+    /// (`governor::LARGE_GROWTH_SHARE`): its hit rate is bounded by map
+    /// memory allocated, never by the number of maps created or grown, so
+    /// it stays on while the governed probes are paused; a service that
+    /// allocates large maps fast pauses it too.
+    LargeGrowth,
     /// Attached while the budget has credit, paused when it runs out and
     /// attached again when half of it is back: the report says for how long
     /// (what it saw is a sample of that share of the time).
@@ -66,6 +72,7 @@ impl ProbeClass {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Always => "always",
+            Self::LargeGrowth => "large-growth",
             Self::Governed => "governed",
             Self::Window => "window",
         }
@@ -75,10 +82,12 @@ impl ProbeClass {
 /// The class of a probe with `role` and role byte `aux`, and why.
 ///
 /// Always on: `gcStart` and `gcSweep` (two hits per GC cycle, even at 1,000
-/// cycles a second 0.2% of one CPU), Swiss `(*table).split` (one hit per
+/// cycles a second about 0.4% of one CPU). Large growth, on unless it alone
+/// spends its share of the budget: Swiss `(*table).split` (one hit per
 /// full 1,024-slot table, that is per 1,024 slots of map memory allocated)
 /// and hmap `makeBucketArray` on its path for arrays of 32 KiB or more (one
-/// hit per such array).
+/// hit per such array; a service that builds a 1,000-key map per request
+/// makes thousands a second).
 /// Map creation, sync.Map's `initSlow` (Go 1.24+: about once per
 /// instance, but a program may make one per request), all other growth and
 /// the finalizer and cleanup probes are governed: decoding JSON into
@@ -93,12 +102,12 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
             "one hit per GC cycle: bounded by the GC's pace, not by maps",
         ),
         ProbeRole::Grow if aux == tracer_common::GrowKind::TableSplit as u8 => (
-            ProbeClass::Always,
-            "one hit per full 1,024-slot table split: bounded by map memory allocated",
+            ProbeClass::LargeGrowth,
+            "one hit per full 1,024-slot table split: bounded by map memory allocated; paused only while it alone spends half the budget",
         ),
         ProbeRole::Grow if aux == tracer_common::GrowKind::BucketArray as u8 => (
-            ProbeClass::Always,
-            "one hit per hmap bucket array of 32 KiB or more allocated: bounded by map memory allocated",
+            ProbeClass::LargeGrowth,
+            "one hit per hmap bucket array of 32 KiB or more allocated: bounded by map memory allocated; paused only while it alone spends half the budget",
         ),
         ProbeRole::Grow => (
             ProbeClass::Governed,

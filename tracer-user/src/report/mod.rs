@@ -643,6 +643,13 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
             r.overhead.governed_probes_attached_share * 100.0
         )?;
     }
+    if r.overhead.large_growth_probes_paused > 0 {
+        writeln!(
+            w,
+            "  note: large-growth probes (large hmap bucket arrays, Swiss table splits) paused {} time(s), {:.1} s in all: they alone spent their half of the budget; a large map that grew only then is found at its next growth or sample",
+            r.overhead.large_growth_probes_paused, r.overhead.large_growth_probes_paused_s,
+        )?;
+    }
     if r.overhead.write_windows > 0 {
         writeln!(
             w,

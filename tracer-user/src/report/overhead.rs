@@ -48,6 +48,15 @@ pub struct Overhead {
     /// Share of the run the governed probes were attached: what they saw
     /// (creation sites, small-map growths) is a sample of that share.
     pub governed_probes_attached_share: f64,
+    /// Times the large-growth probes (hmap bucket arrays of 32 KiB or
+    /// more, Swiss table splits) were paused because they alone spent
+    /// their share of the budget (half).
+    pub large_growth_probes_paused: u64,
+    /// Times they were attached again after a pause.
+    pub large_growth_probes_resumed: u64,
+    /// Seconds they were paused (a large map that first grew then is found
+    /// at its next growth while attached, or by the samples once known).
+    pub large_growth_probes_paused_s: f64,
 
     /// Write-path windows opened (`mapassign*`/`mapdelete*` probes attached).
     pub write_windows: u64,

@@ -1,0 +1,553 @@
+//! `budget`: the governor's thread. It keeps what the tracer costs a target
+//! (its probes and the tracer process's own CPU) within `--overhead-budget`,
+//! on its own clock: no sample, key snapshot or report of the main loop
+//! delays a pause or a window's close.
+//!
+//! Every check it reads the probes' hit counts (its own descriptor of the
+//! map), debits their cost and the tracer's CPU since the last check
+//! ([`Governor::account`]), and closes what must close at once: the
+//! governed probes when the credit is gone, the write window when it is
+//! gone or the window is over. Attaching is never urgent (a late attach
+//! costs nothing), and needs the loaded programs: it asks the main loop
+//! ([`Budget::wants`]), which attaches between its other work and hands
+//! the links back ([`Budget::install`]).
+//!
+//! The links of the governed, window and large-growth classes live here,
+//! so that this thread can close them; the always-on (GC) probes' links
+//! stay with the tracer.
+
+mod clocks;
+mod thread;
+
+use std::{
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    bpf::{AttachedProbe, Link, ProbeRequest, Tracer},
+    governor::{Actions, Governor, InFlight},
+    plan::ProbeClass,
+    sample::Memory,
+};
+use clocks::CpuMeter;
+pub use clocks::WorkerClocks;
+pub use thread::{Budgets, GovernorThread};
+
+/// How long the budget is checked every [`crate::governor::PERIOD_WINDOW`]
+/// after a group is attached, and while the creation probes cost more than
+/// the budget.
+pub const FAST_AFTER_ATTACH: Duration = Duration::from_millis(100);
+
+/// Node-wide mode: how often the node's budget is split again among the
+/// processes ([`crate::governor::split_rates`]), and over how long the
+/// CPU each uses is averaged for it.
+pub const SPLIT_EVERY: Duration = Duration::from_secs(1);
+pub const SPLIT_WINDOW: Duration = Duration::from_secs(5);
+
+/// Most CPUs a detaching group is assumed to cost (the target's threads
+/// trapping at once).
+const MAX_TAIL_RATE: f64 = 2.0;
+
+/// Detaches of one group still in progress (a thread may close the links
+/// of both groups, so handles are shared).
+#[derive(Debug, Default)]
+pub struct Detaching(Vec<Arc<JoinHandle<()>>>);
+
+impl Detaching {
+    fn busy(&mut self) -> bool {
+        self.0.retain(|h| !h.is_finished());
+        !self.0.is_empty()
+    }
+
+    /// Waits until every close has finished.
+    pub fn join(&mut self) {
+        for h in self.0.drain(..) {
+            match Arc::try_unwrap(h) {
+                Ok(h) => {
+                    let _ = h.join();
+                }
+                Err(h) => {
+                    while !h.is_finished() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds closes in progress (and forgets those finished: a node-wide
+    /// trace lets go of processes for as long as it runs).
+    pub fn push(&mut self, h: Option<JoinHandle<()>>) {
+        self.0.retain(|h| !h.is_finished());
+        self.0.extend(h.map(Arc::new));
+    }
+}
+
+/// The breakpoints of a detached group that are still in the target's code.
+///
+/// When a window closes, the program stops running at once but the kernel
+/// removes each breakpoint only when it reaches that link (see
+/// [`crate::bpf::close_links`]); until then every call still traps, costing
+/// the target ~0.8 µs, uncounted. The tail is measured, not guessed: the
+/// instruction bytes at each probe address are read back from the target
+/// (a uprobe is a breakpoint written into the target's copy of the page)
+/// until the original bytes are back.
+#[derive(Debug, Default)]
+struct Tail {
+    /// Address, original bytes and cost rate (CPUs, over the last check
+    /// before the close) of each breakpoint not yet removed: debited while
+    /// it is still there.
+    sites: Vec<(u64, [u8; 4], f64)>,
+    /// When the links began to close.
+    since: Option<Instant>,
+}
+
+impl Tail {
+    /// Drops the sites whose original bytes are back (or that can no
+    /// longer be read: the process is gone). True while some remain.
+    fn poll(&mut self, mem: &Memory) -> bool {
+        self.sites.retain(|&(addr, orig, _)| {
+            let mut b = [0u8; 4];
+            mem.read(addr, &mut b) && b != orig
+        });
+        !self.sites.is_empty()
+    }
+
+    /// Cost rate (CPUs) of the breakpoints still there.
+    fn rate(&self) -> f64 {
+        self.sites
+            .iter()
+            .map(|s| s.2)
+            .sum::<f64>()
+            .min(MAX_TAIL_RATE)
+    }
+}
+
+/// One probe as the budget sees it.
+#[derive(Debug, Clone)]
+pub struct ProbeCost {
+    /// Global probe id (index into the hit counts).
+    pub id: u32,
+    /// How the budget governs it.
+    pub class: ProbeClass,
+    /// Estimated cost of one hit (seconds of target CPU).
+    pub hit_cost: f64,
+    /// Run-time address of the probed instruction.
+    pub addr: u64,
+    /// Its bytes before any probe was attached (`None`: unreadable).
+    pub orig: Option<[u8; 4]>,
+}
+
+/// The classes the budget attaches and closes, in the order of their
+/// index in the per-class arrays.
+const CLASSES: [ProbeClass; 3] = [
+    ProbeClass::Governed,
+    ProbeClass::Window,
+    ProbeClass::LargeGrowth,
+];
+
+/// Index of a class in the per-class arrays ([`CLASSES`]); `None` for the
+/// always-on probes.
+fn slot_of(class: ProbeClass) -> Option<usize> {
+    CLASSES.iter().position(|&c| c == class)
+}
+
+/// As [`slot_of`], for a class the budget attaches.
+fn slot(class: ProbeClass) -> usize {
+    slot_of(class).unwrap_or(0)
+}
+
+/// The budget of one traced process, shared by the governor's thread and
+/// the main loop.
+#[derive(Debug)]
+pub struct Budget {
+    /// Process id.
+    pub pid: u32,
+    /// The decisions and the credit.
+    pub gov: Governor,
+    /// Probes, parallel to the session's.
+    pub probes: Vec<ProbeCost>,
+    /// Hits of each probe at the last check.
+    pub last_hits: Vec<u64>,
+    /// Cost rate (CPUs) of each probe over the last check.
+    last_site_rate: Vec<f64>,
+    /// Attached links of the classes in [`CLASSES`]: a uprobe_multi group
+    /// or one probe, with the probe indices behind it.
+    links: Vec<(ProbeClass, Link, Vec<usize>)>,
+    /// Per class of [`CLASSES`]: breakpoints still in the target's code
+    /// after their links were closed.
+    tails: [Tail; 3],
+    /// Per class: closes in progress.
+    detaching: [Detaching; 3],
+    /// Per class: cost rate (CPUs) over the last check.
+    last_rate: [f64; 3],
+    /// Per class: attaches asked of the main loop, and those it is doing.
+    want: [bool; 3],
+    attaching: [bool; 3],
+    /// Check closely until then (a group was just attached).
+    fast_until: Instant,
+    last_check: Instant,
+    /// The tracer's own CPU debited (seconds).
+    pub tracer_cpu_debited: f64,
+    /// Tracer CPU seconds spent reading this process's memory (its samples'
+    /// worker threads, [`WorkerClocks`]) since the governor's last check:
+    /// debited to it alone.
+    pub own_cpu: f64,
+    /// When the governed probes were last paused (`CLOCK_MONOTONIC` ns).
+    pub paused_ns: u64,
+    /// No more checks: the process is gone or the trace is over.
+    pub ended: bool,
+    mem: Memory,
+    /// The CPU the process uses (node-wide mode splits the budget by it).
+    cpu: CpuMeter,
+}
+
+impl Budget {
+    /// The budget of `pid` at `rate` (share of one CPU), with the governed
+    /// probes about to be attached.
+    #[must_use]
+    pub fn new(pid: u32, rate: f64, probes: Vec<ProbeCost>) -> Self {
+        Self::with_memory(pid, rate, probes, Memory::new(pid))
+    }
+
+    /// As [`Budget::new`], reading the target's code (to see a closed
+    /// probe's breakpoints gone) through `mem`: give it the target's pidfd,
+    /// so a reused pid is never read.
+    pub fn with_memory(pid: u32, rate: f64, probes: Vec<ProbeCost>, mem: Memory) -> Self {
+        let now = Instant::now();
+        Self {
+            pid,
+            gov: Governor::new(rate),
+            last_hits: vec![0; probes.len()],
+            last_site_rate: vec![0.0; probes.len()],
+            probes,
+            links: Vec::new(),
+            tails: Default::default(),
+            detaching: Default::default(),
+            last_rate: [0.0; 3],
+            want: [false; 3],
+            attaching: [false; 3],
+            fast_until: now + FAST_AFTER_ATTACH,
+            last_check: now,
+            tracer_cpu_debited: 0.0,
+            own_cpu: 0.0,
+            paused_ns: 0,
+            ended: false,
+            cpu: CpuMeter::open(pid),
+            mem,
+        }
+    }
+
+    /// CPUs the process used over the last [`SPLIT_WINDOW`] (since it
+    /// started, at the first call): 0 when it cannot be read.
+    fn cpu_used(&mut self, now: Instant) -> f64 {
+        self.cpu.read(now).unwrap_or(0.0)
+    }
+
+    /// Classes the main loop should attach now; they count as being
+    /// attached until [`Budget::install`].
+    pub fn wants(&mut self) -> Vec<ProbeClass> {
+        let mut out = Vec::new();
+        for class in CLASSES {
+            let i = slot(class);
+            if std::mem::take(&mut self.want[i]) {
+                self.attaching[i] = true;
+                out.push(class);
+            }
+        }
+        out
+    }
+
+    /// Takes the links the main loop attached for `class`. `initial`: the
+    /// first attach of the class (not a resume).
+    pub fn install(&mut self, class: ProbeClass, links: Vec<(Link, Vec<usize>)>, initial: bool) {
+        let now = Instant::now();
+        self.attaching[slot(class)] = false;
+        self.links
+            .extend(links.into_iter().map(|(l, idx)| (class, l, idx)));
+        if !initial {
+            match class {
+                ProbeClass::Window => self.gov.opened(now),
+                ProbeClass::LargeGrowth => self.gov.large_resumed(now),
+                _ => self.gov.resumed(now),
+            }
+        }
+        // Their rate is unknown until measured: check it closely at first.
+        self.fast_until = now + FAST_AFTER_ATTACH;
+    }
+
+    /// Whether `class` has links attached.
+    fn attached(&self, class: ProbeClass) -> bool {
+        self.links.iter().any(|l| l.0 == class)
+    }
+
+    /// Reads `hits`, debits the probes' cost and `tracer_cpu` seconds of the
+    /// tracer's own CPU, and closes what must close.
+    pub fn check(&mut self, hits: &[u64], tracer_cpu: f64, now: Instant) {
+        let dt = now.duration_since(self.last_check).as_secs_f64();
+        let mut cost = tracer_cpu;
+        self.tracer_cpu_debited += tracer_cpu;
+        let mut by_class = [0.0; 3];
+        for (i, p) in self.probes.iter().enumerate() {
+            let h = hits.get(p.id as usize).copied().unwrap_or(0);
+            let d = h.saturating_sub(self.last_hits[i]);
+            self.last_hits[i] = h;
+            let c = d as f64 * p.hit_cost;
+            if dt > 0.0 {
+                self.last_site_rate[i] = c / dt;
+            }
+            cost += c;
+            if let Some(k) = slot_of(p.class) {
+                by_class[k] += c;
+            }
+        }
+        // Breakpoints of a closed group still trap until the kernel removes
+        // them, with the program no longer counting: debited at the rate the
+        // group cost when it was closed, for as long as they are still there.
+        let dbg = crate::app::debug_timing();
+        for t in &mut self.tails {
+            if t.sites.is_empty() {
+                continue;
+            }
+            let rate = t.rate();
+            cost += rate * dt;
+            let before = t.sites.len();
+            let left = t.poll(&self.mem);
+            if dbg && t.sites.len() != before {
+                eprintln!(
+                    "tail: {} of {before} breakpoints gone {:?} after close (debiting {rate:.2} CPUs)",
+                    before - t.sites.len(),
+                    t.since.map(|at| at.elapsed()).unwrap_or_default(),
+                );
+            }
+            if !left {
+                t.since = None;
+            }
+        }
+        if dt > 0.0 {
+            self.last_rate = by_class.map(|c| (c / dt).min(MAX_TAIL_RATE));
+        }
+        self.last_check = now;
+        // The large-growth tier's own bucket: its probes' hits, and the
+        // tail of their breakpoints after a pause.
+        let large = by_class[2] + self.tails[2].rate() * dt;
+        self.gov.account(dt, cost, large);
+
+        let busy_c = self.detaching[0].busy() || self.attaching[0];
+        let busy_w = self.detaching[1].busy() || self.attaching[1];
+        let busy_l = self.detaching[2].busy() || self.attaching[2];
+        let have_window = self.probes.iter().any(|p| p.class == ProbeClass::Window);
+        let a = self.gov.decide(now, busy_c, busy_w, busy_l, have_window);
+        let a = self.gov.sequence(
+            a,
+            InFlight {
+                busy_creation: busy_c,
+                busy_window: busy_w,
+                creation_tail: !self.tails[0].sites.is_empty(),
+                window_hot_tail: self.tails[1].rate() > 0.0,
+                creation_rate: self.last_rate[0],
+            },
+        );
+        if dbg && a != Actions::default() {
+            eprintln!(
+                "gov {:.1} ms {a:?} credit {:.4}",
+                crate::app::now_ns() as f64 / 1e6,
+                self.gov.credit
+            );
+        }
+        let close_w = a.close_window && self.gov.window_open.is_some();
+        let pause_c = a.pause_creation && self.gov.creation_on;
+        let pause_l = a.pause_large && self.gov.large.on;
+        let closing: Vec<ProbeClass> = [
+            (close_w, ProbeClass::Window),
+            (pause_c, ProbeClass::Governed),
+            (pause_l, ProbeClass::LargeGrowth),
+        ]
+        .into_iter()
+        .filter_map(|(close, class)| close.then_some(class))
+        .collect();
+        if !closing.is_empty() {
+            self.detach(&closing);
+        }
+        if pause_l {
+            self.gov.large_paused(now);
+        }
+        if a.resume_large && !self.attaching[2] && !self.attached(ProbeClass::LargeGrowth) {
+            self.want[2] = true;
+        }
+        if close_w {
+            self.gov.closed(now);
+            if dbg {
+                eprintln!(
+                    "window closed at {:.1} ms",
+                    crate::app::now_ns() as f64 / 1e6
+                );
+            }
+        }
+        if pause_c {
+            self.gov.paused(now);
+            self.paused_ns = crate::app::now_ns();
+        }
+        if a.open_window && !self.attaching[1] && !self.attached(ProbeClass::Window) {
+            self.want[1] = true;
+        }
+        if a.resume_creation && !self.attaching[0] && !self.attached(ProbeClass::Governed) {
+            self.want[0] = true;
+        }
+    }
+
+    /// Closes the links of the given classes on one thread, busiest probe
+    /// first whatever its class, and starts measuring their tails.
+    fn detach(&mut self, classes: &[ProbeClass]) {
+        let rate = |i: usize| self.last_site_rate.get(i).copied().unwrap_or(0.0);
+        let mut links: Vec<(f64, Link)> = Vec::new();
+        let mut members = Vec::new();
+        let mut k = 0;
+        while k < self.links.len() {
+            if classes.contains(&self.links[k].0) {
+                let (_, link, idx) = self.links.swap_remove(k);
+                links.push((idx.iter().map(|&i| rate(i)).sum(), link));
+                members.extend(idx);
+            } else {
+                k += 1;
+            }
+        }
+        links.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut sites: [Vec<_>; 3] = Default::default();
+        for i in members {
+            let p = &self.probes[i];
+            if let Some(o) = p.orig {
+                sites[slot(p.class)].push((p.addr, o, rate(i)));
+            }
+        }
+        let h = crate::bpf::close_links(links.into_iter().map(|l| l.1).collect()).map(Arc::new);
+        for &c in classes {
+            let i = slot(c);
+            self.tails[i] = Tail {
+                sites: std::mem::take(&mut sites[i]),
+                since: Some(Instant::now()),
+            };
+            if let Some(h) = &h {
+                self.detaching[i].0.push(h.clone());
+            }
+        }
+    }
+
+    /// How soon this budget must be checked again. Busy breakpoints still
+    /// being removed, probes just attached (their rate is not known yet) and
+    /// creation probes costing more than the budget: every few milliseconds,
+    /// so that the overshoot is small and tails are measured closely. An
+    /// open window: as often as its last rate needs
+    /// ([`crate::governor::window_period`]). Governed probes on and costing
+    /// a quarter of the budget or more: every 20 ms, so that a burst is seen
+    /// soon; otherwise every 100 ms (each check costs the tracer's CPU).
+    #[must_use]
+    pub fn period(&self, now: Instant) -> Duration {
+        use crate::governor::{PERIOD, PERIOD_CREATION, PERIOD_WINDOW, window_period};
+        if self.tails.iter().any(|t| t.rate() > 0.0)
+            || now < self.fast_until
+            || (self.gov.creation_on && self.last_rate[0] > self.gov.rate)
+        {
+            PERIOD_WINDOW
+        } else if self.gov.window_open.is_some() {
+            window_period(self.last_rate[1])
+        } else if (self.gov.creation_on && self.last_rate[0] > self.gov.rate / 4.0)
+            || (self.gov.large.on && self.last_rate[2] > self.gov.rate / 4.0)
+        {
+            PERIOD_CREATION
+        } else {
+            PERIOD
+        }
+    }
+
+    /// Every link of the classes the budget attaches, busiest first, for
+    /// the final detach; waits for closes already in progress.
+    pub fn take_all_links(&mut self) -> Vec<Link> {
+        let rate = |i: usize| self.last_site_rate.get(i).copied().unwrap_or(0.0);
+        let mut links: Vec<(f64, Link)> = self
+            .links
+            .drain(..)
+            .map(|(_, l, idx)| (idx.iter().map(|&i| rate(i)).sum(), l))
+            .collect();
+        links.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for d in &mut self.detaching {
+            d.join();
+        }
+        links.into_iter().map(|l| l.1).collect()
+    }
+
+    /// Whether the tracer's optional work (key reads) may spend credit now
+    /// ([`Governor::spare_for_tracer`]).
+    #[must_use]
+    pub fn spare_for_tracer(&self) -> bool {
+        let have_window = self.probes.iter().any(|p| p.class == ProbeClass::Window);
+        self.gov.spare_for_tracer(Instant::now(), have_window)
+    }
+
+    /// Cost rate (CPUs) of probe `i` over the last check.
+    #[must_use]
+    pub fn site_rate(&self, i: usize) -> f64 {
+        self.last_site_rate.get(i).copied().unwrap_or(0.0)
+    }
+}
+
+/// A session's probe.
+#[derive(Debug)]
+pub struct SessionProbe {
+    /// The probe (its id, program and link, if attached on its own).
+    pub probe: AttachedProbe,
+    /// The probed function.
+    pub function: String,
+    /// Link-time address of the probed instruction.
+    pub address: u64,
+}
+
+/// Attaches the probes of `class` for the main loop: one uprobe_multi link
+/// per program where the kernel has them, else one perf link per probe
+/// (taken out of the tracer, so that the governor's thread can close it).
+pub fn attach_links(
+    tracer: &mut Tracer,
+    exe: &std::path::Path,
+    pid: u32,
+    probes: &mut [SessionProbe],
+    reqs: &[ProbeRequest],
+    costs: &[ProbeCost],
+    class: ProbeClass,
+) -> anyhow::Result<Vec<(Link, Vec<usize>)>> {
+    let mut by_prog: Vec<(&'static str, Vec<usize>)> = Vec::new();
+    for i in (0..probes.len()).filter(|&i| costs[i].class == class) {
+        let prog = probes[i].probe.program;
+        match by_prog.iter_mut().find(|(p, _)| *p == prog) {
+            Some((_, v)) => v.push(i),
+            None => by_prog.push((prog, vec![i])),
+        }
+    }
+    let mut out = Vec::new();
+    for (prog, idx) in by_prog {
+        let sites: Vec<(u64, u32)> = idx
+            .iter()
+            .map(|&i| (reqs[i].file_offset, probes[i].probe.id))
+            .collect();
+        match tracer.attach_group(exe, pid, prog, &sites) {
+            Ok(link) => out.push((link, idx)),
+            Err(e) => {
+                if crate::app::debug_timing() {
+                    eprintln!("group {prog}: {e:#}; one perf link per probe");
+                }
+                for i in idx {
+                    tracer.reattach(exe, pid, &mut probes[i].probe, &reqs[i])?;
+                    if let Some(l) = tracer.take_link(&mut probes[i].probe) {
+                        out.push((l, vec![i]));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn lock_budget(b: &Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,224 @@
+//! The governor's thread: checks every budget on its own clock.
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use super::{
+    Budget, SPLIT_EVERY,
+    clocks::{WorkerClocks, self_cpu_s},
+    lock_budget,
+};
+use crate::bpf::HitsReader;
+
+/// The budgets the governor's thread checks: added and removed while it
+/// runs (a node-wide trace attaches and lets go of processes).
+pub type Budgets = Arc<Mutex<Vec<Arc<Mutex<Budget>>>>>;
+
+/// Node-wide mode: splits `node` among the live `budgets`
+/// ([`crate::governor::split_rates`]) when [`SPLIT_EVERY`] has passed since
+/// `last` (when, among how many) or the number of live budgets changed;
+/// returns when it last split.
+fn split(
+    node: f64,
+    budgets: &[Arc<Mutex<Budget>>],
+    last: Option<(Instant, usize)>,
+    now: Instant,
+) -> Option<(Instant, usize)> {
+    let live: Vec<&Arc<Mutex<Budget>>> = budgets.iter().filter(|b| !lock_budget(b).ended).collect();
+    if last.is_some_and(|(at, n)| n == live.len() && now.duration_since(at) < SPLIT_EVERY) {
+        return last;
+    }
+    let cpu: Vec<f64> = live.iter().map(|b| lock_budget(b).cpu_used(now)).collect();
+    let rates = crate::governor::split_rates(node, &cpu);
+    for (b, r) in live.iter().zip(rates) {
+        lock_budget(b).gov.set_rate(r);
+    }
+    Some((now, live.len()))
+}
+
+/// The governor's thread and its stop switch.
+#[derive(Debug)]
+pub struct GovernorThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    budgets: Budgets,
+}
+
+impl GovernorThread {
+    /// Starts checking `budgets` with hit counts from `hits`. The tracer's
+    /// own CPU is split: what its workers spent reading a process's memory
+    /// (read from their thread CPU clocks at every check, [`WorkerClocks`])
+    /// is debited to that process, and the rest (the loop, this thread,
+    /// scans, scrapes: work for every process at once) among the budgets
+    /// still live in proportion to their rates (equal shares when the
+    /// rates are equal, as with `--pid`). The two figures are read a
+    /// moment apart; the difference is carried, so that over time the
+    /// debits add up to the tracer's CPU, no more.
+    ///
+    /// `node`: node-wide mode's budget (share of one CPU) for all the
+    /// processes together: every [`SPLIT_EVERY`], and whenever a process
+    /// comes or goes, each live budget's rate is set to its share
+    /// ([`crate::governor::split_rates`] of the CPU each process used over
+    /// the last [`SPLIT_WINDOW`]). `None`: each budget keeps its own rate.
+    pub fn spawn(
+        budgets: Vec<Arc<Mutex<Budget>>>,
+        hits: HitsReader,
+        workers: Arc<WorkerClocks>,
+        node: Option<f64>,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let shared: Budgets = Arc::new(Mutex::new(budgets));
+        let list = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("governor".into())
+            .spawn(move || {
+                let mut cpu0 = self_cpu_s();
+                // Shared CPU already debited ahead of the workers' own.
+                let mut carry = 0.0f64;
+                // Node-wide mode: when the budget was last split, and among
+                // how many processes.
+                let mut split_at: Option<(Instant, usize)> = None;
+                while !flag.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    let counts = hits.read();
+                    workers.collect();
+                    let cpu = self_cpu_s();
+                    let delta = (cpu - cpu0).max(0.0);
+                    cpu0 = cpu;
+                    // A copy of the list: the loop may add or remove one
+                    // while a check runs.
+                    let budgets: Vec<Arc<Mutex<Budget>>> = list
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
+                    if let Some(node) = node {
+                        split_at = split(node, &budgets, split_at, now);
+                    }
+                    let (mut live, mut own, mut rates) = (0usize, 0.0f64, 0.0f64);
+                    for b in &budgets {
+                        if let Ok(b) = b.lock()
+                            && !b.ended
+                        {
+                            live += 1;
+                            own += b.own_cpu;
+                            rates += b.gov.rate;
+                        }
+                    }
+                    let mut shared = delta + carry - own;
+                    carry = shared.min(0.0);
+                    shared = shared.max(0.0);
+                    // Each budget's part of the shared CPU.
+                    let part = |rate: f64| {
+                        if rates > 0.0 {
+                            shared * rate / rates
+                        } else {
+                            shared / live.max(1) as f64
+                        }
+                    };
+                    // In the reference machine's time, as the probes'
+                    // cost per hit is (`crate::speed`).
+                    let scale = crate::speed::slowdown();
+                    let mut next = crate::governor::PERIOD;
+                    for b in &budgets {
+                        let Ok(mut b) = b.lock() else { continue };
+                        if b.ended {
+                            continue;
+                        }
+                        // Taken even when the counts could not be read
+                        // (as the shared part, it is then not debited).
+                        let mine = std::mem::take(&mut b.own_cpu);
+                        if !counts.is_empty() {
+                            let debit = (mine + part(b.gov.rate)) / scale;
+                            b.check(&counts, debit, now);
+                        }
+                        next = next.min(b.period(Instant::now()));
+                    }
+                    std::thread::park_timeout(next);
+                }
+            })?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+            budgets: shared,
+        })
+    }
+
+    /// Checks `b` from now on (a process attached while the trace runs).
+    pub fn add(&self, b: Arc<Mutex<Budget>>) {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(b);
+        if let Some(h) = &self.handle {
+            h.thread().unpark();
+        }
+    }
+
+    /// Stops checking `b` (a process let go of).
+    pub fn remove(&self, b: &Arc<Mutex<Budget>>) {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|x| !Arc::ptr_eq(x, b));
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for GovernorThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_among_live_budgets() {
+        use crate::governor::SPLIT_FLOOR;
+        let node = 0.01;
+        let me = Arc::new(Mutex::new(Budget::new(
+            std::process::id(),
+            node,
+            Vec::new(),
+        )));
+        let gone = Arc::new(Mutex::new(Budget::new(u32::MAX, node, Vec::new())));
+        let ended = Arc::new(Mutex::new(Budget::new(u32::MAX, node, Vec::new())));
+        lock_budget(&ended).ended = true;
+        let list = vec![me.clone(), gone.clone(), ended.clone()];
+        let t0 = Instant::now();
+        let at = split(node, &list, None, t0);
+        assert_eq!(at.map(|a| a.1), Some(2));
+        let floor = node * SPLIT_FLOOR;
+        assert!((lock_budget(&gone).gov.rate - floor).abs() < 1e-15);
+        // This process: at most the whole budget, at least the floor.
+        let mine = lock_budget(&me).gov.rate;
+        assert!((floor..=node).contains(&mine), "{mine}");
+        // Not an ended one's.
+        assert!((lock_budget(&ended).gov.rate - node).abs() < 1e-15);
+        // Not due yet, same budgets: unchanged.
+        lock_budget(&gone).gov.set_rate(0.5);
+        assert_eq!(split(node, &list, at, t0), at);
+        assert!((lock_budget(&gone).gov.rate - 0.5).abs() < 1e-15);
+        // One fewer: split again at once.
+        lock_budget(&me).ended = true;
+        let again = split(node, &list, at, t0);
+        assert_eq!(again.map(|a| a.1), Some(1));
+        assert!((lock_budget(&gone).gov.rate - floor).abs() < 1e-15);
+    }
+}
