@@ -28,6 +28,7 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod runcost;
 pub mod sample;
 pub mod speed;
 pub mod syncmap;

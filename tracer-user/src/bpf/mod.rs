@@ -12,6 +12,9 @@
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 mod multi;
+mod run_stats;
+
+pub use run_stats::{ProgramRun, RunStats};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
@@ -602,6 +605,13 @@ impl Tracer {
             fd: dup,
             n: self.hits_n.clone(),
         })
+    }
+
+    /// The kernel's run counts and times of every loaded program (the
+    /// uprobe_multi copies included), for another thread: counted from now
+    /// until the handle is dropped. Fails when the kernel will not count.
+    pub fn run_stats(&self) -> Result<RunStats> {
+        RunStats::new(&self.ebpf, &self.multi)
     }
 
     /// Health counters, summed over CPUs (index = `tracer_common::Counter`).

@@ -19,7 +19,7 @@
 use std::{
     collections::{HashMap, HashSet},
     ffi::CString,
-    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
     path::Path,
 };
 
@@ -34,7 +34,7 @@ use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_insn, bpf_prog_
 /// Every address in `attr` that `cmd` uses must point to memory valid for
 /// what the kernel does there (reads, and for some commands writes, of the
 /// sizes the other fields give) for the duration of the call.
-unsafe fn bpf_call(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<libc::c_long> {
+pub(super) unsafe fn bpf_call(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<libc::c_long> {
     // SAFETY: `attr` is a valid bpf_attr of the size we pass; the addresses
     // in it are valid by the caller's contract.
     let r = unsafe {
@@ -134,6 +134,11 @@ impl MultiPrograms {
     #[must_use]
     pub fn has(&self, program: &str) -> bool {
         self.fds.contains_key(program)
+    }
+
+    /// Every copy, with its program's name.
+    pub(super) fn copies(&self) -> impl Iterator<Item = (&'static str, BorrowedFd<'_>)> {
+        self.fds.iter().map(|(&name, fd)| (name, fd.as_fd()))
     }
 
     /// Attaches `program` at `offsets` of `exe` for process `pid`, one
