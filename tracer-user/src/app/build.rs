@@ -78,6 +78,11 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     } else {
         1.0
     };
+    overhead.program_run_ns = b
+        .program_run_s
+        .iter()
+        .map(|(p, s)| ((*p).to_owned(), (s * 1e9).round()))
+        .collect();
     overhead.large_growth_probes_paused = b.gov.large.pauses;
     overhead.large_growth_probes_resumed = b.gov.large.resumes;
     overhead.large_growth_probes_paused_s = b.gov.large.paused_s(Instant::now());

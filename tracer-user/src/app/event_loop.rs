@@ -129,6 +129,8 @@ pub(super) async fn trace_loop(
         clocks.clone(),
         // `--all`: one budget for the node, split among the processes.
         opts.all.is_some().then_some(opts.overhead_budget),
+        // Without the kernel's run statistics, the fixed prices.
+        tracer.run_stats().ok(),
     )
     .context("starting the governor's thread")?;
     let mut workers = Workers::new();

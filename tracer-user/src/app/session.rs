@@ -177,6 +177,12 @@ pub(super) fn attach_session(
                 (true, true) => WRITE_HIT_S,
                 (true, false) => EMULATED_HIT_S,
             },
+            trap_cost: if p.emulated {
+                EMULATED_HIT_S
+            } else {
+                SINGLE_STEP_HIT_S
+            },
+            program: req.program,
             addr: p.address.wrapping_add(bias),
             orig: orig[costs.len()],
         });

@@ -29,6 +29,7 @@ use crate::{
     bpf::{AttachedProbe, Link, ProbeRequest, Tracer},
     governor::{Actions, Governor, InFlight},
     plan::ProbeClass,
+    runcost::RunCosts,
     sample::Memory,
 };
 use clocks::CpuMeter;
@@ -132,8 +133,16 @@ pub struct ProbeCost {
     pub id: u32,
     /// How the budget governs it.
     pub class: ProbeClass,
-    /// Estimated cost of one hit (seconds of target CPU).
+    /// Estimated cost of one hit (seconds of target CPU): at first a fixed
+    /// price (the trap, or for a write-path probe the trap and its
+    /// program), then, once the kernel has measured the program's runs,
+    /// [`ProbeCost::trap_cost`] plus the program's mean run
+    /// ([`Budget::check`]).
     pub hit_cost: f64,
+    /// The trap alone: emulated or single-stepped.
+    pub trap_cost: f64,
+    /// The eBPF program that runs at each hit.
+    pub program: &'static str,
     /// Run-time address of the probed instruction.
     pub addr: u64,
     /// Its bytes before any probe was attached (`None`: unreadable).
@@ -199,6 +208,9 @@ pub struct Budget {
     pub paused_ns: u64,
     /// No more checks: the process is gone or the trace is over.
     pub ended: bool,
+    /// Mean cost of one run of each of this process's programs, as last
+    /// measured (seconds, reference machine; see [`crate::runcost`]).
+    pub program_run_s: std::collections::BTreeMap<&'static str, f64>,
     mem: Memory,
     /// The CPU the process uses (node-wide mode splits the budget by it).
     cpu: CpuMeter,
@@ -235,6 +247,7 @@ impl Budget {
             own_cpu: 0.0,
             paused_ns: 0,
             ended: false,
+            program_run_s: std::collections::BTreeMap::new(),
             cpu: CpuMeter::open(pid),
             mem,
         }
@@ -284,8 +297,19 @@ impl Budget {
     }
 
     /// Reads `hits`, debits the probes' cost and `tracer_cpu` seconds of the
-    /// tracer's own CPU, and closes what must close.
-    pub fn check(&mut self, hits: &[u64], tracer_cpu: f64, now: Instant) {
+    /// tracer's own CPU, and closes what must close. `runs`: the programs'
+    /// measured cost per run, when the kernel gives it (a hit then costs
+    /// its trap plus its program's mean run; until a program is measured,
+    /// or without it, the fixed price).
+    pub fn check(&mut self, hits: &[u64], runs: Option<&RunCosts>, tracer_cpu: f64, now: Instant) {
+        if let Some(runs) = runs {
+            for p in &mut self.probes {
+                if let Some(r) = runs.per_run_s(p.program) {
+                    p.hit_cost = p.trap_cost + r;
+                    self.program_run_s.insert(p.program, r);
+                }
+            }
+        }
         let dt = now.duration_since(self.last_check).as_secs_f64();
         let mut cost = tracer_cpu;
         self.tracer_cpu_debited += tracer_cpu;

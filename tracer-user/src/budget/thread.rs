@@ -5,7 +5,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -13,7 +13,14 @@ use super::{
     clocks::{WorkerClocks, self_cpu_s},
     lock_budget,
 };
-use crate::bpf::HitsReader;
+use crate::{
+    bpf::{HitsReader, RunStats},
+    runcost::RunCosts,
+};
+
+/// How often the programs' run statistics are read (each read is one
+/// system call per loaded program, about 50 µs in all).
+pub const RUN_STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// The budgets the governor's thread checks: added and removed while it
 /// runs (a node-wide trace attaches and lets go of processes).
@@ -65,11 +72,17 @@ impl GovernorThread {
     /// comes or goes, each live budget's rate is set to its share
     /// ([`crate::governor::split_rates`] of the CPU each process used over
     /// the last [`SPLIT_WINDOW`]). `None`: each budget keeps its own rate.
+    ///
+    /// `runs`: the kernel's run statistics of the tracer's programs, read
+    /// every [`RUN_STATS_EVERY`]: each hit is then debited at its trap plus
+    /// its program's measured mean run ([`RunCosts`]). `None` (the kernel
+    /// refused): at the fixed prices.
     pub fn spawn(
         budgets: Vec<Arc<Mutex<Budget>>>,
         hits: HitsReader,
         workers: Arc<WorkerClocks>,
         node: Option<f64>,
+        runs: Option<RunStats>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -84,8 +97,16 @@ impl GovernorThread {
                 // Node-wide mode: when the budget was last split, and among
                 // how many processes.
                 let mut split_at: Option<(Instant, usize)> = None;
+                let mut costs = RunCosts::new(crate::speed::slowdown());
+                let mut runs_read: Option<Instant> = None;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
+                    if let Some(r) = &runs
+                        && runs_read.is_none_or(|t| now.duration_since(t) >= RUN_STATS_EVERY)
+                    {
+                        costs.update(&r.read());
+                        runs_read = Some(now);
+                    }
                     let counts = hits.read();
                     workers.collect();
                     let cpu = self_cpu_s();
@@ -135,7 +156,7 @@ impl GovernorThread {
                         let mine = std::mem::take(&mut b.own_cpu);
                         if !counts.is_empty() {
                             let debit = (mine + part(b.gov.rate)) / scale;
-                            b.check(&counts, debit, now);
+                            b.check(&counts, runs.as_ref().map(|_| &costs), debit, now);
                         }
                         next = next.min(b.period(Instant::now()));
                     }

@@ -643,6 +643,19 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
             r.overhead.governed_probes_attached_share * 100.0
         )?;
     }
+    if !r.overhead.program_run_ns.is_empty() {
+        let runs: Vec<String> = r
+            .overhead
+            .program_run_ns
+            .iter()
+            .map(|(p, ns)| format!("{p} {:.2} µs", ns / 1e3))
+            .collect();
+        writeln!(
+            w,
+            "  each hit debited at its trap plus its program's measured run: {}",
+            runs.join(", ")
+        )?;
+    }
     if r.overhead.large_growth_probes_paused > 0 {
         writeln!(
             w,

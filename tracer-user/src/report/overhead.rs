@@ -31,6 +31,11 @@ pub struct Overhead {
     pub probe_hits: std::collections::BTreeMap<String, u64>,
     /// Estimated CPU seconds taken from the target by probe hits.
     pub estimated_target_cpu_s: f64,
+    /// Mean cost of one run of each eBPF program, nanoseconds (reference
+    /// machine), as the kernel measured it (`BPF_ENABLE_STATS`): debited on
+    /// top of each hit's trap. Empty when the kernel gave no statistics
+    /// (the hits were then debited at fixed prices).
+    pub program_run_ns: std::collections::BTreeMap<String, f64>,
     /// Health counters from the kernel side (ring buffer full, failed reads…).
     pub counters: std::collections::BTreeMap<String, u64>,
     /// The tracer's own CPU seconds (user + system).

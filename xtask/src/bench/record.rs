@@ -156,6 +156,7 @@ pub(super) fn to_json(gos: &[GoBin], r: &Results, measured: &[&str], run: &Prove
             "unit": p.workload.unit, "target_gc_per_sec": p.gc_rate,
             "tracer_cpu_s": p.tracer_cpu_s, "budget_spent_target_cpu_s": p.debit_s(),
             "governed_probes_attached_share": p.report.map(|r| r.attached_share),
+            "large_growth_probes_attached_share": p.report.map(|r| r.large_share),
             "planted_map_growing": p.report.map(|r| r.planted),
             "gc_cycles": p.report.map(|r| r.gc_cycles),
             "gc_cycles_sampled": p.report.map(|r| r.gc_sampled),
@@ -437,6 +438,7 @@ fn phase(e: &Entry<'_>) -> Result<Phase> {
     let report = traced.then(|| Traced {
         debit_s: e.opt_num("budget_spent_target_cpu_s"),
         attached_share: e.opt_num("governed_probes_attached_share"),
+        large_share: e.opt_num("large_growth_probes_attached_share"),
         planted: e.0["planted_map_growing"].as_bool().unwrap_or(false),
         gc_cycles: e.opt_u64("gc_cycles"),
         gc_sampled: e.opt_u64("gc_cycles_sampled"),

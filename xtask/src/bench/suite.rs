@@ -141,6 +141,9 @@ pub(super) struct Traced {
     pub(super) debit_s: f64,
     /// `overhead.governed_probes_attached_share`.
     pub(super) attached_share: f64,
+    /// Share of the trace the large-growth probes were attached (1 -
+    /// `overhead.large_growth_probes_paused_s` / `duration_s`).
+    pub(super) large_share: f64,
     /// A map of `PLANTED_TYPE` reported with verdict `growing`.
     pub(super) planted: bool,
     /// GC cycles the trace spanned (last cycle number - first + 1; the
@@ -167,6 +170,15 @@ impl Traced {
         Traced {
             debit_s: num(&ov["budget_spent_target_cpu_s"]),
             attached_share: num(&ov["governed_probes_attached_share"]),
+            large_share: {
+                let d = num(&rep["duration_s"]);
+                let p = ov["large_growth_probes_paused_s"].as_f64().unwrap_or(0.0);
+                if d > 0.0 {
+                    (1.0 - p / d).clamp(0.0, 1.0)
+                } else {
+                    f64::NAN
+                }
+            },
             planted,
             gc_cycles,
             gc_sampled: ov["gc_cycles_sampled"].as_u64().unwrap_or(0),

@@ -83,6 +83,10 @@ pub(crate) struct TwinPhase {
     pub(crate) debit_s: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub(crate) attached_share: f64,
+    /// Share of the trace the large-growth probes were attached (absent
+    /// from records made before they could be paused).
+    #[serde(default = "one", deserialize_with = "nan_if_null")]
+    pub(crate) large_share: f64,
     pub(crate) planted: bool,
     pub(crate) gc_cycles: u64,
     pub(crate) gc_sampled: u64,
@@ -290,12 +294,13 @@ fn run_one(
                 ph.trace_s = rep["duration_s"].as_f64().unwrap_or(f64::NAN);
                 ph.debit_s = r.debit_s;
                 ph.attached_share = r.attached_share;
+                ph.large_share = r.large_share;
                 ph.planted = r.planted;
                 ph.gc_cycles = r.gc_cycles;
                 ph.gc_sampled = r.gc_sampled;
                 eprintln!(
                     "bench: {} twins {:9} round {round}: twin {} traced {:.1} s, debit {:.4} s over {:.1} s, \
-                     tracer CPU {tracer_cpu_s:.3} s, governed probes attached {:.0}%, planted map {}reported growing",
+                     tracer CPU {tracer_cpu_s:.3} s, governed probes attached {:.0}%, large-growth {:.0}%, planted map {}reported growing",
                     w.name,
                     g.tag,
                     traced.unwrap_or(0),
@@ -303,6 +308,7 @@ fn run_one(
                     r.debit_s,
                     ph.trace_s,
                     r.attached_share * 100.0,
+                    r.large_share * 100.0,
                     if r.planted { "" } else { "NOT " }
                 );
             }
@@ -339,6 +345,11 @@ fn run_one(
         }
     }
     Ok(phases)
+}
+
+/// A share of one (a field absent from older records).
+fn one() -> f64 {
+    1.0
 }
 
 #[cfg(test)]

@@ -440,6 +440,7 @@ mod tests {
             report: traced.then_some(Traced {
                 debit_s: 0.01,
                 attached_share: 0.5,
+                large_share: 1.0,
                 planted,
                 gc_cycles,
                 gc_sampled: gc_cycles / 2,

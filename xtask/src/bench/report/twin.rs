@@ -30,6 +30,7 @@ struct Row {
     debit: f64,
     tracer_cpu: f64,
     attached: f64,
+    large: f64,
     planted: (usize, usize),
     gc_cycles: f64,
     gc_rate: f64,
@@ -101,6 +102,7 @@ fn row(w: &str, g: &GoBin, ph: &[&TwinPhase]) -> Row {
         debit: med(&on, &|p| p.debit_s / p.trace_s),
         tracer_cpu: med(&on, &|p| p.tracer_cpu_s / p.secs()),
         attached: med(&on, &|p| p.attached_share),
+        large: med(&on, &|p| p.large_share),
         planted: (on.iter().filter(|p| p.planted).count(), on.len()),
         gc_cycles: med(&on, &|p| p.gc_cycles as f64),
         gc_rate: median(
@@ -143,16 +145,16 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[TwinPhase]) {
     );
     let _ = writeln!(
         o,
-        "| workload | Go (maps) | rounds x traced phase | untraced ops/s (a twin) | loss per CPU-s (median) | 95 % interval | min .. max | noise floor (median) | its 95 % interval | loss per wall-clock s (median) | 95 % interval | noise floor | governor's debit (of one CPU) | tracer CPU (of one CPU) | governed probes attached | planted map reported growing | GC cycles per trace | a twin's GC/s | other processes' CPU (median, max) | 1 % goal (per CPU-s) |"
+        "| workload | Go (maps) | rounds x traced phase | untraced ops/s (a twin) | loss per CPU-s (median) | 95 % interval | min .. max | noise floor (median) | its 95 % interval | loss per wall-clock s (median) | 95 % interval | noise floor | governor's debit (of one CPU) | tracer CPU (of one CPU) | governed probes attached | large-growth probes attached | planted map reported growing | GC cycles per trace | a twin's GC/s | other processes' CPU (median, max) | 1 % goal (per CPU-s) |"
     );
     let _ = writeln!(
         o,
-        "|---|---|---|---:|---:|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        "|---|---|---|---:|---:|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
     );
     for r in &rows {
         let _ = writeln!(
             o,
-            "| {} | {} ({}) | {} x {:.1} s | {} | **{}** | {} | {} .. {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {:.2}, {:.2} | {} |",
+            "| {} | {} ({}) | {} x {:.1} s | {} | **{}** | {} | {} .. {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} | {} | {:.2}, {:.2} | {} |",
             r.workload,
             r.go,
             r.map_impl,
@@ -171,6 +173,7 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], phases: &[TwinPhase]) {
             share(r.debit),
             share(r.tracer_cpu),
             share(r.attached),
+            share(r.large),
             r.planted.0,
             r.planted.1,
             num(r.gc_cycles),
