@@ -92,8 +92,11 @@ fn check_holders(go: &str, variant: &str, show_keys: bool) {
     ]);
     // Five scenarios' inserts keep a 1% budget's bucket below half, where
     // the holder search waits for credit (and the target is gone before
-    // the final search): a budget that pays for the search.
-    let mut args = vec!["--overhead-budget", "5"];
+    // the final search): a budget that pays for the search. 10%: each hit
+    // is debited at its measured cost (trap and program, 2-3 µs for the
+    // stack-walking programs), which at 5% left the search ~0.1 s, cut
+    // short on Go 1.23.
+    let mut args = vec!["--overhead-budget", "10"];
     if show_keys {
         args.push("--show-keys");
     }
