@@ -93,3 +93,65 @@ fn generate_writes_into_a_directory() {
     let bad = run(&["generate", "completions", "tcsh"], None);
     assert_eq!(bad.status.code(), Some(2), "unknown shell is a usage error");
 }
+
+/// `inspect --json` gives every probe its budget class and why it may stay
+/// on: the GC probes always on, the large-growth ones (hmap's large bucket
+/// arrays, Swiss table splits) a second tier, per-map growth and creation
+/// governed, the write path in windows; on an hmap and a Swiss release.
+#[test]
+fn inspect_gives_each_probe_its_class_and_reason() {
+    let all = inspect_common::fixtures();
+    for (go, large, governed) in [
+        ("go1.23.12", "runtime.makeBucketArray", "runtime.hashGrow"),
+        (
+            "go1.26.8",
+            "internal/runtime/maps.(*table).split",
+            "internal/runtime/maps.(*Map).growToTable",
+        ),
+    ] {
+        let f = all
+            .iter()
+            .find(|f| {
+                f.program == "target"
+                    && f.go_version == go
+                    && f.variant == "default"
+                    && f.goarch == "amd64"
+            })
+            .unwrap_or_else(|| panic!("no default amd64 target fixture for {go}"));
+        let o = run(&["inspect", f.path.to_str().unwrap(), "--json"], None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let probes = v["probes"].as_array().unwrap();
+        assert!(!probes.is_empty(), "{go}: no probes");
+        let class_of = |func: &str| -> Vec<&str> {
+            probes
+                .iter()
+                .filter(|p| p["function"] == func)
+                .map(|p| p["class"].as_str().unwrap())
+                .collect()
+        };
+        for p in probes {
+            let class = p["class"].as_str().unwrap_or_default();
+            assert!(
+                ["always", "large-growth", "governed", "window"].contains(&class),
+                "{go}: {p:#}"
+            );
+            assert!(
+                p["class_reason"].as_str().is_some_and(|r| r.len() > 20),
+                "{go}: {p:#}"
+            );
+        }
+        assert_eq!(class_of("runtime.gcStart"), ["always"], "{go}");
+        assert_eq!(class_of(large), ["large-growth"], "{go}");
+        assert_eq!(class_of(governed), ["governed"], "{go}");
+        assert!(
+            probes
+                .iter()
+                .filter(|p| p["function"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("runtime.mapassign")))
+                .all(|p| p["class"] == "window"),
+            "{go}"
+        );
+    }
+}
