@@ -129,8 +129,14 @@ pub(super) async fn trace_loop(
         clocks.clone(),
         // `--all`: one budget for the node, split among the processes.
         opts.all.is_some().then_some(opts.overhead_budget),
-        // Without the kernel's run statistics, the fixed prices.
-        tracer.run_stats().ok(),
+        // Without the kernel's run statistics (refused, or
+        // MAPLEAK_NO_RUN_STATS set: they cost every BPF program on the
+        // host two clock reads a run), the fixed prices.
+        if std::env::var_os("MAPLEAK_NO_RUN_STATS").is_some() {
+            None
+        } else {
+            tracer.run_stats().ok()
+        },
     )
     .context("starting the governor's thread")?;
     let mut workers = Workers::new();

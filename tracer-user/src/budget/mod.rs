@@ -467,11 +467,11 @@ impl Budget {
     /// ([`crate::governor::window_period`]). Governed probes on and costing
     /// a quarter of the budget or more, or large-growth probes costing more
     /// than the whole budget: every 20 ms, so that a burst is seen soon;
-    /// otherwise every 100 ms (each check costs the tracer's CPU: checking
-    /// every 20 ms while the large-growth probes cost a quarter of the
-    /// budget, as permaps1000 keeps them, doubled the tracer's CPU to 0.8 %
-    /// of one CPU; at 100 ms they overshoot their bucket by a tenth of a
-    /// second's cost).
+    /// otherwise every 100 ms (each check costs the tracer's CPU: with
+    /// checks every 20 ms while the large-growth probes cost a quarter of
+    /// the budget, as permaps1000 keeps them, the tracer used 0.8 % of one
+    /// CPU there instead of 0.4 %; at 100 ms they overshoot their bucket by
+    /// a tenth of a second's cost).
     #[must_use]
     pub fn period(&self, now: Instant) -> Duration {
         use crate::governor::{PERIOD, PERIOD_CREATION, PERIOD_WINDOW, window_period};
