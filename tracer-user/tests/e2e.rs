@@ -344,6 +344,16 @@ fn value_as_of(stderr: &str, name: &str, held: &Value) -> Vec<u64> {
     out
 }
 
+/// Whether `n` is within 2 % of the range of `then` (the values a snapshot
+/// may have seen: the keys are read while the target runs on, so a slow
+/// tracer's count can fall between two printed steps, as 1,300 between
+/// 1,200 and 1,350 did on the emulated arm64 VM, CI of e2b5d9f).
+fn between(n: u64, then: &[u64]) -> bool {
+    let lo = then.iter().copied().min().unwrap_or(0);
+    let hi = then.iter().copied().max().unwrap_or(0);
+    n * 50 >= lo * 49 && n * 50 <= hi * 51
+}
+
 /// All `(cycle, value)` pairs the target printed for `name`.
 fn cycle_values(stderr: &str, name: &str) -> Vec<(u64, u64)> {
     stderr
@@ -454,7 +464,7 @@ fn check_keys_and_finalizers(go: &str, variant: &str, show_keys: bool, perf_link
     let count = h["count"].as_u64().unwrap();
     let held_then = value_as_of(err, "fin", h);
     assert!(
-        held_then.iter().any(|&n| count.abs_diff(n) * 50 <= n),
+        between(count, &held_then),
         "held_as_map_keys count {count}, target held {held_then:?} then (now {held_len}): {h:#}"
     );
     // No other map holds objects with finalizers (the transient ones ran).
@@ -483,7 +493,7 @@ fn check_keys_and_finalizers(go: &str, variant: &str, show_keys: bool, perf_link
         let then = value_as_of(err, "cleanup", h);
         let n = h["cleanups"].as_u64().unwrap();
         assert!(
-            then.iter().any(|&t| n.abs_diff(t) * 50 <= t),
+            between(n, &then),
             "{n} cleanups held as keys, the target held {then:?} then (now {hlen}): {h:#}"
         );
     }
@@ -505,17 +515,26 @@ fn check_retained_keys(run: &Run, show_keys: bool) {
         "no retained_keys for the session cache: {leaky:#}"
     );
     let lens = cycle_values(err, "leaky");
-    // Keys that survived a cycle: those present one cycle before the last snapshot.
+    // Keys that survived a cycle: those present at the snapshot before the
+    // last, whose cycle the youngest keys older than the last snapshot's
+    // own date (a slow tracer's snapshots may skip cycles). Keys are read
+    // while the target runs on: the next step's count counts too.
     let last_cycle = k["cycle"].as_u64().unwrap();
-    let prev = lens
+    let ages = k["age_cycles_histogram"].as_array().unwrap();
+    let gap = ages
         .iter()
-        .rfind(|(c, _)| *c < last_cycle)
-        .map(|p| p.1)
+        .filter_map(|p| p[0].as_u64())
+        .find(|&a| a > 0)
+        .unwrap_or_else(|| panic!("no key older than the last snapshot: {k:#}"));
+    let i = lens
+        .iter()
+        .rposition(|(c, _)| *c <= last_cycle - gap)
         .unwrap();
+    let then: Vec<u64> = lens[i..].iter().take(2).map(|p| p.1).collect();
     let never = k["never_released"].as_u64().unwrap();
     assert!(
-        never.abs_diff(prev) * 100 <= prev * 3,
-        "never_released {never}, target had inserted {prev} keys one cycle earlier: {k:#}"
+        then.iter().any(|&n| never.abs_diff(n) * 100 <= n * 3),
+        "never_released {never}, target had inserted {then:?} keys at the previous snapshot ({gap} cycle(s) earlier): {k:#}"
     );
     assert!(k["oldest_cycles"].as_u64().unwrap() >= 5, "{k:#}");
     let ages = k["age_cycles_histogram"].as_array().unwrap();
@@ -544,25 +563,54 @@ fn check_retained_keys(run: &Run, show_keys: bool) {
     let k = &lru[0]["retained_keys"];
     assert!(k.is_object(), "{:#}", lru[0]);
     assert!(k["released"].as_u64().unwrap() >= 5000, "{k:#}");
-    assert!(k["oldest_cycles"].as_u64().unwrap() <= 1, "{k:#}");
-    assert_eq!(k["never_released"], 0, "{k:#}");
+    // A partial snapshot (read while the LRU changed) releases nothing:
+    // then the keys it missed are still counted.
+    let most = if k["partial_snapshots"] == 0 {
+        1000
+    } else {
+        2000
+    };
+    assert!(k["tracked"].as_u64().unwrap() <= most, "{k:#}");
+    let oldest = k["oldest_cycles"].as_u64().unwrap();
+    assert!(oldest <= 1, "{k:#}");
+    // Every step replaces all 1,000 keys, so none survives two snapshots,
+    // unless two cycles fell within one step (a background cycle after the
+    // step's puts, then its forced one; samples closer than the clock's
+    // 100 ms gap are coalesced, so it takes a slow machine, the emulated
+    // arm64 VM, CI of ce06013): then the survivors are one cycle old.
+    assert!(
+        k["never_released"] == 0 || oldest == 1,
+        "keys survived without being a cycle old: {k:#}"
+    );
 
     // Pointer keys with deletes: deleted keys are not retained.
     let nodes = find("map[*main.node]int");
     let k = &nodes["retained_keys"];
     assert!(k.is_object(), "{nodes:#}");
-    // Its length at the cycle of the last key snapshot (a slow tracer's
-    // last snapshot may be a cycle or two older than its last header read).
+    // Its length at the cycle of the last key snapshot: the header read at
+    // that cycle, or what the target printed then. A snapshot is dated by
+    // the cycle the target was in when it was read (a slow tracer's may be
+    // a cycle or two newer than its sample's, and newer than its last
+    // header read); the keys are read while the target runs on, so the
+    // next step's length counts too.
     let snap_cycle = k["cycle"].as_u64().unwrap();
-    let len = nodes["len_by_cycle"]
+    let mut lens: Vec<u64> = nodes["len_by_cycle"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p[0] == snap_cycle)
-        .and_then(|p| p[1].as_u64())
-        .unwrap_or_else(|| panic!("no length at the keys' cycle {snap_cycle}: {nodes:#}"));
-    assert_eq!(k["tracked"].as_u64().unwrap(), len, "{k:#}");
-    assert!(k["never_released"].as_u64().unwrap() < len, "{k:#}");
+        .filter(|p| p[0] == snap_cycle)
+        .filter_map(|p| p[1].as_u64())
+        .collect();
+    let printed = cycle_values(&run.target_stderr, "ptrdel");
+    if let Some(i) = printed.iter().rposition(|p| p.0 <= snap_cycle) {
+        lens.extend(printed[i..].iter().take(2).map(|p| p.1));
+    }
+    let tracked = k["tracked"].as_u64().unwrap();
+    assert!(
+        lens.contains(&tracked),
+        "{tracked} keys tracked at cycle {snap_cycle}, the map's length then {lens:?}: {k:#}"
+    );
+    assert!(k["never_released"].as_u64().unwrap() < tracked, "{k:#}");
 }
 
 /// A `SetFinalizer` call that grows the goroutine stack restarts after

@@ -475,8 +475,11 @@ func tenantsStep(step, n int) int {
 }
 
 // fixedTenantsStep makes the n tenants at step 0; then one in five gains an
-// entry at odd steps and loses it at even ones: a bounded total. Returns
-// the total entries.
+// entry at every fourth step (1, 5, 9, ...) and loses it two steps later: a
+// bounded total. A period of four steps, not two: a tracer that samples
+// every other cycle still sees the total go up and down (with a period of
+// two it saw one level, and a level change when its phase shifted; CI of
+// 2b87ebe called that growth). Returns the total entries.
 //
 //go:noinline
 func fixedTenantsStep(step, n int) int {
@@ -489,9 +492,10 @@ func fixedTenantsStep(step, n int) int {
 		debug.SetGCPercent(gc)
 	} else {
 		for i := 0; i < n; i += 5 {
-			if step%2 == 1 {
+			switch step % 4 {
+			case 1:
 				fixedTenants[i][1000] = 1
-			} else {
+			case 3:
 				delete(fixedTenants[i], 1000)
 			}
 		}

@@ -199,6 +199,10 @@ pub(super) struct KeysJob {
     pub(super) info: Arc<BinaryInfo>,
     pub(super) bias: u64,
     pub(super) cycle: u64,
+    /// `memstats.numgc` in the target (`None`: unknown): the cycle a
+    /// snapshot is dated by when the target has run more cycles since
+    /// `cycle` (a tracer behind the target, as on a slow CPU).
+    pub(super) numgc_addr: Option<u64>,
     /// Key snapshots stop starting after this long.
     pub(super) limit: Duration,
     pub(super) show_keys: bool,
@@ -312,19 +316,42 @@ impl KeysJob {
             else {
                 continue;
             };
+            // No cycle since this map's last snapshot (read late, and dated
+            // by the cycle it was read in): its keys have survived none.
+            let last = self.state.snap_cycle.get(&addr).copied();
+            if last.is_some_and(|c| c >= cycle_now(mem, self.numgc_addr, self.cycle)) {
+                continue;
+            }
             let max = MAX_TRACKED_KEYS.min(budget as usize);
             let Some(snap) = crate::keys::snapshot(mem, &info.layout, kl, addr, max) else {
                 continue;
             };
             budget = budget.saturating_sub(snap.keys.len() as u64);
-            self.state.snap_cycle.insert(addr, self.cycle);
+            let cycle = cycle_now(mem, self.numgc_addr, self.cycle);
+            if last.is_some_and(|c| c >= cycle) {
+                continue;
+            }
+            self.state.snap_cycle.insert(addr, cycle);
             let show = self.show_keys;
             self.state
                 .trackers
                 .entry(addr)
                 .or_insert_with(|| KeyTracker::new(kl.key_type.clone(), show))
-                .update(self.cycle, &snap);
+                .update(cycle, &snap);
         }
+    }
+}
+
+/// The GC cycle the target is in now: `cycle` (the sample's), or a later
+/// one the target has finished since, read at `numgc` (`memstats.numgc`):
+/// keys read then are as of that cycle, not the sample's (the emulated
+/// arm64 VM read a sample's keys a step or two late, CI of e2b5d9f). One
+/// 4-byte read.
+fn cycle_now(mem: &Memory, numgc: Option<u64>, cycle: u64) -> u64 {
+    let mut b = [0u8; 4];
+    match numgc {
+        Some(addr) if mem.read(addr, &mut b) => cycle.max(u64::from(u32::from_le_bytes(b))),
+        _ => cycle,
     }
 }
 

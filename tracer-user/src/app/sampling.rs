@@ -209,6 +209,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         info: s.info.clone(),
         bias: s.bias,
         cycle: at.cycle,
+        numgc_addr: s.numgc_addr,
         limit,
         show_keys: s.show_keys,
         cands,

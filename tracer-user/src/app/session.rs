@@ -51,6 +51,9 @@ pub(super) struct Session {
     pub(super) key_trackers: HashMap<u64, KeyTracker>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     pub(super) snap_cycle: HashMap<u64, u64>,
+    /// Where the target counts its GC cycles (`memstats.numgc`, load bias
+    /// applied; `None`: not found): a key snapshot is dated by it.
+    pub(super) numgc_addr: Option<u64>,
     /// Objects with pending finalizers or cleanups among each followed
     /// map's keys, counted when its snapshot came back (cycle, count): as of
     /// that snapshot, so that a key released and finalized since is not
@@ -242,6 +245,9 @@ pub(super) fn attach_session(
         key_layouts: HashMap::new(),
         key_trackers: HashMap::new(),
         snap_cycle: HashMap::new(),
+        // Only when the cycles are numbered as the runtime does (from
+        // `work.cycles`), not counted from attach.
+        numgc_addr: (cfg.numgc_addr != 0 && cfg.work_cycles_addr != 0).then_some(cfg.numgc_addr),
         held_keys: HashMap::new(),
         show_keys,
         all_maps: false,
