@@ -475,3 +475,20 @@ fn confirmed(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_dated_by_the_later_of_its_sample_and_the_targets_count() {
+        // This process stands in for the target: its own memory is read.
+        let numgc = Box::new(7u32);
+        let addr = std::ptr::from_ref::<u32>(&numgc) as u64;
+        let mem = Memory::new(std::process::id());
+        assert_eq!(cycle_now(&mem, Some(addr), 5), 7);
+        assert_eq!(cycle_now(&mem, Some(addr), 9), 9, "never earlier");
+        assert_eq!(cycle_now(&mem, None, 5), 5);
+        assert_eq!(cycle_now(&mem, Some(8), 5), 5, "unreadable");
+    }
+}
