@@ -507,11 +507,15 @@ fn read_tables(
                 // The directory is not readable: a torn header (or a dead
                 // map) pointed elsewhere.
                 None => HeaderRead::Implausible,
+                // A table that cannot be read (the process exited between
+                // the directory and the tables, or the header was torn):
+                // no capacity to give. Counted as 0 it once turned a
+                // bloated map stable at the target's exit (CI of 6741a91,
+                // arm64 VM).
+                Some((a, b)) if !tok[a..b].iter().all(|&ok| ok) => HeaderRead::Implausible,
                 Some((a, b)) => {
                     let mine: Vec<Option<&[u8]>> = (a..b)
-                        .map(|i| {
-                            tok[i].then(|| &table_buf[i * TABLE_HEADER..(i + 1) * TABLE_HEADER])
-                        })
+                        .map(|i| Some(&table_buf[i * TABLE_HEADER..(i + 1) * TABLE_HEADER]))
                         .collect();
                     HeaderRead::Ok(swiss_sample(&e.1, &mine, layout, e.2))
                 }

@@ -308,3 +308,42 @@ fn swiss_directories_are_capped_per_sample() {
     b[0..8].copy_from_slice(&1024u64.to_le_bytes());
     assert!(decode_swiss(&b, &l).is_some());
 }
+
+/// A Swiss map one of whose tables cannot be read gives no sample (not a
+/// capacity of the tables that could): the map keeps its last one.
+#[test]
+fn a_swiss_table_that_cannot_be_read_gives_no_sample() {
+    use crate::model::SampleAt;
+    let mem = Memory::new(std::process::id());
+    let l = swiss_layout();
+    let mut table = [0u8; 32];
+    table[2..4].copy_from_slice(&1024u16.to_le_bytes());
+    let mut dir: Vec<u64> = vec![table.as_ptr() as u64; 2];
+    let mut h = [0u8; 48];
+    h[0..8].copy_from_slice(&10u64.to_le_bytes());
+    h[16..24].copy_from_slice(&(dir.as_ptr() as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&2u64.to_le_bytes());
+    h[32] = 1;
+    let addr = h.as_ptr() as u64;
+    let mut model = Model::default();
+    model.on_grow(addr, 0, 0, None);
+    let sample = |model: &mut Model, cycle| {
+        sample_model(
+            model,
+            &mem,
+            &l,
+            MapImpl::Swiss,
+            |_| TypeSizes::default(),
+            SampleAt::gc(cycle),
+        )
+    };
+    sample(&mut model, 1);
+    let last = |model: &Model| model.maps[&addr].last().map(|x| (x.cycle, x.capacity));
+    assert_eq!(last(&model), Some((1, 1024)));
+    // Its second table is now at an address nothing is mapped at.
+    dir[1] = 8;
+    std::hint::black_box(&dir);
+    sample(&mut model, 2);
+    assert_eq!(last(&model), Some((1, 1024)), "a capacity of 1024 counted");
+    assert!(model.maps.contains_key(&addr), "retired at once");
+}
