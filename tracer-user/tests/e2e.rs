@@ -564,11 +564,13 @@ fn check_retained_keys(run: &Run, show_keys: bool) {
     assert!(k.is_object(), "{:#}", lru[0]);
     assert!(k["released"].as_u64().unwrap() >= 5000, "{k:#}");
     // A partial snapshot (read while the LRU changed) releases nothing:
-    // then the keys it missed are still counted.
+    // then the keys it missed are still counted, and it may itself hold a
+    // few keys on their way in or out (1,004 were seen, with 1,000 kept
+    // from the snapshot before: CI of 00e9b95, arm64 VM).
     let most = if k["partial_snapshots"] == 0 {
         1000
     } else {
-        2000
+        3000
     };
     assert!(k["tracked"].as_u64().unwrap() <= most, "{k:#}");
     let oldest = k["oldest_cycles"].as_u64().unwrap();
