@@ -532,8 +532,13 @@ fn check_retained_keys(run: &Run, show_keys: bool) {
         .unwrap();
     let then: Vec<u64> = lens[i..].iter().take(2).map(|p| p.1).collect();
     let never = k["never_released"].as_u64().unwrap();
+    // A partial snapshot (read while the map grew) misses keys until a
+    // complete one finds them: after one, fewer keys may be counted, never
+    // more (16,000 against 18,000 printed, two partial snapshots, arm64 VM).
+    let partial = k["partial_snapshots"].as_u64().unwrap() > 0;
     assert!(
-        then.iter().any(|&n| never.abs_diff(n) * 100 <= n * 3),
+        then.iter().any(|&n| never.abs_diff(n) * 100 <= n * 3)
+            || (partial && never * 2 >= then[0] && never * 100 <= then[then.len() - 1] * 103),
         "never_released {never}, target had inserted {then:?} keys at the previous snapshot ({gap} cycle(s) earlier): {k:#}"
     );
     assert!(k["oldest_cycles"].as_u64().unwrap() >= 5, "{k:#}");
