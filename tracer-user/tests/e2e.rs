@@ -578,15 +578,19 @@ fn check_retained_keys(run: &Run, show_keys: bool) {
         3000
     };
     assert!(k["tracked"].as_u64().unwrap() <= most, "{k:#}");
-    let oldest = k["oldest_cycles"].as_u64().unwrap();
-    assert!(oldest <= 1, "{k:#}");
     // Every step replaces all 1,000 keys, so none survives two snapshots,
     // unless two cycles fell within one step (a background cycle after the
     // step's puts, then its forced one; samples closer than the clock's
     // 100 ms gap are coalesced, so it takes a slow machine, the emulated
-    // arm64 VM, CI of ce06013): then the survivors are one cycle old.
+    // arm64 VM, CI of ce06013): then the survivors are a cycle old. Each
+    // partial snapshot keeps the keys it missed a snapshot longer (keys 2
+    // cycles old after one, arm64 VM, CI of 682b2e9's check).
+    let oldest = k["oldest_cycles"].as_u64().unwrap();
+    let partial = k["partial_snapshots"].as_u64().unwrap();
+    assert!(oldest <= 1 + partial, "{k:#}");
+    // No map is read twice within a cycle: a survivor is at least a cycle old.
     assert!(
-        k["never_released"] == 0 || oldest == 1,
+        k["never_released"] == 0 || oldest >= 1,
         "keys survived without being a cycle old: {k:#}"
     );
 
