@@ -289,6 +289,8 @@ impl KeysJob {
         let started = Instant::now();
         let mut budget = MAX_KEYS_PER_CYCLE;
         let mut others = 0;
+        // The cycle the target is in, read again after each snapshot.
+        let mut now = cycle_now(&self.mem, self.numgc_addr, self.cycle);
         for (rank, len, addr, tp) in cands {
             if started.elapsed() >= self.limit {
                 break;
@@ -318,8 +320,7 @@ impl KeysJob {
             };
             // No cycle since this map's last snapshot (read late, and dated
             // by the cycle it was read in): its keys have survived none.
-            let last = self.state.snap_cycle.get(&addr).copied();
-            if last.is_some_and(|c| c >= cycle_now(mem, self.numgc_addr, self.cycle)) {
+            if self.state.snap_cycle.get(&addr).is_some_and(|&c| c >= now) {
                 continue;
             }
             let max = MAX_TRACKED_KEYS.min(budget as usize);
@@ -327,17 +328,15 @@ impl KeysJob {
                 continue;
             };
             budget = budget.saturating_sub(snap.keys.len() as u64);
-            let cycle = cycle_now(mem, self.numgc_addr, self.cycle);
-            if last.is_some_and(|c| c >= cycle) {
-                continue;
-            }
-            self.state.snap_cycle.insert(addr, cycle);
+            // Dated when its read ended; the next map is checked against it.
+            now = cycle_now(mem, self.numgc_addr, now);
+            self.state.snap_cycle.insert(addr, now);
             let show = self.show_keys;
             self.state
                 .trackers
                 .entry(addr)
                 .or_insert_with(|| KeyTracker::new(kl.key_type.clone(), show))
-                .update(cycle, &snap);
+                .update(now, &snap);
         }
     }
 }
@@ -346,7 +345,7 @@ impl KeysJob {
 /// one the target has finished since, read at `numgc` (`memstats.numgc`):
 /// keys read then are as of that cycle, not the sample's (the emulated
 /// arm64 VM read a sample's keys a step or two late, CI of e2b5d9f). One
-/// 4-byte read.
+/// 4-byte read: once per keys job, then once per map read.
 fn cycle_now(mem: &Memory, numgc: Option<u64>, cycle: u64) -> u64 {
     let mut b = [0u8; 4];
     match numgc {
