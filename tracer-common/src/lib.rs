@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 /// Version of this ABI. User space refuses an object built for another one.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The ELF section of the eBPF object that holds the [`ABI_VERSION`] it was
 /// built for, as 4 little-endian bytes (the BPF target is little-endian on
@@ -24,6 +24,11 @@ pub const ABI_SECTION: &str = "mapleak_abi";
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-process configuration, keyed by tgid: [`ProcConfig`].
 pub const MAP_PROC_CONFIG: &str = "PROC_CONFIG";
+/// Per-process time (`bpf_ktime_get_ns`) from which a GC cycle's marked
+/// event wakes the tracer, keyed by tgid: a `u64`. Before it, the tracer
+/// is not ready for a new sample, and the event waits in the ring buffer
+/// like any other; with no entry, every such event wakes it.
+pub const MAP_GC_WAKE: &str = "GC_WAKE";
 /// Per-probe description, indexed by the uprobe cookie: [`ProbeSpec`].
 pub const MAP_PROBE_SPECS: &str = "PROBE_SPECS";
 /// The tracer's PID namespace, one [`PidNs`] at index 0.
@@ -79,11 +84,12 @@ pub mod programs {
 }
 
 /// Every map the object must contain.
-pub const ALL_MAPS: [&str; 10] = [
+pub const ALL_MAPS: [&str; 11] = [
     MAP_EVENTS,
     MAP_WRITES,
     MAP_PENDING_CREATE,
     MAP_PROC_CONFIG,
+    MAP_GC_WAKE,
     MAP_PROBE_SPECS,
     MAP_PROBE_HITS,
     MAP_COUNTERS,

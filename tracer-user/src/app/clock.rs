@@ -29,6 +29,11 @@ pub(super) const SAMPLE_GAP_FACTOR: u32 = 9;
 /// credit; the governed probes get what is left, and key reads come last.
 pub(super) const HEADER_SHARE: f64 = 0.3;
 
+/// How far the time from which GC cycles wake the loop may drift from the
+/// gap's end before it is written again (the two clocks are read a little
+/// apart at each loop turn).
+const GC_WAKE_SLACK_NS: u64 = 2_000_000;
+
 /// Longest pause between two header samples, unless one sample takes more
 /// than a tenth of it.
 pub(super) const MAX_SAMPLE_GAP: Duration = Duration::from_secs(10);
@@ -143,10 +148,33 @@ impl SampleClock {
         if self.in_flight.is_some() {
             return None;
         }
+        // During a gap the loop wakes at its end even with nothing pending:
+        // the cycles that came in the gap did not wake it (see
+        // [`Self::gc_wake_update`]) and may be waiting in the ring buffer.
+        let gap = self.gap_left(now);
         Some(match self.pending {
-            Some(_) => self.gap_left(now),
-            None => self.timer_left(now).max(self.gap_left(now)),
+            None if gap.is_zero() => self.timer_left(now),
+            _ => gap,
         })
+    }
+
+    /// When GC cycles should wake the loop from now on, given the time
+    /// `written` last set in the kernel (on the GC events' clock; `u64::MAX`:
+    /// never; 0: always): `Some(t)` when that must change to `t`. A cycle
+    /// wakes the loop only when a sample could start on it; while a sample
+    /// is under way or its gap runs, the cycles wait in the ring buffer and
+    /// the loop reads them when it wakes (at the gap's end at the latest).
+    /// The value moves at most twice per sample.
+    pub(super) fn gc_wake_update(&self, now: Instant, now_ns: u64, written: u64) -> Option<u64> {
+        if self.in_flight.is_some() {
+            return (written != u64::MAX).then_some(u64::MAX);
+        }
+        let gap = self.gap_left(now);
+        if gap.is_zero() {
+            return (written > now_ns).then_some(now_ns);
+        }
+        let from = now_ns.saturating_add(u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX));
+        (written.abs_diff(from) > GC_WAKE_SLACK_NS).then_some(from)
     }
 
     /// GC cycle `cycle` ended at `ts_ns`: it replaces any cycle still
@@ -315,6 +343,41 @@ mod tests {
     }
 
     #[test]
+    fn gc_cycles_wake_the_loop_only_when_a_sample_could_start() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        // Nothing written yet (every cycle wakes it): nothing to change.
+        assert_eq!(c.gc_wake_update(t0, 1_000, 0), None);
+        c.on_gc(1, 1_000, t0);
+        c.start(t0, 1_000, 1).unwrap();
+        // Under way: no cycle wakes it, written once.
+        assert_eq!(c.gc_wake_update(t0, 1_000, 0), Some(u64::MAX));
+        assert_eq!(c.gc_wake_update(t0, 1_000, u64::MAX), None);
+        c.headers_read(MS);
+        let t1 = t0 + MS;
+        assert_eq!(
+            c.gc_wake_update(t1, 2_000_000, u64::MAX),
+            None,
+            "keys still read"
+        );
+        c.finished();
+        // In the gap (667 ms from the start): cycles wake it from its end.
+        let from = c.gc_wake_update(t1, 2_000_000, u64::MAX).unwrap();
+        assert!((666_000_000..668_000_000).contains(&from), "{from}");
+        // Later turns of the loop read both clocks a little apart: no write.
+        let t2 = t0 + 300 * MS;
+        assert_eq!(c.gc_wake_update(t2, 301_500_000, from), None);
+        // After the gap, a time already past stays.
+        let t3 = t0 + 900 * MS;
+        assert_eq!(c.gc_wake_update(t3, 901_000_000, from), None);
+        // A time still ahead (written for a longer gap) is brought back.
+        assert_eq!(
+            c.gc_wake_update(t3, 901_000_000, 2_000_000_000),
+            Some(901_000_000)
+        );
+    }
+
+    #[test]
     fn a_cycle_processed_late_is_not_sampled() {
         let t0 = Instant::now();
         let mut c = clock(t0);
@@ -357,7 +420,12 @@ mod tests {
         // None before timer_every (1 s)...
         let half = t0 + Duration::from_millis(500);
         assert!(c.start(half, 500_000_000, 0).is_none());
-        assert_eq!(c.wait(half), Some(Duration::from_millis(500)));
+        // The loop wakes at the gap's end (667 ms: 1 ms of reads at 0.15%),
+        // where cycles that came in the gap may wait, then at the timer.
+        let w = c.wait(half).unwrap();
+        assert!(w > 160 * MS && w < 170 * MS, "{w:?}");
+        let after_gap = t0 + Duration::from_millis(700);
+        assert_eq!(c.wait(after_gap), Some(Duration::from_millis(300)));
         // ...and one after, labelled with the latest cycle seen.
         let later = t0 + Duration::from_millis(1000);
         let f = c

@@ -278,6 +278,20 @@ async fn event_loop(
                 if let Some(job) = sample_due(s) {
                     spawn_job(workers, &ctx.clocks, s, job);
                 }
+                if let Some(from) =
+                    s.clock
+                        .gc_wake_update(Instant::now(), now_ns(), s.gc_wake_written)
+                {
+                    if let Err(e) = ctx.tracer.set_gc_wake(s.target.pid, from) {
+                        // Not retried: the cycles are still read at each
+                        // turn of the loop, only later.
+                        let pid = s.target.pid;
+                        ctx.console.emit(|w| {
+                            writeln!(w, "mapleak-trace: warning: pid {pid}: {e:#}; GC cycles will be read up to {IDLE_WAIT:?} late")
+                        });
+                    }
+                    s.gc_wake_written = from;
+                }
             }
         }
         if last_drain.elapsed() >= WRITES_DRAIN {

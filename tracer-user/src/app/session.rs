@@ -42,6 +42,9 @@ pub(super) struct Session {
     pub(super) keys_deferred: u64,
     /// When samples are taken.
     pub(super) clock: SampleClock,
+    /// The time from which its GC cycles wake the loop, as last written
+    /// to the kernel (0: never written, every cycle does).
+    pub(super) gc_wake_written: u64,
     /// Maps first found by the write windows.
     pub(super) discovered_by_writes: u64,
     pub(super) fin: FinTracker,
@@ -240,6 +243,7 @@ pub(super) fn attach_session(
         samples_cut_short: 0,
         keys_deferred: 0,
         clock: SampleClock::new(rate, Duration::from_secs(2), Instant::now()),
+        gc_wake_written: 0,
         discovered_by_writes: 0,
         fin: FinTracker::default(),
         key_layouts: HashMap::new(),

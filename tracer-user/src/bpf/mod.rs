@@ -11,6 +11,7 @@
 //! are handed to the caller as a [`BpfLog`] to poll.
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
+mod gc_wake;
 mod multi;
 mod run_stats;
 
@@ -344,6 +345,7 @@ impl Tracer {
         {
             let _ = m.remove(&tgid);
         }
+        self.forget_gc_wake(tgid);
     }
 
     /// Gives the ids of probes whose links are closed back, for

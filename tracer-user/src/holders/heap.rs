@@ -443,10 +443,26 @@ mod tests {
     #[test]
     fn copies_this_process() {
         let marker = 0x6d61_706c_6561_6b21_u64;
-        // 4 MiB: allocated with mmap, not on the brk heap.
-        let mut big = vec![0u64; 1 << 19];
-        big[12_345] = marker;
-        let at = std::ptr::from_ref(&big[12_345]) as u64;
+        // 4 MiB of an anonymous mapping, as Go's heap is. (A Vec of that
+        // size may come from the brk heap, which is left out: malloc raises
+        // its mmap threshold after other tests free large blocks.)
+        let len = 4 << 20;
+        // SAFETY: a new private anonymous mapping, unmapped below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let slot = base.cast::<u64>().wrapping_add(12_345);
+        // SAFETY: within the mapping, aligned, writable.
+        unsafe { slot.write_volatile(marker) };
+        let at = slot as u64;
         let mem = crate::sample::Memory::new(std::process::id());
         let far = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let snap = take(
@@ -467,7 +483,8 @@ mod tests {
             hits.contains(&(at, marker, RegionKind::Heap)),
             "{hits:x?} (marker at {at:#x})"
         );
-        std::hint::black_box(&big);
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { libc::munmap(base, len) };
     }
 
     /// Present pages are joined into runs; absent and swapped ones split them.
