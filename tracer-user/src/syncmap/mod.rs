@@ -24,7 +24,6 @@
 //! ```
 
 pub mod classic;
-pub mod classic_entries;
 pub mod layout;
 pub mod scan;
 pub mod walk;
@@ -222,16 +221,7 @@ impl Entries {
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u64::from_le_bytes)
         };
-        self.count(
-            (word(l.entry_key), word(l.entry_value)),
-            word(l.entry_key + 8),
-            keep_keys,
-        );
-    }
-
-    /// Counts one entry whose key and value have the dynamic types `pair`
-    /// and whose key's data word is `key_data`.
-    pub fn count(&mut self, pair: (u64, u64), key_data: u64, keep_keys: bool) {
+        let pair = (word(l.entry_key), word(l.entry_value));
         if let Some(e) = self.types.iter_mut().find(|e| e.0 == pair) {
             e.1 += 1;
         } else if self.types.len() < MAX_ENTRY_TYPES {
@@ -241,7 +231,7 @@ impl Entries {
         }
         if keep_keys {
             if self.key_words.len() < MAX_KEY_WORDS {
-                self.key_words.push(key_data);
+                self.key_words.push(word(l.entry_key + 8));
             } else {
                 self.key_words_dropped += 1;
             }
