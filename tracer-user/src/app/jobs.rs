@@ -68,6 +68,9 @@ pub(super) struct HeaderJob {
     /// before, and their layout (`None`: the binary has no sync.Map).
     pub(super) syncmaps: Vec<(u64, bool)>,
     pub(super) sync_layout: Option<crate::syncmap::SyncLayout>,
+    /// Classic sync.Maps: where their runtime maps' keys and elements are
+    /// (`None` until their type descriptor is known: no entries read).
+    pub(super) classic_entries: Option<Arc<crate::syncmap::classic_entries::EntryMapLayout>>,
     /// Keep the keys of the tries' entries (objects with finalizers are
     /// pending: are some of them keys?).
     pub(super) keep_sync_keys: bool,
@@ -122,6 +125,30 @@ impl HeaderJob {
             );
             sync_reads = s.reads;
             sync_generations = s.generations;
+            if let Some(el) = &self.classic_entries {
+                let mut budget = crate::syncmap::MAX_NODES_PER_SAMPLE;
+                for &(addr, map) in &s.complete {
+                    if Instant::now() >= self.deadline {
+                        break;
+                    }
+                    let t = Instant::now();
+                    if let Some(e) = crate::syncmap::classic_entries::read(
+                        &self.mem,
+                        &self.info.layout,
+                        el,
+                        map,
+                        &mut budget,
+                        self.keep_sync_keys,
+                    ) {
+                        sync_stats.walks += 1;
+                        sync_stats.entries_read +=
+                            e.types.iter().map(|t| t.1).sum::<u64>() + e.other_types;
+                        sync_stats.walk_us +=
+                            u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        sync_entries.push((addr, e));
+                    }
+                }
+            }
         }
         if let Some(crate::syncmap::SyncLayout::Trie(l)) = self.sync_layout {
             let mut budget = crate::syncmap::MAX_NODES_PER_SAMPLE;

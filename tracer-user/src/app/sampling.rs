@@ -77,6 +77,7 @@ pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
         maps,
         syncmaps,
         sync_layout: s.sync_layout,
+        classic_entries: s.classic_entry_map.clone(),
         keep_sync_keys: !s.fin.finalizers.is_empty() || !s.fin.cleanups.is_empty(),
         start,
         total,
@@ -139,6 +140,18 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         }
     }
     add_sync_stats(s, &r.sync_stats, &sync_addrs);
+    // A stripped binary's classic sync.Maps: their runtime maps' type,
+    // from a generation the probes saw made or grown.
+    if s.classic_entry_map.is_none()
+        && let Some(tp) = r
+            .sync_generations
+            .iter()
+            .filter_map(|g| s.model.maps.get(g))
+            .map(|m| m.type_ptr)
+            .find(|&t| t != 0 && t != s.classic_entry_tried)
+    {
+        super::session::learn_classic_entry_map(s, tp);
+    }
     for g in r.sync_generations {
         s.model.fold_sync_generation(g);
     }
@@ -244,6 +257,7 @@ fn add_sync_stats(s: &mut Session, st: &crate::syncmap::SampleStats, addrs: &[u6
     w.cut_short += st.cut_short;
     w.skipped += st.skipped;
     w.bad_nodes += st.bad_nodes;
+    w.unreadable += st.unreadable;
     w.walks += st.walks;
     w.entries_read += st.entries_read;
     w.seconds += st.walk_us as f64 / 1e6;

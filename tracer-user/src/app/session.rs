@@ -68,6 +68,10 @@ pub(super) struct Session {
     /// The binary's HashTrieMap layout (`None`: its sync.Map, if any, is
     /// not one; [`crate::syncmap`]).
     pub(super) sync_layout: Option<crate::syncmap::SyncLayout>,
+    /// Classic sync.Maps: where their runtime maps' keys and elements
+    /// are, once known, and the last type descriptor tried for it.
+    pub(super) classic_entry_map: Option<Arc<crate::syncmap::classic_entries::EntryMapLayout>>,
+    pub(super) classic_entry_tried: u64,
     /// What the entries of each sync.Map held at its latest walk.
     pub(super) sync_entries: HashMap<u64, SyncEntries>,
     /// What walking the sync.Maps cost, over all samples.
@@ -256,13 +260,28 @@ pub(super) fn attach_session(
         show_keys,
         all_maps: false,
         sync_layout: None,
+        classic_entry_map: None,
+        classic_entry_tried: 0,
         sync_entries: HashMap::new(),
         sync_walks: report::SyncMapWalks::default(),
         families: Families::default(),
     };
     s.sync_layout = crate::syncmap::layout_of(&s.info);
+    if matches!(s.sync_layout, Some(crate::syncmap::SyncLayout::Classic(_)))
+        && let Some(tp) = crate::syncmap::classic_entries::type_from_dwarf(&s.info, s.bias)
+    {
+        learn_classic_entry_map(&mut s, tp);
+    }
     discover_globals(&mut s);
     Ok(s)
+}
+
+/// Tries the type descriptor at `map_type` as the classic sync.Maps'
+/// runtime map type (each descriptor once in a row).
+pub(super) fn learn_classic_entry_map(s: &mut Session, map_type: u64) {
+    s.classic_entry_tried = map_type;
+    s.classic_entry_map =
+        crate::syncmap::classic_entries::resolve_at(&s.mem, &s.info, s.bias, map_type);
 }
 
 /// Attaches what the governor's thread asked for (it closes on its own;

@@ -100,12 +100,11 @@ pub(crate) fn index<R: Reader>(
     show_keys: bool,
     out: &mut Values,
 ) {
-    let Some((entries, complete)) = values::entries(r, l, kl, el, map, MAX_ENTRIES, MAX_BYTES)
-    else {
+    let Some((entries, walked)) = values::entries(r, l, kl, el, map, MAX_ENTRIES, MAX_BYTES) else {
         return;
     };
     out.entries_read += entries.len() as u64;
-    out.cut_short |= !complete;
+    out.cut_short |= walked != values::Walked::Whole;
     for e in entries {
         if e.word == 0 || e.word == map || !wanted.contains(&e.word) {
             continue;

@@ -164,7 +164,8 @@ pub(super) enum Shape {
 }
 
 impl Shape {
-    const fn count(&self) -> u64 {
+    /// Entries the header counts.
+    pub(super) const fn count(&self) -> u64 {
         match self {
             Self::Hmap(h) => h.count,
             Self::Swiss { used, .. } => *used,

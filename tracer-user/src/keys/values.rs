@@ -85,10 +85,26 @@ pub(crate) struct Entry {
     pub(crate) word: u64,
 }
 
+/// How much of a map one walk saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Walked {
+    /// Every slot.
+    Whole,
+    /// Those within the walk's limits (entries or bytes).
+    Cut,
+    /// Some read failed: the map was freed or replaced meanwhile, or the
+    /// process is exiting; what was read may be any part of it.
+    Unreadable,
+    /// Every slot in reach was read, but they are not as many as the
+    /// header counted (by more than 2%): the map grew or was written while
+    /// it was read, and entries were missed or seen twice.
+    Torn,
+}
+
 /// One walk of the map at `map_addr` gathering each entry's key and the
 /// first word of its element. One walk, not a double collect: the map may
 /// change meanwhile, so a caller re-reads an element before it relies on
-/// it. Returns the entries and whether the walk was complete.
+/// it. Returns the entries and how much of the map they are.
 pub(crate) fn entries<R: Reader>(
     r: &R,
     l: &RuntimeLayout,
@@ -97,7 +113,7 @@ pub(crate) fn entries<R: Reader>(
     map_addr: u64,
     max_keys: usize,
     max_bytes: u64,
-) -> Option<(Vec<Entry>, bool)> {
+) -> Option<(Vec<Entry>, Walked)> {
     let shape = snapshot::read_shape(r, l, kl, map_addr)?;
     let w = snapshot::walk_with(
         r,
@@ -112,15 +128,24 @@ pub(crate) fn entries<R: Reader>(
     // Keys come in slot order; an indirect key that could not be read is
     // left out, and then they no longer line up.
     if kl.indirect_key && unreadable {
-        return Some((Vec::new(), false));
+        return Some((Vec::new(), Walked::Unreadable));
     }
-    let complete = !(w.unreadable || w.truncated || unreadable || cut);
+    let count = shape.0.count();
+    let walked = if w.unreadable || unreadable {
+        Walked::Unreadable
+    } else if w.truncated || cut {
+        Walked::Cut
+    } else if (keys.len() as u64).abs_diff(count) > count / 50 + 8 {
+        Walked::Torn
+    } else {
+        Walked::Whole
+    };
     let out = keys
         .into_iter()
         .zip(&w.values)
         .map(|(key, &(at, word))| Entry { key, at, word })
         .collect();
-    Some((out, complete))
+    Some((out, walked))
 }
 
 /// A map step named by its key: `["acme"]`, `[42]` (rendered as the
@@ -227,8 +252,8 @@ mod tests {
         h[0] = 2;
         h[16..24].copy_from_slice(&0xc000_8000u64.to_le_bytes());
         mem.put(0xc000_9000, h);
-        let (es, complete) = entries(&mem, &l, &kl, el, 0xc000_9000, 100, 1 << 20).unwrap();
-        assert!(complete);
+        let (es, walked) = entries(&mem, &l, &kl, el, 0xc000_9000, 100, 1 << 20).unwrap();
+        assert_eq!(walked, Walked::Whole);
         let got: Vec<(String, u64, u64)> = es
             .iter()
             .map(|e| (key_step(&e.key, &kl.key_type, false), e.at, e.word))
@@ -240,5 +265,22 @@ mod tests {
                 ("[-7]".to_owned(), 0xc000_8000 + 72 + 40, 0xc000_2000)
             ]
         );
+        // Buckets that cannot be read (freed, or the process exiting): no
+        // entries, and the walk says so rather than "an empty map".
+        let mut h = vec![0u8; 48];
+        h[0] = 2;
+        h[16..24].copy_from_slice(&0xc100_8000u64.to_le_bytes());
+        mem.put(0xc000_a000, h);
+        let (es, walked) = entries(&mem, &l, &kl, el, 0xc000_a000, 100, 1 << 20).unwrap();
+        assert!(es.is_empty());
+        assert_eq!(walked, Walked::Unreadable);
+        // A header counting 40 entries over buckets holding 2: the map grew
+        // while it was read.
+        let mut h = vec![0u8; 48];
+        h[0] = 40;
+        h[16..24].copy_from_slice(&0xc000_8000u64.to_le_bytes());
+        mem.put(0xc000_b000, h);
+        let (es, walked) = entries(&mem, &l, &kl, el, 0xc000_b000, 100, 1 << 20).unwrap();
+        assert_eq!((es.len(), walked), (2, Walked::Torn));
     }
 }

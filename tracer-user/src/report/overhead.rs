@@ -17,6 +17,9 @@ pub struct SyncMapWalks {
     /// Nodes that were not what they should be (changed while read):
     /// left out.
     pub bad_nodes: u64,
+    /// Walks that could not read some node (the process was exiting): no
+    /// length, and the earlier walk's entries stand.
+    pub unreadable: u64,
     /// Walks made, entries they read, and the wall time they took (the
     /// reads and the counting, on the sampling worker).
     pub walks: u64,

@@ -13,6 +13,9 @@
 //!   key: `dirty` when `read.amended`, else `read.m`), in batches.
 //! - **Folding**: the generations a sample finds are handed back, and the
 //!   model keeps them out of the report ([`crate::model::Model::fold_sync_generation`]).
+//! - **Entries** ([`super::classic_entries`]): the map holding every key
+//!   is then read whole, for the entries' dynamic types and the keys that
+//!   are objects with finalizers, once its type descriptor is known.
 //!
 //! The length is an upper bound: a key deleted from `read` stays (its entry
 //! nil) until the next `dirtyLocked` copies the live ones.
@@ -201,6 +204,9 @@ pub fn combine(
 pub struct Sampled {
     pub reads: Vec<(u64, HeaderRead)>,
     pub generations: Vec<u64>,
+    /// Each instance read and the runtime map that holds its every key
+    /// (for [`super::classic_entries::read`]).
+    pub complete: Vec<(u64, u64)>,
 }
 
 /// Samples the classic sync.Maps at `addrs`: their headers, `readOnly`s and
@@ -288,12 +294,17 @@ pub fn sample(
                     Some(HeaderRead::Failed | HeaderRead::Implausible | HeaderRead::Skipped) => {
                         HeaderRead::Skipped
                     }
-                    c => HeaderRead::Ok(combine(
-                        l,
-                        addr,
-                        ok(c).as_ref(),
-                        ok(header_of(g.other)).as_ref(),
-                    )),
+                    c => {
+                        if matches!(c, Some(HeaderRead::Ok(_))) {
+                            out.complete.push((addr, g.complete));
+                        }
+                        HeaderRead::Ok(combine(
+                            l,
+                            addr,
+                            ok(c).as_ref(),
+                            ok(header_of(g.other)).as_ref(),
+                        ))
+                    }
                 }
             }
         };

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod classic;
+pub mod classic_entries;
 pub mod layout;
 pub mod scan;
 pub mod walk;
@@ -221,7 +222,16 @@ impl Entries {
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u64::from_le_bytes)
         };
-        let pair = (word(l.entry_key), word(l.entry_value));
+        self.count(
+            (word(l.entry_key), word(l.entry_value)),
+            word(l.entry_key + 8),
+            keep_keys,
+        );
+    }
+
+    /// Counts one entry whose key and value have the dynamic types `pair`
+    /// and whose key's data word is `key_data`.
+    pub fn count(&mut self, pair: (u64, u64), key_data: u64, keep_keys: bool) {
         if let Some(e) = self.types.iter_mut().find(|e| e.0 == pair) {
             e.1 += 1;
         } else if self.types.len() < MAX_ENTRY_TYPES {
@@ -231,7 +241,7 @@ impl Entries {
         }
         if keep_keys {
             if self.key_words.len() < MAX_KEY_WORDS {
-                self.key_words.push(word(l.entry_key + 8));
+                self.key_words.push(key_data);
             } else {
                 self.key_words_dropped += 1;
             }
@@ -252,6 +262,9 @@ pub struct SampleStats {
     pub skipped: u64,
     /// Bad nodes seen (concurrent changes or garbage).
     pub bad_nodes: u64,
+    /// Walks that could not read some node (the process exiting): no
+    /// length for that sample.
+    pub unreadable: u64,
     /// Walks made (each, whole or capped, of one instance), the entries
     /// they read and their wall time in µs.
     pub walks: u64,
@@ -309,6 +322,12 @@ pub fn sample(
     stats.bad_nodes += w.bad;
     if w.cut_short {
         stats.cut_short += 1;
+        return HeaderRead::Skipped;
+    }
+    // Nodes that could not be read: no length for this sample (the arm64
+    // VM's last sample, as the target exited, read 17,902 of 24,000).
+    if w.unreadable > 0 {
+        stats.unreadable += 1;
         return HeaderRead::Skipped;
     }
     if !w.exact {

@@ -87,6 +87,10 @@ pub struct Walk {
     pub nodes_read: u64,
     /// Nodes (or pointers) that were not what they should be.
     pub bad: u64,
+    /// Of those, nodes that could not be read at all: the process is
+    /// exiting (a Go heap stays mapped), and the counts are any part of
+    /// the trie.
+    pub unreadable: u64,
     /// Pruned indirects reached.
     pub dead: u64,
     /// Levels of indirects seen.
@@ -225,6 +229,7 @@ pub fn walk_entries(
                             }
                             None => {
                                 w.bad += 1;
+                                w.unreadable += 1;
                                 continue;
                             }
                         },
@@ -655,6 +660,8 @@ mod tests {
         let w = walk(&mut a, &l, root, u64::MAX, None);
         assert!(w.bad >= 4, "{w:?}");
         assert!(w.len() < full);
+        // Of those, the child out of the arena could not be read at all.
+        assert_eq!(w.unreadable, 1, "{w:?}");
         // A dead indirect is left out, not bad.
         let mut a = clone(&a0);
         let ind = (0..16)
@@ -663,7 +670,7 @@ mod tests {
             .unwrap();
         a.put_u8(ind + u64::from(l.indirect_dead), 1);
         let w = walk(&mut a, &l, root, u64::MAX, None);
-        assert_eq!((w.dead, w.bad), (1, 0));
+        assert_eq!((w.dead, w.bad, w.unreadable), (1, 0, 0));
         // Random bytes everywhere.
         for seed in 1..50u64 {
             let mut a = Arena::new(256);
