@@ -223,6 +223,7 @@ async fn event_loop(
     let mut events: Vec<Event> = Vec::new();
     let mut bad_events = 0u64;
     let reason = loop {
+        let mut joined = None;
         // Events do not wake the loop (the probes write them without a
         // wakeup, which would cost the target more than the hit itself,
         // unless the ring buffer is a quarter full), so it wakes at least
@@ -238,7 +239,7 @@ async fn event_loop(
             _ = wakers.sigterm.recv() => break "interrupted",
             _ = wakers.sighup.recv() => break "interrupted",
             () = sleep_until(end_at) => break "duration reached",
-            Some(joined) = workers.join_next() => job_done(workers, ctx.sessions, ctx.tracer, &ctx.clocks, joined)?,
+            Some(j) = workers.join_next() => joined = Some(j),
             ready = wakers.events.readable() => {
                 // Cleared before the drain below: an event written after it
                 // wakes the loop again.
@@ -270,6 +271,12 @@ async fn event_loop(
         // A burst (100,000 maps made at once) leaves a large buffer behind.
         if events.capacity() > EVENTS_KEPT {
             events.shrink_to(EVENTS_KEPT);
+        }
+        // A job's result is applied after the events written before it
+        // ended: the keys a snapshot read had their finalizers set before
+        // they were inserted, and those events are now counted.
+        if let Some(j) = joined {
+            job_done(workers, ctx.sessions, ctx.tracer, &ctx.clocks, j)?;
         }
         for s in ctx.sessions.iter_mut() {
             if s.ended.is_none() {
