@@ -495,9 +495,12 @@ fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
     // way, or the gap after it) the event waits like any other. A JSON
     // service's 60 cycles a second woke it 120 times a second when every
     // GC event did; samples come at most 10 times a second.
-    // SAFETY: the map is only read.
-    let wake_from = unsafe { GC_WAKE.get(&tgid) }.copied().unwrap_or(0);
-    let flag = if matches!(kind, EventKind::GcMarked) && ts_ns >= wake_from {
+    // The start of a cycle never wakes it: only a marked event looks up
+    // the time (one hash lookup per cycle, not two).
+    let flag = if matches!(kind, EventKind::GcMarked)
+        // SAFETY: the map is only read.
+        && ts_ns >= unsafe { GC_WAKE.get(&tgid) }.copied().unwrap_or(0)
+    {
         BPF_RB_FORCE_WAKEUP
     } else {
         wakeup_flag()

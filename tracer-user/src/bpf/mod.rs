@@ -11,8 +11,8 @@
 //! are handed to the caller as a [`BpfLog`] to poll.
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
-mod gc_wake;
 mod multi;
+mod per_process;
 mod run_stats;
 
 pub use run_stats::{ProgramRun, RunStats};
@@ -28,8 +28,8 @@ use aya::{
 };
 use tracer_common::{
     ABI_SECTION, ABI_VERSION, AddrKey, COUNTER_SLOTS, CreateRecord, MAP_COUNTERS, MAP_CREATED,
-    MAP_EVENTS, MAP_PIDNS, MAP_PROBE_HITS, MAP_PROBE_SPECS, MAP_PROC_CONFIG, MAP_STACKS,
-    MAP_WRITES, MAX_PROBES, PidNs, ProbeSpec, ProcConfig, WriteKey, WriteStat, programs,
+    MAP_EVENTS, MAP_PIDNS, MAP_PROBE_HITS, MAP_PROBE_SPECS, MAP_STACKS, MAP_WRITES, MAX_PROBES,
+    PidNs, ProbeSpec, WriteKey, WriteStat, programs,
 };
 
 /// The eBPF object for x86-64 targets.
@@ -323,29 +323,6 @@ impl Tracer {
     /// whether or not anyone reads it (records that do not fit are dropped).
     pub fn take_bpf_log(&mut self) -> Option<BpfLog> {
         self.bpf_log.take()
-    }
-
-    /// Writes the configuration of process `tgid`.
-    pub fn configure(&mut self, tgid: u32, cfg: ProcConfig) -> Result<()> {
-        let mut m: HashMap<_, u32, ProcConfig> = HashMap::try_from(
-            self.ebpf
-                .map_mut(MAP_PROC_CONFIG)
-                .ok_or_else(|| anyhow!("map {MAP_PROC_CONFIG} missing"))?,
-        )?;
-        m.insert(tgid, cfg, 0)
-            .context("writing the per-process configuration")?;
-        Ok(())
-    }
-
-    /// Removes the configuration of process `tgid` (it was let go of): the
-    /// map holds [`tracer_common::MAX_PROCS`] processes.
-    pub fn unconfigure(&mut self, tgid: u32) {
-        if let Some(map) = self.ebpf.map_mut(MAP_PROC_CONFIG)
-            && let Ok(mut m) = HashMap::<_, u32, ProcConfig>::try_from(map)
-        {
-            let _ = m.remove(&tgid);
-        }
-        self.forget_gc_wake(tgid);
     }
 
     /// Gives the ids of probes whose links are closed back, for
