@@ -117,8 +117,17 @@ fn check_families(go: &str) {
             matched += 1;
         }
     }
+    // The tracer samples 25,000 maps every few cycles in the emulated
+    // arm64 VM, and its first samples may come before the target's first
+    // forced cycle (CI of e195750: samples at cycles 0, 1, 5 and 8, the
+    // target printing 2 to 13): two cycles to compare there.
+    let want_matched = if mapleak::speed::slowdown() >= 4.0 {
+        2
+    } else {
+        3
+    };
     assert!(
-        matched >= 3,
+        matched >= want_matched,
         "only {matched} cycles to compare:\n{}\n{t:#}",
         run.target_stderr
     );
