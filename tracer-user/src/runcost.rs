@@ -53,25 +53,20 @@ struct Track {
 /// Moving mean cost per run of each program, from cumulative readings.
 #[derive(Debug, Clone)]
 pub struct RunCosts {
-    /// This machine's slowdown over the reference machine's
-    /// ([`crate::speed::slowdown`]).
-    slowdown: f64,
     tracks: HashMap<&'static str, Track>,
 }
 
+impl Default for RunCosts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RunCosts {
-    /// No program measured yet. `slowdown` is
-    /// [`crate::speed::slowdown`] (1 on the reference machine): the
-    /// kernel's times are this machine's, the governor's prices the
-    /// reference machine's, as for the tracer's own CPU.
+    /// No program measured yet.
     #[must_use]
-    pub fn new(slowdown: f64) -> Self {
+    pub fn new() -> Self {
         Self {
-            slowdown: if slowdown.is_finite() && slowdown > 0.0 {
-                slowdown
-            } else {
-                1.0
-            },
             tracks: HashMap::new(),
         }
     }
@@ -87,12 +82,13 @@ impl RunCosts {
         }
     }
 
-    /// Mean cost of one run of `program`, seconds in the reference
-    /// machine's time; `None` until [`MIN_RUNS`] runs were measured.
+    /// Mean cost of one run of `program`, seconds in this machine's time
+    /// (as the kernel measured it, as the governor debits everything);
+    /// `None` until [`MIN_RUNS`] runs were measured.
     #[must_use]
     pub fn per_run_s(&self, program: &str) -> Option<f64> {
         let ns = self.tracks.get(program)?.mean_ns?;
-        Some(ns * 1e-9 / self.slowdown)
+        Some(ns * 1e-9)
     }
 }
 
@@ -147,7 +143,7 @@ mod tests {
     /// deltas before add up rather than being lost.
     #[test]
     fn unmeasured_until_enough_runs() {
-        let mut c = RunCosts::new(1.0);
+        let mut c = RunCosts::new();
         assert_eq!(c.per_run_s(P), None);
         c.update(&[(P, run(0, 0))]);
         assert_eq!(c.per_run_s(P), None);
@@ -165,7 +161,7 @@ mod tests {
     /// runs hardly move it; a delta read in two parts gives the same mean.
     #[test]
     fn weighted_by_runs() {
-        let mut c = RunCosts::new(1.0);
+        let mut c = RunCosts::new();
         c.update(&[(P, run(100, 100_000))]); // 1 µs
         c.update(&[(P, run(105, 150_000))]); // 5 runs at 10 µs
         let few = c.per_run_s(P).unwrap();
@@ -174,8 +170,8 @@ mod tests {
         let burst = c.per_run_s(P).unwrap();
         assert!((burst - 2e-6).abs() < 1e-12, "{burst}");
 
-        let mut once = RunCosts::new(1.0);
-        let mut twice = RunCosts::new(1.0);
+        let mut once = RunCosts::new();
+        let mut twice = RunCosts::new();
         for c in [&mut once, &mut twice] {
             c.update(&[(P, run(100, 100_000))]);
         }
@@ -195,7 +191,7 @@ mod tests {
     /// readings without runs and programs left out change nothing.
     #[test]
     fn resets_and_gaps() {
-        let mut c = RunCosts::new(1.0);
+        let mut c = RunCosts::new();
         c.update(&[(P, run(1000, 2_000_000)), ("map_write", run(50, 50_000))]);
         let m = c.per_run_s(P).unwrap();
         assert!(approx(m, 2e-6));
@@ -220,16 +216,5 @@ mod tests {
         // Huge counters do not overflow.
         c.update(&[(P, run(u64::MAX, u64::MAX))]);
         assert!(c.per_run_s(P).unwrap().is_finite());
-    }
-
-    /// Costs are in the reference machine's time: divided by the slowdown,
-    /// and a nonsensical one is taken as 1.
-    #[test]
-    fn scaled_to_reference() {
-        for (slowdown, want) in [(4.0, 0.5e-6), (0.0, 2e-6), (f64::NAN, 2e-6)] {
-            let mut c = RunCosts::new(slowdown);
-            c.update(&[(P, run(100, 200_000))]);
-            assert!(approx(c.per_run_s(P).unwrap(), want), "{slowdown}");
-        }
     }
 }

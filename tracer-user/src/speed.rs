@@ -1,18 +1,16 @@
 //! How much slower than the reference machine this one runs the tracer's
 //! kind of work, measured once.
 //!
-//! The tracer's constants are in the reference machine's time (x86-64, 2
-//! cores, the machine `cargo xtask bench` measured the probe-hit costs on):
-//! the probes' cost per hit, the key-snapshot time per cycle, the sample
-//! reads' deadlines. What it measures itself (its own CPU, how long a
-//! sample's reads took) is in this machine's time. On a CPU ten times
-//! slower (an emulated arm64 VM, a small board) mixing the two makes the
-//! governor charge the tracer ten times what the same work costs the
-//! reference machine while the probes are charged at reference prices, and
-//! makes fixed limits cover a tenth of the work: a map's last key snapshot
-//! is then deferred to a cycle that may never come. So measured durations
-//! are divided by [`slowdown`] ([`to_reference`]) and limits multiplied by
-//! it ([`scaled`]).
+//! Some of the tracer's constants are in the reference machine's time
+//! (x86-64, 2 cores, the machine `cargo xtask bench` measured the probe-hit
+//! costs on): the probes' trap per hit, the key-snapshot time per cycle,
+//! the sample reads' deadlines. On a CPU ten times slower (an emulated
+//! arm64 VM, a small board) fixed limits would cover a tenth of the work:
+//! a map's last key snapshot would be deferred to a cycle that may never
+//! come. So limits are multiplied by [`slowdown`] ([`scaled`]), and so are
+//! the trap prices: the budget is debited in this machine's time, what the
+//! target loses here (the tracer's CPU, its programs' runs and the traps,
+//! as measured or scaled). [`to_reference`] goes the other way.
 use std::{
     sync::OnceLock,
     time::{Duration, Instant},

@@ -107,7 +107,7 @@ fn traced(bin: &PathBuf, extra: &[&str]) -> Traced {
             "--interval",
             "1s",
         ])
-        .args(extra)
+        .args(e2e_common::harness::budget_args(extra.iter().copied()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

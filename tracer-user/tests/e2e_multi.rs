@@ -57,6 +57,7 @@ fn one_tracer_several_processes() {
     // The first pid again: attached once, reported once.
     tr.args(["--pid", &targets[0].1.to_string()]);
     let mut tr = tr
+        .args(e2e_common::harness::budget_args([]))
         .args(["--duration", "60s", "--interval", "1s", "--json"])
         .arg(&json)
         .stdout(Stdio::piped())

@@ -81,6 +81,9 @@ pub(super) struct InFlight {
 pub(super) struct SampleClock {
     /// The budget's rate (share of one CPU): paces the samples.
     rate: f64,
+    /// The budget is in debt (its credit below zero, as last read): no
+    /// sample starts before [`MAX_SAMPLE_GAP`] has passed since the last.
+    in_debt: bool,
     /// Timer samples are taken when no sample came for this long.
     pub(super) timer_every: Duration,
     /// When tracing started (sample times are counted from it).
@@ -104,6 +107,7 @@ impl SampleClock {
     pub(super) fn new(rate: f64, timer_every: Duration, started: Instant) -> Self {
         Self {
             rate,
+            in_debt: false,
             timer_every,
             started,
             pending: None,
@@ -116,9 +120,12 @@ impl SampleClock {
         }
     }
 
-    /// Paces the samples to a budget of `rate` from now on.
-    pub(super) fn set_rate(&mut self, rate: f64) {
+    /// Paces the samples to a budget of `rate` from now on; `in_debt`: its
+    /// credit is below zero (what the probes and the tracer cost went over
+    /// it), and samples wait.
+    pub(super) fn set_budget(&mut self, rate: f64, in_debt: bool) {
         self.rate = rate;
+        self.in_debt = in_debt;
     }
 
     /// The sample under way, if any.
@@ -126,10 +133,17 @@ impl SampleClock {
         self.in_flight
     }
 
-    /// Time left of the gap after the last sample (zero: one may start).
+    /// Time left of the gap after the last sample (zero: one may start):
+    /// the header reads' pace ([`sample_gap`]), or [`MAX_SAMPLE_GAP`] while
+    /// the budget is in debt.
     pub(super) fn gap_left(&self, now: Instant) -> Duration {
         self.last.map_or(Duration::ZERO, |(start, took)| {
-            sample_gap(took, self.rate).saturating_sub(now.saturating_duration_since(start))
+            let gap = if self.in_debt {
+                MAX_SAMPLE_GAP.max(sample_gap(took, self.rate))
+            } else {
+                sample_gap(took, self.rate)
+            };
+            gap.saturating_sub(now.saturating_duration_since(start))
         })
     }
 
@@ -305,6 +319,35 @@ mod tests {
             sample_gap(Duration::from_millis(3), f64::NAN),
             MAX_SAMPLE_GAP
         );
+    }
+
+    #[test]
+    fn samples_wait_while_the_budget_is_in_debt() {
+        let t0 = Instant::now();
+        let mut c = SampleClock::new(0.01, Duration::from_secs(1), t0);
+        c.on_gc(1, 0, t0);
+        c.start(t0, 0, 1).unwrap();
+        c.headers_read(Duration::from_micros(100));
+        c.finished();
+        assert_eq!(c.gap_left(t0), MIN_SAMPLE_GAP);
+        // Over budget: the probes and the tracer cost more than it.
+        c.set_budget(0.01, true);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(c.gap_left(t1), MAX_SAMPLE_GAP - Duration::from_secs(1));
+        c.on_gc(2, 1_000_000_000, t1);
+        assert!(c.start(t1, 1_000_000_000, 2).is_none());
+        // Out of debt: the header pace again, and the waiting cycle's turn.
+        c.set_budget(0.01, false);
+        let t2 = t1 + 20 * MS;
+        assert!(c.gap_left(t2).is_zero());
+        assert_eq!(c.start(t2, 1_020_000_000, 2).map(|f| f.at.cycle), Some(2));
+        c.headers_read(Duration::from_micros(100));
+        c.finished();
+        // Still in debt at MAX_SAMPLE_GAP: a sample starts all the same.
+        c.set_budget(0.01, true);
+        let t3 = t2 + MAX_SAMPLE_GAP;
+        assert!(c.gap_left(t3).is_zero());
+        assert_eq!(c.wait(t3), Some(Duration::ZERO), "the timer sample is due");
     }
 
     #[test]

@@ -152,6 +152,7 @@ pub(super) fn attach_session(
     let mut probes = Vec::new();
     let mut reqs = Vec::new();
     let mut costs = Vec::new();
+    let slowdown = crate::speed::slowdown();
     // The original instruction bytes, read before any probe is attached
     // (two probes may share an address): a detached probe's breakpoint is
     // gone when they are back (see `Tail`).
@@ -182,16 +183,20 @@ pub(super) fn attach_session(
         costs.push(ProbeCost {
             id: a.id,
             class: p.class,
-            hit_cost: match (p.emulated, p.class == ProbeClass::Window) {
-                (false, _) => SINGLE_STEP_HIT_S,
-                (true, true) => WRITE_HIT_S,
-                (true, false) => EMULATED_HIT_S,
-            },
-            trap_cost: if p.emulated {
-                EMULATED_HIT_S
-            } else {
-                SINGLE_STEP_HIT_S
-            },
+            // The reference machine's prices, in this machine's time (a
+            // trap is kernel work, as the calibration's is).
+            hit_cost: slowdown
+                * match (p.emulated, p.class == ProbeClass::Window) {
+                    (false, _) => SINGLE_STEP_HIT_S,
+                    (true, true) => WRITE_HIT_S,
+                    (true, false) => EMULATED_HIT_S,
+                },
+            trap_cost: slowdown
+                * if p.emulated {
+                    EMULATED_HIT_S
+                } else {
+                    SINGLE_STEP_HIT_S
+                },
             program: req.program,
             addr: p.address.wrapping_add(bias),
             orig: orig[costs.len()],
@@ -319,12 +324,13 @@ pub(super) fn serve_attaches(s: &mut Session, tracer: &mut Tracer) {
 /// the budget's rate. Called before [`serve_attaches`]: a resume waits for
 /// it, so no pause goes unnoted.
 pub(super) fn note_pauses(s: &mut Session) {
-    let (pauses, ns, rate) = {
+    let (pauses, ns, rate, in_debt) = {
         let b = lock(&s.budget);
-        (b.gov.pauses, b.paused_ns, b.gov.rate)
+        (b.gov.pauses, b.paused_ns, b.gov.rate, b.gov.credit < 0.0)
     };
-    // Node-wide mode changes the budget's rate: the samples follow it.
-    s.clock.set_rate(rate);
+    // Node-wide mode changes the budget's rate, and a budget in debt holds
+    // the samples back: the clock follows both.
+    s.clock.set_budget(rate, in_debt);
     if pauses > s.fin.pauses {
         s.fin.probes_paused(ns);
         s.fin.pauses = pauses;

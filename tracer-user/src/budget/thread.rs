@@ -97,7 +97,7 @@ impl GovernorThread {
                 // Node-wide mode: when the budget was last split, and among
                 // how many processes.
                 let mut split_at: Option<(Instant, usize)> = None;
-                let mut costs = RunCosts::new(crate::speed::slowdown());
+                let mut costs = RunCosts::new();
                 let mut runs_read: Option<Instant> = None;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
@@ -142,9 +142,6 @@ impl GovernorThread {
                             shared / live.max(1) as f64
                         }
                     };
-                    // In the reference machine's time, as the probes'
-                    // cost per hit is (`crate::speed`).
-                    let scale = crate::speed::slowdown();
                     let mut next = crate::governor::PERIOD;
                     for b in &budgets {
                         let Ok(mut b) = b.lock() else { continue };
@@ -155,7 +152,9 @@ impl GovernorThread {
                         // (as the shared part, it is then not debited).
                         let mine = std::mem::take(&mut b.own_cpu);
                         if !counts.is_empty() {
-                            let debit = (mine + part(b.gov.rate)) / scale;
+                            // In this machine's time: what the tracer
+                            // costs here is what the target loses here.
+                            let debit = mine + part(b.gov.rate);
                             b.check(&counts, runs.as_ref().map(|_| &costs), debit, now);
                         }
                         next = next.min(b.period(Instant::now()));
