@@ -431,7 +431,8 @@ pub fn split_rates(node: f64, cpu: &[f64]) -> Vec<f64> {
     let total: f64 = cpu.iter().map(|&c| used(c)).sum();
     let denom = total.max(1.0);
     cpu.iter()
-        .map(|&c| (node * used(c) / denom).max(node * SPLIT_FLOOR))
+        // `min`: c / total may round a hair above 1 (a process alone).
+        .map(|&c| (node * used(c) / denom).min(node).max(node * SPLIT_FLOOR))
         .collect()
 }
 
@@ -449,8 +450,10 @@ mod tests {
         // never more than the budget of its own CPU.
         let r = split_rates(b, &[0.5, 0.25]);
         assert!((r[0] - 0.005).abs() < 1e-15 && (r[1] - 0.0025).abs() < 1e-15);
-        // One process alone, using 1.5 CPUs: the whole budget.
+        // One process alone, using 1.5 CPUs: the whole budget, never a
+        // rounding above it (0.01 × c / c is 0.010000000000000002 for this c).
         assert!((split_rates(b, &[1.5])[0] - b).abs() < 1e-15);
+        assert!(split_rates(b, &[1.0 + 566.0 / 1000.0])[0] <= b);
         // Idle processes (or unreadable figures) get the floor.
         let r = split_rates(b, &[2.0, 0.0, f64::NAN, -1.0]);
         assert!((r[0] - b).abs() < 1e-15);

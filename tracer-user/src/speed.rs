@@ -10,7 +10,8 @@
 //! come. So limits are multiplied by [`slowdown`] ([`scaled`]), and so are
 //! the trap prices: the budget is debited in this machine's time, what the
 //! target loses here (the tracer's CPU, its programs' runs and the traps,
-//! as measured or scaled). [`to_reference`] goes the other way.
+//! as measured or scaled). [`to_reference`] goes the other way, for the
+//! samples' pace, a floor of ten times their length between them.
 use std::{
     sync::OnceLock,
     time::{Duration, Instant},

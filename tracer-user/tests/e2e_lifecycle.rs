@@ -33,9 +33,10 @@ fn tracer_in_its_own_pid_namespace() {
     // when it exits.
     let script = format!(
         "{bin} -scenarios leaky -steps 48 -step-ms 250 >/dev/null 2>&1 & t=$!; sleep 0.5; \
-         {tracer} --pid $t --interval 1s --json {json}; rc=$?; wait $t; exit $rc",
+         {tracer} --pid $t --interval 1s {budget} --json {json}; rc=$?; wait $t; exit $rc",
         bin = bin.display(),
         tracer = env!("CARGO_BIN_EXE_mapleak-trace"),
+        budget = budget_args([]).join(" "),
         json = json.display(),
     );
     let out = Command::new("unshare")
@@ -85,7 +86,7 @@ fn a_reused_pid_is_not_the_target() {
          mkfifo {d}/go; \
          $T -wait -scenarios leaky -steps 20 -step-ms 100 <>{d}/go >/dev/null 2>{d}/a.err & a=$!; \
          sleep 0.5; \
-         {tracer} --pid $a --pid $c --duration 10s --interval 1s --json {d}/r.json >{d}/tr.out 2>&1 & tr=$!; \
+         {tracer} --pid $a --pid $c --duration 10s --interval 1s {budget} --json {d}/r.json >{d}/tr.out 2>&1 & tr=$!; \
          i=0; until [ \"$(grep -c attached {d}/tr.out)\" -ge 2 ] || [ $i -ge 1200 ]; do sleep 0.1; i=$((i+1)); done; \
          echo go > {d}/go; \
          wait $a; echo $((a - 1)) > /proc/sys/kernel/ns_last_pid; \
@@ -94,6 +95,7 @@ fn a_reused_pid_is_not_the_target() {
          wait $tr; rc=$?; kill $b $c 2>/dev/null; wait; exit $rc",
         bin = bin.display(),
         tracer = env!("CARGO_BIN_EXE_mapleak-trace"),
+        budget = budget_args([]).join(" "),
     );
     let out = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script])

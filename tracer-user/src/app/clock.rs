@@ -82,7 +82,8 @@ pub(super) struct SampleClock {
     /// The budget's rate (share of one CPU): paces the samples.
     rate: f64,
     /// The budget is in debt (its credit below zero, as last read): no
-    /// sample starts before [`MAX_SAMPLE_GAP`] has passed since the last.
+    /// sample starts before [`MAX_SAMPLE_GAP`] has passed since the last,
+    /// unless the budget is a whole CPU (no limit).
     in_debt: bool,
     /// Timer samples are taken when no sample came for this long.
     pub(super) timer_every: Duration,
@@ -138,7 +139,8 @@ impl SampleClock {
     /// the budget is in debt.
     pub(super) fn gap_left(&self, now: Instant) -> Duration {
         self.last.map_or(Duration::ZERO, |(start, took)| {
-            let gap = if self.in_debt {
+            // A whole CPU (`--overhead-budget 100`) lifts the limit.
+            let gap = if self.in_debt && self.rate < 1.0 {
                 MAX_SAMPLE_GAP.max(sample_gap(took, self.rate))
             } else {
                 sample_gap(took, self.rate)
@@ -348,6 +350,13 @@ mod tests {
         let t3 = t2 + MAX_SAMPLE_GAP;
         assert!(c.gap_left(t3).is_zero());
         assert_eq!(c.wait(t3), Some(Duration::ZERO), "the timer sample is due");
+        // A whole CPU lifts the limit: in debt or not, the header pace.
+        c.on_gc(3, 0, t3);
+        c.start(t3, 0, 3).unwrap();
+        c.headers_read(Duration::from_micros(100));
+        c.finished();
+        c.set_budget(1.0, true);
+        assert_eq!(c.gap_left(t3), MIN_SAMPLE_GAP);
     }
 
     #[test]

@@ -173,8 +173,13 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
         s.samples_cut_short += 1;
     }
     // Paced by the sample's whole cost, the reads on the worker and their
-    // results applied here, in this machine's time as the budget is.
-    s.clock.headers_read(r.took + applying.elapsed());
+    // results applied here, in the reference machine's time: the pace is a
+    // floor between samples (ten times their length), which on an emulated
+    // CPU would otherwise space them by tens of seconds. What they cost
+    // here is debited in this machine's time, and a budget in debt holds
+    // them back (`SampleClock::set_budget`).
+    s.clock
+        .headers_read(crate::speed::to_reference(r.took + applying.elapsed()));
     resolve_sites(s, tracer, |m| {
         matches!(m.verdict(), Verdict::Growing | Verdict::Bloated)
     });
