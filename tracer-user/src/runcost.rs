@@ -51,24 +51,16 @@ struct Track {
 }
 
 /// Moving mean cost per run of each program, from cumulative readings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunCosts {
     tracks: HashMap<&'static str, Track>,
-}
-
-impl Default for RunCosts {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl RunCosts {
     /// No program measured yet.
     #[must_use]
     pub fn new() -> Self {
-        Self {
-            tracks: HashMap::new(),
-        }
+        Self::default()
     }
 
     /// Folds in cumulative `readings` ([`crate::bpf::RunStats::read`]).

@@ -180,23 +180,25 @@ pub(super) fn attach_session(
         } else {
             tracer.attach(&target.exe, pid, &req)?
         };
+        // The reference machine's prices, in this machine's time (a trap
+        // is kernel work, as the calibration's is). A write-path hit's
+        // fixed price counts its program too.
+        let trap_cost = slowdown
+            * if p.emulated {
+                EMULATED_HIT_S
+            } else {
+                SINGLE_STEP_HIT_S
+            };
+        let hit_cost = if p.emulated && p.class == ProbeClass::Window {
+            slowdown * WRITE_HIT_S
+        } else {
+            trap_cost
+        };
         costs.push(ProbeCost {
             id: a.id,
             class: p.class,
-            // The reference machine's prices, in this machine's time (a
-            // trap is kernel work, as the calibration's is).
-            hit_cost: slowdown
-                * match (p.emulated, p.class == ProbeClass::Window) {
-                    (false, _) => SINGLE_STEP_HIT_S,
-                    (true, true) => WRITE_HIT_S,
-                    (true, false) => EMULATED_HIT_S,
-                },
-            trap_cost: slowdown
-                * if p.emulated {
-                    EMULATED_HIT_S
-                } else {
-                    SINGLE_STEP_HIT_S
-                },
+            hit_cost,
+            trap_cost,
             program: req.program,
             addr: p.address.wrapping_add(bias),
             orig: orig[costs.len()],
