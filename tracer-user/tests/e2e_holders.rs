@@ -6,9 +6,10 @@
 //! `*box` → `m`); its `nested` scenario a map held as the value of another
 //! map (`tenantMaps map[string]map[string]int64` → `["tenant-acme"]`); its
 //! `goroutine` scenario a map that only a goroutine's closure holds (no
-//! global: the root is the goroutine, by id and start function). Each
+//! global: the root is the goroutine, by id and the function whose frame
+//! holds it, here its start function). Each
 //! prints the path it declares (from its own types, through reflect, its
-//! goroutine id from runtime.Stack and its function from
+//! goroutine id from runtime.Stack and the function whose frame holds it from
 //! runtime.FuncForPC). The report's `held_by` for each map is that path
 //! (with the map key redacted, as the report redacts keys, or whole with
 //! `--show-keys` on the Swiss release's default build), and its

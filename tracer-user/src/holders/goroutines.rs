@@ -7,15 +7,22 @@
 //! with goid 1 and `startpc` at `runtime.main` (pclntab still names that
 //! function in a stripped binary). Of each `g` (offsets in
 //! [`RuntimeLayout`], from DWARF when present, else the built-in table):
-//! `stack.lo`, `stack.hi`, `sched.sp`, `atomicstatus`, `goid`, `startpc`.
-//! The live part of a parked goroutine's stack is `[sched.sp, stack.hi)`;
-//! a running one's `sched.sp` is stale, so its whole stack is copied
-//! (conservative: dead slots may still hold an old pointer; what is found
-//! is re-read before it is reported, and the path is best-effort).
+//! `stack.lo`, `stack.hi`, `sched.sp`, `sched.pc`, `atomicstatus`, `goid`,
+//! `startpc`. The live part of a parked goroutine's stack is
+//! `[sched.sp, stack.hi)`; a running one's `sched.sp` is stale, so its
+//! whole stack is copied (conservative: dead slots may still hold an old
+//! pointer; what is found is re-read before it is reported, and the path
+//! is best-effort).
+//!
+//! A parked goroutine's frames are walked ([`super::unwind`]) and each is
+//! a root named by its function (the runtime's frames by the function
+//! under them); the rest of its stack, and a running goroutine's, is named
+//! by the function it started with.
 //! Goroutines the runtime started for itself (`runtime.*` but
 //! `runtime.main`) are left out: their frames hold heap pointers for a
 //! moment (GC workers), as the runtime's globals do.
 use super::heap::{Region, RegionKind};
+use super::unwind::{self, Code};
 use crate::{inspect::RuntimeLayout, keys::Reader};
 
 /// Goroutines read at most.
@@ -56,7 +63,9 @@ impl GLayout {
         [g.lo, g.hi, g.sp, g.status, g.goid, g.startpc]
             .iter()
             .all(|&o| o + 8 <= G_BYTES as u64)
+            // `sched.pc` follows `sched.sp` (`gobuf`).
             .then_some(g)
+            .filter(|g| g.sp + 16 <= G_BYTES as u64)
     }
 }
 
@@ -68,6 +77,8 @@ pub(crate) struct G {
     pub(crate) lo: u64,
     pub(crate) hi: u64,
     pub(crate) sp: u64,
+    /// `sched.pc`.
+    pub(crate) pc: u64,
     pub(crate) startpc: u64,
 }
 
@@ -83,8 +94,14 @@ impl G {
             lo: word(b, gl.lo)?,
             hi: word(b, gl.hi)?,
             sp: word(b, gl.sp)?,
+            pc: word(b, gl.sp + 8)?,
             startpc: word(b, gl.startpc)?,
         })
+    }
+
+    /// Parked, so `sched.sp`/`sched.pc` say where it is.
+    fn parked(&self) -> bool {
+        matches!(self.status & !0x1000, 1 | 4 | 9 | 10)
     }
 
     /// The part of its stack to copy: `[sched.sp, stack.hi)` when parked,
@@ -98,7 +115,7 @@ impl G {
         // 1 runnable, 4 waiting, 9 preempted, 10 leaked (1.27); 2 running,
         // 3 syscall; 0 idle, 5 unused, 6 dead, 7 enqueue_unused, 8
         // copystack, 11 deadextra (1.27).
-        let parked = matches!(status, 1 | 4 | 9 | 10);
+        let parked = self.parked();
         let running = matches!(status, 2 | 3);
         if !(parked || running)
             || self.lo == 0
@@ -191,12 +208,13 @@ pub(crate) fn find_allgs<R: Reader>(
     None
 }
 
-/// A goroutine's copied stack, for naming a root found in it.
+/// Part of a goroutine's copied stack (a frame, or the rest of it), for
+/// naming a root found in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StackRoot {
     pub(crate) lo: u64,
     pub(crate) hi: u64,
-    /// `goroutine 7 (main.startAggregator.func1)`.
+    /// `goroutine 7 (main.privateWorker)`.
     pub(crate) name: String,
 }
 
@@ -213,9 +231,46 @@ pub(crate) struct Stacks {
     pub(crate) cut_short: bool,
 }
 
-/// Copies the live part of each goroutine's stack that `name(g)` names
-/// (`None`: left out), up to [`MAX_STACK_BYTES`] in all.
-pub(crate) fn copy<R: Reader>(r: &R, gs: &[G], name: &dyn Fn(&G) -> Option<String>) -> Stacks {
+/// The function a goroutine started with, `None` for the runtime's own
+/// goroutines (GC workers and the like hold heap pointers for a moment;
+/// `runtime.main` runs `main.main`).
+fn start_func<'c>(g: &G, code: &'c dyn Code) -> Option<&'c str> {
+    let (f, _) = code.func_at(g.startpc)?;
+    (!f.starts_with("runtime.") || f == "runtime.main").then_some(f)
+}
+
+/// Roots covering a goroutine's copied stack `[from, from + bytes.len())`:
+/// one per frame of a parked goroutine, named by its function (see
+/// [`unwind::labels`]), and the rest named by its start function `start`.
+fn roots_of(g: &G, start: &str, from: u64, bytes: &[u8], code: &dyn Code) -> Vec<StackRoot> {
+    let name = |f: &str| format!("goroutine {} ({f})", g.goid);
+    let end = from + bytes.len() as u64;
+    let mut roots = Vec::new();
+    let mut covered = from;
+    if g.parked() && g.sp == from {
+        let frames = unwind::frames(bytes, from, g.pc, g.sp, code);
+        for (f, label) in frames.iter().zip(unwind::labels(&frames)) {
+            roots.push(StackRoot {
+                lo: f.lo,
+                hi: f.hi,
+                name: name(label.unwrap_or(start)),
+            });
+            covered = f.hi;
+        }
+    }
+    if covered < end {
+        roots.push(StackRoot {
+            lo: covered,
+            hi: end,
+            name: name(start),
+        });
+    }
+    roots
+}
+
+/// Copies the live part of each goroutine's stack, but the runtime's own
+/// goroutines', up to [`MAX_STACK_BYTES`] in all, and names its parts.
+pub(crate) fn copy<R: Reader>(r: &R, gs: &[G], code: &dyn Code) -> Stacks {
     let mut regions = Vec::new();
     let mut roots = Vec::new();
     let mut whole = Vec::new();
@@ -226,7 +281,7 @@ pub(crate) fn copy<R: Reader>(r: &R, gs: &[G], name: &dyn Fn(&G) -> Option<Strin
             continue;
         };
         whole.push((g.lo, g.hi));
-        let Some(n) = name(g) else {
+        let Some(start) = start_func(g, code) else {
             continue;
         };
         let len = to - from;
@@ -241,11 +296,7 @@ pub(crate) fn copy<R: Reader>(r: &R, gs: &[G], name: &dyn Fn(&G) -> Option<Strin
         if bytes.is_empty() {
             continue;
         }
-        roots.push(StackRoot {
-            lo: from,
-            hi: from + bytes.len() as u64,
-            name: n,
-        });
+        roots.extend(roots_of(g, start, from, &bytes, code));
         regions.push(Region {
             addr: from,
             bytes,
@@ -265,6 +316,21 @@ pub(crate) fn copy<R: Reader>(r: &R, gs: &[G], name: &dyn Fn(&G) -> Option<Strin
 mod tests {
     use super::*;
     use crate::keys::testmem::FakeMem;
+
+    /// Functions by entry (0x10000 apart): name, frame size.
+    struct Funcs(Vec<(u64, &'static str, u64)>);
+
+    impl Code for Funcs {
+        fn func_at(&self, pc: u64) -> Option<(&str, u64)> {
+            self.0
+                .iter()
+                .find(|f| pc >= f.0 && pc < f.0 + 0x10000)
+                .map(|f| (f.1, f.2))
+        }
+        fn link_register(&self) -> bool {
+            false
+        }
+    }
 
     const GL: GLayout = GLayout {
         lo: 0,
@@ -296,6 +362,7 @@ mod tests {
             lo,
             hi,
             sp,
+            pc: 0,
             startpc: 0,
         };
         assert_eq!(g(4, 0x1000, 0x3000, 0x2f00).live(), Some((0x2f00, 0x3000)));
@@ -351,20 +418,81 @@ mod tests {
         let (gs, cut) = read_all(&mem, 0x5020, &GL);
         assert!(!cut);
         assert_eq!(gs.iter().map(|g| g.goid).collect::<Vec<_>>(), [1, 7, 9]);
-        let name = |g: &G| Some(format!("goroutine {}", g.goid));
-        let st = copy(&mem, &gs, &name);
+        let code = Funcs(vec![
+            (main_pc, "runtime.main", 0),
+            (0x45_0000, "main.worker", 0),
+            (0x46_0000, "runtime.bgsweep", 0),
+        ]);
+        let st = copy(&mem, &gs, &code);
         assert!(!st.cut_short);
         assert_eq!(st.bytes, 0x100 + 0x2000);
         assert_eq!(st.whole, [(0x10000, 0x18000), (0x30000, 0x32000)]);
         assert_eq!(st.regions[0].addr, 0x17f00);
         assert_eq!(st.regions[1].bytes.len(), 0x2000);
+        // goroutine 1's sched.pc (0) gives no frame: named by its start.
         assert_eq!(
             st.roots.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["goroutine 1", "goroutine 7"]
+            ["goroutine 1 (runtime.main)", "goroutine 7 (main.worker)"]
         );
-        // Left out by name: not copied, still kept out of the heap.
-        let st = copy(&mem, &gs, &|g: &G| (g.goid != 7).then(|| "x".to_owned()));
+        // The runtime's own goroutines are not copied, still kept out of
+        // the heap.
+        mem.put(0xb000, g_bytes(0x30000, 0x32000, 0x31000, 2, 7, 0x46_0000));
+        let (gs, _) = read_all(&mem, 0x5020, &GL);
+        let st = copy(&mem, &gs, &code);
         assert_eq!(st.regions.len(), 1);
         assert_eq!(st.whole.len(), 2);
+    }
+
+    /// A parked goroutine started by a `go` wrapper: the frame holding a
+    /// local is named by its function, the runtime's frame above it by
+    /// that function too, the wrapper's frame and the rest by the start.
+    #[test]
+    fn parked_frames_named() {
+        let mem = FakeMem::default();
+        let code = Funcs(vec![
+            (0x10_0000, "runtime.gopark", 0x18),
+            (0x20_0000, "main.privateWorker", 0x30),
+            (0x30_0000, "main.main.gowrap2", 0x10),
+        ]);
+        let mut g = g_bytes(0x40000, 0x41000, 0x40f00, 4, 19, 0x30_0000);
+        g[64..72].copy_from_slice(&0x10_0040u64.to_le_bytes());
+        mem.put(0xa000, g);
+        mem.put(0x8000, 0xa000u64.to_le_bytes().to_vec());
+        mem.put(
+            0x5000,
+            [0x8000u64, 1]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        );
+        let mut stack = vec![0u8; 0x1000];
+        // gopark [0x40f00, 0x40f20) returns into privateWorker, which
+        // [0x40f20, 0x40f58) returns into gowrap2 [0x40f58, 0x40f70).
+        stack[0xf18..0xf20].copy_from_slice(&0x20_0100u64.to_le_bytes());
+        stack[0xf50..0xf58].copy_from_slice(&0x30_0020u64.to_le_bytes());
+        mem.put(0x40000, stack);
+        let (gs, _) = read_all(&mem, 0x5000, &GL);
+        assert_eq!(gs[0].pc, 0x10_0040);
+        let st = copy(&mem, &gs, &code);
+        let got: Vec<(u64, u64, &str)> = st
+            .roots
+            .iter()
+            .map(|r| (r.lo, r.hi, r.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0x40f00, 0x40f20, "goroutine 19 (main.privateWorker)"),
+                (0x40f20, 0x40f58, "goroutine 19 (main.privateWorker)"),
+                (0x40f58, 0x40f70, "goroutine 19 (main.main.gowrap2)"),
+                (0x40f70, 0x41000, "goroutine 19 (main.main.gowrap2)"),
+            ]
+        );
+        // Running: sched is stale, the whole stack is named by the start.
+        let mut g = gs[0];
+        g.status = 2;
+        let st = copy(&mem, &[g], &code);
+        assert_eq!(st.roots.len(), 1);
+        assert_eq!(st.roots[0].name, "goroutine 19 (main.main.gowrap2)");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! `main.srv → (*main.server).cache → (*main.cache).items`: a path from a
 //! root to the map, found live without stopping the target. Roots are
-//! globals and goroutine stacks (`goroutine 7 (main.startAggregator.func1)`,
+//! globals and goroutine stacks (`goroutine 7 (main.privateWorker)`, by frame,
 //! [`goroutines`]); steps are pointers and struct fields, slice elements
 //! (`[2]`, then the element's field), empty-interface globals (`.(*T)`) and
 //! values of other maps, named by their key (`["acme"]`, redacted as the
@@ -32,6 +32,7 @@ mod goroutines;
 mod heap;
 mod search;
 mod types;
+mod unwind;
 mod values;
 
 pub use values::{MAX_CONTAINERS, elem_is_map};
@@ -372,18 +373,28 @@ fn stacks(
         return goroutines::Stacks::default();
     };
     let (gs, cut) = goroutines::read_all(mem, at, &gl);
-    let name = |g: &goroutines::G| -> Option<String> {
-        let f = info.func_by_pc(g.startpc.wrapping_sub(bias))?;
-        // The runtime's own goroutines (GC workers and the like) hold
-        // heap pointers for a moment; `runtime.main` runs `main.main`.
-        if f.name.starts_with("runtime.") && f.name != "runtime.main" {
-            return None;
-        }
-        Some(format!("goroutine {} ({})", g.goid, f.name))
-    };
-    let mut st = goroutines::copy(mem, &gs, &name);
+    let code = TargetCode { info, bias };
+    let mut st = goroutines::copy(mem, &gs, &code);
     st.cut_short |= cut;
     st
+}
+
+/// The target's code, at run-time addresses, for walking its stacks.
+struct TargetCode<'a> {
+    info: &'a BinaryInfo,
+    bias: u64,
+}
+
+impl unwind::Code for TargetCode<'_> {
+    fn func_at(&self, pc: u64) -> Option<(&str, u64)> {
+        let pc = pc.wrapping_sub(self.bias);
+        let f = self.info.func_by_pc(pc)?;
+        let size = u64::try_from(self.info.sp_delta(pc)?).ok()?;
+        Some((f.name.as_str(), size))
+    }
+    fn link_register(&self) -> bool {
+        self.info.goarch == crate::inspect::GoArch::Arm64
+    }
 }
 
 /// Copies and indexes the target's types region.

@@ -718,6 +718,9 @@ pub(crate) mod testmem {
             let Ok(o) = usize::try_from(addr - base) else {
                 return 0;
             };
+            if o >= v.len() {
+                return 0;
+            }
             let n = v.len().saturating_sub(o).min(buf.len());
             buf[..n].copy_from_slice(&v[o..o + n]);
             n
