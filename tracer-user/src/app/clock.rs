@@ -81,9 +81,10 @@ pub(super) struct InFlight {
 pub(super) struct SampleClock {
     /// The budget's rate (share of one CPU): paces the samples.
     rate: f64,
-    /// The budget is in debt (its credit below zero, as last read): no
-    /// sample starts before [`MAX_SAMPLE_GAP`] has passed since the last,
-    /// unless the budget is a whole CPU (no limit).
+    /// The budget is in debt through the tracer's own work
+    /// ([`crate::budget::Budget::holds_samples`], as last read): no sample
+    /// starts before [`MAX_SAMPLE_GAP`] has passed since the last, unless
+    /// the budget is a whole CPU (no limit).
     in_debt: bool,
     /// Timer samples are taken when no sample came for this long.
     pub(super) timer_every: Duration,
@@ -123,7 +124,8 @@ impl SampleClock {
 
     /// Paces the samples to a budget of `rate` from now on; `in_debt`: its
     /// credit is below zero (what the probes and the tracer cost went over
-    /// it), and samples wait.
+    /// it) and the tracer's own work is a large part of that, so samples
+    /// wait.
     pub(super) fn set_budget(&mut self, rate: f64, in_debt: bool) {
         self.rate = rate;
         self.in_debt = in_debt;

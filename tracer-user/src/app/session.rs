@@ -328,10 +328,11 @@ pub(super) fn serve_attaches(s: &mut Session, tracer: &mut Tracer) {
 pub(super) fn note_pauses(s: &mut Session) {
     let (pauses, ns, rate, in_debt) = {
         let b = lock(&s.budget);
-        (b.gov.pauses, b.paused_ns, b.gov.rate, b.gov.credit < 0.0)
+        (b.gov.pauses, b.paused_ns, b.gov.rate, b.holds_samples())
     };
-    // Node-wide mode changes the budget's rate, and a budget in debt holds
-    // the samples back: the clock follows both.
+    // Node-wide mode changes the budget's rate, and a budget in debt
+    // through the tracer's own work holds the samples back: the clock
+    // follows both.
     s.clock.set_budget(rate, in_debt);
     if pauses > s.fin.pauses {
         s.fin.probes_paused(ns);

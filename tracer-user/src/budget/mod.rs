@@ -200,6 +200,9 @@ pub struct Budget {
     last_check: Instant,
     /// The tracer's own CPU debited (seconds).
     pub tracer_cpu_debited: f64,
+    /// The tracer's own CPU debited, as a share of one CPU, averaged over
+    /// about [`TRACER_RATE_TAU_S`].
+    pub tracer_rate: f64,
     /// Tracer CPU seconds spent reading this process's memory (its samples'
     /// worker threads, [`WorkerClocks`]) since the governor's last check:
     /// debited to it alone.
@@ -216,7 +219,23 @@ pub struct Budget {
     cpu: CpuMeter,
 }
 
+/// Time constant of [`Budget::tracer_rate`] (seconds): a sample's CPU,
+/// debited at one check, counts for a few seconds.
+pub const TRACER_RATE_TAU_S: f64 = 5.0;
+
+/// Share of the budget the tracer's own work may take before a budget in
+/// debt holds its samples back: below it, the debt is the probes', which
+/// the governor pauses, and the samples (what finds a map growing) go on.
+pub const SAMPLES_HELD_AT_SHARE: f64 = 0.5;
+
 impl Budget {
+    /// Whether the samples should wait: the budget is in debt and the
+    /// tracer's own work is at least [`SAMPLES_HELD_AT_SHARE`] of it.
+    #[must_use]
+    pub fn holds_samples(&self) -> bool {
+        self.gov.credit < 0.0 && self.tracer_rate >= SAMPLES_HELD_AT_SHARE * self.gov.rate
+    }
+
     /// The budget of `pid` at `rate` (share of one CPU), with the governed
     /// probes about to be attached.
     #[must_use]
@@ -244,6 +263,7 @@ impl Budget {
             fast_until: now + FAST_AFTER_ATTACH,
             last_check: now,
             tracer_cpu_debited: 0.0,
+            tracer_rate: 0.0,
             own_cpu: 0.0,
             paused_ns: 0,
             ended: false,
@@ -313,6 +333,10 @@ impl Budget {
         let dt = now.duration_since(self.last_check).as_secs_f64();
         let mut cost = tracer_cpu;
         self.tracer_cpu_debited += tracer_cpu;
+        if dt > 0.0 {
+            let keep = (-dt / TRACER_RATE_TAU_S).exp();
+            self.tracer_rate = keep * self.tracer_rate + (1.0 - keep) * tracer_cpu / dt;
+        }
         let mut by_class = [0.0; 3];
         for (i, p) in self.probes.iter().enumerate() {
             let h = hits.get(p.id as usize).copied().unwrap_or(0);
@@ -579,4 +603,37 @@ pub fn attach_links(
 
 fn lock_budget(b: &Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
     b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In debt through the probes alone, the samples go on; through the
+    /// tracer's own work (2 % of a CPU against a 1 % budget), they wait.
+    #[test]
+    fn samples_held_only_for_the_tracers_own_debt() {
+        let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+        let t0 = Instant::now();
+        b.check(&[0], None, 0.0, t0 + Duration::from_secs(1));
+        assert!(!b.holds_samples(), "credit left");
+        b.gov.credit = -0.01;
+        assert!(!b.holds_samples(), "the probes' debt");
+        for s in 2..8 {
+            b.check(&[0], None, 0.02, t0 + Duration::from_secs(s));
+        }
+        assert!(b.gov.credit < 0.0);
+        assert!(
+            b.tracer_rate > 0.01 && b.tracer_rate < 0.02,
+            "{}",
+            b.tracer_rate
+        );
+        assert!(b.holds_samples());
+        // Its work falls off: the average follows within a few seconds.
+        for s in 8..30 {
+            b.check(&[0], None, 0.0, t0 + Duration::from_secs(s));
+            b.gov.credit = -0.01;
+        }
+        assert!(!b.holds_samples(), "{}", b.tracer_rate);
+    }
 }
