@@ -57,6 +57,16 @@ fn sync_maps(r: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// The sync.Map held by the global `owner`.
+fn by_owner_exact<'a>(r: &'a Value, owner: &str) -> &'a Value {
+    let found: Vec<&Value> = sync_maps(r)
+        .into_iter()
+        .filter(|m| m["owner"] == owner)
+        .collect();
+    assert_eq!(found.len(), 1, "sync.Map {owner}: {found:#?}");
+    found[0]
+}
+
 fn check(go: &str, variant: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let stripped = variant == "stripped";
@@ -153,6 +163,35 @@ fn check(go: &str, variant: &str) {
         "only {matched} (cycle, len) pairs to compare:\n{}\n{cache:#}",
         run.target_stderr
     );
+
+    // The cache's keys, followed from walk to walk: none is ever deleted,
+    // so every key seen at two walks was never released. On the emulated
+    // CPU (slowdown 4 or more) the walks are few: one is enough there.
+    let rk = &cache["retained_keys"];
+    let snapshots = rk["snapshots"].as_u64().unwrap_or(0);
+    let want_snapshots = if mapleak::speed::slowdown() >= 4.0 {
+        1
+    } else {
+        2
+    };
+    assert!(snapshots >= want_snapshots, "retained_keys: {cache:#}");
+    assert_eq!(rk["released"], 0, "{cache:#}");
+    assert!(rk["tracked"].as_u64().unwrap() > 0, "{cache:#}");
+    if snapshots >= 2 {
+        assert!(rk["never_released"].as_u64().unwrap() > 0, "{cache:#}");
+        assert!(rk["oldest_cycles"].as_u64().unwrap() >= 1, "{cache:#}");
+    }
+    // main.finkeys loses its 10 oldest keys a step and gains 50: growing,
+    // its keys released as they are deleted, the rest kept.
+    if !stripped {
+        let fin = by_owner_exact(r, "main.finkeys");
+        assert_eq!(fin["verdict"], "growing", "{fin:#}");
+        let rk = &fin["retained_keys"];
+        if rk["snapshots"].as_u64().unwrap_or(0) >= 3 {
+            assert!(rk["released"].as_u64().unwrap() > 0, "{fin:#}");
+            assert!(rk["never_released"].as_u64().unwrap() > 0, "{fin:#}");
+        }
+    }
 
     // The bounded one (initialised before attach: found among the
     // globals): not growing, about its bound.

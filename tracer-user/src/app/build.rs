@@ -235,6 +235,7 @@ fn map_report(
         retained_keys: s
             .key_trackers
             .get(&addr)
+            .or_else(|| s.sync_key_trackers.get(&addr))
             .filter(|t| t.follows(m.seed(), latest.len))
             .and_then(|t| serde_json::to_value(t.stats()).ok()),
         inserted_at: m
@@ -448,6 +449,7 @@ fn caps_reached(
     let keys_per_map = s
         .key_trackers
         .values()
+        .chain(s.sync_key_trackers.values())
         .filter(|t| t.len() >= crate::keys::MAX_TRACKED_KEYS)
         .count() as u64;
     [

@@ -71,8 +71,8 @@ pub(super) struct HeaderJob {
     /// Classic sync.Maps: where their runtime maps' keys and elements are
     /// (`None` until their type descriptor is known: no entries read).
     pub(super) classic_entries: Option<Arc<crate::syncmap::classic_entries::EntryMapLayout>>,
-    /// Keep the keys of the tries' entries (objects with finalizers are
-    /// pending: are some of them keys?).
+    /// Keep the keys of the sync.Maps' entries: followed as their retained
+    /// keys, and matched against the objects with pending finalizers.
     pub(super) keep_sync_keys: bool,
     /// Where `maps` starts among the tracked maps, and how many there are.
     pub(super) start: usize,
@@ -153,7 +153,10 @@ impl HeaderJob {
         if let Some(crate::syncmap::SyncLayout::Trie(l)) = self.sync_layout {
             let mut budget = crate::syncmap::MAX_NODES_PER_SAMPLE;
             for &(addr, sampled) in &self.syncmaps {
-                let mut entries = crate::syncmap::Entries::default();
+                let mut entries = crate::syncmap::Entries {
+                    keys_kept: self.keep_sync_keys,
+                    ..crate::syncmap::Entries::default()
+                };
                 let read = crate::syncmap::sample(
                     &mut self.mem,
                     &l,

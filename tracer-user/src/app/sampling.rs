@@ -78,7 +78,9 @@ pub(super) fn sample_due(s: &mut Session) -> Option<Job> {
         syncmaps,
         sync_layout: s.sync_layout,
         classic_entries: s.classic_entry_map.clone(),
-        keep_sync_keys: !s.fin.finalizers.is_empty() || !s.fin.cleanups.is_empty(),
+        // Every sync.Map's keys are followed (retained keys, their ages):
+        // its walk reads them anyway.
+        keep_sync_keys: true,
         start,
         total,
         deadline: f.started + crate::speed::scaled(HEADER_DEADLINE),
@@ -276,24 +278,41 @@ fn add_sync_stats(s: &mut Session, st: &crate::syncmap::SampleStats, addrs: &[u6
     }
 }
 
-/// Keeps what each sync.Map walked held: its entries' types, and its keys
+/// Keeps what each sync.Map walked held: its entries' types, its keys
 /// that are objects with pending finalizers or cleanups (counted now, as
 /// of this walk; a key is taken as first seen now, so an object pending
-/// since before a probe pause counts as unverified).
+/// since before a probe pause counts as unverified), and its keys,
+/// followed from walk to walk (`retained_keys`) from its first walk that
+/// found any.
 fn note_sync_entries(s: &mut Session, cycle: u64, walked: Vec<(u64, crate::syncmap::Entries)>) {
     // A lookup per sync.Map kept, not a pass over every tracked map.
     let maps = &s.model.maps;
-    s.sync_entries
-        .retain(|a, _| maps.get(a).is_some_and(|m| m.is_sync_map()));
+    let is_sync = |a: &u64| maps.get(a).is_some_and(|m| m.is_sync_map());
+    s.sync_entries.retain(|a, _| is_sync(a));
+    s.sync_key_trackers.retain(|a, _| is_sync(a));
+    let none_pending = s.fin.finalizers.is_empty() && s.fin.cleanups.is_empty();
     let mut cleanup_objs = None;
     let now = now_ns();
     for (addr, e) in walked {
-        let held = if e.key_words.is_empty() {
+        let held = if e.keys.is_empty() || none_pending {
             crate::finalizers::HeldCount::default()
         } else {
             let objs = cleanup_objs.get_or_insert_with(|| s.fin.cleanup_objects());
-            crate::finalizers::held_keys(&s.fin, objs, e.key_words.iter().map(|&k| (k, now)))
+            crate::finalizers::held_keys(&s.fin, objs, e.keys.iter().map(|&(_, k)| (k, now)))
         };
+        if e.keys_kept
+            && (e.keys_dropped > 0 || !e.keys.is_empty() || s.sync_key_trackers.contains_key(&addr))
+            && let Some(m) = s.model.maps.get(&addr)
+        {
+            let snap = crate::syncmap::keys::snapshot(&e, m.seed().unwrap_or(0), now);
+            let show = s.show_keys;
+            s.sync_key_trackers
+                .entry(addr)
+                .or_insert_with(|| {
+                    crate::keys::KeyTracker::new(crate::syncmap::keys::key_type(), show)
+                })
+                .update(cycle, &snap);
+        }
         s.sync_entries.insert(
             addr,
             SyncEntries {

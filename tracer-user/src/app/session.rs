@@ -52,6 +52,9 @@ pub(super) struct Session {
     pub(super) key_layouts: HashMap<u64, Option<KeyLayout>>,
     /// Key retention by map address.
     pub(super) key_trackers: HashMap<u64, KeyTracker>,
+    /// Key retention of the suspect sync.Maps, by address: fed by their
+    /// walks on this thread (not by the keys jobs).
+    pub(super) sync_key_trackers: HashMap<u64, KeyTracker>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     pub(super) snap_cycle: HashMap<u64, u64>,
     /// Where the target counts its GC cycles (`memstats.numgc`, load bias
@@ -259,6 +262,7 @@ pub(super) fn attach_session(
         fin: FinTracker::default(),
         key_layouts: HashMap::new(),
         key_trackers: HashMap::new(),
+        sync_key_trackers: HashMap::new(),
         snap_cycle: HashMap::new(),
         // Only when the cycles are numbered as the runtime does (from
         // `work.cycles`), not counted from attach.

@@ -41,7 +41,8 @@
 //! `runtime.arraytype`, `runtime.ptrtype`) and 1.27 (`internal/abi.*`).
 
 mod identity;
-use identity::{IdHasher, Plan, Seg};
+pub(crate) use identity::IdHasher;
+use identity::{Plan, Seg};
 mod render;
 mod retention;
 mod snapshot;

@@ -109,7 +109,10 @@ pub(crate) fn read<R: Reader>(
         return None;
     }
     *budget = budget.saturating_sub(entries.len() as u64);
-    let mut out = Entries::default();
+    let mut out = Entries {
+        keys_kept: keep_keys,
+        ..Entries::default()
+    };
     fold(r, &entries, keep_keys, &mut out).then_some(out)
 }
 
@@ -250,12 +253,15 @@ mod tests {
         let mut out = Entries::default();
         assert!(fold(&m, &entries, true, &mut out));
         assert_eq!(out.types, vec![((STR, VAL), 1), ((RES, VAL), 1)]);
-        assert_eq!(out.key_words, vec![0xc000_5000, 0xc000_6000]);
+        assert_eq!(
+            out.keys.iter().map(|k| k.1).collect::<Vec<_>>(),
+            vec![0xc000_5000, 0xc000_6000]
+        );
         // Without keys asked for, only the types.
         let mut out = Entries::default();
         assert!(fold(&m, &entries, false, &mut out));
         assert_eq!(out.types.len(), 2);
-        assert!(out.key_words.is_empty());
+        assert!(out.keys.is_empty());
         // The process gone after the walk (the arm64 VM's last sample): no
         // entry can be read, which is no map of deleted entries.
         let mut out = Entries::default();

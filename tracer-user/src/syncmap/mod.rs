@@ -25,6 +25,7 @@
 
 pub mod classic;
 pub mod classic_entries;
+pub mod keys;
 pub mod layout;
 pub mod scan;
 pub mod walk;
@@ -193,9 +194,10 @@ pub const MIN_NODES_PER_WALK: u64 = 64;
 /// other pairs are counted together.
 pub const MAX_ENTRY_TYPES: usize = 8;
 
-/// Keys remembered per instance and sample to match against the objects
-/// with pending finalizers (8 bytes each).
-pub const MAX_KEY_WORDS: usize = 1 << 20;
+/// Keys remembered per instance and sample (16 bytes each): to match
+/// against the objects with pending finalizers, and to follow a suspect's
+/// keys from sample to sample.
+pub const MAX_KEYS: usize = 1 << 19;
 
 /// What a walk saw in the entries it read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -206,11 +208,14 @@ pub struct Entries {
     pub types: Vec<((u64, u64), u64)>,
     /// Entries of other pairs.
     pub other_types: u64,
-    /// The keys' data words (for a pointer key, the object), when asked
-    /// for; at most [`MAX_KEY_WORDS`].
-    pub key_words: Vec<u64>,
+    /// The keys were asked for (`keys` is all of them, up to the cap).
+    pub keys_kept: bool,
+    /// The keys' two words, when asked for: their dynamic type's
+    /// descriptor and their data word (for a pointer key, the object); at
+    /// most [`MAX_KEYS`].
+    pub keys: Vec<(u64, u64)>,
     /// Keys not remembered past the cap.
-    pub key_words_dropped: u64,
+    pub keys_dropped: u64,
 }
 
 impl Entries {
@@ -240,10 +245,10 @@ impl Entries {
             self.other_types += 1;
         }
         if keep_keys {
-            if self.key_words.len() < MAX_KEY_WORDS {
-                self.key_words.push(key_data);
+            if self.keys.len() < MAX_KEYS {
+                self.keys.push((pair.0, key_data));
             } else {
-                self.key_words_dropped += 1;
+                self.keys_dropped += 1;
             }
         }
     }
@@ -387,7 +392,7 @@ mod tests {
         };
         // Both entries' key and value words are 0 here.
         assert_eq!(entries.types, [((0, 0), 2)]);
-        assert_eq!(entries.key_words, [0, 0]);
+        assert_eq!(entries.keys.iter().map(|k| k.1).collect::<Vec<_>>(), [0, 0]);
         assert_eq!((h.len, h.capacity, h.seed), (2, 0, 0x5eed));
         assert_eq!(h.storage, root.as_ptr() as u64);
         assert_eq!(h.bytes, 48 + 160 + 2 * 48);
