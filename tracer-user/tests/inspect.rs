@@ -461,3 +461,39 @@ fn a_mapped_executable_answers_as_a_copy_does() {
         }
     }
 }
+
+/// The wrapper `go privateWorker(steps, done)` starts (Go 1.21+:
+/// `main.main.gowrapN`) is seen to call `main.privateWorker`, on amd64
+/// and arm64: a running goroutine's holder is named by it.
+#[test]
+fn go_wrappers_name_the_function_they_run() {
+    let mut checked = Vec::new();
+    for f in fixtures().iter().filter(|f| f.program == "target") {
+        let info = open(f);
+        let wrappers: Vec<_> = info
+            .functions()
+            .iter()
+            .filter(|g| g.name.starts_with("main.main.gowrap"))
+            .collect();
+        if wrappers.is_empty() {
+            continue;
+        }
+        let callees: Vec<&str> = wrappers
+            .iter()
+            .filter_map(|w| info.first_callee(w))
+            .map(|g| g.name.as_str())
+            .collect();
+        assert!(
+            callees.contains(&"main.privateWorker"),
+            "{}: wrappers {:?} call {callees:?}",
+            f.path.display(),
+            wrappers.iter().map(|w| &w.name).collect::<Vec<_>>()
+        );
+        assert!(callees.iter().all(|c| !c.starts_with("runtime.")));
+        checked.push(f.goarch.clone());
+    }
+    assert!(
+        checked.iter().any(|a| a == "amd64") && checked.iter().any(|a| a == "arm64"),
+        "wrappers checked on {checked:?}"
+    );
+}

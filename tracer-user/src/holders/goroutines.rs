@@ -233,10 +233,18 @@ pub(crate) struct Stacks {
 
 /// The function a goroutine started with, `None` for the runtime's own
 /// goroutines (GC workers and the like hold heap pointers for a moment;
-/// `runtime.main` runs `main.main`).
+/// `runtime.main` runs `main.main`). A `go f(x)` wrapper is named by the
+/// `f` it calls: a running goroutine, whose frames cannot be walked, is
+/// named by it.
 fn start_func<'c>(g: &G, code: &'c dyn Code) -> Option<&'c str> {
     let (f, _) = code.func_at(g.startpc)?;
-    (!f.starts_with("runtime.") || f == "runtime.main").then_some(f)
+    if f.starts_with("runtime.") && f != "runtime.main" {
+        return None;
+    }
+    if unwind::is_go_wrapper(f) {
+        return Some(code.callee(g.startpc).unwrap_or(f));
+    }
+    Some(f)
 }
 
 /// Roots covering a goroutine's copied stack `[from, from + bytes.len())`:
@@ -329,6 +337,10 @@ mod tests {
         }
         fn link_register(&self) -> bool {
             false
+        }
+        fn callee(&self, entry: u64) -> Option<&str> {
+            let (f, _) = self.func_at(entry)?;
+            (f == "main.main.gowrap2").then_some("main.privateWorker")
         }
     }
 
@@ -445,7 +457,8 @@ mod tests {
 
     /// A parked goroutine started by a `go` wrapper: the frame holding a
     /// local is named by its function, the runtime's frame above it by
-    /// that function too, the wrapper's frame and the rest by the start.
+    /// that function too, the wrapper's frame by the wrapper, and the rest
+    /// by the function the wrapper runs.
     #[test]
     fn parked_frames_named() {
         let mem = FakeMem::default();
@@ -485,14 +498,15 @@ mod tests {
                 (0x40f00, 0x40f20, "goroutine 19 (main.privateWorker)"),
                 (0x40f20, 0x40f58, "goroutine 19 (main.privateWorker)"),
                 (0x40f58, 0x40f70, "goroutine 19 (main.main.gowrap2)"),
-                (0x40f70, 0x41000, "goroutine 19 (main.main.gowrap2)"),
+                (0x40f70, 0x41000, "goroutine 19 (main.privateWorker)"),
             ]
         );
-        // Running: sched is stale, the whole stack is named by the start.
+        // Running: sched is stale, the whole stack is named by the start,
+        // the wrapper by the function it runs.
         let mut g = gs[0];
         g.status = 2;
         let st = copy(&mem, &[g], &code);
         assert_eq!(st.roots.len(), 1);
-        assert_eq!(st.roots[0].name, "goroutine 19 (main.main.gowrap2)");
+        assert_eq!(st.roots[0].name, "goroutine 19 (main.privateWorker)");
     }
 }

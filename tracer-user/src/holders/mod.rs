@@ -395,6 +395,10 @@ impl unwind::Code for TargetCode<'_> {
     fn link_register(&self) -> bool {
         self.info.goarch == crate::inspect::GoArch::Arm64
     }
+    fn callee(&self, entry: u64) -> Option<&str> {
+        let f = self.info.func_by_pc(entry.wrapping_sub(self.bias))?;
+        self.info.first_callee(f).map(|g| g.name.as_str())
+    }
 }
 
 /// Copies and indexes the target's types region.

@@ -23,6 +23,21 @@ pub(crate) trait Code {
     /// Calls leave the return address in a register that the callee saves
     /// at the bottom of its frame (arm64), not on the stack (amd64).
     fn link_register(&self) -> bool;
+    /// The name of the function that the function at run-time `entry`
+    /// calls first outside the runtime (what a `go` wrapper runs).
+    fn callee(&self, _entry: u64) -> Option<&str> {
+        None
+    }
+}
+
+/// Whether `func` is a wrapper the compiler made for a `go` statement with
+/// arguments (Go 1.21+: `main.main.gowrap2`, `main.(*T).run.gowrap1`).
+#[must_use]
+pub(crate) fn is_go_wrapper(func: &str) -> bool {
+    func.rsplit('.')
+        .next()
+        .and_then(|last| last.strip_prefix("gowrap"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// One frame: `[lo, hi)` of the stack, and its function.
@@ -228,6 +243,15 @@ mod tests {
             }
         }
         assert!(frames(&stack, base, 0x1010, 0x8000, &code).len() <= MAX_FRAMES);
+    }
+
+    #[test]
+    fn go_wrappers() {
+        assert!(is_go_wrapper("main.main.gowrap2"));
+        assert!(is_go_wrapper("main.(*T).run.gowrap13"));
+        assert!(!is_go_wrapper("main.gowrap"));
+        assert!(!is_go_wrapper("main.main.func1"));
+        assert!(!is_go_wrapper("main.gowrapper"));
     }
 
     #[test]

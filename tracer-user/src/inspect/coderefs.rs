@@ -50,6 +50,8 @@ pub struct CallSite {
     pub pc: u64,
     /// The address in the first argument register, if known.
     pub arg0: Option<u64>,
+    /// The callee of a direct call (`CALL rel32`, `BL`).
+    pub target: Option<u64>,
 }
 
 /// Everything [`scan`] found in one function, in address order.
@@ -111,6 +113,7 @@ fn scan_amd64(code: &[u8], addr: u64) -> CodeRefs {
                 arg0: arg0
                     .filter(|&(at, _)| i - at <= ARG0_WINDOW)
                     .map(|(_, a)| a),
+                target: (ins.op0_kind() == OpKind::NearBranch64).then(|| ins.near_branch_target()),
             });
             arg0 = None;
             continue;
@@ -271,11 +274,14 @@ fn scan_arm64(code: &[u8], addr: u64) -> CodeRefs {
             }
         } else if w & 0xfc00_0000 == 0x9400_0000 {
             // BL: the callee may change any argument register.
+            // imm26, in instructions, signed.
+            let off = (i64::from(w & 0x03ff_ffff) << 38) >> 36;
             out.calls.push(CallSite {
                 pc,
                 arg0: full[0]
                     .filter(|&(_, at)| i - at <= ARG0_WINDOW)
                     .map(|(v, _)| v),
+                target: Some(pc.wrapping_add_signed(off)),
             });
             for t in [&mut page, &mut full, &mut loaded, &mut bumped] {
                 *t = [None; 32];
@@ -375,7 +381,8 @@ mod tests {
             r.calls,
             vec![CallSite {
                 pc: base + 40,
-                arg0: Some(0x1b20a0)
+                arg0: Some(0x1b20a0),
+                target: Some(base + 40),
             }]
         );
     }

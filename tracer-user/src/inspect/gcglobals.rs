@@ -224,14 +224,20 @@ mod tests {
         let r = CodeRefs {
             refs: vec![],
             calls: vec![
-                CallSite { pc: 1, arg0: None },
+                CallSite {
+                    pc: 1,
+                    arg0: None,
+                    target: None,
+                },
                 CallSite {
                     pc: 2,
                     arg0: Some(0x10),
+                    target: None,
                 },
                 CallSite {
                     pc: 3,
                     arg0: Some(0x1800),
+                    target: None,
                 },
             ],
         };

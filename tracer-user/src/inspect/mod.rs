@@ -420,6 +420,24 @@ impl BinaryInfo {
         self.funcs.get(self.pcln.index_for_pc(pc)?)
     }
 
+    /// The first function outside the runtime that `f` calls directly: for
+    /// the wrapper that `go f(x)` starts since Go 1.21
+    /// (`main.main.gowrap2`), the function it runs. Reads at most 4 KiB of
+    /// `f`'s code from the file.
+    #[must_use]
+    pub fn first_callee(&self, f: &Func) -> Option<&Func> {
+        let len = usize::try_from(f.end.checked_sub(f.entry)?).ok()?.min(4096);
+        let code = self.read_va(f.entry, len)?;
+        coderefs::scan(self.goarch, code, f.entry)
+            .calls
+            .iter()
+            .filter_map(|c| c.target)
+            .find_map(|t| {
+                let g = self.func_by_pc(t)?;
+                (g.entry == t && !g.name.starts_with("runtime.")).then_some(g)
+            })
+    }
+
     /// Stack bytes the function containing link-time `pc` has pushed or
     /// reserved at `pc` (pclntab `pcsp`): 0 at its entry.
     #[must_use]
