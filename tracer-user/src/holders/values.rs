@@ -104,7 +104,7 @@ pub(crate) fn index<R: Reader>(
         return;
     };
     out.entries_read += entries.len() as u64;
-    out.cut_short |= walked != values::Walked::Whole;
+    out.cut_short |= !matches!(walked, values::Walked::Whole | values::Walked::Near);
     for e in entries {
         if e.word == 0 || e.word == map || !wanted.contains(&e.word) {
             continue;

@@ -88,8 +88,11 @@ pub(crate) struct Entry {
 /// How much of a map one walk saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Walked {
-    /// Every slot.
+    /// Every slot, as many entries as the header counted.
     Whole,
+    /// Every slot, within 2% of the entries the header counted: the map
+    /// was written while it was read, and a few were missed or seen twice.
+    Near,
     /// Those within the walk's limits (entries or bytes).
     Cut,
     /// Some read failed: the map was freed or replaced meanwhile, or the
@@ -137,6 +140,8 @@ pub(crate) fn entries<R: Reader>(
         Walked::Cut
     } else if (keys.len() as u64).abs_diff(count) > count / 50 + 8 {
         Walked::Torn
+    } else if keys.len() as u64 != count {
+        Walked::Near
     } else {
         Walked::Whole
     };

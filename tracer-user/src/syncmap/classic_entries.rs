@@ -109,8 +109,12 @@ pub(crate) fn read<R: Reader>(
         return None;
     }
     *budget = budget.saturating_sub(entries.len() as u64);
+    // Within 2% of the header's count (`Near`) is whole enough for the
+    // types; for the keys, only an exact walk is (a key missed would count
+    // as released).
     let mut out = Entries {
         keys_kept: keep_keys,
+        keys_partial: walked != values::Walked::Whole,
         ..Entries::default()
     };
     fold(r, &entries, keep_keys, &mut out).then_some(out)
@@ -149,6 +153,8 @@ pub(crate) fn fold<R: Reader>(
     if mostly_failed(&ps) {
         return false;
     }
+    // A read that failed (not a deleted entry) leaves a live key out.
+    out.keys_partial |= ps.iter().any(Option::is_none);
     let live: Vec<(usize, u64)> = at
         .iter()
         .zip(ps)
@@ -162,6 +168,7 @@ pub(crate) fn fold<R: Reader>(
     if mostly_failed(&types) {
         return false;
     }
+    out.keys_partial |= types.iter().any(Option::is_none);
     for (&(i, _), t) in live.iter().zip(types) {
         let Some(t) = t.and_then(|t| Some(u64::from_le_bytes(t.get(..8)?.try_into().ok()?))) else {
             continue;
@@ -257,6 +264,12 @@ mod tests {
             out.keys.iter().map(|k| k.1).collect::<Vec<_>>(),
             vec![0xc000_5000, 0xc000_6000]
         );
+        // The value freed meanwhile: its key may still be in the map.
+        assert!(out.keys_partial);
+        // Deleted entries leave nothing out.
+        let mut out = Entries::default();
+        assert!(fold(&m, &entries[..3], true, &mut out));
+        assert!(!out.keys_partial);
         // Without keys asked for, only the types.
         let mut out = Entries::default();
         assert!(fold(&m, &entries, false, &mut out));

@@ -49,7 +49,7 @@ pub fn snapshot(e: &Entries, seed: u64, now_ns: u64) -> Snapshot {
         keys,
         header_len: e.keys.len() as u64 + e.keys_dropped,
         seed,
-        partial: false,
+        partial: e.keys_partial,
         truncated: e.keys_dropped > 0,
         attempts: 1,
         bytes_read: 0,
@@ -110,6 +110,9 @@ mod tests {
         assert_eq!(snap.keys[0].raw.as_bytes().len(), 16);
         let other = snapshot(&walked(&[(1, 3)], 0), 9, 42);
         assert_ne!(snap.keys[0].id, other.keys[0].id);
-        assert!(!other.truncated);
+        assert!(!other.truncated && !other.partial);
+        let mut torn = walked(&[(1, 3)], 0);
+        torn.keys_partial = true;
+        assert!(snapshot(&torn, 9, 42).partial);
     }
 }

@@ -216,6 +216,10 @@ pub struct Entries {
     pub keys: Vec<(u64, u64)>,
     /// Keys not remembered past the cap.
     pub keys_dropped: u64,
+    /// The walk may have missed live keys (it stopped at a cap, or the
+    /// map changed or could not all be read meanwhile): a key absent from
+    /// `keys` is not known to be gone.
+    pub keys_partial: bool,
 }
 
 impl Entries {
@@ -337,6 +341,7 @@ pub fn sample(
     }
     if !w.exact {
         stats.estimated += 1;
+        entries.keys_partial = true;
     }
     // The root never reads as a node: not a trie (or it was freed).
     if w.nodes_read > 0 && w.indirects == 0.0 && w.dead == 0 {
