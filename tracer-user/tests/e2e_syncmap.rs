@@ -217,17 +217,23 @@ fn check(go: &str, variant: &str) {
             // Read after the header (the cache grows on meanwhile), at
             // the latest sample whose read of the entries succeeded (the
             // last one may find the target exiting): about the length at
-            // one of the samples.
+            // one of the samples. On the emulated CPU (slowdown 4 or more)
+            // the read may come in the middle of the next step (22,528 read
+            // between samples of 21,000 and 27,000): between two samples'
+            // lengths.
             let typed = cache["entry_types"][0]["entries"].as_u64().unwrap();
-            assert!(
-                cache["len_by_cycle"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|p| p[1].as_u64())
-                    .any(|len| typed.abs_diff(len) <= len / 50 + 5),
-                "{cache:#}"
-            );
+            let lens: Vec<u64> = cache["len_by_cycle"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|p| p[1].as_u64())
+                .collect();
+            let near = |len: u64| typed.abs_diff(len) <= len / 50 + 5;
+            let between = mapleak::speed::slowdown() >= 4.0
+                && lens
+                    .windows(2)
+                    .any(|w| typed + w[0] / 50 + 5 >= w[0] && typed <= w[1] + w[1] / 50 + 5);
+            assert!(lens.iter().any(|&l| near(l)) || between, "{cache:#}");
         } else {
             assert_eq!(
                 cache["entry_types"][0]["entries"], cache["len_last"],
