@@ -52,8 +52,8 @@ pub(super) struct Session {
     pub(super) key_layouts: HashMap<u64, Option<KeyLayout>>,
     /// Key retention by map address.
     pub(super) key_trackers: HashMap<u64, KeyTracker>,
-    /// Key retention of the suspect sync.Maps, by address: fed by their
-    /// walks on this thread (not by the keys jobs).
+    /// Key retention of every sync.Map, by address: fed by their walks on
+    /// this thread (not by the keys jobs).
     pub(super) sync_key_trackers: HashMap<u64, KeyTracker>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     pub(super) snap_cycle: HashMap<u64, u64>,
