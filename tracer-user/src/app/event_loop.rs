@@ -22,6 +22,8 @@ struct Wakers {
     scrapes: Option<mpsc::Receiver<serve::Scrape>>,
     /// The eBPF programs' log (`--bpf-log`).
     bpf_log: Option<AsyncFd<BpfLog>>,
+    /// The governor's thread asks for an attach.
+    attach: Arc<tokio::sync::Notify>,
 }
 
 impl Wakers {
@@ -29,6 +31,7 @@ impl Wakers {
         tracer: &mut Tracer,
         sessions: &[Session],
         scrapes: Option<mpsc::Receiver<serve::Scrape>>,
+        attach: Arc<tokio::sync::Notify>,
     ) -> Result<Self> {
         let events = readable(tracer.events_fd()?).context("waiting on the ring buffer")?;
         // SIGHUP too: a terminal that goes away ends the trace with its report.
@@ -55,6 +58,7 @@ impl Wakers {
             exited,
             exit_tx,
             scrapes,
+            attach,
         })
     }
 }
@@ -123,6 +127,7 @@ pub(super) async fn trace_loop(
     endpoint: Option<serve::Endpoint>,
 ) -> Result<(&'static str, u64)> {
     let clocks = Arc::new(budget::WorkerClocks::default());
+    let attach = Arc::new(tokio::sync::Notify::new());
     let mut governor = GovernorThread::spawn(
         sessions.iter().map(|s| s.budget.clone()).collect(),
         tracer.hits_reader()?,
@@ -137,6 +142,7 @@ pub(super) async fn trace_loop(
         } else {
             tracer.run_stats().ok()
         },
+        attach.clone(),
     )
     .context("starting the governor's thread")?;
     let mut workers = Workers::new();
@@ -153,7 +159,7 @@ pub(super) async fn trace_loop(
         last_snapshot: None,
         clocks: clocks.clone(),
     };
-    let looped = event_loop(&mut ctx, &mut workers, scrapes).await;
+    let looped = event_loop(&mut ctx, &mut workers, scrapes, attach).await;
     let mut detaching = std::mem::take(&mut ctx.detaching);
     let (tracer, sessions) = (ctx.tracer, ctx.sessions);
     for s in sessions.iter_mut() {
@@ -210,8 +216,9 @@ async fn event_loop(
     ctx: &mut Loop<'_>,
     workers: &mut Workers,
     scrapes: Option<mpsc::Receiver<serve::Scrape>>,
+    attach: Arc<tokio::sync::Notify>,
 ) -> Result<(&'static str, u64)> {
-    let mut wakers = Wakers::new(ctx.tracer, ctx.sessions, scrapes)?;
+    let mut wakers = Wakers::new(ctx.tracer, ctx.sessions, scrapes, attach)?;
     let end_at = ctx
         .opts
         .duration
@@ -226,12 +233,20 @@ async fn event_loop(
         let mut joined = None;
         // Events do not wake the loop (the probes write them without a
         // wakeup, which would cost the target more than the hit itself,
-        // unless the ring buffer is a quarter full), so it wakes at least
-        // every IDLE_WAIT, or when a pending sample is due.
+        // unless the ring buffer is a quarter full or a GC cycle is due for
+        // a sample), so it wakes at least every IDLE_WAIT, when a pending
+        // sample is due, and for its own periodic work.
+        let periodic = [(last_render, ctx.opts.interval), (last_drain, WRITES_DRAIN)];
         let wait = ctx
             .sessions
             .iter()
             .filter_map(sample_wait)
+            .chain(
+                periodic
+                    .iter()
+                    .map(|(at, every)| every.saturating_sub(at.elapsed())),
+            )
+            .chain(ctx.fleet.as_ref().map(|f| f.scan_wait(Instant::now())))
             .fold(IDLE_WAIT, Duration::min);
         tokio::select! {
             biased;
@@ -250,6 +265,7 @@ async fn event_loop(
             Some(_) = wakers.exited.recv() => {}
             Some(req) = next_scrape(wakers.scrapes.as_mut()) => answer(ctx, req),
             () = log_readable(wakers.bpf_log.as_ref()) => {}
+            () = wakers.attach.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }
         if let Some(log) = wakers.bpf_log.as_mut() {

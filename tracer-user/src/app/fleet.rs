@@ -27,6 +27,9 @@ use crate::{
 /// How often `/proc` is scanned for new processes.
 pub(super) const SCAN_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the loop looks for finished inspections while some run.
+const INSPECTION_POLL: Duration = Duration::from_millis(100);
+
 /// Processes traced at once (the kernel side's per-process configuration
 /// holds this many).
 pub(super) const MAX_SESSIONS: usize = tracer_common::MAX_PROCS as usize;
@@ -248,6 +251,20 @@ impl Fleet {
             || self
                 .last_scan
                 .is_none_or(|t| now.duration_since(t) >= SCAN_EVERY)
+    }
+
+    /// How long the loop may sleep before a scan is due; while executables
+    /// are being inspected, [`INSPECTION_POLL`] (a finished inspection's
+    /// processes wait for the next scan).
+    pub(super) fn scan_wait(&self, now: Instant) -> Duration {
+        let next = self.last_scan.map_or(Duration::ZERO, |t| {
+            SCAN_EVERY.saturating_sub(now.duration_since(t))
+        });
+        if self.inspecting.is_empty() {
+            next
+        } else {
+            next.min(INSPECTION_POLL)
+        }
     }
 
     /// A process that could not be attached: not retried while it lives.

@@ -490,15 +490,16 @@ impl Budget {
     /// open window: as often as its last rate needs
     /// ([`crate::governor::window_period`]). Governed probes on and costing
     /// a quarter of the budget or more, or large-growth probes costing more
-    /// than the whole budget: every 20 ms, so that a burst is seen soon;
-    /// otherwise every 100 ms (each check costs the tracer's CPU: with
-    /// checks every 20 ms while the large-growth probes cost a quarter of
-    /// the budget, as permaps1000 keeps them, the tracer used 0.8 % of one
-    /// CPU there instead of 0.4 %; at 100 ms they overshoot their bucket by
-    /// a tenth of a second's cost).
+    /// than the whole budget: every 20 ms, so that a burst is seen soon
+    /// (each check costs the tracer's CPU: with checks every 20 ms while the
+    /// large-growth probes cost a quarter of the budget, as permaps1000 keeps
+    /// them, the tracer used 0.8 % of one CPU there instead of 0.4 %; at
+    /// 100 ms they overshoot their bucket by a tenth of a second's cost).
+    /// A quiet budget ([`Budget::quiet`]): every
+    /// [`crate::governor::PERIOD_IDLE`]; otherwise every 100 ms.
     #[must_use]
     pub fn period(&self, now: Instant) -> Duration {
-        use crate::governor::{PERIOD, PERIOD_CREATION, PERIOD_WINDOW, window_period};
+        use crate::governor::{PERIOD, PERIOD_CREATION, PERIOD_IDLE, PERIOD_WINDOW, window_period};
         if self.tails.iter().any(|t| t.rate() > 0.0)
             || now < self.fast_until
             || (self.gov.creation_on && self.last_rate[0] > self.gov.rate)
@@ -510,9 +511,42 @@ impl Budget {
             || (self.gov.large.on && self.last_rate[2] > self.gov.rate)
         {
             PERIOD_CREATION
+        } else if self.quiet() {
+            PERIOD_IDLE
         } else {
             PERIOD
         }
+    }
+
+    /// Nothing to watch closely: nothing being attached or detached, no
+    /// write window open, the attached probes together costing under a
+    /// quarter of the budget, and, while the governed probes are on, at
+    /// least half the bucket left. Governed probes that start costing `r`
+    /// CPUs right after a check spend `r` times
+    /// [`crate::governor::PERIOD_IDLE`] before the next: that overdraws
+    /// half a bucket ([`crate::governor::BURST_S`] of the budget) only when
+    /// `r` is over ten times the budget (10 % of one CPU at the default 1 %),
+    /// and the pause that follows pays it back. While they are paused, only
+    /// probes whose hits are bounded by map memory are attached, and the
+    /// checks wait only to resume them or to open a window, which may come a
+    /// little later.
+    #[must_use]
+    pub fn quiet(&self) -> bool {
+        let moving = self.want.iter().chain(&self.attaching).any(|&b| b)
+            || self
+                .detaching
+                .iter()
+                .any(|d| d.0.iter().any(|h| !h.is_finished()));
+        !moving
+            && self.gov.window_open.is_none()
+            && self.last_rate.iter().sum::<f64>() < self.gov.rate / 4.0
+            && (!self.gov.creation_on || self.gov.credit >= 0.5 * self.gov.max())
+    }
+
+    /// A check left an attach for the main loop to do ([`Budget::wants`]).
+    #[must_use]
+    pub fn wants_attach(&self) -> bool {
+        self.want.iter().any(|&w| w)
     }
 
     /// Every link of the classes the budget attaches, busiest first, for
@@ -635,5 +669,35 @@ mod tests {
             b.gov.credit = -0.01;
         }
         assert!(!b.holds_samples(), "{}", b.tracer_rate);
+    }
+
+    /// A budget with nothing to watch is checked every PERIOD_IDLE; one
+    /// whose governed probes may overdraw it, or with an attach asked for,
+    /// at the usual periods.
+    #[test]
+    fn quiet_budgets_are_checked_less_often() {
+        use crate::governor::{PERIOD, PERIOD_IDLE};
+        let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+        let t0 = Instant::now();
+        // Just attached: closely.
+        assert!(b.period(t0) < PERIOD);
+        let later = t0 + Duration::from_secs(1);
+        b.check(&[0], None, 0.0, later);
+        assert!(b.quiet());
+        assert_eq!(b.period(later), PERIOD_IDLE);
+        // Less than half a bucket while the governed probes are on.
+        b.gov.credit = 0.4 * b.gov.max();
+        assert!(!b.quiet());
+        assert_eq!(b.period(later), PERIOD);
+        // Paused, only memory-bounded probes are left: quiet again.
+        b.gov.creation_on = false;
+        assert!(b.quiet());
+        // An attach asked of the main loop: not quiet, and the loop is woken.
+        b.want[0] = true;
+        assert!(b.wants_attach());
+        assert!(!b.quiet());
+        assert_eq!(b.wants(), vec![ProbeClass::Governed]);
+        assert!(!b.wants_attach());
+        assert!(!b.quiet(), "being attached");
     }
 }

@@ -77,12 +77,18 @@ impl GovernorThread {
     /// every [`RUN_STATS_EVERY`]: each hit is then debited at its trap plus
     /// its program's measured mean run ([`RunCosts`]). `None` (the kernel
     /// refused): at the fixed prices.
+    ///
+    /// `wake`: notified when a check leaves an attach for the main loop to
+    /// do ([`Budget::wants_attach`]): the loop sleeps long between its own
+    /// turns, and a resumed probe class or an opened write window should
+    /// not wait for one.
     pub fn spawn(
         budgets: Vec<Arc<Mutex<Budget>>>,
         hits: HitsReader,
         workers: Arc<WorkerClocks>,
         node: Option<f64>,
         runs: Option<RunStats>,
+        wake: Arc<tokio::sync::Notify>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -142,7 +148,8 @@ impl GovernorThread {
                             shared / live.max(1) as f64
                         }
                     };
-                    let mut next = crate::governor::PERIOD;
+                    let mut next = crate::governor::PERIOD_IDLE;
+                    let mut attach = false;
                     for b in &budgets {
                         let Ok(mut b) = b.lock() else { continue };
                         if b.ended {
@@ -158,6 +165,10 @@ impl GovernorThread {
                             b.check(&counts, runs.as_ref().map(|_| &costs), debit, now);
                         }
                         next = next.min(b.period(Instant::now()));
+                        attach |= b.wants_attach();
+                    }
+                    if attach {
+                        wake.notify_one();
                     }
                     std::thread::park_timeout(next);
                 }
