@@ -48,6 +48,21 @@ pub const WINDOW_EVERY: Duration = Duration::from_secs(10);
 /// the write windows.
 pub const LARGE_GROWTH_SHARE: f64 = 0.5;
 
+/// Share of the budget the holder search may spend over time (its own
+/// credit fills at this share of the rate).
+pub const SEARCH_SHARE: f64 = 0.2;
+
+/// Seconds of its share the holder search's credit holds at most: at the
+/// default 1 % budget, 120 ms of CPU, a search over about 40 MiB of heap
+/// (3 ms a MiB measured on the holders fixture), once a minute at most.
+pub const SEARCH_BURST_S: f64 = 60.0;
+
+/// Size of the holder search's bucket at `rate`.
+#[must_use]
+pub fn search_max(rate: f64) -> f64 {
+    rate * SEARCH_SHARE * SEARCH_BURST_S
+}
+
 /// How often hit counts are read.
 pub const PERIOD: Duration = Duration::from_millis(100);
 /// How often while nothing needs watching ([`crate::budget::Budget::quiet`]):
@@ -151,6 +166,14 @@ pub struct Governor {
     /// The large-growth probes: their own bucket, whether they are
     /// attached, and their pauses.
     pub large: LargeGrowth,
+    /// The holder search's own credit, seconds of target CPU: fills at
+    /// [`SEARCH_SHARE`] of the rate up to [`search_max`]. The search's CPU
+    /// is the tracer's, debited from the main bucket like the rest of it;
+    /// this bucket only decides when one may start, so that searches run
+    /// at the default budget even while the governed probes and the write
+    /// windows keep the main bucket low, and never take more than their
+    /// share of it over time.
+    pub search_credit: f64,
 }
 
 /// The second tier's state: the large-growth probes (see the module's
@@ -221,6 +244,7 @@ impl Governor {
             granted: 0.0,
             accounted_s: 0.0,
             large: LargeGrowth::new(rate),
+            search_credit: search_max(rate),
         }
     }
 
@@ -232,6 +256,14 @@ impl Governor {
             self.rate = rate;
             self.credit = self.credit.min(self.max());
             self.large.credit = self.large.credit.min(large_max(rate));
+            self.search_credit = self.search_credit.min(search_max(rate));
+        }
+    }
+
+    /// A holder search spent `cpu_s` seconds.
+    pub fn search_spent(&mut self, cpu_s: f64) {
+        if cpu_s.is_finite() && cpu_s > 0.0 {
+            self.search_credit -= cpu_s;
         }
     }
 
@@ -262,6 +294,8 @@ impl Governor {
         self.credit = (self.credit + self.rate * dt - cost).min(self.max());
         self.large.credit = (self.large.credit + self.rate * LARGE_GROWTH_SHARE * dt - large)
             .min(large_max(self.rate));
+        self.search_credit =
+            (self.search_credit + self.rate * SEARCH_SHARE * dt).min(search_max(self.rate));
     }
 
     /// A write window is due ([`WINDOW_EVERY`] since the last one).
@@ -484,6 +518,29 @@ mod tests {
         g.set_rate(0.004);
         g.account(1.0, 0.0, 0.0);
         assert!((g.mean_rate() - 0.003).abs() < 1e-12, "{}", g.mean_rate());
+    }
+
+    /// The holder search's credit: full at first (120 ms at 1 %), spent by
+    /// a search, refilled at a fifth of the rate, resized with the rate.
+    #[test]
+    fn the_search_has_a_share_of_its_own() {
+        let mut g = Governor::new(0.01);
+        assert!((g.search_credit - 0.12).abs() < 1e-12);
+        g.search_spent(0.1);
+        g.search_spent(f64::NAN);
+        assert!((g.search_credit - 0.02).abs() < 1e-12);
+        // The main bucket's debts do not touch it: 10 s at 1 % refill 20 ms.
+        g.account(10.0, 0.2, 0.0);
+        assert!(g.credit < 0.0);
+        assert!(
+            (g.search_credit - 0.04).abs() < 1e-12,
+            "{}",
+            g.search_credit
+        );
+        g.account(1000.0, 0.0, 0.0);
+        assert!((g.search_credit - 0.12).abs() < 1e-12);
+        g.set_rate(0.001);
+        assert!((g.search_credit - search_max(0.001)).abs() < 1e-15);
     }
 
     #[test]

@@ -266,6 +266,9 @@ pub(super) struct KeysResult {
     /// Whether the holder search ran for those the owner search did not
     /// name (else the budget had no credit for it).
     pub(super) holders_ran: bool,
+    /// How long the owner and holder searches took (debited from the
+    /// search's own credit when the holder search ran).
+    pub(super) search_took: Duration,
 }
 
 /// Keys read per GC cycle, over all maps: bounds the tracer's memory and the
@@ -290,6 +293,7 @@ impl KeysJob {
             .saturating_sub(keys_took.unwrap_or_default());
         let holders_deadline =
             (left >= crate::speed::scaled(MIN_HOLDERS_TIME)).then(|| Instant::now() + left);
+        let searching = Instant::now();
         let (owners, held, holder_stats) = find_holders(
             &self.mem,
             &self.info,
@@ -310,6 +314,7 @@ impl KeysJob {
             holder_stats,
             owners_searched: self.owner_cands.iter().map(|c| c.0).collect(),
             holders_ran: holders_deadline.is_some(),
+            search_took: searching.elapsed(),
         }
     }
 

@@ -210,13 +210,14 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     };
     // They spend at most the credit above half the bucket: the governed
     // probes, paused below half, are not starved by them.
-    let (spare, holders_in_line) = {
+    let (spare, holders_in_line, search_credit) = {
         let b = lock(&s.budget);
         (
             (b.gov.credit - b.gov.max() / 2.0).max(0.0),
             b.spare_for_tracer()
                 || s.last_holder_search
                     .is_none_or(|t| t.elapsed() >= MAX_HOLDERS_GAP),
+            b.gov.search_credit.max(0.0),
         )
     };
     let limit = crate::speed::scaled(Duration::from_secs_f64(
@@ -241,16 +242,22 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
             containers(s)
         },
         owner_cands,
-        // Only when the tracer's optional work is next in line (the
-        // governed probes on, no write window waiting for a full bucket),
-        // or at the first search and every MAX_HOLDERS_GAP: a search
-        // spends tens of ms, seconds of a small budget's refill.
-        search_time: if holders_in_line {
-            crate::speed::scaled(Duration::from_secs_f64(
-                spare.min(jobs::HOLDERS_DEADLINE.as_secs_f64()),
-            ))
-        } else {
-            Duration::ZERO
+        // A search spends tens of ms, seconds of a small budget's refill.
+        // It is paid from its own credit (a share of the budget, in this
+        // machine's time), or, when more, from the main bucket's spare
+        // credit when the tracer's optional work is next in line (the
+        // governed probes on, no write window waiting for a full bucket)
+        // or at the first search and every MAX_HOLDERS_GAP. Too little of
+        // either (under MIN_HOLDERS_TIME): it waits.
+        search_time: {
+            let spare = if holders_in_line {
+                crate::speed::scaled(Duration::from_secs_f64(spare))
+            } else {
+                Duration::ZERO
+            };
+            spare
+                .max(Duration::from_secs_f64(search_credit))
+                .min(crate::speed::scaled(jobs::HOLDERS_DEADLINE))
         },
     }))
 }
@@ -336,6 +343,9 @@ fn on_keys(s: &mut Session, r: KeysResult) {
     s.holder_stats.add(&r.holder_stats);
     if r.holders_ran && !r.owners_searched.is_empty() {
         s.last_holder_search = Some(Instant::now());
+        lock(&s.budget)
+            .gov
+            .search_spent(r.search_took.as_secs_f64());
     }
     apply_owners(s, r.owners, r.held, &r.owners_searched, r.holders_ran);
 }
