@@ -96,8 +96,10 @@ struct Node {
     ty: u64,
     stride: u64,
     suspect: usize,
-    /// The step from this object to its child, e.g. `(*main.cache).items`.
-    label: Option<String>,
+    /// The steps from this object to its child, e.g. `(*main.cache).items`,
+    /// or an interface field and its dynamic type (`(*main.router).store`,
+    /// `.(*main.memStore)`).
+    label: Vec<String>,
     /// The node this object holds: its index, the address and value of the
     /// word that holds it, and the element step (`[i]`) when it is a slice.
     child: Option<Link>,
@@ -108,6 +110,9 @@ struct Link {
     at: u64,
     value: u64,
     index: Option<u64>,
+    /// Held in an interface: its type word (address, the dynamic type or
+    /// the itab), re-read with the data word.
+    tag: Option<(u64, u64)>,
 }
 
 impl Node {
@@ -146,7 +151,7 @@ pub(crate) fn search(
                 ty: s.map_type,
                 stride: 0,
                 suspect: i,
-                label: None,
+                label: Vec::new(),
                 child: None,
             });
         }
@@ -199,12 +204,13 @@ pub(crate) fn search(
                         ty: r.container_type,
                         stride: 0,
                         suspect: nodes[n].suspect,
-                        label: Some(r.step.clone()),
+                        label: vec![r.step.clone()],
                         child: Some(Link {
                             node: n,
                             at: r.at,
                             value: *value,
                             index: None,
+                            tag: None,
                         }),
                     });
                 }
@@ -233,25 +239,30 @@ pub(crate) fn search(
                     at,
                     value,
                     index,
+                    tag: None,
                 };
                 match kind {
                     RegionKind::Globals => {
                         let ty = types.name(nodes[n].ty);
-                        // An empty interface holding the pointer: its type
-                        // word, just before, is the pointer's type.
-                        let eface = index.is_none()
-                            && at
-                                .checked_sub(8)
-                                .and_then(|a| snap.word(a))
-                                .is_some_and(|w| w == nodes[n].ty);
-                        let path = if eface {
-                            let Some(root) = root_name(at - 8, Some("interface {}")) else {
+                        // An interface holding the pointer: its type word,
+                        // just before, is the pointer's type (or an itab
+                        // of it).
+                        let iface = if index.is_none() {
+                            interface_of(snap, types, at, nodes[n].ty)
+                        } else {
+                            None
+                        };
+                        let path = if let Some((_, inter)) = iface {
+                            let inter = types
+                                .name(inter)
+                                .unwrap_or_else(|| "interface {}".to_owned());
+                            let Some(root) = root_name(at - 8, Some(&inter)) else {
                                 continue;
                             };
                             let mut p = path_from(&nodes, root, &link);
                             p.steps
                                 .insert(1, format!(".({})", ty.as_deref().unwrap_or("?")));
-                            p.edges.insert(0, (at - 8, nodes[n].ty));
+                            p.edges.insert(0, (at - 8, snap.word(at - 8).unwrap_or(0)));
                             p
                         } else {
                             let Some(root) = root_name(at, ty.as_deref()) else {
@@ -278,49 +289,71 @@ pub(crate) fn search(
                         }
                     }
                     RegionKind::Heap => {
-                        let fields = field_cache
-                            .entry(nodes[n].ty)
-                            .or_insert_with(|| types.fields_of_type(nodes[n].ty));
-                        for f in fields.iter() {
-                            let Some(base) = at.checked_sub(f.offset) else {
-                                continue;
-                            };
-                            if !base.is_multiple_of(8)
-                                || snap.kind_of(base, f.struct_size) != Some(RegionKind::Heap)
-                            {
-                                continue;
-                            }
-                            let name = types
-                                .name(f.struct_type)
-                                .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
-                            // Held through a *Struct, or as an element of a
-                            // []Struct.
-                            let ways = [
-                                types
-                                    .ptr_to(f.struct_type)
-                                    .map(|p| (p, 0, format!("(*{name})"))),
-                                types
-                                    .slice_of(f.struct_type)
-                                    .map(|s| (s, f.struct_size, format!("({name})"))),
-                            ];
-                            for (ty, stride, holder) in ways.into_iter().flatten() {
-                                if !seen.insert((base, ty)) {
+                        // A struct field of the pointer's type, or of an
+                        // interface type whose value holds it (the field
+                        // starts at the type word, a word before).
+                        let dynamic = types.name(nodes[n].ty);
+                        let iface = index
+                            .is_none()
+                            .then(|| interface_of(snap, types, at, nodes[n].ty))
+                            .flatten();
+                        let mut held_as = vec![(nodes[n].ty, at, None)];
+                        if let Some((tw, inter)) = iface.filter(|i| i.1 != 0) {
+                            held_as.push((inter, at - 8, Some((at - 8, tw))));
+                        }
+                        for (field_type, field_at, tag) in held_as {
+                            let fields = field_cache
+                                .entry(field_type)
+                                .or_insert_with(|| types.fields_of_type(field_type));
+                            for f in fields.iter() {
+                                let Some(base) = field_at.checked_sub(f.offset) else {
+                                    continue;
+                                };
+                                if !base.is_multiple_of(8)
+                                    || snap.kind_of(base, f.struct_size) != Some(RegionKind::Heap)
+                                {
                                     continue;
                                 }
-                                next.push(nodes.len());
-                                nodes.push(Node {
-                                    want: base,
-                                    ty,
-                                    stride,
-                                    suspect: nodes[n].suspect,
-                                    label: Some(format!("{holder}.{}", f.name)),
-                                    child: Some(Link {
-                                        node: n,
-                                        at: link.at,
-                                        value: link.value,
-                                        index: link.index,
-                                    }),
-                                });
+                                let name = types
+                                    .name(f.struct_type)
+                                    .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
+                                // Held through a *Struct, or as an element of a
+                                // []Struct.
+                                let ways = [
+                                    types
+                                        .ptr_to(f.struct_type)
+                                        .map(|p| (p, 0, format!("(*{name})"))),
+                                    types
+                                        .slice_of(f.struct_type)
+                                        .map(|s| (s, f.struct_size, format!("({name})"))),
+                                ];
+                                for (ty, stride, holder) in ways.into_iter().flatten() {
+                                    if !seen.insert((base, ty)) {
+                                        continue;
+                                    }
+                                    let mut label = vec![format!("{holder}.{}", f.name)];
+                                    if tag.is_some() {
+                                        label.push(format!(
+                                            ".({})",
+                                            dynamic.as_deref().unwrap_or("?")
+                                        ));
+                                    }
+                                    next.push(nodes.len());
+                                    nodes.push(Node {
+                                        want: base,
+                                        ty,
+                                        stride,
+                                        suspect: nodes[n].suspect,
+                                        label,
+                                        child: Some(Link {
+                                            node: n,
+                                            at: link.at,
+                                            value: link.value,
+                                            index: link.index,
+                                            tag,
+                                        }),
+                                    });
+                                }
                             }
                         }
                     }
@@ -367,6 +400,21 @@ impl Path {
     }
 }
 
+/// When the word at `at` is the data word of an interface holding a value
+/// of type `ty` (a pointer): the interface's type word and its type (the
+/// empty interface when the type word is `ty` itself, else the interface
+/// of the itab whose dynamic type is `ty`).
+fn interface_of(snap: &Snapshot, types: &TypeTable, at: u64, ty: u64) -> Option<(u64, u64)> {
+    let tw = snap.word(at.checked_sub(8)?)?;
+    if tw == ty {
+        // 0: the descriptor of `interface {}` was not found (a global
+        // holding one is still a root; no heap field can be looked up).
+        return Some((tw, types.empty_interface().unwrap_or(0)));
+    }
+    let (inter, dynamic) = types.itab(tw)?;
+    (dynamic == ty).then_some((tw, inter))
+}
+
 /// The path from a root word (`root`, the link to the node it holds) down
 /// to its map.
 fn path_from(nodes: &[Node], root: String, link: &Link) -> Path {
@@ -375,9 +423,10 @@ fn path_from(nodes: &[Node], root: String, link: &Link) -> Path {
     let mut link = Some(link);
     // Each node's child has a lower index: the walk ends.
     while let Some(l) = link {
+        edges.extend(l.tag);
         edges.push((l.at, l.value));
         steps.extend(l.index.map(|i| format!("[{i}]")));
-        steps.extend(nodes[l.node].label.clone());
+        steps.extend(nodes[l.node].label.iter().cloned());
         link = nodes[l.node].child.as_ref();
     }
     Path {

@@ -42,6 +42,14 @@ pub(crate) const KIND_PTR: u8 = 22;
 pub(crate) const KIND_SLICE: u8 = 23;
 /// `abi.Struct`.
 pub(crate) const KIND_STRUCT: u8 = 25;
+/// `abi.Interface`.
+pub(crate) const KIND_INTERFACE: u8 = 20;
+/// `abi.ITab`: `Inter` @0, `Type` @8. Static itabs (`go:itab.*`) sit in
+/// the types region, between the type descriptors (checked on the go1.23.12
+/// and go1.26.8 fixtures: `runtime.types` ≤ `go:itab.*errors.errorString,error`
+/// < `runtime.etypes`); those the runtime makes for conversions it could not
+/// see at compile time are outside it, and not followed.
+const ITAB_TYPE_OFF: u64 = 8;
 /// `abi.TFlagExtraStar`: the name's first byte is a `*` to drop.
 const TFLAG_EXTRA_STAR: u8 = 0x2;
 
@@ -74,6 +82,8 @@ pub(crate) struct TypeTable {
     /// Word value (an address in the region) -> addresses of the words
     /// holding it.
     refs: HashMap<u64, Vec<u64>>,
+    /// The descriptor of `interface {}`, looked for at the first need.
+    empty_interface: std::sync::OnceLock<Option<u64>>,
 }
 
 impl TypeTable {
@@ -89,7 +99,12 @@ impl TypeTable {
                 refs.entry(v).or_default().push(base + (i as u64) * 8);
             }
         }
-        Self { base, bytes, refs }
+        Self {
+            base,
+            bytes,
+            refs,
+            empty_interface: std::sync::OnceLock::new(),
+        }
     }
 
     fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
@@ -185,6 +200,29 @@ impl TypeTable {
         self.refs.get(&t)?.iter().find_map(|&w| {
             let p = w.checked_sub(ELEM_OFF)?;
             (self.elem(p) == Some(t)).then_some(p)
+        })
+    }
+
+    /// The interface type and the dynamic type of the itab at `tab`, when
+    /// it is one in the types region.
+    #[must_use]
+    pub(crate) fn itab(&self, tab: u64) -> Option<(u64, u64)> {
+        let inter = self.word(tab)?;
+        let typ = self.word(tab.checked_add(ITAB_TYPE_OFF)?)?;
+        (self.kind(inter)? == KIND_INTERFACE && self.kind(typ).is_some()).then_some((inter, typ))
+    }
+
+    /// The descriptor of the empty interface (`interface {}`, `any`): the
+    /// type of a struct field that holds any value behind a type word.
+    /// Found by its kind and name among the region's aligned words, once.
+    #[must_use]
+    pub(crate) fn empty_interface(&self) -> Option<u64> {
+        *self.empty_interface.get_or_init(|| {
+            let words = (self.bytes.len() / 8) as u64;
+            (0..words).map(|i| self.base + i * 8).find(|&t| {
+                self.kind(t) == Some(KIND_INTERFACE)
+                    && self.name(t).is_some_and(|n| n == "interface {}")
+            })
         })
     }
 
@@ -362,6 +400,19 @@ pub(crate) mod build {
                 );
             }
             p
+        }
+
+        /// An interface type (its methods are not read).
+        pub(crate) fn interface(&mut self, name: &str) -> u64 {
+            self.header(8, 16, super::KIND_INTERFACE, name)
+        }
+
+        /// A static itab of `inter` for the dynamic type `typ`.
+        pub(crate) fn itab(&mut self, inter: u64, typ: u64) -> u64 {
+            let t = self.alloc(32);
+            self.put(t, &inter.to_le_bytes());
+            self.put(t + 8, &typ.to_le_bytes());
+            t
         }
 
         /// `[]elem`.

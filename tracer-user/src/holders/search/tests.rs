@@ -303,6 +303,107 @@ fn interface_roots() {
     assert_eq!(p.edges.len(), 3);
 }
 
+/// A map behind an interface field of a heap object: a non-empty
+/// interface (its itab names the dynamic type) and an empty one (its type
+/// word is the dynamic type); the interface's type word is re-read with the
+/// path. A type word of another type leads nowhere.
+#[test]
+fn interface_fields_in_the_heap() {
+    let mut r = build::Region::new(0x40_0000);
+    let m = r.plain("map[string][]uint8", MAP, 8);
+    let s = r.plain("string", 24, 16);
+    let cache = r.strukt("main.cache", 32, &[("name", s, 0), ("items", m, 24)]);
+    let pcache = r.ptr(cache, "*main.cache", true);
+    let store = r.interface("main.Store");
+    let any = r.interface("interface {}");
+    let router = r.strukt("main.router", 40, &[("prefix", s, 0), ("store", store, 16)]);
+    r.ptr(router, "*main.router", true);
+    let slot = r.strukt("main.slot", 24, &[("n", s, 0), ("v", any, 8)]);
+    r.ptr(slot, "*main.slot", true);
+    let tab = r.itab(store, pcache);
+    let types = TypeTable::new(r.base, r.bytes);
+    assert_eq!(types.itab(tab), Some((store, pcache)));
+    assert_eq!(types.empty_interface(), Some(any));
+    let sus = [Suspect {
+        map: HEAP + 0x800,
+        map_type: m,
+    }];
+    // router @0x100: store = (tab, cache @0x200); cache.items → the map.
+    let mut g = vec![0u8; 64];
+    put(&mut g, 16, HEAP + 0x100);
+    let mut h = vec![0u8; 0x1000];
+    put(&mut h, 0x110, tab);
+    put(&mut h, 0x118, HEAP + 0x200);
+    put(&mut h, 0x218, HEAP + 0x800);
+    let run = |g: Vec<u8>, h: Vec<u8>| {
+        let snap = snapshot(g, h);
+        search(
+            &snap,
+            &types,
+            &name_root,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        )
+    };
+    let out = run(g.clone(), h.clone());
+    let p = &out.paths[&(HEAP + 0x800)][0];
+    assert_eq!(
+        p.steps,
+        [
+            "main.srv",
+            "(*main.router).store",
+            ".(*main.cache)",
+            "(*main.cache).items"
+        ]
+    );
+    assert_eq!(
+        p.edges,
+        [
+            (GLOBALS + 16, HEAP + 0x100),
+            (HEAP + 0x110, tab),
+            (HEAP + 0x118, HEAP + 0x200),
+            (HEAP + 0x218, HEAP + 0x800)
+        ]
+    );
+    let mem = FakeMem::default();
+    mem.put(GLOBALS, g.clone());
+    mem.put(HEAP, h.clone());
+    assert!(confirm(&mem, &out.paths[&(HEAP + 0x800)]).is_some());
+    // The interface now holds another type: the path is gone.
+    mem.poke(HEAP + 0x110, &pcache.to_le_bytes());
+    assert_eq!(confirm(&mem, &out.paths[&(HEAP + 0x800)]), None);
+
+    // slot @0x300: v = (*main.cache, cache @0x200), an empty interface.
+    let mut g2 = vec![0u8; 64];
+    put(&mut g2, 16, HEAP + 0x300);
+    let mut h2 = h.clone();
+    h2[0x110..0x120].fill(0);
+    put(&mut h2, 0x308, pcache);
+    put(&mut h2, 0x310, HEAP + 0x200);
+    let out = run(g2, h2.clone());
+    assert_eq!(
+        out.paths[&(HEAP + 0x800)][0].steps,
+        [
+            "main.srv",
+            "(*main.slot).v",
+            ".(*main.cache)",
+            "(*main.cache).items"
+        ]
+    );
+    // A type word of another type: not an interface holding the cache.
+    put(&mut h2, 0x308, s);
+    let mut g3 = vec![0u8; 64];
+    put(&mut g3, 16, HEAP + 0x300);
+    let out = run(g3, h2);
+    assert!(
+        out.paths.get(&(HEAP + 0x800)).is_none_or(Vec::is_empty),
+        "{:?}",
+        out.paths
+    );
+}
+
 /// global → outer map → ["acme"] → the suspect, and a map of maps in
 /// a map of maps (`[7]` is a map key, not a slice element: no doubt).
 #[test]
