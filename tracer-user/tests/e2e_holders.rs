@@ -5,7 +5,9 @@
 //! `iface` scenario a map behind an interface (`handler any` holding a
 //! `*box` → `m`); its `ifaceheap` scenario a map behind a non-empty
 //! interface in a heap object (`rtr *router` → `store Store` holding a
-//! `*memStore` → `data`); its `nested` scenario a map held as the value of another
+//! `*memStore` → `data`); its `array` scenario a map in an element of an
+//! array of structs (`shc *shardedCache` → `parts [8]part` → `[5]` → `m`);
+//! its `nested` scenario a map held as the value of another
 //! map (`tenantMaps map[string]map[string]int64` → `["tenant-acme"]`); its
 //! `goroutine` scenario a map that only a goroutine's closure holds (no
 //! global: the root is the goroutine, by id and the function whose frame
@@ -32,7 +34,7 @@ use serde_json::Value;
 
 /// The scenarios run, the type of the map each grows, the steps of its
 /// declared path, and the type a stripped binary names its root global by.
-const SCENARIOS: [(&str, &str, usize, &str); 6] = [
+const SCENARIOS: [(&str, &str, usize, &str); 7] = [
     // main.srv → (*main.server).cache → (*main.cache).items
     ("holders", "map[string][]uint8", 3, "*main.server"),
     // main.shardReg → (*main.shardSet).shards → [2] → (main.shard).m
@@ -41,6 +43,8 @@ const SCENARIOS: [(&str, &str, usize, &str); 6] = [
     ("iface", "map[string]int", 3, "interface {}"),
     // main.rtr → (*main.router).store → .(*main.memStore) → (*main.memStore).data
     ("ifaceheap", "map[string]uint16", 4, "*main.router"),
+    // main.shc → (*main.shardedCache).parts → [5] → (main.part).m
+    ("array", "map[uint64]string", 4, "*main.shardedCache"),
     // main.tenantMaps → ["tenant-acme"]
     (
         "nested",
@@ -111,7 +115,7 @@ fn check_holders_at(go: &str, variant: &str, show_keys: bool, budget: Budget) {
     cmd.args([
         "-wait",
         "-scenarios",
-        "holders,shards,iface,ifaceheap,nested,goroutine",
+        "holders,shards,iface,ifaceheap,array,nested,goroutine",
         "-steps",
         steps,
         "-step-ms",
@@ -140,7 +144,7 @@ fn check_holders_at(go: &str, variant: &str, show_keys: bool, budget: Budget) {
     let hs = &r["overhead"]["holder_search"];
     let searches = hs["searches"].as_u64().unwrap();
     assert!(searches >= 1, "{hs:#}");
-    assert!(hs["paths_found"].as_u64().unwrap() >= 6, "{hs:#}");
+    assert!(hs["paths_found"].as_u64().unwrap() >= 7, "{hs:#}");
     assert!(
         hs["heap_bytes_read"].as_u64().unwrap() <= searches * (32 << 20),
         "{hs:#}"

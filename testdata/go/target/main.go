@@ -32,6 +32,9 @@
 //	ifaceheap a map behind a non-empty interface in a heap object:
 //	         global rtr → *router.store (Store) holding *memStore → memStore.data:
 //	         map[string]uint16 (holders_iface.go; prints its declared path)
+//	array    a map in an element of an array of structs:   map[uint64]string
+//	         global shc → *shardedCache.parts → [5] → part.m
+//	         (holders_array.go; prints its declared path)
 //	nested   a map held as the value of another map:       map[string]int64
 //	         global tenantMaps → ["tenant-acme"]
 //	         (holders.go; prints its declared path)
@@ -167,10 +170,10 @@ func main() {
 	shortKeys := flag.Int("short-keys", 0, "short: keys per map (0: 10 to 50; 2000 grows each to a large bucket array or table split)")
 	shortHint := flag.Int("short-hint", 0, "short: size hint of each map (4000 allocates a large bucket array at once)")
 	forceGC := flag.Bool("force-gc", true, "run a GC cycle after each step (false with GOGC=off: a program that runs no GC)")
-	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed, holders, shards, iface, ifaceheap, nested, goroutine)")
+	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed, holders, shards, iface, ifaceheap, array, nested, goroutine)")
 	tenantsN := flag.Int("tenants", 20000, "tenants: per-tenant maps")
 	fixedN := flag.Int("fixed-tenants", 5000, "tenantsfixed: per-tenant maps")
-	holdersN := flag.Int("holders-per-step", 1500, "holders, shards, iface, ifaceheap, nested, goroutine: entries added per step")
+	holdersN := flag.Int("holders-per-step", 1500, "holders, shards, iface, ifaceheap, array, nested, goroutine: entries added per step")
 	flag.Parse()
 	on := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -289,6 +292,11 @@ func main() {
 			n := ifaceHeapStep(step, *holdersN)
 			line += fmt.Sprintf(" ifaceheap=%d", n)
 			cycleLine += fmt.Sprintf(" ifaceheap %d", n)
+		}
+		if on["array"] {
+			n := arrayStep(step, *holdersN)
+			line += fmt.Sprintf(" array=%d", n)
+			cycleLine += fmt.Sprintf(" array %d", n)
 		}
 		if on["nested"] {
 			n := nestedStep(step, *holdersN)

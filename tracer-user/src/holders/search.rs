@@ -289,72 +289,25 @@ pub(crate) fn search(
                         }
                     }
                     RegionKind::Heap => {
-                        // A struct field of the pointer's type, or of an
-                        // interface type whose value holds it (the field
-                        // starts at the type word, a word before).
-                        let dynamic = types.name(nodes[n].ty);
-                        let iface = index
-                            .is_none()
-                            .then(|| interface_of(snap, types, at, nodes[n].ty))
-                            .flatten();
-                        let mut held_as = vec![(nodes[n].ty, at, None)];
-                        if let Some((tw, inter)) = iface.filter(|i| i.1 != 0) {
-                            held_as.push((inter, at - 8, Some((at - 8, tw))));
-                        }
-                        for (field_type, field_at, tag) in held_as {
-                            let fields = field_cache
-                                .entry(field_type)
-                                .or_insert_with(|| types.fields_of_type(field_type));
-                            for f in fields.iter() {
-                                let Some(base) = field_at.checked_sub(f.offset) else {
-                                    continue;
-                                };
-                                if !base.is_multiple_of(8)
-                                    || snap.kind_of(base, f.struct_size) != Some(RegionKind::Heap)
-                                {
-                                    continue;
-                                }
-                                let name = types
-                                    .name(f.struct_type)
-                                    .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
-                                // Held through a *Struct, or as an element of a
-                                // []Struct.
-                                let ways = [
-                                    types
-                                        .ptr_to(f.struct_type)
-                                        .map(|p| (p, 0, format!("(*{name})"))),
-                                    types
-                                        .slice_of(f.struct_type)
-                                        .map(|s| (s, f.struct_size, format!("({name})"))),
-                                ];
-                                for (ty, stride, holder) in ways.into_iter().flatten() {
-                                    if !seen.insert((base, ty)) {
-                                        continue;
-                                    }
-                                    let mut label = vec![format!("{holder}.{}", f.name)];
-                                    if tag.is_some() {
-                                        label.push(format!(
-                                            ".({})",
-                                            dynamic.as_deref().unwrap_or("?")
-                                        ));
-                                    }
-                                    next.push(nodes.len());
-                                    nodes.push(Node {
-                                        want: base,
-                                        ty,
-                                        stride,
-                                        suspect: nodes[n].suspect,
-                                        label,
-                                        child: Some(Link {
-                                            node: n,
-                                            at: link.at,
-                                            value: link.value,
-                                            index: link.index,
-                                            tag,
-                                        }),
-                                    });
-                                }
+                        for h in heap_holders(snap, types, &mut field_cache, at, &nodes[n], index) {
+                            if !seen.insert((h.want, h.ty)) {
+                                continue;
                             }
+                            next.push(nodes.len());
+                            nodes.push(Node {
+                                want: h.want,
+                                ty: h.ty,
+                                stride: h.stride,
+                                suspect: nodes[n].suspect,
+                                label: h.label,
+                                child: Some(Link {
+                                    node: n,
+                                    at: link.at,
+                                    value: link.value,
+                                    index: link.index,
+                                    tag: h.tag,
+                                }),
+                            });
                         }
                     }
                 }
@@ -398,6 +351,147 @@ impl Path {
             self.steps.len(),
         )
     }
+}
+
+/// Elements of an array searched back from one found to the array's
+/// start (an array of 256 shards is searched up to its 64th).
+pub(crate) const MAX_ARRAY_INDEX: u64 = 64;
+
+/// How a struct field may hold a value found in the heap: the field's type,
+/// where such a field would start, the interface's type word (address,
+/// value) when the field is an interface, the array element when it is an
+/// array.
+type HeldAs = (u64, u64, Option<(u64, u64)>, Option<u64>);
+
+/// An object that may hold a node's value found in the heap.
+struct Holder {
+    /// Its address, and the type of a pointer to it (or of a slice whose
+    /// elements it is, `stride` > 0).
+    want: u64,
+    ty: u64,
+    stride: u64,
+    /// The steps from it to the value.
+    label: Vec<String>,
+    /// The interface's type word, when the value is an interface's data.
+    tag: Option<(u64, u64)>,
+}
+
+/// The objects that may hold `node`'s value, found at `at` in the heap
+/// (`index`: at an element of a slice the node stands for): a struct
+/// whose field at that offset is of the value's type, of an array of it
+/// (`[N]map[K]V`, `[N]*T`: the field's element `[i]`), or of an interface
+/// type whose value holds it (the field starts at the type word, a word
+/// before); each such struct held through a `*Struct`, as an element of a
+/// `[]Struct`, or as an element of a `[N]Struct` field of another struct.
+fn heap_holders(
+    snap: &Snapshot,
+    types: &TypeTable,
+    field_cache: &mut HashMap<u64, Vec<super::types::FieldRef>>,
+    at: u64,
+    node: &Node,
+    index: Option<u64>,
+) -> Vec<Holder> {
+    let mut out = Vec::new();
+    let dynamic = types.name(node.ty);
+    let mut held_as: Vec<HeldAs> = vec![(node.ty, at, None, None)];
+    if index.is_none() {
+        if let Some((tw, inter)) = interface_of(snap, types, at, node.ty).filter(|i| i.1 != 0) {
+            held_as.push((inter, at - 8, Some((at - 8, tw)), None));
+        }
+        for (arr, len) in types.arrays_of(node.ty) {
+            for i in 0..len.min(MAX_ARRAY_INDEX) {
+                if let Some(start) = at.checked_sub(i * 8) {
+                    held_as.push((arr, start, None, Some(i)));
+                }
+            }
+        }
+    }
+    let mut fields_of = |t: u64| {
+        field_cache
+            .entry(t)
+            .or_insert_with(|| types.fields_of_type(t))
+            .clone()
+    };
+    for (field_type, field_at, tag, element) in held_as {
+        for f in fields_of(field_type) {
+            let Some(base) = field_at.checked_sub(f.offset) else {
+                continue;
+            };
+            if !base.is_multiple_of(8)
+                || snap.kind_of(base, f.struct_size) != Some(RegionKind::Heap)
+            {
+                continue;
+            }
+            let name = types
+                .name(f.struct_type)
+                .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
+            // The steps inside the struct: its field, the array element,
+            // the interface's dynamic type.
+            let mut inner = Vec::new();
+            inner.extend(element.map(|i| format!("[{i}]")));
+            if tag.is_some() {
+                inner.push(format!(".({})", dynamic.as_deref().unwrap_or("?")));
+            }
+            let step = |holder: String| {
+                let mut l = vec![format!("{holder}.{}", f.name)];
+                l.extend(inner.iter().cloned());
+                l
+            };
+            if let Some(p) = types.ptr_to(f.struct_type) {
+                out.push(Holder {
+                    want: base,
+                    ty: p,
+                    stride: 0,
+                    label: step(format!("(*{name})")),
+                    tag,
+                });
+            }
+            if let Some(sl) = types.slice_of(f.struct_type) {
+                out.push(Holder {
+                    want: base,
+                    ty: sl,
+                    stride: f.struct_size,
+                    label: step(format!("({name})")),
+                    tag,
+                });
+            }
+            // An element of a `[N]Struct` field of another struct.
+            for (arr, len) in types.arrays_of(f.struct_type) {
+                for g in fields_of(arr) {
+                    let Some(pt) = types.ptr_to(g.struct_type) else {
+                        continue;
+                    };
+                    let outer = types
+                        .name(g.struct_type)
+                        .unwrap_or_else(|| format!("type at {:#x}", g.struct_type));
+                    for i in 0..len.min(MAX_ARRAY_INDEX) {
+                        let Some(b) = i
+                            .checked_mul(f.struct_size)
+                            .and_then(|d| d.checked_add(g.offset))
+                            .and_then(|d| base.checked_sub(d))
+                        else {
+                            break;
+                        };
+                        if !b.is_multiple_of(8)
+                            || snap.kind_of(b, g.struct_size) != Some(RegionKind::Heap)
+                        {
+                            continue;
+                        }
+                        let mut label = vec![format!("(*{outer}).{}", g.name), format!("[{i}]")];
+                        label.extend(step(format!("({name})")));
+                        out.push(Holder {
+                            want: b,
+                            ty: pt,
+                            stride: 0,
+                            label,
+                            tag,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// When the word at `at` is the data word of an interface holding a value

@@ -42,6 +42,9 @@ pub(crate) const KIND_PTR: u8 = 22;
 pub(crate) const KIND_SLICE: u8 = 23;
 /// `abi.Struct`.
 pub(crate) const KIND_STRUCT: u8 = 25;
+/// `abi.Array`: `Elem` @48, `Slice` @56, `Len` @64.
+pub(crate) const KIND_ARRAY: u8 = 17;
+const ARRAY_LEN_OFF: u64 = 64;
 /// `abi.Interface`.
 pub(crate) const KIND_INTERFACE: u8 = 20;
 /// `abi.ITab`: `Inter` @0, `Type` @8. Static itabs (`go:itab.*`) sit in
@@ -226,6 +229,25 @@ impl TypeTable {
         })
     }
 
+    /// Array types `[N]T` of the type at `t` and their lengths (at most 8).
+    #[must_use]
+    pub(crate) fn arrays_of(&self, t: u64) -> Vec<(u64, u64)> {
+        let Some(words) = self.refs.get(&t) else {
+            return Vec::new();
+        };
+        words
+            .iter()
+            .filter_map(|&w| {
+                let a = w.checked_sub(ELEM_OFF)?;
+                (self.kind(a)? == KIND_ARRAY && self.word(a + ELEM_OFF)? == t)
+                    .then(|| Some((a, self.word(a + ARRAY_LEN_OFF)?)))
+                    .flatten()
+            })
+            .filter(|&(_, len)| len > 0)
+            .take(8)
+            .collect()
+    }
+
     /// Map types whose element is the type at `t` (at most 8).
     #[must_use]
     pub(crate) fn maps_of(&self, t: u64) -> Vec<u64> {
@@ -400,6 +422,20 @@ pub(crate) mod build {
                 );
             }
             p
+        }
+
+        /// `[len]elem`.
+        pub(crate) fn array(&mut self, elem: u64, len: u64, name: &str) -> u64 {
+            let size = self.word_at(elem) * len;
+            let a = self.header(24, size, super::KIND_ARRAY, name);
+            self.put(a + 48, &elem.to_le_bytes());
+            self.put(a + 64, &len.to_le_bytes());
+            a
+        }
+
+        fn word_at(&self, at: u64) -> u64 {
+            let o = (at - self.base) as usize;
+            u64::from_le_bytes(self.bytes[o..o + 8].try_into().unwrap())
         }
 
         /// An interface type (its methods are not read).

@@ -404,6 +404,65 @@ fn interface_fields_in_the_heap() {
     );
 }
 
+/// A map in an element of an array field: of a struct with the map
+/// (`[4]main.part`, the map in part 2) and of maps (`[4]map[..]..`, the
+/// map at 3); the path names the array's field and the element.
+#[test]
+fn array_elements() {
+    let mut r = build::Region::new(0x40_0000);
+    let m = r.plain("map[string][]uint8", MAP, 8);
+    let s = r.plain("string", 24, 16);
+    let part = r.strukt("main.part", 24, &[("name", s, 0), ("m", m, 16)]);
+    r.ptr(part, "*main.part", true);
+    let parts = r.array(part, 4, "[4]main.part");
+    let sharded = r.strukt("main.sharded", 112, &[("name", s, 0), ("parts", parts, 16)]);
+    r.ptr(sharded, "*main.sharded", true);
+    let maps = r.array(m, 4, "[4]map[string][]uint8");
+    let table = r.strukt("main.table", 48, &[("n", s, 0), ("maps", maps, 16)]);
+    r.ptr(table, "*main.table", true);
+    let types = TypeTable::new(r.base, r.bytes);
+    assert_eq!(types.arrays_of(part), vec![(parts, 4)]);
+    let sus = [Suspect {
+        map: HEAP + 0x800,
+        map_type: m,
+    }];
+    let run = |h: Vec<u8>| {
+        let mut g = vec![0u8; 64];
+        put(&mut g, 16, HEAP + 0x100);
+        let snap = snapshot(g, h);
+        search(
+            &snap,
+            &types,
+            &name_root,
+            &sus,
+            &HashMap::new(),
+            Limits::default(),
+            far(),
+        )
+    };
+    // sharded @0x100: parts @+16, part 2 @0x100+16+48, its m @+16.
+    let mut h = vec![0u8; 0x1000];
+    put(&mut h, 0x100 + 16 + 2 * 24 + 16, HEAP + 0x800);
+    let out = run(h);
+    let p = &out.paths[&(HEAP + 0x800)][0];
+    assert_eq!(
+        p.steps,
+        ["main.srv", "(*main.sharded).parts", "[2]", "(main.part).m"]
+    );
+    assert_eq!(
+        p.edges,
+        [(GLOBALS + 16, HEAP + 0x100), (HEAP + 0x150, HEAP + 0x800)]
+    );
+    // table @0x100: maps @+16, maps[3] the suspect.
+    let mut h = vec![0u8; 0x1000];
+    put(&mut h, 0x100 + 16 + 3 * 8, HEAP + 0x800);
+    let out = run(h);
+    assert_eq!(
+        out.paths[&(HEAP + 0x800)][0].steps,
+        ["main.srv", "(*main.table).maps", "[3]"]
+    );
+}
+
 /// global → outer map → ["acme"] → the suspect, and a map of maps in
 /// a map of maps (`[7]` is a map key, not a slice element: no doubt).
 #[test]
