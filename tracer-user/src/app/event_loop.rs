@@ -236,7 +236,14 @@ async fn event_loop(
         // unless the ring buffer is a quarter full or a GC cycle is due for
         // a sample), so it wakes at least every IDLE_WAIT, when a pending
         // sample is due, and for its own periodic work.
-        let periodic = [(last_render, ctx.opts.interval), (last_drain, WRITES_DRAIN)];
+        // The live view only while the console takes it: a broken one is
+        // never rendered again, and its deadline would stay in the past.
+        let render = ctx
+            .console
+            .broken
+            .is_none()
+            .then_some((last_render, ctx.opts.interval));
+        let periodic = [render, Some((last_drain, WRITES_DRAIN))];
         let wait = ctx
             .sessions
             .iter()
@@ -244,6 +251,7 @@ async fn event_loop(
             .chain(
                 periodic
                     .iter()
+                    .flatten()
                     .map(|(at, every)| every.saturating_sub(at.elapsed())),
             )
             .chain(ctx.fleet.as_ref().map(|f| f.scan_wait(Instant::now())))

@@ -252,7 +252,7 @@ pub(crate) fn search(
                         } else {
                             None
                         };
-                        let path = if let Some((_, inter)) = iface {
+                        let path = if let Some((tw, inter)) = iface {
                             let inter = types
                                 .name(inter)
                                 .unwrap_or_else(|| "interface {}".to_owned());
@@ -262,7 +262,7 @@ pub(crate) fn search(
                             let mut p = path_from(&nodes, root, &link);
                             p.steps
                                 .insert(1, format!(".({})", ty.as_deref().unwrap_or("?")));
-                            p.edges.insert(0, (at - 8, snap.word(at - 8).unwrap_or(0)));
+                            p.edges.insert(0, (at - 8, tw));
                             p
                         } else {
                             let Some(root) = root_name(at, ty.as_deref()) else {
@@ -357,11 +357,18 @@ impl Path {
 /// start (an array of 256 shards is searched up to its 64th).
 pub(crate) const MAX_ARRAY_INDEX: u64 = 64;
 
-/// How a struct field may hold a value found in the heap: the field's type,
-/// where such a field would start, the interface's type word (address,
-/// value) when the field is an interface, the array element when it is an
-/// array.
-type HeldAs = (u64, u64, Option<(u64, u64)>, Option<u64>);
+/// How a struct field may hold a value found in the heap.
+struct HeldAs {
+    /// The field's type.
+    field_type: u64,
+    /// Where such a field would start, for element 0 of an array.
+    start: u64,
+    /// The interface's type word (address, value), when the field is one.
+    tag: Option<(u64, u64)>,
+    /// An array of the value's type: its elements searched (the value may
+    /// be any of them, the field starting that many words earlier).
+    elements: Option<u64>,
+}
 
 /// An object that may hold a node's value found in the heap.
 struct Holder {
@@ -392,18 +399,30 @@ fn heap_holders(
     index: Option<u64>,
 ) -> Vec<Holder> {
     let mut out = Vec::new();
-    let dynamic = types.name(node.ty);
-    let mut held_as: Vec<HeldAs> = vec![(node.ty, at, None, None)];
+    let mut held_as = vec![HeldAs {
+        field_type: node.ty,
+        start: at,
+        tag: None,
+        elements: None,
+    }];
+    let mut dynamic = None;
     if index.is_none() {
         if let Some((tw, inter)) = interface_of(snap, types, at, node.ty).filter(|i| i.1 != 0) {
-            held_as.push((inter, at - 8, Some((at - 8, tw)), None));
+            dynamic = types.name(node.ty);
+            held_as.push(HeldAs {
+                field_type: inter,
+                start: at - 8,
+                tag: Some((at - 8, tw)),
+                elements: None,
+            });
         }
         for (arr, len) in types.arrays_of(node.ty) {
-            for i in 0..len.min(MAX_ARRAY_INDEX) {
-                if let Some(start) = at.checked_sub(i * 8) {
-                    held_as.push((arr, start, None, Some(i)));
-                }
-            }
+            held_as.push(HeldAs {
+                field_type: arr,
+                start: at,
+                tag: None,
+                elements: Some(len.min(MAX_ARRAY_INDEX)),
+            });
         }
     }
     let mut fields_of = |t: u64| {
@@ -412,80 +431,89 @@ fn heap_holders(
             .or_insert_with(|| types.fields_of_type(t))
             .clone()
     };
-    for (field_type, field_at, tag, element) in held_as {
-        for f in fields_of(field_type) {
-            let Some(base) = field_at.checked_sub(f.offset) else {
-                continue;
-            };
-            if !base.is_multiple_of(8)
-                || snap.kind_of(base, f.struct_size) != Some(RegionKind::Heap)
-            {
-                continue;
-            }
-            let name = types
-                .name(f.struct_type)
-                .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
-            // The steps inside the struct: its field, the array element,
-            // the interface's dynamic type.
-            let mut inner = Vec::new();
-            inner.extend(element.map(|i| format!("[{i}]")));
-            if tag.is_some() {
-                inner.push(format!(".({})", dynamic.as_deref().unwrap_or("?")));
-            }
-            let step = |holder: String| {
-                let mut l = vec![format!("{holder}.{}", f.name)];
-                l.extend(inner.iter().cloned());
-                l
-            };
-            if let Some(p) = types.ptr_to(f.struct_type) {
-                out.push(Holder {
-                    want: base,
-                    ty: p,
-                    stride: 0,
-                    label: step(format!("(*{name})")),
-                    tag,
-                });
-            }
-            if let Some(sl) = types.slice_of(f.struct_type) {
-                out.push(Holder {
-                    want: base,
-                    ty: sl,
-                    stride: f.struct_size,
-                    label: step(format!("({name})")),
-                    tag,
-                });
-            }
-            // An element of a `[N]Struct` field of another struct.
-            for (arr, len) in types.arrays_of(f.struct_type) {
-                for g in fields_of(arr) {
-                    let Some(pt) = types.ptr_to(g.struct_type) else {
-                        continue;
-                    };
-                    let outer = types
-                        .name(g.struct_type)
-                        .unwrap_or_else(|| format!("type at {:#x}", g.struct_type));
-                    for i in 0..len.min(MAX_ARRAY_INDEX) {
-                        let Some(b) = i
-                            .checked_mul(f.struct_size)
-                            .and_then(|d| d.checked_add(g.offset))
-                            .and_then(|d| base.checked_sub(d))
-                        else {
-                            break;
-                        };
-                        if !b.is_multiple_of(8)
-                            || snap.kind_of(b, g.struct_size) != Some(RegionKind::Heap)
-                        {
+    for h in held_as {
+        let tag = h.tag;
+        for f in fields_of(h.field_type) {
+            for i in 0..h.elements.unwrap_or(1) {
+                let element = h.elements.map(|_| i);
+                let Some(base) = i
+                    .checked_mul(8)
+                    .and_then(|d| d.checked_add(f.offset))
+                    .and_then(|d| h.start.checked_sub(d))
+                else {
+                    break;
+                };
+                if !base.is_multiple_of(8)
+                    || snap.kind_of(base, f.struct_size) != Some(RegionKind::Heap)
+                {
+                    continue;
+                }
+                let name = types
+                    .name(f.struct_type)
+                    .unwrap_or_else(|| format!("type at {:#x}", f.struct_type));
+                // The steps inside the struct: its field, the array element,
+                // the interface's dynamic type.
+                let mut inner = Vec::new();
+                inner.extend(element.map(|i| format!("[{i}]")));
+                if tag.is_some() {
+                    inner.push(format!(".({})", dynamic.as_deref().unwrap_or("?")));
+                }
+                let step = |holder: String| {
+                    let mut l = vec![format!("{holder}.{}", f.name)];
+                    l.extend(inner.iter().cloned());
+                    l
+                };
+                if let Some(p) = types.ptr_to(f.struct_type) {
+                    out.push(Holder {
+                        want: base,
+                        ty: p,
+                        stride: 0,
+                        label: step(format!("(*{name})")),
+                        tag,
+                    });
+                }
+                if let Some(sl) = types.slice_of(f.struct_type) {
+                    out.push(Holder {
+                        want: base,
+                        ty: sl,
+                        stride: f.struct_size,
+                        label: step(format!("({name})")),
+                        tag,
+                    });
+                }
+                // An element of a `[N]Struct` field of another struct.
+                for (arr, len) in types.arrays_of(f.struct_type) {
+                    for g in fields_of(arr) {
+                        let Some(pt) = types.ptr_to(g.struct_type) else {
                             continue;
+                        };
+                        let outer = types
+                            .name(g.struct_type)
+                            .unwrap_or_else(|| format!("type at {:#x}", g.struct_type));
+                        for k in 0..len.min(MAX_ARRAY_INDEX) {
+                            let Some(b) = k
+                                .checked_mul(f.struct_size)
+                                .and_then(|d| d.checked_add(g.offset))
+                                .and_then(|d| base.checked_sub(d))
+                            else {
+                                break;
+                            };
+                            if !b.is_multiple_of(8)
+                                || snap.kind_of(b, g.struct_size) != Some(RegionKind::Heap)
+                            {
+                                continue;
+                            }
+                            let mut label =
+                                vec![format!("(*{outer}).{}", g.name), format!("[{k}]")];
+                            label.extend(step(format!("({name})")));
+                            out.push(Holder {
+                                want: b,
+                                ty: pt,
+                                stride: 0,
+                                label,
+                                tag,
+                            });
                         }
-                        let mut label = vec![format!("(*{outer}).{}", g.name), format!("[{i}]")];
-                        label.extend(step(format!("({name})")));
-                        out.push(Holder {
-                            want: b,
-                            ty: pt,
-                            stride: 0,
-                            label,
-                            tag,
-                        });
                     }
                 }
             }

@@ -229,41 +229,38 @@ impl TypeTable {
         })
     }
 
-    /// Array types `[N]T` of the type at `t` and their lengths (at most 8).
-    #[must_use]
-    pub(crate) fn arrays_of(&self, t: u64) -> Vec<(u64, u64)> {
+    /// Descriptors of kind `kind` whose word at `off` is the type at `t`
+    /// (their element type), at most 8.
+    fn with_elem(&self, t: u64, off: u64, kind: u8) -> Vec<u64> {
         let Some(words) = self.refs.get(&t) else {
             return Vec::new();
         };
         words
             .iter()
             .filter_map(|&w| {
-                let a = w.checked_sub(ELEM_OFF)?;
-                (self.kind(a)? == KIND_ARRAY && self.word(a + ELEM_OFF)? == t)
-                    .then(|| Some((a, self.word(a + ARRAY_LEN_OFF)?)))
-                    .flatten()
+                let d = w.checked_sub(off)?;
+                (self.kind(d)? == kind).then_some(d)
             })
-            .filter(|&(_, len)| len > 0)
             .take(8)
             .collect()
     }
 
-    /// Map types whose element is the type at `t` (at most 8).
+    /// Array types `[N]T` of the type at `t` and their lengths (at most 8).
+    #[must_use]
+    pub(crate) fn arrays_of(&self, t: u64) -> Vec<(u64, u64)> {
+        self.with_elem(t, ELEM_OFF, KIND_ARRAY)
+            .into_iter()
+            .filter_map(|a| Some((a, self.word(a + ARRAY_LEN_OFF)?)))
+            .filter(|&(_, len)| len > 0)
+            .collect()
+    }
+
+    /// Map types whose element is the type at `t` (at most 8): `MapType.Elem`
+    /// @56 in both layouts (`abi.OldMapType`, `abi.SwissMapType` / 1.26
+    /// `abi.MapType`).
     #[must_use]
     pub(crate) fn maps_of(&self, t: u64) -> Vec<u64> {
-        let Some(words) = self.refs.get(&t) else {
-            return Vec::new();
-        };
-        words
-            .iter()
-            .filter_map(|&w| {
-                // `MapType.Elem` @56 in both layouts (`abi.OldMapType`,
-                // `abi.SwissMapType` / 1.26 `abi.MapType`).
-                let m = w.checked_sub(MAP_ELEM_OFF)?;
-                (self.kind(m)? == KIND_MAP).then_some(m)
-            })
-            .take(8)
-            .collect()
+        self.with_elem(t, MAP_ELEM_OFF, KIND_MAP)
     }
 
     /// Fields of the struct at `s`: (name, type, offset).
