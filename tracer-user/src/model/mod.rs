@@ -17,7 +17,7 @@
 //! only some maps have (an owner, write counts, a long history) is boxed.
 //! Everything that grows with the target has a cap, counted when reached
 //! ([`Model::caps`]).
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
@@ -25,6 +25,7 @@ use crate::sample::{HeaderRead, HeaderSample};
 
 pub mod families;
 pub mod history;
+mod reuse;
 mod samples;
 pub mod sites;
 mod syncmaps;
@@ -329,19 +330,6 @@ impl TrackedMap {
             self.win.capacity_constant(),
         )
     }
-
-    /// Forgets everything about the map that was at this address: a new
-    /// one lives there now (a sync.Map is followed by another).
-    fn reset(&mut self, id: u64) {
-        let (addr, alive_ns, sync) = (self.addr, self.alive_ns, self.is_sync_map());
-        *self = Self::new(id, addr, 0);
-        self.alive_ns = alive_ns;
-        self.flags |= REUSED;
-        if sync {
-            self.flags = (self.flags | SYNC_MAP) & !WANTS_CREATION;
-            self.extra().type_name = Some(crate::syncmap::TYPE_NAME.to_owned());
-        }
-    }
 }
 
 /// One GC cycle seen.
@@ -388,8 +376,11 @@ pub struct Model {
     /// Maps dropped because the tracked set was full.
     pub evicted: u64,
     /// Maps whose address came to hold a new map (seen by a seed change):
-    /// their history started over, under a new id.
+    /// retired (a `sync.Map` starts over under a new id).
     pub reused: u64,
+    /// Addresses of maps retired by reuse, with when the old map was last
+    /// alive: the floor of the new map's creation record ([`reuse`]).
+    reuse_floors: HashMap<u64, u64>,
     /// When the samples were taken.
     pub points: Points,
     /// Creation and growth sites.
@@ -426,6 +417,7 @@ impl Model {
             retired: 0,
             evicted: 0,
             reused: 0,
+            reuse_floors: HashMap::new(),
             points: Points::default(),
             sites: Sites::default(),
             max_tracked: max_tracked.max(1),
@@ -469,6 +461,7 @@ impl Model {
         m.grow = site;
         m.alive_ns = ts_ns;
         m.flags &= !WANTS_CREATION;
+        self.take_reuse_floor(&mut m);
         self.maps.insert(m);
         true
     }
@@ -652,16 +645,14 @@ impl Model {
             // a map's last entry is deleted; such a map keeps its storage
             // when refilled, and is sampled empty or refilled as the same
             // map.) Nothing of the old one carries over.
-            if m.has_long() {
-                self.long_histories -= 1;
+            if !self.on_reused(addr) {
+                return;
             }
-            if m.flags & WRITES != 0 {
-                self.write_records -= 1;
-            }
-            m.reset(next_id);
             self.next_id = next_id;
-            self.reused += 1;
         }
+        let Some(m) = self.maps.get_mut(&addr) else {
+            return;
+        };
         if m.flags & HAS_SEED == 0 {
             m.first_len = h.len;
         }

@@ -115,8 +115,11 @@ mod tests {
         assert!(m.maps.get(&0x3000).unwrap().is_sync_generation());
         m.on_sample(0x3000, SampleAt::gc(2), read(20, 7, 0xc000));
         assert!(m.maps.get(&0x3000).unwrap().is_sync_generation());
-        // Another map there: new seed, new storage.
+        // Another map there: new seed, new storage. The generation is
+        // retired; the new map is tracked again when it grows or is written.
         m.on_sample(0x3000, SampleAt::gc(3), read(5, 9, 0xe000));
+        assert!(m.maps.get(&0x3000).is_none());
+        m.on_discovered(0x3000, None, 1, None);
         assert!(!m.maps.get(&0x3000).unwrap().is_sync_generation());
         assert!(m.on_sync_map(0x4000, 1, None));
         m.fold_sync_generation(0x4000);

@@ -147,10 +147,10 @@ fn retire_after_repeated_implausible_headers() {
 }
 
 /// A new map at a dead map's address (a seed change with entries, in
-/// other storage) starts over with nothing of the old one: no samples,
-/// creation site,
-/// growth site, owner, type, write counts; a new id; and its creation
-/// record is looked up again, the old one's refused.
+/// other storage) retires the old one: its header gives no type, so it is
+/// tracked again at its next growth (or write window), with nothing of the
+/// old one (samples, creation and growth sites, owner, write counts), a
+/// new id, and its creation record looked up again, the old one's refused.
 #[test]
 fn address_reuse_forgets_the_old_map() {
     let mut m = Model::default();
@@ -195,26 +195,22 @@ fn address_reuse_forgets_the_old_map() {
     assert_eq!(m.maps[&0x10].id, old_id);
     assert_eq!(m.maps[&0x10].samples_len(), 4);
 
-    // Another seed, with entries elsewhere: a new map.
+    // Another seed, with entries elsewhere: a new map, of a type the
+    // header does not give. The old one is retired; the new one is not
+    // tracked from its header.
     m.on_sample(0x10, SampleAt::gc(5), at_storage(3, 9, 0x200));
-    let t = &m.maps[&0x10];
-    assert_ne!(t.id, old_id);
-    assert_eq!(t.samples_len(), 1);
-    assert_eq!(t.first_len(), Some(3));
-    assert_eq!(t.type_ptr, 0);
-    assert!(!t.created_site().is_some());
-    assert!(!t.grow_site().is_some());
-    assert_eq!(t.owner(), None);
-    assert_eq!(t.writes(), (0, 0));
-    assert!(t.insert_sites().is_empty());
-    assert_eq!(t.growth_events(), 0);
-    assert!(t.wants_creation());
+    assert!(m.maps.get(&0x10).is_none(), "no map of unknown type");
     assert_eq!(m.reused, 1);
+    assert_eq!(m.retired, 1);
     assert_eq!(m.write_records, 0);
 
     // Its first growth asks for the creation record again; the old
     // map's record (older than the old map's last growth) is refused.
     assert!(m.on_grow(0x10, 8, 9_000, raw(0x42)));
+    let t = &m.maps[&0x10];
+    assert_ne!(t.id, old_id);
+    assert_eq!((t.samples_len(), t.owner(), t.writes()), (0, None, (0, 0)));
+    assert_eq!(t.type_ptr, 8);
     assert!(!m.on_created(
         0x10,
         500,
@@ -243,6 +239,26 @@ fn address_reuse_forgets_the_old_map() {
         })
     );
     assert_eq!(t.type_ptr, 8);
+}
+
+/// A map found again by a write window at a reused address (with the type
+/// its writes give) refuses the old map's creation record as well.
+#[test]
+fn a_reused_address_found_by_writes_refuses_the_old_record() {
+    let mut m = Model::default();
+    let site = |pc| RawSite { stack_id: 1, pc };
+    m.on_grow(0x10, 7, 1_000, raw(0x40));
+    m.on_sample(0x10, SampleAt::gc(1), ok(10, 5));
+    m.on_sample(0x10, SampleAt::gc(2), at_storage(3, 9, 0x200));
+    assert!(m.maps.get(&0x10).is_none());
+    assert!(m.on_discovered(0x10, None, 0, None));
+    m.on_write(0x10, 8, true, 0x99, 300);
+    assert_eq!(m.maps[&0x10].type_ptr, 8);
+    assert!(!m.on_created(0x10, 900, 7, site(0x50)), "the old map's");
+    assert!(m.on_created(0x10, 2_000, 8, site(0x60)));
+    // An address never reused has no floor.
+    assert!(m.on_grow(0x20, 7, 1_000, raw(0x40)));
+    assert!(m.on_created(0x20, 900, 7, site(0x50)));
 }
 
 /// Without GC cycles, timer samples make the history: all of them count

@@ -60,7 +60,8 @@ pub struct Report {
     /// See `maps_retired`.
     pub maps_evicted: u64,
     /// Maps whose address came to hold a new map (a new hash seed with
-    /// entries): the old map's history ended there, the new one got a new id.
+    /// entries): the old map's history ended there; the new one is tracked
+    /// again, with its type, at its next growth or write window.
     pub maps_reused: u64,
     /// The tracer's bounds on what the target can make it hold that were
     /// reached in this run, each with what it left out. Empty: nothing was
