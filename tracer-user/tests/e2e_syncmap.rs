@@ -177,6 +177,14 @@ fn check(go: &str, variant: &str) {
     assert!(snapshots >= want_snapshots, "retained_keys: {cache:#}");
     assert_eq!(rk["released"], 0, "{cache:#}");
     assert!(rk["tracked"].as_u64().unwrap() > 0, "{cache:#}");
+    // Its keys are `any` holding strings ("key-N", shown redacted): the
+    // examples show the string, not the interface's two words.
+    let examples = rk["examples"].as_array().unwrap();
+    assert!(!examples.is_empty(), "retained_keys: {cache:#}");
+    for e in examples {
+        let text = e.as_str().unwrap_or_default();
+        assert!(text.starts_with("string(\"ke"), "example {e}: {cache:#}");
+    }
     if snapshots >= 2 {
         assert!(rk["never_released"].as_u64().unwrap() > 0, "{cache:#}");
         assert!(rk["oldest_cycles"].as_u64().unwrap() >= 1, "{cache:#}");

@@ -226,6 +226,8 @@ pub(super) type KeyCandidate = (u8, u64, u64, u64);
 /// Reads keys of the candidates, then searches the globals for owners.
 pub(super) struct KeysJob {
     pub(super) mem: Memory,
+    /// Shows what interface keys hold in their examples.
+    pub(super) interfaces: Arc<dyn crate::keys::InterfaceValues>,
     pub(super) info: Arc<BinaryInfo>,
     pub(super) bias: u64,
     pub(super) cycle: u64,
@@ -366,11 +368,13 @@ impl KeysJob {
             // Dated when its read ended; the next map is checked against it.
             now = cycle_now(mem, self.numgc_addr, now);
             self.state.snap_cycle.insert(addr, now);
-            let show = self.show_keys;
+            let (show, iface) = (self.show_keys, &self.interfaces);
             self.state
                 .trackers
                 .entry(addr)
-                .or_insert_with(|| KeyTracker::new(kl.key_type.clone(), show))
+                .or_insert_with(|| {
+                    KeyTracker::new(kl.key_type.clone(), show).with_interfaces(iface.clone())
+                })
                 .update(now, &snap);
         }
     }

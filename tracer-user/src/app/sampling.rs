@@ -228,6 +228,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     let owner_cands = owner_candidates(s, false);
     Some(Job::Keys(KeysJob {
         mem: s.mem.clone(),
+        interfaces: s.interfaces.clone(),
         info: s.info.clone(),
         bias: s.bias,
         cycle: at.cycle,
@@ -314,11 +315,12 @@ fn note_sync_entries(s: &mut Session, cycle: u64, walked: Vec<(u64, crate::syncm
             && let Some(m) = s.model.maps.get(&addr)
         {
             let snap = crate::syncmap::keys::snapshot(&e, m.seed().unwrap_or(0), now);
-            let show = s.show_keys;
+            let (show, iface) = (s.show_keys, &s.interfaces);
             s.sync_key_trackers
                 .entry(addr)
                 .or_insert_with(|| {
                     crate::keys::KeyTracker::new(crate::syncmap::keys::key_type(), show)
+                        .with_interfaces(iface.clone())
                 })
                 .update(cycle, &snap);
         }

@@ -55,6 +55,9 @@ pub(super) struct Session {
     /// Key retention of every sync.Map, by address: fed by their walks on
     /// this thread (not by the keys jobs).
     pub(super) sync_key_trackers: HashMap<u64, KeyTracker>,
+    /// Shows what interface keys hold in their examples (`sync.Map` keys,
+    /// `map[any]V`), with the dynamic types seen so far.
+    pub(super) interfaces: Arc<dyn crate::keys::InterfaceValues>,
     /// Cycle of each map's latest key snapshot (to rotate when time runs out).
     pub(super) snap_cycle: HashMap<u64, u64>,
     /// Where the target counts its GC cycles (`memstats.numgc`, load bias
@@ -235,8 +238,14 @@ pub(super) fn attach_session(
     )?;
     budget.install(ProbeClass::LargeGrowth, links, true);
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let interfaces = Arc::new(crate::keys::LiveInterfaces::live(
+        mem.clone(),
+        info.clone(),
+        bias,
+    ));
     let mut s = Session {
         id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        interfaces,
         mem,
         target,
         info,

@@ -3,9 +3,9 @@
 //! `main.srv → (*main.server).cache → (*main.cache).items`: a path from a
 //! root to the map, found live without stopping the target. Roots are
 //! globals and goroutine stacks (`goroutine 7 (main.privateWorker)`, by frame,
-//! [`goroutines`]); steps are pointers and struct fields, slice elements
-//! (`[2]`, then the element's field), empty-interface globals (`.(*T)`) and
-//! values of other maps, named by their key (`["acme"]`, redacted as the
+//! [`goroutines`]); steps are pointers and struct fields, slice and array
+//! elements (`[2]`, then the element's field), interfaces (empty or not, in
+//! globals and in heap objects: `.(*T)`) and values of other maps, named by their key (`["acme"]`, redacted as the
 //! report redacts keys unless `--show-keys`; [`values`]).
 //! 1. copy the globals, the live part of each goroutine's stack (at most
 //!    4 MiB) and the present pages of the anonymous writable memory, the
@@ -26,8 +26,8 @@
 //! target wrote on while it was copied, a struct type is inferred from
 //! where its field sits (checked at every step), and a stack word may be a
 //! dead slot's. Not followed yet: closure objects (a frame holding the
-//! closure rather than the captured map), non-empty interfaces and
-//! interfaces in heap objects, arrays, map values that are not maps.
+//! closure rather than the captured map), map values that are structs
+//! holding the map.
 mod goroutines;
 mod heap;
 mod search;

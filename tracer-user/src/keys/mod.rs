@@ -40,6 +40,8 @@
 //! keyzoo fixtures for Go 1.19 (`runtime.structtype`, `runtime.structfield`,
 //! `runtime.arraytype`, `runtime.ptrtype`) and 1.27 (`internal/abi.*`).
 
+mod dynamic;
+pub use dynamic::{InterfaceValues, LiveInterfaces};
 mod identity;
 pub(crate) use identity::IdHasher;
 use identity::{Plan, Seg};
@@ -48,7 +50,7 @@ mod retention;
 mod snapshot;
 pub(crate) mod values;
 
-pub use render::{PREFIX_CHARS, SHOW_CHARS, escape_bytes, render};
+pub use render::{PREFIX_CHARS, SHOW_CHARS, escape_bytes, render, render_with};
 pub use retention::{
     KeyBudget, KeyTracker, MAX_TOTAL_KEYS, MAX_TRACKED_KEYS, RetainedKeys, TRACKER_COST,
 };

@@ -3,7 +3,7 @@
 //! which keys stay without printing tokens or e-mail addresses.
 use std::fmt::Write as _;
 
-use super::{Key, KeyKind, KeyType, StrVal, le64};
+use super::{InterfaceValues, Key, KeyKind, KeyType, StrVal, le64};
 
 /// Characters of a string shown with `show_keys` (beyond: an ellipsis).
 pub const SHOW_CHARS: usize = 256;
@@ -19,6 +19,8 @@ const MAX_OUT: usize = 1024;
 struct Ctx<'a> {
     key: &'a Key,
     show: bool,
+    /// Shows what an interface holds; without it, its two words.
+    iface: Option<&'a dyn InterfaceValues>,
     /// Index of the next string leaf in `key.strs`.
     si: u64,
     out: String,
@@ -28,9 +30,22 @@ struct Ctx<'a> {
 /// [`SHOW_CHARS`]); otherwise redacted.
 #[must_use]
 pub fn render(key: &Key, kt: &KeyType, show_keys: bool) -> String {
+    render_with(key, kt, show_keys, None)
+}
+
+/// [`render`], interfaces shown by the value they hold through `iface`
+/// ([`super::dynamic`]).
+#[must_use]
+pub fn render_with(
+    key: &Key,
+    kt: &KeyType,
+    show_keys: bool,
+    iface: Option<&dyn InterfaceValues>,
+) -> String {
     let mut c = Ctx {
         key,
         show: show_keys,
+        iface,
         si: 0,
         out: String::new(),
     };
@@ -257,7 +272,12 @@ fn value(c: &mut Ctx<'_>, kt: &KeyType, off: u64, depth: u32, top: bool) {
             None
         }
         KeyKind::Interface => match (le64(b, 0), le64(b, 8)) {
-            (Some(t), Some(d)) => Some(format!("{t:#x}/{d:#x} ({})", kt.name)),
+            (Some(t), Some(d)) => {
+                let empty = matches!(kt.name.as_str(), "interface {}" | "any");
+                c.iface
+                    .and_then(|iv| iv.render(t, d, empty, c.show))
+                    .or_else(|| Some(format!("{t:#x}/{d:#x} ({})", kt.name)))
+            }
             _ => None,
         },
         _ => None,

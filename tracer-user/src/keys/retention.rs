@@ -20,7 +20,7 @@ use std::{
     },
 };
 
-use super::{Key, KeyType, Snapshot, render};
+use super::{InterfaceValues, Key, KeyType, Snapshot, render_with};
 
 /// Most keys tracked per map; more are counted in `untracked_last` and set
 /// `cap_reached`.
@@ -217,6 +217,8 @@ pub struct KeyTracker {
     untracked_last: u64,
     partial_snapshots: u64,
     pool: Vec<Example>,
+    /// Shows what interface keys hold ([`super::dynamic`]).
+    iface: Option<Arc<dyn InterfaceValues>>,
 }
 
 impl KeyTracker {
@@ -246,7 +248,16 @@ impl KeyTracker {
             untracked_last: 0,
             partial_snapshots: 0,
             pool: Vec::new(),
+            iface: None,
         }
+    }
+
+    /// Examples of interface keys show the value they hold, read through
+    /// `iface` when they are rendered (a few reads per example).
+    #[must_use]
+    pub fn with_interfaces(mut self, iface: Arc<dyn InterfaceValues>) -> Self {
+        self.iface = Some(iface);
+        self
     }
 
     /// Takes the snapshot made at GC cycle `cycle`. A snapshot of another
@@ -401,7 +412,12 @@ impl KeyTracker {
             self.pool.push(Example {
                 id,
                 first_cycle,
-                text: render(&snap[i], &self.key_type, self.show_keys),
+                text: render_with(
+                    &snap[i],
+                    &self.key_type,
+                    self.show_keys,
+                    self.iface.as_deref(),
+                ),
             });
         }
     }

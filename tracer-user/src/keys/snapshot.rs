@@ -541,7 +541,7 @@ fn identity(kl: &KeyLayout, key: &[u8], strs: &[StrVal]) -> u64 {
     h.finish()
 }
 
-fn str_hash(text: &[u8], len: u64) -> u64 {
+pub(super) fn str_hash(text: &[u8], len: u64) -> u64 {
     let mut h = IdHasher::new();
     h.write(text);
     h.word(len);
