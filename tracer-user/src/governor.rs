@@ -40,6 +40,12 @@ pub use tracer_common::governor::{
     BURST_S, EMULATED_HIT_S, SINGLE_STEP_HIT_S, WINDOW_GAP, WINDOW_MAX, WRITE_HIT_S,
 };
 
+/// A window in which no write was seen for this long is closed: a target
+/// that writes no map has nothing for it to find, and an open window is
+/// checked every [`PERIOD_WINDOW_MAX`] at most (on an idle target, most
+/// of the tracer's own floor).
+pub const WINDOW_IDLE: Duration = Duration::from_secs(1);
+
 /// A write window is due when the last one ended this long ago.
 pub const WINDOW_EVERY: Duration = Duration::from_secs(10);
 /// Share of the budget the large-growth probes may spend (their own
@@ -141,6 +147,8 @@ pub struct Governor {
     pub window_open: Option<Instant>,
     /// When the last window closed.
     pub last_window_end: Option<Instant>,
+    /// Latest check at which the open window's probes had hits.
+    pub window_written: Option<Instant>,
     /// Times the creation probes were paused.
     pub pauses: u64,
     /// Times they were attached again after a pause.
@@ -233,6 +241,7 @@ impl Governor {
             creation_on: true,
             window_open: None,
             last_window_end: None,
+            window_written: None,
             pauses: 0,
             resumes: 0,
             paused_total: Duration::ZERO,
@@ -338,7 +347,9 @@ impl Governor {
         }
         let max = self.max();
         if let Some(open) = self.window_open
-            && (self.credit < 0.0 || now.duration_since(open) >= WINDOW_MAX)
+            && (self.credit < 0.0
+                || now.duration_since(open) >= WINDOW_MAX
+                || now.duration_since(self.window_written.unwrap_or(open).max(open)) >= WINDOW_IDLE)
         {
             a.close_window = true;
         }
@@ -410,6 +421,13 @@ impl Governor {
     pub fn opened(&mut self, now: Instant) {
         self.window_open = Some(now);
         self.windows += 1;
+    }
+
+    /// Records that the open window's probes had hits by `now`.
+    pub fn written(&mut self, now: Instant) {
+        if self.window_open.is_some() {
+            self.window_written = Some(now);
+        }
     }
 
     /// Records that the window closed at `now`.
@@ -560,7 +578,12 @@ mod tests {
         let mut g = Governor::new(0.01);
         assert!(g.decide(t0, false, false, false, true).open_window);
         g.opened(t0);
-        let t1 = t0 + WINDOW_MAX;
+        // No write: closed after WINDOW_IDLE, not WINDOW_MAX.
+        let t1 = t0 + WINDOW_IDLE;
+        assert!(
+            !g.decide(t1 - PERIOD_WINDOW, false, false, false, true)
+                .close_window
+        );
         assert!(g.decide(t1, false, false, false, true).close_window);
         g.closed(t1);
         // Nothing was spent: the bucket is full, but the gap has not passed.
@@ -675,6 +698,9 @@ mod tests {
             create_detach = create_detach.saturating_sub(1);
             window_detach = window_detach.saturating_sub(1);
             g.account(dt, cost, 0.0);
+            if window_live && write_cost > 0.0 {
+                g.written(now);
+            }
             let a = g.decide(now, create_detach > 0, window_detach > 0, false, true);
             if a.close_window {
                 window_live = false;
@@ -731,10 +757,13 @@ mod tests {
         let mut g = Governor::new(0.01);
         assert!(g.decide(t0, false, false, false, true).open_window);
         g.opened(t0);
-        assert!(
-            !g.decide(t0 + Duration::from_secs(1), false, false, false, true)
-                .close_window
-        );
+        // Written all along: open until WINDOW_MAX.
+        let mut t = t0;
+        while t + PERIOD_WINDOW_MAX < t0 + WINDOW_MAX {
+            t += PERIOD_WINDOW_MAX;
+            g.written(t);
+            assert!(!g.decide(t, false, false, false, true).close_window);
+        }
         assert!(
             g.decide(t0 + WINDOW_MAX, false, false, false, true)
                 .close_window

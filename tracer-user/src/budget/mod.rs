@@ -377,6 +377,9 @@ impl Budget {
         if dt > 0.0 {
             self.last_rate = by_class.map(|c| (c / dt).min(MAX_TAIL_RATE));
         }
+        if by_class[slot(ProbeClass::Window)] > 0.0 {
+            self.gov.written(now);
+        }
         self.last_check = now;
         // The large-growth tier's own bucket: its probes' hits, and the
         // tail of their breakpoints after a pause.
