@@ -373,7 +373,11 @@ fn stacks(
         return goroutines::Stacks::default();
     };
     let (gs, cut) = goroutines::read_all(mem, at, &gl);
-    let code = TargetCode { info, bias };
+    let code = TargetCode {
+        info,
+        bias,
+        callees: std::cell::RefCell::default(),
+    };
     let mut st = goroutines::copy(mem, &gs, &code);
     st.cut_short |= cut;
     st
@@ -383,6 +387,10 @@ fn stacks(
 struct TargetCode<'a> {
     info: &'a BinaryInfo,
     bias: u64,
+    /// What each `go` wrapper seen runs, by its entry: decoded once per
+    /// search, not once per goroutine (a server's 10,000 connection
+    /// goroutines share one wrapper).
+    callees: std::cell::RefCell<HashMap<u64, Option<&'a str>>>,
 }
 
 impl unwind::Code for TargetCode<'_> {
@@ -396,8 +404,11 @@ impl unwind::Code for TargetCode<'_> {
         self.info.goarch == crate::inspect::GoArch::Arm64
     }
     fn callee(&self, entry: u64) -> Option<&str> {
-        let f = self.info.func_by_pc(entry.wrapping_sub(self.bias))?;
-        self.info.first_callee(f).map(|g| g.name.as_str())
+        let info = self.info;
+        *self.callees.borrow_mut().entry(entry).or_insert_with(|| {
+            let f = info.func_by_pc(entry.wrapping_sub(self.bias))?;
+            info.first_callee(f).map(|g| g.name.as_str())
+        })
     }
 }
 
