@@ -468,12 +468,15 @@ fn scan_and_attach(ctx: &mut Loop<'_>, exit_tx: &mpsc::UnboundedSender<u32>) {
     let traced: std::collections::HashSet<u32> =
         ctx.sessions.iter().map(|s| s.target.pid).collect();
     let room = fleet::MAX_SESSIONS.saturating_sub(ctx.sessions.len());
-    let found = fleet.scan(&|pid| traced.contains(&pid), room);
+    let found = fleet.scan(&|pid| traced.contains(&pid), room, &ctx.clocks);
+    let clocks = ctx.clocks.clone();
     for f in found {
         // Its share of the node's budget until the governor's thread
         // splits it again (at once: the number of processes changed).
         let rate = ctx.opts.overhead_budget / (ctx.sessions.len() + 1) as f64;
-        match attach_found(ctx.tracer, &f, ctx.opts, rate) {
+        // Start-up work: debited to no process (see WorkerClocks).
+        let (tracer, opts) = (&mut *ctx.tracer, ctx.opts);
+        match clocks.run_unbudgeted(|| attach_found(tracer, &f, opts, rate)) {
             Ok(mut s) => {
                 s.clock.timer_every = ctx.opts.interval.max(MIN_SAMPLE_GAP);
                 s.all_maps = ctx.opts.all_maps;

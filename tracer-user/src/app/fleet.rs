@@ -278,7 +278,12 @@ impl Fleet {
     /// traced already; `room` how many more may be). Collects finished
     /// inspections first; a new executable is inspected on a worker and
     /// its processes attached at a later scan.
-    pub(super) fn scan(&mut self, traced: &dyn Fn(u32) -> bool, room: usize) -> Vec<Found> {
+    pub(super) fn scan(
+        &mut self,
+        traced: &dyn Fn(u32) -> bool,
+        room: usize,
+        clocks: &Arc<crate::budget::WorkerClocks>,
+    ) -> Vec<Found> {
         let t0 = Instant::now();
         self.last_scan = Some(t0);
         self.collect();
@@ -344,8 +349,11 @@ impl Fleet {
                 }
             } else if self.pending.insert(key) {
                 self.decisions.remove(&key);
+                let clocks = clocks.clone();
                 self.inspecting.spawn_blocking(move || {
-                    let r = BinaryInfo::open_executable(&exe)
+                    // Start-up work: debited to no process.
+                    let r = clocks
+                        .run_unbudgeted(|| BinaryInfo::open_executable(&exe))
                         .map_err(|e| Refusal {
                             not_go: matches!(
                                 e,

@@ -63,7 +63,9 @@ impl GovernorThread {
     /// is debited to that process, and the rest (the loop, this thread,
     /// scans, scrapes: work for every process at once) among the budgets
     /// still live in proportion to their rates (equal shares when the
-    /// rates are equal, as with `--pid`). The two figures are read a
+    /// rates are equal, as with `--pid`), but for the start-up work of
+    /// processes attached while others are traced
+    /// ([`WorkerClocks::run_unbudgeted`]), debited to none. The two figures are read a
     /// moment apart; the difference is carried, so that over time the
     /// debits add up to the tracer's CPU, no more.
     ///
@@ -137,7 +139,9 @@ impl GovernorThread {
                             rates += b.gov.rate;
                         }
                     }
-                    let mut shared = delta + carry - own;
+                    // Start-up work (a process attached while others are
+                    // traced) is no process's: left out of the shared part.
+                    let mut shared = delta + carry - own - workers.take_unbudgeted();
                     carry = shared.min(0.0);
                     shared = shared.max(0.0);
                     // Each budget's part of the shared CPU.
