@@ -79,14 +79,7 @@ impl LiveInterfaces {
     pub fn live(mem: Memory, bin: Arc<BinaryInfo>, bias: u64) -> Self {
         let (layout, minor) = (bin.layout.clone(), bin.go_version.minor);
         let m = mem.clone();
-        let names = move |rt: u64| {
-            let types_rt = bin
-                .moduledata
-                .as_ref()
-                .map(|md| (md.types.wrapping_add(bias), md.etypes.wrapping_add(bias)));
-            bin.type_name(rt.wrapping_sub(bias))
-                .or_else(|| name_from_memory(&m, &bin.layout, types_rt?, rt))
-        };
+        let names = move |rt: u64| type_name_at(&m, &bin, bias, rt);
         Self(Resolver::new(mem, layout, minor, Box::new(names)))
     }
 }

@@ -362,14 +362,7 @@ pub(crate) fn le16(b: &[u8], off: u64) -> Option<u16> {
 /// the descriptor is unreadable, not a map type, or makes no sense.
 #[must_use]
 pub fn key_layout(mem: &Memory, bin: &BinaryInfo, bias: u64, map_type: u64) -> Option<KeyLayout> {
-    let types_rt = bin
-        .moduledata
-        .as_ref()
-        .map(|m| (m.types.wrapping_add(bias), m.etypes.wrapping_add(bias)));
-    let names = |rt: u64| {
-        bin.type_name(rt.wrapping_sub(bias))
-            .or_else(|| name_from_memory(mem, &bin.layout, types_rt?, rt))
-    };
+    let names = |rt: u64| type_name_at(mem, bin, bias, rt);
     key_layout_in(
         mem,
         &bin.layout,
@@ -524,6 +517,16 @@ fn read_name<R: Reader>(r: &R, addr: u64) -> Option<String> {
     let mut v = vec![0u8; end - start];
     r.read(addr + start as u64, &mut v)
         .then(|| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// The name of the type descriptor at run-time `rt`: from the file, else
+/// decoded from the target's memory.
+fn type_name_at<R: Reader>(r: &R, bin: &BinaryInfo, bias: u64, rt: u64) -> Option<String> {
+    bin.type_name(rt.wrapping_sub(bias)).or_else(|| {
+        let md = bin.moduledata.as_ref()?;
+        let types_rt = (md.types.wrapping_add(bias), md.etypes.wrapping_add(bias));
+        name_from_memory(r, &bin.layout, types_rt, rt)
+    })
 }
 
 /// A type's name decoded from the target's memory (`types + Str`), for
