@@ -173,6 +173,7 @@ func main() {
 	only := flag.String("scenarios", "leaky,lru,short,bloat,private", "scenarios to run (also: fin, finstack, cleanup, ptrdel, tenants, tenantsfixed, holders, shards, iface, ifaceheap, array, nested, goroutine)")
 	tenantsN := flag.Int("tenants", 20000, "tenants: per-tenant maps")
 	fixedN := flag.Int("fixed-tenants", 5000, "tenantsfixed: per-tenant maps")
+	ballastMiB := flag.Int("ballast-mib", 0, "MiB of linked heap objects allocated before the scenarios start (a large heap for the holder search)")
 	holdersN := flag.Int("holders-per-step", 1500, "holders, shards, iface, ifaceheap, array, nested, goroutine: entries added per step")
 	flag.Parse()
 	on := map[string]bool{}
@@ -185,6 +186,10 @@ func main() {
 		bufio.NewReader(os.Stdin).ReadString('\n')
 	}
 
+	if *ballastMiB > 0 {
+		ballast = makeBallast(*ballastMiB)
+		fmt.Fprintf(os.Stderr, "ballast %d MiB\n", *ballastMiB)
+	}
 	var stop atomic.Bool
 	if on["short"] {
 		go shortLived(&stop, *shortPause, *shortKeys, *shortHint)

@@ -268,6 +268,9 @@ pub(super) struct KeysResult {
     /// Whether the holder search ran for those the owner search did not
     /// name (else the budget had no credit for it).
     pub(super) holders_ran: bool,
+    /// Where the holder search stands: under way, it goes on at the next
+    /// job; done, the maps it covered.
+    pub(super) holders: crate::holders::Progress,
     /// How long the owner and holder searches took (debited from the
     /// search's own credit when the holder search ran).
     pub(super) search_took: Duration,
@@ -296,7 +299,7 @@ impl KeysJob {
         let holders_deadline =
             (left >= crate::speed::scaled(MIN_HOLDERS_TIME)).then(|| Instant::now() + left);
         let searching = Instant::now();
-        let (owners, held, holder_stats) = find_holders(
+        let (owners, held, holder_stats, holders) = find_holders(
             &self.mem,
             &self.info,
             self.bias,
@@ -316,6 +319,7 @@ impl KeysJob {
             holder_stats,
             owners_searched: self.owner_cands.iter().map(|c| c.0).collect(),
             holders_ran: holders_deadline.is_some(),
+            holders,
             search_took: searching.elapsed(),
         }
     }
@@ -396,7 +400,8 @@ fn cycle_now(mem: &Memory, numgc: Option<u64>, cycle: u64) -> u64 {
 /// Owners of `cands` (map, type descriptor): the globals holding the map
 /// pointer itself ([`find_owners`]), then, for the others, holder paths
 /// from a global through pointers and struct fields ([`crate::holders`]),
-/// until `holders_deadline` (`None`: not searched).
+/// until `holders_deadline` (`None`: not searched); and where the holder
+/// search stands.
 pub(super) fn find_holders(
     mem: &Memory,
     info: &BinaryInfo,
@@ -409,6 +414,7 @@ pub(super) fn find_holders(
     HashMap<u64, String>,
     HashMap<u64, crate::holders::HeldBy>,
     crate::holders::SearchStats,
+    crate::holders::Progress,
 ) {
     let addrs: Vec<u64> = cands.iter().map(|c| c.0).collect();
     let (owners, _cut_short) = find_owners(
@@ -428,10 +434,12 @@ pub(super) fn find_holders(
             owners,
             HashMap::new(),
             crate::holders::SearchStats::default(),
+            crate::holders::Progress::Idle,
         );
     };
-    let (held, stats) = crate::holders::find(mem, info, bias, &rest, through, cache, deadline);
-    (owners, held, stats)
+    let (held, stats, progress) =
+        crate::holders::find(mem, info, bias, &rest, through, cache, deadline);
+    (owners, held, stats, progress)
 }
 
 /// Names the global variable holding each of `cands`, by scanning the

@@ -225,7 +225,8 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     ))
     .max(MIN_SNAPSHOT_TIME);
     s.last_keys_start = cands.as_ref().map(|_| Instant::now());
-    let owner_cands = owner_candidates(s, false);
+    // A holder search under way goes on at every job the credit allows.
+    let owner_cands = owner_candidates(s, s.holders_pending);
     Some(Job::Keys(KeysJob {
         mem: s.mem.clone(),
         interfaces: s.interfaces.clone(),
@@ -349,7 +350,18 @@ fn on_keys(s: &mut Session, r: KeysResult) {
             .gov
             .search_spent(r.search_took.as_secs_f64());
     }
-    apply_owners(s, r.owners, r.held, &r.owners_searched, r.holders_ran);
+    // A search under way stays so through a job the credit did not let
+    // it run in.
+    s.holders_pending = match r.holders {
+        crate::holders::Progress::Pending => true,
+        crate::holders::Progress::Done(_) => false,
+        crate::holders::Progress::Idle => s.holders_pending && !r.holders_ran,
+    };
+    let covered = match r.holders {
+        crate::holders::Progress::Done(maps) => maps,
+        _ => Vec::new(),
+    };
+    apply_owners(s, r.owners, r.held, &r.owners_searched, &covered);
 }
 
 /// Whether the target is found gone within 100 ms.
@@ -500,14 +512,15 @@ pub(super) fn containers(s: &Session) -> Vec<(u64, u64)> {
 /// Doublings of the wait between holder searches that find nothing.
 const MAX_SEARCH_BACKOFF: u32 = 6;
 
-/// Records an owner search's result (`holders_ran`: the holder search ran
-/// for those without an owner; a miss then doubles the wait).
+/// Records an owner search's result (`covered`: the maps a holder search
+/// ended for; one of them it found no path for has missed, which doubles
+/// its wait).
 pub(super) fn apply_owners(
     s: &mut Session,
     mut found: HashMap<u64, String>,
     mut held: HashMap<u64, crate::holders::HeldBy>,
     searched: &[u64],
-    holders_ran: bool,
+    covered: &[u64],
 ) {
     for &c in searched {
         let misses = s.owners_searched.get(&c).map_or(0, |x| x.1);
@@ -523,7 +536,7 @@ pub(super) fn apply_owners(
         } else {
             false
         };
-        let misses = if hit || !holders_ran {
+        let misses = if hit || !covered.contains(&c) {
             misses
         } else {
             misses.saturating_add(1)
@@ -552,7 +565,7 @@ pub(super) fn final_owner_search(s: &mut Session) {
         containers: &containers,
         show_keys: s.show_keys,
     };
-    let (found, held, stats) = jobs::find_holders(
+    let (found, held, mut stats, progress) = jobs::find_holders(
         &s.mem,
         &s.info,
         s.bias,
@@ -561,8 +574,17 @@ pub(super) fn final_owner_search(s: &mut Session) {
         &mut cache,
         Some(deadline),
     );
+    // Left unfinished: what it did not reach is not known.
+    let covered = match progress {
+        crate::holders::Progress::Pending => {
+            stats.cut_short += 1;
+            Vec::new()
+        }
+        crate::holders::Progress::Done(maps) => maps,
+        crate::holders::Progress::Idle => Vec::new(),
+    };
     s.holder_cache = cache;
     s.holder_stats.add(&stats);
     let addrs: Vec<u64> = cands.iter().map(|c| c.0).collect();
-    apply_owners(s, found, held, &addrs, true);
+    apply_owners(s, found, held, &addrs, &covered);
 }

@@ -34,6 +34,8 @@ pub(super) struct Session {
     pub(super) last_keys: Option<(Instant, Duration)>,
     /// When a holder search last ran in a sample (`None`: never).
     pub(super) last_holder_search: Option<Instant>,
+    /// A holder search is under way (it goes on at the next keys job).
+    pub(super) holders_pending: bool,
     /// When the keys of the sample in flight started to be read.
     pub(super) last_keys_start: Option<Instant>,
     /// Samples whose header reads stopped at their deadline.
@@ -262,6 +264,7 @@ pub(super) fn attach_session(
         budget: Arc::new(Mutex::new(budget)),
         last_keys: None,
         last_holder_search: None,
+        holders_pending: false,
         last_keys_start: None,
         samples_cut_short: 0,
         keys_deferred: 0,

@@ -7,15 +7,17 @@
 //! elements (`[2]`, then the element's field), interfaces (empty or not, in
 //! globals and in heap objects: `.(*T)`) and values of other maps, named by their key (`["acme"]`, redacted as the
 //! report redacts keys unless `--show-keys`; [`values`]).
-//! 1. copy the globals, the live part of each goroutine's stack (at most
-//!    4 MiB) and the present pages of the anonymous writable memory, the
-//!    stacks left out (at most 32 MiB; [`heap`]);
+//! 1. copy the globals and the live part of each goroutine's stack (at most
+//!    4 MiB), and find the present pages of the anonymous writable memory,
+//!    the stacks left out ([`heap`], [`live`]);
 //! 2. walk the maps whose elements are maps (tracked ones, and maps of a
 //!    suspect's type that globals point to), indexing the elements that
 //!    hold a wanted map ([`values`]);
-//! 3. search back from the map pointer, level by level, typing each step by
-//!    the runtime type descriptors, which stripped binaries keep
-//!    ([`search`], [`types`]);
+//! 3. search back from the map pointer, level by level, each level reading
+//!    the heap again, live, typing each step by the runtime type
+//!    descriptors, which stripped binaries keep ([`search`], [`types`]); a
+//!    search its deadline stops is kept ([`Cache`]) and goes on at the next
+//!    call, from where it stopped;
 //! 4. re-read every word of a path found and report it only if each still
 //!    holds what it held; a path from a global is preferred to one from a
 //!    stack (scanned conservatively).
@@ -30,6 +32,7 @@
 //! holding the map.
 mod goroutines;
 mod heap;
+mod live;
 mod search;
 mod types;
 mod unwind;
@@ -84,8 +87,11 @@ pub struct SearchStats {
     pub maps_searched: u64,
     /// Paths found and confirmed.
     pub paths_found: u64,
-    /// Heap bytes copied.
+    /// Heap bytes read (each level of a search reads the heap again).
     pub heap_bytes_read: u64,
+    /// Calls that searched: a search over a large heap goes on over several,
+    /// a deadline's worth each.
+    pub turns: u64,
     /// Entries read from maps whose elements are maps (to step through
     /// their values).
     pub map_entries_read: u64,
@@ -107,6 +113,7 @@ impl SearchStats {
         self.maps_searched += o.maps_searched;
         self.paths_found += o.paths_found;
         self.heap_bytes_read += o.heap_bytes_read;
+        self.turns += o.turns;
         self.map_entries_read += o.map_entries_read;
         self.stack_bytes_read += o.stack_bytes_read;
         self.took_ms += o.took_ms;
@@ -119,6 +126,8 @@ impl SearchStats {
 pub struct Cache {
     /// `None`: not read yet; `Some(None)`: unreadable.
     types: Option<Option<Box<types::TypeTable>>>,
+    /// A search under way.
+    pending: Option<Box<Pending>>,
     /// Run-time address of `runtime.allgs` (`Some(None)`: not found).
     allgs: Option<Option<u64>>,
 }
@@ -137,9 +146,44 @@ pub struct Through<'a> {
     pub show_keys: bool,
 }
 
+/// A search that a deadline paused, to go on at the next call: what it
+/// read when it started (the globals, the goroutine stacks, the heap's
+/// runs of present pages, the values of maps of maps) and how far it got.
+#[derive(Debug)]
+struct Pending {
+    search: search::Search,
+    copied: Vec<heap::Region>,
+    roots: Vec<goroutines::StackRoot>,
+    runs: Vec<(u64, u64)>,
+    values: HashMap<u64, Vec<values::ValueRef>>,
+    /// A bound left memory or values out (misses prove nothing).
+    bounded: bool,
+    started: Instant,
+}
+
+/// Where a call left the holder search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// None ran: nothing to search, or nothing to search with.
+    Idle,
+    /// One is under way and goes on at the next call.
+    Pending,
+    /// One ended, for these maps: those it found no path for were searched
+    /// as far as its bounds let it.
+    Done(Vec<u64>),
+}
+
+/// A search not done in this long is dropped (what it copied is stale):
+/// at the default budget a search is paid about 2 ms of CPU a second,
+/// which reads and scans about 3 MiB of heap, so a 1 GiB heap takes half
+/// an hour for six levels.
+const MAX_SEARCH_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
 /// Searches holder paths for `suspects` (map address, type descriptor,
 /// both run-time addresses) in the process `mem` reads, running the binary
-/// `info` loaded at `bias`, until `deadline`.
+/// `info` loaded at `bias`, until `deadline`. A search that the deadline
+/// stops is kept in `cache` and goes on at the next call (for the maps it
+/// started with, if any of them is still among `suspects`).
 pub fn find(
     mem: &Memory,
     info: &BinaryInfo,
@@ -148,7 +192,7 @@ pub fn find(
     through: Through<'_>,
     cache: &mut Cache,
     deadline: Instant,
-) -> (HashMap<u64, HeldBy>, SearchStats) {
+) -> (HashMap<u64, HeldBy>, SearchStats, Progress) {
     let started = Instant::now();
     let mut stats = SearchStats::default();
     let suspects: Vec<search::Suspect> = suspects
@@ -156,34 +200,46 @@ pub fn find(
         .filter(|&&(_, t)| t != 0)
         .map(|&(map, map_type)| search::Suspect { map, map_type })
         .collect();
-    if suspects.is_empty() {
-        return (HashMap::new(), stats);
+    if let Some(p) = &cache.pending
+        && (p.started.elapsed() > MAX_SEARCH_AGE
+            || !p.search.maps().any(|m| suspects.iter().any(|s| s.map == m)))
+    {
+        cache.pending = None;
+        stats.cut_short = 1;
+    }
+    if suspects.is_empty() && cache.pending.is_none() {
+        return (HashMap::new(), stats, Progress::Idle);
     }
     let Some(types) = cache
         .types
         .get_or_insert_with(|| read_types(mem, info, bias))
         .as_ref()
     else {
-        return (HashMap::new(), stats);
+        return (HashMap::new(), stats, Progress::Idle);
     };
     let Some((glo, ghi)) = info.data_range() else {
-        return (HashMap::new(), stats);
+        return (HashMap::new(), stats, Progress::Idle);
     };
-    let maps: Vec<u64> = suspects.iter().map(|s| s.map).collect();
     let globals = (glo.wrapping_add(bias), ghi.wrapping_add(bias));
-    let mut regions = heap::take_globals(mem, globals);
-    let stacks = stacks(mem, info, bias, &regions, &mut cache.allgs);
-    regions.extend(stacks.regions);
-    let mut snap = heap::take(
-        mem,
-        mem.pid(),
-        regions,
-        globals,
-        &stacks.whole,
-        &maps,
-        deadline,
-    );
-    snap.stacks = stacks.roots;
+    let mut p = match cache.pending.take() {
+        Some(p) => p,
+        None => {
+            let (p, st) = start(
+                mem,
+                info,
+                bias,
+                types,
+                &suspects,
+                through,
+                &mut cache.allgs,
+                globals,
+                deadline,
+            );
+            stats.add(&st);
+            p
+        }
+    };
+    stats.turns = 1;
     let root_name = |at: u64, ty: Option<&str>| -> Option<String> {
         let va = at.wrapping_sub(bias);
         match info.data_symbol_at(va) {
@@ -195,6 +251,70 @@ pub fn find(
             None => Some(format!("global at {va:#x} ({})", ty.unwrap_or("?"))),
         }
     };
+    let mut snap = heap::Snapshot::from_regions(std::mem::take(&mut p.copied))
+        .with_live(live::LiveHeap::new(mem, &p.runs));
+    snap.stacks = std::mem::take(&mut p.roots);
+    let done = p.search.run(&snap, types, &root_name, &p.values, deadline);
+    stats.heap_bytes_read += snap.live_bytes();
+    let (copied, roots) = snap.into_parts();
+    p.copied = copied;
+    p.roots = roots;
+    stats.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if !done {
+        cache.pending = Some(p);
+        return (HashMap::new(), stats, Progress::Pending);
+    }
+    let covered: Vec<u64> = p.search.maps().collect();
+    let bounded = p.bounded;
+    let out = p.search.into_outcome();
+    let mut held = HashMap::new();
+    for (map, paths) in &out.paths {
+        if let Some(p) = search::confirm(mem, paths) {
+            held.insert(
+                *map,
+                HeldBy {
+                    best_effort: p.steps.len() > 1 || p.stack,
+                    path: p.steps,
+                },
+            );
+        }
+    }
+    stats.paths_found = held.len() as u64;
+    stats.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if (bounded || out.cut_short) && held.len() < covered.len() {
+        stats.cut_short = 1;
+    }
+    (held, stats, Progress::Done(covered))
+}
+
+/// Starts a search: copies the globals and the goroutine stacks, finds the
+/// heap's runs of present pages and reads the maps of maps to step
+/// through.
+#[allow(clippy::too_many_arguments, reason = "the inputs of one search")]
+fn start(
+    mem: &Memory,
+    info: &BinaryInfo,
+    bias: u64,
+    types: &types::TypeTable,
+    suspects: &[search::Suspect],
+    through: Through<'_>,
+    allgs: &mut Option<Option<u64>>,
+    globals: (u64, u64),
+    deadline: Instant,
+) -> (Box<Pending>, SearchStats) {
+    let mut stats = SearchStats {
+        searches: 1,
+        maps_searched: suspects.len() as u64,
+        ..SearchStats::default()
+    };
+    let maps: Vec<u64> = suspects.iter().map(|s| s.map).collect();
+    let mut copied = heap::take_globals(mem, globals);
+    let stacks = stacks(mem, info, bias, &copied, allgs);
+    copied.extend(stacks.regions);
+    let mut whole = stacks.whole;
+    whole.sort_unstable();
+    let (runs, heap_cut) = live::runs(mem.pid(), globals, &whole, &maps);
+    let snap = heap::Snapshot::from_regions(copied).with_live(live::LiveHeap::new(mem, &runs));
     // Containers: the tracked maps of maps, then maps of the suspects'
     // types that globals hold (a tracer may not track them: made before
     // attach, or never grown since).
@@ -215,6 +335,8 @@ pub fn find(
             }
         }
     }
+    stats.heap_bytes_read += snap.live_bytes();
+    let (copied, _) = snap.into_parts();
     let wanted: std::collections::HashSet<u64> = maps
         .iter()
         .copied()
@@ -229,40 +351,18 @@ pub fn find(
         through.show_keys,
         deadline,
     );
-    let out = search::search(
-        &snap,
-        types,
-        &root_name,
-        &suspects,
-        &vals.by_word,
-        search::Limits::default(),
-        deadline,
-    );
-    stats.searches = 1;
-    stats.maps_searched = suspects.len() as u64;
-    stats.heap_bytes_read = snap.heap_bytes;
     stats.map_entries_read = vals.entries_read;
     stats.stack_bytes_read = stacks.bytes;
-    let mut held = HashMap::new();
-    for (map, paths) in &out.paths {
-        if let Some(p) = search::confirm(mem, paths) {
-            held.insert(
-                *map,
-                HeldBy {
-                    best_effort: p.steps.len() > 1 || p.stack,
-                    path: p.steps,
-                },
-            );
-        }
-    }
-    stats.paths_found = held.len() as u64;
-    stats.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if (snap.cut_short || out.cut_short || vals.cut_short || stacks.cut_short)
-        && held.len() < suspects.len()
-    {
-        stats.cut_short = 1;
-    }
-    (held, stats)
+    let p = Box::new(Pending {
+        search: search::Search::new(suspects, search::Limits::default()),
+        copied,
+        roots: stacks.roots,
+        runs,
+        values: vals.by_word,
+        bounded: heap_cut || vals.cut_short || stacks.cut_short,
+        started: Instant::now(),
+    });
+    (p, stats)
 }
 
 /// Values of the globals in `snap` that point to what looks like a map
@@ -272,7 +372,7 @@ pub fn find(
 /// bucket array, the one group or the tables' groups, in the copy) holds
 /// one of `wanted` first.
 fn global_map_pointers(
-    snap: &heap::Snapshot,
+    snap: &heap::Snapshot<'_>,
     imp: crate::inspect::MapImpl,
     wanted: &[u64],
     deadline: Instant,

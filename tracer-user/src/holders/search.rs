@@ -1,6 +1,8 @@
 //! The holder search: from each suspect map back to a global, level by
-//! level, over a copy of the target's memory ([`Snapshot`]), typed by the
-//! runtime type descriptors ([`TypeTable`]).
+//! level, over the target's memory ([`Snapshot`]: the globals and stacks
+//! copied, the heap read live), typed by the runtime type descriptors
+//! ([`TypeTable`]). A [`Search`] stops at a deadline and goes on at the
+//! next call, from where its scan of the heap stopped.
 //!
 //! Level 0 looks for words holding the map pointer. A word found in the
 //! globals is a root. A word found in the heap is taken to be a field of a
@@ -23,14 +25,14 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    heap::{RegionKind, Snapshot},
+    heap::{Hit, Matcher, RegionKind, Snapshot},
     types::TypeTable,
     values::ValueRef,
 };
 use crate::keys::Reader;
 
 /// A map to find a holder for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Suspect {
     /// The map pointer (header address).
     pub(crate) map: u64,
@@ -91,6 +93,7 @@ pub(crate) const MAX_INDEX: u64 = 1024;
 /// Something a word should hold: a pointer of type `ty` to `want` or, for
 /// a slice (`stride` > 0, the element size), to `want - i * stride` for an
 /// index `i` below [`MAX_INDEX`].
+#[derive(Debug)]
 struct Node {
     want: u64,
     ty: u64,
@@ -105,6 +108,7 @@ struct Node {
     child: Option<Link>,
 }
 
+#[derive(Debug)]
 struct Link {
     node: usize,
     at: u64,
@@ -128,10 +132,12 @@ impl Node {
     }
 }
 
-/// Searches holder paths for `suspects`. `root_name(addr, type name)` names
-/// the global word at `addr` (`None`: not a root, e.g. a runtime global).
+/// Searches holder paths for `suspects` in one go (a deadline that passes
+/// cuts it short). `root_name(addr, type name)` names the global word at
+/// `addr` (`None`: not a root, e.g. a runtime global).
+#[cfg(test)]
 pub(crate) fn search(
-    snap: &Snapshot,
+    snap: &Snapshot<'_>,
     types: &TypeTable,
     root_name: &dyn Fn(u64, Option<&str>) -> Option<String>,
     suspects: &[Suspect],
@@ -139,39 +145,159 @@ pub(crate) fn search(
     limits: Limits,
     deadline: std::time::Instant,
 ) -> Outcome {
-    let mut out = Outcome::default();
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut seen: HashSet<(u64, u64)> = HashSet::new();
-    let mut frontier: Vec<usize> = Vec::new();
-    for (i, s) in suspects.iter().enumerate() {
-        if seen.insert((s.map, s.map_type)) {
-            frontier.push(nodes.len());
-            nodes.push(Node {
-                want: s.map,
-                ty: s.map_type,
-                stride: 0,
-                suspect: i,
-                label: Vec::new(),
-                child: None,
-            });
+    let mut s = Search::new(suspects, limits);
+    if !s.run(snap, types, root_name, values, deadline) {
+        s.out.cut_short = true;
+    }
+    s.into_outcome()
+}
+
+/// A holder search that can stop at a deadline and go on at a later call,
+/// over memory read again then: the nodes it follows, the level it is at
+/// and how far that level's scan of the heap got.
+#[derive(Debug)]
+pub(crate) struct Search {
+    suspects: Vec<Suspect>,
+    limits: Limits,
+    nodes: Vec<Node>,
+    /// (address, type) of every node made, so that none is followed twice.
+    seen: HashSet<(u64, u64)>,
+    /// The nodes the next level looks for.
+    frontier: Vec<usize>,
+    field_cache: HashMap<u64, Vec<super::types::FieldRef>>,
+    /// The level being scanned.
+    level: Option<Level>,
+    out: Outcome,
+}
+
+/// A level under way.
+#[derive(Debug)]
+struct Level {
+    /// Plain nodes by the value they want.
+    by_value: HashMap<u64, Vec<usize>>,
+    /// Slice nodes, and the values they may want.
+    slices: Vec<usize>,
+    ranges: Vec<(u64, u64)>,
+    /// Nodes for the next level found so far.
+    next: Vec<usize>,
+    /// The copied regions (globals, stacks) were scanned.
+    copied: bool,
+    /// Where the scan of the live heap goes on.
+    cursor: u64,
+    /// Hits so far, and per value.
+    hits: Vec<Hit>,
+    per: HashMap<u64, usize>,
+}
+
+impl Search {
+    #[must_use]
+    pub(crate) fn new(suspects: &[Suspect], limits: Limits) -> Self {
+        let mut s = Self {
+            suspects: suspects.to_vec(),
+            limits,
+            nodes: Vec::new(),
+            seen: HashSet::new(),
+            frontier: Vec::new(),
+            field_cache: HashMap::new(),
+            level: None,
+            out: Outcome::default(),
+        };
+        for (i, m) in suspects.iter().enumerate() {
+            if s.seen.insert((m.map, m.map_type)) {
+                s.frontier.push(s.nodes.len());
+                s.nodes.push(Node {
+                    want: m.map,
+                    ty: m.map_type,
+                    stride: 0,
+                    suspect: i,
+                    label: Vec::new(),
+                    child: None,
+                });
+            }
+        }
+        s
+    }
+
+    /// The maps it searches for.
+    pub(crate) fn maps(&self) -> impl Iterator<Item = u64> + '_ {
+        self.suspects.iter().map(|s| s.map)
+    }
+
+    /// What it found (its paths shortest and surest first).
+    #[must_use]
+    pub(crate) fn into_outcome(mut self) -> Outcome {
+        for paths in self.out.paths.values_mut() {
+            paths.sort_by_key(Path::doubt);
+        }
+        self.out
+    }
+
+    /// Searches on over `snap` until it is done (true: every level it
+    /// could go is searched, or a bound stopped it) or `deadline` passes
+    /// (false: call again, over memory read then, to go on). Each call
+    /// scans at least a chunk of the heap.
+    pub(crate) fn run(
+        &mut self,
+        snap: &Snapshot<'_>,
+        types: &TypeTable,
+        root_name: &dyn Fn(u64, Option<&str>) -> Option<String>,
+        values: &HashMap<u64, Vec<ValueRef>>,
+        deadline: std::time::Instant,
+    ) -> bool {
+        let mut worked = false;
+        loop {
+            if self.level.is_none() {
+                if self.frontier.is_empty() {
+                    return true;
+                }
+                if self.out.levels >= self.limits.depth {
+                    self.out.cut_short = true;
+                    return true;
+                }
+                if worked && std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                self.out.levels += 1;
+                self.level = Some(self.start_level(values));
+            }
+            let Some(lv) = self.level.as_mut() else {
+                continue;
+            };
+            let m = Matcher::new(
+                lv.by_value.keys().copied(),
+                &lv.ranges,
+                self.limits.hits_per_value,
+            );
+            if !lv.copied {
+                snap.find_copied(&m, &mut lv.per, &mut lv.hits);
+                lv.copied = true;
+            }
+            if !snap.find_live(&m, &mut lv.cursor, &mut lv.per, &mut lv.hits, deadline) {
+                return false;
+            }
+            worked = true;
+            if let Some(lv) = self.level.take() {
+                self.end_level(snap, types, root_name, lv);
+            }
         }
     }
-    let mut field_cache: HashMap<u64, Vec<super::types::FieldRef>> = HashMap::new();
-    while !frontier.is_empty() {
-        if out.levels >= limits.depth || std::time::Instant::now() >= deadline {
-            out.cut_short = true;
-            break;
-        }
-        out.levels += 1;
+
+    /// The nodes of the frontier still wanted, and the maps whose values
+    /// hold them (nodes of the next level already).
+    fn start_level(&mut self, values: &HashMap<u64, Vec<ValueRef>>) -> Level {
+        let nodes = &mut self.nodes;
         let mut by_value: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut slices: Vec<usize> = Vec::new();
-        for &n in &frontier {
-            let done = out
+        for &n in &self.frontier {
+            let done = self
+                .out
                 .paths
-                .get(&suspects[nodes[n].suspect].map)
+                .get(&self.suspects[nodes[n].suspect].map)
                 // Paths from goroutine stacks rank after those from
                 // globals: they do not end the search for one.
-                .is_some_and(|p| p.iter().filter(|p| !p.stack).count() >= limits.paths_per_suspect);
+                .is_some_and(|p| {
+                    p.iter().filter(|p| !p.stack).count() >= self.limits.paths_per_suspect
+                });
             if done {
                 continue;
             }
@@ -195,7 +321,9 @@ pub(crate) fn search(
         for (value, ns) in &by_value {
             for r in values.get(value).into_iter().flatten() {
                 for &n in ns {
-                    if r.elem_type != nodes[n].ty || !seen.insert((r.container, r.container_type)) {
+                    if r.elem_type != nodes[n].ty
+                        || !self.seen.insert((r.container, r.container_type))
+                    {
                         continue;
                     }
                     next.push(nodes.len());
@@ -216,7 +344,36 @@ pub(crate) fn search(
                 }
             }
         }
-        for (at, value, kind) in snap.find(&by_value, &ranges, limits.hits_per_value) {
+        Level {
+            by_value,
+            slices,
+            ranges,
+            next,
+            copied: false,
+            cursor: 0,
+            hits: Vec::new(),
+            per: HashMap::new(),
+        }
+    }
+
+    /// Follows a level's hits: a root ends a path, a heap word gives the
+    /// objects that may hold it, the next level's frontier.
+    fn end_level(
+        &mut self,
+        snap: &Snapshot<'_>,
+        types: &TypeTable,
+        root_name: &dyn Fn(u64, Option<&str>) -> Option<String>,
+        lv: Level,
+    ) {
+        let Level {
+            by_value,
+            slices,
+            mut next,
+            hits,
+            ..
+        } = lv;
+        let (nodes, limits, out) = (&mut self.nodes, self.limits, &mut self.out);
+        for (at, value, kind) in hits {
             let wanting: Vec<(usize, Option<u64>)> = by_value
                 .get(&value)
                 .into_iter()
@@ -259,7 +416,7 @@ pub(crate) fn search(
                             let Some(root) = root_name(at - 8, Some(&inter)) else {
                                 continue;
                             };
-                            let mut p = path_from(&nodes, root, &link);
+                            let mut p = path_from(nodes, root, &link);
                             p.steps
                                 .insert(1, format!(".({})", ty.as_deref().unwrap_or("?")));
                             p.edges.insert(0, (at - 8, tw));
@@ -268,9 +425,12 @@ pub(crate) fn search(
                             let Some(root) = root_name(at, ty.as_deref()) else {
                                 continue;
                             };
-                            path_from(&nodes, root, &link)
+                            path_from(nodes, root, &link)
                         };
-                        let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
+                        let list = out
+                            .paths
+                            .entry(self.suspects[nodes[n].suspect].map)
+                            .or_default();
                         let globals = list.iter().filter(|p| !p.stack).count();
                         if globals < limits.paths_per_suspect && !list.contains(&path) {
                             list.push(path);
@@ -280,17 +440,22 @@ pub(crate) fn search(
                         let Some(root) = snap.stack_root(at) else {
                             continue;
                         };
-                        let mut path = path_from(&nodes, root.to_owned(), &link);
+                        let mut path = path_from(nodes, root.to_owned(), &link);
                         path.stack = true;
-                        let list = out.paths.entry(suspects[nodes[n].suspect].map).or_default();
+                        let list = out
+                            .paths
+                            .entry(self.suspects[nodes[n].suspect].map)
+                            .or_default();
                         let stacks = list.iter().filter(|p| p.stack).count();
                         if stacks < limits.paths_per_suspect && !list.contains(&path) {
                             list.push(path);
                         }
                     }
                     RegionKind::Heap => {
-                        for h in heap_holders(snap, types, &mut field_cache, at, &nodes[n], index) {
-                            if !seen.insert((h.want, h.ty)) {
+                        for h in
+                            heap_holders(snap, types, &mut self.field_cache, at, &nodes[n], index)
+                        {
+                            if !self.seen.insert((h.want, h.ty)) {
                                 continue;
                             }
                             next.push(nodes.len());
@@ -317,12 +482,8 @@ pub(crate) fn search(
             next.truncate(limits.frontier);
             out.cut_short = true;
         }
-        frontier = next;
+        self.frontier = next;
     }
-    for paths in out.paths.values_mut() {
-        paths.sort_by_key(Path::doubt);
-    }
-    out
 }
 
 impl Path {
@@ -391,7 +552,7 @@ struct Holder {
 /// before); each such struct held through a `*Struct`, as an element of a
 /// `[]Struct`, or as an element of a `[N]Struct` field of another struct.
 fn heap_holders(
-    snap: &Snapshot,
+    snap: &Snapshot<'_>,
     types: &TypeTable,
     field_cache: &mut HashMap<u64, Vec<super::types::FieldRef>>,
     at: u64,
@@ -526,7 +687,7 @@ fn heap_holders(
 /// of type `ty` (a pointer): the interface's type word and its type (the
 /// empty interface when the type word is `ty` itself, else the interface
 /// of the itab whose dynamic type is `ty`).
-fn interface_of(snap: &Snapshot, types: &TypeTable, at: u64, ty: u64) -> Option<(u64, u64)> {
+fn interface_of(snap: &Snapshot<'_>, types: &TypeTable, at: u64, ty: u64) -> Option<(u64, u64)> {
     let tw = snap.word(at.checked_sub(8)?)?;
     if tw == ty {
         // 0: the descriptor of `interface {}` was not found (a global

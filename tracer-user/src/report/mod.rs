@@ -389,9 +389,9 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
         )?;
         let held = m.held_by.as_ref().map_or_else(
             || {
-                m.owner.clone().unwrap_or_else(|| {
-                    "(no global found: a local, a struct field or a stripped binary)".to_owned()
-                })
+                m.owner
+                    .clone()
+                    .unwrap_or_else(|| unfound_holder(&r.overhead.holder_search).to_owned())
             },
             |h| {
                 let path = h.path.join(" → ");
@@ -692,6 +692,18 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
         writeln!(w, "  caps reached: {}", caps.join("; "))?;
     }
     Ok(())
+}
+
+/// What the report says of a suspect no holder was found for.
+fn unfound_holder(hs: &crate::holders::SearchStats) -> &'static str {
+    if hs.cut_short > 0 {
+        "(none found yet: a holder search was cut short or is still under way; \
+         a larger --overhead-budget gives it more time)"
+    } else if hs.searches > 0 {
+        "(none found: a local, or a path the holder search does not follow)"
+    } else {
+        "(not searched yet: the budget left no time for a holder search)"
+    }
 }
 
 #[cfg(test)]

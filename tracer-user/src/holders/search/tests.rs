@@ -6,7 +6,7 @@ use super::{
     },
     *,
 };
-use crate::keys::testmem::FakeMem;
+use crate::{holders::live::LiveHeap, keys::testmem::FakeMem};
 
 const MAP: u8 = 21;
 const GLOBALS: u64 = 0x5b_0000;
@@ -51,7 +51,7 @@ fn memory() -> (Vec<u8>, Vec<u8>) {
     (g, h)
 }
 
-fn snapshot(g: Vec<u8>, h: Vec<u8>) -> Snapshot {
+fn snapshot(g: Vec<u8>, h: Vec<u8>) -> Snapshot<'static> {
     Snapshot::from_regions(vec![
         Region {
             addr: GLOBALS,
@@ -120,6 +120,76 @@ fn finds_and_confirms_the_path() {
     assert_eq!(confirm(&mem, paths), None);
     mem.remove(HEAP);
     assert_eq!(confirm(&mem, paths), None);
+}
+
+/// A search stopped by its deadline at every chunk of the live heap goes
+/// on where it stopped, over memory read again at each call, and finds
+/// what a search in one go finds.
+#[test]
+fn a_search_resumes_over_the_live_heap() {
+    const MIB: u64 = 1 << 20;
+    let w = world();
+    let mut g = vec![0u8; 64];
+    put(&mut g, 16, HEAP + 0x100);
+    // server, cache and map a chunk apart.
+    let mut h = vec![0u8; 3 * MIB as usize];
+    put(&mut h, 0x100 + 24, HEAP + MIB + 0x200);
+    put(&mut h, (MIB + 0x200 + 24) as usize, HEAP + 2 * MIB + 0x800);
+    let mem = FakeMem::default();
+    mem.put(HEAP, h);
+    let runs = [(HEAP, HEAP + 3 * MIB)];
+    let globals = || {
+        Snapshot::from_regions(vec![Region {
+            addr: GLOBALS,
+            bytes: g.clone(),
+            kind: RegionKind::Globals,
+        }])
+    };
+    let sus = [Suspect {
+        map: HEAP + 2 * MIB + 0x800,
+        map_type: w.map_type,
+    }];
+    let none = HashMap::new();
+    let whole = search(
+        &globals().with_live(LiveHeap::new(&mem, &runs)),
+        &w.types,
+        &name_root,
+        &sus,
+        &none,
+        Limits::default(),
+        far(),
+    );
+    assert_eq!(
+        whole.paths[&sus[0].map][0].steps,
+        ["main.srv", "(*main.server).cache", "(*main.cache).items"]
+    );
+    let mut s = Search::new(&sus, Limits::default());
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        assert!(calls < 100, "no end");
+        let snap = globals().with_live(LiveHeap::new(&mem, &runs));
+        if s.run(
+            &snap,
+            &w.types,
+            &name_root,
+            &none,
+            std::time::Instant::now(),
+        ) {
+            break;
+        }
+    }
+    let parts = s.into_outcome();
+    assert_eq!(parts.paths, whole.paths);
+    assert_eq!(parts.levels, whole.levels);
+    assert!(!parts.cut_short && !whole.cut_short);
+    // A chunk per call: three calls a level.
+    assert_eq!(
+        calls,
+        3 * whole.levels,
+        "{calls} calls for {} levels",
+        whole.levels
+    );
 }
 
 /// A map held directly by a global is a path of one step; a global the

@@ -1,7 +1,7 @@
 //! Part 3b: what the tracer's user-space searches cost on a live heap
 //! (`bench -mode=retainers`): the holder search (a map reached only through
-//! pointers and a struct field, found by copying the target's heap and
-//! searching back) and the sync.Map trie walks (a global sync.Map walked at
+//! pointers and a struct field, found by reading the target's heap live,
+//! level by level, and searching back) and the sync.Map trie walks (a global sync.Map walked at
 //! every sample on Go 1.24+). Read from the tracer's own accounting in its
 //! report (`overhead.holder_search`, `overhead.sync_map_walks`).
 use std::{path::Path, time::Duration};
@@ -33,6 +33,10 @@ pub(crate) struct SearchCost {
     pub(crate) heap_bytes_read: u64,
     pub(crate) search_ms: f64,
     pub(crate) search_cut_short: u64,
+    /// Calls that searched: a search its deadline stops goes on at the
+    /// next sample (0 in runs made before searches could go on).
+    #[serde(default)]
+    pub(crate) turns: u64,
     /// The growing map's `held_by` path, joined (empty: none found).
     pub(crate) path: String,
     /// `overhead.sync_map_walks`: walks, entries read, seconds, walks
@@ -48,7 +52,7 @@ pub(crate) struct SearchCost {
 }
 
 impl SearchCost {
-    /// Milliseconds of holder search per GiB of heap copied and searched.
+    /// Milliseconds of holder search per GiB of heap read and searched.
     pub(crate) fn ms_per_gib(&self) -> f64 {
         if self.heap_bytes_read == 0 {
             return f64::NAN;
@@ -132,6 +136,7 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<SearchCost> {
         heap_bytes_read: u(hs("heap_bytes_read")),
         search_ms: x(hs("took_ms")),
         search_cut_short: u(hs("cut_short")),
+        turns: u(hs("turns")),
         path,
         walks: u(sw("walks")),
         entries_read: u(sw("entries_read")),
@@ -141,11 +146,13 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<SearchCost> {
         duration_s: x(rep.get("duration_s")),
     };
     eprintln!(
-        "bench: search-cost {:9} holder search {} MiB in {:.0} ms ({:.0} ms/GiB), path {:?}; sync.Map walks {} entries in {:.3} s ({:.1} ms/100k)",
+        "bench: search-cost {:9} holder search {} MiB in {:.0} ms ({:.0} ms/GiB, {} searches in {} turns), path {:?}; sync.Map walks {} entries in {:.3} s ({:.1} ms/100k)",
         g.tag,
         c.heap_bytes_read >> 20,
         c.search_ms,
         c.ms_per_gib(),
+        c.searches,
+        c.turns,
         c.path,
         c.entries_read,
         c.walk_s,

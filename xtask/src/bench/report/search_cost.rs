@@ -15,18 +15,19 @@ pub(super) fn render(o: &mut String, runs: &[SearchCost]) {
          sync.Map of N entries; a GC cycle every 200 ms. mapleak-trace runs at `--overhead-budget 100` (every \
          sample taken) for the run's `--duration`. The figures are the tracer's own accounting in its report: \
          `overhead.holder_search` (the map is a suspect no global holds directly, so its holder is searched: \
-         the heap is copied, at most 32 MiB a search, and searched back from the map pointer) and \
+         the heap is read live, level by level, and searched back from the map pointer; a search its 1 s \
+         deadline stops goes on at the next sample, a turn each) and \
          `overhead.sync_map_walks` (the sync.Map is walked at every sample on Go 1.24+; on Go 1.23 it is the \
          classic one, read in three small reads, and there is no walk). Wall time on the sampling worker, on \
          this shared machine.\n"
     );
     let _ = writeln!(
         o,
-        "| Go | heap in use (MiB) | holder searches | heap searched (MiB) | search time (ms) | ms per GiB searched | searches cut short | path found | sync.Map entries | walks | entries read | walk time (s) | ms per 100k entries | walks estimated | tracer CPU (s) over the trace (s) |"
+        "| Go | heap in use (MiB) | holder searches | their turns | heap read (MiB) | search time (ms) | ms per GiB searched | searches cut short | path found | sync.Map entries | walks | entries read | walk time (s) | ms per 100k entries | walks estimated | tracer CPU (s) over the trace (s) |"
     );
     let _ = writeln!(
         o,
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"
     );
     for r in runs {
         let path = if r.path.is_empty() {
@@ -36,10 +37,15 @@ pub(super) fn render(o: &mut String, runs: &[SearchCost]) {
         };
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {:.2} over {:.0} |",
+            "| {} | {:.0} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {:.2} over {:.0} |",
             r.go,
             r.heap_inuse / 1048576.0,
             r.searches,
+            if r.turns > 0 {
+                r.turns.to_string()
+            } else {
+                "n/a".to_owned()
+            },
             r.heap_bytes_read as f64 / 1048576.0,
             r.search_ms,
             num(r.ms_per_gib()),
@@ -67,7 +73,7 @@ pub(super) fn reading(runs: &[SearchCost]) -> Vec<String> {
     runs.iter()
         .map(|r| {
             format!(
-                "**Searches, {}**: the holder search copied and searched {:.0} MiB in {:.0} ms ({} ms per GiB) \
+                "**Searches, {}**: the holder search read and searched {:.0} MiB in {:.0} ms ({} ms per GiB) \
                  and {}; the sync.Map walks read {} entries in {:.3} s ({}).",
                 r.go,
                 r.heap_bytes_read as f64 / 1048576.0,
