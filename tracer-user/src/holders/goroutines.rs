@@ -223,7 +223,7 @@ pub(crate) struct StackRoot {
 pub(crate) struct Stacks {
     pub(crate) regions: Vec<Region>,
     pub(crate) roots: Vec<StackRoot>,
-    /// Every goroutine's whole stack (kept out of the heap copy).
+    /// Every goroutine's whole stack (kept out of the heap's scans).
     pub(crate) whole: Vec<(u64, u64)>,
     /// Bytes copied.
     pub(crate) bytes: u64,
