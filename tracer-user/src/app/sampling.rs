@@ -357,10 +357,7 @@ fn on_keys(s: &mut Session, r: KeysResult) {
         crate::holders::Progress::Done(_) => false,
         crate::holders::Progress::Idle => s.holders_pending && !r.holders_ran,
     };
-    let covered = match r.holders {
-        crate::holders::Progress::Done(maps) => maps,
-        _ => Vec::new(),
-    };
+    let covered = r.holders.into_covered();
     apply_owners(s, r.owners, r.held, &r.owners_searched, &covered);
 }
 
@@ -575,14 +572,8 @@ pub(super) fn final_owner_search(s: &mut Session) {
         Some(deadline),
     );
     // Left unfinished: what it did not reach is not known.
-    let covered = match progress {
-        crate::holders::Progress::Pending => {
-            stats.cut_short += 1;
-            Vec::new()
-        }
-        crate::holders::Progress::Done(maps) => maps,
-        crate::holders::Progress::Idle => Vec::new(),
-    };
+    stats.cut_short += u64::from(progress == crate::holders::Progress::Pending);
+    let covered = progress.into_covered();
     s.holder_cache = cache;
     s.holder_stats.add(&stats);
     let addrs: Vec<u64> = cands.iter().map(|c| c.0).collect();

@@ -10,7 +10,7 @@ use std::{
     time::Instant,
 };
 
-use super::live::LiveHeap;
+use super::live::{CHUNK, LiveHeap, PAGE};
 use crate::keys::Reader;
 
 /// What a region of memory is.
@@ -325,11 +325,6 @@ fn merge(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
 
 /// Globals copied at most (as the direct owner search).
 pub(crate) const MAX_GLOBAL_BYTES: u64 = 64 << 20;
-
-/// Largest single read.
-const CHUNK: u64 = 1 << 20;
-
-const PAGE: u64 = 4096;
 
 /// Copies the globals `[glo, ghi)` (at most [`MAX_GLOBAL_BYTES`]).
 pub(crate) fn take_globals<R: Reader>(mem: &R, globals: (u64, u64)) -> Vec<Region> {

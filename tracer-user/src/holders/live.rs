@@ -26,10 +26,10 @@ use crate::{discover::Mapping, keys::Reader};
 /// mappings past it are left out (and the search says it was cut short).
 pub(crate) const MAX_HEAP_BYTES: u64 = 64 << 30;
 
-/// Largest single read of a scan.
+/// Largest single read (of a scan, or of a copy of the globals).
 pub(crate) const CHUNK: u64 = 1 << 20;
 
-const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 
 /// Pages kept for [`LiveHeap::word`] (4 MiB); all are dropped when full.
 const MAX_CACHED_PAGES: usize = 1024;

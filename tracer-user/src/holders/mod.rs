@@ -173,6 +173,17 @@ pub enum Progress {
     Done(Vec<u64>),
 }
 
+impl Progress {
+    /// The maps a search ended for (none unless it is done).
+    #[must_use]
+    pub fn into_covered(self) -> Vec<u64> {
+        match self {
+            Self::Done(maps) => maps,
+            Self::Idle | Self::Pending => Vec::new(),
+        }
+    }
+}
+
 /// A search not done in this long is dropped (what it copied is stale):
 /// at the default budget a search is paid about 2 ms of CPU a second,
 /// which reads and scans about 3 MiB of heap, so a 1 GiB heap takes half
