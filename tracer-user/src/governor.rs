@@ -28,7 +28,10 @@
 //!   of the budget. A service that allocates large maps fast (a 1,000-key
 //!   map per request) empties it: they are paused until half of it is back,
 //!   so that they never cost more than that share. Their cost is debited
-//!   from the main bucket too: one budget covers everything.
+//!   from the main bucket too, and when that is in debt past
+//!   [`LARGE_PAUSE_DEBT`] of its size (what cannot be paused, the GC
+//!   probes and the tracer's own work, spends the rest of the budget) they
+//!   are paused until it is out of debt: one budget covers everything.
 //!
 //! The decision is pure ([`Governor::decide`]); the caller attaches and
 //! detaches.
@@ -53,6 +56,14 @@ pub const WINDOW_EVERY: Duration = Duration::from_secs(10);
 /// and the tracer's own CPU, and what is left of it the governed probes and
 /// the write windows.
 pub const LARGE_GROWTH_SHARE: f64 = 0.5;
+
+/// Debt of the main bucket, as a share of its size, past which the
+/// large-growth probes pause whatever their own credit: the GC probes and
+/// the tracer's own work, which cannot be paused, plus their share, can
+/// cost more than the whole budget (permaps1000 at half the default
+/// budget was debited twice it). The governed probes pause at zero, so
+/// they go first.
+pub const LARGE_PAUSE_DEBT: f64 = 0.5;
 
 /// Share of the budget the holder search may spend over time (its own
 /// credit fills at this share of the rate).
@@ -340,12 +351,21 @@ impl Governor {
         have_window: bool,
     ) -> Actions {
         let mut a = Actions::default();
-        if self.large.on && self.large.credit < 0.0 {
+        let max = self.max();
+        // The main bucket pays for them too: in debt past half a bucket
+        // (the governed probes, paused at zero, cannot pay it back; the GC
+        // probes and the tracer's own work are spending it), they pause
+        // as well, and come back only once it is out of debt.
+        let main_in_debt = self.credit < -max * LARGE_PAUSE_DEBT;
+        if self.large.on && (self.large.credit < 0.0 || main_in_debt) {
             a.pause_large = true;
-        } else if !self.large.on && !busy_large && self.large.credit >= large_max(self.rate) / 2.0 {
+        } else if !self.large.on
+            && !busy_large
+            && self.large.credit >= large_max(self.rate) / 2.0
+            && self.credit >= 0.0
+        {
             a.resume_large = true;
         }
-        let max = self.max();
         if let Some(open) = self.window_open
             && (self.credit < 0.0
                 || now.duration_since(open) >= WINDOW_MAX
@@ -797,6 +817,14 @@ mod tests {
     /// attached, detached at once. Returns their share of one CPU over the
     /// run and how often they were paused.
     fn simulate_large(cost: f64, secs: u32) -> (f64, u64) {
+        let (share, pauses, _) = simulate_large_beside(cost, 0.0, secs);
+        (share, pauses)
+    }
+
+    /// As [`simulate_large`], with `fixed` CPUs of cost that cannot be
+    /// paused (GC probes, the tracer's own work) debited from the main
+    /// bucket beside them. Also returns the main bucket's credit at the end.
+    fn simulate_large_beside(cost: f64, fixed: f64, secs: u32) -> (f64, u64, f64) {
         let t0 = Instant::now();
         let mut g = Governor::new(0.01);
         let dt = PERIOD.as_secs_f64();
@@ -805,7 +833,7 @@ mod tests {
             let now = t0 + PERIOD * i;
             let c = if g.large.on { cost * dt } else { 0.0 };
             spent += c;
-            g.account(dt, c, c);
+            g.account(dt, c + fixed * dt, c);
             let a = g.decide(now, false, false, false, false);
             assert!(!(a.pause_large && a.resume_large));
             if a.pause_large {
@@ -815,7 +843,29 @@ mod tests {
                 g.large_resumed(now);
             }
         }
-        (spent / f64::from(secs), g.large.pauses)
+        (spent / f64::from(secs), g.large.pauses, g.credit)
+    }
+
+    #[test]
+    fn large_growth_pauses_while_the_main_bucket_is_in_debt() {
+        // Their share is half the budget; what cannot be paused takes 0.7
+        // of it. Alone, their bucket would let them spend 0.5 of it and the
+        // whole 1.2 times the budget, the main bucket sinking for ever.
+        let (share, pauses, credit) = simulate_large_beside(0.005, 0.007, 300);
+        assert!(pauses >= 2, "{pauses} pauses");
+        // Held to what is left of the budget (0.3 of it), plus the first
+        // bucket spread over the run and the debt allowed before a pause.
+        let left = 0.01 - 0.007;
+        let cap = left + 0.01 * BURST_S * (1.0 + LARGE_PAUSE_DEBT) / 300.0;
+        assert!(share <= cap * 1.05, "{share} > {cap}");
+        assert!(share >= left * 0.5, "{share}: starved");
+        // The main bucket's debt stays bounded: about the pause's threshold.
+        let max = 0.01 * BURST_S;
+        assert!(credit >= -max * (LARGE_PAUSE_DEBT + 0.1), "{credit}");
+        // Whatever cannot be paused costing the whole budget: they stay
+        // paused after the first bucket is spent.
+        let (share, _, _) = simulate_large_beside(0.005, 0.011, 300);
+        assert!(share <= 0.01 * BURST_S * 2.0 / 300.0, "{share}");
     }
 
     #[test]
