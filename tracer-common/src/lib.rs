@@ -478,7 +478,9 @@ pub struct MapGrowEvent {
 }
 const _: () = assert!(core::mem::size_of::<MapGrowEvent>() == 64);
 
-/// [`EventKind::GcStart`] and [`EventKind::GcMarked`].
+/// [`EventKind::GcStart`] and [`EventKind::GcMarked`]. A start event
+/// carries only its trigger: its counters are `u32::MAX` and its heap sizes
+/// 0 (the runtime's globals are read at the marked event alone).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcEvent {
