@@ -206,6 +206,9 @@ pub struct LargeGrowth {
     pub on: bool,
     /// Times paused.
     pub pauses: u64,
+    /// Of those, pauses with credit of their own left: the main bucket was
+    /// in debt past [`LARGE_PAUSE_DEBT`].
+    pub debt_pauses: u64,
     /// Times attached again after a pause.
     pub resumes: u64,
     /// Time spent paused (closed pauses).
@@ -220,6 +223,7 @@ impl LargeGrowth {
             credit: large_max(rate),
             on: true,
             pauses: 0,
+            debt_pauses: 0,
             resumes: 0,
             paused_total: Duration::ZERO,
             paused_at: None,
@@ -463,6 +467,7 @@ impl Governor {
     pub fn large_paused(&mut self, now: Instant) {
         self.large.on = false;
         self.large.pauses += 1;
+        self.large.debt_pauses += u64::from(self.large.credit >= 0.0);
         self.large.paused_at = Some(now);
     }
 
@@ -846,6 +851,27 @@ mod tests {
         (spent / f64::from(secs), g.large.pauses, g.credit)
     }
 
+    /// The pauses [`simulate_large_beside`] makes that were for the main
+    /// bucket's debt.
+    fn simulate_large_debt_pauses(cost: f64, fixed: f64, secs: u32) -> u64 {
+        let t0 = Instant::now();
+        let mut g = Governor::new(0.01);
+        let dt = PERIOD.as_secs_f64();
+        for i in 1..=secs * 10 {
+            let now = t0 + PERIOD * i;
+            let c = if g.large.on { cost * dt } else { 0.0 };
+            g.account(dt, c + fixed * dt, c);
+            let a = g.decide(now, false, false, false, false);
+            if a.pause_large {
+                g.large_paused(now);
+            }
+            if a.resume_large {
+                g.large_resumed(now);
+            }
+        }
+        g.large.debt_pauses
+    }
+
     #[test]
     fn large_growth_pauses_while_the_main_bucket_is_in_debt() {
         // Their share is half the budget; what cannot be paused takes 0.7
@@ -853,6 +879,8 @@ mod tests {
         // whole 1.2 times the budget, the main bucket sinking for ever.
         let (share, pauses, credit) = simulate_large_beside(0.005, 0.007, 300);
         assert!(pauses >= 2, "{pauses} pauses");
+        // Their own credit never ran out: every pause was for the debt.
+        assert_eq!(simulate_large_debt_pauses(0.005, 0.007, 300), pauses);
         // Held to what is left of the budget (0.3 of it), plus the first
         // bucket spread over the run and the debt allowed before a pause.
         let left = 0.01 - 0.007;

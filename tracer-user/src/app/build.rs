@@ -84,6 +84,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
         .map(|(p, s)| ((*p).to_owned(), (s * 1e9).round()))
         .collect();
     overhead.large_growth_probes_paused = b.gov.large.pauses;
+    overhead.large_growth_probes_paused_for_debt = b.gov.large.debt_pauses;
     overhead.large_growth_probes_resumed = b.gov.large.resumes;
     overhead.large_growth_probes_paused_s = b.gov.large.paused_s(Instant::now());
     overhead.write_windows = b.gov.windows;

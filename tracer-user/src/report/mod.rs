@@ -275,6 +275,12 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
     let t = &r.target;
     let first = r.gc_cycles.first().map_or(0, |c| c.cycle);
     let last = r.gc_cycles.last().map_or(0, |c| c.cycle);
+    // The list keeps the newest cycles only: the count says all of them.
+    let dropped = r
+        .caps_reached
+        .iter()
+        .find(|c| c.cap == "gc_cycles")
+        .map_or(0, |c| c.count);
     writeln!(
         w,
         "{} ({}) {} {} {}{} - {:.1} s, {} GC cycles{} - {}",
@@ -285,9 +291,14 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
         t.map_impl,
         if t.stripped { ", stripped" } else { "" },
         r.duration_s,
-        r.gc_cycles.len(),
+        r.gc_cycles.len() as u64 + dropped,
         if r.gc_cycles.is_empty() {
             String::new()
+        } else if dropped > 0 {
+            format!(
+                " (the last {} listed: #{first}..#{last})",
+                r.gc_cycles.len()
+            )
         } else {
             format!(" (#{first}..#{last})")
         },
@@ -658,10 +669,20 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
         )?;
     }
     if r.overhead.large_growth_probes_paused > 0 {
+        let o = &r.overhead;
+        let debt = o.large_growth_probes_paused_for_debt;
+        let own = o.large_growth_probes_paused.saturating_sub(debt);
+        let why = match (own, debt) {
+            (_, 0) => "they alone spent their half of the budget".to_owned(),
+            (0, _) => "the budget as a whole was in debt (the GC probes and the tracer's own work, which cannot be paused, spent it)".to_owned(),
+            _ => format!(
+                "{own} time(s) they alone spent their half of the budget, {debt} time(s) the budget as a whole was in debt (the GC probes and the tracer's own work, which cannot be paused, spent it)"
+            ),
+        };
         writeln!(
             w,
-            "  note: large-growth probes (large hmap bucket arrays, Swiss table splits) paused {} time(s), {:.1} s in all: they alone spent their half of the budget; a large map that grew only then is found at its next growth or sample",
-            r.overhead.large_growth_probes_paused, r.overhead.large_growth_probes_paused_s,
+            "  note: large-growth probes (large hmap bucket arrays, Swiss table splits) paused {} time(s), {:.1} s in all: {why}; a large map that grew only then is found at its next growth or sample",
+            o.large_growth_probes_paused, o.large_growth_probes_paused_s,
         )?;
     }
     if r.overhead.write_windows > 0 {

@@ -57,9 +57,13 @@ pub struct Overhead {
     /// (creation sites, small-map growths) is a sample of that share.
     pub governed_probes_attached_share: f64,
     /// Times the large-growth probes (hmap bucket arrays of 32 KiB or
-    /// more, Swiss table splits) were paused because they alone spent
-    /// their share of the budget (half).
+    /// more, Swiss table splits) were paused: they spent their share of
+    /// the budget (half), or the budget as a whole was in debt.
     pub large_growth_probes_paused: u64,
+    /// Of those, pauses because the budget as a whole was in debt (what
+    /// cannot be paused, the GC probes and the tracer's own work, spent
+    /// it), not their own share.
+    pub large_growth_probes_paused_for_debt: u64,
     /// Times they were attached again after a pause.
     pub large_growth_probes_resumed: u64,
     /// Seconds they were paused (a large map that first grew then is found

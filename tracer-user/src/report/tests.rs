@@ -209,3 +209,70 @@ fn strip_escapes(s: &str) -> String {
     }
     out
 }
+
+/// The header counts every GC cycle seen, the ones the list dropped (its
+/// cap) included; the large-growth note says why they were paused.
+#[test]
+fn header_counts_dropped_cycles_and_pause_reasons() {
+    let cycle = |c: u64| crate::model::GcCycle {
+        cycle: c,
+        t_s: 0.0,
+        heap_marked_bytes: None,
+    };
+    let mut r = Report {
+        target: TargetInfo {
+            pid: 1,
+            exe: "/x".into(),
+            go_version: "go1.23.12".into(),
+            goarch: "amd64".into(),
+            map_impl: "hmap".into(),
+            stripped: false,
+        },
+        duration_s: 3.0,
+        ended: "duration reached".into(),
+        gc_cycles: vec![cycle(41), cycle(42)],
+        gc_triggers: GcTriggers::default(),
+        maps: vec![],
+        maps_summarized: 0,
+        map_groups: Vec::new(),
+        families: Vec::new(),
+        finalizers: Finalizers::default(),
+        overhead: Overhead {
+            large_growth_probes_paused: 3,
+            large_growth_probes_paused_for_debt: 2,
+            large_growth_probes_paused_s: 1.5,
+            ..Overhead::default()
+        },
+        maps_retired: 0,
+        maps_evicted: 0,
+        maps_reused: 0,
+        caps_reached: Vec::new(),
+    };
+    let text = |r: &Report| {
+        let mut out = Vec::new();
+        render(r, &mut out, 10).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let s = text(&r);
+    assert!(s.contains(" 2 GC cycles (#41..#42) "), "{s}");
+    assert!(
+        s.contains("paused 3 time(s), 1.5 s in all: 1 time(s) they alone spent their half of the budget, 2 time(s) the budget as a whole was in debt"),
+        "{s}"
+    );
+    r.caps_reached.push(CapReached {
+        cap: "gc_cycles".into(),
+        limit: 2,
+        count: 40,
+        effect: String::new(),
+    });
+    r.overhead.large_growth_probes_paused_for_debt = 0;
+    let s = text(&r);
+    assert!(
+        s.contains(" 42 GC cycles (the last 2 listed: #41..#42) "),
+        "{s}"
+    );
+    assert!(
+        s.contains("1.5 s in all: they alone spent their half"),
+        "{s}"
+    );
+}
