@@ -51,8 +51,9 @@ pub enum ProbeClass {
     /// Always attached: its hit rate is bounded by the GC's pace, never by
     /// the number of maps created or grown.
     Always,
-    /// Attached unless it alone spends its share of the budget
-    /// (`governor::LARGE_GROWTH_SHARE`): its hit rate is bounded by map
+    /// Attached unless it spends its share of the budget
+    /// (`governor::LARGE_GROWTH_SHARE`) or the whole budget is in debt
+    /// (`governor::LARGE_PAUSE_DEBT`): its hit rate is bounded by map
     /// memory allocated, never by the number of maps created or grown, so
     /// it stays on while the governed probes are paused; a service that
     /// allocates large maps fast pauses it too.
@@ -103,11 +104,11 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
         ),
         ProbeRole::Grow if aux == tracer_common::GrowKind::TableSplit as u8 => (
             ProbeClass::LargeGrowth,
-            "one hit per full 1,024-slot table split: bounded by map memory allocated; paused only while it alone spends half the budget",
+            "one hit per full 1,024-slot table split: bounded by map memory allocated; paused while it spends its half of the budget or the whole budget is in debt",
         ),
         ProbeRole::Grow if aux == tracer_common::GrowKind::BucketArray as u8 => (
             ProbeClass::LargeGrowth,
-            "one hit per hmap bucket array of 32 KiB or more allocated: bounded by map memory allocated; paused only while it alone spends half the budget",
+            "one hit per hmap bucket array of 32 KiB or more allocated: bounded by map memory allocated; paused while it spends its half of the budget or the whole budget is in debt",
         ),
         ProbeRole::Grow => (
             ProbeClass::Governed,
