@@ -822,14 +822,14 @@ mod tests {
     /// attached, detached at once. Returns their share of one CPU over the
     /// run and how often they were paused.
     fn simulate_large(cost: f64, secs: u32) -> (f64, u64) {
-        let (share, pauses, _) = simulate_large_beside(cost, 0.0, secs);
-        (share, pauses)
+        let (share, g) = simulate_large_beside(cost, 0.0, secs);
+        (share, g.large.pauses)
     }
 
     /// As [`simulate_large`], with `fixed` CPUs of cost that cannot be
     /// paused (GC probes, the tracer's own work) debited from the main
-    /// bucket beside them. Also returns the main bucket's credit at the end.
-    fn simulate_large_beside(cost: f64, fixed: f64, secs: u32) -> (f64, u64, f64) {
+    /// bucket beside them. Returns their share and the governor at the end.
+    fn simulate_large_beside(cost: f64, fixed: f64, secs: u32) -> (f64, Governor) {
         let t0 = Instant::now();
         let mut g = Governor::new(0.01);
         let dt = PERIOD.as_secs_f64();
@@ -848,28 +848,7 @@ mod tests {
                 g.large_resumed(now);
             }
         }
-        (spent / f64::from(secs), g.large.pauses, g.credit)
-    }
-
-    /// The pauses [`simulate_large_beside`] makes that were for the main
-    /// bucket's debt.
-    fn simulate_large_debt_pauses(cost: f64, fixed: f64, secs: u32) -> u64 {
-        let t0 = Instant::now();
-        let mut g = Governor::new(0.01);
-        let dt = PERIOD.as_secs_f64();
-        for i in 1..=secs * 10 {
-            let now = t0 + PERIOD * i;
-            let c = if g.large.on { cost * dt } else { 0.0 };
-            g.account(dt, c + fixed * dt, c);
-            let a = g.decide(now, false, false, false, false);
-            if a.pause_large {
-                g.large_paused(now);
-            }
-            if a.resume_large {
-                g.large_resumed(now);
-            }
-        }
-        g.large.debt_pauses
+        (spent / f64::from(secs), g)
     }
 
     #[test]
@@ -877,10 +856,11 @@ mod tests {
         // Their share is half the budget; what cannot be paused takes 0.7
         // of it. Alone, their bucket would let them spend 0.5 of it and the
         // whole 1.2 times the budget, the main bucket sinking for ever.
-        let (share, pauses, credit) = simulate_large_beside(0.005, 0.007, 300);
+        let (share, g) = simulate_large_beside(0.005, 0.007, 300);
+        let (pauses, credit) = (g.large.pauses, g.credit);
         assert!(pauses >= 2, "{pauses} pauses");
         // Their own credit never ran out: every pause was for the debt.
-        assert_eq!(simulate_large_debt_pauses(0.005, 0.007, 300), pauses);
+        assert_eq!(g.large.debt_pauses, pauses);
         // Held to what is left of the budget (0.3 of it), plus the first
         // bucket spread over the run and the debt allowed before a pause.
         let left = 0.01 - 0.007;
@@ -892,7 +872,7 @@ mod tests {
         assert!(credit >= -max * (LARGE_PAUSE_DEBT + 0.1), "{credit}");
         // Whatever cannot be paused costing the whole budget: they stay
         // paused after the first bucket is spent.
-        let (share, _, _) = simulate_large_beside(0.005, 0.011, 300);
+        let (share, _) = simulate_large_beside(0.005, 0.011, 300);
         assert!(share <= 0.01 * BURST_S * 2.0 / 300.0, "{share}");
     }
 

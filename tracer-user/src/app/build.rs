@@ -485,7 +485,7 @@ fn caps_reached(
             "writes seen in write windows not counted (maps past those with a record)",
         ),
         C::new(
-            "gc_cycles",
+            crate::report::GC_CYCLES_CAP,
             crate::model::MAX_CYCLES as u64,
             m.caps.cycles_dropped,
             "GC cycles dropped from gc_cycles (the oldest)",

@@ -69,6 +69,10 @@ pub struct Report {
     pub caps_reached: Vec<CapReached>,
 }
 
+/// [`CapReached::cap`] of the list of GC cycles (`Report::gc_cycles`
+/// keeps the newest; the header counts the dropped ones too).
+pub const GC_CYCLES_CAP: &str = "gc_cycles";
+
 /// A bound on the tracer's memory or work that the target reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CapReached {
@@ -279,7 +283,7 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
     let dropped = r
         .caps_reached
         .iter()
-        .find(|c| c.cap == "gc_cycles")
+        .find(|c| c.cap == GC_CYCLES_CAP)
         .map_or(0, |c| c.count);
     writeln!(
         w,
@@ -672,12 +676,12 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
         let o = &r.overhead;
         let debt = o.large_growth_probes_paused_for_debt;
         let own = o.large_growth_probes_paused.saturating_sub(debt);
+        const OWN: &str = "they alone spent their half of the budget";
+        const DEBT: &str = "the budget as a whole was in debt (the GC probes and the tracer's own work, which cannot be paused, spent it)";
         let why = match (own, debt) {
-            (_, 0) => "they alone spent their half of the budget".to_owned(),
-            (0, _) => "the budget as a whole was in debt (the GC probes and the tracer's own work, which cannot be paused, spent it)".to_owned(),
-            _ => format!(
-                "{own} time(s) they alone spent their half of the budget, {debt} time(s) the budget as a whole was in debt (the GC probes and the tracer's own work, which cannot be paused, spent it)"
-            ),
+            (_, 0) => OWN.to_owned(),
+            (0, _) => DEBT.to_owned(),
+            _ => format!("{own} time(s) {OWN}, {debt} time(s) {DEBT}"),
         };
         writeln!(
             w,

@@ -11,18 +11,23 @@ fn histogram_of_counts() {
     assert!(s.contains("n=1000000000001"), "{s}");
 }
 
+/// pid 1 of `/x`, an amd64 build of Go `go` with maps `map_impl`.
+fn target(go: &str, map_impl: &str) -> TargetInfo {
+    TargetInfo {
+        pid: 1,
+        exe: "/x".into(),
+        go_version: go.into(),
+        goarch: "amd64".into(),
+        map_impl: map_impl.into(),
+        stripped: false,
+    }
+}
+
 /// The text report leads with the growing map, its owner and creation site.
 #[test]
 fn render_leads_with_answer() {
     let r = Report {
-        target: TargetInfo {
-            pid: 1,
-            exe: "/x".into(),
-            go_version: "go1.23.12".into(),
-            goarch: "amd64".into(),
-            map_impl: "hmap".into(),
-            stripped: false,
-        },
+        target: target("go1.23.12", "hmap"),
         duration_s: 3.0,
         ended: "duration reached".into(),
         gc_cycles: vec![],
@@ -148,14 +153,7 @@ fn growing_family_leads() {
     fams.sort_by(families::FamilyReport::order);
     assert_eq!(fams[0].count, 1, "growing first, then largest");
     let r = Report {
-        target: TargetInfo {
-            pid: 1,
-            exe: "/x".into(),
-            go_version: "go1.26.8".into(),
-            goarch: "amd64".into(),
-            map_impl: "swiss".into(),
-            stripped: false,
-        },
+        target: target("go1.26.8", "swiss"),
         duration_s: 3.0,
         ended: "target exited".into(),
         gc_cycles: vec![],
@@ -220,14 +218,7 @@ fn header_counts_dropped_cycles_and_pause_reasons() {
         heap_marked_bytes: None,
     };
     let mut r = Report {
-        target: TargetInfo {
-            pid: 1,
-            exe: "/x".into(),
-            go_version: "go1.23.12".into(),
-            goarch: "amd64".into(),
-            map_impl: "hmap".into(),
-            stripped: false,
-        },
+        target: target("go1.23.12", "hmap"),
         duration_s: 3.0,
         ended: "duration reached".into(),
         gc_cycles: vec![cycle(41), cycle(42)],
@@ -260,7 +251,7 @@ fn header_counts_dropped_cycles_and_pause_reasons() {
         "{s}"
     );
     r.caps_reached.push(CapReached {
-        cap: "gc_cycles".into(),
+        cap: GC_CYCLES_CAP.into(),
         limit: 2,
         count: 40,
         effect: String::new(),
