@@ -193,6 +193,13 @@ pub struct Governor {
     /// windows keep the main bucket low, and never take more than their
     /// share of it over time.
     pub search_credit: f64,
+    /// The tracer's own work is most of what the budget spends (the
+    /// caller sets it, as for `budget::Budget::holds_samples`): a debt is
+    /// then paid back by spacing the samples, and does not pause the
+    /// large-growth probes. On an emulated arm64 VM, with the tracer ten
+    /// times slower, pausing them for its debt left a map that grew to
+    /// 15,000 entries unseen.
+    pub debt_is_tracers: bool,
 }
 
 /// The second tier's state: the large-growth probes (see the module's
@@ -269,6 +276,7 @@ impl Governor {
             accounted_s: 0.0,
             large: LargeGrowth::new(rate),
             search_credit: search_max(rate),
+            debt_is_tracers: false,
         }
     }
 
@@ -360,13 +368,15 @@ impl Governor {
         // (the governed probes, paused at zero, cannot pay it back; the GC
         // probes and the tracer's own work are spending it), they pause
         // as well, and come back only once it is out of debt.
-        let main_in_debt = self.credit < -max * LARGE_PAUSE_DEBT;
+        // A debt that is the tracer's own work is paid back by spacing the
+        // samples instead (`debt_is_tracers`).
+        let main_in_debt = self.credit < -max * LARGE_PAUSE_DEBT && !self.debt_is_tracers;
         if self.large.on && (self.large.credit < 0.0 || main_in_debt) {
             a.pause_large = true;
         } else if !self.large.on
             && !busy_large
             && self.large.credit >= large_max(self.rate) / 2.0
-            && self.credit >= 0.0
+            && (self.credit >= 0.0 || self.debt_is_tracers)
         {
             a.resume_large = true;
         }
@@ -874,6 +884,18 @@ mod tests {
         // paused after the first bucket is spent.
         let (share, _) = simulate_large_beside(0.005, 0.011, 300);
         assert!(share <= 0.01 * BURST_S * 2.0 / 300.0, "{share}");
+        // A debt that is the tracer's own does not pause them.
+        let mut g = Governor::new(0.01);
+        g.account(1.0, g.max() * 2.0, 0.0);
+        assert!(
+            g.decide(Instant::now(), false, false, false, false)
+                .pause_large
+        );
+        g.debt_is_tracers = true;
+        assert!(
+            !g.decide(Instant::now(), false, false, false, false)
+                .pause_large
+        );
     }
 
     #[test]

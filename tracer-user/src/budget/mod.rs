@@ -390,6 +390,7 @@ impl Budget {
         let busy_w = self.detaching[1].busy() || self.attaching[1];
         let busy_l = self.detaching[2].busy() || self.attaching[2];
         let have_window = self.probes.iter().any(|p| p.class == ProbeClass::Window);
+        self.gov.debt_is_tracers = self.tracer_rate >= SAMPLES_HELD_AT_SHARE * self.gov.rate;
         let a = self.gov.decide(now, busy_c, busy_w, busy_l, have_window);
         let a = self.gov.sequence(
             a,
