@@ -28,12 +28,18 @@ fn check_scenarios(go: &str, variant: &str) {
     assert_eq!(r["target"]["go_version"], go);
     assert_eq!(r["target"]["stripped"], stripped);
     let dump = serde_json::to_string_pretty(&r["maps"]).unwrap();
+    // What the governor did, for a verdict that missed (under TCG a loaded
+    // moment can hold the samples).
+    let why = format!(
+        "overhead: {:#}\ntracer stderr:\n{}",
+        r["overhead"], run.tracer_stderr
+    );
 
     // A global cache that only grows: growing, with type, owner and creator.
     let leaky = maps_of(r, "map[string]*main.session");
     assert_eq!(leaky.len(), 1, "leaky cache not found once:\n{dump}");
     let leaky = leaky[0];
-    assert_eq!(leaky["verdict"], "growing", "{leaky:#}");
+    assert_eq!(leaky["verdict"], "growing", "{leaky:#}\n{why}");
     assert_eq!(leaky["key_type"], "string");
     assert!(leaky["bytes"].as_u64().unwrap_or(0) > 0, "{leaky:#}");
     assert_eq!(
@@ -74,8 +80,8 @@ fn check_scenarios(go: &str, variant: &str) {
     assert_eq!(bloat[0]["len_last"], 10);
     // A goroutine-private map that only grows: growing, created there.
     let private = maps_of(r, "map[main.key24]int");
-    assert_eq!(private.len(), 1, "{dump}");
-    assert_eq!(private[0]["verdict"], "growing", "{:#}", private[0]);
+    assert_eq!(private.len(), 1, "{dump}\n{why}");
+    assert_eq!(private[0]["verdict"], "growing", "{:#}\n{why}", private[0]);
     assert_eq!(
         private[0]["created_at"][0]["function"],
         "main.privateWorker"
