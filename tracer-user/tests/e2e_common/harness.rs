@@ -154,6 +154,18 @@ pub fn traced_run_cmd(cmd: Command, before_attach: &dyn Fn()) -> Run {
     traced_run_args(cmd, before_attach, &[])
 }
 
+/// The default budget (1%) doubled, before the slowdown scales it, where
+/// a test gives none and the CPU is emulated. At 1% times the slowdown the
+/// scenario tests ran at the budget's edge under TCG: the tracer's reads
+/// and the probes' programs run 12-20 times slower there while the
+/// calibration says 14-21, so the tracer's own work was about half the
+/// budget (`budget_tracer_cpu_s` 0.78 s of 2.06 s debited, 2.7 s allowed,
+/// in a passing run on kernel 6.1), and a loaded host tipped it into debt:
+/// samples held for ten seconds and large-growth probes paused, in a
+/// target that runs for ten (four scenario tests failed so in CI runs of
+/// d8a31f1 and 9b648c4).
+pub const DEFAULT_BUDGET_EMULATED: f64 = 2.0;
+
 /// As [`traced_run_cmd`], with more tracer arguments.
 /// `extra` as the tracer's arguments, its budget scaled on a CPU much
 /// slower than the one the budget is written for. The tracer debits what it
@@ -161,8 +173,11 @@ pub fn traced_run_cmd(cmd: Command, before_attach: &dyn Fn()) -> Run {
 /// so in the emulated arm64 VM (`speed::slowdown` 10-20) a 1% budget buys
 /// a tenth of the samples, key reads and probes it buys on hardware. The
 /// tests there check what the tracer finds, not what it costs: from a
-/// slowdown of 4 on, each `--overhead-budget` (1% when none is given) is
-/// multiplied by the slowdown. Below that the figures stand as written.
+/// slowdown of 4 on, each `--overhead-budget` is multiplied by the
+/// slowdown. Below that the figures stand as written.
+///
+/// With none given (the scenario tests: what the default finds) it is
+/// [`DEFAULT_BUDGET_EMULATED`] times the slowdown.
 pub fn budget_args<'a>(extra: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = extra.into_iter().map(str::to_string).collect();
     let slowdown = mapleak::speed::slowdown();
@@ -177,7 +192,10 @@ pub fn budget_args<'a>(extra: impl IntoIterator<Item = &'a str>) -> Vec<String> 
                 .expect("a number after --overhead-budget");
             out[i + 1] = scaled(pct);
         }
-        _ => out.extend(["--overhead-budget".to_string(), scaled(1.0)]),
+        _ => out.extend([
+            "--overhead-budget".to_string(),
+            scaled(DEFAULT_BUDGET_EMULATED),
+        ]),
     }
     out
 }
