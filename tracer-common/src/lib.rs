@@ -57,8 +57,6 @@ pub mod programs {
     pub const CREATE_RET: &str = "map_create_ret";
     /// Entry of a growth function (`hashGrow`, Swiss `growToTable`, `grow`, `split`).
     pub const GROW: &str = "map_grow";
-    /// `runtime.gcStart` entry.
-    pub const GC_START: &str = "gc_start";
     /// `runtime.gcSweep` entry: the cycle has been marked.
     pub const GC_SWEEP: &str = "gc_sweep";
     /// Entry of a write-path function (`mapassign*`, `mapdelete*`, Swiss
@@ -72,15 +70,7 @@ pub mod programs {
     /// window): also loaded for uprobe_multi links.
     pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, GROW, FIN, WRITE];
     /// Every program the object must contain.
-    pub const ALL: [&str; 7] = [
-        CREATE_ENTRY,
-        CREATE_RET,
-        GROW,
-        GC_START,
-        GC_SWEEP,
-        WRITE,
-        FIN,
-    ];
+    pub const ALL: [&str; 6] = [CREATE_ENTRY, CREATE_RET, GROW, GC_SWEEP, WRITE, FIN];
 }
 
 /// Every map the object must contain.
@@ -122,8 +112,8 @@ pub const NO_ARG: u8 = 0xff;
 pub enum EventKind {
     /// A map grew (`hashGrow`, Swiss table growth or split).
     MapGrow = 1,
-    /// `runtime.gcStart` was entered.
-    GcStart = 2,
+    // 2 was `GcStart` (`runtime.gcStart` entered), retired: the forced
+    // cycles are counted from `memstats.numforcedgc` at the marked event.
     /// `runtime.gcSweep` was entered: the cycle's marking is done.
     GcMarked = 3,
     /// A finalizer or cleanup function was entered: [`FinEvent`].
@@ -135,7 +125,6 @@ impl TryFrom<u32> for EventKind {
     fn try_from(v: u32) -> Result<Self, u32> {
         match v {
             1 => Ok(Self::MapGrow),
-            2 => Ok(Self::GcStart),
             3 => Ok(Self::GcMarked),
             4 => Ok(Self::Fin),
             other => Err(other),
@@ -184,8 +173,7 @@ pub enum ProbeRole {
     CreateRet = 2,
     /// See [`programs::GROW`].
     Grow = 3,
-    /// See [`programs::GC_START`].
-    GcStart = 4,
+    // 4 was `GcStart`, retired with its program.
     /// See [`programs::GC_SWEEP`].
     GcSweep = 5,
     /// See [`programs::WRITE`].
@@ -202,7 +190,6 @@ impl ProbeRole {
             Self::CreateEntry => programs::CREATE_ENTRY,
             Self::CreateRet => programs::CREATE_RET,
             Self::Grow => programs::GROW,
-            Self::GcStart => programs::GC_START,
             Self::GcSweep => programs::GC_SWEEP,
             Self::Write => programs::WRITE,
             Self::Fin => programs::FIN,
@@ -478,9 +465,9 @@ pub struct MapGrowEvent {
 }
 const _: () = assert!(core::mem::size_of::<MapGrowEvent>() == 64);
 
-/// [`EventKind::GcStart`] and [`EventKind::GcMarked`]. A start event
-/// carries only its trigger: its counters are `u32::MAX` and its heap sizes
-/// 0 (the runtime's globals are read at the marked event alone).
+/// [`EventKind::GcMarked`]: the runtime's GC counters as `runtime.gcSweep`
+/// is entered. The two `memstats` counters do not count this cycle yet
+/// (`gcMarkTermination` increments them after `gcSweep`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcEvent {
@@ -494,8 +481,12 @@ pub struct GcEvent {
     pub heap_marked: u64,
     /// `gcController.heapLive`, or 0 when unknown.
     pub heap_live: u64,
-    /// gcStart: trigger kind (0 heap, 1 time, 2 forced); else 0.
-    pub trigger: u64,
+    /// `memstats.numforcedgc` (completed cycles forced by `runtime.GC`),
+    /// or `u32::MAX` when unknown: the field after `numgc` on Go 1.19 to
+    /// 1.27, read with it.
+    pub numforcedgc: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<GcEvent>() == 48);
 

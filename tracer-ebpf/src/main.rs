@@ -456,8 +456,13 @@ pub fn map_grow(ctx: ProbeContext) -> u32 {
     0
 }
 
-#[inline(always)]
-fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
+/// `runtime.gcSweep` entry: marking of the cycle is complete. The one GC
+/// probe: a cycle's start is not probed (`gcStart` is called more often
+/// than cycles start, 480 calls a second for 385 cycles on permaps1000),
+/// and what started the cycles is counted from `memstats.numforcedgc`.
+#[uprobe]
+pub fn gc_sweep(ctx: ProbeContext) -> u32 {
+    let ctx = &ctx;
     let Some((id, _)) = spec(ctx) else { return 0 };
     let tgid = tgid();
     // SAFETY: the map is only read.
@@ -474,75 +479,45 @@ fn gc_event(ctx: &ProbeContext, kind: EventKind) -> u32 {
     // SAFETY: plain helper call.
     let ts_ns = unsafe { bpf_ktime_get_ns() };
     let hdr = EventHeader {
-        kind: kind as u32,
+        kind: EventKind::GcMarked as u32,
         tgid,
         ts_ns,
     };
-    // The start of a cycle gives only its trigger: `gcStart` is called
-    // more often than cycles start (permaps1000: 480 calls a second for 385
-    // cycles), and the runtime's globals are read at the marked event,
-    // which is what a sample starts on.
-    let ev = if matches!(kind, EventKind::GcStart) {
-        GcEvent {
-            hdr,
-            work_cycles: u32::MAX,
-            numgc: u32::MAX,
-            heap_marked: 0,
-            heap_live: 0,
-            trigger: regs::arg(ctx, 0),
-        }
-    } else {
-        GcEvent {
-            hdr,
-            work_cycles: read_u32(ctx, cfg.work_cycles_addr),
-            numgc: read_u32(ctx, cfg.numgc_addr),
-            heap_marked: read_u64(ctx, cfg.heap_marked_addr).unwrap_or(0),
-            heap_live: read_u64(ctx, cfg.heap_live_addr).unwrap_or(0),
-            trigger: 0,
-        }
+    // `memstats.numgc` and the `numforcedgc` after it, in one read.
+    let (numgc, numforcedgc) = read_u64(ctx, cfg.numgc_addr)
+        .map_or((u32::MAX, u32::MAX), |v| (v as u32, (v >> 32) as u32));
+    let ev = GcEvent {
+        hdr,
+        work_cycles: read_u32(ctx, cfg.work_cycles_addr),
+        numgc,
+        heap_marked: read_u64(ctx, cfg.heap_marked_addr).unwrap_or(0),
+        heap_live: read_u64(ctx, cfg.heap_live_addr).unwrap_or(0),
+        numforcedgc,
+        _pad: 0,
     };
     entry.write(ev);
     // A cycle's marked event wakes the tracer at once when it is ready for
     // a new sample (the sample starts on it); until then (a sample under
     // way, or the gap after it) the event waits like any other. A JSON
-    // service's 60 cycles a second woke it 120 times a second when every
-    // GC event did; samples come at most 10 times a second.
-    // The start of a cycle never wakes it: only a marked event looks up
-    // the time (one hash lookup per cycle, not two).
-    let flag = if matches!(kind, EventKind::GcMarked)
-        // SAFETY: the map is only read.
-        && ts_ns >= unsafe { GC_WAKE.get(&tgid) }.copied().unwrap_or(0)
-    {
+    // service's 60 cycles a second woke it 60 times a second when every
+    // marked event did; samples come at most 10 times a second.
+    // SAFETY: the map is only read.
+    let flag = if ts_ns >= unsafe { GC_WAKE.get(&tgid) }.copied().unwrap_or(0) {
         BPF_RB_FORCE_WAKEUP
     } else {
         wakeup_flag()
     };
     entry.submit(flag);
-    if matches!(kind, EventKind::GcStart) {
-        debug!(ctx, "pid {}: gc start: trigger {}", tgid, ev.trigger);
-    } else {
-        debug!(
-            ctx,
-            "pid {}: gc marked: work cycles {} numgc {} heap_live {}",
-            tgid,
-            ev.work_cycles,
-            ev.numgc,
-            ev.heap_live
-        );
-    }
+    debug!(
+        ctx,
+        "pid {}: gc marked: work cycles {} numgc {} forced {} heap_live {}",
+        tgid,
+        ev.work_cycles,
+        ev.numgc,
+        ev.numforcedgc,
+        ev.heap_live
+    );
     0
-}
-
-/// `runtime.gcStart` entry.
-#[uprobe]
-pub fn gc_start(ctx: ProbeContext) -> u32 {
-    gc_event(&ctx, EventKind::GcStart)
-}
-
-/// `runtime.gcSweep` entry: marking of the cycle is complete.
-#[uprobe]
-pub fn gc_sweep(ctx: ProbeContext) -> u32 {
-    gc_event(&ctx, EventKind::GcMarked)
 }
 
 /// Entry of a write-path function, attached only inside a write window:

@@ -8,8 +8,6 @@ use tracer_common::{EventHeader, EventKind, FinEvent, GcEvent, MapGrowEvent};
 pub enum Event {
     /// A map grew.
     MapGrow(MapGrowEvent),
-    /// `gcStart` entered.
-    GcStart(GcEvent),
     /// `gcSweep` entered: cycle marked.
     GcMarked(GcEvent),
     /// A finalizer or cleanup function was entered.
@@ -22,7 +20,7 @@ impl Event {
     pub fn tgid(&self) -> u32 {
         match self {
             Self::MapGrow(e) => e.hdr.tgid,
-            Self::GcStart(e) | Self::GcMarked(e) => e.hdr.tgid,
+            Self::GcMarked(e) => e.hdr.tgid,
             Self::Fin(e) => e.hdr.tgid,
         }
     }
@@ -59,7 +57,6 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
     let hdr: EventHeader = read(b)?;
     match EventKind::try_from(hdr.kind).map_err(DecodeError::UnknownKind)? {
         EventKind::MapGrow => Ok(Event::MapGrow(read(b)?)),
-        EventKind::GcStart => Ok(Event::GcStart(read(b)?)),
         EventKind::GcMarked => Ok(Event::GcMarked(read(b)?)),
         EventKind::Fin => Ok(Event::Fin(read(b)?)),
     }
@@ -124,6 +121,9 @@ mod tests {
         let mut bad = encode(&gc);
         bad[0] = 77;
         assert_eq!(decode(&bad), Err(DecodeError::UnknownKind(77)));
+        // A retired kind (2, the cycle start's) is unknown too.
+        bad[0] = 2;
+        assert_eq!(decode(&bad), Err(DecodeError::UnknownKind(2)));
         assert!(decode(&[]).is_err());
     }
 

@@ -141,7 +141,7 @@ fn inspect_gives_each_probe_its_class_and_reason() {
                 "{go}: {p:#}"
             );
         }
-        assert_eq!(class_of("runtime.gcStart"), ["always"], "{go}");
+        assert_eq!(class_of("runtime.gcSweep"), ["always"], "{go}");
         assert_eq!(class_of(large), ["large-growth"], "{go}");
         assert_eq!(class_of(governed), ["governed"], "{go}");
         assert!(

@@ -63,7 +63,7 @@ fn prog_ids() -> std::collections::BTreeSet<u32> {
         .args(["prog", "show"])
         .output()
         .expect("bpftool (scripts/setup.sh installs it)");
-    let names = "map_create_entr map_create_ret map_grow gc_start gc_sweep map_write fin_hook";
+    let names = "map_create_entr map_create_ret map_grow gc_sweep map_write fin_hook";
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| names.split(' ').any(|n| l.contains(&format!("name {n}"))))

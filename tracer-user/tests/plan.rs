@@ -285,7 +285,6 @@ fn probe_set_and_registers() {
                 );
             }
         }
-        one("runtime.gcStart", ProbeRole::GcStart);
         one("runtime.gcSweep", ProbeRole::GcSweep);
         assert!(
             plan.skipped.is_empty(),

@@ -147,7 +147,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
             .clone()
             .unwrap_or_else(|| "still running".to_owned()),
         gc_cycles: s.model.cycles.iter().copied().collect(),
-        gc_triggers: s.gc_triggers,
+        gc_triggers: s.gc_causes.counts(),
         maps,
         maps_summarized: summarized,
         map_groups: groups.finish(),

@@ -25,7 +25,7 @@ pub(super) struct Session {
     pub(super) holder_stats: crate::holders::SearchStats,
     pub(super) ended: Option<String>,
     /// What started the GC cycles seen.
-    pub(super) gc_triggers: report::GcTriggers,
+    pub(super) gc_causes: report::GcCauses,
     /// Attach requests, parallel to `probes`.
     pub(super) reqs: Vec<ProbeRequest>,
     /// The budget, shared with the governor's thread.
@@ -259,7 +259,7 @@ pub(super) fn attach_session(
         holder_cache: crate::holders::Cache::default(),
         holder_stats: crate::holders::SearchStats::default(),
         ended: None,
-        gc_triggers: report::GcTriggers::default(),
+        gc_causes: report::GcCauses::new(super::now_ns()),
         reqs,
         budget: Arc::new(Mutex::new(budget)),
         last_keys: None,
@@ -515,8 +515,8 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
             s.fin.on_event(f, s.info.go_version.minor, cycle);
         }
-        Event::GcStart(g) => s.gc_triggers.count(g.trigger),
         Event::GcMarked(g) => {
+            s.gc_causes.on_marked(g.hdr.ts_ns, g.numgc, g.numforcedgc);
             let t0 = *t0_ns.get_or_insert(g.hdr.ts_ns);
             let t_s = (g.hdr.ts_ns.saturating_sub(t0)) as f64 / 1e9;
             let rc = (g.work_cycles != u32::MAX).then_some(u64::from(g.work_cycles));

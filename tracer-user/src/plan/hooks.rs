@@ -16,8 +16,6 @@ pub enum Group {
     Create,
     /// Map growth.
     Grow,
-    /// `gcStart`.
-    GcStart,
     /// `gcSweep`.
     GcSweep,
     /// Not essential: finalizers, cleanups, the write path.
@@ -193,25 +191,17 @@ const SWISS: &[Hook] = &[
     ),
 ];
 
-/// `go1.18:src/runtime/mgc.go`: `gcStart(trigger gcTrigger)`, `gcSweep(mode gcMode)`.
-const GC: &[Hook] = &[
-    hook(
-        "runtime.gcStart",
-        ProbeRole::GcStart,
-        Placement::Entry,
-        [N, N, N],
-        0,
-        Group::GcStart,
-    ),
-    hook(
-        "runtime.gcSweep",
-        ProbeRole::GcSweep,
-        Placement::Entry,
-        [N, N, N],
-        0,
-        Group::GcSweep,
-    ),
-];
+/// `go1.18:src/runtime/mgc.go`: `gcSweep(mode gcMode)`, entered once a
+/// cycle is marked. `gcStart` is not probed: the cycles' causes are read
+/// from `memstats` at this probe.
+const GC: &[Hook] = &[hook(
+    "runtime.gcSweep",
+    ProbeRole::GcSweep,
+    Placement::Entry,
+    [N, N, N],
+    0,
+    Group::GcSweep,
+)];
 
 const fn fin(function: &'static str, kind: FinKind) -> Hook {
     hook(

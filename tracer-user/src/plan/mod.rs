@@ -82,8 +82,8 @@ impl ProbeClass {
 
 /// The class of a probe with `role` and role byte `aux`, and why.
 ///
-/// Always on: `gcStart` and `gcSweep` (two hits per GC cycle, even at 1,000
-/// cycles a second about 0.4% of one CPU). Large growth, on unless it alone
+/// Always on: `gcSweep` (one hit per GC cycle, even at 1,000 cycles a
+/// second about 0.2% of one CPU; a cycle's start is not probed). Large growth, on unless it alone
 /// spends its share of the budget: Swiss `(*table).split` (one hit per
 /// full 1,024-slot table, that is per 1,024 slots of map memory allocated)
 /// and hmap `makeBucketArray` on its path for arrays of 32 KiB or more (one
@@ -98,7 +98,7 @@ impl ProbeClass {
 #[must_use]
 pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
     match role {
-        ProbeRole::GcStart | ProbeRole::GcSweep => (
+        ProbeRole::GcSweep => (
             ProbeClass::Always,
             "one hit per GC cycle: bounded by the GC's pace, not by maps",
         ),
@@ -298,7 +298,6 @@ impl ProbePlan {
         for (group, what) in [
             (hooks::Group::Create, "map creation"),
             (hooks::Group::Grow, "map growth"),
-            (hooks::Group::GcStart, "GC cycle starts"),
             (hooks::Group::GcSweep, "GC cycle ends"),
         ] {
             let wanted: Vec<&str> = table

@@ -13,12 +13,14 @@ use crate::{
 
 pub mod families;
 mod finalizers;
+mod gc_triggers;
 mod histogram;
 mod overhead;
 pub mod pprof;
 pub mod summary;
 
 pub use finalizers::{Finalizers, HeldAsMapKeys};
+pub use gc_triggers::{FORCE_GC_PERIOD_NS, GcCauses, GcTriggers};
 pub use histogram::{histogram, histogram_counts};
 pub use overhead::{Overhead, SyncMapWalks};
 
@@ -38,7 +40,7 @@ pub struct Report {
     pub ended: String,
     /// GC cycles observed.
     pub gc_cycles: Vec<GcCycle>,
-    /// What started the GC cycles seen (`runtime.gcStart`'s trigger).
+    /// What started the GC cycles completed while traced ([`GcCauses`]).
     pub gc_triggers: GcTriggers,
     /// Maps in full, most suspicious first: every growing or bloated map
     /// and the largest others (every map with `--all-maps`).
@@ -97,37 +99,6 @@ impl CapReached {
             count,
             effect: effect.to_owned(),
         })
-    }
-}
-
-/// What started GC cycles, counted from `runtime.gcStart`'s argument. A
-/// program whose cycles are all periodic allocates little: its samples come
-/// from the timer (`overhead.timer_samples`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct GcTriggers {
-    /// The heap reached its goal.
-    pub heap: u64,
-    /// No cycle for two minutes (`forcegcperiod`).
-    pub periodic: u64,
-    /// `runtime.GC` or `debug.FreeOSMemory`.
-    pub forced: u64,
-    /// A trigger kind this tracer does not know.
-    pub other: u64,
-}
-
-impl GcTriggers {
-    /// Counts one `gcStart` with trigger kind `kind` (`runtime.gcTriggerKind`).
-    pub fn count(&mut self, kind: u64) {
-        match kind {
-            0 => self.heap += 1,
-            1 => self.periodic += 1,
-            2 => self.forced += 1,
-            _ => self.other += 1,
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.heap + self.periodic + self.forced + self.other
     }
 }
 
@@ -312,15 +283,8 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
     if g.total() > 0 {
         writeln!(
             w,
-            "  GC cycles started by: heap {}, periodic {}, forced {}{}",
-            g.heap,
-            g.periodic,
-            g.forced,
-            if g.other > 0 {
-                format!(", other {}", g.other)
-            } else {
-                String::new()
-            }
+            "  GC cycles started by: heap {}, periodic {}, forced {}",
+            g.heap, g.periodic, g.forced,
         )?;
     }
     let growing: Vec<&MapReport> = r

@@ -60,7 +60,6 @@ pub fn our_programs_loaded() -> Vec<String> {
                 "map_create_entr",
                 "map_create_ret",
                 "map_grow",
-                "gc_start",
                 "gc_sweep",
                 "map_write",
                 "fin_hook",
