@@ -70,8 +70,9 @@ pub const LARGE_PAUSE_DEBT: f64 = 0.5;
 pub const SEARCH_SHARE: f64 = 0.2;
 
 /// Seconds of its share the holder search's credit holds at most: at the
-/// default 1 % budget, 120 ms of CPU, a search over about 40 MiB of heap
-/// (3 ms a MiB measured on the holders fixture), once a minute at most.
+/// default 0.5 % budget, 60 ms of CPU, a search over about 20 MiB of heap
+/// (3 ms a MiB measured on the holders fixture), once a minute at most (a
+/// larger heap is searched in turns).
 pub const SEARCH_BURST_S: f64 = 60.0;
 
 /// Size of the holder search's bucket at `rate`.

@@ -75,7 +75,7 @@ fn check(go: &str, variant: &str) {
     let mut cmd = Command::new(&bin);
     cmd.args(["-wait", "-steps", "10", "-step-ms", "250"]);
     // Every map in full (the bounded sync.Map is small). Walking a trie
-    // costs about 0.2 µs an entry here: at the default 1% budget, of
+    // costs about 0.2 µs an entry here: at a 1% budget, of
     // which samples may take 30%, a 20,000-entry cache is sampled every
     // 1.5 s or so, four samples in the 2.5 s the target runs; at 20%
     // nearly every cycle, so that lengths can be compared cycle by cycle.

@@ -122,7 +122,7 @@ const ALIVE_CHECK: Duration = Duration::from_millis(250);
 /// attaches it asks for. So this bounds only how late the other events
 /// (map creations, growths, finalizers) are read, and each turn costs the
 /// tracer a wakeup (about 0.1 ms of CPU on a virtual machine: at 100 ms,
-/// a tenth of the default budget).
+/// a tenth of a 1 % budget, a fifth of the default 0.5 %).
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// How often the write counts are drained from the kernel.

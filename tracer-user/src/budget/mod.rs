@@ -529,7 +529,7 @@ impl Budget {
     /// CPUs right after a check spend `r` times
     /// [`crate::governor::PERIOD_IDLE`] before the next: that overdraws
     /// half a bucket ([`crate::governor::BURST_S`] of the budget) only when
-    /// `r` is over ten times the budget (10 % of one CPU at the default 1 %),
+    /// `r` is over ten times the budget (5 % of one CPU at the default 0.5 %),
     /// and the pause that follows pays it back. While they are paused, only
     /// probes whose hits are bounded by map memory are attached, and the
     /// checks wait only to resume them or to open a window, which may come a
