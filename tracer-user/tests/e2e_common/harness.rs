@@ -163,6 +163,10 @@ pub fn traced_run_cmd(cmd: Command, before_attach: &dyn Fn()) -> Run {
 /// every traced phase of 9 s) and by `holders_at_the_default_budget`.
 pub const TEST_BUDGET: f64 = 1.0;
 
+/// From this [`mapleak::speed::slowdown`] on, the CPU counts as emulated
+/// and the tests' budgets are scaled by the slowdown ([`budget_args`]).
+pub const EMULATED_SLOWDOWN: f64 = 4.0;
+
 /// Twice [`TEST_BUDGET`], before the slowdown scales it, where
 /// a test gives none and the CPU is emulated. At 1% times the slowdown the
 /// scenario tests ran at the budget's edge under TCG: the tracer's reads
@@ -191,7 +195,7 @@ pub fn budget_args<'a>(extra: impl IntoIterator<Item = &'a str>) -> Vec<String> 
     let mut out: Vec<String> = extra.into_iter().map(str::to_string).collect();
     let given = out.iter().any(|a| a == "--overhead-budget");
     let slowdown = mapleak::speed::slowdown();
-    if slowdown < 4.0 {
+    if slowdown < EMULATED_SLOWDOWN {
         if !given {
             out.extend(["--overhead-budget".to_string(), format!("{TEST_BUDGET}")]);
         }
