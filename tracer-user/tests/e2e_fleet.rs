@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e_common::{Guard, privileged, target_fixture};
+use e2e_common::{Guard, harness, privileged, target_fixture};
 use serde_json::{Value, json};
 
 /// A free loopback port (the listener is dropped).
@@ -221,6 +221,8 @@ fn all_mode_with_prometheus_and_pprof() {
         .args(["--all", "--exe"])
         .arg(format!("{}/fleet-*", dir.path().display()))
         .args(["--exclude-exe", "*-excluded", "--interval", "1s"])
+        // The tests' budget (1% for the node), as the other e2e tests.
+        .args(harness::budget_args(std::iter::empty()))
         .arg("--metrics-addr")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--json")
