@@ -125,22 +125,18 @@ fn check_holders_at(go: &str, variant: &str, show_keys: bool, budget: Budget) {
     // 2-3 µs for the stack-walking programs), which at 5% left the spare
     // credit ~0.1 s, cut short on Go 1.23; the search then runs on the
     // main bucket's spare credit as well as its own.
-    // The default given explicitly on this machine's CPU: the harness runs
-    // tests that give no budget at 1% (`harness::TEST_BUDGET`). Under
-    // emulation none is given, and the harness's emulated default applies
-    // (`harness::DEFAULT_BUDGET_EMULATED` times the slowdown), as before
-    // the default was halved.
-    let default = format!("{}", tracer_common::governor::DEFAULT_BUDGET_PCT);
-    let mut args = if budget == Budget::Ample {
-        vec!["--overhead-budget", "10"]
-    } else if mapleak::speed::slowdown() < EMULATED_SLOWDOWN {
-        vec!["--overhead-budget", default.as_str()]
+    // At the product's default on this machine's CPU (tests that give no
+    // budget run at `harness::TEST_BUDGET`); under emulation, at the
+    // harness's emulated default.
+    let mut args: Vec<String> = if budget == Budget::Ample {
+        vec!["--overhead-budget".to_string(), "10".to_string()]
     } else {
-        Vec::new()
+        default_budget_args()
     };
     if show_keys {
-        args.push("--show-keys");
+        args.push("--show-keys".to_string());
     }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = traced_run_args(cmd, &|| {}, &args);
     let r = &run.report;
     assert_eq!(r["target"]["go_version"], go);

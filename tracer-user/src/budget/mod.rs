@@ -17,6 +17,7 @@
 //! stay with the tracer.
 
 mod clocks;
+mod tail;
 mod thread;
 
 use std::{
@@ -27,13 +28,15 @@ use std::{
 
 use crate::{
     bpf::{AttachedProbe, Link, ProbeRequest, Tracer},
-    governor::{Actions, Governor, InFlight},
+    governor::{Actions, Governor, InFlight, Reserve},
     plan::ProbeClass,
     runcost::RunCosts,
     sample::Memory,
 };
 use clocks::CpuMeter;
 pub use clocks::WorkerClocks;
+use tail::{MAX_TAIL_RATE, Tail};
+pub use tail::{TAIL_PRIOR_S, TailLength};
 pub use thread::{Budgets, GovernorThread};
 
 /// How long the budget is checked every [`crate::governor::PERIOD_WINDOW`]
@@ -46,10 +49,6 @@ pub const FAST_AFTER_ATTACH: Duration = Duration::from_millis(100);
 /// CPU each uses is averaged for it.
 pub const SPLIT_EVERY: Duration = Duration::from_secs(1);
 pub const SPLIT_WINDOW: Duration = Duration::from_secs(5);
-
-/// Most CPUs a detaching group is assumed to cost (the target's threads
-/// trapping at once).
-const MAX_TAIL_RATE: f64 = 2.0;
 
 /// Detaches of one group still in progress (a thread may close the links
 /// of both groups, so handles are shared).
@@ -83,46 +82,6 @@ impl Detaching {
     pub fn push(&mut self, h: Option<JoinHandle<()>>) {
         self.0.retain(|h| !h.is_finished());
         self.0.extend(h.map(Arc::new));
-    }
-}
-
-/// The breakpoints of a detached group that are still in the target's code.
-///
-/// When a window closes, the program stops running at once but the kernel
-/// removes each breakpoint only when it reaches that link (see
-/// [`crate::bpf::close_links`]); until then every call still traps, costing
-/// the target ~0.8 µs, uncounted. The tail is measured, not guessed: the
-/// instruction bytes at each probe address are read back from the target
-/// (a uprobe is a breakpoint written into the target's copy of the page)
-/// until the original bytes are back.
-#[derive(Debug, Default)]
-struct Tail {
-    /// Address, original bytes and cost rate (CPUs, over the last check
-    /// before the close) of each breakpoint not yet removed: debited while
-    /// it is still there.
-    sites: Vec<(u64, [u8; 4], f64)>,
-    /// When the links began to close.
-    since: Option<Instant>,
-}
-
-impl Tail {
-    /// Drops the sites whose original bytes are back (or that can no
-    /// longer be read: the process is gone). True while some remain.
-    fn poll(&mut self, mem: &Memory) -> bool {
-        self.sites.retain(|&(addr, orig, _)| {
-            let mut b = [0u8; 4];
-            mem.read(addr, &mut b) && b != orig
-        });
-        !self.sites.is_empty()
-    }
-
-    /// Cost rate (CPUs) of the breakpoints still there.
-    fn rate(&self) -> f64 {
-        self.sites
-            .iter()
-            .map(|s| s.2)
-            .sum::<f64>()
-            .min(MAX_TAIL_RATE)
     }
 }
 
@@ -188,6 +147,9 @@ pub struct Budget {
     /// Per class of [`CLASSES`]: breakpoints still in the target's code
     /// after their links were closed.
     tails: [Tail; 3],
+    /// Per class: how long its tails last, measured ([`TailLength`]),
+    /// from which the close reserves are set.
+    pub tail_length: [TailLength; 3],
     /// Per class: closes in progress.
     detaching: [Detaching; 3],
     /// Per class: cost rate (CPUs) over the last check.
@@ -256,6 +218,7 @@ impl Budget {
             probes,
             links: Vec::new(),
             tails: Default::default(),
+            tail_length: Default::default(),
             detaching: Default::default(),
             last_rate: [0.0; 3],
             want: [false; 3],
@@ -355,12 +318,13 @@ impl Budget {
         // them, with the program no longer counting: debited at the rate the
         // group cost when it was closed, for as long as they are still there.
         let dbg = crate::app::debug_timing();
-        for t in &mut self.tails {
+        for (t, length) in self.tails.iter_mut().zip(&mut self.tail_length) {
             if t.sites.is_empty() {
                 continue;
             }
             let rate = t.rate();
             cost += rate * dt;
+            t.debited += rate * dt;
             let before = t.sites.len();
             let left = t.poll(&self.mem);
             if dbg && t.sites.len() != before {
@@ -371,6 +335,7 @@ impl Budget {
                 );
             }
             if !left {
+                length.observe(t.debited, t.rate_at_close);
                 t.since = None;
             }
         }
@@ -391,6 +356,11 @@ impl Budget {
         let busy_l = self.detaching[2].busy() || self.attaching[2];
         let have_window = self.probes.iter().any(|p| p.class == ProbeClass::Window);
         self.gov.debt_is_tracers = self.tracer_rate >= SAMPLES_HELD_AT_SHARE * self.gov.rate;
+        // What closing each group now would cost after the close.
+        self.gov.set_reserve(Reserve {
+            creation: self.tail_length[0].reserve(self.last_rate[0]),
+            window: self.tail_length[1].reserve(self.last_rate[1]),
+        });
         let a = self.gov.decide(now, busy_c, busy_w, busy_l, have_window);
         let a = self.gov.sequence(
             a,
@@ -477,10 +447,7 @@ impl Budget {
         let h = crate::bpf::close_links(links.into_iter().map(|l| l.1).collect()).map(Arc::new);
         for &c in classes {
             let i = slot(c);
-            self.tails[i] = Tail {
-                sites: std::mem::take(&mut sites[i]),
-                since: Some(Instant::now()),
-            };
+            self.tails[i] = Tail::new(std::mem::take(&mut sites[i]));
             if let Some(h) = &h {
                 self.detaching[i].0.push(h.clone());
             }
@@ -488,8 +455,9 @@ impl Budget {
     }
 
     /// How soon this budget must be checked again. Busy breakpoints still
-    /// being removed, probes just attached (their rate is not known yet) and
-    /// creation probes costing more than the budget: every few milliseconds,
+    /// being removed, probes asked for or being attached by the main loop
+    /// or just attached (their rate is not known yet) and creation probes
+    /// costing more than the budget: every few milliseconds,
     /// so that the overshoot is small and tails are measured closely. An
     /// open window: as often as its last rate needs
     /// ([`crate::governor::window_period`]). Governed probes on and costing
@@ -504,7 +472,12 @@ impl Budget {
     #[must_use]
     pub fn period(&self, now: Instant) -> Duration {
         use crate::governor::{PERIOD, PERIOD_CREATION, PERIOD_IDLE, PERIOD_WINDOW, window_period};
+        // An attach asked for: the thread sleeps on, so the first check
+        // after the main loop installs the links must already be near (at
+        // 100 ms, a window on a write loop, costing about one CPU, spent
+        // four buckets before its first check).
         if self.tails.iter().any(|t| t.rate() > 0.0)
+            || self.want.iter().chain(&self.attaching).any(|&b| b)
             || now < self.fast_until
             || (self.gov.creation_on && self.last_rate[0] > self.gov.rate)
         {

@@ -179,6 +179,22 @@ pub const EMULATED_SLOWDOWN: f64 = 4.0;
 /// d8a31f1 and 9b648c4).
 pub const DEFAULT_BUDGET_EMULATED: f64 = 2.0;
 
+/// Arguments that run the tracer at the product's default budget
+/// (`DEFAULT_BUDGET_PCT`) on this machine's CPU, where a test that gives
+/// no budget runs at [`TEST_BUDGET`]. Under emulation they are empty, and
+/// [`budget_args`] gives the emulated default ([`DEFAULT_BUDGET_EMULATED`]
+/// times the slowdown), as for any test that gives none.
+pub fn default_budget_args() -> Vec<String> {
+    if mapleak::speed::slowdown() < EMULATED_SLOWDOWN {
+        vec![
+            "--overhead-budget".to_string(),
+            format!("{}", tracer_common::governor::DEFAULT_BUDGET_PCT),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
 /// As [`traced_run_cmd`], with more tracer arguments.
 /// `extra` as the tracer's arguments, its budget scaled on a CPU much
 /// slower than the one the budget is written for. The tracer debits what it
