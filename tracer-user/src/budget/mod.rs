@@ -653,7 +653,7 @@ mod tests {
     /// at the usual periods.
     #[test]
     fn quiet_budgets_are_checked_less_often() {
-        use crate::governor::{PERIOD, PERIOD_IDLE};
+        use crate::governor::{PERIOD, PERIOD_IDLE, PERIOD_WINDOW};
         let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
         let t0 = Instant::now();
         // Just attached: closely.
@@ -669,12 +669,52 @@ mod tests {
         // Paused, only memory-bounded probes are left: quiet again.
         b.gov.creation_on = false;
         assert!(b.quiet());
-        // An attach asked of the main loop: not quiet, and the loop is woken.
+        // An attach asked of the main loop: not quiet, and the loop is woken;
+        // checked closely from then on, so that the first check after the
+        // links are installed is near whenever the main loop installs them.
         b.want[0] = true;
         assert!(b.wants_attach());
         assert!(!b.quiet());
+        assert_eq!(b.period(later), PERIOD_WINDOW);
         assert_eq!(b.wants(), vec![ProbeClass::Governed]);
         assert!(!b.wants_attach());
         assert!(!b.quiet(), "being attached");
+        assert_eq!(b.period(later), PERIOD_WINDOW, "being attached");
+    }
+
+    /// A closed group's tail is debited and measured: the next close's
+    /// reserve is its rate times the tail's length.
+    #[test]
+    fn tails_set_the_close_reserve() {
+        // At 10 %: the bucket (0.5 s) caps no reserve here.
+        let mut b = Budget::new(u32::MAX, 0.1, Vec::new());
+        let t0 = Instant::now();
+        // A window closed at 1 CPU whose breakpoints (unreadable here: the
+        // pid does not exist, so gone at the first check) were debited for
+        // 30 ms.
+        b.tails[1] = Tail::new(vec![(0x1000, [0xcc, 0, 0, 0], 1.0)]);
+        let credit = b.gov.credit;
+        b.check(&[0], None, 0.0, t0 + Duration::from_millis(30));
+        assert!(b.tails[1].sites.is_empty());
+        assert!(b.gov.credit < credit, "the tail was debited");
+        let s = b.tail_length[1].seconds();
+        assert!(s > TAIL_PRIOR_S, "{s}");
+        // A window whose probe costs one CPU (10,000 hits of 1 µs in 10
+        // ms) now closes with `s` seconds of that left.
+        b.probes.push(ProbeCost {
+            id: 0,
+            class: ProbeClass::Window,
+            hit_cost: 1e-6,
+            trap_cost: 1e-6,
+            program: "map_write",
+            addr: 0x1000,
+            orig: None,
+        });
+        b.last_hits.push(0);
+        b.last_site_rate.push(0.0);
+        b.check(&[10_000], None, 0.0, t0 + Duration::from_millis(40));
+        let r = b.gov.reserve;
+        assert!((r.window - s).abs() < 0.1 * s, "{r:?} {s}");
+        assert_eq!(r.creation, 0.0);
     }
 }

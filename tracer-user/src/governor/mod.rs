@@ -13,10 +13,11 @@
 //! - the **governed** probes, called "creation" here after the first of them
 //!   (on by default: map creation and Swiss small-map growth, whose rates
 //!   follow what a busy service does per request): paused when the
-//!   credit runs out, resumed when half of it is back;
+//!   credit falls to their close reserve, resumed when half of the bucket
+//!   is back;
 //! - the **write window** (`mapassign*`, `mapdelete*`: off by default): opened
 //!   when the bucket is full and [`WINDOW_GAP`] has passed since the last
-//!   one, closed when it is empty or after
+//!   one, closed when the credit falls to its close reserve or after
 //!   [`WINDOW_MAX`]. When the creation probes keep the bucket from filling, a
 //!   window is still opened every [`WINDOW_EVERY`] by keeping them paused
 //!   until the bucket is full.
@@ -70,8 +71,8 @@ pub const LARGE_GROWTH_SHARE: f64 = 0.5;
 /// large-growth probes pause whatever their own credit: the GC probes and
 /// the tracer's own work, which cannot be paused, plus their share, can
 /// cost more than the whole budget (permaps1000 at half the default
-/// budget was debited twice it). The governed probes pause at zero, so
-/// they go first.
+/// budget was debited twice it). The governed probes pause at their
+/// close reserve, above zero, so they go first.
 pub const LARGE_PAUSE_DEBT: f64 = 0.5;
 
 /// Share of the budget the holder search may spend over time (its own
