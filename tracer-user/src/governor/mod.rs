@@ -5,7 +5,7 @@
 //! debited at its measured cost (emulated or single-stepped, DESIGN.md 3.2).
 //! Hits are counted in the kernel per probe while its program runs; the
 //! traps after a link is closed and before the kernel removes the
-//! breakpoint are not, so the caller measures that tail (app.rs, `Tail`)
+//! breakpoint are not, so the caller measures that tail (`budget::tail`)
 //! and debits it too: whatever the detach latency, the long-run cost stays
 //! within the budget.
 //!
@@ -270,12 +270,14 @@ impl LargeGrowth {
     /// Seconds paused so far, including a pause in progress.
     #[must_use]
     pub fn paused_s(&self, now: Instant) -> f64 {
-        (self.paused_total
-            + self
-                .paused_at
-                .map_or(Duration::ZERO, |at| now.duration_since(at)))
-        .as_secs_f64()
+        paused_secs(self.paused_total, self.paused_at, now)
     }
+}
+
+/// Seconds paused: `total` of closed pauses, plus the one in progress
+/// since `at`, if any.
+fn paused_secs(total: Duration, at: Option<Instant>, now: Instant) -> f64 {
+    (total + at.map_or(Duration::ZERO, |at| now.duration_since(at))).as_secs_f64()
 }
 
 /// Size of the large-growth probes' bucket at `rate`.
@@ -542,11 +544,7 @@ impl Governor {
     /// progress.
     #[must_use]
     pub fn paused_s(&self, now: Instant) -> f64 {
-        (self.paused_total
-            + self
-                .paused_at
-                .map_or(Duration::ZERO, |at| now.duration_since(at)))
-        .as_secs_f64()
+        paused_secs(self.paused_total, self.paused_at, now)
     }
 }
 
