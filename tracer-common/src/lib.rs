@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 /// Version of this ABI. User space refuses an object built for another one.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The ELF section of the eBPF object that holds the [`ABI_VERSION`] it was
 /// built for, as 4 little-endian bytes (the BPF target is little-endian on
@@ -69,8 +69,15 @@ pub mod programs {
     /// governed probes: creation, growth, finalizers and cleanups; the write
     /// window): also loaded for uprobe_multi links.
     pub const GROUPED: &[&str] = &[CREATE_ENTRY, CREATE_RET, GROW, FIN, WRITE];
-    /// Every program the object must contain.
+    /// Every uprobe program the object must contain.
     pub const ALL: [&str; 6] = [CREATE_ENTRY, CREATE_RET, GROW, GC_SWEEP, WRITE, FIN];
+    /// Raw tracepoint program on [`EXEC_TRACEPOINT`], loaded and attached
+    /// only in node-wide mode (`--all`): each exec on the host sends its
+    /// process id, so new processes are found without scanning `/proc`.
+    pub const EXEC: &str = "exec_seen";
+    /// The scheduler tracepoint [`EXEC`] is attached to (by name: a raw
+    /// tracepoint needs no tracefs).
+    pub const EXEC_TRACEPOINT: &str = "sched_process_exec";
 }
 
 /// Every map the object must contain.
@@ -118,6 +125,9 @@ pub enum EventKind {
     GcMarked = 3,
     /// A finalizer or cleanup function was entered: [`FinEvent`].
     Fin = 4,
+    /// A process on the host ran `execve` (node-wide mode): the header
+    /// alone, its `tgid` the process.
+    Exec = 5,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -127,6 +137,7 @@ impl TryFrom<u32> for EventKind {
             1 => Ok(Self::MapGrow),
             3 => Ok(Self::GcMarked),
             4 => Ok(Self::Fin),
+            5 => Ok(Self::Exec),
             other => Err(other),
         }
     }

@@ -1,4 +1,5 @@
-//! eBPF programs of mapleak-trace: uprobes on the Go runtime.
+//! eBPF programs of mapleak-trace: uprobes on the Go runtime, and a raw
+//! tracepoint on exec for node-wide mode.
 //!
 //! Every program is attached by user space at an address chosen by the probe
 //! plan, with a cookie equal to the probe's id. The cookie indexes
@@ -28,9 +29,9 @@ use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_USER_STACK,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
-    macros::{map, uprobe},
+    macros::{map, raw_tracepoint, uprobe},
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::ProbeContext,
+    programs::{ProbeContext, RawTracePointContext},
 };
 use aya_log_ebpf::{debug, error, warn};
 use tracer_common::{
@@ -583,6 +584,29 @@ pub fn fin_hook(ctx: ProbeContext) -> u32 {
     entry.write(ev);
     // Every net.Conn and os.File gets a finalizer, so a busy service makes
     // many.
+    entry.submit(wakeup_flag());
+    0
+}
+
+/// `sched_process_exec` (node-wide mode only): a process on the host now
+/// runs a new executable. Its process id goes to user space, which checks
+/// that one process instead of scanning `/proc` every second. It reads no
+/// memory, and execs are rare next to map operations: tens a second on a
+/// busy node, a few thousand during a build, each costing the kernel far
+/// more than this program. No wakeup (unless the buffer is filling): the
+/// tracer drains the buffer at least every 500 ms.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn exec_seen(_ctx: RawTracePointContext) -> i32 {
+    let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {
+        count(Counter::RingBufFull);
+        return 0;
+    };
+    entry.write(EventHeader {
+        kind: EventKind::Exec as u32,
+        tgid: tgid(),
+        // SAFETY: plain helper call.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+    });
     entry.submit(wakeup_flag());
     0
 }

@@ -12,6 +12,8 @@ pub enum Event {
     GcMarked(GcEvent),
     /// A finalizer or cleanup function was entered.
     Fin(FinEvent),
+    /// A process ran `execve` (node-wide mode).
+    Exec(EventHeader),
 }
 
 impl Event {
@@ -22,6 +24,7 @@ impl Event {
             Self::MapGrow(e) => e.hdr.tgid,
             Self::GcMarked(e) => e.hdr.tgid,
             Self::Fin(e) => e.hdr.tgid,
+            Self::Exec(h) => h.tgid,
         }
     }
 }
@@ -59,6 +62,7 @@ pub fn decode(b: &[u8]) -> Result<Event, DecodeError> {
         EventKind::MapGrow => Ok(Event::MapGrow(read(b)?)),
         EventKind::GcMarked => Ok(Event::GcMarked(read(b)?)),
         EventKind::Fin => Ok(Event::Fin(read(b)?)),
+        EventKind::Exec => Ok(Event::Exec(hdr)),
     }
 }
 
@@ -114,6 +118,17 @@ mod tests {
             _pad: [0; 5],
         };
         assert_eq!(decode(&encode(&fin)), Ok(Event::Fin(fin)));
+        let exec = EventHeader {
+            kind: EventKind::Exec as u32,
+            tgid: 4242,
+            ts_ns: 8,
+        };
+        assert_eq!(decode(&encode(&exec)), Ok(Event::Exec(exec)));
+        assert_eq!(Event::Exec(exec).tgid(), 4242);
+        assert!(matches!(
+            decode(&encode(&exec)[..12]),
+            Err(DecodeError::Short { .. })
+        ));
         assert!(matches!(
             decode(&encode(&ev)[..20]),
             Err(DecodeError::Short { .. })

@@ -146,6 +146,14 @@ fn start_target(bin: &Path, args: &[&str]) -> Target {
     Target { guard, go, pid }
 }
 
+/// The value of the unlabelled series `name` in OpenMetrics `text`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+}
+
 fn child(g: &mut Guard) -> &mut Child {
     g.0.as_mut().unwrap()
 }
@@ -241,6 +249,7 @@ fn all_mode_with_prometheus_and_pprof() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let traced_at = Instant::now();
     let out = Lines::of(tr.stdout.take().unwrap());
     let err = Lines::of(tr.stderr.take().unwrap());
     let tracer_pid = tr.id();
@@ -260,7 +269,19 @@ fn all_mode_with_prometheus_and_pprof() {
     drop(bounded.go.take());
     drop(excl.go.take());
 
-    // A Go process started now is attached within 5 s.
+    // A Go process started now is attached within 5 s, found by its exec:
+    // the exec checks count it, and no full scan of /proc came in between
+    // unless its 30 s were up (with execs not watched, a full scan every
+    // second finds it and no exec is checked).
+    let looks = || {
+        let (_, _, body) = get(port, "/metrics").unwrap();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (
+            metric(&text, "mapleak_scans_total"),
+            metric(&text, "mapleak_exec_checks_total"),
+        )
+    };
+    let (full0, execs0) = looks();
     let t0 = Instant::now();
     let mut late = start_target(
         &bin,
@@ -275,6 +296,25 @@ fn all_mode_with_prometheus_and_pprof() {
         err.all()
     );
     eprintln!("late process attached after {:?}", t0.elapsed());
+    // A scrape may be answered from a snapshot up to 0.5 s old.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (full1, execs1) = loop {
+        let (f, e) = looks();
+        if e > execs0 || Instant::now() > deadline {
+            break (f, e);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        execs1 > execs0,
+        "no exec checked: {execs0} exec checks before the late process, {execs1} after"
+    );
+    let periodic = (traced_at.elapsed().as_secs() / 30) as f64;
+    assert!(
+        full1 - full0 <= periodic,
+        "{} full scans of /proc while the late process was found ({periodic} periodic allowed)",
+        full1 - full0
+    );
     // It runs its steps and exits: let go of, with its last verdicts.
     drop(late.go.take());
     let st = wait_exit(child(&mut late.guard), Duration::from_secs(30)).unwrap();
@@ -310,6 +350,8 @@ fn all_mode_with_prometheus_and_pprof() {
     let text = String::from_utf8_lossy(&body).into_owned();
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("mapleak_tracer_cpu_seconds_total"), "{text}");
+    // Found by their exec (see above), with the kernel's exec reports.
+    assert!(!stderr.contains("execs cannot be watched"), "{stderr}");
     assert!(
         !text.contains(&format!("pid=\"{}\"", excl.pid)),
         "the excluded process is in the metrics:\n{text}"

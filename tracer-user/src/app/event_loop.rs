@@ -147,6 +147,7 @@ pub(super) async fn trace_loop(
     .context("starting the governor's thread")?;
     let mut workers = Workers::new();
     let scrapes = endpoint.map(serve::Endpoint::start);
+    let execs_watched = tracer.watching_execs();
     let mut ctx = Loop {
         opts,
         tracer,
@@ -154,7 +155,10 @@ pub(super) async fn trace_loop(
         console,
         start,
         governor: &governor,
-        fleet: opts.all.clone().map(fleet::Fleet::new),
+        fleet: opts
+            .all
+            .clone()
+            .map(|o| fleet::Fleet::new(o, execs_watched)),
         detaching: budget::Detaching::default(),
         last_snapshot: None,
         clocks: clocks.clone(),
@@ -284,6 +288,12 @@ async fn event_loop(
             Err(_) => bad_events += 1,
         });
         for ev in events.drain(..) {
+            if let Event::Exec(h) = ev {
+                if let Some(f) = ctx.fleet.as_mut() {
+                    f.exec_seen(h.tgid);
+                }
+                continue;
+            }
             if let Some(s) = ctx
                 .sessions
                 .iter_mut()
@@ -419,10 +429,7 @@ fn answer(ctx: &mut Loop<'_>, req: serve::Scrape) {
         tracer_rss_bytes: serve::current_rss(),
         build_s: now.elapsed().as_secs_f64(),
         previous_build_s: previous,
-        scans: ctx
-            .fleet
-            .as_ref()
-            .map(|f| (f.scans, f.scan_time.as_secs_f64())),
+        scans: ctx.fleet.as_ref().map(fleet::Fleet::counts),
         duration_s: el,
     });
     ctx.last_snapshot = Some((now, snap.clone()));
@@ -462,13 +469,13 @@ fn scan_and_attach(ctx: &mut Loop<'_>, exit_tx: &mpsc::UnboundedSender<u32>) {
     let Some(fleet) = ctx.fleet.as_mut() else {
         return;
     };
-    if !fleet.due(Instant::now()) {
+    let Some(kind) = fleet.due(Instant::now()) else {
         return;
-    }
+    };
     let traced: std::collections::HashSet<u32> =
         ctx.sessions.iter().map(|s| s.target.pid).collect();
     let room = fleet::MAX_SESSIONS.saturating_sub(ctx.sessions.len());
-    let found = fleet.scan(&|pid| traced.contains(&pid), room, &ctx.clocks);
+    let found = fleet.scan(kind, &|pid| traced.contains(&pid), room, &ctx.clocks);
     let clocks = ctx.clocks.clone();
     for f in found {
         // Its share of the node's budget until the governor's thread

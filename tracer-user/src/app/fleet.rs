@@ -1,15 +1,22 @@
 //! `app::fleet`: node-wide mode (`--all`). Finds the Go processes of the
-//! host that the filters select, once a second, and decides once per
-//! executable (device and inode) whether it can be traced: a non-Go or
-//! refused binary is never inspected again, and each refusal is reported
-//! once on stderr.
+//! host that the filters select, and decides once per executable (device
+//! and inode) whether it can be traced: a non-Go or refused binary is never
+//! inspected again, and each refusal is reported once on stderr.
 //!
-//! What a scan costs: one `readdir` of `/proc` and, for each process not
-//! traced yet, a `readlink` of its `/proc/PID/exe` (kernel threads fail it
-//! at once) and, when the filters keep it, a `stat` of it: about 1 ms a
-//! scan of 100 processes here. A new
-//! executable is inspected once on a worker thread (its ELF headers and
-//! build info; a Go binary's pclntab and DWARF too), never in the loop.
+//! New processes are found as they exec: the kernel reports each exec on
+//! the host ([`crate::bpf::Tracer::watch_execs`]) and only that process is
+//! checked. All of `/proc` is scanned at the start, when an inspection
+//! finds a new traceable executable (its processes wait for it), and every
+//! [`FULL_SCAN_EVERY`] in case an exec report was lost; every
+//! [`SCAN_EVERY`] instead when execs cannot be watched.
+//!
+//! What checking a process costs: a `readlink` of its `/proc/PID/exe`
+//! (kernel threads fail it at once) and, when the filters keep it, a `stat`
+//! of it. A full scan does that for every process not traced yet after one
+//! `readdir` of `/proc`: about 1 ms a scan of 100 processes here, and ten
+//! times that on a node running a thousand. A new executable is inspected
+//! once on a worker thread (its ELF headers and build info; a Go binary's
+//! pclntab and DWARF too), never in the loop.
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
@@ -24,8 +31,28 @@ use crate::{
     plan::ProbePlan,
 };
 
-/// How often `/proc` is scanned for new processes.
+/// How often all of `/proc` is scanned for new processes when execs
+/// cannot be watched.
 pub(super) const SCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// How often all of `/proc` is scanned while execs are watched: a
+/// process whose exec report was lost (the ring buffer full) is found
+/// this late.
+pub(super) const FULL_SCAN_EVERY: Duration = Duration::from_secs(30);
+
+/// Processes kept to check after their exec; beyond this (an exec storm
+/// between two turns of the loop) the next look is a full scan, which
+/// costs no more than checking them one by one.
+const MAX_EXEC_PIDS: usize = 4096;
+
+/// What the next look for new processes covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ScanKind {
+    /// Every process in `/proc`.
+    Full,
+    /// Only the processes that ran exec since the last look.
+    Execs,
+}
 
 /// How often the loop looks for finished inspections while some run.
 const INSPECTION_POLL: Duration = Duration::from_millis(100);
@@ -215,17 +242,27 @@ pub(super) struct Fleet {
     non_go_reported: u64,
     /// The session cap was reached for these (reported once).
     over_cap: HashSet<u32>,
-    last_scan: Option<Instant>,
+    /// When all of `/proc` was last scanned.
+    last_full: Option<Instant>,
     /// An inspection found a traceable executable since the last scan.
     fresh: bool,
+    /// Execs are reported by the kernel ([`Fleet::exec_seen`]).
+    execs_watched: bool,
+    /// Processes that ran exec since the last look.
+    exec_pids: HashSet<u32>,
+    /// More than [`MAX_EXEC_PIDS`] ran exec since the last look.
+    exec_overflow: bool,
     own_pid: u32,
-    /// Scans done, and their total time (the cost of `--all`).
-    pub(super) scans: u64,
-    pub(super) scan_time: Duration,
+    /// Full scans, processes checked after an exec, and the time both
+    /// took (the cost of `--all`).
+    full_scans: u64,
+    exec_checks: u64,
+    scan_time: Duration,
 }
 
 impl Fleet {
-    pub(super) fn new(opts: FleetOptions) -> Self {
+    /// `execs_watched`: the kernel reports execs (see the module's doc).
+    pub(super) fn new(opts: FleetOptions, execs_watched: bool) -> Self {
         Self {
             opts,
             decisions: HashMap::new(),
@@ -235,30 +272,82 @@ impl Fleet {
             non_go: 0,
             non_go_reported: 0,
             over_cap: HashSet::new(),
-            last_scan: None,
+            last_full: None,
             fresh: false,
+            execs_watched,
+            exec_pids: HashSet::new(),
+            exec_overflow: false,
             own_pid: std::process::id(),
-            scans: 0,
+            full_scans: 0,
+            exec_checks: 0,
             scan_time: Duration::ZERO,
         }
     }
 
-    /// Whether a scan is due: every [`SCAN_EVERY`], and at once when an
-    /// inspection found a traceable executable (its processes wait for it).
-    pub(super) fn due(&mut self, now: Instant) -> bool {
-        self.collect();
-        std::mem::take(&mut self.fresh)
-            || self
-                .last_scan
-                .is_none_or(|t| now.duration_since(t) >= SCAN_EVERY)
+    /// The looks for new processes so far.
+    pub(super) fn counts(&self) -> crate::metrics::ScanCounts {
+        crate::metrics::ScanCounts {
+            full: self.full_scans,
+            execs: self.exec_checks,
+            seconds: self.scan_time.as_secs_f64(),
+        }
     }
 
-    /// How long the loop may sleep before a scan is due; while executables
+    /// Process `pid` ran exec (as the kernel reported it; 0: a process
+    /// outside the tracer's PID namespace): it is checked at the next look.
+    pub(super) fn exec_seen(&mut self, pid: u32) {
+        if pid == 0 || pid == self.own_pid {
+            return;
+        }
+        // It runs another program now: one that could not be attached
+        // before may be traceable.
+        self.failed_pids.remove(&pid);
+        if self.exec_pids.len() >= MAX_EXEC_PIDS {
+            self.exec_overflow = true;
+            self.exec_pids.clear();
+        } else if !self.exec_overflow {
+            self.exec_pids.insert(pid);
+        }
+    }
+
+    /// How often all of `/proc` is scanned.
+    fn full_every(&self) -> Duration {
+        if self.execs_watched {
+            FULL_SCAN_EVERY
+        } else {
+            SCAN_EVERY
+        }
+    }
+
+    /// Which look is due, if any: a full scan at the start, every
+    /// [`Fleet::full_every`], at once when an inspection found a traceable
+    /// executable (its processes wait for it) and after an exec storm; else
+    /// a check of the processes that ran exec since the last look.
+    pub(super) fn due(&mut self, now: Instant) -> Option<ScanKind> {
+        self.collect();
+        let every = self.full_every();
+        if std::mem::take(&mut self.fresh)
+            || self.exec_overflow
+            || self
+                .last_full
+                .is_none_or(|t| now.duration_since(t) >= every)
+        {
+            Some(ScanKind::Full)
+        } else if self.exec_pids.is_empty() {
+            None
+        } else {
+            Some(ScanKind::Execs)
+        }
+    }
+
+    /// How long the loop may sleep before a look is due; while executables
     /// are being inspected, [`INSPECTION_POLL`] (a finished inspection's
-    /// processes wait for the next scan).
+    /// processes wait for the next scan). Exec reports do not shorten it:
+    /// the loop drains them at least every 500 ms and checks them then.
     pub(super) fn scan_wait(&self, now: Instant) -> Duration {
-        let next = self.last_scan.map_or(Duration::ZERO, |t| {
-            SCAN_EVERY.saturating_sub(now.duration_since(t))
+        let every = self.full_every();
+        let next = self.last_full.map_or(Duration::ZERO, |t| {
+            every.saturating_sub(now.duration_since(t))
         });
         if self.inspecting.is_empty() {
             next
@@ -274,106 +363,52 @@ impl Fleet {
         }
     }
 
-    /// Scans `/proc`: the processes to attach now (`traced` says which are
-    /// traced already; `room` how many more may be). Collects finished
+    /// Looks for new processes (all of `/proc`, or those that ran exec):
+    /// the processes to attach now (`traced` says which are traced
+    /// already; `room` how many more may be). Collects finished
     /// inspections first; a new executable is inspected on a worker and
     /// its processes attached at a later scan.
     pub(super) fn scan(
         &mut self,
+        kind: ScanKind,
         traced: &dyn Fn(u32) -> bool,
         room: usize,
         clocks: &Arc<crate::budget::WorkerClocks>,
     ) -> Vec<Found> {
         let t0 = Instant::now();
-        self.last_scan = Some(t0);
         self.collect();
         let mut out = Vec::new();
-        let mut present = HashSet::new();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return out;
-        };
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            present.insert(pid);
-            if pid == self.own_pid || traced(pid) || self.failed_pids.contains(&pid) {
-                continue;
+        match kind {
+            ScanKind::Full => {
+                self.last_full = Some(t0);
+                // Every one of them is in /proc too.
+                self.exec_pids.clear();
+                self.exec_overflow = false;
+                let Ok(dir) = std::fs::read_dir("/proc") else {
+                    return out;
+                };
+                let mut present = HashSet::new();
+                for e in dir.flatten() {
+                    let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+                    else {
+                        continue;
+                    };
+                    present.insert(pid);
+                    self.check(pid, traced, room, clocks, t0, &mut out);
+                }
+                self.failed_pids.retain(|p| present.contains(p));
+                self.over_cap.retain(|p| present.contains(p));
+                self.full_scans += 1;
             }
-            let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-            // Kernel threads have no executable; a process that exited
-            // since the readdir neither.
-            let Ok(path) = std::fs::read_link(&exe) else {
-                continue;
-            };
-            let shown = path.display().to_string();
-            if !self.opts.selects(&shown) {
-                continue;
-            }
-            let key = match std::fs::metadata(&exe) {
-                Ok(m) => {
-                    use std::os::unix::fs::MetadataExt as _;
-                    (m.dev(), m.ino())
+            ScanKind::Execs => {
+                let mut pids: Vec<u32> = self.exec_pids.drain().collect();
+                pids.sort_unstable();
+                for pid in pids {
+                    self.exec_checks += 1;
+                    self.check(pid, traced, room, clocks, t0, &mut out);
                 }
-                Err(e) => {
-                    if e.kind() == std::io::ErrorKind::PermissionDenied {
-                        self.attach_failed(
-                            pid,
-                            &anyhow::anyhow!(
-                                "cannot read /proc/{pid}/exe ({shown}): {e}; run as root or with CAP_SYS_PTRACE"
-                            ),
-                        );
-                    }
-                    continue;
-                }
-            };
-            let known = match self.decisions.get_mut(&key) {
-                Some(Decision::Refused) => continue,
-                Some(Decision::Go(info, used)) => {
-                    *used = t0;
-                    Some(info.clone())
-                }
-                Some(Decision::GoDropped) | None => None,
-            };
-            if let Some(info) = known {
-                if out.len() < room {
-                    out.push(Found {
-                        pid,
-                        dev_ino: key,
-                        info,
-                    });
-                } else if self.over_cap.insert(pid) {
-                    eprintln!(
-                        "mapleak-trace: --all: pid {pid} ({shown}) not traced: {MAX_SESSIONS} processes are traced at once (narrow the selection with --exe or --exclude-exe)"
-                    );
-                }
-            } else if self.pending.insert(key) {
-                self.decisions.remove(&key);
-                let clocks = clocks.clone();
-                self.inspecting.spawn_blocking(move || {
-                    // Start-up work: debited to no process.
-                    let r = clocks
-                        .run_unbudgeted(|| BinaryInfo::open_executable(&exe))
-                        .map_err(|e| Refusal {
-                            not_go: matches!(
-                                e,
-                                InspectError::NotGo { .. } | InspectError::NotElf { .. }
-                            ),
-                            why: format!("not a traceable Go program: {e}"),
-                        })
-                        .and_then(|info| match ProbePlan::build(&info) {
-                            Ok(_) => Ok(info),
-                            Err(e) => Err(Refusal {
-                                not_go: false,
-                                why: format!("cannot be traced: {e}"),
-                            }),
-                        });
-                    (key, shown, r)
-                });
             }
         }
-        self.failed_pids.retain(|p| present.contains(p));
-        self.over_cap.retain(|p| present.contains(p));
         if self.opts.include.is_empty() && self.non_go > self.non_go_reported {
             eprintln!(
                 "mapleak-trace: --all: {} executables are not Go programs and are skipped (--exe GLOB selects executables; each one given by --exe is reported by name)",
@@ -381,9 +416,96 @@ impl Fleet {
             );
             self.non_go_reported = self.non_go;
         }
-        self.scans += 1;
         self.scan_time += t0.elapsed();
         out
+    }
+
+    /// Checks process `pid`: adds it to `out` when its executable is a
+    /// traceable Go program the filters select, or starts inspecting an
+    /// executable not seen before.
+    fn check(
+        &mut self,
+        pid: u32,
+        traced: &dyn Fn(u32) -> bool,
+        room: usize,
+        clocks: &Arc<crate::budget::WorkerClocks>,
+        t0: Instant,
+        out: &mut Vec<Found>,
+    ) {
+        if pid == self.own_pid || traced(pid) || self.failed_pids.contains(&pid) {
+            return;
+        }
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        // Kernel threads have no executable; a process that exited since
+        // the readdir (or its exec) neither.
+        let Ok(path) = std::fs::read_link(&exe) else {
+            return;
+        };
+        let shown = path.display().to_string();
+        if !self.opts.selects(&shown) {
+            return;
+        }
+        let key = match std::fs::metadata(&exe) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt as _;
+                (m.dev(), m.ino())
+            }
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    self.attach_failed(
+                        pid,
+                        &anyhow::anyhow!(
+                            "cannot read /proc/{pid}/exe ({shown}): {e}; run as root or with CAP_SYS_PTRACE"
+                        ),
+                    );
+                }
+                return;
+            }
+        };
+        let known = match self.decisions.get_mut(&key) {
+            Some(Decision::Refused) => return,
+            Some(Decision::Go(info, used)) => {
+                *used = t0;
+                Some(info.clone())
+            }
+            Some(Decision::GoDropped) | None => None,
+        };
+        if let Some(info) = known {
+            if out.len() < room {
+                out.push(Found {
+                    pid,
+                    dev_ino: key,
+                    info,
+                });
+            } else if self.over_cap.insert(pid) {
+                eprintln!(
+                    "mapleak-trace: --all: pid {pid} ({shown}) not traced: {MAX_SESSIONS} processes are traced at once (narrow the selection with --exe or --exclude-exe)"
+                );
+            }
+        } else if self.pending.insert(key) {
+            self.decisions.remove(&key);
+            let clocks = clocks.clone();
+            self.inspecting.spawn_blocking(move || {
+                // Start-up work: debited to no process.
+                let r = clocks
+                    .run_unbudgeted(|| BinaryInfo::open_executable(&exe))
+                    .map_err(|e| Refusal {
+                        not_go: matches!(
+                            e,
+                            InspectError::NotGo { .. } | InspectError::NotElf { .. }
+                        ),
+                        why: format!("not a traceable Go program: {e}"),
+                    })
+                    .and_then(|info| match ProbePlan::build(&info) {
+                        Ok(_) => Ok(info),
+                        Err(e) => Err(Refusal {
+                            not_go: false,
+                            why: format!("cannot be traced: {e}"),
+                        }),
+                    });
+                (key, shown, r)
+            });
+        }
     }
 
     /// Takes the finished inspections into the decisions, reporting each
@@ -459,6 +581,63 @@ mod tests {
         assert!(glob_match("a[", "a["));
         assert!(glob_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab"));
         assert!(!glob_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    }
+
+    /// With execs watched, the first look is a full scan, then only the
+    /// processes that ran exec are checked, and all of `/proc` again after
+    /// [`FULL_SCAN_EVERY`], after an inspection found a traceable
+    /// executable, or after more execs than are kept.
+    #[test]
+    fn execs_are_checked_between_full_scans() {
+        let mut f = Fleet::new(FleetOptions::default(), true);
+        let t0 = Instant::now();
+        assert_eq!(f.due(t0), Some(ScanKind::Full));
+        assert_eq!(f.scan_wait(t0), Duration::ZERO);
+        f.last_full = Some(t0);
+        assert_eq!(f.due(t0), None);
+        assert_eq!(f.scan_wait(t0), FULL_SCAN_EVERY);
+        // Outside the tracer's PID namespace (0), or the tracer itself.
+        f.exec_seen(0);
+        f.exec_seen(std::process::id());
+        assert_eq!(f.due(t0), None);
+        // A pid that is not running: checked once, found nothing.
+        let gone = u32::MAX - 1;
+        f.exec_seen(gone);
+        f.exec_seen(gone);
+        assert_eq!(f.due(t0), Some(ScanKind::Execs));
+        let clocks = Arc::new(crate::budget::WorkerClocks::default());
+        let found = f.scan(ScanKind::Execs, &|_| false, 10, &clocks);
+        assert!(found.is_empty());
+        assert_eq!(f.counts().execs, 1);
+        assert_eq!(f.counts().full, 0);
+        assert_eq!(f.due(t0), None);
+        // A process that could not be attached runs another program now.
+        f.failed_pids.insert(gone);
+        f.exec_seen(gone);
+        assert!(!f.failed_pids.contains(&gone));
+        // An exec storm: the next look is a full scan.
+        for pid in 1..=MAX_EXEC_PIDS as u32 + 1 {
+            f.exec_seen(pid);
+        }
+        assert!(f.exec_pids.is_empty());
+        assert_eq!(f.due(t0), Some(ScanKind::Full));
+        f.exec_overflow = false;
+        // A traceable executable inspected: its processes wait for a scan.
+        f.fresh = true;
+        assert_eq!(f.due(t0), Some(ScanKind::Full));
+        assert_eq!(f.due(t0), None);
+        assert_eq!(f.due(t0 + FULL_SCAN_EVERY), Some(ScanKind::Full));
+    }
+
+    /// Without exec reports, all of `/proc` is scanned every second.
+    #[test]
+    fn without_exec_reports_proc_is_scanned_every_second() {
+        let mut f = Fleet::new(FleetOptions::default(), false);
+        let t0 = Instant::now();
+        f.last_full = Some(t0);
+        assert_eq!(f.scan_wait(t0), SCAN_EVERY);
+        assert_eq!(f.due(t0), None);
+        assert_eq!(f.due(t0 + SCAN_EVERY), Some(ScanKind::Full));
     }
 
     /// A pattern without `/` also matches the file name; filters combine.

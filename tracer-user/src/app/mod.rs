@@ -272,6 +272,21 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         attached_line(&mut console, s, &until);
     }
     if let Some(f) = &opts.all {
+        // New processes are found as they exec; without the kernel's
+        // reports, by scanning /proc every second.
+        let found_when = match tracer.watch_execs() {
+            Ok(()) => "as they start".to_owned(),
+            Err(e) => {
+                console.emit(|w| {
+                    writeln!(
+                        w,
+                        "mapleak-trace: --all: execs cannot be watched ({e:#}); scanning /proc every {:?} for new processes instead",
+                        fleet::SCAN_EVERY
+                    )
+                });
+                format!("within {:?}", fleet::SCAN_EVERY)
+            }
+        };
         let filters = if f.include.is_empty() && f.exclude.is_empty() {
             String::new()
         } else {
@@ -283,8 +298,7 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         console.emit(|w| {
             writeln!(
                 w,
-                "mapleak-trace: --all: tracing every Go process{filters}, new ones within {:?}; report at {until}",
-                fleet::SCAN_EVERY
+                "mapleak-trace: --all: tracing every Go process{filters}, new ones {found_when}; report at {until}"
             )
         });
     }

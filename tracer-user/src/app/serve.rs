@@ -87,8 +87,8 @@ pub struct Snapshot {
     pub build_s: f64,
     /// The previous snapshot's, if any.
     pub previous_build_s: Option<f64>,
-    /// `--all`: scans done and their seconds.
-    pub scans: Option<(u64, f64)>,
+    /// `--all`: how new processes were looked for.
+    pub scans: Option<crate::metrics::ScanCounts>,
     /// Seconds traced.
     pub duration_s: f64,
 }

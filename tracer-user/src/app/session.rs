@@ -530,5 +530,8 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             }
             s.clock.on_gc(cycle, g.hdr.ts_ns, Instant::now());
         }
+        // Node-wide mode's, for the scanner (a traced process that runs
+        // another executable keeps its session until it exits).
+        Event::Exec(_) => {}
     }
 }

@@ -11,6 +11,7 @@
 //! are handed to the caller as a [`BpfLog`] to poll.
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
+mod execs;
 mod multi;
 mod per_process;
 mod run_stats;
@@ -78,6 +79,8 @@ pub struct Tracer {
     /// `next_id`, shared with the [`HitsReader`]s (the governor's thread
     /// reads the counts of probes registered after it started).
     hits_n: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Execs on the host are reported ([`Tracer::watch_execs`]).
+    execs_watched: bool,
 }
 
 /// How [`Tracer::load_with`] loads the programs.
@@ -314,6 +317,7 @@ impl Tracer {
             next_id: 0,
             free_ids: Vec::new(),
             hits_n: std::sync::Arc::default(),
+            execs_watched: false,
         })
     }
 
@@ -674,7 +678,7 @@ const REBUILD: &str = "rebuild mapleak-trace from one checkout (`cargo clean -p 
 pub fn check_object(obj: &[u8]) -> Result<()> {
     check_abi(obj)?;
     let parsed = aya_obj::Object::parse(obj).context("parsing the eBPF object")?;
-    for p in programs::ALL {
+    for p in programs::ALL.into_iter().chain([programs::EXEC]) {
         if !parsed.programs.contains_key(p) {
             bail!("program {p} missing from the eBPF object");
         }

@@ -69,8 +69,19 @@ pub struct TracerView {
     pub max_rss_bytes: u64,
     /// Seconds the snapshot behind this scrape took to build.
     pub snapshot_build_s: f64,
-    /// `--all`: scans of `/proc` done, and their total seconds.
-    pub scans: Option<(u64, f64)>,
+    /// `--all`: how new processes were looked for.
+    pub scans: Option<ScanCounts>,
+}
+
+/// `--all`: the looks for new processes so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScanCounts {
+    /// Scans of all of `/proc`.
+    pub full: u64,
+    /// Processes checked because they ran exec.
+    pub execs: u64,
+    /// Seconds spent in both.
+    pub seconds: f64,
 }
 
 /// Maps folded by (type, site, holder): one row.
@@ -269,6 +280,7 @@ struct Families {
     traced: G,
     snapshot_build: G,
     scans: C,
+    exec_checks: C,
     scan_seconds: C,
 }
 
@@ -305,6 +317,7 @@ impl Families {
             traced: G::default(),
             snapshot_build: G::default(),
             scans: C::default(),
+            exec_checks: C::default(),
             scan_seconds: C::default(),
         }
     }
@@ -483,13 +496,19 @@ impl Families {
         c(
             r,
             "scans",
-            "Scans of /proc for new processes (--all)",
+            "Scans of all of /proc for new processes (--all: every 30 s while execs are watched, every second when they cannot be)",
             &self.scans,
         );
         c(
             r,
+            "exec_checks",
+            "Processes checked for tracing because they ran exec (--all)",
+            &self.exec_checks,
+        );
+        c(
+            r,
             "scan_seconds",
-            "Seconds spent scanning /proc (--all)",
+            "Seconds spent looking for new processes in /proc (--all)",
             &self.scan_seconds,
         );
     }
@@ -749,9 +768,10 @@ pub fn render(processes: &[ProcessView<'_>], tracer: &TracerView, top: usize) ->
     set(&f.tracer_max_rss, &none, u(tracer.max_rss_bytes));
     set(&f.traced, &none, u(processes.len() as u64));
     set(&f.snapshot_build, &none, tracer.snapshot_build_s);
-    if let Some((n, s)) = tracer.scans {
-        count(&f.scans, &none, u(n));
-        count(&f.scan_seconds, &none, s);
+    if let Some(s) = tracer.scans {
+        count(&f.scans, &none, u(s.full));
+        count(&f.exec_checks, &none, u(s.execs));
+        count(&f.scan_seconds, &none, s.seconds);
     }
     let mut registry = Registry::with_prefix("mapleak");
     f.register(&mut registry);

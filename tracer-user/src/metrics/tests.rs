@@ -208,7 +208,11 @@ fn render_openmetrics() {
         rss_bytes: 1 << 20,
         max_rss_bytes: 2 << 20,
         snapshot_build_s: 0.001,
-        scans: Some((3, 0.01)),
+        scans: Some(ScanCounts {
+            full: 3,
+            execs: 7,
+            seconds: 0.01,
+        }),
     };
     let text = render(&p, &t, 20);
     for want in [
@@ -222,6 +226,8 @@ fn render_openmetrics() {
         r#"mapleak_target_info{pid="42",exe="/srv/api",go_version="go1.26.8",goarch="amd64",map_impl="swiss"} 1.0"#,
         "mapleak_tracer_cpu_seconds_total 1.5",
         "mapleak_traced_processes 1.0",
+        "mapleak_scans_total 3",
+        "mapleak_exec_checks_total 7",
         "# TYPE mapleak_gc_cycles counter",
         "# EOF",
     ] {
