@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
         // Every kind carries the header it was decoded from.
         let _ = ev.tgid();
         match ev {
-            Event::MapGrow(_) | Event::Fin(_) | Event::GcMarked(_) => {}
+            Event::MapGrow(_) | Event::Fin(_) | Event::GcMarked(_) | Event::Exec(_) => {}
         }
     }
 });
