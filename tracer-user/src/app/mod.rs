@@ -277,13 +277,10 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         let found_when = match tracer.watch_execs() {
             Ok(()) => "as they start".to_owned(),
             Err(e) => {
-                console.emit(|w| {
-                    writeln!(
-                        w,
-                        "mapleak-trace: --all: execs cannot be watched ({e:#}); scanning /proc every {:?} for new processes instead",
-                        fleet::SCAN_EVERY
-                    )
-                });
+                eprintln!(
+                    "mapleak-trace: --all: execs cannot be watched ({e:#}); scanning /proc every {:?} for new processes instead",
+                    fleet::SCAN_EVERY
+                );
                 format!("within {:?}", fleet::SCAN_EVERY)
             }
         };
