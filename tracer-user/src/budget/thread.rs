@@ -48,6 +48,30 @@ fn split(
     Some((now, live.len()))
 }
 
+/// A budget's part of `shared` seconds of the tracer's CPU spent for every
+/// process at once (the loop, the governor's thread, scans, scrapes): in
+/// proportion to its `rate` among the `live` budgets' (`rates`, their sum;
+/// equal parts when no rate is known).
+///
+/// Node-wide mode (`node`, the node's whole budget): in proportion to its
+/// share of `node`, when the rates given add up to less. They do when the
+/// processes traced use less than one CPU together
+/// ([`crate::governor::split_rates`]): the node's CPU is then partly idle,
+/// and the part of the tracer's shared work that no process was given a
+/// budget for runs beside them, paid from the node's budget that no process
+/// was given. Without this, quiet processes (an idle daemon uses 0.02 % of
+/// a CPU) are given less than the tracer's own floor, so their governed
+/// probes never come back and their samples wait for the 10 s cap. The
+/// tracer's whole cost stays within `node` as long as its shared work does.
+fn shared_part(shared: f64, rate: f64, rates: f64, live: usize, node: Option<f64>) -> f64 {
+    let whole = node.map_or(rates, |n| rates.max(n));
+    if whole > 0.0 && rates > 0.0 {
+        shared * rate / whole
+    } else {
+        shared / live.max(1) as f64
+    }
+}
+
 /// The governor's thread and its stop switch.
 #[derive(Debug)]
 pub struct GovernorThread {
@@ -62,8 +86,9 @@ impl GovernorThread {
     /// (read from their thread CPU clocks at every check, [`WorkerClocks`])
     /// is debited to that process, and the rest (the loop, this thread,
     /// scans, scrapes: work for every process at once) among the budgets
-    /// still live in proportion to their rates (equal shares when the
-    /// rates are equal, as with `--pid`), but for the start-up work of
+    /// still live in proportion to their rates ([`shared_part`]: equal
+    /// shares when the rates are equal, as with `--pid`; in node-wide mode
+    /// by their shares of the node's budget), but for the start-up work of
     /// processes attached while others are traced
     /// ([`WorkerClocks::run_unbudgeted`]), debited to none. The two figures are read a
     /// moment apart; the difference is carried, so that over time the
@@ -144,14 +169,7 @@ impl GovernorThread {
                     let mut shared = delta + carry - own - workers.take_unbudgeted();
                     carry = shared.min(0.0);
                     shared = shared.max(0.0);
-                    // Each budget's part of the shared CPU.
-                    let part = |rate: f64| {
-                        if rates > 0.0 {
-                            shared * rate / rates
-                        } else {
-                            shared / live.max(1) as f64
-                        }
-                    };
+                    let part = |rate: f64| shared_part(shared, rate, rates, live, node);
                     let mut next = crate::governor::PERIOD_IDLE;
                     let mut attach = false;
                     for b in &budgets {
@@ -222,6 +240,30 @@ impl Drop for GovernorThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_cpu_parts() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // `--pid`: equal rates, equal parts, all of it.
+        assert!(close(shared_part(0.01, 0.005, 0.01, 2, None), 0.005));
+        // No rate known: equal parts.
+        assert!(close(shared_part(0.01, 0.0, 0.0, 4, None), 0.0025));
+        // A busy node (the rates add up to the node's budget): all of it,
+        // by rate.
+        let node = Some(0.01);
+        assert!(close(shared_part(0.002, 0.0075, 0.01, 2, node), 0.0015));
+        assert!(close(shared_part(0.002, 0.0025, 0.01, 2, node), 0.0005));
+        // Two idle processes given 0.08 % and 0.02 % of a CPU of a 1 %
+        // node budget: a tenth of the shared work is theirs.
+        let (a, b) = (0.0008, 0.0002);
+        let parts = [a, b].map(|r| shared_part(0.0016, r, a + b, 2, node));
+        assert!(close(parts[0] + parts[1], 0.00016), "{parts:?}");
+        assert!(close(parts[0], 4.0 * parts[1]), "{parts:?}");
+        // Processes at the split's floor may be given more than the node:
+        // by rate again, all of it.
+        let over = shared_part(0.001, 0.006, 0.012, 2, node);
+        assert!(close(over, 0.0005), "{over}");
+    }
 
     #[test]
     fn split_among_live_budgets() {

@@ -9,9 +9,13 @@
 //! only these processes run) is started, its traced phase runs from the
 //! moment it has reported every target attached plus the settling delay
 //! until it is stopped with SIGINT, and its JSON report must name every
-//! target. Each process's phases are compared as in part 1b (its stats:
-//! `phases::losses`, `median_interval`); the figures and the section are
-//! `report::fleet`'s.
+//! target. As many control processes run the same program from another
+//! copy of the binary, which `--exe` does not select, and are never traced:
+//! each phase's rates are taken relative to theirs, so that what the shared
+//! host does to every process at once (another tenant, a slower minute)
+//! cancels out, as the twins of part 1h do. Each process's phases are then
+//! compared as in part 1b (its stats: `phases::losses`, `median_interval`);
+//! the figures and the section are `report::fleet`'s.
 use std::{
     collections::HashSet,
     fs,
@@ -87,6 +91,55 @@ pub(crate) struct FleetPhase {
     #[serde(deserialize_with = "nan_if_null")]
     pub(crate) foreign_cpu_s: f64,
     pub(crate) procs: Vec<FleetProc>,
+    /// The control processes (never traced) in the same phase: their rates
+    /// and CPU. Empty in runs made before there were controls.
+    #[serde(default)]
+    pub(crate) controls: Vec<FleetProc>,
+}
+
+/// What [`as_phases`] measures each phase's rate against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Against {
+    /// Nothing: operations per second as counted.
+    Nothing,
+    /// The control processes' operations per wall-clock second in the same
+    /// phase (for `phases::losses`).
+    ControlsPerSecond,
+    /// The control processes' operations per CPU-second in the same phase
+    /// (for `phases::cpu_losses`).
+    ControlsPerCpuSecond,
+}
+
+impl FleetPhase {
+    /// The control processes' figure in this phase that `against` names
+    /// (NaN if there are none, or it cannot be computed).
+    fn control(&self, against: Against) -> f64 {
+        let rate: f64 = self.controls.iter().map(|c| c.rate).sum();
+        let cpu: f64 = self.controls.iter().map(|c| c.target_cpu_s).sum();
+        let x = match against {
+            Against::Nothing => return 1.0,
+            Against::ControlsPerSecond => rate,
+            Against::ControlsPerCpuSecond => rate * (self.end - self.start) / cpu,
+        };
+        if self.controls.is_empty() || !(x.is_finite() && x > 0.0) {
+            f64::NAN
+        } else {
+            x
+        }
+    }
+}
+
+/// Each phase's factor that puts its rates against the controls' (their
+/// mean over `ph` over theirs in the phase, so that the rates keep their
+/// scale); 1 for every phase when no phase has controls.
+fn control_factors(ph: &[&FleetPhase], against: Against) -> Vec<f64> {
+    if against == Against::Nothing || ph.iter().all(|p| p.controls.is_empty()) {
+        return vec![1.0; ph.len()];
+    }
+    let c: Vec<f64> = ph.iter().map(|p| p.control(against)).collect();
+    let known: Vec<f64> = c.iter().copied().filter(|x| x.is_finite()).collect();
+    let mean = known.iter().sum::<f64>() / known.len().max(1) as f64;
+    c.iter().map(|x| mean / x).collect()
 }
 
 /// The workload the targets run.
@@ -95,12 +148,16 @@ pub(crate) fn workload() -> &'static Workload {
 }
 
 /// Process `k`'s phases (of one Go release, in order) as part 1b's, for
-/// its statistics; `k == None`: the whole node (every process's operations
-/// summed). A process's share of the tracer's CPU (for its operations per
-/// CPU-second) is an equal one; the node's is all of it.
-pub(crate) fn as_phases(ph: &[&FleetPhase], k: Option<usize>) -> Vec<Phase> {
+/// its statistics; `k == None`: the whole node (every traced process's
+/// operations summed). A process's share of the tracer's CPU (for its
+/// operations per CPU-second) is an equal one; the node's is all of it.
+/// Each phase's rate is scaled by what `against` names: a phase in which
+/// the controls did 5 % less than their mean has its rates raised by 5 %.
+pub(crate) fn as_phases(ph: &[&FleetPhase], k: Option<usize>, against: Against) -> Vec<Phase> {
+    let factors = control_factors(ph, against);
     ph.iter()
-        .map(|p| {
+        .zip(factors)
+        .map(|(p, f)| {
             let of = |f: &dyn Fn(&FleetProc) -> f64| match k {
                 Some(k) => p.procs.get(k).map_or(f64::NAN, f),
                 None => p.procs.iter().map(f).sum(),
@@ -113,7 +170,7 @@ pub(crate) fn as_phases(ph: &[&FleetPhase], k: Option<usize>) -> Vec<Phase> {
                 start: p.start,
                 end: p.end,
                 attached: p.attached,
-                rate: of(&|x| x.rate),
+                rate: of(&|x| x.rate) * f,
                 startup_rate: f64::NAN,
                 gc_rate: f64::NAN,
                 tracer_cpu_s: match k {
@@ -179,6 +236,22 @@ fn measure(pids: &[u32], p: Duration) -> Window {
     }
 }
 
+/// Processes as an untraced phase has them: their CPU, rates to come.
+fn untraced_procs(pids: &[u32], cpu: &[f64]) -> Vec<FleetProc> {
+    pids.iter()
+        .zip(cpu)
+        .map(|(&pid, &c)| FleetProc {
+            pid,
+            rate: f64::NAN,
+            target_cpu_s: c,
+            reported: false,
+            planted: false,
+            budget_rate: f64::NAN,
+            debit_s: f64::NAN,
+        })
+        .collect()
+}
+
 fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
     let s = &b.s;
     let (n, rounds, p, settle) = (s.fleet_procs, s.fleet_rounds, s.fleet_phase, s.fleet_settle);
@@ -188,26 +261,34 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
     fs::create_dir_all(&dir)?;
     let bin: PathBuf = dir.join(format!("bench-{}", g.tag));
     fs::copy(&g.bin, &bin).with_context(|| format!("copying {}", g.bin.display()))?;
+    // The controls' copy, which `--exe` does not select.
+    let control_bin: PathBuf = dir.join(format!("control-{}", g.tag));
+    fs::copy(&g.bin, &control_bin).with_context(|| format!("copying {}", g.bin.display()))?;
     let life = rounds as f64 * (2.0 * p.as_secs_f64() + settle.as_secs_f64() + 180.0) + 60.0;
     let w = workload();
-    let mut targets = Vec::new();
+    // Targets 0..n, then the controls n..2n, started in turns.
+    let mut procs: Vec<Option<Proc>> = (0..2 * n).map(|_| None).collect();
     for i in 0..n {
-        let mut cmd = Command::new(&bin);
-        cmd.env("GOMAXPROCS", GOMAXPROCS.to_string())
-            .args(w.args)
-            .args([
-                "-seconds".to_owned(),
-                format!("{life:.0}"),
-                "-tick".to_owned(),
-                format!("{TICK_MS}ms"),
-                "-wait".to_owned(),
-            ]);
-        targets.push(Proc::spawn(&format!("fleet target {i}"), cmd)?);
+        for (k, exe, what) in [(i, &bin, "target"), (n + i, &control_bin, "control")] {
+            let mut cmd = Command::new(exe);
+            cmd.env("GOMAXPROCS", GOMAXPROCS.to_string())
+                .args(w.args)
+                .args([
+                    "-seconds".to_owned(),
+                    format!("{life:.0}"),
+                    "-tick".to_owned(),
+                    format!("{TICK_MS}ms"),
+                    "-wait".to_owned(),
+                ]);
+            procs[k] = Some(Proc::spawn(&format!("fleet {what} {i}"), cmd)?);
+        }
     }
+    let mut targets: Vec<Proc> = procs.into_iter().flatten().collect();
     for t in &mut targets {
         t.wait_line(|l| l == "waiting", Duration::from_secs(60))?;
     }
-    let pids: Vec<u32> = targets.iter().map(Proc::pid).collect();
+    let all_pids: Vec<u32> = targets.iter().map(Proc::pid).collect();
+    let pids: Vec<u32> = all_pids[..n].to_vec();
     for t in &mut targets {
         t.send_line("go")?;
     }
@@ -226,19 +307,8 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
         tracer_cpu_s,
         tracer_peak_rss: 0,
         foreign_cpu_s: (w.busy - w.target_cpu.iter().sum::<f64>() - tracer_cpu_s).max(0.0),
-        procs: pids
-            .iter()
-            .zip(&w.target_cpu)
-            .map(|(&pid, &c)| FleetProc {
-                pid,
-                rate: f64::NAN,
-                target_cpu_s: c,
-                reported: false,
-                planted: false,
-                budget_rate: f64::NAN,
-                debit_s: f64::NAN,
-            })
-            .collect(),
+        procs: untraced_procs(&all_pids[..n], &w.target_cpu[..n]),
+        controls: untraced_procs(&all_pids[n..], &w.target_cpu[n..]),
     };
     let mut out = Vec::new();
     for round in 0..rounds {
@@ -247,7 +317,7 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
                 bail!("a fleet target exited early: {}", t.stderr_tail());
             }
         }
-        out.push(phase(round, false, &measure(&pids, p), 0.0));
+        out.push(phase(round, false, &measure(&all_pids, p), 0.0));
         // Traced: one tracer for every target.
         let _ = fs::remove_file(&json_path);
         let mut c = Command::new(tracer);
@@ -279,7 +349,7 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
         let attached = now();
         thread::sleep(settle);
         let cpu0 = proc_cpu_s(tr.pid());
-        let win = measure(&pids, p);
+        let win = measure(&all_pids, p);
         let tracer_cpu_s = cpu_delta(cpu0, proc_cpu_s(tr.pid()));
         let hwm = proc_hwm_bytes(tr.pid()).unwrap_or(0);
         tr.signal(libc::SIGINT);
@@ -305,6 +375,11 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
         ph.tracer_peak_rss = hwm;
         for rep in doc["processes"].as_array().into_iter().flatten() {
             let pid = rep["target"]["pid"].as_u64();
+            if all_pids[n..].iter().any(|&c| Some(u64::from(c)) == pid) {
+                bail!(
+                    "the tracer traced control process {pid:?}, which `--exe` should have left out"
+                );
+            }
             if let Some(x) = ph.procs.iter_mut().find(|x| Some(u64::from(x.pid)) == pid) {
                 let t = Traced::from_report(rep);
                 x.reported = true;
@@ -344,7 +419,7 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
         out.push(ph);
         thread::sleep(GAP);
     }
-    out.push(phase(rounds, false, &measure(&pids, p), 0.0));
+    out.push(phase(rounds, false, &measure(&all_pids, p), 0.0));
     b.foreign.extend(
         out.iter()
             .map(|p| p.foreign_cpu_s / (p.end - p.start))
@@ -352,15 +427,25 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
     );
     thread::sleep(Duration::from_millis(2 * TICK_MS));
     for (k, t) in targets.iter_mut().enumerate() {
+        let what = if k < n {
+            format!("target {k}")
+        } else {
+            format!("control {}", k - n)
+        };
         if !t.running() {
-            bail!("fleet target {k} exited early: {}", t.stderr_tail());
+            bail!("fleet {what} exited early: {}", t.stderr_tail());
         }
         let ticks = parse_ticks(&drain(t));
         for ph in &mut out {
-            ph.procs[k].rate = phases::rate(&ticks, ph.start, ph.end);
-            if !ph.procs[k].rate.is_finite() {
+            let x = if k < n {
+                &mut ph.procs[k]
+            } else {
+                &mut ph.controls[k - n]
+            };
+            x.rate = phases::rate(&ticks, ph.start, ph.end);
+            if !x.rate.is_finite() {
                 bail!(
-                    "no tick of fleet target {k} fell inside the {} phase of round {}",
+                    "no tick of fleet {what} fell inside the {} phase of round {}",
                     if ph.traced { "traced" } else { "untraced" },
                     ph.round
                 );
@@ -369,6 +454,7 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
     }
     drop(targets);
     let _ = fs::remove_file(&bin);
+    let _ = fs::remove_file(&control_bin);
     Ok(out)
 }
 
@@ -404,6 +490,67 @@ mod tests {
         }
     }
 
+    /// Phases whose controls did `ctl` operations a second each (two of
+    /// them, 0.1 CPU-seconds each).
+    fn with_controls(traced: bool, rates: &[f64], ctl: f64) -> FleetPhase {
+        let mut p = fp(traced, rates);
+        p.controls = fp(false, &[ctl, ctl]).procs;
+        p
+    }
+
+    /// The host slows every process by 10 % in the traced phase: measured
+    /// alone the traced process lost 10 %, against the controls nothing; a
+    /// real loss of 2 % shows through the same slowdown, in both lenses.
+    #[test]
+    fn controls_cancel_what_the_host_does_to_every_process() {
+        let slow = [
+            with_controls(false, &[100.0], 50.0),
+            with_controls(true, &[90.0], 45.0),
+            with_controls(false, &[100.0], 50.0),
+        ];
+        let refs: Vec<&FleetPhase> = slow.iter().collect();
+        let loss = |against| {
+            phases::losses(
+                &as_phases(&refs, Some(0), against)
+                    .iter()
+                    .collect::<Vec<_>>(),
+            )
+            .0[0]
+        };
+        assert!((loss(Against::Nothing) - 0.1).abs() < 1e-12);
+        assert!(loss(Against::ControlsPerSecond).abs() < 1e-12);
+        let mut lossy = slow.clone();
+        lossy[1].procs[0].rate = 90.0 * 0.98;
+        let refs: Vec<&FleetPhase> = lossy.iter().collect();
+        let l = phases::losses(
+            &as_phases(&refs, Some(0), Against::ControlsPerSecond)
+                .iter()
+                .collect::<Vec<_>>(),
+        )
+        .0[0];
+        assert!((l - 0.02).abs() < 1e-12, "{l}");
+        // Per CPU-second (every process used 0.1 CPU-seconds in every
+        // phase): the controls did 10 % less per CPU-second in the slow
+        // phase, and so did the traced process, besides its own 2 %.
+        let l = phases::cpu_losses(
+            &as_phases(&refs, Some(0), Against::ControlsPerCpuSecond)
+                .iter()
+                .collect::<Vec<_>>(),
+        )
+        .0[0];
+        assert!((l - 0.02).abs() < 1e-9, "{l}");
+        // A phase whose controls cannot be measured gives no loss.
+        let mut gone = slow.clone();
+        gone[1].controls[0].rate = f64::NAN;
+        let refs: Vec<&FleetPhase> = gone.iter().collect();
+        let (l, _) = phases::losses(
+            &as_phases(&refs, Some(0), Against::ControlsPerSecond)
+                .iter()
+                .collect::<Vec<_>>(),
+        );
+        assert!(l.is_empty(), "{l:?}");
+    }
+
     #[test]
     fn each_process_and_the_node_as_phases() {
         let ph = [
@@ -412,9 +559,20 @@ mod tests {
             fp(false, &[100.0, 10.0]),
         ];
         let refs: Vec<&FleetPhase> = ph.iter().collect();
-        let (l, _) = phases::losses(&as_phases(&refs, Some(1)).iter().collect::<Vec<_>>());
+        let (l, _) = phases::losses(
+            &as_phases(&refs, Some(1), Against::Nothing)
+                .iter()
+                .collect::<Vec<_>>(),
+        );
         assert!((l[0] - 0.1).abs() < 1e-12, "{l:?}");
-        let node = as_phases(&refs, None);
+        // No controls: measured against them is as measured.
+        let (l2, _) = phases::losses(
+            &as_phases(&refs, Some(1), Against::ControlsPerSecond)
+                .iter()
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(l, l2);
+        let node = as_phases(&refs, None, Against::Nothing);
         assert!((node[1].rate - 108.0).abs() < 1e-12);
         assert!((node[1].target_cpu_s - 0.2).abs() < 1e-12);
         // A phase written with NaN figures reads back.

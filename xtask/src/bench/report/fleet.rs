@@ -6,7 +6,7 @@ use crate::bench::{
     BUDGET_PCT,
     binaries::GoBin,
     parts::{
-        fleet::{FleetPhase, GOMAXPROCS, as_phases, workload},
+        fleet::{Against, FleetPhase, GOMAXPROCS, as_phases, workload},
         phases::{CONFIDENCE, TICK_MS, WARMUP, cpu_losses, losses, median_interval},
     },
     stats::{median, min_max, num, pct},
@@ -35,6 +35,8 @@ struct Row {
     go: String,
     map_impl: String,
     procs: Vec<ProcRow>,
+    /// Control processes (never traced) the rates were measured against.
+    controls: usize,
     rounds: usize,
     phase_s: f64,
     settle_s: f64,
@@ -103,15 +105,28 @@ fn rows(gos: &[GoBin], fleet: &[FleetPhase]) -> Vec<Row> {
     out
 }
 
+/// `losses` of process `k` (None: the node), its rates against the
+/// controls' per wall-clock second.
+fn losses_against_controls(ph: &[&FleetPhase], k: Option<usize>) -> (Vec<f64>, Vec<f64>) {
+    let p = as_phases(ph, k, Against::ControlsPerSecond);
+    losses(&p.iter().collect::<Vec<_>>())
+}
+
+/// `cpu_losses` of process `k` (None: the node), against the controls'
+/// operations per CPU-second.
+fn cpu_losses_against_controls(ph: &[&FleetPhase], k: Option<usize>) -> (Vec<f64>, Vec<f64>) {
+    let p = as_phases(ph, k, Against::ControlsPerCpuSecond);
+    cpu_losses(&p.iter().collect::<Vec<_>>())
+}
+
 fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
     let on: Vec<&&FleetPhase> = ph.iter().filter(|p| p.traced).collect();
     let n = ph.iter().map(|p| p.procs.len()).min().unwrap_or(0);
     let procs = (0..n)
         .map(|k| {
-            let mine = as_phases(ph, Some(k));
-            let refs: Vec<_> = mine.iter().collect();
-            let (l, null) = losses(&refs);
-            let (cl, cnull) = cpu_losses(&refs);
+            let mine = as_phases(ph, Some(k), Against::Nothing);
+            let (l, null) = losses_against_controls(ph, Some(k));
+            let (cl, cnull) = cpu_losses_against_controls(ph, Some(k));
             ProcRow {
                 pid: ph[0].procs[k].pid,
                 untraced: median(
@@ -136,10 +151,8 @@ fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
             }
         })
         .collect();
-    let node = as_phases(ph, None);
-    let refs: Vec<_> = node.iter().collect();
-    let (l, null) = losses(&refs);
-    let (cl, cnull) = cpu_losses(&refs);
+    let (l, null) = losses_against_controls(ph, None);
+    let (cl, cnull) = cpu_losses_against_controls(ph, None);
     let cpu: Vec<f64> = on
         .iter()
         .map(|p| p.tracer_cpu_s / (p.end - p.start))
@@ -152,6 +165,7 @@ fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
         go: g.tag.clone(),
         map_impl: g.map_impl.clone(),
         procs,
+        controls: ph.iter().map(|p| p.controls.len()).min().unwrap_or(0),
         rounds: on.len(),
         phase_s: median(&ph.iter().map(|p| p.end - p.start).collect::<Vec<_>>()),
         settle_s: median(&on.iter().map(|p| p.start - p.attached).collect::<Vec<_>>()),
@@ -211,7 +225,7 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], fleet: &[FleetPhase]) {
          node's, split among the processes by the CPU each uses (README, node-wide mode). Each process's loss \
          is computed as in part 1b: per traced phase `1 - traced / mean(untraced before, untraced after)`, \
          the median over the traced phases with a distribution-free {:.0} % interval, and as its noise floor \
-         the same formula over its inner untraced phases. \"Node\" is the same over every process's \
+         the same formula over its inner untraced phases. \"Node\" is the same over every traced process's \
          operations summed. The tracer's CPU is its own (user + system) over each traced phase, in % of one \
          CPU; its peak RSS is `VmHWM` read before SIGINT.\n",
         w.name,
@@ -220,6 +234,19 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], fleet: &[FleetPhase]) {
         median(&rows.iter().map(|r| r.settle_s).collect::<Vec<_>>()),
         CONFIDENCE * 100.0,
     );
+    let controls = rows.first().map_or(0, |r| r.controls);
+    if controls > 0 {
+        let _ = writeln!(
+            o,
+            "{controls} control processes run the same program beside them from another copy of the binary, \
+             which `--exe` does not select, and are never traced. Every rate is taken against theirs in the \
+             same phase (a process's operations over the controls' summed, per wall-clock second; per \
+             CPU-second, over the controls' operations per CPU-second), so that what the shared host does to \
+             every process at once cancels out, as between the twins of part 1h. The tracer's CPU slows the \
+             controls as much as the traced processes in the wall-clock lens, which then sees the probes' cost \
+             alone; the CPU-second lens charges each traced process an equal share of the tracer's CPU.\n"
+        );
+    }
     let _ = writeln!(
         o,
         "| Go (maps) | processes | traced phases x length | all attached after (median) | worst process's loss (median) | processes at most 1 % (median; whole interval) | median of the processes' losses | processes' noise floors (median, min .. max) | node loss (median) | its 95 % interval | node noise floor | its 95 % interval | budget rates given, summed (of one CPU) | tracer CPU (of one CPU; median, max) | tracer peak RSS | planted maps reported growing | other processes' CPU (median, max) |"
