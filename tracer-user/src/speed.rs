@@ -169,10 +169,16 @@ mod tests {
     #[test]
     fn runs_are_timed_on_the_threads_cpu_clock() {
         let t = RunClock::start();
-        assert!(matches!(t, RunClock::Cpu(_)), "the thread's CPU clock did not read");
+        assert!(
+            matches!(t, RunClock::Cpu(_)),
+            "the thread's CPU clock did not read"
+        );
         std::thread::sleep(Duration::from_millis(200));
         let asleep = t.elapsed();
-        assert!(asleep < Duration::from_millis(100), "{asleep:?} counted while asleep");
+        assert!(
+            asleep < Duration::from_millis(100),
+            "{asleep:?} counted while asleep"
+        );
         let t = RunClock::start();
         let mut x = 0u64;
         for i in 0..20_000_000u64 {
