@@ -110,12 +110,19 @@ impl RunClock {
 
 /// This thread's CPU time so far (user + system), if its clock reads.
 fn thread_cpu() -> Option<Duration> {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// The time on clock `cid` (a thread's or process's CPU clock), if it
+/// reads.
+pub(crate) fn cpu_clock(cid: libc::clockid_t) -> Option<Duration> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime fills the timespec we pass.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) } != 0 {
+    // SAFETY: clock_gettime fills the timespec we pass; a clock that does
+    // not exist (a thread gone) is an error return, not undefined.
+    if unsafe { libc::clock_gettime(cid, &raw mut ts) } != 0 {
         return None;
     }
     let secs = u64::try_from(ts.tv_sec).ok()?;

@@ -96,16 +96,10 @@ fn own_thread_clock() -> Option<libc::clockid_t> {
     (unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &raw mut cid) } == 0).then_some(cid)
 }
 
-/// Seconds on CPU clock `cid`.
+/// Seconds on CPU clock `cid` (the clock of a live thread, see
+/// `WorkerClocks`); 0 if it does not read.
 fn clock_s(cid: libc::clockid_t) -> f64 {
-    // SAFETY: clock_gettime fills the timespec we pass.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer; `cid` is the clock of a live thread (see
-    // `WorkerClocks`).
-    if unsafe { libc::clock_gettime(cid, &raw mut ts) } != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    crate::speed::cpu_clock(cid).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The CPU clocks of the worker threads while they read a process's

@@ -266,10 +266,13 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
     fs::copy(&g.bin, &control_bin).with_context(|| format!("copying {}", g.bin.display()))?;
     let life = rounds as f64 * (2.0 * p.as_secs_f64() + settle.as_secs_f64() + 180.0) + 60.0;
     let w = workload();
-    // Targets 0..n, then the controls n..2n, started in turns.
-    let mut procs: Vec<Option<Proc>> = (0..2 * n).map(|_| None).collect();
+    // Targets 0..n, then the controls n..2n; started in turns.
+    let (mut targets, mut controls) = (Vec::new(), Vec::new());
     for i in 0..n {
-        for (k, exe, what) in [(i, &bin, "target"), (n + i, &control_bin, "control")] {
+        for (list, exe, what) in [
+            (&mut targets, &bin, "target"),
+            (&mut controls, &control_bin, "control"),
+        ] {
             let mut cmd = Command::new(exe);
             cmd.env("GOMAXPROCS", GOMAXPROCS.to_string())
                 .args(w.args)
@@ -280,10 +283,10 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
                     format!("{TICK_MS}ms"),
                     "-wait".to_owned(),
                 ]);
-            procs[k] = Some(Proc::spawn(&format!("fleet {what} {i}"), cmd)?);
+            list.push(Proc::spawn(&format!("fleet {what} {i}"), cmd)?);
         }
     }
-    let mut targets: Vec<Proc> = procs.into_iter().flatten().collect();
+    targets.append(&mut controls);
     for t in &mut targets {
         t.wait_line(|l| l == "waiting", Duration::from_secs(60))?;
     }
@@ -498,6 +501,19 @@ mod tests {
         p
     }
 
+    /// Process `k`'s losses in `ph` against `against` (per CPU-second for
+    /// the CPU-second lens), and the noise floors.
+    fn losses_of(ph: &[FleetPhase], k: usize, against: Against) -> (Vec<f64>, Vec<f64>) {
+        let refs: Vec<&FleetPhase> = ph.iter().collect();
+        let as_ph = as_phases(&refs, Some(k), against);
+        let as_refs: Vec<&Phase> = as_ph.iter().collect();
+        if against == Against::ControlsPerCpuSecond {
+            phases::cpu_losses(&as_refs)
+        } else {
+            phases::losses(&as_refs)
+        }
+    }
+
     /// The host slows every process by 10 % in the traced phase: measured
     /// alone the traced process lost 10 %, against the controls nothing; a
     /// real loss of 2 % shows through the same slowdown, in both lenses.
@@ -508,46 +524,22 @@ mod tests {
             with_controls(true, &[90.0], 45.0),
             with_controls(false, &[100.0], 50.0),
         ];
-        let refs: Vec<&FleetPhase> = slow.iter().collect();
-        let loss = |against| {
-            phases::losses(
-                &as_phases(&refs, Some(0), against)
-                    .iter()
-                    .collect::<Vec<_>>(),
-            )
-            .0[0]
-        };
+        let loss = |against| losses_of(&slow, 0, against).0[0];
         assert!((loss(Against::Nothing) - 0.1).abs() < 1e-12);
         assert!(loss(Against::ControlsPerSecond).abs() < 1e-12);
         let mut lossy = slow.clone();
         lossy[1].procs[0].rate = 90.0 * 0.98;
-        let refs: Vec<&FleetPhase> = lossy.iter().collect();
-        let l = phases::losses(
-            &as_phases(&refs, Some(0), Against::ControlsPerSecond)
-                .iter()
-                .collect::<Vec<_>>(),
-        )
-        .0[0];
+        let l = losses_of(&lossy, 0, Against::ControlsPerSecond).0[0];
         assert!((l - 0.02).abs() < 1e-12, "{l}");
         // Per CPU-second (every process used 0.1 CPU-seconds in every
         // phase): the controls did 10 % less per CPU-second in the slow
         // phase, and so did the traced process, besides its own 2 %.
-        let l = phases::cpu_losses(
-            &as_phases(&refs, Some(0), Against::ControlsPerCpuSecond)
-                .iter()
-                .collect::<Vec<_>>(),
-        )
-        .0[0];
+        let l = losses_of(&lossy, 0, Against::ControlsPerCpuSecond).0[0];
         assert!((l - 0.02).abs() < 1e-9, "{l}");
         // A phase whose controls cannot be measured gives no loss.
         let mut gone = slow.clone();
         gone[1].controls[0].rate = f64::NAN;
-        let refs: Vec<&FleetPhase> = gone.iter().collect();
-        let (l, _) = phases::losses(
-            &as_phases(&refs, Some(0), Against::ControlsPerSecond)
-                .iter()
-                .collect::<Vec<_>>(),
-        );
+        let (l, _) = losses_of(&gone, 0, Against::ControlsPerSecond);
         assert!(l.is_empty(), "{l:?}");
     }
 
@@ -559,18 +551,10 @@ mod tests {
             fp(false, &[100.0, 10.0]),
         ];
         let refs: Vec<&FleetPhase> = ph.iter().collect();
-        let (l, _) = phases::losses(
-            &as_phases(&refs, Some(1), Against::Nothing)
-                .iter()
-                .collect::<Vec<_>>(),
-        );
+        let (l, _) = losses_of(&ph, 1, Against::Nothing);
         assert!((l[0] - 0.1).abs() < 1e-12, "{l:?}");
         // No controls: measured against them is as measured.
-        let (l2, _) = phases::losses(
-            &as_phases(&refs, Some(1), Against::ControlsPerSecond)
-                .iter()
-                .collect::<Vec<_>>(),
-        );
+        let (l2, _) = losses_of(&ph, 1, Against::ControlsPerSecond);
         assert_eq!(l, l2);
         let node = as_phases(&refs, None, Against::Nothing);
         assert!((node[1].rate - 108.0).abs() < 1e-12);
