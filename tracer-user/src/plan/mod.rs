@@ -52,8 +52,8 @@ pub enum ProbeClass {
     /// the number of maps created or grown.
     Always,
     /// Attached unless it spends its share of the budget
-    /// (`governor::LARGE_GROWTH_SHARE`) or the whole budget is in debt
-    /// (`governor::LARGE_PAUSE_DEBT`): its hit rate is bounded by map
+    /// (`governor::LARGE_GROWTH_SHARE`) or the whole budget is spent
+    /// (`governor::LARGE_RESUME_SHARE`): its hit rate is bounded by map
     /// memory allocated, never by the number of maps created or grown, so
     /// it stays on while the governed probes are paused; a service that
     /// allocates large maps fast pauses it too.
