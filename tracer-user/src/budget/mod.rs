@@ -356,6 +356,7 @@ impl Budget {
         let busy_l = self.detaching[2].busy() || self.attaching[2];
         let have_window = self.probes.iter().any(|p| p.class == ProbeClass::Window);
         self.gov.debt_is_tracers = self.tracer_rate >= SAMPLES_HELD_AT_SHARE * self.gov.rate;
+        self.gov.large_rate = self.last_rate[slot(ProbeClass::LargeGrowth)];
         // What closing each group now would cost after the close.
         self.gov.set_reserve(Reserve {
             creation: self.tail_length[0].reserve(self.last_rate[0]),

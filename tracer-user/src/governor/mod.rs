@@ -78,6 +78,14 @@ pub const LARGE_GROWTH_SHARE: f64 = 0.5;
 /// they go first and come back after these.
 pub const LARGE_RESUME_SHARE: f64 = 0.25;
 
+/// Share of the budget the large-growth probes must have been costing
+/// (over the last check) for an empty main bucket to pause them: cheaper,
+/// pausing them pays nothing back and only blinds them (on the JSON
+/// workload, where they hit a few times a second, pausing them whenever
+/// the GC probes and the governed probes' tails emptied the bucket left
+/// them attached 22 % of the time).
+pub const LARGE_DEBT_PAUSE_MIN_SHARE: f64 = 0.1;
+
 /// Share of the budget the holder search may spend over time (its own
 /// credit fills at this share of the rate).
 pub const SEARCH_SHARE: f64 = 0.2;
@@ -233,6 +241,9 @@ pub struct Governor {
     pub debt_is_tracers: bool,
     /// Credit the closes leave for their tails ([`Governor::set_reserve`]).
     pub reserve: Reserve,
+    /// What the large-growth probes cost over the last check, CPUs (the
+    /// caller sets it; see [`LARGE_DEBT_PAUSE_MIN_SHARE`]).
+    pub large_rate: f64,
 }
 
 /// The second tier's state: the large-growth probes (see the module's
@@ -313,6 +324,7 @@ impl Governor {
             search_credit: search_max(rate),
             debt_is_tracers: false,
             reserve: Reserve::default(),
+            large_rate: 0.0,
         }
     }
 
@@ -420,10 +432,13 @@ impl Governor {
         // The main bucket pays for them too: once it is empty (the
         // governed probes have paused at their reserve; the GC probes and
         // the tracer's own work are spending it), they pause as well, and
-        // come back once a quarter of it is back.
+        // come back once a quarter of it is back; not when they cost next
+        // to nothing (pausing them would pay nothing back).
         // A debt that is the tracer's own work is paid back by spacing the
         // samples instead (`debt_is_tracers`).
-        let main_empty = self.credit < 0.0 && !self.debt_is_tracers;
+        let main_empty = self.credit < 0.0
+            && !self.debt_is_tracers
+            && self.large_rate >= self.rate * LARGE_DEBT_PAUSE_MIN_SHARE;
         if self.large.on && (self.large.credit < 0.0 || main_empty) {
             a.pause_large = true;
         } else if !self.large.on

@@ -368,6 +368,7 @@ fn simulate_large_beside(cost: f64, fixed: f64, secs: u32) -> (f64, Governor) {
         let c = if g.large.on { cost * dt } else { 0.0 };
         spent += c;
         g.account(dt, c + fixed * dt, c);
+        g.large_rate = c / dt;
         let a = g.decide(now, false, false, false, false);
         assert!(!(a.pause_large && a.resume_large));
         if a.pause_large {
@@ -406,9 +407,15 @@ fn large_growth_pauses_while_the_main_bucket_is_empty() {
     // paused after the first bucket is spent.
     let (share, _) = simulate_large_beside(0.005, 0.011, 300);
     assert!(share <= 0.01 * BURST_S * 2.0 / 300.0, "{share}");
+    // Costing next to nothing, they are not paused for a debt they do
+    // not make (pausing them would only blind them).
+    let (_, g) = simulate_large_beside(0.0005, 0.011, 300);
+    assert_eq!(g.large.pauses, 0);
+    assert!(g.large.on);
     // A debt that is the tracer's own does not pause them.
     let mut g = Governor::new(0.01);
     g.account(1.0, g.max() * 2.0, 0.0);
+    g.large_rate = 0.005;
     assert!(
         g.decide(Instant::now(), false, false, false, false)
             .pause_large
