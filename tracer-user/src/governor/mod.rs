@@ -31,7 +31,8 @@
 //!   so that they never cost more than that share. Their cost is debited
 //!   from the main bucket too, and when that is empty (what cannot be
 //!   paused, the GC probes and the tracer's own work, spends the rest of
-//!   the budget) they are paused until [`LARGE_RESUME_SHARE`] of it is
+//!   the budget) while they cost [`LARGE_DEBT_PAUSE_MIN_SHARE`] of the
+//!   budget or more, they are paused until [`LARGE_RESUME_SHARE`] of it is
 //!   back: one budget covers everything.
 //!
 //! A group is closed before the credit is gone, at its **close reserve**
