@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 /// Version of this ABI. User space refuses an object built for another one.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// The ELF section of the eBPF object that holds the [`ABI_VERSION`] it was
 /// built for, as 4 little-endian bytes (the BPF target is little-endian on

@@ -27,7 +27,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::BPF_F_USER_STACK,
+    bindings::{BPF_F_MMAPABLE, BPF_F_USER_STACK},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, raw_tracepoint, uprobe},
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, StackTrace},
@@ -83,8 +83,14 @@ static PIDNS: Array<PidNs> = Array::with_max_entries(1, 0);
 #[map(name = "PROBE_SPECS")]
 static PROBE_SPECS: Array<ProbeSpec> = Array::with_max_entries(MAX_PROBES, 0);
 
+/// Hits per probe, one row of [`MAX_PROBES`] counters per possible CPU
+/// (slot `cpu * MAX_PROBES + cookie`): each CPU adds to its own row, and the
+/// tracer maps the array into its memory and reads it without a system call
+/// (a per-CPU array is read with one, copying every CPU's value of every
+/// probe, for each check of the budget). User space sets the number of rows
+/// at load time; a CPU beyond them does not count.
 #[map(name = "PROBE_HITS")]
-static PROBE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_PROBES, 0);
+static PROBE_HITS: Array<u64> = Array::with_max_entries(MAX_PROBES, BPF_F_MMAPABLE);
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
@@ -103,7 +109,7 @@ static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 static WRITES: LruPerCpuHashMap<WriteKey, WriteStat> =
     LruPerCpuHashMap::with_max_entries(WRITES_ENTRIES, 0);
 
-/// Adds one to a `u64` slot of a per-CPU map with a BPF atomic add
+/// Adds one to a `u64` slot of a per-CPU map (or of a CPU's own row) with a BPF atomic add
 /// (`lock *(u64 *)(r + 0) += r`, the instruction once called XADD).
 ///
 /// A plain `*slot += 1` is not enough: uprobe programs run under
@@ -146,7 +152,11 @@ fn count(c: Counter) {
 fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
     // SAFETY: the helper only reads the attach cookie of the current link.
     let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    if let Some(hits) = PROBE_HITS.get_ptr_mut(cookie) {
+    // SAFETY: the helper takes no arguments and reads the current CPU's id.
+    let cpu = unsafe { generated::bpf_get_smp_processor_id() };
+    if cookie < MAX_PROBES
+        && let Some(hits) = PROBE_HITS.get_ptr_mut(cpu.wrapping_mul(MAX_PROBES) + cookie)
+    {
         bump(hits);
     }
     match PROBE_SPECS.get(cookie) {

@@ -12,6 +12,7 @@
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 mod execs;
+mod hits;
 mod multi;
 mod per_process;
 mod run_stats;
@@ -76,6 +77,9 @@ pub struct Tracer {
     /// Ids of probes released ([`Tracer::release`]), given out again
     /// before new ones: a node-wide trace sees processes come and go.
     free_ids: Vec<u32>,
+    /// The probes' hit counts, mapped ([`hits::HitCounts`]), shared with
+    /// the [`HitsReader`]s.
+    hits: std::sync::Arc<hits::HitCounts>,
     /// `next_id`, shared with the [`HitsReader`]s (the governor's thread
     /// reads the counts of probes registered after it started).
     hits_n: std::sync::Arc<std::sync::atomic::AtomicU32>,
@@ -262,6 +266,13 @@ impl Tracer {
             // The records' ring buffer stays empty: one page, not 128 KiB.
             loader.map_max_entries(MAP_AYA_LOGS, 1);
         }
+        // A row of hit counts per possible CPU (the programs index it by
+        // the CPU they run on).
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, e)| anyhow!("reading the possible CPUs from {path}: {e}"))?;
+        let hit_slots = hits::slots(cpus)
+            .ok_or_else(|| anyhow!("{cpus} possible CPUs: too many rows of hit counts"))?;
+        loader.map_max_entries(MAP_PROBE_HITS, hit_slots);
         let mut ebpf = loader
             .load(obj)
             .context("loading the eBPF object into the kernel")?;
@@ -300,6 +311,17 @@ impl Tracer {
             ebpf.take_map(MAP_EVENTS)
                 .ok_or_else(|| anyhow!("map {MAP_EVENTS} missing"))?,
         )?;
+        let hits = {
+            let map = ebpf
+                .map(MAP_PROBE_HITS)
+                .ok_or_else(|| anyhow!("map {MAP_PROBE_HITS} missing"))?;
+            let fd = multi::map_fd(map).ok_or_else(|| anyhow!("map {MAP_PROBE_HITS}: no fd"))?;
+            // SAFETY: fd is open (the map is alive) for the duration of the call.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            hits::HitCounts::map(fd, cpus).with_context(|| {
+                format!("mapping the hit counts ({MAP_PROBE_HITS}, {cpus} CPUs) into memory")
+            })?
+        };
         // After the uprobe_multi copies: they look up every map by name.
         let bpf_log = if opts.bpf_log {
             let logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, StderrLog)
@@ -316,6 +338,7 @@ impl Tracer {
             bpf_log,
             next_id: 0,
             free_ids: Vec::new(),
+            hits: std::sync::Arc::new(hits),
             hits_n: std::sync::Arc::default(),
             execs_watched: false,
         })
@@ -333,18 +356,8 @@ impl Tracer {
     /// [`Tracer::register`] to hand out again, with their hit counts set to
     /// zero (a budget starts counting a new probe from zero).
     pub fn release(&mut self, ids: impl IntoIterator<Item = u32>) {
-        let ncpu = aya::util::nr_cpus().map_or(1, |n| n.max(1));
-        let mut hits = self
-            .ebpf
-            .map_mut(MAP_PROBE_HITS)
-            .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok());
         for id in ids {
-            if let Some(h) = hits.as_mut() {
-                let zero = aya::maps::PerCpuValues::try_from(vec![0u64; ncpu]);
-                if let Ok(z) = zero {
-                    let _ = h.set(id, z, 0);
-                }
-            }
+            self.hits.zero(id);
             if !self.free_ids.contains(&id) {
                 self.free_ids.push(id);
             }
@@ -569,23 +582,14 @@ impl Tracer {
     /// Hits per probe id, summed over CPUs.
     #[must_use]
     pub fn probe_hits(&self) -> Vec<u64> {
-        sum_per_cpu(&self.ebpf, MAP_PROBE_HITS, self.next_id)
+        self.hits.sums(self.next_id)
     }
 
     /// A reader of the probe hit counts for another thread (the governor's):
     /// its own descriptor of the map, for the probes registered so far.
     pub fn hits_reader(&self) -> Result<HitsReader> {
-        let map = self
-            .ebpf
-            .map(MAP_PROBE_HITS)
-            .ok_or_else(|| anyhow!("map {MAP_PROBE_HITS} missing"))?;
-        let fd = multi::map_fd(map).ok_or_else(|| anyhow!("map {MAP_PROBE_HITS}: no fd"))?;
-        // SAFETY: fd is open (the map is alive) for the duration of the call.
-        let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-            .try_clone_to_owned()
-            .context("duplicating the hit counts' descriptor")?;
         Ok(HitsReader {
-            fd: dup,
+            counts: self.hits.clone(),
             n: self.hits_n.clone(),
         })
     }
@@ -607,17 +611,18 @@ impl Tracer {
 /// The probe hit counts, readable from any thread.
 #[derive(Debug)]
 pub struct HitsReader {
-    fd: std::os::fd::OwnedFd,
+    counts: std::sync::Arc<hits::HitCounts>,
     /// Probes registered so far (the tracer's high-water id).
     n: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl HitsReader {
-    /// Hits per probe id, summed over CPUs (empty if the read failed).
+    /// Hits per probe id, summed over CPUs (empty while no probe is
+    /// registered).
     #[must_use]
     pub fn read(&self) -> Vec<u64> {
-        let n = self.n.load(std::sync::atomic::Ordering::Relaxed);
-        multi::sum_per_cpu_batch_fd(self.fd.as_raw_fd(), n).unwrap_or_default()
+        self.counts
+            .sums(self.n.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

@@ -281,9 +281,10 @@ impl Budget {
 
     /// Reads `hits`, debits the probes' cost and `tracer_cpu` seconds of the
     /// tracer's own CPU, and closes what must close. `runs`: the programs'
-    /// measured cost per run, when the kernel gives it (a hit then costs
-    /// its trap plus its program's mean run; until a program is measured,
-    /// or without it, the fixed price).
+    /// measured cost per run, when the kernel gives it and it was read
+    /// anew since the last check (a hit then costs its trap plus its
+    /// program's mean run, until the next reading; until a program is
+    /// measured, or without it, the fixed price).
     pub fn check(&mut self, hits: &[u64], runs: Option<&RunCosts>, tracer_cpu: f64, now: Instant) {
         if let Some(runs) = runs {
             for p in &mut self.probes {

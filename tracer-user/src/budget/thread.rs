@@ -134,11 +134,16 @@ impl GovernorThread {
                 let mut runs_read: Option<Instant> = None;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
+                    // The prices change only when the statistics are read:
+                    // handed to the checks then, not at every check (a
+                    // lookup per probe of every process).
+                    let mut fresh = false;
                     if let Some(r) = &runs
                         && runs_read.is_none_or(|t| now.duration_since(t) >= RUN_STATS_EVERY)
                     {
                         costs.update(&r.read());
                         runs_read = Some(now);
+                        fresh = true;
                     }
                     let counts = hits.read();
                     workers.collect();
@@ -184,7 +189,7 @@ impl GovernorThread {
                             // In this machine's time: what the tracer
                             // costs here is what the target loses here.
                             let debit = mine + part(b.gov.rate);
-                            b.check(&counts, runs.as_ref().map(|_| &costs), debit, now);
+                            b.check(&counts, fresh.then_some(&costs), debit, now);
                         }
                         next = next.min(b.period(Instant::now()));
                         attach |= b.wants_attach();

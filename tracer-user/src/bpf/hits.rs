@@ -1,0 +1,147 @@
+//! The probes' hit counts, mapped into this process.
+//!
+//! The programs add each hit to `PROBE_HITS[cpu * MAX_PROBES + id]`, an
+//! array made with `BPF_F_MMAPABLE`: a row of counters per possible CPU, so
+//! that no two CPUs add to the same slot. The tracer maps the array once
+//! and reads it with plain loads. The governor reads every probe's count at
+//! each check (four a second when idle, up to a hundred while a window is
+//! open); as a per-CPU array read with `BPF_MAP_LOOKUP_BATCH`, that read was
+//! a fifth of the tracer's own CPU with twenty processes traced on two CPUs,
+//! and grows with the number of CPUs times the number of probes.
+use std::{
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd},
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use tracer_common::MAX_PROBES;
+
+/// Slots of the array for `cpus` possible CPUs (the `max_entries` the
+/// tracer sets at load time), or `None` if it would not fit a `u32`.
+#[must_use]
+pub fn slots(cpus: usize) -> Option<u32> {
+    u32::try_from(cpus).ok()?.checked_mul(MAX_PROBES)
+}
+
+/// Sums of `rows` rows of `MAX_PROBES` counters, for the first `n` ids:
+/// `read(slot)` gives a slot's count.
+fn sum_rows(rows: usize, n: u32, read: impl Fn(usize) -> u64) -> Vec<u64> {
+    let n = n.min(MAX_PROBES) as usize;
+    let mut sums = vec![0u64; n];
+    for row in 0..rows {
+        let base = row * MAX_PROBES as usize;
+        for (id, sum) in sums.iter_mut().enumerate() {
+            *sum = sum.wrapping_add(read(base + id));
+        }
+    }
+    sums
+}
+
+/// The mapped hit counts (shared between the tracer and the governor's
+/// thread; the mapping lives until the last handle is dropped).
+#[derive(Debug)]
+pub struct HitCounts {
+    base: NonNull<u64>,
+    /// Bytes mapped.
+    len: usize,
+    /// Rows (possible CPUs).
+    cpus: usize,
+}
+
+// SAFETY: the mapping is shared memory only ever accessed through atomic
+// loads and stores (`AtomicU64::from_ptr`), from any thread.
+unsafe impl Send for HitCounts {}
+// SAFETY: as for Send.
+unsafe impl Sync for HitCounts {}
+
+impl HitCounts {
+    /// Maps the array behind `fd`, made with `BPF_F_MMAPABLE` and
+    /// [`slots`]`(cpus)` entries of 8 bytes, for reading and writing.
+    pub fn map(fd: BorrowedFd<'_>, cpus: usize) -> io::Result<Self> {
+        let words = slots(cpus).ok_or_else(|| io::Error::other("too many CPUs"))? as usize;
+        let len = words * std::mem::size_of::<u64>();
+        // SAFETY: a fresh shared mapping of the map's data, at an address
+        // the kernel picks; the kernel refuses a length beyond the array.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base =
+            NonNull::new(p.cast::<u64>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Self { base, len, cpus })
+    }
+
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        debug_assert!(i < self.cpus * MAX_PROBES as usize);
+        // SAFETY: `i` is within the mapping (`cpus` rows of MAX_PROBES
+        // words, callers index rows below `cpus` and ids below
+        // MAX_PROBES), which is 8-aligned (page-aligned) and lives as long
+        // as `self`; the kernel and the programs only ever change it with
+        // 8-byte atomic adds.
+        unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(i)) }
+    }
+
+    /// Hits of probes `0..n`, summed over CPUs.
+    #[must_use]
+    pub fn sums(&self, n: u32) -> Vec<u64> {
+        sum_rows(self.cpus, n, |i| self.slot(i).load(Ordering::Relaxed))
+    }
+
+    /// Sets probe `id`'s count to zero on every CPU (its links are closed:
+    /// nothing adds to it meanwhile).
+    pub fn zero(&self, id: u32) {
+        if id >= MAX_PROBES {
+            return;
+        }
+        for row in 0..self.cpus {
+            self.slot(row * MAX_PROBES as usize + id as usize)
+                .store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for HitCounts {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_summed_per_id() {
+        // Two CPUs: id 0 hit 1 + 10 times, id 2 hit 3 + 30 times; id 3 is
+        // beyond n and left out.
+        let mut data = vec![0u64; 2 * MAX_PROBES as usize];
+        let m = MAX_PROBES as usize;
+        data[0] = 1;
+        data[m] = 10;
+        data[2] = 3;
+        data[m + 2] = 30;
+        data[3] = 99;
+        assert_eq!(sum_rows(2, 3, |i| data[i]), vec![11, 0, 33]);
+        // n past the array's ids is clamped.
+        assert_eq!(sum_rows(1, MAX_PROBES + 5, |i| data[i]).len(), m);
+    }
+
+    #[test]
+    fn slot_count_checked() {
+        assert_eq!(slots(2), Some(2 * MAX_PROBES));
+        assert_eq!(slots(usize::MAX), None);
+    }
+}
