@@ -16,13 +16,14 @@ mod e2e_common;
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
-use e2e_common::{Guard, harness, privileged, target_fixture};
+use e2e_common::{GroupGuard, Guard, harness, privileged, target_fixture};
 use serde_json::{Value, json};
 
 /// A free loopback port (the listener is dropped).
@@ -448,8 +449,9 @@ fn all_mode_with_prometheus_and_pprof() {
     assert!(keys.contains("Type: retained_keys"), "{keys}");
     // pprof's web UI on the fetched profile: the flame graph names it too.
     let ui_port = free_port();
-    let mut ui = Guard(Some(
+    let mut ui = GroupGuard(Some(
         Command::new("go")
+            .process_group(0)
             .args(["tool", "pprof", "-no_browser"])
             .arg(format!("-http=127.0.0.1:{ui_port}"))
             .arg(&url)
@@ -466,7 +468,7 @@ fn all_mode_with_prometheus_and_pprof() {
             Ok((200, _, body)) => break String::from_utf8_lossy(&body).into_owned(),
             r => {
                 assert!(
-                    child(&mut ui).try_wait().unwrap().is_none(),
+                    ui.0.as_mut().unwrap().try_wait().unwrap().is_none(),
                     "go tool pprof -http exited"
                 );
                 assert!(Instant::now() < deadline, "pprof -http: {r:?}");

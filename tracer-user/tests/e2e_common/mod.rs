@@ -17,6 +17,26 @@ impl Drop for Guard {
     }
 }
 
+/// Kills the child's whole process group and reaps the child on drop: for
+/// commands such as `go tool pprof -http`, where `go` runs the tool as a
+/// child of its own that a kill of `go` alone would leave running. Spawn the
+/// command with `process_group(0)`.
+pub struct GroupGuard(pub Option<Child>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: kill takes a process group id and a signal; the
+                // group is the one this child leads.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
