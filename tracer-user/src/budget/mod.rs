@@ -176,6 +176,10 @@ pub struct Budget {
     /// Mean cost of one run of each of this process's programs, as last
     /// measured (seconds, reference machine; see [`crate::runcost`]).
     pub program_run_s: std::collections::BTreeMap<&'static str, f64>,
+    /// Which reading of the run statistics this budget's prices come from
+    /// (the governor's thread counts its readings from 1; 0: none yet, as
+    /// for a process attached since the last reading).
+    pub prices_reading: u64,
     mem: Memory,
     /// The CPU the process uses (node-wide mode splits the budget by it).
     cpu: CpuMeter,
@@ -231,6 +235,7 @@ impl Budget {
             paused_ns: 0,
             ended: false,
             program_run_s: std::collections::BTreeMap::new(),
+            prices_reading: 0,
             cpu: CpuMeter::open(pid),
             mem,
         }
@@ -281,8 +286,8 @@ impl Budget {
 
     /// Reads `hits`, debits the probes' cost and `tracer_cpu` seconds of the
     /// tracer's own CPU, and closes what must close. `runs`: the programs'
-    /// measured cost per run, when the kernel gives it and it was read
-    /// anew since the last check (a hit then costs its trap plus its
+    /// measured cost per run, when the kernel gives it and this budget has
+    /// not had this reading yet (a hit then costs its trap plus its
     /// program's mean run, until the next reading; until a program is
     /// measured, or without it, the fixed price).
     pub fn check(&mut self, hits: &[u64], runs: Option<&RunCosts>, tracer_cpu: f64, now: Instant) {

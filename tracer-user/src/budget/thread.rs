@@ -132,18 +132,21 @@ impl GovernorThread {
                 let mut split_at: Option<(Instant, usize)> = None;
                 let mut costs = RunCosts::new();
                 let mut runs_read: Option<Instant> = None;
+                // Readings of the run statistics so far.
+                let mut reading = 0u64;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
                     // The prices change only when the statistics are read:
-                    // handed to the checks then, not at every check (a
-                    // lookup per probe of every process).
-                    let mut fresh = false;
+                    // handed to each budget once per reading (a budget
+                    // attached since the last one gets them at its first
+                    // check), not at every check (a lookup per probe of
+                    // every process).
                     if let Some(r) = &runs
                         && runs_read.is_none_or(|t| now.duration_since(t) >= RUN_STATS_EVERY)
                     {
                         costs.update(&r.read());
                         runs_read = Some(now);
-                        fresh = true;
+                        reading += 1;
                     }
                     let counts = hits.read();
                     workers.collect();
@@ -189,7 +192,10 @@ impl GovernorThread {
                             // In this machine's time: what the tracer
                             // costs here is what the target loses here.
                             let debit = mine + part(b.gov.rate);
-                            b.check(&counts, fresh.then_some(&costs), debit, now);
+                            let prices =
+                                (reading > 0 && b.prices_reading != reading).then_some(&costs);
+                            b.prices_reading = reading;
+                            b.check(&counts, prices, debit, now);
                         }
                         next = next.min(b.period(Instant::now()));
                         attach |= b.wants_attach();
