@@ -89,18 +89,20 @@ pub fn measure() -> Duration {
     best
 }
 
-/// Times one run: this thread's CPU time, or the wall clock's.
-enum RunClock {
+/// Times one run: this thread's CPU time, or the wall clock's (when the
+/// thread's clock cannot be read). Time the thread waits for a CPU on a
+/// busy machine is not counted.
+pub(crate) enum RunClock {
     Cpu(Duration),
     Wall(Instant),
 }
 
 impl RunClock {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         thread_cpu().map_or_else(|| Self::Wall(Instant::now()), Self::Cpu)
     }
 
-    fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         match self {
             Self::Cpu(t0) => thread_cpu().map_or(Duration::MAX, |t| t.saturating_sub(*t0)),
             Self::Wall(t0) => t0.elapsed(),

@@ -19,10 +19,24 @@ mod e2e_common;
 use e2e_common::{harness::*, privileged};
 use serde_json::Value;
 
+/// The scenario tests' budget (share of one CPU, in %): twice
+/// [`TEST_BUDGET`]. The fixture runs for about three seconds, and a verdict
+/// needs three samples of a map. At 1 % its start used the whole bucket
+/// (the first write window and the creation probes over a million inserts
+/// and thousands of short-lived maps a second), the holder search of the
+/// goroutine's map then put it in debt, and the samples were held: the
+/// goroutine-private map was sampled three times in a passing run, and a
+/// loaded CI machine left it with fewer (a failed run of d0a66d7). What
+/// the product finds at the default budget over a longer trace is the
+/// bench's planted map and `holders_at_the_default_budget`.
+const SCENARIO_BUDGET: &str = "2";
+
 fn check_scenarios(go: &str, variant: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bin = fixture(go, variant);
-    let run = traced_run(&bin);
+    let mut cmd = Command::new(&bin);
+    cmd.args(["-wait"]).args(TARGET_ARGS);
+    let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", SCENARIO_BUDGET]);
     let r = &run.report;
     let stripped = variant.ends_with("stripped");
     assert_eq!(r["target"]["go_version"], go);
@@ -80,7 +94,7 @@ fn check_scenarios(go: &str, variant: &str) {
     assert_eq!(bloat[0]["len_last"], 10);
     // A goroutine-private map that only grows: growing, created there.
     let private = maps_of(r, "map[main.key24]int");
-    assert_eq!(private.len(), 1, "{dump}\n{why}");
+    assert_eq!(private.len(), 1, "{why}\n{dump}");
     assert_eq!(private[0]["verdict"], "growing", "{:#}\n{why}", private[0]);
     assert_eq!(
         private[0]["created_at"][0]["function"],

@@ -101,13 +101,15 @@ pub(super) struct HeaderResult {
     pub(super) stats: SampleStats,
     pub(super) start: usize,
     pub(super) total: usize,
-    /// How long the reads took (the test delay not included).
+    /// What the reads cost: the worker thread's CPU time (on a loaded
+    /// machine the wall clock also counts the time spent waiting for a
+    /// CPU, and spaced the samples by it), the test delay not included.
     pub(super) took: Duration,
 }
 
 impl HeaderJob {
     fn run(mut self) -> HeaderResult {
-        let t = Instant::now();
+        let t = crate::speed::RunClock::start();
         // The sync.Maps first: few, bounded by a node cap, and invisible
         // otherwise; then the maps, with what is left of the deadline.
         let mut sync_stats = crate::syncmap::SampleStats::default();

@@ -123,7 +123,7 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     // that failed because the process exited during the sample (a slow
     // sample, on an emulated CPU, straddles the exit): the maps not read
     // before it are not retired.
-    let applying = Instant::now();
+    let applying = crate::speed::RunClock::start();
     let done = r.reads.len() + r.sync_reads.len();
     let sync_addrs: Vec<u64> = r.sync_reads.iter().map(|x| x.0).collect();
     // A read fails in a live process only when a map's memory is gone
