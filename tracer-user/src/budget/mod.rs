@@ -155,8 +155,8 @@ pub struct Budget {
     /// Per class: cost rate (CPUs) over the last check.
     last_rate: [f64; 3],
     /// The large-growth probes' cost rate (CPUs), averaged over about
-    /// [`LARGE_RATE_TAU_S`]: what decides whether pausing them for a debt
-    /// pays it back.
+    /// [`LARGE_RATE_TAU_S`] of the time they were attached: what decides
+    /// whether pausing them for a debt pays it back.
     large_rate_mean: f64,
     /// Per class: attaches asked of the main loop, and those it is doing.
     want: [bool; 3],
@@ -366,9 +366,14 @@ impl Budget {
         }
         if dt > 0.0 {
             self.last_rate = by_class.map(|c| (c / dt).min(MAX_TAIL_RATE));
-            let keep = (-dt / LARGE_RATE_TAU_S).exp();
-            self.large_rate_mean = keep * self.large_rate_mean
-                + (1.0 - keep) * self.last_rate[slot(ProbeClass::LargeGrowth)];
+            // Averaged over the time they are attached: paused, they cost
+            // nothing, and a mean that decayed meanwhile would let a steady
+            // rate run unpaused into debt for seconds after each resume.
+            if self.gov.large.on {
+                let keep = (-dt / LARGE_RATE_TAU_S).exp();
+                self.large_rate_mean = keep * self.large_rate_mean
+                    + (1.0 - keep) * self.last_rate[slot(ProbeClass::LargeGrowth)];
+            }
         }
         if by_class[slot(ProbeClass::Window)] > 0.0 {
             self.gov.written(now);
@@ -791,5 +796,14 @@ mod tests {
         let k = paused.expect("a steady rate pauses them");
         assert!((10..=300).contains(&k), "{k}");
         assert_eq!(b.gov.large.debt_pauses, 1);
+        // Paused, their mean is kept: what they cost when attached, which
+        // pauses them at once should they come back into a debt.
+        let mean = b.gov.large_rate;
+        for j in 1..=500u64 {
+            b.gov.credit = -0.001;
+            b.check(&[hits], None, 0.0, ms(1010 + 10 * k + 10 * j));
+        }
+        assert!(!b.gov.large.on);
+        assert_eq!(b.gov.large_rate, mean);
     }
 }
