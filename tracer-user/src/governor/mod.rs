@@ -32,8 +32,8 @@
 //!   from the main bucket too, and when that is empty (what cannot be
 //!   paused, the GC probes and the tracer's own work, spends the rest of
 //!   the budget) while they cost [`LARGE_DEBT_PAUSE_MIN_SHARE`] of the
-//!   budget or more, they are paused until [`LARGE_RESUME_SHARE`] of it is
-//!   back: one budget covers everything.
+//!   budget or more on average, they are paused until
+//!   [`LARGE_RESUME_SHARE`] of it is back: one budget covers everything.
 //!
 //! A group is closed before the credit is gone, at its **close reserve**
 //! ([`Reserve`]): a closed group's breakpoints keep trapping until the
@@ -80,7 +80,9 @@ pub const LARGE_GROWTH_SHARE: f64 = 0.5;
 pub const LARGE_RESUME_SHARE: f64 = 0.25;
 
 /// Share of the budget the large-growth probes must have been costing
-/// (over the last check) for an empty main bucket to pause them: cheaper,
+/// (their mean while attached, `budget::LARGE_RATE_TAU_S`: one burst, a
+/// map grown to a million entries, does not count as a rate) for an empty
+/// main bucket to pause them: cheaper,
 /// pausing them pays nothing back and only blinds them (on the JSON
 /// workload, where they hit a few times a second, pausing them whenever
 /// the GC probes and the governed probes' tails emptied the bucket left
@@ -242,8 +244,8 @@ pub struct Governor {
     pub debt_is_tracers: bool,
     /// Credit the closes leave for their tails ([`Governor::set_reserve`]).
     pub reserve: Reserve,
-    /// What the large-growth probes cost over the last check, CPUs (the
-    /// caller sets it; see [`LARGE_DEBT_PAUSE_MIN_SHARE`]).
+    /// What the large-growth probes cost, CPUs: their mean while attached
+    /// (the caller sets it; see [`LARGE_DEBT_PAUSE_MIN_SHARE`]).
     pub large_rate: f64,
 }
 
