@@ -654,6 +654,21 @@ fn lock_budget(b: &Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
 mod tests {
     use super::*;
 
+    /// Gives `b` one probe of `class` (id 0) at 1 µs a hit, trap included.
+    fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
+        b.probes.push(ProbeCost {
+            id: 0,
+            class,
+            hit_cost: 1e-6,
+            trap_cost: 1e-6,
+            program,
+            addr: 0x1000,
+            orig: None,
+        });
+        b.last_hits.push(0);
+        b.last_site_rate.push(0.0);
+    }
+
     /// In debt through the probes alone, the samples go on; through the
     /// tracer's own work (2 % of a CPU against a 1 % budget), they wait.
     #[test]
@@ -735,17 +750,7 @@ mod tests {
         assert!(s > TAIL_PRIOR_S, "{s}");
         // A window whose probe costs one CPU (10,000 hits of 1 µs in 10
         // ms) now closes with `s` seconds of that left.
-        b.probes.push(ProbeCost {
-            id: 0,
-            class: ProbeClass::Window,
-            hit_cost: 1e-6,
-            trap_cost: 1e-6,
-            program: "map_write",
-            addr: 0x1000,
-            orig: None,
-        });
-        b.last_hits.push(0);
-        b.last_site_rate.push(0.0);
+        add_probe(&mut b, ProbeClass::Window, "map_write");
         b.check(&[10_000], None, 0.0, t0 + Duration::from_millis(40));
         let r = b.gov.reserve;
         assert!((r.window - s).abs() < 0.1 * s, "{r:?} {s}");
@@ -759,17 +764,7 @@ mod tests {
     #[test]
     fn a_burst_of_large_growth_does_not_pause_them_for_debt() {
         let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
-        b.probes.push(ProbeCost {
-            id: 0,
-            class: ProbeClass::LargeGrowth,
-            hit_cost: 1e-6,
-            trap_cost: 1e-6,
-            program: "map_grow",
-            addr: 0x1000,
-            orig: None,
-        });
-        b.last_hits.push(0);
-        b.last_site_rate.push(0.0);
+        add_probe(&mut b, ProbeClass::LargeGrowth, "map_grow");
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         b.check(&[0], None, 0.0, ms(1000));
