@@ -1,0 +1,151 @@
+//! Unit tests of the budget's pure accounting: prices, debits, class pauses.
+
+use super::*;
+
+/// Gives `b` one probe of `class` (id 0) at 1 µs a hit, trap included.
+fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
+    b.probes.push(ProbeCost {
+        id: 0,
+        class,
+        hit_cost: 1e-6,
+        trap_cost: 1e-6,
+        program,
+        addr: 0x1000,
+        orig: None,
+    });
+    b.last_hits.push(0);
+    b.last_site_rate.push(0.0);
+}
+
+/// In debt through the probes alone, the samples go on; through the
+/// tracer's own work (2 % of a CPU against a 1 % budget), they wait.
+#[test]
+fn samples_held_only_for_the_tracers_own_debt() {
+    let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+    let t0 = Instant::now();
+    b.check(&[0], None, 0.0, t0 + Duration::from_secs(1));
+    assert!(!b.holds_samples(), "credit left");
+    b.gov.credit = -0.01;
+    assert!(!b.holds_samples(), "the probes' debt");
+    for s in 2..8 {
+        b.check(&[0], None, 0.02, t0 + Duration::from_secs(s));
+    }
+    assert!(b.gov.credit < 0.0);
+    assert!(
+        b.tracer_rate > 0.01 && b.tracer_rate < 0.02,
+        "{}",
+        b.tracer_rate
+    );
+    assert!(b.holds_samples());
+    // Its work falls off: the average follows within a few seconds.
+    for s in 8..30 {
+        b.check(&[0], None, 0.0, t0 + Duration::from_secs(s));
+        b.gov.credit = -0.01;
+    }
+    assert!(!b.holds_samples(), "{}", b.tracer_rate);
+}
+
+/// A budget with nothing to watch is checked every PERIOD_IDLE; one
+/// whose governed probes may overdraw it, or with an attach asked for,
+/// at the usual periods.
+#[test]
+fn quiet_budgets_are_checked_less_often() {
+    use crate::governor::{PERIOD, PERIOD_IDLE, PERIOD_WINDOW};
+    let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+    let t0 = Instant::now();
+    // Just attached: closely.
+    assert!(b.period(t0) < PERIOD);
+    let later = t0 + Duration::from_secs(1);
+    b.check(&[0], None, 0.0, later);
+    assert!(b.quiet());
+    assert_eq!(b.period(later), PERIOD_IDLE);
+    // Less than half a bucket while the governed probes are on.
+    b.gov.credit = 0.4 * b.gov.max();
+    assert!(!b.quiet());
+    assert_eq!(b.period(later), PERIOD);
+    // Paused, only memory-bounded probes are left: quiet again.
+    b.gov.creation_on = false;
+    assert!(b.quiet());
+    // An attach asked of the main loop: not quiet, and the loop is woken;
+    // checked closely from then on, so that the first check after the
+    // links are installed is near whenever the main loop installs them.
+    b.want[0] = true;
+    assert!(b.wants_attach());
+    assert!(!b.quiet());
+    assert_eq!(b.period(later), PERIOD_WINDOW);
+    assert_eq!(b.wants(), vec![ProbeClass::Governed]);
+    assert!(!b.wants_attach());
+    assert!(!b.quiet(), "being attached");
+    assert_eq!(b.period(later), PERIOD_WINDOW, "being attached");
+}
+
+/// A closed group's tail is debited and measured: the next close's
+/// reserve is its rate times the tail's length.
+#[test]
+fn tails_set_the_close_reserve() {
+    // At 10 %: the bucket (0.5 s) caps no reserve here.
+    let mut b = Budget::new(u32::MAX, 0.1, Vec::new());
+    let t0 = Instant::now();
+    // A window closed at 1 CPU whose breakpoints (unreadable here: the
+    // pid does not exist, so gone at the first check) were debited for
+    // 30 ms.
+    b.tails[1] = Tail::new(vec![(0x1000, [0xcc, 0, 0, 0], 1.0)]);
+    let credit = b.gov.credit;
+    b.check(&[0], None, 0.0, t0 + Duration::from_millis(30));
+    assert!(b.tails[1].sites.is_empty());
+    assert!(b.gov.credit < credit, "the tail was debited");
+    let s = b.tail_length[1].seconds();
+    assert!(s > TAIL_PRIOR_S, "{s}");
+    // A window whose probe costs one CPU (10,000 hits of 1 µs in 10
+    // ms) now closes with `s` seconds of that left.
+    add_probe(&mut b, ProbeClass::Window, "map_write");
+    b.check(&[10_000], None, 0.0, t0 + Duration::from_millis(40));
+    let r = b.gov.reserve;
+    assert!((r.window - s).abs() < 0.1 * s, "{r:?} {s}");
+    assert_eq!(r.creation, 0.0);
+}
+
+/// A burst of large-growth hits (a map grown to a million entries at
+/// once) does not count as their rate when an empty main bucket
+/// decides whether to pause them; a steady rate does, within a few
+/// seconds.
+#[test]
+fn a_burst_of_large_growth_does_not_pause_them_for_debt() {
+    let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+    add_probe(&mut b, ProbeClass::LargeGrowth, "map_grow");
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    b.check(&[0], None, 0.0, ms(1000));
+    // The main bucket in debt (what cannot be paused spent it) when
+    // 1,000 splits (1 ms of CPU) come within 10 ms: 10 % of a CPU then.
+    b.gov.credit = -0.001;
+    b.check(&[1000], None, 0.0, ms(1010));
+    assert!(b.last_rate[2] > 0.05, "{:?}", b.last_rate);
+    assert!(b.gov.large.on, "paused at {}", b.gov.large_rate);
+    assert_eq!(b.gov.large.debt_pauses, 0);
+    // 2,000 a second (2 ms of CPU a second, a fifth of the budget):
+    // paused once the mean has caught up.
+    let mut hits = 1000;
+    let mut paused = None;
+    for k in 1..=300u64 {
+        hits += 20;
+        b.gov.credit = -0.001;
+        b.check(&[hits], None, 0.0, ms(1010 + 10 * k));
+        if !b.gov.large.on {
+            paused = Some(k);
+            break;
+        }
+    }
+    let k = paused.expect("a steady rate pauses them");
+    assert!((10..=300).contains(&k), "{k}");
+    assert_eq!(b.gov.large.debt_pauses, 1);
+    // Paused, their mean is kept: what they cost when attached, which
+    // pauses them at once should they come back into a debt.
+    let mean = b.gov.large_rate;
+    for j in 1..=500u64 {
+        b.gov.credit = -0.001;
+        b.check(&[hits], None, 0.0, ms(1010 + 10 * k + 10 * j));
+    }
+    assert!(!b.gov.large.on);
+    assert_eq!(b.gov.large_rate, mean);
+}
