@@ -23,6 +23,20 @@ pub const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
 /// breakpoint waits to be removed (no program), against 8 ns untraced.
 pub const WRITE_HIT_S: f64 = 1.0e-6;
 
+/// What a governed probe's hit (creation, small-map growth) costs the
+/// target, as a multiple of the trap and its program's run as the kernel
+/// times it. Those probes send an event on almost every hit: a user-stack
+/// walk into the stack map, a ring-buffer record, and the tracer woken to
+/// read it. Their effect on the target's caches and its CPUs is not in the
+/// kernel's run time. Measured by hand on permaps1000, in twin processes
+/// with user and system CPU read apart (scripts/twinsplit.py, governed
+/// probes attached throughout; docs/benchmarks.md 1h): the target lost
+/// 2.28x (Go 1.23) and 2.38x (Go 1.26) what the trap and run prices
+/// debited, 12.4 and 13.8 µs a hit. The large-growth probes, which skip
+/// small tables before any stack walk, lost about 1.1x and keep their
+/// price; the write-path price was measured in place (a write loop).
+pub const GOVERNED_IN_SITU: f64 = 2.3;
+
 /// `--overhead-budget`'s default, in percent of one CPU: what tracing may
 /// cost, the probes' cost to the target and the tracer's own CPU in one
 /// budget. Half of the 1 % promised: the governor spends its whole budget

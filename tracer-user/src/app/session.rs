@@ -197,16 +197,19 @@ pub(super) fn attach_session(
             } else {
                 SINGLE_STEP_HIT_S
             };
-        let hit_cost = if p.emulated && p.class == ProbeClass::Window {
-            slowdown * WRITE_HIT_S
-        } else {
-            trap_cost
-        };
+        let in_situ = budget::in_situ_factor(p.class);
+        let hit_cost = in_situ
+            * if p.emulated && p.class == ProbeClass::Window {
+                slowdown * WRITE_HIT_S
+            } else {
+                trap_cost
+            };
         costs.push(ProbeCost {
             id: a.id,
             class: p.class,
             hit_cost,
             trap_cost,
+            in_situ,
             program: req.program,
             addr: p.address.wrapping_add(bias),
             orig: orig[costs.len()],

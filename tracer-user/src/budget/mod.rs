@@ -96,16 +96,31 @@ pub struct ProbeCost {
     /// price (the trap, or for a write-path probe the trap and its
     /// program), then, once the kernel has measured the program's runs,
     /// [`ProbeCost::trap_cost`] plus the program's mean run
-    /// ([`Budget::check`]).
+    /// ([`Budget::check`]); both times [`ProbeCost::in_situ`].
     pub hit_cost: f64,
     /// The trap alone: emulated or single-stepped.
     pub trap_cost: f64,
+    /// What a hit costs the target as a multiple of the trap and the
+    /// program's timed run: [`crate::governor::GOVERNED_IN_SITU`] for the
+    /// governed probes, 1 for the others ([`in_situ_factor`]).
+    pub in_situ: f64,
     /// The eBPF program that runs at each hit.
     pub program: &'static str,
     /// Run-time address of the probed instruction.
     pub addr: u64,
     /// Its bytes before any probe was attached (`None`: unreadable).
     pub orig: Option<[u8; 4]>,
+}
+
+/// What a hit of a `class` probe costs the target as a multiple of its
+/// trap and its program's timed run (see [`ProbeCost::in_situ`]).
+#[must_use]
+pub fn in_situ_factor(class: ProbeClass) -> f64 {
+    if class == ProbeClass::Governed {
+        crate::governor::GOVERNED_IN_SITU
+    } else {
+        1.0
+    }
 }
 
 /// The classes the budget attaches and closes, in the order of their
@@ -313,7 +328,7 @@ impl Budget {
         if let Some(runs) = runs {
             for p in &mut self.probes {
                 if let Some(r) = runs.per_run_s(p.program) {
-                    p.hit_cost = p.trap_cost + r;
+                    p.hit_cost = p.in_situ * (p.trap_cost + r);
                     self.program_run_s.insert(p.program, r);
                 }
             }

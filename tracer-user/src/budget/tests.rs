@@ -9,6 +9,7 @@ fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
         class,
         hit_cost: 1e-6,
         trap_cost: 1e-6,
+        in_situ: in_situ_factor(class),
         program,
         addr: 0x1000,
         orig: None,
@@ -148,4 +149,31 @@ fn a_burst_of_large_growth_does_not_pause_them_for_debt() {
     }
     assert!(!b.gov.large.on);
     assert_eq!(b.gov.large_rate, mean);
+}
+
+/// Once the kernel has timed a program's runs, a hit costs its trap and
+/// its run, and a governed probe's hit that times the in-situ factor.
+#[test]
+fn governed_hits_are_priced_in_situ() {
+    let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+    add_probe(&mut b, ProbeClass::Governed, "map_create_ret");
+    add_probe(&mut b, ProbeClass::LargeGrowth, "map_grow");
+    let mut runs = crate::runcost::RunCosts::new();
+    let run = crate::runcost::ProgramRun {
+        run_time_ns: 2_000 * 1_000,
+        run_cnt: 1_000,
+    };
+    runs.update(&[("map_create_ret", run), ("map_grow", run)]);
+    let t0 = Instant::now();
+    b.check(&[0], Some(&runs), 0.0, t0 + Duration::from_millis(10));
+    let (gov, large) = (b.probes[0].hit_cost, b.probes[1].hit_cost);
+    assert!(
+        (large - 3e-6).abs() < 1e-9,
+        "large-growth hit: {large} s, not the trap and the run"
+    );
+    assert!(
+        (gov - crate::governor::GOVERNED_IN_SITU * 3e-6).abs() < 1e-9,
+        "governed hit: {gov} s, not {} times the trap and the run",
+        crate::governor::GOVERNED_IN_SITU
+    );
 }
