@@ -62,7 +62,8 @@ struct TraceArgs {
     /// sized to stay within it, and the tracer spaces out its own reads;
     /// only probes bounded by the GC's pace or by map memory stay always on.
     /// Per process with `--pid`; with `--all`, for the whole node, split
-    /// among the processes in proportion to the CPU each uses.
+    /// among the processes in proportion to the CPU each uses. 100 (a whole
+    /// CPU) lifts the limit for a process: its cost is still reported.
     #[arg(long, value_name = "PERCENT", default_value_t = tracer_common::governor::DEFAULT_BUDGET_PCT, value_parser = parse_budget)]
     overhead_budget: f64,
     /// Show retained map keys whole in the report. By default a string key

@@ -379,6 +379,15 @@ impl Governor {
         }
     }
 
+    /// Whether the budget is a whole CPU or more, which lifts the limit
+    /// ([`Governor::account`]). In node-wide mode a process's share of the
+    /// node's budget is what counts, so `--all --overhead-budget 100` still
+    /// holds each process to its share of one CPU.
+    #[must_use]
+    pub fn limitless(&self) -> bool {
+        self.rate >= 1.0
+    }
+
     /// Bucket size.
     #[must_use]
     pub fn max(&self) -> f64 {
@@ -388,10 +397,19 @@ impl Governor {
     /// Credits `dt` seconds of budget and debits `cost`, of which `large`
     /// was spent by the large-growth probes (debited from their own bucket
     /// too).
+    /// A budget of a whole CPU or more (`--overhead-budget 100`) lifts the
+    /// limit: what is spent is still counted, and the buckets stay full,
+    /// so nothing is paused, no window is cut short and no sample is held.
     pub fn account(&mut self, dt: f64, cost: f64, large: f64) {
         self.spent += cost;
         self.granted += self.rate * dt;
         self.accounted_s += dt;
+        if self.limitless() {
+            self.credit = self.max();
+            self.large.credit = large_max(self.rate);
+            self.search_credit = search_max(self.rate);
+            return;
+        }
         self.credit = (self.credit + self.rate * dt - cost).min(self.max());
         self.large.credit = (self.large.credit + self.rate * LARGE_GROWTH_SHARE * dt - large)
             .min(large_max(self.rate));

@@ -442,3 +442,26 @@ fn large_growth_within_its_share() {
         assert!(share >= 0.01 * LARGE_GROWTH_SHARE * 0.8, "{cost}: {share}");
     }
 }
+
+/// `--overhead-budget 100` lifts the limit: spending several CPUs'
+/// worth pauses nothing (the cost is still counted), where a budget just
+/// under a whole CPU pauses the creation and large-growth probes.
+#[test]
+fn a_whole_cpu_lifts_the_limit() {
+    let now = Instant::now();
+    let spend = |rate: f64| {
+        let mut g = Governor::new(rate);
+        g.large_rate = rate;
+        g.search_spent(100.0);
+        g.account(1.0, 20.0, 10.0);
+        (g.decide(now, false, false, false, false), g)
+    };
+    let (a, g) = spend(1.0);
+    assert!(g.limitless());
+    assert!(!a.pause_creation && !a.pause_large, "{a:?}");
+    assert!((g.spent - 20.0).abs() < 1e-12, "{}", g.spent);
+    assert!(g.credit >= g.max() && g.search_credit >= search_max(1.0));
+    let (a, g) = spend(0.99);
+    assert!(!g.limitless());
+    assert!(a.pause_creation && a.pause_large, "{a:?}");
+}
