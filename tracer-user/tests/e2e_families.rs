@@ -150,7 +150,9 @@ fn check_families(go: &str) {
     let count = f["count"].as_u64().unwrap();
     assert!(
         count * 100 >= FIXED_TENANTS * 95 && count <= FIXED_TENANTS,
-        "{f:#}"
+        "family of {count} maps, {FIXED_TENANTS} made: {f:#}\noverhead: {:#}\ncaps: {:#}",
+        r["overhead"],
+        r["caps_reached"]
     );
     assert_ne!(f["verdict"], "growing", "a bounded family: {f:#}");
 
