@@ -135,6 +135,14 @@ pub(crate) fn debug_timing() -> bool {
     *ON.get_or_init(|| std::env::var_os("MAPLEAK_DEBUG_TIMING").is_some())
 }
 
+/// `MAPLEAK_DEBUG_CREDIT` set: print every governor check's credit, the
+/// tracer's CPU and the probes' cost debited at it, and which governed
+/// classes are attached, to stderr (one line a check). Read once.
+pub(crate) fn debug_credit() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("MAPLEAK_DEBUG_CREDIT").is_some())
+}
+
 pub(crate) fn now_ns() -> u64 {
     // SAFETY: clock_gettime fills the timespec we pass.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };

@@ -156,6 +156,10 @@ pub struct Budget {
     pub last_hits: Vec<u64>,
     /// Cost rate (CPUs) of each probe over the last check.
     last_site_rate: Vec<f64>,
+    /// What each probe's breakpoint would cost over the last check with no
+    /// program behind it (its hits at the trap's price, CPUs): the rate of
+    /// its tail once its link is closed ([`Tail`]).
+    last_site_trap_rate: Vec<f64>,
     /// Attached links of the classes in [`CLASSES`]: a uprobe_multi group
     /// or one probe, with the probe indices behind it.
     links: Vec<(ProbeClass, Link, Vec<usize>)>,
@@ -169,6 +173,9 @@ pub struct Budget {
     detaching: [Detaching; 3],
     /// Per class: cost rate (CPUs) over the last check.
     last_rate: [f64; 3],
+    /// Per class: its breakpoints' rate at the trap's price alone over the
+    /// last check (CPUs), which its tail costs after a close.
+    last_trap_rate: [f64; 3],
     /// The large-growth probes' cost rate (CPUs), averaged over about
     /// [`LARGE_RATE_TAU_S`] of the time they were attached: what decides
     /// whether pausing them for a debt pays it back.
@@ -252,12 +259,14 @@ impl Budget {
             gov: Governor::new(rate),
             last_hits: vec![0; probes.len()],
             last_site_rate: vec![0.0; probes.len()],
+            last_site_trap_rate: vec![0.0; probes.len()],
             probes,
             links: Vec::new(),
             tails: Default::default(),
             tail_length: Default::default(),
             detaching: Default::default(),
             last_rate: [0.0; 3],
+            last_trap_rate: [0.0; 3],
             large_rate_mean: 0.0,
             want: [false; 3],
             attaching: [false; 3],
@@ -341,22 +350,35 @@ impl Budget {
             self.tracer_rate = keep * self.tracer_rate + (1.0 - keep) * tracer_cpu / dt;
         }
         let mut by_class = [0.0; 3];
+        let mut traps_by_class = [0.0; 3];
         for (i, p) in self.probes.iter().enumerate() {
             let h = hits.get(p.id as usize).copied().unwrap_or(0);
             let d = h.saturating_sub(self.last_hits[i]);
             self.last_hits[i] = h;
             let c = d as f64 * p.hit_cost;
+            let traps = d as f64 * p.trap_cost;
             if dt > 0.0 {
                 self.last_site_rate[i] = c / dt;
+                self.last_site_trap_rate[i] = traps / dt;
             }
             cost += c;
             if let Some(k) = slot_of(p.class) {
                 by_class[k] += c;
+                traps_by_class[k] += traps;
             }
         }
         // Breakpoints of a closed group still trap until the kernel removes
-        // them, with the program no longer counting: debited at the rate the
-        // group cost when it was closed, for as long as they are still there.
+        // them, with no program left to run: debited at the trap's price
+        // for the calls each site had before the close, for as long as
+        // they are still there. A governed hit's in-situ price is mostly
+        // its program's work (the stack walk, the event and the tracer
+        // woken to read it), and a write probe's breakpoint cost 0.77 µs
+        // a call while it waited to be removed against 0.97 µs with its
+        // program (`tracer_common::governor::WRITE_HIT_S`). At the governed
+        // price, the tail of the first close after attach on the JSON
+        // workload (190 ms until the last breakpoint went) was debited
+        // 0.046 s, twice the default budget's bucket, and the governed
+        // probes never came back in a 60 s trace.
         let dbg = crate::app::debug_timing();
         for (t, length) in self.tails.iter_mut().zip(&mut self.tail_length) {
             if t.sites.is_empty() {
@@ -381,6 +403,7 @@ impl Budget {
         }
         if dt > 0.0 {
             self.last_rate = by_class.map(|c| (c / dt).min(MAX_TAIL_RATE));
+            self.last_trap_rate = traps_by_class.map(|c| (c / dt).min(MAX_TAIL_RATE));
             // Averaged over the time they are attached: paused, they cost
             // nothing, and a mean that decayed meanwhile would let a steady
             // rate run unpaused into debt for seconds after each resume.
@@ -398,6 +421,18 @@ impl Budget {
         // tail of their breakpoints after a pause.
         let large = by_class[2] + self.tails[2].rate() * dt;
         self.gov.account(dt, cost, large);
+        if crate::app::debug_credit() {
+            eprintln!(
+                "credit {:.1} ms dt {:.1} ms credit {:.5} tracer {:.6} probes {:.6} creation_on {} large_on {}",
+                crate::app::now_ns() as f64 / 1e6,
+                dt * 1e3,
+                self.gov.credit,
+                tracer_cpu,
+                cost - tracer_cpu,
+                self.gov.creation_on,
+                self.gov.large.on
+            );
+        }
 
         let busy_c = self.detaching[0].busy() || self.attaching[0];
         let busy_w = self.detaching[1].busy() || self.attaching[1];
@@ -407,8 +442,8 @@ impl Budget {
         self.gov.large_rate = self.large_rate_mean;
         // What closing each group now would cost after the close.
         self.gov.set_reserve(Reserve {
-            creation: self.tail_length[0].reserve(self.last_rate[0]),
-            window: self.tail_length[1].reserve(self.last_rate[1]),
+            creation: self.tail_length[0].reserve(self.last_trap_rate[0]),
+            window: self.tail_length[1].reserve(self.last_trap_rate[1]),
         });
         let a = self.gov.decide(now, busy_c, busy_w, busy_l, have_window);
         let a = self.gov.sequence(
@@ -470,7 +505,8 @@ impl Budget {
     }
 
     /// Closes the links of the given classes on one thread, busiest probe
-    /// first whatever its class, and starts measuring their tails.
+    /// first whatever its class, and starts measuring their tails (each
+    /// site at its trap rate, [`Budget::check`]).
     fn detach(&mut self, classes: &[ProbeClass]) {
         let rate = |i: usize| self.last_site_rate.get(i).copied().unwrap_or(0.0);
         let mut links: Vec<(f64, Link)> = Vec::new();
@@ -486,13 +522,7 @@ impl Budget {
             }
         }
         links.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut sites: [Vec<_>; 3] = Default::default();
-        for i in members {
-            let p = &self.probes[i];
-            if let Some(o) = p.orig {
-                sites[slot(p.class)].push((p.addr, o, rate(i)));
-            }
-        }
+        let mut sites = self.tail_sites(&members);
         let h = crate::bpf::close_links(links.into_iter().map(|l| l.1).collect()).map(Arc::new);
         for &c in classes {
             let i = slot(c);
@@ -501,6 +531,21 @@ impl Budget {
                 self.detaching[i].0.push(h.clone());
             }
         }
+    }
+
+    /// The breakpoints probes `members` leave in the target's code once
+    /// their links are closed, per class: each at its trap rate over the
+    /// last check ([`Budget::check`]).
+    fn tail_sites(&self, members: &[usize]) -> [Vec<(u64, [u8; 4], f64)>; 3] {
+        let mut sites: [Vec<_>; 3] = Default::default();
+        for &i in members {
+            let p = &self.probes[i];
+            if let Some(o) = p.orig {
+                let rate = self.last_site_trap_rate.get(i).copied().unwrap_or(0.0);
+                sites[slot(p.class)].push((p.addr, o, rate));
+            }
+        }
+        sites
     }
 
     /// How soon this budget must be checked again. Busy breakpoints still

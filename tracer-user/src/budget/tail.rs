@@ -21,9 +21,10 @@ pub(super) const MAX_TAIL_RATE: f64 = 2.0;
 /// until the original bytes are back.
 #[derive(Debug, Default)]
 pub(super) struct Tail {
-    /// Address, original bytes and cost rate (CPUs, over the last check
-    /// before the close) of each breakpoint not yet removed: debited while
-    /// it is still there.
+    /// Address, original bytes and cost rate (CPUs: its calls over the
+    /// last check before the close, at the trap's price, as no program
+    /// runs any more) of each breakpoint not yet removed: debited while it
+    /// is still there.
     pub(super) sites: Vec<(u64, [u8; 4], f64)>,
     /// When the links began to close.
     pub(super) since: Option<Instant>,
@@ -78,9 +79,10 @@ pub const TAIL_WEIGHT: f64 = 0.25;
 /// ratio of debit to rate says little.
 pub const TAIL_MIN_RATE: f64 = 1e-3;
 
-/// How long a group's tails last, in seconds at the group's cost rate at
-/// its close: a moving mean of `debited / rate_at_close` over its closes.
-/// The next close's reserve is the group's rate times this.
+/// How long a group's tails last, in seconds at the group's trap rate at
+/// its close (its calls at the trap's price): a moving mean of
+/// `debited / rate_at_close` over its closes. The next close's reserve is
+/// the group's trap rate times this.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TailLength(f64);
 

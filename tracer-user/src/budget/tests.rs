@@ -16,6 +16,7 @@ fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
     });
     b.last_hits.push(0);
     b.last_site_rate.push(0.0);
+    b.last_site_trap_rate.push(0.0);
 }
 
 /// In debt through the probes alone, the samples go on; through the
@@ -175,5 +176,45 @@ fn governed_hits_are_priced_in_situ() {
         (gov - crate::governor::GOVERNED_IN_SITU * 3e-6).abs() < 1e-9,
         "governed hit: {gov} s, not {} times the trap and the run",
         crate::governor::GOVERNED_IN_SITU
+    );
+}
+
+/// A closed governed group's breakpoints are debited at the trap's price
+/// while they wait to be removed: their program, most of a governed hit's
+/// price, no longer runs.
+#[test]
+fn a_closed_groups_tail_is_debited_at_the_traps_price() {
+    let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+    add_probe(&mut b, ProbeClass::Governed, "map_create_ret");
+    b.probes[0].hit_cost = 10e-6;
+    b.probes[0].trap_cost = 1e-6;
+    b.probes[0].orig = Some([0x55, 0, 0, 0]);
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    // 10,000 hits in 10 ms: 10 CPUs at the governed price (twice the
+    // bucket), 1 at the trap's.
+    b.check(&[0], None, 0.0, ms(10));
+    b.check(&[10_000], None, 0.0, ms(20));
+    assert!(!b.gov.creation_on, "over the bucket: paused");
+    // What its close leaves (no link is attached here to close).
+    let [sites, ..] = b.tail_sites(&[0]);
+    b.tails[0] = Tail::new(sites);
+    assert_eq!(b.tails[0].sites.len(), 1);
+    let tail = b.tails[0].rate();
+    assert!((tail - 1.0).abs() < 1e-9, "tail rate {tail} CPUs, not 1");
+    // Its close reserve was set from the trap rate too.
+    assert!(
+        (b.gov.reserve.creation - b.tail_length[0].reserve(1.0)).abs() < 1e-12,
+        "{:?}",
+        b.gov.reserve
+    );
+    // 10 ms of tail (the breakpoint is unreadable here, so gone at once):
+    // 10 ms of CPU, not 20 (the governed rate, capped at two CPUs).
+    let credit = b.gov.credit;
+    b.check(&[10_000], None, 0.0, ms(30));
+    let debited = credit + b.gov.rate * 0.01 - b.gov.credit;
+    assert!(
+        (debited - 0.01).abs() < 1e-6,
+        "tail debited {debited} s, not 0.01"
     );
 }
