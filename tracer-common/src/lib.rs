@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 /// Version of this ABI. User space refuses an object built for another one.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// The ELF section of the eBPF object that holds the [`ABI_VERSION`] it was
 /// built for, as 4 little-endian bytes (the BPF target is little-endian on
@@ -33,8 +33,20 @@ pub const MAP_GC_WAKE: &str = "GC_WAKE";
 pub const MAP_PROBE_SPECS: &str = "PROBE_SPECS";
 /// The tracer's PID namespace, one [`PidNs`] at index 0.
 pub const MAP_PIDNS: &str = "PIDNS";
-/// Per-CPU hit counter per probe, indexed by the uprobe cookie.
+/// Hit counters per probe, indexed by the uprobe cookie: after
+/// [`PROBE_SWITCH_ROWS`] rows of switches, one row of [`MAX_PROBES`]
+/// counters per possible CPU.
 pub const MAP_PROBE_HITS: &str = "PROBE_HITS";
+/// Rows of `PROBE_HITS` before the per-CPU counters: row
+/// [`PROBE_OFF_ROW`] holds each probe's off switch (non-zero: its program
+/// returns at once, uncounted: its link is being closed), row
+/// [`PROBE_OFF_RUNS_ROW`] the runs that returned so (for the programs' run
+/// time, which the kernel counts for them too).
+pub const PROBE_SWITCH_ROWS: u32 = 2;
+/// See [`PROBE_SWITCH_ROWS`].
+pub const PROBE_OFF_ROW: u32 = 0;
+/// See [`PROBE_SWITCH_ROWS`].
+pub const PROBE_OFF_RUNS_ROW: u32 = 1;
 /// Per-CPU error and health counters, indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Creation records, keyed by map address: [`CreateRecord`]. An LRU hash, so

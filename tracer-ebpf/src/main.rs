@@ -37,8 +37,8 @@ use aya_log_ebpf::{debug, error, warn};
 use tracer_common::{
     ABI_VERSION, AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES,
     EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MAX_PROCS, MapGrowEvent,
-    NO_ARG, NO_SP_OFF, PendingCreate, PidNs, ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES,
-    WRITES_ENTRIES, WriteKey, WriteStat,
+    NO_ARG, NO_SP_OFF, PROBE_OFF_ROW, PROBE_OFF_RUNS_ROW, PROBE_SWITCH_ROWS, PendingCreate, PidNs,
+    ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
 };
 
 mod regs;
@@ -84,11 +84,14 @@ static PIDNS: Array<PidNs> = Array::with_max_entries(1, 0);
 static PROBE_SPECS: Array<ProbeSpec> = Array::with_max_entries(MAX_PROBES, 0);
 
 /// Hits per probe, one row of [`MAX_PROBES`] counters per possible CPU
-/// (slot `cpu * MAX_PROBES + cookie`): each CPU adds to its own row, and the
-/// tracer maps the array into its memory and reads it without a system call
-/// (a per-CPU array is read with one, copying every CPU's value of every
-/// probe, for each check of the budget). User space sets the number of rows
-/// at load time; a CPU beyond them does not count.
+/// (slot `(PROBE_SWITCH_ROWS + cpu) * MAX_PROBES + cookie`): each CPU adds to
+/// its own row, and the tracer maps the array into its memory and reads it
+/// without a system call (a per-CPU array is read with one, copying every
+/// CPU's value of every probe, for each check of the budget). User space
+/// sets the number of rows at load time; a CPU beyond them does not count.
+/// The first rows are the probes' off switches and their runs while off
+/// ([`tracer_common::PROBE_SWITCH_ROWS`]), which the tracer writes and
+/// reads through the same mapping.
 #[map(name = "PROBE_HITS")]
 static PROBE_HITS: Array<u64> = Array::with_max_entries(MAX_PROBES, BPF_F_MMAPABLE);
 
@@ -154,10 +157,23 @@ fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
     let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     // SAFETY: the helper takes no arguments and reads the current CPU's id.
     let cpu = unsafe { generated::bpf_get_smp_processor_id() };
-    if cookie < MAX_PROBES
-        && let Some(hits) = PROBE_HITS.get_ptr_mut(cpu.wrapping_mul(MAX_PROBES) + cookie)
-    {
-        bump(hits);
+    if cookie < MAX_PROBES {
+        // Switched off: its link is being closed (the kernel takes 10-200
+        // ms to remove every breakpoint of a group, and until then each
+        // call would run the program in full: a stack walk and an event).
+        if PROBE_HITS
+            .get(PROBE_OFF_ROW * MAX_PROBES + cookie)
+            .is_some_and(|&off| off != 0)
+        {
+            if let Some(runs) = PROBE_HITS.get_ptr_mut(PROBE_OFF_RUNS_ROW * MAX_PROBES + cookie) {
+                bump(runs);
+            }
+            return None;
+        }
+        let row = PROBE_SWITCH_ROWS.wrapping_add(cpu);
+        if let Some(hits) = PROBE_HITS.get_ptr_mut(row.wrapping_mul(MAX_PROBES) + cookie) {
+            bump(hits);
+        }
     }
     match PROBE_SPECS.get(cookie) {
         Some(s) if s.role != 0 => {

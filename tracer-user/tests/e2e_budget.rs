@@ -88,6 +88,10 @@ fn governed_probes_pause_and_come_back() {
             governed_cost * 100.0
         );
         assert!(share > 0.0 && share < 1.0, "attached share {share}: {o:#}");
+        // Closing a busy group takes the kernel milliseconds per link, and
+        // calls that came meanwhile found the probes switched off.
+        let off = o["runs_while_detaching"].as_u64().unwrap();
+        assert!(off > 0, "no call found a closing probe switched off: {o:#}");
     } else {
         eprintln!(
             "governed probes cost {:.2} % of a CPU while attached: too little to pause them",

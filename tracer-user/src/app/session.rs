@@ -222,6 +222,7 @@ pub(super) fn attach_session(
         reqs.push(req);
     }
     let mut budget = Budget::with_memory(pid, rate, costs, mem.clone());
+    budget.set_switch(tracer.probe_switch());
     let links = budget::attach_links(
         tracer,
         &target.exe,

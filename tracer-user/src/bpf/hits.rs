@@ -1,8 +1,11 @@
 //! The probes' hit counts, mapped into this process.
 //!
-//! The programs add each hit to `PROBE_HITS[cpu * MAX_PROBES + id]`, an
-//! array made with `BPF_F_MMAPABLE`: a row of counters per possible CPU, so
-//! that no two CPUs add to the same slot. The tracer maps the array once
+//! The programs add each hit to
+//! `PROBE_HITS[(PROBE_SWITCH_ROWS + cpu) * MAX_PROBES + id]`, an array made
+//! with `BPF_F_MMAPABLE`: a row of counters per possible CPU, so that no two
+//! CPUs add to the same slot. Its first rows are each probe's off switch,
+//! set before its link is closed, and the runs that found it off
+//! ([`tracer_common::PROBE_SWITCH_ROWS`]). The tracer maps the array once
 //! and reads it with plain loads. The governor reads every probe's count at
 //! each check (four a second when idle, up to a hundred while a window is
 //! open); as a per-CPU array read with `BPF_MAP_LOOKUP_BATCH`, that read was
@@ -15,13 +18,22 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use tracer_common::MAX_PROBES;
+use tracer_common::{MAX_PROBES, PROBE_OFF_ROW, PROBE_OFF_RUNS_ROW, PROBE_SWITCH_ROWS};
 
 /// Slots of the array for `cpus` possible CPUs (the `max_entries` the
-/// tracer sets at load time), or `None` if it would not fit a `u32`.
+/// tracer sets at load time: the switch rows and a row per CPU), or `None`
+/// if it would not fit a `u32`.
 #[must_use]
 pub fn slots(cpus: usize) -> Option<u32> {
-    u32::try_from(cpus).ok()?.checked_mul(MAX_PROBES)
+    u32::try_from(cpus)
+        .ok()?
+        .checked_add(PROBE_SWITCH_ROWS)?
+        .checked_mul(MAX_PROBES)
+}
+
+/// Slot of probe `id` in row `row`.
+fn slot_of(row: u32, id: u32) -> usize {
+    (row * MAX_PROBES + id) as usize
 }
 
 /// Sums of `rows` rows of `MAX_PROBES` counters, for the first `n` ids:
@@ -57,7 +69,8 @@ unsafe impl Sync for HitCounts {}
 
 impl HitCounts {
     /// Maps the array behind `fd`, made with `BPF_F_MMAPABLE` and
-    /// [`slots`]`(cpus)` entries of 8 bytes, for reading and writing.
+    /// [`slots`]`(cpus)` entries of 8 bytes, for reading and writing. Every
+    /// probe starts switched on (the kernel zeroes a new array).
     pub fn map(fd: BorrowedFd<'_>, cpus: usize) -> io::Result<Self> {
         let words = slots(cpus).ok_or_else(|| io::Error::other("too many CPUs"))? as usize;
         let len = words * std::mem::size_of::<u64>();
@@ -82,29 +95,58 @@ impl HitCounts {
     }
 
     fn slot(&self, i: usize) -> &AtomicU64 {
-        debug_assert!(i < self.cpus * MAX_PROBES as usize);
-        // SAFETY: `i` is within the mapping (`cpus` rows of MAX_PROBES
-        // words, callers index rows below `cpus` and ids below
-        // MAX_PROBES), which is 8-aligned (page-aligned) and lives as long
-        // as `self`; the kernel and the programs only ever change it with
-        // 8-byte atomic adds.
+        debug_assert!(i < (PROBE_SWITCH_ROWS as usize + self.cpus) * MAX_PROBES as usize);
+        // SAFETY: `i` is within the mapping (the switch rows and `cpus`
+        // rows of MAX_PROBES words; callers index rows below those and ids
+        // below MAX_PROBES), which is 8-aligned (page-aligned) and lives as
+        // long as `self`; the kernel and the programs only ever change it
+        // with 8-byte atomic adds, and the tracer with 8-byte stores.
         unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(i)) }
     }
 
     /// Hits of probes `0..n`, summed over CPUs.
     #[must_use]
     pub fn sums(&self, n: u32) -> Vec<u64> {
-        sum_rows(self.cpus, n, |i| self.slot(i).load(Ordering::Relaxed))
+        let first = slot_of(PROBE_SWITCH_ROWS, 0);
+        sum_rows(self.cpus, n, |i| {
+            self.slot(first + i).load(Ordering::Relaxed)
+        })
     }
 
-    /// Sets probe `id`'s count to zero on every CPU (its links are closed:
-    /// nothing adds to it meanwhile).
+    /// Runs of probes `0..n` that found their switch off (see
+    /// [`HitCounts::switch_off`]), since they were registered.
+    #[must_use]
+    pub fn off_runs(&self, n: u32) -> Vec<u64> {
+        (0..n.min(MAX_PROBES))
+            .map(|id| {
+                self.slot(slot_of(PROBE_OFF_RUNS_ROW, id))
+                    .load(Ordering::Relaxed)
+            })
+            .collect()
+    }
+
+    /// Switches probe `id`'s program off (`true`: every run returns at
+    /// once, counted apart, before its link is closed) or on again (before
+    /// its link is attached again).
+    pub fn switch_off(&self, id: u32, off: bool) {
+        if id < MAX_PROBES {
+            self.slot(slot_of(PROBE_OFF_ROW, id))
+                .store(u64::from(off), Ordering::Relaxed);
+        }
+    }
+
+    /// Sets probe `id`'s counts to zero on every CPU and switches it on
+    /// (its links are closed: nothing adds to it meanwhile; the id is
+    /// handed out again).
     pub fn zero(&self, id: u32) {
         if id >= MAX_PROBES {
             return;
         }
+        self.switch_off(id, false);
+        self.slot(slot_of(PROBE_OFF_RUNS_ROW, id))
+            .store(0, Ordering::Relaxed);
         for row in 0..self.cpus {
-            self.slot(row * MAX_PROBES as usize + id as usize)
+            self.slot(slot_of(PROBE_SWITCH_ROWS + row as u32, id))
                 .store(0, Ordering::Relaxed);
         }
     }
@@ -141,7 +183,7 @@ mod tests {
 
     #[test]
     fn slot_count_checked() {
-        assert_eq!(slots(2), Some(2 * MAX_PROBES));
+        assert_eq!(slots(2), Some((2 + PROBE_SWITCH_ROWS) * MAX_PROBES));
         assert_eq!(slots(usize::MAX), None);
     }
 }

@@ -585,6 +585,12 @@ impl Tracer {
         self.hits.sums(self.next_id)
     }
 
+    /// The probes' off switches ([`ProbeSwitch`]).
+    #[must_use]
+    pub fn probe_switch(&self) -> ProbeSwitch {
+        ProbeSwitch(self.hits.clone())
+    }
+
     /// A reader of the probe hit counts for another thread (the governor's):
     /// its own descriptor of the map, for the probes registered so far.
     pub fn hits_reader(&self) -> Result<HitsReader> {
@@ -623,6 +629,27 @@ impl HitsReader {
     pub fn read(&self) -> Vec<u64> {
         self.counts
             .sums(self.n.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Runs per probe id that found the probe switched off
+    /// ([`ProbeSwitch`]).
+    #[must_use]
+    pub fn off_runs(&self) -> Vec<u64> {
+        self.counts
+            .off_runs(self.n.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// The probes' off switches, for the thread that closes their links: a
+/// probe switched off returns from its program at once, before anything is
+/// counted, read or sent, while the kernel removes its breakpoints.
+#[derive(Debug, Clone)]
+pub struct ProbeSwitch(std::sync::Arc<hits::HitCounts>);
+
+impl ProbeSwitch {
+    /// Switches probe `id` off (`true`) or on.
+    pub fn set(&self, id: u32, off: bool) {
+        self.0.switch_off(id, off);
     }
 }
 

@@ -27,7 +27,7 @@ use std::{
 };
 
 use crate::{
-    bpf::{AttachedProbe, Link, ProbeRequest, Tracer},
+    bpf::{AttachedProbe, Link, ProbeRequest, ProbeSwitch, Tracer},
     governor::{Actions, Governor, InFlight, Reserve},
     plan::ProbeClass,
     runcost::RunCosts,
@@ -154,6 +154,16 @@ pub struct Budget {
     pub probes: Vec<ProbeCost>,
     /// Hits of each probe at the last check.
     pub last_hits: Vec<u64>,
+    /// Runs of each probe that found it switched off, as last read
+    /// ([`Budget::off_runs_since`]).
+    last_off_runs: Vec<u64>,
+    /// Runs that found a probe switched off, in all, as read so far.
+    pub off_runs_total: u64,
+    /// The probes' off switches: set before their links are closed, so that
+    /// their programs stop at once rather than when the kernel reaches each
+    /// link (`None`: the links are closed with their programs running, as in
+    /// unit tests).
+    switch: Option<ProbeSwitch>,
     /// Cost rate (CPUs) of each probe over the last check.
     last_site_rate: Vec<f64>,
     /// What each probe's breakpoint would cost over the last check with no
@@ -258,6 +268,9 @@ impl Budget {
             pid,
             gov: Governor::new(rate),
             last_hits: vec![0; probes.len()],
+            last_off_runs: vec![0; probes.len()],
+            off_runs_total: 0,
+            switch: None,
             last_site_rate: vec![0.0; probes.len()],
             last_site_trap_rate: vec![0.0; probes.len()],
             probes,
@@ -290,8 +303,24 @@ impl Budget {
         self.cpu.read(now).unwrap_or(0.0)
     }
 
+    /// Gives the budget the probes' off switches ([`ProbeSwitch`]).
+    pub fn set_switch(&mut self, switch: ProbeSwitch) {
+        self.switch = Some(switch);
+    }
+
+    /// Switches the programs of `members` (indices into the probes) off
+    /// or on.
+    fn switch_probes(&self, members: impl IntoIterator<Item = usize>, off: bool) {
+        if let Some(sw) = &self.switch {
+            for i in members {
+                sw.set(self.probes[i].id, off);
+            }
+        }
+    }
+
     /// Classes the main loop should attach now; they count as being
-    /// attached until [`Budget::install`].
+    /// attached until [`Budget::install`]. Their probes are switched on
+    /// again (they were switched off when their links were closed).
     pub fn wants(&mut self) -> Vec<ProbeClass> {
         let mut out = Vec::new();
         for class in CLASSES {
@@ -299,6 +328,33 @@ impl Budget {
             if std::mem::take(&mut self.want[i]) {
                 self.attaching[i] = true;
                 out.push(class);
+            }
+        }
+        let members: Vec<usize> = (0..self.probes.len())
+            .filter(|&i| out.contains(&self.probes[i].class))
+            .collect();
+        self.switch_probes(members, false);
+        out
+    }
+
+    /// Runs per program that found one of this budget's probes switched
+    /// off since the last call, from `off` (runs per probe id,
+    /// [`crate::bpf::HitsReader::off_runs`]).
+    pub fn off_runs_since(&mut self, off: &[u64]) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<(&'static str, u64)> = Vec::new();
+        for (i, p) in self.probes.iter().enumerate() {
+            let Some(&now) = off.get(p.id as usize) else {
+                continue;
+            };
+            let d = now.saturating_sub(self.last_off_runs[i]);
+            self.last_off_runs[i] = now;
+            if d == 0 {
+                continue;
+            }
+            self.off_runs_total += d;
+            match out.iter_mut().find(|(name, _)| *name == p.program) {
+                Some((_, n)) => *n += d,
+                None => out.push((p.program, d)),
             }
         }
         out
@@ -523,6 +579,9 @@ impl Budget {
         }
         links.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut sites = self.tail_sites(&members);
+        // Their programs stop now; the kernel removes the breakpoints as it
+        // reaches each link, and those left trap until then (the tails).
+        self.switch_probes(members.iter().copied(), true);
         let h = crate::bpf::close_links(links.into_iter().map(|l| l.1).collect()).map(Arc::new);
         for &c in classes {
             let i = slot(c);
@@ -624,6 +683,8 @@ impl Budget {
     /// the final detach; waits for closes already in progress.
     pub fn take_all_links(&mut self) -> Vec<Link> {
         let rate = |i: usize| self.last_site_rate.get(i).copied().unwrap_or(0.0);
+        let members: Vec<usize> = self.links.iter().flat_map(|l| l.2.clone()).collect();
+        self.switch_probes(members, true);
         let mut links: Vec<(f64, Link)> = self
             .links
             .drain(..)

@@ -17,6 +17,7 @@ fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
     b.last_hits.push(0);
     b.last_site_rate.push(0.0);
     b.last_site_trap_rate.push(0.0);
+    b.last_off_runs.push(0);
 }
 
 /// In debt through the probes alone, the samples go on; through the
@@ -217,4 +218,27 @@ fn a_closed_groups_tail_is_debited_at_the_traps_price() {
         (debited - 0.01).abs() < 1e-6,
         "tail debited {debited} s, not 0.01"
     );
+}
+
+/// Runs that found a probe switched off are summed per program, from the
+/// last reading on.
+#[test]
+fn off_runs_are_summed_per_program_since_the_last_reading() {
+    let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+    add_probe(&mut b, ProbeClass::Governed, "map_create_ret");
+    add_probe(&mut b, ProbeClass::Governed, "map_grow");
+    add_probe(&mut b, ProbeClass::Governed, "map_grow");
+    for (i, p) in b.probes.iter_mut().enumerate() {
+        p.id = i as u32;
+    }
+    assert_eq!(
+        b.off_runs_since(&[5, 7, 3]),
+        vec![("map_create_ret", 5), ("map_grow", 10)]
+    );
+    assert_eq!(b.off_runs_since(&[5, 9, 3]), vec![("map_grow", 2)]);
+    // A shorter list (fewer probes registered) counts as nothing new, and
+    // leaves the probes past it where they were.
+    assert!(b.off_runs_since(&[5]).is_empty());
+    assert_eq!(b.off_runs_since(&[5, 9, 4]), vec![("map_grow", 1)]);
+    assert_eq!(b.off_runs_total, 18);
 }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     bpf::{HitsReader, RunStats},
-    runcost::RunCosts,
+    runcost::{RunCosts, without_off_runs},
 };
 
 /// How often the programs' run statistics are read (each read is one
@@ -131,6 +131,9 @@ impl GovernorThread {
                 // how many processes.
                 let mut split_at: Option<(Instant, usize)> = None;
                 let mut costs = RunCosts::new();
+                // Runs per program that found their probe switched off.
+                let mut off_runs: std::collections::HashMap<&'static str, u64> =
+                    std::collections::HashMap::new();
                 let mut runs_read: Option<Instant> = None;
                 // Readings of the run statistics so far.
                 let mut reading = 0u64;
@@ -144,7 +147,17 @@ impl GovernorThread {
                     if let Some(r) = &runs
                         && runs_read.is_none_or(|t| now.duration_since(t) >= RUN_STATS_EVERY)
                     {
-                        costs.update(&r.read());
+                        let off = hits.off_runs();
+                        let budgets: Vec<Arc<Mutex<Budget>>> = list
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .clone();
+                        for b in &budgets {
+                            for (name, n) in lock_budget(b).off_runs_since(&off) {
+                                *off_runs.entry(name).or_default() += n;
+                            }
+                        }
+                        costs.update(&without_off_runs(&r.read(), &off_runs));
                         runs_read = Some(now);
                         reading += 1;
                     }

@@ -79,6 +79,10 @@ pub struct Overhead {
     pub write_windows_closed_over_budget: u64,
     /// Maps first found through the write windows (they had not grown).
     pub maps_found_by_write_windows: u64,
+    /// Probe calls that came while their link was being closed: the
+    /// program, switched off first, returned at once (the trap is still
+    /// paid, and debited as the group's tail).
+    pub runs_while_detaching: u64,
     /// Seconds the governor debited to the budget: every probe hit (target
     /// CPU) and the tracer's own CPU.
     pub budget_spent_target_cpu_s: f64,
