@@ -141,8 +141,7 @@ impl SampleClock {
     /// the budget is in debt.
     pub(super) fn gap_left(&self, now: Instant) -> Duration {
         self.last.map_or(Duration::ZERO, |(start, took)| {
-            // A whole CPU (`--overhead-budget 100`) lifts the limit.
-            let gap = if self.in_debt && self.rate < 1.0 {
+            let gap = if self.in_debt && !crate::governor::lifts_limit(self.rate) {
                 MAX_SAMPLE_GAP.max(sample_gap(took, self.rate))
             } else {
                 sample_gap(took, self.rate)

@@ -187,6 +187,18 @@ pub struct Reserve {
 /// kept from ever running (the governed probes resume at half a bucket).
 pub const RESERVE_MAX_SHARE: f64 = 0.4;
 
+/// Whether a budget of `rate` (share of one CPU) is a whole CPU or more,
+/// which lifts the limit (`--overhead-budget 100`): nothing is paused,
+/// no window is cut short and no sample is held ([`Governor::account`]).
+/// In node-wide mode a process's share of the node's budget is what
+/// counts: from the first split of the budget (the governor's thread
+/// splits it as soon as a process is added), `--all --overhead-budget
+/// 100` holds each process to its share of one CPU.
+#[must_use]
+pub fn lifts_limit(rate: f64) -> bool {
+    rate >= 1.0
+}
+
 /// Governor state of one process.
 #[derive(Debug)]
 pub struct Governor {
@@ -379,13 +391,10 @@ impl Governor {
         }
     }
 
-    /// Whether the budget is a whole CPU or more, which lifts the limit
-    /// ([`Governor::account`]). In node-wide mode a process's share of the
-    /// node's budget is what counts, so `--all --overhead-budget 100` still
-    /// holds each process to its share of one CPU.
+    /// Whether the budget lifts the limit ([`lifts_limit`]).
     #[must_use]
     pub fn limitless(&self) -> bool {
-        self.rate >= 1.0
+        lifts_limit(self.rate)
     }
 
     /// Bucket size.
@@ -397,6 +406,7 @@ impl Governor {
     /// Credits `dt` seconds of budget and debits `cost`, of which `large`
     /// was spent by the large-growth probes (debited from their own bucket
     /// too).
+    ///
     /// A budget of a whole CPU or more (`--overhead-budget 100`) lifts the
     /// limit: what is spent is still counted, and the buckets stay full,
     /// so nothing is paused, no window is cut short and no sample is held.
