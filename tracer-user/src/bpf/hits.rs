@@ -161,6 +161,56 @@ impl Drop for HitCounts {
     }
 }
 
+/// The probe hit counts, readable from any thread.
+#[derive(Debug)]
+pub struct HitsReader {
+    counts: std::sync::Arc<HitCounts>,
+    /// Probes registered so far (the tracer's high-water id).
+    n: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl HitsReader {
+    pub(super) fn new(
+        counts: std::sync::Arc<HitCounts>,
+        n: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    ) -> Self {
+        Self { counts, n }
+    }
+
+    /// Hits per probe id, summed over CPUs (empty while no probe is
+    /// registered).
+    #[must_use]
+    pub fn read(&self) -> Vec<u64> {
+        self.counts
+            .sums(self.n.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Runs per probe id that found the probe switched off
+    /// ([`ProbeSwitch`]).
+    #[must_use]
+    pub fn off_runs(&self) -> Vec<u64> {
+        self.counts
+            .off_runs(self.n.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// The probes' off switches, for the thread that closes their links: a
+/// probe switched off returns from its program at once, before anything is
+/// counted, read or sent, while the kernel removes its breakpoints.
+#[derive(Debug, Clone)]
+pub struct ProbeSwitch(std::sync::Arc<HitCounts>);
+
+impl ProbeSwitch {
+    pub(super) fn new(counts: std::sync::Arc<HitCounts>) -> Self {
+        Self(counts)
+    }
+
+    /// Switches probe `id` off (`true`) or on.
+    pub fn set(&self, id: u32, off: bool) {
+        self.0.switch_off(id, off);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ mod multi;
 mod per_process;
 mod run_stats;
 
+pub use hits::{HitsReader, ProbeSwitch};
 pub use run_stats::{ProgramRun, RunStats};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -588,16 +589,13 @@ impl Tracer {
     /// The probes' off switches ([`ProbeSwitch`]).
     #[must_use]
     pub fn probe_switch(&self) -> ProbeSwitch {
-        ProbeSwitch(self.hits.clone())
+        ProbeSwitch::new(self.hits.clone())
     }
 
     /// A reader of the probe hit counts for another thread (the governor's):
     /// its own descriptor of the map, for the probes registered so far.
     pub fn hits_reader(&self) -> Result<HitsReader> {
-        Ok(HitsReader {
-            counts: self.hits.clone(),
-            n: self.hits_n.clone(),
-        })
+        Ok(HitsReader::new(self.hits.clone(), self.hits_n.clone()))
     }
 
     /// The kernel's run counts and times of every loaded program (the
@@ -611,45 +609,6 @@ impl Tracer {
     #[must_use]
     pub fn counters(&self) -> Vec<u64> {
         sum_per_cpu(&self.ebpf, MAP_COUNTERS, COUNTER_SLOTS)
-    }
-}
-
-/// The probe hit counts, readable from any thread.
-#[derive(Debug)]
-pub struct HitsReader {
-    counts: std::sync::Arc<hits::HitCounts>,
-    /// Probes registered so far (the tracer's high-water id).
-    n: std::sync::Arc<std::sync::atomic::AtomicU32>,
-}
-
-impl HitsReader {
-    /// Hits per probe id, summed over CPUs (empty while no probe is
-    /// registered).
-    #[must_use]
-    pub fn read(&self) -> Vec<u64> {
-        self.counts
-            .sums(self.n.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Runs per probe id that found the probe switched off
-    /// ([`ProbeSwitch`]).
-    #[must_use]
-    pub fn off_runs(&self) -> Vec<u64> {
-        self.counts
-            .off_runs(self.n.load(std::sync::atomic::Ordering::Relaxed))
-    }
-}
-
-/// The probes' off switches, for the thread that closes their links: a
-/// probe switched off returns from its program at once, before anything is
-/// counted, read or sent, while the kernel removes its breakpoints.
-#[derive(Debug, Clone)]
-pub struct ProbeSwitch(std::sync::Arc<hits::HitCounts>);
-
-impl ProbeSwitch {
-    /// Switches probe `id` off (`true`) or on.
-    pub fn set(&self, id: u32, off: bool) {
-        self.0.switch_off(id, off);
     }
 }
 

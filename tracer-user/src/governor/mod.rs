@@ -42,7 +42,8 @@
 //! at zero left every window's tail as debt: at 0.5 % the write-heavy
 //! workloads were debited 0.96-1.31 % of one CPU over 9 s where the
 //! budget allows 0.78 %. The caller measures each group's tails and sets
-//! the reserve to what the next one will cost at the group's current rate.
+//! the reserve to what the next one will cost at the trap's rate (a tail
+//! runs no program).
 //!
 //! The decision is pure ([`Governor::decide`]); the caller attaches and
 //! detaches.
