@@ -114,21 +114,26 @@ fn job_done(
     Ok(())
 }
 
-/// The main loop, until the duration, a signal or the targets' exit (the
-/// reason is returned, with the count of undecodable events). The
-/// governor's thread is stopped, and the samples in flight are finished,
-/// before it returns, whatever the way out.
-pub(super) async fn trace_loop(
+/// The governor's thread and what it shares with the loop.
+pub(super) struct Governing {
+    governor: GovernorThread,
+    /// The worker threads' CPU clocks, read by the governor's thread.
+    clocks: Arc<budget::WorkerClocks>,
+    /// Notified when the governor's thread asks for an attach.
+    attach: Arc<tokio::sync::Notify>,
+}
+
+/// Starts the governor's thread on the sessions' budgets. Their governed
+/// and large-growth probes are attached after it ([`serve_attaches`]), so
+/// that none runs before the thread checks its budget.
+pub(super) fn start_governor(
     opts: &TraceOptions,
-    tracer: &mut Tracer,
-    sessions: &mut Vec<Session>,
-    console: &mut Console,
-    start: Instant,
-    endpoint: Option<serve::Endpoint>,
-) -> Result<(&'static str, u64)> {
+    tracer: &Tracer,
+    sessions: &[Session],
+) -> Result<Governing> {
     let clocks = Arc::new(budget::WorkerClocks::default());
     let attach = Arc::new(tokio::sync::Notify::new());
-    let mut governor = GovernorThread::spawn(
+    let governor = GovernorThread::spawn(
         sessions.iter().map(|s| s.budget.clone()).collect(),
         tracer.hits_reader()?,
         clocks.clone(),
@@ -145,6 +150,31 @@ pub(super) async fn trace_loop(
         attach.clone(),
     )
     .context("starting the governor's thread")?;
+    Ok(Governing {
+        governor,
+        clocks,
+        attach,
+    })
+}
+
+/// The main loop, until the duration, a signal or the targets' exit (the
+/// reason is returned, with the count of undecodable events). The
+/// governor's thread ([`start_governor`]) is stopped, and the samples in
+/// flight are finished, before it returns, whatever the way out.
+pub(super) async fn trace_loop(
+    opts: &TraceOptions,
+    tracer: &mut Tracer,
+    sessions: &mut Vec<Session>,
+    console: &mut Console,
+    start: Instant,
+    endpoint: Option<serve::Endpoint>,
+    governing: Governing,
+) -> Result<(&'static str, u64)> {
+    let Governing {
+        mut governor,
+        clocks,
+        attach,
+    } = governing;
     let mut workers = Workers::new();
     let scrapes = endpoint.map(serve::Endpoint::start);
     let execs_watched = tracer.watching_execs();
@@ -496,8 +526,10 @@ fn scan_and_attach(ctx: &mut Loop<'_>, exit_tx: &mpsc::UnboundedSender<u32>) {
             Ok(mut s) => {
                 s.clock.timer_every = ctx.opts.interval.max(MIN_SAMPLE_GAP);
                 s.all_maps = ctx.opts.all_maps;
-                attached_line(ctx.console, &s, "Ctrl-C or SIGTERM");
                 ctx.governor.add(s.budget.clone());
+                // Its governed probes: checked from their first hit.
+                serve_attaches(&mut s, ctx.tracer);
+                attached_line(ctx.console, &s, "Ctrl-C or SIGTERM");
                 watch_exit(exit_tx, &s);
                 ctx.sessions.push(s);
                 ctx.last_snapshot = None;

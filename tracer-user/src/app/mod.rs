@@ -272,6 +272,12 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         s.clock.timer_every = opts.interval.max(MIN_SAMPLE_GAP);
         s.all_maps = opts.all_maps;
     }
+    // The governed probes are attached once the governor's thread checks
+    // their budgets, before the processes are said to be attached.
+    let governing = event_loop::start_governor(opts, &tracer, &sessions).map_err(cannot)?;
+    for s in &mut sessions {
+        serve_attaches(s, &mut tracer);
+    }
     let mut console = Console::new(json.as_ref().is_some_and(JsonSink::is_stdout));
     let until = opts
         .duration
@@ -337,6 +343,7 @@ pub fn run(opts: &TraceOptions) -> Result<(), TraceError> {
         &mut console,
         start,
         endpoint,
+        governing,
     ));
     // A worker still inside a read (past every deadline) is left behind.
     runtime.shutdown_background();

@@ -223,26 +223,9 @@ pub(super) fn attach_session(
     }
     let mut budget = Budget::with_memory(pid, rate, costs, mem.clone());
     budget.set_switch(tracer.probe_switch());
-    let links = budget::attach_links(
-        tracer,
-        &target.exe,
-        pid,
-        &mut probes,
-        &reqs,
-        &budget.probes,
-        ProbeClass::Governed,
-    )?;
-    budget.install(ProbeClass::Governed, links, true);
-    let links = budget::attach_links(
-        tracer,
-        &target.exe,
-        pid,
-        &mut probes,
-        &reqs,
-        &budget.probes,
-        ProbeClass::LargeGrowth,
-    )?;
-    budget.install(ProbeClass::LargeGrowth, links, true);
+    // Attached by the main loop once the governor's thread checks them.
+    budget.attach_at_start(ProbeClass::Governed);
+    budget.attach_at_start(ProbeClass::LargeGrowth);
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let interfaces = Arc::new(crate::keys::LiveInterfaces::live(
         mem.clone(),
@@ -312,18 +295,24 @@ pub(super) fn learn_classic_entry_map(s: &mut Session, map_type: u64) {
 }
 
 /// Attaches what the governor's thread asked for (it closes on its own;
-/// attaching needs the loaded programs). A failure (the process is
-/// exiting) leaves the probes detached.
+/// attaching needs the loaded programs), and a session's first attach of
+/// its governed and large-growth probes ([`Budget::attach_at_start`]). A
+/// failure leaves the probes detached: said on stderr when it is a first
+/// attach, silent for a resume (the process is exiting).
 pub(super) fn serve_attaches(s: &mut Session, tracer: &mut Tracer) {
     let (wants, costs) = {
         let mut b = lock(&s.budget);
-        let w = b.wants();
+        let w: Vec<(ProbeClass, bool)> = b
+            .wants()
+            .into_iter()
+            .map(|c| (c, b.attaching_first(c)))
+            .collect();
         if w.is_empty() {
             return;
         }
         (w, b.probes.clone())
     };
-    for class in wants {
+    for (class, first) in wants {
         let links = budget::attach_links(
             tracer,
             &s.target.exe,
@@ -333,9 +322,18 @@ pub(super) fn serve_attaches(s: &mut Session, tracer: &mut Tracer) {
             &costs,
             class,
         )
-        .unwrap_or_default();
-        lock(&s.budget).install(class, links, false);
-        if class == ProbeClass::Governed {
+        .unwrap_or_else(|e| {
+            if first {
+                eprintln!(
+                    "mapleak-trace: pid {}: its {} probes could not be attached ({e:#}); traced without them",
+                    s.target.pid,
+                    class.as_str()
+                );
+            }
+            Vec::new()
+        });
+        let resumed = lock(&s.budget).install(class, links);
+        if resumed && class == ProbeClass::Governed {
             s.fin.probes_resumed(now_ns());
         }
     }

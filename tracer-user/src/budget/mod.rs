@@ -17,6 +17,7 @@
 //! stay with the tracer.
 
 mod clocks;
+mod links;
 mod tail;
 mod thread;
 
@@ -27,7 +28,7 @@ use std::{
 };
 
 use crate::{
-    bpf::{AttachedProbe, Link, ProbeRequest, ProbeSwitch, Tracer},
+    bpf::{Link, ProbeSwitch},
     governor::{Actions, Governor, InFlight, Reserve},
     plan::ProbeClass,
     runcost::RunCosts,
@@ -35,6 +36,7 @@ use crate::{
 };
 use clocks::CpuMeter;
 pub use clocks::WorkerClocks;
+pub use links::{SessionProbe, attach_links};
 use tail::{MAX_TAIL_RATE, Tail};
 pub use tail::{TAIL_PRIOR_S, TailLength};
 pub use thread::{Budgets, GovernorThread};
@@ -193,6 +195,9 @@ pub struct Budget {
     /// Per class: attaches asked of the main loop, and those it is doing.
     want: [bool; 3],
     attaching: [bool; 3],
+    /// Per class: the attach asked for is its first ([`Budget::attach_at_start`]),
+    /// not a resume.
+    first_attach: [bool; 3],
     /// Check closely until then (a group was just attached).
     fast_until: Instant,
     last_check: Instant,
@@ -283,6 +288,7 @@ impl Budget {
             large_rate_mean: 0.0,
             want: [false; 3],
             attaching: [false; 3],
+            first_attach: [false; 3],
             fast_until: now + FAST_AFTER_ATTACH,
             last_check: now,
             tracer_cpu_debited: 0.0,
@@ -360,10 +366,30 @@ impl Budget {
         out
     }
 
-    /// Takes the links the main loop attached for `class`. `initial`: the
-    /// first attach of the class (not a resume).
-    pub fn install(&mut self, class: ProbeClass, links: Vec<(Link, Vec<usize>)>, initial: bool) {
+    /// Asks the main loop to attach `class` for the first time. A session's
+    /// governed and large-growth probes are attached this way, by the loop,
+    /// once the governor's thread checks the budget: attached while the
+    /// tracer was still starting, they ran unchecked until then (with a
+    /// second `--pid` whose executable was being read, creators on Go 1.26
+    /// spent 66 ms of CPU in the first 100 ms, 2.6 buckets).
+    pub fn attach_at_start(&mut self, class: ProbeClass) {
+        let i = slot(class);
+        self.want[i] = true;
+        self.first_attach[i] = true;
+    }
+
+    /// Whether the attach of `class` under way is its first
+    /// ([`Budget::attach_at_start`]).
+    #[must_use]
+    pub fn attaching_first(&self, class: ProbeClass) -> bool {
+        self.first_attach[slot(class)]
+    }
+
+    /// Takes the links the main loop attached for `class`; `true` when they
+    /// resume it (`false`: its first attach, [`Budget::attach_at_start`]).
+    pub fn install(&mut self, class: ProbeClass, links: Vec<(Link, Vec<usize>)>) -> bool {
         let now = Instant::now();
+        let initial = std::mem::take(&mut self.first_attach[slot(class)]);
         self.attaching[slot(class)] = false;
         self.links
             .extend(links.into_iter().map(|(l, idx)| (class, l, idx)));
@@ -376,6 +402,7 @@ impl Budget {
         }
         // Their rate is unknown until measured: check it closely at first.
         self.fast_until = now + FAST_AFTER_ATTACH;
+        !initial
     }
 
     /// Whether `class` has links attached.
@@ -496,9 +523,20 @@ impl Budget {
         let have_window = self.probes.iter().any(|p| p.class == ProbeClass::Window);
         self.gov.debt_is_tracers = self.tracer_rate >= SAMPLES_HELD_AT_SHARE * self.gov.rate;
         self.gov.large_rate = self.large_rate_mean;
-        // What closing each group now would cost after the close.
+        // What closing each group now would cost after the close; for the
+        // governed probes, also what they will spend before the next check
+        // if left on now (at their last rate): the pause is decided there
+        // at the earliest. Without it a burst ran a whole period past its
+        // reserve: on creators (Go 1.26) the first check found the probes
+        // at 1.1 CPUs with 7.6 ms of credit, left them on, and the next
+        // check found the bucket 15 ms in debt.
+        let ahead = if self.gov.creation_on {
+            self.last_rate[0] * self.period(now).as_secs_f64()
+        } else {
+            0.0
+        };
         self.gov.set_reserve(Reserve {
-            creation: self.tail_length[0].reserve(self.last_trap_rate[0]),
+            creation: self.tail_length[0].reserve(self.last_trap_rate[0]) + ahead,
             window: self.tail_length[1].reserve(self.last_trap_rate[1]),
         });
         let a = self.gov.decide(now, busy_c, busy_w, busy_l, have_window);
@@ -532,6 +570,14 @@ impl Budget {
         .collect();
         if !closing.is_empty() {
             self.detach(&closing);
+        }
+        // A pause decided before the loop served a first attach: the next
+        // attach is a resume.
+        for (paused, i) in [(pause_c, 0), (pause_l, 2)] {
+            if paused {
+                self.want[i] = false;
+                self.first_attach[i] = false;
+            }
         }
         if pause_l {
             self.gov.large_paused(now);
@@ -710,61 +756,6 @@ impl Budget {
     pub fn site_rate(&self, i: usize) -> f64 {
         self.last_site_rate.get(i).copied().unwrap_or(0.0)
     }
-}
-
-/// A session's probe.
-#[derive(Debug)]
-pub struct SessionProbe {
-    /// The probe (its id, program and link, if attached on its own).
-    pub probe: AttachedProbe,
-    /// The probed function.
-    pub function: String,
-    /// Link-time address of the probed instruction.
-    pub address: u64,
-}
-
-/// Attaches the probes of `class` for the main loop: one uprobe_multi link
-/// per program where the kernel has them, else one perf link per probe
-/// (taken out of the tracer, so that the governor's thread can close it).
-pub fn attach_links(
-    tracer: &mut Tracer,
-    exe: &std::path::Path,
-    pid: u32,
-    probes: &mut [SessionProbe],
-    reqs: &[ProbeRequest],
-    costs: &[ProbeCost],
-    class: ProbeClass,
-) -> anyhow::Result<Vec<(Link, Vec<usize>)>> {
-    let mut by_prog: Vec<(&'static str, Vec<usize>)> = Vec::new();
-    for i in (0..probes.len()).filter(|&i| costs[i].class == class) {
-        let prog = probes[i].probe.program;
-        match by_prog.iter_mut().find(|(p, _)| *p == prog) {
-            Some((_, v)) => v.push(i),
-            None => by_prog.push((prog, vec![i])),
-        }
-    }
-    let mut out = Vec::new();
-    for (prog, idx) in by_prog {
-        let sites: Vec<(u64, u32)> = idx
-            .iter()
-            .map(|&i| (reqs[i].file_offset, probes[i].probe.id))
-            .collect();
-        match tracer.attach_group(exe, pid, prog, &sites) {
-            Ok(link) => out.push((link, idx)),
-            Err(e) => {
-                if crate::app::debug_timing() {
-                    eprintln!("group {prog}: {e:#}; one perf link per probe");
-                }
-                for i in idx {
-                    tracer.reattach(exe, pid, &mut probes[i].probe, &reqs[i])?;
-                    if let Some(l) = tracer.take_link(&mut probes[i].probe) {
-                        out.push((l, vec![i]));
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn lock_budget(b: &Mutex<Budget>) -> std::sync::MutexGuard<'_, Budget> {
