@@ -523,20 +523,9 @@ impl Budget {
         let have_window = self.probes.iter().any(|p| p.class == ProbeClass::Window);
         self.gov.debt_is_tracers = self.tracer_rate >= SAMPLES_HELD_AT_SHARE * self.gov.rate;
         self.gov.large_rate = self.large_rate_mean;
-        // What closing each group now would cost after the close; for the
-        // governed probes, also what they will spend before the next check
-        // if left on now (at their last rate): the pause is decided there
-        // at the earliest. Without it a burst ran a whole period past its
-        // reserve: on creators (Go 1.26) the first check found the probes
-        // at 1.1 CPUs with 7.6 ms of credit, left them on, and the next
-        // check found the bucket 15 ms in debt.
-        let ahead = if self.gov.creation_on {
-            self.last_rate[0] * self.period(now).as_secs_f64()
-        } else {
-            0.0
-        };
+        // What closing each group now would cost after the close.
         self.gov.set_reserve(Reserve {
-            creation: self.tail_length[0].reserve(self.last_trap_rate[0]) + ahead,
+            creation: self.tail_length[0].reserve(self.last_trap_rate[0]),
             window: self.tail_length[1].reserve(self.last_trap_rate[1]),
         });
         let a = self.gov.decide(now, busy_c, busy_w, busy_l, have_window);
