@@ -23,6 +23,17 @@ pub const SINGLE_STEP_HIT_S: f64 = 11.0e-6;
 /// breakpoint waits to be removed (no program), against 8 ns untraced.
 pub const WRITE_HIT_S: f64 = 1.0e-6;
 
+/// A governed probe's program run (seconds, reference machine), before
+/// the kernel has timed it: a session's first second, which holds its
+/// first burst. Means the kernel measured on the creators workload (Go
+/// 1.26, 2026-12-05, on a VM the calibration put at 1.7 times the
+/// reference): `map_create_ret` 3.1 µs, `map_grow` 0.9 µs. Without it,
+/// that burst was priced at the trap alone (times [`GOVERNED_IN_SITU`]),
+/// a third of what it was debited once the runs were timed, and the
+/// governed probes' grant in the kernel let four times the credit's worth
+/// of runs through.
+pub const GOVERNED_RUN_PRIOR_S: f64 = 2.0e-6;
+
 /// What a governed probe's hit (creation, small-map growth) costs the
 /// target, as a multiple of the trap and its program's run as the kernel
 /// times it. Those probes send an event on almost every hit: a user-stack

@@ -10,7 +10,7 @@
 #![warn(missing_docs)]
 
 /// Version of this ABI. User space refuses an object built for another one.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// The ELF section of the eBPF object that holds the [`ABI_VERSION`] it was
 /// built for, as 4 little-endian bytes (the BPF target is little-endian on
@@ -41,12 +41,20 @@ pub const MAP_PROBE_HITS: &str = "PROBE_HITS";
 /// [`PROBE_OFF_ROW`] holds each probe's off switch (non-zero: its program
 /// returns at once, uncounted: its link is being closed), row
 /// [`PROBE_OFF_RUNS_ROW`] the runs that returned so (for the programs' run
-/// time, which the kernel counts for them too).
-pub const PROBE_SWITCH_ROWS: u32 = 2;
+/// time, which the kernel counts for them too). Row [`PROBE_GRANT_ROW`]
+/// holds the grants ([`ProbeSpec::grant`]): hits a group of probes may
+/// still run in full, as an `i64` the programs count down; row
+/// [`PROBE_DENIED_ROW`] the runs, per probe, that found their grant spent
+/// and returned at once.
+pub const PROBE_SWITCH_ROWS: u32 = 4;
 /// See [`PROBE_SWITCH_ROWS`].
 pub const PROBE_OFF_ROW: u32 = 0;
 /// See [`PROBE_SWITCH_ROWS`].
 pub const PROBE_OFF_RUNS_ROW: u32 = 1;
+/// See [`PROBE_SWITCH_ROWS`].
+pub const PROBE_GRANT_ROW: u32 = 2;
+/// See [`PROBE_SWITCH_ROWS`].
+pub const PROBE_DENIED_ROW: u32 = 3;
 /// Per-CPU error and health counters, indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Creation records, keyed by map address: [`CreateRecord`]. An LRU hash, so
@@ -262,9 +270,18 @@ pub struct ProbeSpec {
     /// field (`0x9` = B.LS).
     pub restart_cond: u8,
     /// Zero.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// When not 0: the probe belongs to a group whose full runs are
+    /// granted in the kernel: slot `grant - 1` of row [`PROBE_GRANT_ROW`]
+    /// holds how many the group may still run (an `i64`, set by the tracer
+    /// at each check of its budget, counted down by the programs). A run
+    /// that finds it at 0 or below returns at once, counted in row
+    /// [`PROBE_DENIED_ROW`]: a burst between two checks costs the trap, not
+    /// the stack walk and the event.
+    pub grant: u32,
 }
 const _: () = assert!(core::mem::size_of::<ProbeSpec>() == 32);
+const _: () = assert!(core::mem::offset_of!(ProbeSpec, grant) == 28);
 
 /// [`ProbeSpec::restart_cond`]: the probe is not on a stack-check branch.
 pub const NO_RESTART: u8 = 0;
@@ -287,7 +304,8 @@ impl Default for ProbeSpec {
             ret_sp_off: NO_SP_OFF,
             ret_delta: 0,
             restart_cond: NO_RESTART,
-            _pad: [0; 7],
+            _pad: [0; 3],
+            grant: 0,
         }
     }
 }

@@ -37,8 +37,9 @@ use aya_log_ebpf::{debug, error, warn};
 use tracer_common::{
     ABI_VERSION, AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES,
     EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MAX_PROCS, MapGrowEvent,
-    NO_ARG, NO_SP_OFF, PROBE_OFF_ROW, PROBE_OFF_RUNS_ROW, PROBE_SWITCH_ROWS, PendingCreate, PidNs,
-    ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
+    NO_ARG, NO_SP_OFF, PROBE_DENIED_ROW, PROBE_GRANT_ROW, PROBE_OFF_ROW, PROBE_OFF_RUNS_ROW,
+    PROBE_SWITCH_ROWS, PendingCreate, PidNs, ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES,
+    WRITES_ENTRIES, WriteKey, WriteStat,
 };
 
 mod regs;
@@ -127,14 +128,21 @@ static WRITES: LruPerCpuHashMap<WriteKey, WriteStat> =
 /// changes between nightlies.
 #[inline(always)]
 fn bump(slot: *mut u64) {
+    add(slot, 1);
+}
+
+/// Adds `v` to the `u64` at `slot` atomically, wrapping (`u64::MAX`
+/// subtracts one); see [`bump`].
+#[inline(always)]
+fn add(slot: *mut u64, v: u64) {
     // SAFETY: `slot` is a map value pointer the verifier has checked
     // (8-aligned, live for the program's run); the instruction only adds to
     // those 8 bytes.
     unsafe {
         core::arch::asm!(
-            "lock *(u64 *)({slot} + 0) += {one}",
+            "lock *(u64 *)({slot} + 0) += {v}",
             slot = in(reg) slot,
-            one = in(reg) 1u64,
+            v = in(reg) v,
             options(nostack),
         );
     }
@@ -151,12 +159,19 @@ fn count(c: Counter) {
 /// a hit on a stack-check branch that is about to be taken: the function
 /// restarts after morestack and the probe fires again, so exactly one hit
 /// per call (the one whose branch falls through into the body) is used.
+/// `None`, uncounted, when the probe is switched off or its group's grant
+/// is spent ([`granted`]).
 #[inline(always)]
 fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
     // SAFETY: the helper only reads the attach cookie of the current link.
     let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     // SAFETY: the helper takes no arguments and reads the current CPU's id.
     let cpu = unsafe { generated::bpf_get_smp_processor_id() };
+    let Some(s) = PROBE_SPECS.get(cookie).filter(|s| s.role != 0) else {
+        count(Counter::BadCookie);
+        error!(ctx, "probe cookie {} has no spec", cookie);
+        return None;
+    };
     if cookie < MAX_PROBES {
         // Switched off: its link is being closed (the kernel takes 10-200
         // ms to remove every breakpoint of a group, and until then each
@@ -170,27 +185,48 @@ fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
             }
             return None;
         }
+        if !granted(s.grant) {
+            if let Some(runs) = PROBE_HITS.get_ptr_mut(PROBE_DENIED_ROW * MAX_PROBES + cookie) {
+                bump(runs);
+            }
+            return None;
+        }
         let row = PROBE_SWITCH_ROWS.wrapping_add(cpu);
         if let Some(hits) = PROBE_HITS.get_ptr_mut(row.wrapping_mul(MAX_PROBES) + cookie) {
             bump(hits);
         }
     }
-    match PROBE_SPECS.get(cookie) {
-        Some(s) if s.role != 0 => {
-            if s.restart_cond & RESTART_COND != 0 && regs::branch_taken(ctx, s.restart_cond) {
-                count(Counter::Restart);
-                return None;
-            }
-            Some((cookie, *s))
-        }
-        _ => {
-            count(Counter::BadCookie);
-            error!(ctx, "probe cookie {} has no spec", cookie);
-            None
-        }
+    if s.restart_cond & RESTART_COND != 0 && regs::branch_taken(ctx, s.restart_cond) {
+        count(Counter::Restart);
+        return None;
     }
+    Some((cookie, *s))
 }
 
+/// Whether a probe of grant `grant` ([`ProbeSpec::grant`]; 0: none) may run
+/// in full, taking one run from its group's grant. The tracer sets the
+/// grant from the budget's credit at each check; a burst of calls between
+/// two checks (the governed probes are checked every 20 ms, and a busy
+/// service creates thousands of maps in that time) then stops in the
+/// kernel once the credit is spent, at the trap's cost, rather than running
+/// a stack walk and an event for each call until the next check. The load
+/// and the atomic add are apart: CPUs racing at the last runs may take a
+/// few more than granted.
+#[inline(always)]
+fn granted(grant: u32) -> bool {
+    if grant == 0 || grant > MAX_PROBES {
+        return true;
+    }
+    let Some(left) = PROBE_HITS.get_ptr_mut(PROBE_GRANT_ROW * MAX_PROBES + (grant - 1)) else {
+        return true;
+    };
+    // SAFETY: a map value pointer the verifier has checked, 8-aligned.
+    if unsafe { core::ptr::read_volatile(left) } as i64 <= 0 {
+        return false;
+    }
+    add(left, u64::MAX);
+    true
+}
 /// The current process's pid as the tracer sees it: the kernel's own tgid,
 /// or, when the tracer runs in another PID namespace (a container), the
 /// pid in that namespace (0 when the process is not in it).

@@ -92,6 +92,19 @@ fn governed_probes_pause_and_come_back() {
         // calls that came meanwhile found the probes switched off.
         let off = o["runs_while_detaching"].as_u64().unwrap();
         assert!(off > 0, "no call found a closing probe switched off: {o:#}");
+        // Each pause comes once the credit above the close reserve is
+        // spent, which is when the grant in the kernel runs out: its calls
+        // return at once until the check that pauses them. A pause without
+        // one needs the tracer's own work to spend the credit's last part
+        // within a check; not at each of several pauses.
+        let past = o["governed_runs_past_grant"].as_u64().unwrap();
+        eprintln!("{pauses} pauses; {past} governed calls found the grant spent");
+        if pauses >= 3 {
+            assert!(
+                past > 0,
+                "{pauses} pauses, and no governed call found the grant spent: {o:#}"
+            );
+        }
     } else {
         eprintln!(
             "governed probes cost {:.2} % of a CPU while attached: too little to pause them",

@@ -94,6 +94,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     overhead.write_windows_closed_over_budget = b.gov.windows_over_budget;
     overhead.maps_found_by_write_windows = s.discovered_by_writes;
     overhead.runs_while_detaching = b.off_runs_total;
+    overhead.governed_runs_past_grant = b.denied_total;
     overhead.budget_spent_target_cpu_s = b.gov.spent;
     overhead.budget_tracer_cpu_s = b.tracer_cpu_debited;
     overhead.budget_rate = b.gov.rate;

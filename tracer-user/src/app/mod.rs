@@ -28,7 +28,7 @@ use crate::{
     budget::{self, Budget, GovernorThread, ProbeCost},
     discover::Target,
     finalizers::{self, FinTracker},
-    governor::{EMULATED_HIT_S, SINGLE_STEP_HIT_S, WRITE_HIT_S},
+    governor::{EMULATED_HIT_S, GOVERNED_RUN_PRIOR_S, SINGLE_STEP_HIT_S, WRITE_HIT_S},
     ingest::{Event, decode},
     inspect::{BinaryInfo, Frame, MapImpl},
     keys::{KeyLayout, KeyTracker},

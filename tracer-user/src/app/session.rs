@@ -173,24 +173,36 @@ pub(super) fn attach_session(
             mem.read(p.address.wrapping_add(bias), &mut b).then_some(b)
         })
         .collect();
+    // The governed probes share one grant of full runs in the kernel, in
+    // the slot of the first one's id (`ProbeSpec::grant`).
+    let mut grant_slot: Option<u32> = None;
     for p in &plan.probes {
         let file_offset = info
             .va_to_file_offset(p.address)
             .with_context(|| format!("{} at {:#x} is outside the file", p.function, p.address))?;
-        let req = ProbeRequest {
+        let mut req = ProbeRequest {
             program: p.role.program(),
             file_offset,
             spec: p.spec,
         };
+        if let Some(slot) = grant_slot.filter(|_| p.class == ProbeClass::Governed) {
+            req.spec.grant = slot + 1;
+        }
         let grouped = p.class != ProbeClass::Always;
         let a = if grouped {
             tracer.register(&req)?
         } else {
             tracer.attach(&target.exe, pid, &req)?
         };
+        if p.class == ProbeClass::Governed && grant_slot.is_none() {
+            grant_slot = Some(a.id);
+            req.spec.grant = a.id + 1;
+            tracer.set_spec(a.id, req.spec)?;
+        }
         // The reference machine's prices, in this machine's time (a trap
         // is kernel work, as the calibration's is). A write-path hit's
-        // fixed price counts its program too.
+        // fixed price counts its program too, and so does a governed one's
+        // (until the kernel has timed its program: the first second).
         let trap_cost = slowdown
             * if p.emulated {
                 EMULATED_HIT_S
@@ -201,6 +213,8 @@ pub(super) fn attach_session(
         let hit_cost = in_situ
             * if p.emulated && p.class == ProbeClass::Window {
                 slowdown * WRITE_HIT_S
+            } else if p.class == ProbeClass::Governed {
+                trap_cost + slowdown * GOVERNED_RUN_PRIOR_S
             } else {
                 trap_cost
             };
@@ -222,7 +236,7 @@ pub(super) fn attach_session(
         reqs.push(req);
     }
     let mut budget = Budget::with_memory(pid, rate, costs, mem.clone());
-    budget.set_switch(tracer.probe_switch());
+    budget.set_switch(tracer.probe_switch(), grant_slot);
     // Attached by the main loop once the governor's thread checks them.
     budget.attach_at_start(ProbeClass::Governed);
     budget.attach_at_start(ProbeClass::LargeGrowth);

@@ -4,13 +4,18 @@
 //! `PROBE_HITS[(PROBE_SWITCH_ROWS + cpu) * MAX_PROBES + id]`, an array made
 //! with `BPF_F_MMAPABLE`: a row of counters per possible CPU, so that no two
 //! CPUs add to the same slot. Its first rows are each probe's off switch,
-//! set before its link is closed, and the runs that found it off
+//! set before its link is closed, and the runs that found it off; the
+//! groups' grants of full runs, and the runs that found theirs spent
 //! ([`tracer_common::PROBE_SWITCH_ROWS`]). The tracer maps the array once
 //! and reads it with plain loads. The governor reads every probe's count at
 //! each check (four a second when idle, up to a hundred while a window is
 //! open); as a per-CPU array read with `BPF_MAP_LOOKUP_BATCH`, that read was
 //! a fifth of the tracer's own CPU with twenty processes traced on two CPUs,
 //! and grows with the number of CPUs times the number of probes.
+//!
+//! [`HitCounts`] is the mapping; [`HitsReader`] reads the counts from the
+//! governor's thread, and [`ProbeSwitch`] sets the switches and the grants
+//! from the thread that closes the links.
 use std::{
     io,
     os::fd::{AsRawFd as _, BorrowedFd},
@@ -18,7 +23,10 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use tracer_common::{MAX_PROBES, PROBE_OFF_ROW, PROBE_OFF_RUNS_ROW, PROBE_SWITCH_ROWS};
+use tracer_common::{
+    MAX_PROBES, PROBE_DENIED_ROW, PROBE_GRANT_ROW, PROBE_OFF_ROW, PROBE_OFF_RUNS_ROW,
+    PROBE_SWITCH_ROWS,
+};
 
 /// Slots of the array for `cpus` possible CPUs (the `max_entries` the
 /// tracer sets at load time: the switch rows and a row per CPU), or `None`
@@ -113,16 +121,36 @@ impl HitCounts {
         })
     }
 
+    /// Counts of row `row` for probes `0..n`.
+    fn row(&self, row: u32, n: u32) -> Vec<u64> {
+        (0..n.min(MAX_PROBES))
+            .map(|id| self.slot(slot_of(row, id)).load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// Runs of probes `0..n` that found their switch off (see
     /// [`HitCounts::switch_off`]), since they were registered.
     #[must_use]
     pub fn off_runs(&self, n: u32) -> Vec<u64> {
-        (0..n.min(MAX_PROBES))
-            .map(|id| {
-                self.slot(slot_of(PROBE_OFF_RUNS_ROW, id))
-                    .load(Ordering::Relaxed)
-            })
-            .collect()
+        self.row(PROBE_OFF_RUNS_ROW, n)
+    }
+
+    /// Runs of probes `0..n` that found their group's grant spent
+    /// ([`HitCounts::grant`]), since they were registered.
+    #[must_use]
+    pub fn denied(&self, n: u32) -> Vec<u64> {
+        self.row(PROBE_DENIED_ROW, n)
+    }
+
+    /// Sets the grant in slot `slot` ([`tracer_common::ProbeSpec::grant`]
+    /// minus one): `runs` more full runs for its group, counted down by the
+    /// programs (0: none, every run returns at once).
+    pub fn grant(&self, slot: u32, runs: u64) {
+        if slot < MAX_PROBES {
+            let runs = runs.min(i64::MAX as u64);
+            self.slot(slot_of(PROBE_GRANT_ROW, slot))
+                .store(runs, Ordering::Relaxed);
+        }
     }
 
     /// Switches probe `id`'s program off (`true`: every run returns at
@@ -143,8 +171,9 @@ impl HitCounts {
             return;
         }
         self.switch_off(id, false);
-        self.slot(slot_of(PROBE_OFF_RUNS_ROW, id))
-            .store(0, Ordering::Relaxed);
+        for row in [PROBE_OFF_RUNS_ROW, PROBE_GRANT_ROW, PROBE_DENIED_ROW] {
+            self.slot(slot_of(row, id)).store(0, Ordering::Relaxed);
+        }
         for row in 0..self.cpus {
             self.slot(slot_of(PROBE_SWITCH_ROWS + row as u32, id))
                 .store(0, Ordering::Relaxed);
@@ -192,11 +221,20 @@ impl HitsReader {
         self.counts
             .off_runs(self.n.load(std::sync::atomic::Ordering::Relaxed))
     }
+
+    /// Runs per probe id that found their group's grant spent
+    /// ([`ProbeSwitch::grant`]).
+    #[must_use]
+    pub fn denied(&self) -> Vec<u64> {
+        self.counts
+            .denied(self.n.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// The probes' off switches, for the thread that closes their links: a
 /// probe switched off returns from its program at once, before anything is
-/// counted, read or sent, while the kernel removes its breakpoints.
+/// counted, read or sent, while the kernel removes its breakpoints. Also the
+/// groups' grants of full runs, which that thread sets at each check.
 #[derive(Debug, Clone)]
 pub struct ProbeSwitch(std::sync::Arc<HitCounts>);
 
@@ -208,6 +246,12 @@ impl ProbeSwitch {
     /// Switches probe `id` off (`true`) or on.
     pub fn set(&self, id: u32, off: bool) {
         self.0.switch_off(id, off);
+    }
+
+    /// Grants the group of grant slot `slot` `runs` more full runs
+    /// ([`tracer_common::ProbeSpec::grant`]).
+    pub fn grant(&self, slot: u32, runs: u64) {
+        self.0.grant(slot, runs);
     }
 }
 

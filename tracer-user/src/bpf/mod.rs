@@ -388,14 +388,7 @@ impl Tracer {
         if id >= MAX_PROBES {
             bail!("more than {MAX_PROBES} probes: trace fewer processes at once");
         }
-        {
-            let mut specs: Array<_, ProbeSpec> = Array::try_from(
-                self.ebpf
-                    .map_mut(MAP_PROBE_SPECS)
-                    .ok_or_else(|| anyhow!("map {MAP_PROBE_SPECS} missing"))?,
-            )?;
-            specs.set(id, req.spec, 0)?;
-        }
+        self.set_spec(id, req.spec)?;
         if fresh {
             self.next_id += 1;
             self.hits_n
@@ -406,6 +399,17 @@ impl Tracer {
             program: req.program,
             link: None,
         })
+    }
+
+    /// Writes probe `id`'s spec (its program reads it at each hit).
+    pub fn set_spec(&mut self, id: u32, spec: ProbeSpec) -> Result<()> {
+        let mut specs: Array<_, ProbeSpec> = Array::try_from(
+            self.ebpf
+                .map_mut(MAP_PROBE_SPECS)
+                .ok_or_else(|| anyhow!("map {MAP_PROBE_SPECS} missing"))?,
+        )?;
+        specs.set(id, spec, 0)?;
+        Ok(())
     }
 
     /// Attaches a detached probe again, with the same id (cookie and spec).

@@ -1,5 +1,8 @@
 //! Attaching a budget's probe classes: one uprobe_multi link per program
-//! where the kernel has them, else one perf link per probe.
+//! where the kernel has them, else one perf link per probe; and the closes
+//! still in progress ([`Detaching`]).
+use std::{sync::Arc, thread::JoinHandle, time::Duration};
+
 use crate::{
     bpf::{AttachedProbe, Link, ProbeRequest, Tracer},
     plan::ProbeClass,
@@ -60,4 +63,40 @@ pub fn attach_links(
         }
     }
     Ok(out)
+}
+
+/// Detaches of one group still in progress (a thread may close the links
+/// of both groups, so handles are shared).
+#[derive(Debug, Default)]
+pub struct Detaching(pub(super) Vec<Arc<JoinHandle<()>>>);
+
+impl Detaching {
+    /// Whether a close is still in progress.
+    pub(super) fn busy(&mut self) -> bool {
+        self.0.retain(|h| !h.is_finished());
+        !self.0.is_empty()
+    }
+
+    /// Waits until every close has finished.
+    pub fn join(&mut self) {
+        for h in self.0.drain(..) {
+            match Arc::try_unwrap(h) {
+                Ok(h) => {
+                    let _ = h.join();
+                }
+                Err(h) => {
+                    while !h.is_finished() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds closes in progress (and forgets those finished: a node-wide
+    /// trace lets go of processes for as long as it runs).
+    pub fn push(&mut self, h: Option<JoinHandle<()>>) {
+        self.0.retain(|h| !h.is_finished());
+        self.0.extend(h.map(Arc::new));
+    }
 }

@@ -17,13 +17,13 @@
 //! stay with the tracer.
 
 mod clocks;
+mod grant;
 mod links;
 mod tail;
 mod thread;
 
 use std::{
     sync::{Arc, Mutex},
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -36,7 +36,7 @@ use crate::{
 };
 use clocks::CpuMeter;
 pub use clocks::WorkerClocks;
-pub use links::{SessionProbe, attach_links};
+pub use links::{Detaching, SessionProbe, attach_links};
 use tail::{MAX_TAIL_RATE, Tail};
 pub use tail::{TAIL_PRIOR_S, TailLength};
 pub use thread::{Budgets, GovernorThread};
@@ -51,41 +51,6 @@ pub const FAST_AFTER_ATTACH: Duration = Duration::from_millis(100);
 /// CPU each uses is averaged for it.
 pub const SPLIT_EVERY: Duration = Duration::from_secs(1);
 pub const SPLIT_WINDOW: Duration = Duration::from_secs(5);
-
-/// Detaches of one group still in progress (a thread may close the links
-/// of both groups, so handles are shared).
-#[derive(Debug, Default)]
-pub struct Detaching(Vec<Arc<JoinHandle<()>>>);
-
-impl Detaching {
-    fn busy(&mut self) -> bool {
-        self.0.retain(|h| !h.is_finished());
-        !self.0.is_empty()
-    }
-
-    /// Waits until every close has finished.
-    pub fn join(&mut self) {
-        for h in self.0.drain(..) {
-            match Arc::try_unwrap(h) {
-                Ok(h) => {
-                    let _ = h.join();
-                }
-                Err(h) => {
-                    while !h.is_finished() {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Adds closes in progress (and forgets those finished: a node-wide
-    /// trace lets go of processes for as long as it runs).
-    pub fn push(&mut self, h: Option<JoinHandle<()>>) {
-        self.0.retain(|h| !h.is_finished());
-        self.0.extend(h.map(Arc::new));
-    }
-}
 
 /// One probe as the budget sees it.
 #[derive(Debug, Clone)]
@@ -144,6 +109,14 @@ fn slot(class: ProbeClass) -> usize {
     slot_of(class).unwrap_or(0)
 }
 
+/// Adds `n` runs of `program` to `runs`.
+fn add_runs(runs: &mut Vec<(&'static str, u64)>, program: &'static str, n: u64) {
+    match runs.iter_mut().find(|(name, _)| *name == program) {
+        Some((_, k)) => *k += n,
+        None => runs.push((program, n)),
+    }
+}
+
 /// The budget of one traced process, shared by the governor's thread and
 /// the main loop.
 #[derive(Debug)]
@@ -166,6 +139,21 @@ pub struct Budget {
     /// link (`None`: the links are closed with their programs running, as in
     /// unit tests).
     switch: Option<ProbeSwitch>,
+    /// The governed probes' grant slot in the kernel
+    /// ([`tracer_common::ProbeSpec::grant`] minus one; `None`: none, as in
+    /// unit tests), set at each check ([`grant`]).
+    grant_slot: Option<u32>,
+    /// Runs of each probe that found its grant spent, as last read
+    /// ([`Budget::denied_since`]).
+    last_denied: Vec<u64>,
+    /// Of those, per probe, the ones not debited yet (each at its trap's
+    /// price, [`Budget::check`]).
+    denied_pending: Vec<u64>,
+    /// Of those runs, per program, the ones [`Budget::off_runs_since`] has
+    /// not handed out yet.
+    denied_by_program: Vec<(&'static str, u64)>,
+    /// Runs that found the governed probes' grant spent, in all.
+    pub denied_total: u64,
     /// Cost rate (CPUs) of each probe over the last check.
     last_site_rate: Vec<f64>,
     /// What each probe's breakpoint would cost over the last check with no
@@ -276,6 +264,11 @@ impl Budget {
             last_off_runs: vec![0; probes.len()],
             off_runs_total: 0,
             switch: None,
+            grant_slot: None,
+            last_denied: vec![0; probes.len()],
+            denied_pending: vec![0; probes.len()],
+            denied_by_program: Vec::new(),
+            denied_total: 0,
             last_site_rate: vec![0.0; probes.len()],
             last_site_trap_rate: vec![0.0; probes.len()],
             probes,
@@ -309,9 +302,11 @@ impl Budget {
         self.cpu.read(now).unwrap_or(0.0)
     }
 
-    /// Gives the budget the probes' off switches ([`ProbeSwitch`]).
-    pub fn set_switch(&mut self, switch: ProbeSwitch) {
+    /// Gives the budget the probes' off switches ([`ProbeSwitch`]) and the
+    /// governed probes' grant slot, if they have one.
+    pub fn set_switch(&mut self, switch: ProbeSwitch, grant_slot: Option<u32>) {
         self.switch = Some(switch);
+        self.grant_slot = grant_slot;
     }
 
     /// Switches the programs of `members` (indices into the probes) off
@@ -339,15 +334,19 @@ impl Budget {
         let members: Vec<usize> = (0..self.probes.len())
             .filter(|&i| out.contains(&self.probes[i].class))
             .collect();
+        if out.contains(&ProbeClass::Governed) {
+            self.write_grant();
+        }
         self.switch_probes(members, false);
         out
     }
 
-    /// Runs per program that found one of this budget's probes switched
-    /// off since the last call, from `off` (runs per probe id,
-    /// [`crate::bpf::HitsReader::off_runs`]).
+    /// Runs per program that returned at once since the last call: found
+    /// one of this budget's probes switched off, from `off` (runs per probe
+    /// id, [`crate::bpf::HitsReader::off_runs`]), or its grant spent (as
+    /// [`Budget::denied_since`] took them).
     pub fn off_runs_since(&mut self, off: &[u64]) -> Vec<(&'static str, u64)> {
-        let mut out: Vec<(&'static str, u64)> = Vec::new();
+        let mut out = std::mem::take(&mut self.denied_by_program);
         for (i, p) in self.probes.iter().enumerate() {
             let Some(&now) = off.get(p.id as usize) else {
                 continue;
@@ -358,10 +357,7 @@ impl Budget {
                 continue;
             }
             self.off_runs_total += d;
-            match out.iter_mut().find(|(name, _)| *name == p.program) {
-                Some((_, n)) => *n += d,
-                None => out.push((p.program, d)),
-            }
+            add_runs(&mut out, p.program, d);
         }
         out
     }
@@ -438,8 +434,10 @@ impl Budget {
             let h = hits.get(p.id as usize).copied().unwrap_or(0);
             let d = h.saturating_sub(self.last_hits[i]);
             self.last_hits[i] = h;
-            let c = d as f64 * p.hit_cost;
-            let traps = d as f64 * p.trap_cost;
+            // Runs past the grant: the trap alone.
+            let denied = std::mem::take(&mut self.denied_pending[i]) as f64 * p.trap_cost;
+            let c = d as f64 * p.hit_cost + denied;
+            let traps = d as f64 * p.trap_cost + denied;
             if dt > 0.0 {
                 self.last_site_rate[i] = c / dt;
                 self.last_site_trap_rate[i] = traps / dt;
@@ -562,7 +560,11 @@ impl Budget {
         }
         // A pause decided before the loop served a first attach: the next
         // attach is a resume.
-        for (paused, i) in [(pause_c, 0), (pause_l, 2)] {
+        for (paused, class) in [
+            (pause_c, ProbeClass::Governed),
+            (pause_l, ProbeClass::LargeGrowth),
+        ] {
+            let i = slot(class);
             if paused {
                 self.want[i] = false;
                 self.first_attach[i] = false;
@@ -592,6 +594,9 @@ impl Budget {
         }
         if a.resume_creation && !self.attaching[0] && !self.attached(ProbeClass::Governed) {
             self.want[0] = true;
+        }
+        if self.gov.creation_on || self.attaching[0] {
+            self.write_grant();
         }
     }
 

@@ -18,6 +18,26 @@ fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
     b.last_site_rate.push(0.0);
     b.last_site_trap_rate.push(0.0);
     b.last_off_runs.push(0);
+    b.last_denied.push(0);
+    b.denied_pending.push(0);
+}
+
+/// Runs that found the governed probes' grant spent cost their trap alone,
+/// debited at the next check, and are counted.
+#[test]
+fn runs_past_the_grant_are_debited_at_the_trap() {
+    let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
+    add_probe(&mut b, ProbeClass::Governed, "map_create");
+    b.probes[0].hit_cost = 12e-6;
+    let t0 = Instant::now();
+    b.check(&[0], None, 0.0, t0 + Duration::from_secs(1));
+    let spent = b.gov.spent;
+    b.denied_since(&[1000]);
+    b.check(&[0], None, 0.0, t0 + Duration::from_secs(2));
+    assert!((b.gov.spent - spent - 1000.0 * 1e-6).abs() < 1e-12);
+    b.denied_since(&[1500]);
+    b.denied_since(&[1500]);
+    assert_eq!(b.denied_total, 1500);
 }
 
 /// In debt through the probes alone, the samples go on; through the

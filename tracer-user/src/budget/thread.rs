@@ -162,6 +162,7 @@ impl GovernorThread {
                         reading += 1;
                     }
                     let counts = hits.read();
+                    let denied = hits.denied();
                     workers.collect();
                     let cpu = self_cpu_s();
                     let delta = (cpu - cpu0).max(0.0);
@@ -208,6 +209,7 @@ impl GovernorThread {
                             let prices =
                                 (reading > 0 && b.prices_reading != reading).then_some(&costs);
                             b.prices_reading = reading;
+                            b.denied_since(&denied);
                             b.check(&counts, prices, debit, now);
                         }
                         next = next.min(b.period(Instant::now()));

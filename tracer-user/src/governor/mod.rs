@@ -52,8 +52,8 @@ use std::time::{Duration, Instant};
 // The bucket's size, the write windows' bounds and the per-hit costs are
 // shared with `cargo xtask bench`, which quotes them.
 pub use tracer_common::governor::{
-    BURST_S, EMULATED_HIT_S, GOVERNED_IN_SITU, SINGLE_STEP_HIT_S, WINDOW_GAP, WINDOW_MAX,
-    WRITE_HIT_S,
+    BURST_S, EMULATED_HIT_S, GOVERNED_IN_SITU, GOVERNED_RUN_PRIOR_S, SINGLE_STEP_HIT_S, WINDOW_GAP,
+    WINDOW_MAX, WRITE_HIT_S,
 };
 
 /// A window in which no write was seen for this long is closed: a target

@@ -83,6 +83,10 @@ pub struct Overhead {
     /// program, switched off first, returned at once (the trap is still
     /// paid, and debited as the group's tail).
     pub runs_while_detaching: u64,
+    /// Governed probe calls that found the probes' grant in the kernel
+    /// spent (the credit above their close reserve, set at each check):
+    /// the program returned at once; each is debited at the trap's price.
+    pub governed_runs_past_grant: u64,
     /// Seconds the governor debited to the budget: every probe hit (target
     /// CPU) and the tracer's own CPU.
     pub budget_spent_target_cpu_s: f64,
