@@ -130,6 +130,16 @@ fn sequence_keeps_kernel_operations_apart() {
         },
     );
     assert!(a.open_window && !a.pause_creation, "{a:?}");
+    // With the limit lifted, costly ones stay on too.
+    let lifted = Governor::new(1.0);
+    let a = lifted.sequence(
+        open,
+        InFlight {
+            creation_rate: 3.0,
+            ..InFlight::default()
+        },
+    );
+    assert!(a.open_window && !a.pause_creation, "{a:?}");
     // No attach while creation breakpoints are still going.
     for f in [
         InFlight {
