@@ -55,6 +55,10 @@ pub const PROBE_OFF_RUNS_ROW: u32 = 1;
 pub const PROBE_GRANT_ROW: u32 = 2;
 /// See [`PROBE_SWITCH_ROWS`].
 pub const PROBE_DENIED_ROW: u32 = 3;
+/// A grant of at least this many runs is unbounded (the limit lifted):
+/// the programs run in full without counting it down (no atomic add on a
+/// word shared by every CPU for each call).
+pub const GRANT_UNBOUNDED: u64 = 1 << 62;
 /// Per-CPU error and health counters, indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Creation records, keyed by map address: [`CreateRecord`]. An LRU hash, so

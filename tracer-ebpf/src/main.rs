@@ -36,10 +36,10 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, error, warn};
 use tracer_common::{
     ABI_VERSION, AddrKey, COUNTER_SLOTS, CREATED_ENTRIES, Counter, CreateRecord, EVENTS_BYTES,
-    EventHeader, EventKind, FinEvent, GcEvent, GrowKind, MAX_PROBES, MAX_PROCS, MapGrowEvent,
-    NO_ARG, NO_SP_OFF, PROBE_DENIED_ROW, PROBE_GRANT_ROW, PROBE_OFF_ROW, PROBE_OFF_RUNS_ROW,
-    PROBE_SWITCH_ROWS, PendingCreate, PidNs, ProbeSpec, ProcConfig, RESTART_COND, STACK_ENTRIES,
-    WRITES_ENTRIES, WriteKey, WriteStat,
+    EventHeader, EventKind, FinEvent, GRANT_UNBOUNDED, GcEvent, GrowKind, MAX_PROBES, MAX_PROCS,
+    MapGrowEvent, NO_ARG, NO_SP_OFF, PROBE_DENIED_ROW, PROBE_GRANT_ROW, PROBE_OFF_ROW,
+    PROBE_OFF_RUNS_ROW, PROBE_SWITCH_ROWS, PendingCreate, PidNs, ProbeSpec, ProcConfig,
+    RESTART_COND, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
 };
 
 mod regs;
@@ -206,7 +206,7 @@ fn spec(ctx: &ProbeContext) -> Option<(u32, ProbeSpec)> {
 /// Whether a probe of grant `grant` ([`ProbeSpec::grant`]; 0: none) may run
 /// in full, taking one run from its group's grant. The tracer sets the
 /// grant from the budget's credit at each check; a burst of calls between
-/// two checks (the governed probes are checked every 20 ms, and a busy
+/// two checks (the governed probes are checked every 10-20 ms, and a busy
 /// service creates thousands of maps in that time) then stops in the
 /// kernel once the credit is spent, at the trap's cost, rather than running
 /// a stack walk and an event for each call until the next check. The load
@@ -221,8 +221,12 @@ fn granted(grant: u32) -> bool {
         return true;
     };
     // SAFETY: a map value pointer the verifier has checked, 8-aligned.
-    if unsafe { core::ptr::read_volatile(left) } as i64 <= 0 {
+    let n = unsafe { core::ptr::read_volatile(left) } as i64;
+    if n <= 0 {
         return false;
+    }
+    if n as u64 >= GRANT_UNBOUNDED {
+        return true;
     }
     add(left, u64::MAX);
     true

@@ -144,7 +144,9 @@ impl HitCounts {
 
     /// Sets the grant in slot `slot` ([`tracer_common::ProbeSpec::grant`]
     /// minus one): `runs` more full runs for its group, counted down by the
-    /// programs (0: none, every run returns at once).
+    /// programs (0: none, every run returns at once; at least
+    /// [`tracer_common::GRANT_UNBOUNDED`], as `u64::MAX` is: unbounded,
+    /// not counted down).
     pub fn grant(&self, slot: u32, runs: u64) {
         if slot < MAX_PROBES {
             let runs = runs.min(i64::MAX as u64);

@@ -185,8 +185,8 @@ pub enum Link {
     Multi(std::os::fd::OwnedFd),
 }
 
-/// Closes links one after the other, in the given order, on a thread, and
-/// returns at once; the handle finishes when every probe is gone.
+/// Closes links on a thread, in the given order, and returns at once; the
+/// handle finishes when every probe is gone.
 ///
 /// Closing a uprobe's perf event removes its breakpoint first, then waits
 /// for RCU grace periods, and the kernel does all of it under one global
@@ -195,6 +195,13 @@ pub enum Link {
 /// waits its turn keeps trapping (the program no longer runs), so the
 /// caller puts the busiest probe first and closes nothing else while the
 /// busy ones wait.
+///
+/// A uprobe_multi link removes all its breakpoints before it waits, and
+/// waits outside any global lock: each is closed on a thread of its own,
+/// so that every group's breakpoints go at once rather than one group per
+/// grace period (closed one after the other, a window and the governed
+/// probes' four links took 220 ms to clear on creators, Go 1.26, the
+/// busiest link 50 ms, and their calls meanwhile cost 48 ms of CPU).
 #[must_use]
 pub fn close_links(links: Vec<Link>) -> Option<std::thread::JoinHandle<()>> {
     if links.is_empty() {
@@ -203,9 +210,26 @@ pub fn close_links(links: Vec<Link>) -> Option<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("detach".into())
         .spawn(move || {
-            for l in links {
-                drop(l);
-            }
+            std::thread::scope(|s| {
+                let mut serial = Vec::new();
+                for l in links {
+                    match l {
+                        Link::Multi(fd) => {
+                            let spawned = std::thread::Builder::new()
+                                .name("detach-multi".into())
+                                .spawn_scoped(s, move || drop(fd));
+                            // No thread to be had: closed here, in turn.
+                            if let Err(e) = spawned {
+                                log::debug!("closing a probe group in turn: {e}");
+                            }
+                        }
+                        perf @ Link::Perf(_) => serial.push(perf),
+                    }
+                }
+                for l in serial {
+                    drop(l);
+                }
+            });
         })
         .ok()
 }

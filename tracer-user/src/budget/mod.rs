@@ -117,6 +117,24 @@ fn add_runs(runs: &mut Vec<(&'static str, u64)>, program: &'static str, n: u64) 
     }
 }
 
+/// What each probe's counter gained since `last` (both indexed like
+/// `probes`; `now` is indexed by probe id, as the kernel's rows are), as
+/// (probe index, gain) for the probes that gained; `last` takes `now`.
+fn counts_since(probes: &[ProbeCost], last: &mut [u64], now: &[u64]) -> Vec<(usize, u64)> {
+    let mut out = Vec::new();
+    for (i, p) in probes.iter().enumerate() {
+        let Some(&n) = now.get(p.id as usize) else {
+            continue;
+        };
+        let d = n.saturating_sub(last[i]);
+        last[i] = n;
+        if d != 0 {
+            out.push((i, d));
+        }
+    }
+    out
+}
+
 /// The budget of one traced process, shared by the governor's thread and
 /// the main loop.
 #[derive(Debug)]
@@ -132,8 +150,15 @@ pub struct Budget {
     /// Runs of each probe that found it switched off, as last read
     /// ([`Budget::off_runs_since`]).
     last_off_runs: Vec<u64>,
-    /// Runs that found a probe switched off, in all, as read so far.
+    /// Runs that found a probe switched off, in all, as read so far
+    /// ([`Budget::switched_off_since`], at each check).
     pub off_runs_total: u64,
+    /// The same runs per probe as last read for the debit
+    /// ([`Budget::switched_off_since`]), and of those, the ones not
+    /// debited yet (each at its trap's price, [`Budget::check`]): a closed
+    /// group's tail, counted in the kernel.
+    last_off_seen: Vec<u64>,
+    off_pending: Vec<u64>,
     /// The probes' off switches: set before their links are closed, so that
     /// their programs stop at once rather than when the kernel reaches each
     /// link (`None`: the links are closed with their programs running, as in
@@ -263,6 +288,8 @@ impl Budget {
             last_hits: vec![0; probes.len()],
             last_off_runs: vec![0; probes.len()],
             off_runs_total: 0,
+            last_off_seen: vec![0; probes.len()],
+            off_pending: vec![0; probes.len()],
             switch: None,
             grant_slot: None,
             last_denied: vec![0; probes.len()],
@@ -347,19 +374,21 @@ impl Budget {
     /// [`Budget::denied_since`] took them).
     pub fn off_runs_since(&mut self, off: &[u64]) -> Vec<(&'static str, u64)> {
         let mut out = std::mem::take(&mut self.denied_by_program);
-        for (i, p) in self.probes.iter().enumerate() {
-            let Some(&now) = off.get(p.id as usize) else {
-                continue;
-            };
-            let d = now.saturating_sub(self.last_off_runs[i]);
-            self.last_off_runs[i] = now;
-            if d == 0 {
-                continue;
-            }
-            self.off_runs_total += d;
-            add_runs(&mut out, p.program, d);
+        for (i, d) in counts_since(&self.probes, &mut self.last_off_runs, off) {
+            add_runs(&mut out, self.probes[i].program, d);
         }
         out
+    }
+
+    /// Takes the runs per probe id that found their probe switched off
+    /// (`off`, [`crate::bpf::HitsReader::off_runs`], read at each check):
+    /// the calls that trapped on a closed group's breakpoints before the
+    /// kernel removed them, debited at the trap's price at the next check.
+    pub fn switched_off_since(&mut self, off: &[u64]) {
+        for (i, d) in counts_since(&self.probes, &mut self.last_off_seen, off) {
+            self.off_runs_total += d;
+            self.off_pending[i] += d;
+        }
     }
 
     /// Asks the main loop to attach `class` for the first time. A session's
@@ -430,6 +459,7 @@ impl Budget {
         }
         let mut by_class = [0.0; 3];
         let mut traps_by_class = [0.0; 3];
+        let mut off_by_class = [0.0; 3];
         for (i, p) in self.probes.iter().enumerate() {
             let h = hits.get(p.id as usize).copied().unwrap_or(0);
             let d = h.saturating_sub(self.last_hits[i]);
@@ -438,20 +468,26 @@ impl Budget {
             let denied = std::mem::take(&mut self.denied_pending[i]) as f64 * p.trap_cost;
             let c = d as f64 * p.hit_cost + denied;
             let traps = d as f64 * p.trap_cost + denied;
+            // Runs that found the probe switched off (its breakpoints not
+            // yet removed after a close): the trap alone, apart from the
+            // class's rate (the class is closed).
+            let off = std::mem::take(&mut self.off_pending[i]) as f64 * p.trap_cost;
             if dt > 0.0 {
                 self.last_site_rate[i] = c / dt;
                 self.last_site_trap_rate[i] = traps / dt;
             }
-            cost += c;
+            cost += c + off;
             if let Some(k) = slot_of(p.class) {
                 by_class[k] += c;
                 traps_by_class[k] += traps;
+                off_by_class[k] += off;
             }
         }
         // Breakpoints of a closed group still trap until the kernel removes
-        // them, with no program left to run: debited at the trap's price
-        // for the calls each site had before the close, for as long as
-        // they are still there. A governed hit's in-situ price is mostly
+        // them, with no program left to run: each call is counted in the
+        // kernel (its probe is switched off) and debited above at the
+        // trap's price; here the tail's sites are polled until they are
+        // gone, and its length measured. A governed hit's in-situ price is mostly
         // its program's work (the stack walk, the event and the tracer
         // woken to read it), and a write probe's breakpoint cost 0.77 µs
         // a call while it waited to be removed against 0.97 µs with its
@@ -461,20 +497,27 @@ impl Budget {
         // 0.046 s, twice the default budget's bucket, and the governed
         // probes never came back in a 60 s trace.
         let dbg = crate::app::debug_timing();
-        for (t, length) in self.tails.iter_mut().zip(&mut self.tail_length) {
+        for ((t, length), off) in self
+            .tails
+            .iter_mut()
+            .zip(&mut self.tail_length)
+            .zip(off_by_class)
+        {
             if t.sites.is_empty() {
                 continue;
             }
-            let rate = t.rate();
-            cost += rate * dt;
-            t.debited += rate * dt;
+            t.debited += off;
             let before = t.sites.len();
             let left = t.poll(&self.mem);
             if dbg && t.sites.len() != before {
                 eprintln!(
-                    "tail: {} of {before} breakpoints gone {:?} after close (debiting {rate:.2} CPUs)",
+                    "tail: {} of {before} breakpoints gone {:?} after close (debited {:.2} ms, {:.2} ms at the close's rate)",
                     before - t.sites.len(),
                     t.since.map(|at| at.elapsed()).unwrap_or_default(),
+                    t.debited * 1e3,
+                    t.since
+                        .map_or(0.0, |at| at.elapsed().as_secs_f64() * t.rate_at_close)
+                        * 1e3,
                 );
             }
             if !left {
@@ -500,7 +543,7 @@ impl Budget {
         self.last_check = now;
         // The large-growth tier's own bucket: its probes' hits, and the
         // tail of their breakpoints after a pause.
-        let large = by_class[2] + self.tails[2].rate() * dt;
+        let large = by_class[2] + off_by_class[2];
         self.gov.account(dt, cost, large);
         if crate::app::debug_credit() {
             eprintln!(

@@ -15,22 +15,25 @@ pub(super) const MAX_TAIL_RATE: f64 = 2.0;
 /// When a window closes, the program stops running at once but the kernel
 /// removes each breakpoint only when it reaches that link (see
 /// [`crate::bpf::close_links`]); until then every call still traps, costing
-/// the target ~0.8 µs, uncounted. The tail is measured, not guessed: the
-/// instruction bytes at each probe address are read back from the target
-/// (a uprobe is a breakpoint written into the target's copy of the page)
-/// until the original bytes are back.
+/// the target ~0.8 µs. Each such call is counted in the kernel (its probe is
+/// switched off) and debited at the trap's price ([`super::Budget::check`]).
+/// How long the tail lasts is measured, not guessed: the instruction bytes
+/// at each probe address are read back from the target (a uprobe is a
+/// breakpoint written into the target's copy of the page) until the
+/// original bytes are back.
 #[derive(Debug, Default)]
 pub(super) struct Tail {
     /// Address, original bytes and cost rate (CPUs: its calls over the
     /// last check before the close, at the trap's price, as no program
-    /// runs any more) of each breakpoint not yet removed: debited while it
-    /// is still there.
+    /// runs any more) of each breakpoint not yet removed: what the close
+    /// is expected to cost while it is still there.
     pub(super) sites: Vec<(u64, [u8; 4], f64)>,
     /// When the links began to close.
     pub(super) since: Option<Instant>,
     /// Cost rate of all its sites at the close (CPUs).
     pub(super) rate_at_close: f64,
-    /// Debited for it so far (seconds of target CPU).
+    /// Debited for it so far (seconds of target CPU: its calls as counted
+    /// in the kernel, at the trap's price).
     pub(super) debited: f64,
 }
 

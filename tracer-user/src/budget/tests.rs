@@ -20,6 +20,8 @@ fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
     b.last_off_runs.push(0);
     b.last_denied.push(0);
     b.denied_pending.push(0);
+    b.last_off_seen.push(0);
+    b.off_pending.push(0);
 }
 
 /// Runs that found the governed probes' grant spent cost their trap alone,
@@ -108,20 +110,22 @@ fn quiet_budgets_are_checked_less_often() {
 fn tails_set_the_close_reserve() {
     // At 10 %: the bucket (0.5 s) caps no reserve here.
     let mut b = Budget::new(u32::MAX, 0.1, Vec::new());
+    add_probe(&mut b, ProbeClass::Window, "map_write");
     let t0 = Instant::now();
     // A window closed at 1 CPU whose breakpoints (unreadable here: the
-    // pid does not exist, so gone at the first check) were debited for
-    // 30 ms.
+    // pid does not exist, so gone at the first check) trapped 30,000
+    // times (30 ms at 1 µs) after their probe was switched off.
     b.tails[1] = Tail::new(vec![(0x1000, [0xcc, 0, 0, 0], 1.0)]);
     let credit = b.gov.credit;
+    b.switched_off_since(&[30_000]);
     b.check(&[0], None, 0.0, t0 + Duration::from_millis(30));
     assert!(b.tails[1].sites.is_empty());
-    assert!(b.gov.credit < credit, "the tail was debited");
+    let debited = credit + b.gov.rate * 0.03 - b.gov.credit;
+    assert!((debited - 0.03).abs() < 1e-4, "tail debited {debited} s");
     let s = b.tail_length[1].seconds();
     assert!(s > TAIL_PRIOR_S, "{s}");
     // A window whose probe costs one CPU (10,000 hits of 1 µs in 10
     // ms) now closes with `s` seconds of that left.
-    add_probe(&mut b, ProbeClass::Window, "map_write");
     b.check(&[10_000], None, 0.0, t0 + Duration::from_millis(40));
     let r = b.gov.reserve;
     assert!((r.window - s).abs() < 0.1 * s, "{r:?} {s}");
@@ -229,15 +233,19 @@ fn a_closed_groups_tail_is_debited_at_the_traps_price() {
         "{:?}",
         b.gov.reserve
     );
-    // 10 ms of tail (the breakpoint is unreadable here, so gone at once):
-    // 10 ms of CPU, not 20 (the governed rate, capped at two CPUs).
+    // 10 ms of tail (the breakpoint is unreadable here, so gone at
+    // once), 10,000 calls that found the probe switched off: 10 ms of
+    // CPU, not 100 (the governed price), and counted once.
     let credit = b.gov.credit;
+    b.switched_off_since(&[10_000]);
+    b.switched_off_since(&[10_000]);
     b.check(&[10_000], None, 0.0, ms(30));
     let debited = credit + b.gov.rate * 0.01 - b.gov.credit;
     assert!(
         (debited - 0.01).abs() < 1e-6,
         "tail debited {debited} s, not 0.01"
     );
+    assert!(b.tail_length[0].seconds() != TAIL_PRIOR_S, "measured");
 }
 
 /// Runs that found a probe switched off are summed per program, from the
@@ -260,6 +268,10 @@ fn off_runs_are_summed_per_program_since_the_last_reading() {
     // leaves the probes past it where they were.
     assert!(b.off_runs_since(&[5]).is_empty());
     assert_eq!(b.off_runs_since(&[5, 9, 4]), vec![("map_grow", 1)]);
+    // The total is counted by the checks' reading, apart: once.
+    assert_eq!(b.off_runs_total, 0);
+    b.switched_off_since(&[5, 9, 4]);
+    b.switched_off_since(&[5, 9, 4]);
     assert_eq!(b.off_runs_total, 18);
 }
 

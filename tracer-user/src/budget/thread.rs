@@ -163,6 +163,7 @@ impl GovernorThread {
                     }
                     let counts = hits.read();
                     let denied = hits.denied();
+                    let off = hits.off_runs();
                     workers.collect();
                     let cpu = self_cpu_s();
                     let delta = (cpu - cpu0).max(0.0);
@@ -210,6 +211,7 @@ impl GovernorThread {
                                 (reading > 0 && b.prices_reading != reading).then_some(&costs);
                             b.prices_reading = reading;
                             b.denied_since(&denied);
+                            b.switched_off_since(&off);
                             b.check(&counts, prices, debit, now);
                         }
                         next = next.min(b.period(Instant::now()));
