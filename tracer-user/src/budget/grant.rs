@@ -45,7 +45,7 @@ impl Budget {
         for (i, d) in counts_since(&self.probes, &mut self.last_denied, denied) {
             self.denied_total += d;
             self.denied_pending[i] += d;
-            add_runs(&mut self.denied_by_program, self.probes[i].program, d);
+            add_runs(&mut self.returned_by_program, self.probes[i].program, d);
         }
     }
 }

@@ -147,9 +147,6 @@ pub struct Budget {
     pub probes: Vec<ProbeCost>,
     /// Hits of each probe at the last check.
     pub last_hits: Vec<u64>,
-    /// Runs of each probe that found it switched off, as last read
-    /// ([`Budget::off_runs_since`]).
-    last_off_runs: Vec<u64>,
     /// Runs that found a probe switched off, in all, as read so far
     /// ([`Budget::switched_off_since`], at each check).
     pub off_runs_total: u64,
@@ -174,9 +171,9 @@ pub struct Budget {
     /// Of those, per probe, the ones not debited yet (each at its trap's
     /// price, [`Budget::check`]).
     denied_pending: Vec<u64>,
-    /// Of those runs, per program, the ones [`Budget::off_runs_since`] has
-    /// not handed out yet.
-    denied_by_program: Vec<(&'static str, u64)>,
+    /// Runs that returned at once (grant spent or probe switched off), per
+    /// program, that [`Budget::returned_runs`] has not handed out yet.
+    returned_by_program: Vec<(&'static str, u64)>,
     /// Runs that found the governed probes' grant spent, in all.
     pub denied_total: u64,
     /// Cost rate (CPUs) of each probe over the last check.
@@ -286,7 +283,6 @@ impl Budget {
             pid,
             gov: Governor::new(rate),
             last_hits: vec![0; probes.len()],
-            last_off_runs: vec![0; probes.len()],
             off_runs_total: 0,
             last_off_seen: vec![0; probes.len()],
             off_pending: vec![0; probes.len()],
@@ -294,7 +290,7 @@ impl Budget {
             grant_slot: None,
             last_denied: vec![0; probes.len()],
             denied_pending: vec![0; probes.len()],
-            denied_by_program: Vec::new(),
+            returned_by_program: Vec::new(),
             denied_total: 0,
             last_site_rate: vec![0.0; probes.len()],
             last_site_trap_rate: vec![0.0; probes.len()],
@@ -369,15 +365,11 @@ impl Budget {
     }
 
     /// Runs per program that returned at once since the last call: found
-    /// one of this budget's probes switched off, from `off` (runs per probe
-    /// id, [`crate::bpf::HitsReader::off_runs`]), or its grant spent (as
-    /// [`Budget::denied_since`] took them).
-    pub fn off_runs_since(&mut self, off: &[u64]) -> Vec<(&'static str, u64)> {
-        let mut out = std::mem::take(&mut self.denied_by_program);
-        for (i, d) in counts_since(&self.probes, &mut self.last_off_runs, off) {
-            add_runs(&mut out, self.probes[i].program, d);
-        }
-        out
+    /// one of this budget's probes switched off or its grant spent, as
+    /// [`Budget::switched_off_since`] and [`Budget::denied_since`] took them
+    /// at the checks.
+    pub fn returned_runs(&mut self) -> Vec<(&'static str, u64)> {
+        std::mem::take(&mut self.returned_by_program)
     }
 
     /// Takes the runs per probe id that found their probe switched off
@@ -388,6 +380,7 @@ impl Budget {
         for (i, d) in counts_since(&self.probes, &mut self.last_off_seen, off) {
             self.off_runs_total += d;
             self.off_pending[i] += d;
+            add_runs(&mut self.returned_by_program, self.probes[i].program, d);
         }
     }
 

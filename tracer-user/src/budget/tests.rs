@@ -17,7 +17,6 @@ fn add_probe(b: &mut Budget, class: ProbeClass, program: &'static str) {
     b.last_hits.push(0);
     b.last_site_rate.push(0.0);
     b.last_site_trap_rate.push(0.0);
-    b.last_off_runs.push(0);
     b.last_denied.push(0);
     b.denied_pending.push(0);
     b.last_off_seen.push(0);
@@ -248,10 +247,10 @@ fn a_closed_groups_tail_is_debited_at_the_traps_price() {
     assert!(b.tail_length[0].seconds() != TAIL_PRIOR_S, "measured");
 }
 
-/// Runs that found a probe switched off are summed per program, from the
-/// last reading on.
+/// Runs that returned at once (probe switched off, grant spent) are summed
+/// per program from the checks' readings, handed out once, and totalled.
 #[test]
-fn off_runs_are_summed_per_program_since_the_last_reading() {
+fn returned_runs_are_summed_per_program_since_the_last_reading() {
     let mut b = Budget::new(u32::MAX, 0.01, Vec::new());
     add_probe(&mut b, ProbeClass::Governed, "map_create_ret");
     add_probe(&mut b, ProbeClass::Governed, "map_grow");
@@ -259,20 +258,26 @@ fn off_runs_are_summed_per_program_since_the_last_reading() {
     for (i, p) in b.probes.iter_mut().enumerate() {
         p.id = i as u32;
     }
+    b.switched_off_since(&[5, 7, 3]);
     assert_eq!(
-        b.off_runs_since(&[5, 7, 3]),
+        b.returned_runs(),
         vec![("map_create_ret", 5), ("map_grow", 10)]
     );
-    assert_eq!(b.off_runs_since(&[5, 9, 3]), vec![("map_grow", 2)]);
+    assert!(b.returned_runs().is_empty(), "handed out once");
+    b.switched_off_since(&[5, 9, 3]);
+    b.denied_since(&[0, 0, 4]);
+    assert_eq!(b.returned_runs(), vec![("map_grow", 6)]);
     // A shorter list (fewer probes registered) counts as nothing new, and
     // leaves the probes past it where they were.
-    assert!(b.off_runs_since(&[5]).is_empty());
-    assert_eq!(b.off_runs_since(&[5, 9, 4]), vec![("map_grow", 1)]);
-    // The total is counted by the checks' reading, apart: once.
-    assert_eq!(b.off_runs_total, 0);
+    b.switched_off_since(&[5]);
+    assert!(b.returned_runs().is_empty());
     b.switched_off_since(&[5, 9, 4]);
+    assert_eq!(b.returned_runs(), vec![("map_grow", 1)]);
+    // A reading taken twice is counted once.
     b.switched_off_since(&[5, 9, 4]);
+    assert!(b.returned_runs().is_empty());
     assert_eq!(b.off_runs_total, 18);
+    assert_eq!(b.denied_total, 4);
 }
 
 /// A session's governed and large-growth probes are attached by the main

@@ -147,13 +147,13 @@ impl GovernorThread {
                     if let Some(r) = &runs
                         && runs_read.is_none_or(|t| now.duration_since(t) >= RUN_STATS_EVERY)
                     {
-                        let off = hits.off_runs();
                         let budgets: Vec<Arc<Mutex<Budget>>> = list
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .clone();
+                        // Taken from the checks' readings of the same rows.
                         for b in &budgets {
-                            for (name, n) in lock_budget(b).off_runs_since(&off) {
+                            for (name, n) in lock_budget(b).returned_runs() {
                                 *off_runs.entry(name).or_default() += n;
                             }
                         }
