@@ -89,6 +89,61 @@ pub(super) fn self_cpu_s() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// CPU time of each of this process's threads (ns on CPU, from
+/// `/proc/self/task/*/schedstat`), with its name: for
+/// `MAPLEAK_DEBUG_TIMING`'s report of a check in which the tracer used
+/// much CPU, not read otherwise.
+pub(super) fn threads_cpu_ns() -> Vec<(u32, String, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let path = e.path();
+        let ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse().ok());
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if let Some(ns) = ns {
+            out.push((tid, name.trim().to_owned(), ns));
+        }
+    }
+    out
+}
+
+/// What each thread of `now` used since `before` (both from
+/// [`threads_cpu_ns`]), the busiest first, as "name/tid: ms" (a thread
+/// new since `before` counts from zero), and the part of `total_s` (the
+/// process's CPU over the same time) that no thread still running used.
+pub(super) fn threads_burst(
+    before: &[(u32, String, u64)],
+    now: &[(u32, String, u64)],
+    total_s: f64,
+) -> String {
+    let mut used: Vec<(u64, &str, u32)> = now
+        .iter()
+        .map(|(tid, name, ns)| {
+            let was = before.iter().find(|b| b.0 == *tid).map_or(0, |b| b.2);
+            (ns.saturating_sub(was), name.as_str(), *tid)
+        })
+        .filter(|u| u.0 >= 1_000_000)
+        .collect();
+    used.sort_unstable_by_key(|u| std::cmp::Reverse(u.0));
+    let seen: u64 = used.iter().map(|u| u.0).sum();
+    let mut s: Vec<String> = used
+        .iter()
+        .map(|(ns, name, tid)| format!("{name}/{tid} {:.1} ms", *ns as f64 / 1e6))
+        .collect();
+    s.push(format!(
+        "threads gone since {:.1} ms",
+        (total_s * 1e3 - seen as f64 / 1e6).max(0.0)
+    ));
+    s.join(", ")
+}
+
 /// CPU clock of the calling thread (`pthread_getcpuclockid`).
 fn own_thread_clock() -> Option<libc::clockid_t> {
     let mut cid: libc::clockid_t = 0;
@@ -193,6 +248,34 @@ impl WorkerClocks {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_burst_names_the_busiest_threads_and_what_went() {
+        let t = |tid, name: &str, ns| (tid, name.to_owned(), ns);
+        let before = [t(1, "main", 5_000_000), t(2, "governor", 1_000_000)];
+        let now = [
+            t(1, "main", 45_000_000),
+            t(2, "governor", 1_500_000),
+            t(3, "worker", 12_000_000),
+        ];
+        // 40 + 12 ms on threads still there (under 1 ms left out), 8 ms on
+        // threads gone.
+        assert_eq!(
+            threads_burst(&before, &now, 0.060),
+            "main/1 40.0 ms, worker/3 12.0 ms, threads gone since 8.0 ms"
+        );
+        // The process's figure below the threads' (different clocks): none.
+        assert!(threads_burst(&before, &now, 0.01).ends_with("gone since 0.0 ms"));
+    }
+
+    #[test]
+    fn this_processs_threads_are_read() {
+        let me = threads_cpu_ns();
+        assert!(
+            me.iter()
+                .any(|(tid, _, _)| i64::from(*tid) == i64::from(std::process::id()))
+        );
+    }
 
     #[test]
     fn stat_fields_after_the_command_name() {

@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     Budget, SPLIT_EVERY,
-    clocks::{WorkerClocks, self_cpu_s},
+    clocks::{WorkerClocks, self_cpu_s, threads_burst, threads_cpu_ns},
     lock_budget,
 };
 use crate::{
@@ -21,6 +21,11 @@ use crate::{
 /// How often the programs' run statistics are read (each read is one
 /// system call per loaded program, about 50 µs in all).
 pub const RUN_STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// `MAPLEAK_DEBUG_TIMING`: the tracer's CPU between two checks from which
+/// its threads are listed (a check is 10-250 ms apart).
+const DEBUG_BURST_S: f64 = 0.015;
+const DEBUG_THREADS_EVERY: Duration = Duration::from_millis(500);
 
 /// The budgets the governor's thread checks: added and removed while it
 /// runs (a node-wide trace attaches and lets go of processes).
@@ -125,6 +130,10 @@ impl GovernorThread {
             .name("governor".into())
             .spawn(move || {
                 let mut cpu0 = self_cpu_s();
+                // MAPLEAK_DEBUG_TIMING: each thread's CPU at the last check,
+                // to name the threads of a check that used much CPU.
+                let dbg = crate::app::debug_timing();
+                let mut threads0 = if dbg { threads_cpu_ns() } else { Vec::new() };
                 // Shared CPU already debited ahead of the workers' own.
                 let mut carry = 0.0f64;
                 // Node-wide mode: when the budget was last split, and among
@@ -137,6 +146,7 @@ impl GovernorThread {
                 let mut runs_read: Option<Instant> = None;
                 // Readings of the run statistics so far.
                 let mut reading = 0u64;
+                let (mut threads_at, mut cpu_at) = (Instant::now(), cpu0);
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
                     // The prices change only when the statistics are read:
@@ -168,6 +178,28 @@ impl GovernorThread {
                     let cpu = self_cpu_s();
                     let delta = (cpu - cpu0).max(0.0);
                     cpu0 = cpu;
+                    // The threads' figures are read at a burst and at
+                    // most every DEBUG_THREADS_EVERY besides (a reading of
+                    // /proc per thread at every 10 ms check would itself be
+                    // a few % of one CPU): a burst is named against the
+                    // last reading, up to that long before it.
+                    if dbg {
+                        let burst = delta >= DEBUG_BURST_S;
+                        if burst || now.duration_since(threads_at) >= DEBUG_THREADS_EVERY {
+                            let threads = threads_cpu_ns();
+                            if burst {
+                                eprintln!(
+                                    "tracer cpu: {:.1} ms in one check; over the last {:?}: {}",
+                                    delta * 1e3,
+                                    now.duration_since(threads_at),
+                                    threads_burst(&threads0, &threads, cpu - cpu_at)
+                                );
+                            }
+                            threads0 = threads;
+                            threads_at = now;
+                            cpu_at = cpu;
+                        }
+                    }
                     // A copy of the list: the loop may add or remove one
                     // while a check runs.
                     let budgets: Vec<Arc<Mutex<Budget>>> = list
