@@ -524,6 +524,9 @@ fn scan_and_attach(ctx: &mut Loop<'_>, exit_tx: &mpsc::UnboundedSender<u32>) {
         let (tracer, opts) = (&mut *ctx.tracer, ctx.opts);
         match clocks.run_unbudgeted(|| attach_found(tracer, &f, opts, rate)) {
             Ok(mut s) => {
+                if let Some(fleet) = ctx.fleet.as_mut() {
+                    fleet.attached(f.pid);
+                }
                 s.clock.timer_every = ctx.opts.interval.max(MIN_SAMPLE_GAP);
                 s.all_maps = ctx.opts.all_maps;
                 ctx.governor.add(s.budget.clone());
@@ -536,7 +539,7 @@ fn scan_and_attach(ctx: &mut Loop<'_>, exit_tx: &mpsc::UnboundedSender<u32>) {
             }
             Err(e) => {
                 if let Some(fleet) = ctx.fleet.as_mut() {
-                    fleet.attach_failed(f.pid, &e);
+                    fleet.attach_failed(f.pid, &e, Instant::now());
                 }
             }
         }

@@ -54,6 +54,34 @@ pub(super) enum ScanKind {
     Execs,
 }
 
+/// How long a process that could not be attached waits before it is tried
+/// again (at the next full scan after that), doubled at each further
+/// failure up to [`RETRY_MAX`]: a failure may pass (a process still
+/// starting, a kernel short of memory for a moment, a limit on open files
+/// reached while many processes started at once), and a node agent runs
+/// for weeks.
+const RETRY_FIRST: Duration = Duration::from_secs(30);
+const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// The wait after the `failures`-th failure in a row.
+fn retry_wait(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
+
+/// A process that could not be attached.
+#[derive(Debug)]
+struct Failed {
+    /// Not tried again before this.
+    retry_at: Instant,
+    /// Failures in a row.
+    failures: u32,
+    /// The last one's reason, as reported (a reason reported once is not
+    /// repeated at each retry).
+    why: String,
+}
+
 /// How often the loop looks for finished inspections while some run.
 const INSPECTION_POLL: Duration = Duration::from_millis(100);
 
@@ -234,9 +262,9 @@ pub(super) struct Fleet {
     /// Inspections in progress, by device and inode.
     inspecting: JoinSet<Inspected>,
     pending: HashSet<(u64, u64)>,
-    /// Processes that could not be attached (reported once), until they
-    /// are gone.
-    failed_pids: HashSet<u32>,
+    /// Processes that could not be attached, until they are gone, attached
+    /// or run another program.
+    failed_pids: HashMap<u32, Failed>,
     /// Non-Go executables seen (reported as one count without filters).
     non_go: u64,
     non_go_reported: u64,
@@ -268,7 +296,7 @@ impl Fleet {
             decisions: HashMap::new(),
             inspecting: JoinSet::new(),
             pending: HashSet::new(),
-            failed_pids: HashSet::new(),
+            failed_pids: HashMap::new(),
             non_go: 0,
             non_go_reported: 0,
             over_cap: HashSet::new(),
@@ -356,11 +384,37 @@ impl Fleet {
         }
     }
 
-    /// A process that could not be attached: not retried while it lives.
-    pub(super) fn attach_failed(&mut self, pid: u32, why: &anyhow::Error) {
-        if self.failed_pids.insert(pid) {
-            eprintln!("mapleak-trace: --all: pid {pid} skipped: {why:#}");
+    /// A process that could not be attached at `now`: tried again after
+    /// [`retry_wait`] (each new reason reported once).
+    pub(super) fn attach_failed(&mut self, pid: u32, why: &anyhow::Error, now: Instant) {
+        let why = format!("{why:#}");
+        let f = self.failed_pids.entry(pid).or_insert_with(|| Failed {
+            retry_at: now,
+            failures: 0,
+            why: String::new(),
+        });
+        f.failures += 1;
+        let wait = retry_wait(f.failures);
+        f.retry_at = now + wait;
+        if f.why != why {
+            eprintln!(
+                "mapleak-trace: --all: pid {pid} skipped: {why}; tried again in {} s, then less often (at least every {} min)",
+                wait.as_secs(),
+                RETRY_MAX.as_secs() / 60
+            );
+            f.why = why;
         }
+    }
+
+    /// Process `pid` is traced now: a failure before counts no more.
+    pub(super) fn attached(&mut self, pid: u32) {
+        self.failed_pids.remove(&pid);
+    }
+
+    /// Whether `pid` could not be attached and is not to be tried again
+    /// yet at `now`.
+    fn waits_for_retry(&self, pid: u32, now: Instant) -> bool {
+        self.failed_pids.get(&pid).is_some_and(|f| now < f.retry_at)
     }
 
     /// Looks for new processes (all of `/proc`, or those that ran exec):
@@ -396,7 +450,7 @@ impl Fleet {
                     present.insert(pid);
                     self.check(pid, traced, room, clocks, t0, &mut out);
                 }
-                self.failed_pids.retain(|p| present.contains(p));
+                self.failed_pids.retain(|p, _| present.contains(p));
                 self.over_cap.retain(|p| present.contains(p));
                 self.full_scans += 1;
             }
@@ -432,7 +486,7 @@ impl Fleet {
         t0: Instant,
         out: &mut Vec<Found>,
     ) {
-        if pid == self.own_pid || traced(pid) || self.failed_pids.contains(&pid) {
+        if pid == self.own_pid || traced(pid) || self.waits_for_retry(pid, t0) {
             return;
         }
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
@@ -457,6 +511,7 @@ impl Fleet {
                         &anyhow::anyhow!(
                             "cannot read /proc/{pid}/exe ({shown}): {e}; run as root or with CAP_SYS_PTRACE"
                         ),
+                        t0,
                     );
                 }
                 return;
@@ -612,9 +667,10 @@ mod tests {
         assert_eq!(f.counts().full, 0);
         assert_eq!(f.due(t0), None);
         // A process that could not be attached runs another program now.
-        f.failed_pids.insert(gone);
+        f.attach_failed(gone, &anyhow::anyhow!("refused"), t0);
+        assert!(f.waits_for_retry(gone, t0));
         f.exec_seen(gone);
-        assert!(!f.failed_pids.contains(&gone));
+        assert!(!f.waits_for_retry(gone, t0));
         // An exec storm: the next look is a full scan.
         for pid in 1..=MAX_EXEC_PIDS as u32 + 1 {
             f.exec_seen(pid);
@@ -627,6 +683,35 @@ mod tests {
         assert_eq!(f.due(t0), Some(ScanKind::Full));
         assert_eq!(f.due(t0), None);
         assert_eq!(f.due(t0 + FULL_SCAN_EVERY), Some(ScanKind::Full));
+    }
+
+    /// A process that could not be attached is tried again after 30 s, then
+    /// after twice as long at each failure, up to every 30 minutes; once
+    /// attached, its failures are forgotten.
+    #[test]
+    fn failed_attaches_are_tried_again_less_and_less_often() {
+        let mut f = Fleet::new(FleetOptions::default(), true);
+        let t0 = Instant::now();
+        let pid = 4242;
+        assert!(!f.waits_for_retry(pid, t0));
+        f.attach_failed(pid, &anyhow::anyhow!("busy"), t0);
+        assert!(f.waits_for_retry(pid, t0 + RETRY_FIRST - Duration::from_millis(1)));
+        assert!(!f.waits_for_retry(pid, t0 + RETRY_FIRST));
+        let t1 = t0 + RETRY_FIRST;
+        f.attach_failed(pid, &anyhow::anyhow!("busy"), t1);
+        assert!(f.waits_for_retry(pid, t1 + RETRY_FIRST));
+        assert!(!f.waits_for_retry(pid, t1 + 2 * RETRY_FIRST));
+        assert_eq!(retry_wait(1), RETRY_FIRST);
+        assert_eq!(retry_wait(3), 4 * RETRY_FIRST);
+        assert_eq!(retry_wait(7), RETRY_MAX);
+        assert_eq!(retry_wait(u32::MAX), RETRY_MAX);
+        // Another pid is not held back.
+        assert!(!f.waits_for_retry(pid + 1, t1));
+        f.attached(pid);
+        assert!(!f.waits_for_retry(pid, t1));
+        // A failure after that starts from 30 s again.
+        f.attach_failed(pid, &anyhow::anyhow!("busy"), t1);
+        assert!(!f.waits_for_retry(pid, t1 + RETRY_FIRST));
     }
 
     /// Without exec reports, all of `/proc` is scanned every second.
