@@ -130,8 +130,9 @@ impl GovernorThread {
             .name("governor".into())
             .spawn(move || {
                 let mut cpu0 = self_cpu_s();
-                // MAPLEAK_DEBUG_TIMING: each thread's CPU at the last check,
-                // to name the threads of a check that used much CPU.
+                // MAPLEAK_DEBUG_TIMING: each thread's CPU at the last
+                // reading (and when, with the process's), to name the
+                // threads of a check that used much CPU.
                 let dbg = crate::app::debug_timing();
                 let mut threads0 = if dbg { threads_cpu_ns() } else { Vec::new() };
                 // Shared CPU already debited ahead of the workers' own.
