@@ -218,7 +218,10 @@ fn run() -> Result<()> {
         None => trace(&cli.trace),
         Some(Cmd::Trace(a)) => trace(&a),
         Some(Cmd::Doctor) => {
-            let c = doctor::checks();
+            let mut c = doctor::checks();
+            if doctor::failure_message(&c).is_none() {
+                c.extend(doctor::program_checks());
+            }
             if !doctor::print(&mut std::io::stdout(), &c, color::Palette::stdout())? {
                 std::process::exit(2);
             }

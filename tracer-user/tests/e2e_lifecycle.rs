@@ -449,3 +449,47 @@ fn other_mount_namespace() {
     assert_eq!(leaky[0]["verdict"], "growing");
     assert_eq!(run.report["target"]["map_impl"], "swiss");
 }
+
+/// `doctor` loads the programs as a trace does: here they verify, the
+/// uprobe_multi line says what the kernel has (6.6+), execs can be watched;
+/// with uprobe_multi turned off that line is a warning, which does not fail
+/// `doctor`.
+#[test]
+fn doctor_loads_the_programs() {
+    if !privileged() {
+        return;
+    }
+    let run = |no_multi: bool| {
+        let mut c = tracer();
+        c.args(["doctor", "--color", "never"]);
+        if no_multi {
+            c.env("MAPLEAK_NO_UPROBE_MULTI", "1");
+        } else {
+            c.env_remove("MAPLEAK_NO_UPROBE_MULTI");
+        }
+        let o = c.output().expect("run mapleak-trace doctor");
+        (o.status, String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let line = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name:?} line in:\n{out}"))
+            .to_owned()
+    };
+    let (st, out) = run(false);
+    assert!(st.success(), "{out}");
+    assert!(line(&out, "eBPF programs load").starts_with("ok"), "{out}");
+    assert_eq!(
+        line(&out, "uprobe_multi links").starts_with("ok"),
+        kernel_at_least(6, 6),
+        "{out}"
+    );
+    assert!(line(&out, "exec tracepoint").starts_with("ok"), "{out}");
+    let (st, out) = run(true);
+    assert!(st.success(), "a warning does not fail doctor:\n{out}");
+    let multi = line(&out, "uprobe_multi links");
+    assert!(
+        multi.starts_with("WARN") && multi.contains("MAPLEAK_NO_UPROBE_MULTI"),
+        "{out}"
+    );
+}

@@ -202,6 +202,57 @@ pub fn checks() -> Vec<Check> {
     v
 }
 
+/// The checks that load the tracer's eBPF programs into this kernel, as a
+/// trace does: whether its verifier accepts them, whether probes can be
+/// grouped behind uprobe_multi links, and whether execs can be watched
+/// (`--all`). Run by `doctor` alone, once [`checks`] passed (a trace loads
+/// the programs anyway, and says what it could not use).
+#[must_use]
+pub fn program_checks() -> Vec<Check> {
+    let mut v = Vec::new();
+    let mut tracer = match crate::bpf::Tracer::load() {
+        Ok(t) => {
+            v.push(Check::new(
+                "eBPF programs load (verifier)",
+                true,
+                "loaded and verified".to_owned(),
+                "",
+            ));
+            t
+        }
+        Err(e) => {
+            v.push(Check::new(
+                "eBPF programs load (verifier)",
+                false,
+                format!("{e:#}"),
+                "this kernel refused the tracer's programs (the verifier's words, if any, are above): tracing cannot work here; report them with `uname -r` and `mapleak-trace --version`",
+            ));
+            return v;
+        }
+    };
+    let multi = tracer.multi_error().map(str::to_owned);
+    v.push(
+        Check::new(
+            "uprobe_multi links (Linux 6.6+)",
+            multi.is_none(),
+            multi.unwrap_or_else(|| "available".to_owned()),
+            "tracing works without them, one perf link per probe: pausing a probe class then takes 70-150 ms a probe instead of one close, and the calls that trap meanwhile are debited from the budget (less time with the probes on)",
+        )
+        .warning(),
+    );
+    let execs = tracer.watch_execs();
+    v.push(
+        Check::new(
+            "exec tracepoint (--all finds new processes)",
+            execs.is_ok(),
+            execs.map_or_else(|e| format!("{e:#}"), |()| "attached".to_owned()),
+            "--all then scans all of /proc every second instead (about 1 ms a scan of 100 processes), and finds new processes as fast",
+        )
+        .warning(),
+    );
+    v
+}
+
 /// Prints the checks in the colours of `p`; returns true when none that
 /// blocks tracing failed (warnings are printed with their fix).
 pub fn print(out: &mut dyn Write, checks: &[Check], p: Palette) -> std::io::Result<bool> {
