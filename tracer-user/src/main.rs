@@ -18,6 +18,7 @@ use mapleak::{app, color, doctor, generate, inspect::BinaryInfo, inspect_cmd, pr
 A verdict needs at least three samples: GC cycles, or timer samples every --interval when cycles are rarer.\n\n\
 Examples:\n  sudo mapleak-trace --pid 1234\n  sudo mapleak-trace -p 1234 --duration 2m --json report.json\n  mapleak-trace inspect ./server\n\n\
 Environment: MAPLEAK_NO_UPROBE_MULTI=1 attaches one perf link per probe (the pre-6.6 path);\n\
+MAPLEAK_GC_PROBE=1 probes runtime.gcSweep even where the GC counters can be read (the fallback path);\n\
 MAPLEAK_DEBUG_TIMING=1 prints sample, GC event and governor timings to stderr.",
     args_conflicts_with_subcommands = true
 )]

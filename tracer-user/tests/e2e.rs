@@ -32,11 +32,21 @@ use serde_json::Value;
 const SCENARIO_BUDGET: &str = "2";
 
 fn check_scenarios(go: &str, variant: &str) {
+    check_scenarios_gc(go, variant, false);
+}
+
+/// [`check_scenarios`]; `gc_probe`: with `runtime.gcSweep` probed, as
+/// where the GC counters cannot be located (`MAPLEAK_GC_PROBE=1`).
+fn check_scenarios_gc(go: &str, variant: &str, gc_probe: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bin = fixture(go, variant);
     let mut cmd = Command::new(&bin);
     cmd.args(["-wait"]).args(TARGET_ARGS);
-    let run = traced_run_args(cmd, &|| {}, &["--overhead-budget", SCENARIO_BUDGET]);
+    let mut args = vec!["--overhead-budget", SCENARIO_BUDGET];
+    if gc_probe {
+        args.push("env:MAPLEAK_GC_PROBE=1");
+    }
+    let run = traced_run_args(cmd, &|| {}, &args);
     let r = &run.report;
     let stripped = variant.ends_with("stripped");
     assert_eq!(r["target"]["go_version"], go);
@@ -195,7 +205,25 @@ fn check_scenarios(go: &str, variant: &str) {
             .map(|(_, v)| v.as_u64().unwrap())
             .sum()
     };
-    assert!(sum("runtime.gcSweep@") >= 8, "{hits:?}");
+    // GC cycles are read from the runtime's counters (located in every
+    // fixture), not trapped: no gcSweep hit, and the reads saw the cycles;
+    // or, asked for, the probe saw them.
+    let reads = r["overhead"]["gc_counter_reads"].as_u64();
+    if gc_probe {
+        assert!(sum("runtime.gcSweep@") >= 8, "{hits:?}");
+        assert_eq!(reads, None, "{:#}", r["overhead"]);
+    } else {
+        assert_eq!(sum("runtime.gcSweep@"), 0, "{hits:?}");
+        let t = &r["gc_triggers"];
+        let seen: u64 = ["heap", "periodic", "forced"]
+            .iter()
+            .map(|k| t[k].as_u64().unwrap())
+            .sum();
+        assert!(
+            reads.unwrap_or(0) > 0 && seen >= 6,
+            "{reads:?} reads, cycles {t}"
+        );
+    }
     assert!(sum("runtime.makemap") > 0, "{hits:?}");
 
     // The target's own output is the same without the tracer.
@@ -225,6 +253,15 @@ fn scenarios_hmap_go123_stripped() {
 fn scenarios_swiss_go126() {
     if privileged() {
         check_scenarios("go1.26.8", "default");
+    }
+}
+
+/// Every scenario on a Swiss-table release with `gcSweep` probed: the
+/// fallback where the runtime's GC counters cannot be located.
+#[test]
+fn scenarios_swiss_go126_gc_probe() {
+    if privileged() {
+        check_scenarios_gc("go1.26.8", "default", true);
     }
 }
 

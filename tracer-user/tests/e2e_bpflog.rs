@@ -108,6 +108,9 @@ fn traced(bin: &PathBuf, extra: &[&str]) -> Traced {
             "1s",
         ])
         .args(e2e_common::harness::budget_args(extra.iter().copied()))
+        // The GC counters are read rather than probed where they are
+        // located; the debug records checked here are the probe's.
+        .env("MAPLEAK_GC_PROBE", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

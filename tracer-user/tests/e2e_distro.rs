@@ -380,8 +380,10 @@ fn check_report(name: &str, r: &Value, gc_before: u64, gc_after: u64) {
             offenders.push(format!("  {v}"));
         }
     }
-    // work.cycles equals NumGC at gcSweep: every number the report uses lies
-    // in [gc_before, gc_after + 1]; cycles counted from attach start at 1.
+    // Cycles are numbered by NumGC as read (or work.cycles at gcSweep,
+    // which equals NumGC then, where the probe is used): every number the
+    // report uses lies in [gc_before, gc_after + 1]; cycles counted from
+    // attach start at 1.
     let (lo, hi) = (gc_before, gc_after + 1);
     let lens = maps
         .iter()

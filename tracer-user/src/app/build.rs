@@ -109,6 +109,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
     overhead.gc_cycles_sampled = s.clock.sampled_cycles;
     overhead.gc_cycles_skipped = s.clock.skipped_cycles;
     overhead.timer_samples = s.clock.timer_samples;
+    overhead.gc_counter_reads = s.gc_poll.as_ref().map(|p| p.reads);
     let (cpu, rss) = self_usage();
     overhead.tracer_cpu_s = cpu;
     overhead.tracer_max_rss_bytes = rss;

@@ -150,6 +150,11 @@ impl SampleClock {
         })
     }
 
+    /// Whether a sample could start now: none under way, the gap over.
+    pub(super) fn ready(&self, now: Instant) -> bool {
+        self.in_flight.is_none() && self.gap_left(now).is_zero()
+    }
+
     /// Time until a timer sample is due: `timer_every` after the last
     /// sample started (so a program whose GC runs more often gets none).
     fn timer_left(&self, now: Instant) -> Duration {

@@ -346,14 +346,16 @@ async fn event_loop(
         }
         for s in ctx.sessions.iter_mut() {
             if s.ended.is_none() {
+                poll_gc(s, &mut t0);
                 note_pauses(s);
                 serve_attaches(s, ctx.tracer);
                 if let Some(job) = sample_due(s) {
                     spawn_job(workers, &ctx.clocks, s, job);
                 }
-                if let Some(from) =
-                    s.clock
-                        .gc_wake_update(Instant::now(), now_ns(), s.gc_wake_written)
+                if let Some(from) = s
+                    .clock
+                    .gc_wake_update(Instant::now(), now_ns(), s.gc_wake_written)
+                    .filter(|_| s.gc_poll.is_none())
                 {
                     if let Err(e) = ctx.tracer.set_gc_wake(s.target.pid, from) {
                         // Not retried: the cycles are still read at each

@@ -43,6 +43,7 @@ mod build;
 mod clock;
 mod event_loop;
 mod fleet;
+mod gc_poll;
 mod jobs;
 mod sampling;
 pub mod serve;

@@ -34,7 +34,18 @@ pub(super) fn sample_wait(s: &Session) -> Option<Duration> {
     if s.ended.is_some() {
         return None;
     }
-    s.clock.wait(Instant::now())
+    let now = Instant::now();
+    let clock = s.clock.wait(now);
+    // Where the GC counters are read, the loop also wakes to read them
+    // while a sample could start (the clock has nothing sooner).
+    let poll = s
+        .gc_poll
+        .as_ref()
+        .and_then(|p| p.wait(now, s.clock.ready(now)));
+    match (clock, poll) {
+        (Some(c), Some(p)) => Some(c.min(p)),
+        (c, p) => c.or(p),
+    }
 }
 
 /// Starts a sample if the clock says so: returns the header reads to run

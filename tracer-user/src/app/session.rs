@@ -47,6 +47,9 @@ pub(super) struct Session {
     /// The time from which its GC cycles wake the loop, as last written
     /// to the kernel (0: never written, every cycle does).
     pub(super) gc_wake_written: u64,
+    /// The runtime's GC counters, read instead of probing `gcSweep`
+    /// (`None`: not located, the probe is attached).
+    pub(super) gc_poll: Option<super::gc_poll::GcPoll>,
     /// Maps first found by the write windows.
     pub(super) discovered_by_writes: u64,
     pub(super) fin: FinTracker,
@@ -176,7 +179,14 @@ pub(super) fn attach_session(
     // The governed probes share one grant of full runs in the kernel, in
     // the slot of the first one's id (`ProbeSpec::grant`).
     let mut grant_slot: Option<u32> = None;
-    for p in &plan.probes {
+    // MAPLEAK_GC_PROBE: the probe even so (the fallback path, for tests).
+    let read_gc = crate::plan::reads_gc_counters(&info)
+        && cfg.numgc_addr != 0
+        && std::env::var_os("MAPLEAK_GC_PROBE").is_none();
+    for (i, p) in plan.probes.iter().enumerate() {
+        if read_gc && p.role == tracer_common::ProbeRole::GcSweep {
+            continue;
+        }
         let file_offset = info
             .va_to_file_offset(p.address)
             .with_context(|| format!("{} at {:#x} is outside the file", p.function, p.address))?;
@@ -226,7 +236,7 @@ pub(super) fn attach_session(
             in_situ,
             program: req.program,
             addr: p.address.wrapping_add(bias),
-            orig: orig[costs.len()],
+            orig: orig[i],
         });
         probes.push(budget::SessionProbe {
             probe: a,
@@ -271,6 +281,9 @@ pub(super) fn attach_session(
         keys_deferred: 0,
         clock: SampleClock::new(rate, Duration::from_secs(2), Instant::now()),
         gc_wake_written: 0,
+        gc_poll: read_gc.then(|| {
+            super::gc_poll::GcPoll::new(cfg.numgc_addr, cfg.heap_marked_addr, Instant::now())
+        }),
         discovered_by_writes: 0,
         fin: FinTracker::default(),
         key_layouts: HashMap::new(),
@@ -533,21 +546,54 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
         }
         Event::GcMarked(g) => {
             s.gc_causes.on_marked(g.hdr.ts_ns, g.numgc, g.numforcedgc);
-            let t0 = *t0_ns.get_or_insert(g.hdr.ts_ns);
-            let t_s = (g.hdr.ts_ns.saturating_sub(t0)) as f64 / 1e9;
             let rc = (g.work_cycles != u32::MAX).then_some(u64::from(g.work_cycles));
             let heap = (g.heap_marked != 0).then_some(g.heap_marked);
-            let cycle = s.model.on_gc_marked(rc, t_s, heap);
-            if debug_timing() {
-                eprintln!(
-                    "gc {cycle}: event processed at {:.1} ms",
-                    now_ns() as f64 / 1e6
-                );
-            }
-            s.clock.on_gc(cycle, g.hdr.ts_ns, Instant::now());
+            cycle_seen(s, rc, g.hdr.ts_ns, heap, t0_ns);
         }
         // Node-wide mode's, for the scanner (a traced process that runs
         // another executable keeps its session until it exits).
         Event::Exec(_) => {}
+    }
+}
+
+/// A GC cycle seen (`runtime_cycle`: the runtime's number for it, when
+/// known) at `ts_ns`, from a marked event or a read of the counters.
+fn cycle_seen(
+    s: &mut Session,
+    runtime_cycle: Option<u64>,
+    ts_ns: u64,
+    heap: Option<u64>,
+    t0_ns: &mut Option<u64>,
+) {
+    let t0 = *t0_ns.get_or_insert(ts_ns);
+    let t_s = (ts_ns.saturating_sub(t0)) as f64 / 1e9;
+    let cycle = s.model.on_gc_marked(runtime_cycle, t_s, heap);
+    if debug_timing() {
+        eprintln!(
+            "gc {cycle}: event processed at {:.1} ms",
+            now_ns() as f64 / 1e6
+        );
+    }
+    s.clock.on_gc(cycle, ts_ns, Instant::now());
+}
+
+/// Reads the GC counters of `s` when due ([`super::gc_poll`]): a cycle
+/// not seen before is recorded as a marked event would be.
+pub(super) fn poll_gc(s: &mut Session, t0_ns: &mut Option<u64>) {
+    let now = Instant::now();
+    let ready = s.clock.ready(now);
+    let Some(p) = s.gc_poll.as_mut().filter(|p| p.due(now, ready)) else {
+        return;
+    };
+    // The first read only says where counting starts: its cycle ended
+    // before attach, as the probe's first event would not show.
+    let first = p.reads == p.failed;
+    let Some(c) = p.read(&s.mem, now) else {
+        return;
+    };
+    let ts_ns = now_ns();
+    s.gc_causes.on_polled(ts_ns, c.numgc, c.numforcedgc);
+    if !first {
+        cycle_seen(s, Some(u64::from(c.numgc)), ts_ns, c.heap_marked, t0_ns);
     }
 }

@@ -80,10 +80,22 @@ impl ProbeClass {
     }
 }
 
+/// Whether the tracer reads the runtime's GC counters (`memstats.numgc`,
+/// located and laid out for this binary) instead of attaching the
+/// `gcSweep` probe: see `app::gc_poll`.
+#[must_use]
+pub fn reads_gc_counters(info: &BinaryInfo) -> bool {
+    info.globals.memstats.is_some() && info.layout.memstats_numgc.is_some()
+}
+
+/// Why `gcSweep` is planned but not attached where the counters are read.
+pub const GC_READ_INSTEAD: &str = "planned as the fallback only: this binary's memstats.numgc is located, so GC cycles are read from it by the tracer (no trap in the target) and this probe is not attached";
+
 /// The class of a probe with `role` and role byte `aux`, and why.
 ///
 /// Always on: `gcSweep` (one hit per GC cycle, even at 1,000 cycles a
-/// second about 0.2% of one CPU; a cycle's start is not probed). Large growth, on unless it alone
+/// second about 0.2% of one CPU; a cycle's start is not probed), and only
+/// where `memstats.numgc` cannot be located ([`reads_gc_counters`]). Large growth, on unless it alone
 /// spends its share of the budget: Swiss `(*table).split` (one hit per
 /// full 1,024-slot table, that is per 1,024 slots of map memory allocated)
 /// and hmap `makeBucketArray` on its path for arrays of 32 KiB or more (one
@@ -100,7 +112,7 @@ pub fn classify(role: ProbeRole, aux: u8) -> (ProbeClass, &'static str) {
     match role {
         ProbeRole::GcSweep => (
             ProbeClass::Always,
-            "one hit per GC cycle: bounded by the GC's pace, not by maps",
+            "one hit per GC cycle: bounded by the GC's pace, not by maps; attached only where the runtime's GC counters cannot be located (they are read instead)",
         ),
         ProbeRole::Grow if aux == tracer_common::GrowKind::TableSplit as u8 => (
             ProbeClass::LargeGrowth,
@@ -207,7 +219,12 @@ impl ProbePlan {
                 ret_delta: 0,
                 ..ProbeSpec::default()
             };
-            let (class, class_reason) = classify(h.role, h.aux);
+            let (class, class_reason) = match classify(h.role, h.aux) {
+                (c, _) if h.role == ProbeRole::GcSweep && reads_gc_counters(info) => {
+                    (c, GC_READ_INSTEAD)
+                }
+                other => other,
+            };
             let base = |spec: ProbeSpec,
                         address: u64,
                         instruction: String,

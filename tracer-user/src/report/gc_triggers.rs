@@ -81,6 +81,33 @@ impl GcCauses {
         self.last = Some((numgc, numforcedgc, after_gap));
     }
 
+    /// The counters as read by the tracer at `ts_ns` (no probe: see
+    /// `app::gc_poll`), after cycle `numgc` completed: unlike a marked
+    /// event's, they count the cycle just seen, so its own gap (since the
+    /// cycle before it, or attach) says whether it was periodic. Called at
+    /// the first read (the counters then only set where counting starts)
+    /// and whenever `numgc` moved.
+    pub fn on_polled(&mut self, ts_ns: u64, numgc: u32, numforcedgc: u32) {
+        let since = self.last_ns.unwrap_or(self.attached_ns);
+        let after_gap = ts_ns.saturating_sub(since) >= FORCE_GC_PERIOD_NS;
+        let first = self.last.is_none();
+        self.last_ns = Some(ts_ns);
+        if let Some((n0, f0, _)) = self.last {
+            let done = u64::from(numgc.wrapping_sub(n0));
+            let forced = u64::from(numforcedgc.wrapping_sub(f0)).min(done);
+            let periodic = u64::from(done == 1 && forced == 0 && after_gap);
+            self.counts.forced += forced;
+            self.counts.periodic += periodic;
+            self.counts.heap += done - forced - periodic;
+        }
+        if first {
+            // Cycles before attach are not ours: the gap of the next one
+            // counts from attach.
+            self.last_ns = Some(self.attached_ns.min(ts_ns));
+        }
+        self.last = Some((numgc, numforcedgc, after_gap));
+    }
+
     /// The counts so far.
     #[must_use]
     pub fn counts(&self) -> GcTriggers {
@@ -134,6 +161,34 @@ mod tests {
                 forced: 1
             }
         );
+    }
+
+    /// Read counters count the cycle just seen: the first read only sets
+    /// where counting starts; a cycle seen alone two minutes after the one
+    /// before is periodic unless forced; cycles seen together are heap or
+    /// forced ones.
+    #[test]
+    fn polled_counters() {
+        let mut c = GcCauses::new(S);
+        c.on_polled(2 * S, 40, 3); // at attach: cycles before it not counted
+        assert_eq!(c.counts(), GcTriggers::default());
+        c.on_polled(3 * S, 41, 3); // a heap cycle
+        c.on_polled(4 * S, 44, 4); // three more, one forced
+        c.on_polled(200 * S, 45, 4); // alone after a gap: periodic
+        c.on_polled(400 * S, 46, 5); // after a gap, forced
+        assert_eq!(
+            c.counts(),
+            GcTriggers {
+                heap: 3,
+                periodic: 1,
+                forced: 2
+            }
+        );
+        // A first cycle two minutes after attach is periodic too.
+        let mut p = GcCauses::new(0);
+        p.on_polled(S, 7, 0);
+        p.on_polled(121 * S, 8, 0);
+        assert_eq!(p.counts().periodic, 1);
     }
 
     /// Unknown counters count nothing but still mark the time; a missed

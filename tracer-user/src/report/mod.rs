@@ -256,6 +256,13 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
         .iter()
         .find(|c| c.cap == GC_CYCLES_CAP)
         .map_or(0, |c| c.count);
+    let listed = r.gc_cycles.len() as u64 + dropped;
+    // Numbered as the runtime numbers them, from the first seen to the last.
+    let count = if r.gc_cycles.is_empty() {
+        0
+    } else {
+        listed.max(last.saturating_sub(first) + 1)
+    };
     writeln!(
         w,
         "{} ({}) {} {} {}{} - {:.1} s, {} GC cycles{} - {}",
@@ -266,9 +273,16 @@ pub fn render_styled(r: &Report, w: &mut dyn Write, top: usize, p: Palette) -> i
         t.map_impl,
         if t.stripped { ", stripped" } else { "" },
         r.duration_s,
-        r.gc_cycles.len() as u64 + dropped,
+        count,
         if r.gc_cycles.is_empty() {
             String::new()
+        } else if count > listed {
+            // Read from the runtime's counters: the cycles between two
+            // reads are counted, not listed.
+            format!(
+                " (#{first}..#{last}; {} listed, as read)",
+                r.gc_cycles.len()
+            )
         } else if dropped > 0 {
             format!(
                 " (the last {} listed: #{first}..#{last})",

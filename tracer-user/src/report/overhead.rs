@@ -109,6 +109,11 @@ pub struct Overhead {
     pub gc_cycles_sampled: u64,
     /// Samples taken on the timer: no GC cycle came for `--interval`.
     pub timer_samples: u64,
+    /// Reads of the runtime's GC counters (`memstats.numgc`), which replace
+    /// the `gcSweep` probe where they are located: null when the probe was
+    /// used. Between two reads the cycles are counted, not listed in
+    /// `gc_cycles`.
+    pub gc_counter_reads: Option<u64>,
     /// Why the probes are attached with one perf link each rather than
     /// uprobe_multi links (null: uprobe_multi is used). Detaching is then
     /// slower (the kernel closes links one at a time).

@@ -262,6 +262,14 @@ fn header_counts_dropped_cycles_and_pause_reasons() {
         s.contains(" 42 GC cycles (the last 2 listed: #41..#42) "),
         "{s}"
     );
+    // Cycles read from the counters: the numbers count those between.
+    r.caps_reached.clear();
+    r.gc_cycles = vec![cycle(41), cycle(45), cycle(50)];
+    let s = text(&r);
+    assert!(
+        s.contains(" 10 GC cycles (#41..#50; 3 listed, as read) "),
+        "{s}"
+    );
     assert!(
         s.contains("1.5 s in all: they alone spent their half"),
         "{s}"

@@ -113,17 +113,27 @@ pub fn prog_ids(lines: &[String]) -> std::collections::BTreeSet<u32> {
 }
 
 /// Programs loaded by the tracer of this test (loaded while it ran, not
-/// before it started) that are still loaded.
+/// before it started) that are still loaded 5 s after it exited. The
+/// kernel frees a uprobe_multi link's program after RCU grace periods, so
+/// one may outlive the process that closed it by a few hundred ms: a
+/// tracer that exits at once (nothing else to close) is checked then.
 pub fn leftover(
     before: &std::collections::BTreeSet<u32>,
     during: &std::collections::BTreeSet<u32>,
 ) -> Vec<u32> {
-    let now = prog_ids(&our_programs_loaded());
-    during
-        .difference(before)
-        .filter(|id| now.contains(id))
-        .copied()
-        .collect()
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = prog_ids(&our_programs_loaded());
+        let left: Vec<u32> = during
+            .difference(before)
+            .filter(|id| now.contains(id))
+            .copied()
+            .collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub const TARGET_ARGS: [&str; 4] = ["-steps", "10", "-step-ms", "250"];

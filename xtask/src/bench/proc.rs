@@ -30,7 +30,23 @@ pub(super) struct Proc {
 const STDERR_KEEP: usize = 16 << 10;
 
 impl Proc {
-    pub(super) fn spawn(what: &str, mut cmd: Command) -> Result<Proc> {
+    pub(super) fn spawn(what: &str, cmd: Command) -> Result<Proc> {
+        Self::spawn_logged(what, cmd, None)
+    }
+
+    /// [`Self::spawn`], all of its stderr also written to the file `log`
+    /// (created; kept whatever happens to the run).
+    pub(super) fn spawn_logged(
+        what: &str,
+        mut cmd: Command,
+        log: Option<&std::path::Path>,
+    ) -> Result<Proc> {
+        let mut log = match log {
+            Some(path) => Some(
+                fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => None,
+        };
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -58,6 +74,11 @@ impl Proc {
                 while let Ok(n) = err.read(&mut buf) {
                     if n == 0 {
                         break;
+                    }
+                    if let Some(f) = log.as_mut()
+                        && f.write_all(&buf[..n]).is_err()
+                    {
+                        log = None;
                     }
                     if let Ok(mut s) = keep.lock() {
                         s.push_str(&String::from_utf8_lossy(&buf[..n]));

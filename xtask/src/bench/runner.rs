@@ -375,12 +375,27 @@ pub(super) fn spawn_mapleak_at(
         .arg(format!("{duration_s}s"))
         .arg("--json")
         .arg(json);
-    let mut p = Proc::spawn("mapleak-trace", c)?;
+    let log = tracer_log(pid);
+    let mut p = Proc::spawn_logged("mapleak-trace", c, log.as_deref())?;
     p.wait_line(
         |l| l.starts_with("mapleak-trace: attached"),
         Duration::from_secs(60),
     )?;
     Ok(p)
+}
+
+/// Where a trace of `pid` keeps its stderr: with `MAPLEAK_BENCH_TRACER_LOGS`
+/// set to a directory, a file in it named by the time and the target's pid
+/// (run the bench with `MAPLEAK_DEBUG_TIMING=1` too, inherited by every
+/// tracer, to read afterwards what a phase's tracer did; it costs the
+/// tracer CPU of its own).
+fn tracer_log(pid: u32) -> Option<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(std::env::var_os("MAPLEAK_BENCH_TRACER_LOGS")?);
+    let _ = fs::create_dir_all(&dir);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Some(dir.join(format!("mapleak-{ms}-pid{pid}.err")))
 }
 
 /// The report of the one process an exited mapleak-trace wrote to `json`

@@ -1,0 +1,187 @@
+//! `app::gc_poll`: GC cycles read from the runtime's own counters instead
+//! of a probe.
+//!
+//! `runtime.gcSweep`, probed, trapped the target once per GC cycle: on a
+//! service running 400 cycles a second that alone was 0.2 % of one CPU,
+//! and it was never paused. Where `memstats.numgc` can be located (every
+//! fixture binary, stripped and PIE included), the probe is not attached:
+//! the tracer reads the counter (with `numforcedgc` after it and
+//! `gcController.heapMarked`) in one `process_vm_readv` at the turns of
+//! its loop: while a sample could start, at most every [`MIN_POLL`] (the
+//! loop wakes for it), otherwise every [`MAX_POLL`]. A new value is a cycle seen, numbered as the runtime
+//! numbers it. The reads cost the tracer's CPU (debited like the rest of
+//! its work) and nothing in the target.
+use std::time::{Duration, Instant};
+
+use crate::sample::Memory;
+
+/// Shortest time between two reads of the counters.
+pub(super) const MIN_POLL: Duration = Duration::from_millis(20);
+
+/// Longest time between two reads while a sample could start.
+pub(super) const MAX_POLL: Duration = Duration::from_secs(1);
+
+/// What one read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counters {
+    /// `memstats.numgc`: cycles completed.
+    pub(super) numgc: u32,
+    /// `memstats.numforcedgc`, the field after it.
+    pub(super) numforcedgc: u32,
+    /// `gcController.heapMarked` (`None`: not located or not read).
+    pub(super) heap_marked: Option<u64>,
+}
+
+/// Where the counters are, and what was read last. Pure but for [`Self::read`].
+#[derive(Debug, Clone)]
+pub(super) struct GcPoll {
+    /// `memstats.numgc` (load bias applied).
+    numgc_addr: u64,
+    /// `gcController.heapMarked` (0: not located).
+    heap_marked_addr: u64,
+    last_numgc: Option<u32>,
+    last_read: Option<Instant>,
+    /// When the counter last moved (or reading started).
+    last_cycle_at: Instant,
+    /// Reads made, and reads that failed.
+    pub(super) reads: u64,
+    pub(super) failed: u64,
+}
+
+impl GcPoll {
+    pub(super) fn new(numgc_addr: u64, heap_marked_addr: u64, now: Instant) -> Self {
+        Self {
+            numgc_addr,
+            heap_marked_addr,
+            last_numgc: None,
+            last_read: None,
+            last_cycle_at: now,
+            reads: 0,
+            failed: 0,
+        }
+    }
+
+    /// Time between reads: an eighth of the time since the last cycle, so
+    /// that a program running many cycles a second is read often and an
+    /// idle one rarely, within [`MIN_POLL`]..[`MAX_POLL`].
+    fn every(&self, now: Instant) -> Duration {
+        (now.saturating_duration_since(self.last_cycle_at) / 8).clamp(MIN_POLL, MAX_POLL)
+    }
+
+    /// Whether a read is due at a turn of the loop: at the pace of the
+    /// cycles while a sample could start (`ready`), else every [`MAX_POLL`]
+    /// (with many processes traced the loop turns often, and most of them
+    /// wait out the gap after a sample).
+    pub(super) fn due(&self, now: Instant, ready: bool) -> bool {
+        let every = if ready { self.every(now) } else { MAX_POLL };
+        self.last_read
+            .is_none_or(|t| now.saturating_duration_since(t) >= every)
+    }
+
+    /// How long the loop may sleep before the next read, when a sample
+    /// could start now (`ready`); otherwise the sample clock wakes it.
+    pub(super) fn wait(&self, now: Instant, ready: bool) -> Option<Duration> {
+        if !ready {
+            return None;
+        }
+        Some(self.last_read.map_or(Duration::ZERO, |t| {
+            self.every(now)
+                .saturating_sub(now.saturating_duration_since(t))
+        }))
+    }
+
+    /// Reads the counters at `now`: `Some` when they show a cycle not seen
+    /// before (or at the first read, where counting starts).
+    pub(super) fn read(&mut self, mem: &Memory, now: Instant) -> Option<Counters> {
+        let mut regions = vec![(self.numgc_addr, 8)];
+        if self.heap_marked_addr != 0 {
+            regions.push((self.heap_marked_addr, 8));
+        }
+        let mut buf = Vec::new();
+        let ok = mem.read_flat(&regions, &mut buf);
+        let c = ok.first().copied().unwrap_or(false).then(|| {
+            let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
+            let n = word(0);
+            Counters {
+                numgc: n as u32,
+                numforcedgc: (n >> 32) as u32,
+                heap_marked: (ok.get(1).copied().unwrap_or(false)).then(|| word(8)),
+            }
+        });
+        self.on_read(now, c)
+    }
+
+    /// [`Self::read`]'s decision, on what was read (`None`: the read failed).
+    pub(super) fn on_read(&mut self, now: Instant, c: Option<Counters>) -> Option<Counters> {
+        self.last_read = Some(now);
+        self.reads += 1;
+        let Some(c) = c else {
+            self.failed += 1;
+            return None;
+        };
+        if self.last_numgc == Some(c.numgc) {
+            return None;
+        }
+        self.last_numgc = Some(c.numgc);
+        self.last_cycle_at = now;
+        Some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(numgc: u32) -> Option<Counters> {
+        Some(Counters {
+            numgc,
+            numforcedgc: 0,
+            heap_marked: Some(1 << 20),
+        })
+    }
+
+    /// The first read is a cycle (where counting starts); then only a
+    /// counter that moved is; a failed read is none and is counted.
+    #[test]
+    fn a_cycle_is_a_counter_that_moved() {
+        let t = Instant::now();
+        let mut p = GcPoll::new(0x1000, 0, t);
+        assert_eq!(p.on_read(t, c(7)), c(7));
+        assert_eq!(p.on_read(t, c(7)), None);
+        assert_eq!(p.on_read(t, None), None);
+        assert_eq!(p.on_read(t, c(9)), c(9));
+        assert_eq!((p.reads, p.failed), (4, 1));
+    }
+
+    /// Reads come often while cycles do, rarely when they stop, and wake
+    /// the loop only when a sample could start.
+    #[test]
+    fn reads_follow_the_cycles_pace() {
+        let t = Instant::now();
+        let mut p = GcPoll::new(0x1000, 0, t);
+        assert!(p.due(t, false));
+        assert_eq!(p.wait(t, true), Some(Duration::ZERO));
+        p.on_read(t, c(1));
+        // Just after a cycle: every MIN_POLL while a sample could start,
+        // else every MAX_POLL.
+        assert!(!p.due(t + Duration::from_millis(10), true));
+        assert!(p.due(t + MIN_POLL, true));
+        assert!(!p.due(t + MIN_POLL, false));
+        assert!(p.due(t + MAX_POLL, false));
+        assert_eq!(
+            p.wait(t + Duration::from_millis(5), true),
+            Some(MIN_POLL - Duration::from_millis(5))
+        );
+        assert_eq!(p.wait(t, false), None);
+        // No cycle for 4 s: about every 570 ms (an eighth of the 4.57 s
+        // since the cycle); for a minute: every MAX_POLL.
+        let later = t + Duration::from_secs(4);
+        p.on_read(later, c(1));
+        assert!(!p.due(later + Duration::from_millis(560), true));
+        assert!(p.due(later + Duration::from_millis(580), true));
+        let idle = t + Duration::from_secs(60);
+        p.on_read(idle, c(1));
+        assert!(!p.due(idle + Duration::from_millis(999), true));
+        assert!(p.due(idle + MAX_POLL, true));
+    }
+}
