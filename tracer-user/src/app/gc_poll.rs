@@ -7,8 +7,12 @@
 //! fixture binary, stripped and PIE included), the probe is not attached:
 //! the tracer reads the counter (with `numforcedgc` after it and
 //! `gcController.heapMarked`) in one `process_vm_readv` at the turns of
-//! its loop: while a sample could start, at most every [`MIN_POLL`] (the
-//! loop wakes for it), otherwise every [`MAX_POLL`]. A new value is a cycle seen, numbered as the runtime
+//! its loop: while a sample could start, every [`MIN_POLL`] to
+//! [`READY_MAX_POLL`] (the loop wakes for it), otherwise every
+//! [`MAX_POLL`]. A cycle found is dated by the read before it, the earliest
+//! it may have ended, so that one that ended while the sampler waited out
+//! its gap is too old to sample (its maps have moved on since), as a
+//! probe's event read late would be. A new value is a cycle seen, numbered as the runtime
 //! numbers it. The reads cost the tracer's CPU (debited like the rest of
 //! its work) and nothing in the target.
 use std::time::{Duration, Instant};
@@ -18,12 +22,21 @@ use crate::sample::Memory;
 /// Shortest time between two reads of the counters.
 pub(super) const MIN_POLL: Duration = Duration::from_millis(20);
 
-/// Longest time between two reads while a sample could start.
+/// Longest time between two reads while a sample could start: well under
+/// the 150 ms after which a cycle is too old to sample
+/// (`clock::MAX_SAMPLE_LAG_NS`), since a cycle found by a read is dated
+/// by the read before it (it may have ended just after that one).
+pub(super) const READY_MAX_POLL: Duration = Duration::from_millis(100);
+
+/// Time between two reads otherwise (the loop does not wake for them).
 pub(super) const MAX_POLL: Duration = Duration::from_secs(1);
 
 /// What one read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Counters {
+    /// When the read before it was made (`None`: the first read): the
+    /// earliest the newest cycle may have ended.
+    pub(super) since: Option<Instant>,
     /// `memstats.numgc`: cycles completed.
     pub(super) numgc: u32,
     /// `memstats.numforcedgc`, the field after it.
@@ -61,11 +74,12 @@ impl GcPoll {
         }
     }
 
-    /// Time between reads: an eighth of the time since the last cycle, so
-    /// that a program running many cycles a second is read often and an
-    /// idle one rarely, within [`MIN_POLL`]..[`MAX_POLL`].
+    /// Time between reads while a sample could start: an eighth of the
+    /// time since the last cycle, so that a program running many cycles a
+    /// second is read often and a quieter one less, within
+    /// [`MIN_POLL`]..[`READY_MAX_POLL`].
     fn every(&self, now: Instant) -> Duration {
-        (now.saturating_duration_since(self.last_cycle_at) / 8).clamp(MIN_POLL, MAX_POLL)
+        (now.saturating_duration_since(self.last_cycle_at) / 8).clamp(MIN_POLL, READY_MAX_POLL)
     }
 
     /// Whether a read is due at a turn of the loop: at the pace of the
@@ -103,6 +117,7 @@ impl GcPoll {
             let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().unwrap_or([0; 8]));
             let n = word(0);
             Counters {
+                since: None,
                 numgc: n as u32,
                 numforcedgc: (n >> 32) as u32,
                 heap_marked: (ok.get(1).copied().unwrap_or(false)).then(|| word(8)),
@@ -113,7 +128,7 @@ impl GcPoll {
 
     /// [`Self::read`]'s decision, on what was read (`None`: the read failed).
     pub(super) fn on_read(&mut self, now: Instant, c: Option<Counters>) -> Option<Counters> {
-        self.last_read = Some(now);
+        let since = self.last_read.replace(now);
         self.reads += 1;
         let Some(c) = c else {
             self.failed += 1;
@@ -124,7 +139,7 @@ impl GcPoll {
         }
         self.last_numgc = Some(c.numgc);
         self.last_cycle_at = now;
-        Some(c)
+        Some(Counters { since, ..c })
     }
 }
 
@@ -134,6 +149,7 @@ mod tests {
 
     fn c(numgc: u32) -> Option<Counters> {
         Some(Counters {
+            since: None,
             numgc,
             numforcedgc: 0,
             heap_marked: Some(1 << 20),
@@ -146,10 +162,13 @@ mod tests {
     fn a_cycle_is_a_counter_that_moved() {
         let t = Instant::now();
         let mut p = GcPoll::new(0x1000, 0, t);
+        let at = |ms: u64| t + Duration::from_millis(ms);
         assert_eq!(p.on_read(t, c(7)), c(7));
-        assert_eq!(p.on_read(t, c(7)), None);
-        assert_eq!(p.on_read(t, None), None);
-        assert_eq!(p.on_read(t, c(9)), c(9));
+        assert_eq!(p.on_read(at(10), c(7)), None);
+        assert_eq!(p.on_read(at(20), None), None);
+        // Dated by the read before it: it may have ended just after.
+        let found = p.on_read(at(30), c(9)).unwrap();
+        assert_eq!((found.numgc, found.since), (9, Some(at(20))));
         assert_eq!((p.reads, p.failed), (4, 1));
     }
 
@@ -173,15 +192,15 @@ mod tests {
             Some(MIN_POLL - Duration::from_millis(5))
         );
         assert_eq!(p.wait(t, false), None);
-        // No cycle for 4 s: about every 570 ms (an eighth of the 4.57 s
-        // since the cycle); for a minute: every MAX_POLL.
-        let later = t + Duration::from_secs(4);
+        // No cycle for 400 ms: about every 57 ms (an eighth of the 457 ms
+        // since the cycle); for a minute: every READY_MAX_POLL.
+        let later = t + Duration::from_millis(400);
         p.on_read(later, c(1));
-        assert!(!p.due(later + Duration::from_millis(560), true));
-        assert!(p.due(later + Duration::from_millis(580), true));
+        assert!(!p.due(later + Duration::from_millis(56), true));
+        assert!(p.due(later + Duration::from_millis(58), true));
         let idle = t + Duration::from_secs(60);
         p.on_read(idle, c(1));
-        assert!(!p.due(idle + Duration::from_millis(999), true));
-        assert!(p.due(idle + MAX_POLL, true));
+        assert!(!p.due(idle + Duration::from_millis(99), true));
+        assert!(p.due(idle + READY_MAX_POLL, true));
     }
 }

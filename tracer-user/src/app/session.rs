@@ -594,6 +594,11 @@ pub(super) fn poll_gc(s: &mut Session, t0_ns: &mut Option<u64>) {
     let ts_ns = now_ns();
     s.gc_causes.on_polled(ts_ns, c.numgc, c.numforcedgc);
     if !first {
-        cycle_seen(s, Some(u64::from(c.numgc)), ts_ns, c.heap_marked, t0_ns);
+        // The earliest it may have ended: the read before this one.
+        let ended_ns = c.since.map_or(ts_ns, |t| {
+            let ago = u64::try_from(now.saturating_duration_since(t).as_nanos()).unwrap_or(0);
+            ts_ns.saturating_sub(ago)
+        });
+        cycle_seen(s, Some(u64::from(c.numgc)), ended_ns, c.heap_marked, t0_ns);
     }
 }
