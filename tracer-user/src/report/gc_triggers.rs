@@ -68,17 +68,28 @@ impl GcCauses {
         if numgc == u32::MAX || numforcedgc == u32::MAX {
             return;
         }
-        if let Some((n0, f0, gap0)) = self.last {
-            let done = u64::from(numgc.wrapping_sub(n0));
-            let forced = u64::from(numforcedgc.wrapping_sub(f0)).min(done);
-            // Only when exactly the previous event's cycle completed is
-            // it known whether that one was forced.
-            let periodic = u64::from(done == 1 && forced == 0 && gap0);
-            self.counts.forced += forced;
-            self.counts.periodic += periodic;
-            self.counts.heap += done - forced - periodic;
+        // Only when exactly the previous event's cycle completed is it
+        // known whether that one was forced, and its gap is the one that
+        // counts.
+        if let Some((_, _, gap0)) = self.last {
+            self.count_since_last(numgc, numforcedgc, gap0);
         }
         self.last = Some((numgc, numforcedgc, after_gap));
+    }
+
+    /// Counts the cycles completed since the last counters (none at the
+    /// first): forced ones from `numforcedgc`, one alone that came after a
+    /// two-minute `gap` as periodic, the rest as heap cycles.
+    fn count_since_last(&mut self, numgc: u32, numforcedgc: u32, gap: bool) {
+        let Some((n0, f0, _)) = self.last else {
+            return;
+        };
+        let done = u64::from(numgc.wrapping_sub(n0));
+        let forced = u64::from(numforcedgc.wrapping_sub(f0)).min(done);
+        let periodic = u64::from(done == 1 && forced == 0 && gap);
+        self.counts.forced += forced;
+        self.counts.periodic += periodic;
+        self.counts.heap += done - forced - periodic;
     }
 
     /// The counters as read by the tracer at `ts_ns` (no probe: see
@@ -92,14 +103,7 @@ impl GcCauses {
         let after_gap = ts_ns.saturating_sub(since) >= FORCE_GC_PERIOD_NS;
         let first = self.last.is_none();
         self.last_ns = Some(ts_ns);
-        if let Some((n0, f0, _)) = self.last {
-            let done = u64::from(numgc.wrapping_sub(n0));
-            let forced = u64::from(numforcedgc.wrapping_sub(f0)).min(done);
-            let periodic = u64::from(done == 1 && forced == 0 && after_gap);
-            self.counts.forced += forced;
-            self.counts.periodic += periodic;
-            self.counts.heap += done - forced - periodic;
-        }
+        self.count_since_last(numgc, numforcedgc, after_gap);
         if first {
             // Cycles before attach are not ours: the gap of the next one
             // counts from attach.

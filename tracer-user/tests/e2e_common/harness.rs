@@ -380,6 +380,15 @@ pub fn untraced_stdout(bin: &PathBuf) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// GC cycles the report counted (`gc_triggers`: heap, periodic, forced).
+pub fn gc_cycles_counted(r: &Value) -> u64 {
+    let t = &r["gc_triggers"];
+    ["heap", "periodic", "forced"]
+        .iter()
+        .map(|k| t[k].as_u64().unwrap())
+        .sum()
+}
+
 pub fn maps_of<'a>(r: &'a Value, ty: &str) -> Vec<&'a Value> {
     r["maps"]
         .as_array()
