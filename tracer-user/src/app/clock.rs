@@ -150,9 +150,15 @@ impl SampleClock {
         })
     }
 
-    /// Whether a sample could start now: none under way, the gap over.
-    pub(super) fn ready(&self, now: Instant) -> bool {
-        self.in_flight.is_none() && self.gap_left(now).is_zero()
+    /// Time until the GC counters should be read at the cycles' pace
+    /// (`app::gc_poll`): from `lead` before a sample could start, so that
+    /// the cycle it takes was found by a recent read rather than by the
+    /// last slow one (too old to sample: a timer sample would be taken
+    /// instead). `None` while a sample is under way.
+    pub(super) fn poll_lead_left(&self, now: Instant, lead: Duration) -> Option<Duration> {
+        self.in_flight
+            .is_none()
+            .then(|| self.gap_left(now).saturating_sub(lead))
     }
 
     /// Time until a timer sample is due: `timer_every` after the last
@@ -199,16 +205,20 @@ impl SampleClock {
         (written.abs_diff(from) > GC_WAKE_SLACK_NS).then_some(from)
     }
 
-    /// GC cycle `cycle` ended at `ts_ns`: it replaces any cycle still
-    /// waiting, which is then left out.
-    pub(super) fn on_gc(&mut self, cycle: u64, ts_ns: u64, now: Instant) {
+    /// GC cycle `cycle` ended at `ts_ns` (`ended`: the same moment on the
+    /// loop's clock; for a cycle found by reading the counters, the
+    /// earliest it may have ended): it replaces any cycle still waiting,
+    /// which is then left out. A cycle that ended while a sample was under
+    /// way or its gap ran is "early": if it is too old to sample by the
+    /// time the gap is over, the gap left it out, not the tracer's delay.
+    pub(super) fn on_gc(&mut self, cycle: u64, ts_ns: u64, ended: Instant) {
         if self.pending.is_some_and(|p| !p.timer) {
             self.skipped_cycles += 1;
         }
         self.pending = Some(Pending {
             cycle,
             ts_ns,
-            early: self.in_flight.is_some() || !self.gap_left(now).is_zero(),
+            early: self.in_flight.is_some() || !self.gap_left(ended).is_zero(),
             timer: false,
         });
     }
@@ -398,6 +408,49 @@ mod tests {
         assert!(c.start(later, 700_000_000, 2).is_none());
         assert_eq!((c.skipped_cycles, c.late_cycles), (1, 0));
         assert_eq!(c.sampled_cycles, 1);
+    }
+
+    /// The counters are read at the cycles' pace from a lead before the
+    /// gap ends, never while a sample is under way.
+    #[test]
+    fn gc_counters_are_read_from_a_little_before_the_gap_ends() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        let lead = 100 * MS;
+        assert_eq!(c.poll_lead_left(t0, lead), Some(Duration::ZERO));
+        c.on_gc(1, 0, t0);
+        c.start(t0, 0, 1).unwrap();
+        assert_eq!(c.poll_lead_left(t0, lead), None);
+        c.headers_read(MS);
+        c.finished();
+        // Gap: 667 ms after a 1 ms read at 0.5 %.
+        let gap = c.gap_left(t0);
+        assert_eq!(c.poll_lead_left(t0, lead), Some(gap - lead));
+        assert_eq!(
+            c.poll_lead_left(t0 + gap - lead, lead),
+            Some(Duration::ZERO)
+        );
+        assert!(!c.gap_left(t0 + gap - lead).is_zero());
+    }
+
+    /// A cycle found by a read once the gap was over, which may have ended
+    /// during it (the read before was within it) and is too old to sample:
+    /// the gap left it out (skipped), the tracer did not fall behind (late).
+    #[test]
+    fn a_cycle_that_may_have_ended_in_the_gap_is_skipped_not_late() {
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        sample(&mut c, t0, 0, MS).unwrap();
+        // Gap: 667 ms. Read at 600 ms (no cycle), then at 900 ms: a cycle,
+        // dated by the read before it.
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        c.on_gc(2, 600_000_000, ms(600));
+        assert!(c.start(ms(900), 900_000_000, 2).is_none());
+        assert_eq!((c.skipped_cycles, c.late_cycles), (1, 0));
+        // One that ended after the gap and is read too late is late.
+        c.on_gc(3, 700_000_000, ms(700));
+        assert!(c.start(ms(900), 900_000_000, 3).is_none());
+        assert_eq!((c.skipped_cycles, c.late_cycles), (1, 1));
     }
 
     #[test]

@@ -346,7 +346,7 @@ async fn event_loop(
         }
         for s in ctx.sessions.iter_mut() {
             if s.ended.is_none() {
-                poll_gc(s, &mut t0);
+                poll_gc(s, &mut t0, false);
                 note_pauses(s);
                 serve_attaches(s, ctx.tracer);
                 if let Some(job) = sample_due(s) {

@@ -7,7 +7,9 @@
 //! fixture binary, stripped and PIE included), the probe is not attached:
 //! the tracer reads the counter (with `numforcedgc` after it and
 //! `gcController.heapMarked`) in one `process_vm_readv` at the turns of
-//! its loop: while a sample could start, every [`MIN_POLL`] to
+//! its loop: from [`READY_MAX_POLL`] before a sample could start (so that
+//! the cycle it takes is fresh, not one found by the last slow read and
+//! too old, which would leave a timer sample), every [`MIN_POLL`] to
 //! [`READY_MAX_POLL`] (the loop wakes for it), otherwise every
 //! [`MAX_POLL`]. A cycle found is dated by the read before it, the earliest
 //! it may have ended, so that one that ended while the sampler waited out
@@ -83,7 +85,7 @@ impl GcPoll {
     }
 
     /// Whether a read is due at a turn of the loop: at the pace of the
-    /// cycles while a sample could start (`ready`), else every [`MAX_POLL`]
+    /// cycles from a little before a sample could start (`ready`), else every [`MAX_POLL`]
     /// (with many processes traced the loop turns often, and most of them
     /// wait out the gap after a sample).
     pub(super) fn due(&self, now: Instant, ready: bool) -> bool {
@@ -92,8 +94,15 @@ impl GcPoll {
             .is_none_or(|t| now.saturating_duration_since(t) >= every)
     }
 
+    /// Whether a read is due for a count that must be current (a
+    /// finalizer's cycle): when the last read is [`MIN_POLL`] old or more.
+    pub(super) fn stale(&self, now: Instant) -> bool {
+        self.last_read
+            .is_none_or(|t| now.saturating_duration_since(t) >= MIN_POLL)
+    }
+
     /// How long the loop may sleep before the next read, when a sample
-    /// could start now (`ready`); otherwise the sample clock wakes it.
+    /// could start soon (`ready`); otherwise the sample clock wakes it.
     pub(super) fn wait(&self, now: Instant, ready: bool) -> Option<Duration> {
         if !ready {
             return None;
@@ -192,6 +201,10 @@ mod tests {
             Some(MIN_POLL - Duration::from_millis(5))
         );
         assert_eq!(p.wait(t, false), None);
+        // A count that must be current is read again after MIN_POLL,
+        // whether a sample could start or not.
+        assert!(!p.stale(t + Duration::from_millis(10)));
+        assert!(p.stale(t + MIN_POLL));
         // No cycle for 400 ms: about every 57 ms (an eighth of the 457 ms
         // since the cycle); for a minute: every READY_MAX_POLL.
         let later = t + Duration::from_millis(400);

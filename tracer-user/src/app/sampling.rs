@@ -37,11 +37,17 @@ pub(super) fn sample_wait(s: &Session) -> Option<Duration> {
     let now = Instant::now();
     let clock = s.clock.wait(now);
     // Where the GC counters are read, the loop also wakes to read them
-    // while a sample could start (the clock has nothing sooner).
-    let poll = s
-        .gc_poll
-        .as_ref()
-        .and_then(|p| p.wait(now, s.clock.ready(now)));
+    // from a little before a sample could start (the clock has nothing
+    // sooner).
+    let poll = s.gc_poll.as_ref().and_then(|p| {
+        match s
+            .clock
+            .poll_lead_left(now, super::gc_poll::READY_MAX_POLL)?
+        {
+            Duration::ZERO => p.wait(now, true),
+            lead => Some(lead),
+        }
+    });
     match (clock, poll) {
         (Some(c), Some(p)) => Some(c.min(p)),
         (c, p) => c.or(p),

@@ -541,6 +541,9 @@ pub(super) fn on_event(s: &mut Session, tracer: &Tracer, ev: &Event, t0_ns: &mut
             }
         }
         Event::Fin(f) => {
+            // Its age is counted in cycles from here: where they are read,
+            // read them now rather than take a count up to MAX_POLL old.
+            poll_gc(s, t0_ns, true);
             let cycle = s.model.cycles.back().map_or(0, |c| c.cycle);
             s.fin.on_event(f, s.info.go_version.minor, cycle);
         }
@@ -574,15 +577,26 @@ fn cycle_seen(
             now_ns() as f64 / 1e6
         );
     }
-    s.clock.on_gc(cycle, ts_ns, Instant::now());
+    // The same moment on the loop's clock (an event read late, or a cycle
+    // found by a read, ended before now).
+    let ago = Duration::from_nanos(now_ns().saturating_sub(ts_ns));
+    let now = Instant::now();
+    s.clock
+        .on_gc(cycle, ts_ns, now.checked_sub(ago).unwrap_or(now));
 }
 
-/// Reads the GC counters of `s` when due ([`super::gc_poll`]): a cycle
-/// not seen before is recorded as a marked event would be.
-pub(super) fn poll_gc(s: &mut Session, t0_ns: &mut Option<u64>) {
+/// Reads the GC counters of `s` when due ([`super::gc_poll`]), or, with
+/// `current`, when the last read is older than `MIN_POLL`: a cycle not
+/// seen before is recorded as a marked event would be.
+pub(super) fn poll_gc(s: &mut Session, t0_ns: &mut Option<u64>, current: bool) {
     let now = Instant::now();
-    let ready = s.clock.ready(now);
-    let Some(p) = s.gc_poll.as_mut().filter(|p| p.due(now, ready)) else {
+    // At the cycles' pace from a little before a sample could start.
+    let ready = s.clock.poll_lead_left(now, super::gc_poll::READY_MAX_POLL) == Some(Duration::ZERO);
+    let Some(p) = s
+        .gc_poll
+        .as_mut()
+        .filter(|p| p.due(now, ready) || (current && p.stale(now)))
+    else {
         return;
     };
     // The first read only says where counting starts: its cycle ended

@@ -102,11 +102,12 @@ pub struct Overhead {
     /// GC cycles sampled without reading keys or searching owners, to keep
     /// the tracer's own CPU within its share of the budget.
     pub key_reads_deferred: u64,
-    /// GC cycles whose event reached the tracer more than 150 ms late (a
-    /// starved or busy tracer), or, where the GC counters are read, that
-    /// may have ended 150 ms or more before the read that found them (the
-    /// first cycle found after a sample's gap, usually): their map lengths
-    /// were not read.
+    /// GC cycles whose event reached the tracer more than 150 ms late, or,
+    /// where the GC counters are read, that may have ended 150 ms or more
+    /// before the read that found them, while a sample could have started
+    /// (a starved or busy tracer): their map lengths were not read. One
+    /// that may have ended during the gap after a sample is counted in
+    /// `gc_cycles_skipped` instead.
     pub gc_cycles_not_sampled_late: u64,
     /// GC cycles whose map headers were read.
     pub gc_cycles_sampled: u64,
