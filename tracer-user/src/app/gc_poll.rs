@@ -7,10 +7,11 @@
 //! fixture binary, stripped and PIE included), the probe is not attached:
 //! the tracer reads the counter (with `numforcedgc` after it and
 //! `gcController.heapMarked`) in one `process_vm_readv` at the turns of
-//! its loop: from [`READY_MAX_POLL`] before a sample could start (so that
-//! the cycle it takes is fresh, not one found by the last slow read and
-//! too old, which would leave a timer sample), every [`MIN_POLL`] to
-//! [`READY_MAX_POLL`] (the loop wakes for it), otherwise every
+//! its loop: while a sample could start, every [`MIN_POLL`] to
+//! [`READY_MAX_POLL`] (the loop wakes for it); once in the
+//! [`READY_MAX_POLL`] before (so that the cycle the sample takes at the
+//! gap's end is dated by a recent read, not by the last slow one, too old
+//! to sample, which would leave a timer sample); otherwise every
 //! [`MAX_POLL`]. A cycle found is dated by the read before it, the earliest
 //! it may have ended, so that one that ended while the sampler waited out
 //! its gap is too old to sample (its maps have moved on since), as a
@@ -32,6 +33,31 @@ pub(super) const READY_MAX_POLL: Duration = Duration::from_millis(100);
 
 /// Time between two reads otherwise (the loop does not wake for them).
 pub(super) const MAX_POLL: Duration = Duration::from_secs(1);
+
+/// How often the counters are read at a turn of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pace {
+    /// A sample could start: at the cycles' pace (the loop wakes for it).
+    Cycles,
+    /// A sample could start within [`READY_MAX_POLL`]: one read in that
+    /// time (the loop wakes for it), so that the cycle found at the gap's
+    /// end is dated by a recent read, not by the last slow one.
+    Lead,
+    /// Otherwise: every [`MAX_POLL`] (the loop does not wake for it).
+    Idle,
+}
+
+impl Pace {
+    /// The pace for a sample clock whose gap ends in `gap_left`, with the
+    /// lead before it `lead_left` (`None`: a sample is under way).
+    pub(super) fn of(lead_left: Option<Duration>, gap_left: Duration) -> Self {
+        match lead_left {
+            Some(Duration::ZERO) if gap_left.is_zero() => Self::Cycles,
+            Some(Duration::ZERO) => Self::Lead,
+            _ => Self::Idle,
+        }
+    }
+}
 
 /// What one read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,12 +110,15 @@ impl GcPoll {
         (now.saturating_duration_since(self.last_cycle_at) / 8).clamp(MIN_POLL, READY_MAX_POLL)
     }
 
-    /// Whether a read is due at a turn of the loop: at the pace of the
-    /// cycles from a little before a sample could start (`ready`), else every [`MAX_POLL`]
+    /// Whether a read is due at a turn of the loop, at `pace`
     /// (with many processes traced the loop turns often, and most of them
     /// wait out the gap after a sample).
-    pub(super) fn due(&self, now: Instant, ready: bool) -> bool {
-        let every = if ready { self.every(now) } else { MAX_POLL };
+    pub(super) fn due(&self, now: Instant, pace: Pace) -> bool {
+        let every = match pace {
+            Pace::Cycles => self.every(now),
+            Pace::Lead => READY_MAX_POLL,
+            Pace::Idle => MAX_POLL,
+        };
         self.last_read
             .is_none_or(|t| now.saturating_duration_since(t) >= every)
     }
@@ -101,15 +130,16 @@ impl GcPoll {
             .is_none_or(|t| now.saturating_duration_since(t) >= MIN_POLL)
     }
 
-    /// How long the loop may sleep before the next read, when a sample
-    /// could start soon (`ready`); otherwise the sample clock wakes it.
-    pub(super) fn wait(&self, now: Instant, ready: bool) -> Option<Duration> {
-        if !ready {
-            return None;
-        }
+    /// How long the loop may sleep before the next read at `pace` (`None`:
+    /// the sample clock wakes it).
+    pub(super) fn wait(&self, now: Instant, pace: Pace) -> Option<Duration> {
+        let every = match pace {
+            Pace::Cycles => self.every(now),
+            Pace::Lead => READY_MAX_POLL,
+            Pace::Idle => return None,
+        };
         Some(self.last_read.map_or(Duration::ZERO, |t| {
-            self.every(now)
-                .saturating_sub(now.saturating_duration_since(t))
+            every.saturating_sub(now.saturating_duration_since(t))
         }))
     }
 
@@ -187,20 +217,20 @@ mod tests {
     fn reads_follow_the_cycles_pace() {
         let t = Instant::now();
         let mut p = GcPoll::new(0x1000, 0, t);
-        assert!(p.due(t, false));
-        assert_eq!(p.wait(t, true), Some(Duration::ZERO));
+        assert!(p.due(t, Pace::Idle));
+        assert_eq!(p.wait(t, Pace::Cycles), Some(Duration::ZERO));
         p.on_read(t, c(1));
         // Just after a cycle: every MIN_POLL while a sample could start,
         // else every MAX_POLL.
-        assert!(!p.due(t + Duration::from_millis(10), true));
-        assert!(p.due(t + MIN_POLL, true));
-        assert!(!p.due(t + MIN_POLL, false));
-        assert!(p.due(t + MAX_POLL, false));
+        assert!(!p.due(t + Duration::from_millis(10), Pace::Cycles));
+        assert!(p.due(t + MIN_POLL, Pace::Cycles));
+        assert!(!p.due(t + MIN_POLL, Pace::Idle));
+        assert!(p.due(t + MAX_POLL, Pace::Idle));
         assert_eq!(
-            p.wait(t + Duration::from_millis(5), true),
+            p.wait(t + Duration::from_millis(5), Pace::Cycles),
             Some(MIN_POLL - Duration::from_millis(5))
         );
-        assert_eq!(p.wait(t, false), None);
+        assert_eq!(p.wait(t, Pace::Idle), None);
         // A count that must be current is read again after MIN_POLL,
         // whether a sample could start or not.
         assert!(!p.stale(t + Duration::from_millis(10)));
@@ -209,11 +239,31 @@ mod tests {
         // since the cycle); for a minute: every READY_MAX_POLL.
         let later = t + Duration::from_millis(400);
         p.on_read(later, c(1));
-        assert!(!p.due(later + Duration::from_millis(56), true));
-        assert!(p.due(later + Duration::from_millis(58), true));
+        assert!(!p.due(later + Duration::from_millis(56), Pace::Cycles));
+        assert!(p.due(later + Duration::from_millis(58), Pace::Cycles));
         let idle = t + Duration::from_secs(60);
         p.on_read(idle, c(1));
-        assert!(!p.due(idle + Duration::from_millis(99), true));
-        assert!(p.due(idle + READY_MAX_POLL, true));
+        assert!(!p.due(idle + Duration::from_millis(99), Pace::Cycles));
+        assert!(p.due(idle + READY_MAX_POLL, Pace::Cycles));
+        // In the lead before a gap's end: one read in READY_MAX_POLL,
+        // whatever the cycles' pace.
+        p.on_read(idle, c(2));
+        assert!(!p.due(idle + 3 * MIN_POLL, Pace::Lead));
+        assert!(p.due(idle + READY_MAX_POLL, Pace::Lead));
+        assert_eq!(
+            p.wait(idle + MIN_POLL, Pace::Lead),
+            Some(READY_MAX_POLL - MIN_POLL)
+        );
+    }
+
+    /// The pace follows the sample clock: the cycles' once the gap is over,
+    /// the lead's within READY_MAX_POLL of its end, slow otherwise.
+    #[test]
+    fn the_pace_follows_the_gap() {
+        let ms = Duration::from_millis;
+        assert_eq!(Pace::of(Some(Duration::ZERO), Duration::ZERO), Pace::Cycles);
+        assert_eq!(Pace::of(Some(Duration::ZERO), ms(60)), Pace::Lead);
+        assert_eq!(Pace::of(Some(ms(400)), ms(500)), Pace::Idle);
+        assert_eq!(Pace::of(None, Duration::ZERO), Pace::Idle);
     }
 }

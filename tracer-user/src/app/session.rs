@@ -590,12 +590,14 @@ fn cycle_seen(
 /// seen before is recorded as a marked event would be.
 pub(super) fn poll_gc(s: &mut Session, t0_ns: &mut Option<u64>, current: bool) {
     let now = Instant::now();
-    // At the cycles' pace from a little before a sample could start.
-    let ready = s.clock.poll_lead_left(now, super::gc_poll::READY_MAX_POLL) == Some(Duration::ZERO);
+    let pace = super::gc_poll::Pace::of(
+        s.clock.poll_lead_left(now, super::gc_poll::READY_MAX_POLL),
+        s.clock.gap_left(now),
+    );
     let Some(p) = s
         .gc_poll
         .as_mut()
-        .filter(|p| p.due(now, ready) || (current && p.stale(now)))
+        .filter(|p| p.due(now, pace) || (current && p.stale(now)))
     else {
         return;
     };
