@@ -433,6 +433,32 @@ mod tests {
         assert!(!c.gap_left(t0 + gap - lead).is_zero());
     }
 
+    /// The loop wakes for the counters when the lead starts, once in the
+    /// lead, then at the cycles' pace; not while a sample is under way.
+    #[test]
+    fn the_loop_wakes_for_the_counters_from_the_lead_on() {
+        use super::super::gc_poll::{GcPoll, READY_MAX_POLL};
+        let t0 = Instant::now();
+        let mut c = clock(t0);
+        let mut p = GcPoll::new(0x1000, 0, t0);
+        c.on_gc(1, 0, t0);
+        c.start(t0, 0, 1).unwrap();
+        assert_eq!(p.wake(&c, t0), None, "a sample is under way");
+        c.headers_read(MS);
+        c.finished();
+        let gap = c.gap_left(t0);
+        assert_eq!(p.wake(&c, t0), Some(gap - READY_MAX_POLL));
+        // Read just before the lead: once in it, READY_MAX_POLL after.
+        let lead = t0 + gap - READY_MAX_POLL;
+        p.on_read(lead - MS, None);
+        assert_eq!(p.wake(&c, lead), Some(READY_MAX_POLL - MS));
+        // The gap over: at the cycles' pace, an eighth of the time since
+        // the last cycle (here since the poll began).
+        let over = t0 + gap;
+        p.on_read(over, None);
+        assert_eq!(p.wake(&c, over), Some(gap / 8));
+    }
+
     /// A cycle found by a read once the gap was over, which may have ended
     /// during it (the read before was within it) and is too old to sample:
     /// the gap left it out (skipped), the tracer did not fall behind (late).

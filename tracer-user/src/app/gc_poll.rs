@@ -20,6 +20,7 @@
 //! its work) and nothing in the target.
 use std::time::{Duration, Instant};
 
+use super::clock::SampleClock;
 use crate::sample::Memory;
 
 /// Shortest time between two reads of the counters.
@@ -56,6 +57,13 @@ impl Pace {
             Some(Duration::ZERO) => Self::Lead,
             _ => Self::Idle,
         }
+    }
+
+    /// The pace at `now` for the sample clock `clock`, with the time until
+    /// its lead starts (`None`: a sample is under way).
+    pub(super) fn at(clock: &SampleClock, now: Instant) -> (Self, Option<Duration>) {
+        let lead_left = clock.poll_lead_left(now, READY_MAX_POLL);
+        (Self::of(lead_left, clock.gap_left(now)), lead_left)
     }
 }
 
@@ -141,6 +149,16 @@ impl GcPoll {
         Some(self.last_read.map_or(Duration::ZERO, |t| {
             every.saturating_sub(now.saturating_duration_since(t))
         }))
+    }
+
+    /// How long the loop may sleep before the next read for `clock`: until
+    /// the read due at the cycles' or the lead's pace, or else until the
+    /// lead starts (`None`: the sample clock wakes it).
+    pub(super) fn wake(&self, clock: &SampleClock, now: Instant) -> Option<Duration> {
+        match Pace::at(clock, now) {
+            (Pace::Idle, lead_left) => lead_left,
+            (pace, _) => self.wait(now, pace),
+        }
     }
 
     /// Reads the counters at `now`: `Some` when they show a cycle not seen

@@ -5,7 +5,6 @@
     clippy::wildcard_imports,
     reason = "the app modules share one set of imports and items"
 )]
-use super::gc_poll::Pace;
 use super::*;
 
 /// Most maps one sample reads (from where the previous one stopped): bounds
@@ -40,16 +39,7 @@ pub(super) fn sample_wait(s: &Session) -> Option<Duration> {
     // Where the GC counters are read, the loop also wakes to read them
     // from a little before a sample could start (the clock has nothing
     // sooner).
-    let poll = s.gc_poll.as_ref().and_then(|p| {
-        let lead_left = s
-            .clock
-            .poll_lead_left(now, super::gc_poll::READY_MAX_POLL)?;
-        if lead_left.is_zero() {
-            p.wait(now, Pace::of(Some(lead_left), s.clock.gap_left(now)))
-        } else {
-            Some(lead_left)
-        }
-    });
+    let poll = s.gc_poll.as_ref().and_then(|p| p.wake(&s.clock, now));
     match (clock, poll) {
         (Some(c), Some(p)) => Some(c.min(p)),
         (c, p) => c.or(p),

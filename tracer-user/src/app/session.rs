@@ -590,15 +590,16 @@ fn cycle_seen(
 /// seen before is recorded as a marked event would be.
 pub(super) fn poll_gc(s: &mut Session, t0_ns: &mut Option<u64>, current: bool) {
     let now = Instant::now();
-    let pace = super::gc_poll::Pace::of(
-        s.clock.poll_lead_left(now, super::gc_poll::READY_MAX_POLL),
-        s.clock.gap_left(now),
-    );
-    let Some(p) = s
-        .gc_poll
-        .as_mut()
-        .filter(|p| p.due(now, pace) || (current && p.stale(now)))
-    else {
+    let clock = &s.clock;
+    // A read due at any pace is also stale, so a current count needs
+    // only `stale` (one clock read on each finalizer event).
+    let Some(p) = s.gc_poll.as_mut().filter(|p| {
+        if current {
+            p.stale(now)
+        } else {
+            p.due(now, super::gc_poll::Pace::at(clock, now).0)
+        }
+    }) else {
         return;
     };
     // The first read only says where counting starts: its cycle ended
