@@ -96,8 +96,37 @@ pub(super) fn proc_hwm_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// User + system CPU seconds of a process, from /proc/PID/stat.
+/// CPU seconds a process has run (all its threads, live and exited), to
+/// the nanosecond: its CPU-time clock (`clock_getcpuclockid`), else user +
+/// system from /proc/PID/stat. The latter is in clock ticks (10 ms): a
+/// process given a twentieth of a CPU runs 50 of them in a 10 s phase, so
+/// a tick is 2 % of its CPU there, more than the losses measured.
 pub(super) fn proc_cpu_s(pid: u32) -> Option<f64> {
+    clock_cpu_s(pid).or_else(|| stat_cpu_s(pid))
+}
+
+/// A process's CPU-time clock (the scheduler's runtime of its whole thread
+/// group), in seconds.
+fn clock_cpu_s(pid: u32) -> Option<f64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut id: libc::clockid_t = 0;
+    // SAFETY: a valid pointer to a clockid_t.
+    if unsafe { libc::clock_getcpuclockid(pid, &raw mut id) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec.
+    if unsafe { libc::clock_gettime(id, &raw mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
+/// User + system CPU seconds of a process, from /proc/PID/stat.
+fn stat_cpu_s(pid: u32) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is
     // field 3, utime 14, stime 15.
@@ -107,4 +136,26 @@ pub(super) fn proc_cpu_s(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (hz > 0).then(|| ticks / hz as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The clock reads this process's CPU to the nanosecond, and agrees
+    /// with /proc within a few ticks; a pid that does not exist reads none.
+    #[test]
+    fn a_process_cpu_clock_is_precise() {
+        let pid = std::process::id();
+        let t0 = clock_cpu_s(pid).expect("own CPU clock");
+        let mut x = 0u64;
+        while clock_cpu_s(pid).unwrap() - t0 < 0.05 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let (c, st) = (clock_cpu_s(pid).unwrap(), stat_cpu_s(pid).unwrap());
+        assert!(c - t0 >= 0.05);
+        assert!((c - st).abs() < 0.1, "clock {c} s, /proc {st} s");
+        assert_eq!(proc_cpu_s(u32::MAX), None);
+    }
 }

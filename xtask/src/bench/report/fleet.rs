@@ -177,9 +177,10 @@ fn row(g: &GoBin, ph: &[&FleetPhase]) -> Row {
         node_cpu_loss: median(&cl),
         node_cpu_interval: median_interval(&cl),
         node_cpu_null: median(&cnull),
-        // The mean over the phases (all their CPU over all their time):
-        // each phase's is read in clock ticks (10 ms, a tenth of a percent of
-        // a 10 s phase), which a median would keep.
+        // The mean over the phases (all their CPU over all their time), as
+        // when each phase's was read in clock ticks (10 ms, a tenth of a
+        // percent of a 10 s phase, which a median kept); now read to the
+        // nanosecond (`accounting::proc_cpu_s`).
         tracer_cpu: (
             on.iter().map(|p| p.tracer_cpu_s).sum::<f64>()
                 / on.iter().map(|p| p.end - p.start).sum::<f64>(),
@@ -234,7 +235,8 @@ pub(super) fn render(o: &mut String, gos: &[GoBin], fleet: &[FleetPhase]) {
          the median over the traced phases with a distribution-free {:.0} % interval, and as its noise floor \
          the same formula over its inner untraced phases. \"Node\" is the same over every traced process's \
          operations summed. The tracer's CPU is its own (user + system) over each traced phase, in % of one \
-         CPU; its peak RSS is `VmHWM` read before SIGINT.\n",
+         CPU; every CPU time here is read from the process's CPU-time clock, to the nanosecond (not in 10 ms \
+         ticks); its peak RSS is `VmHWM` read before SIGINT.\n",
         w.name,
         w.what,
         WARMUP.as_secs(),
