@@ -193,10 +193,13 @@ pub enum Counter {
     /// function calls morestack and restarts, so the hit is repeated and
     /// this one is left out (see [`ProbeSpec::restart_cond`]).
     Restart = 9,
+    /// A creation recorded its site without walking the stack (see
+    /// [`stacks::walks_stack`]).
+    StackNotWalked = 10,
 }
 
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 10;
+pub const COUNTER_SLOTS: u32 = 11;
 
 /// Role of a probe: selects the eBPF program.
 #[repr(u32)]
@@ -595,3 +598,4 @@ mod pod {
 }
 
 pub mod governor;
+pub mod stacks;

@@ -30,7 +30,7 @@ use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_USER_STACK},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, raw_tracepoint, uprobe},
-    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext},
 };
 use aya_log_ebpf::{debug, error, warn};
@@ -40,9 +40,13 @@ use tracer_common::{
     MapGrowEvent, NO_ARG, NO_SP_OFF, PROBE_DENIED_ROW, PROBE_GRANT_ROW, PROBE_OFF_ROW,
     PROBE_OFF_RUNS_ROW, PROBE_SWITCH_ROWS, PendingCreate, PidNs, ProbeSpec, ProcConfig,
     RESTART_COND, STACK_ENTRIES, WRITES_ENTRIES, WriteKey, WriteStat,
+    stacks::{SITE_SLOTS, site_slot, walks_stack},
 };
 
 mod regs;
+mod stack_map;
+
+use stack_map::ShallowStackTrace;
 
 /// `bpf_ringbuf_submit` flag: do not wake the reader.
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -107,7 +111,11 @@ static CREATED: LruHashMap<AddrKey, CreateRecord> =
 static PENDING_CREATE: LruHashMap<AddrKey, PendingCreate> = LruHashMap::with_max_entries(4096, 0);
 
 #[map(name = "STACKS")]
-static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
+static STACKS: ShallowStackTrace = ShallowStackTrace::with_max_entries(STACK_ENTRIES);
+
+/// Calls by creation site, per CPU ([`tracer_common::stacks`]).
+#[map(name = "SITE_CALLS")]
+static SITE_CALLS: PerCpuArray<u32> = PerCpuArray::with_max_entries(SITE_SLOTS, 0);
 
 #[map(name = "WRITES")]
 static WRITES: LruPerCpuHashMap<WriteKey, WriteStat> =
@@ -296,11 +304,7 @@ fn read_u32(ctx: &ProbeContext, addr: u64) -> u32 {
 fn stack_id(ctx: &ProbeContext) -> i32 {
     // SAFETY: STACKS is a stack-trace map; the helper walks the user stack.
     let id = unsafe {
-        generated::bpf_get_stackid(
-            ctx.as_ptr(),
-            core::ptr::addr_of!(STACKS).cast_mut().cast(),
-            u64::from(BPF_F_USER_STACK),
-        )
+        generated::bpf_get_stackid(ctx.as_ptr(), STACKS.as_ptr(), u64::from(BPF_F_USER_STACK))
     };
     if id < 0 {
         count(Counter::StackFailed);
@@ -357,6 +361,23 @@ fn map_of(ctx: &ProbeContext, s: &ProbeSpec) -> u64 {
     }
 }
 
+/// The stack of a creation from the site at return address `caller`, or
+/// -1 for a call whose stack is not walked ([`walks_stack`]; counted).
+#[inline(always)]
+fn creation_stack_id(ctx: &ProbeContext, caller: u64) -> i32 {
+    if let Some(calls) = SITE_CALLS.get_ptr_mut(site_slot(caller)) {
+        // SAFETY: this CPU's copy of a live array slot. A program preempted
+        // between the load and the store loses one count; harmless.
+        let n = unsafe { *calls };
+        unsafe { *calls = n.wrapping_add(1) };
+        if !walks_stack(n) {
+            count(Counter::StackNotWalked);
+            return -1;
+        }
+    }
+    stack_id(ctx)
+}
+
 /// Entry of `runtime.makemap` (hmap) or `internal/runtime/maps.NewMap`
 /// (Swiss): remember the type for the RET-site probe, keyed by goroutine.
 #[uprobe]
@@ -390,15 +411,16 @@ pub fn map_create_ret(ctx: ProbeContext) -> u32 {
     if map == 0 {
         return 0;
     }
+    let caller = caller_pc(&ctx, &s);
     let mut rec = CreateRecord {
         // SAFETY: plain helper call.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         type_ptr: 0,
-        caller_pc: caller_pc(&ctx, &s),
+        caller_pc: caller,
         hint: 0,
         goid: 0,
         tgid,
-        stack_id: stack_id(&ctx),
+        stack_id: creation_stack_id(&ctx, caller),
     };
     if s.aux == 1 {
         let gkey = AddrKey {

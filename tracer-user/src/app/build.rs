@@ -64,6 +64,7 @@ pub(super) fn build_report(s: &mut Session, tracer: &Tracer, duration_s: f64) ->
         ("write_table_full", Counter::WritesFull),
         ("other_caller", Counter::OtherCaller),
         ("stack_check_restart", Counter::Restart),
+        ("stack_not_walked", Counter::StackNotWalked),
     ] {
         overhead.counters.insert(
             name.to_owned(),

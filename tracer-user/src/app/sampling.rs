@@ -178,7 +178,8 @@ fn on_headers(s: &mut Session, tracer: &Tracer, r: HeaderResult) -> Option<Job> 
     // A sample the exit cut into is left out: the maps it did not reach
     // would count with their previous lengths.
     if !exited {
-        s.families.observe_maps(at.cycle, &s.model.maps);
+        s.families
+            .observe_maps(at.cycle, &s.model.maps, &s.model.sites);
     }
     if r.cut_short {
         s.samples_cut_short += 1;

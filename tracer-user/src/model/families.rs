@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
-use super::{MapTable, SiteRef, TrackedMap, Verdict, WINDOW, verdict::judge};
+use super::{MapTable, SiteRef, Sites, TrackedMap, Verdict, WINDOW, verdict::judge};
 
 /// Most families followed. Each costs under a kilobyte (its window and
 /// series): 4,096 are 4 MiB at most. Real services have a few hundred
@@ -103,13 +103,16 @@ pub struct FamilyKey {
 
 impl FamilyKey {
     /// The family of `m`: its creation site, else its latest growth site,
-    /// else its busiest insert site; none when no site is known.
+    /// else its busiest insert site; none when no site is known. A site is
+    /// its call ([`Sites::call_site`]): maps made at one line are one
+    /// family whatever the stacks above it, and whether or not the kernel
+    /// walked their stack.
     #[must_use]
-    pub fn of(m: &TrackedMap) -> Option<Self> {
+    pub fn of(m: &TrackedMap, sites: &Sites) -> Option<Self> {
         let site = if m.created_site().is_some() {
-            FamilySite::Created(m.created_site())
+            FamilySite::Created(sites.call_site(m.created_site()))
         } else if m.grow_site().is_some() {
-            FamilySite::Grown(m.grow_site())
+            FamilySite::Grown(sites.call_site(m.grow_site()))
         } else {
             FamilySite::Inserted(m.insert_sites().first()?.0)
         };
@@ -369,13 +372,16 @@ impl Families {
     }
 
     /// [`Families::observe`] of every tracked map's latest sample.
-    pub fn observe_maps(&mut self, cycle: u64, maps: &MapTable) {
+    pub fn observe_maps(&mut self, cycle: u64, maps: &MapTable, sites: &Sites) {
         let latest = maps.values().filter_map(|m| {
             if m.is_sync_generation() {
                 return None;
             }
             let l = m.last()?;
-            Some((FamilyKey::of(m)?, Totals::one(l.len, l.capacity, l.bytes)))
+            Some((
+                FamilyKey::of(m, sites)?,
+                Totals::one(l.len, l.capacity, l.bytes),
+            ))
         });
         self.observe(cycle, latest);
     }
@@ -648,7 +654,7 @@ mod tests {
             pc: 0x40,
         };
         m.on_grow(0x1000, 0x77, 1, Some(site));
-        let k = FamilyKey::of(&m.maps[&0x1000]).unwrap();
+        let k = FamilyKey::of(&m.maps[&0x1000], &m.sites).unwrap();
         assert_eq!(k.type_ptr, 0x77);
         assert_eq!(k.site.kind(), SiteKind::Grown);
         let created = super::super::RawSite {
@@ -656,15 +662,15 @@ mod tests {
             pc: 0x50,
         };
         assert!(m.on_created(0x1000, 1, 0x77, created));
-        let k = FamilyKey::of(&m.maps[&0x1000]).unwrap();
+        let k = FamilyKey::of(&m.maps[&0x1000], &m.sites).unwrap();
         assert_eq!(k.site.kind(), SiteKind::Created);
         m.on_discovered(0x2000, None, 2, None);
         m.on_write(0x2000, 0x77, true, 0x99, 3);
         assert_eq!(
-            FamilyKey::of(&m.maps[&0x2000]).map(|k| k.site),
+            FamilyKey::of(&m.maps[&0x2000], &m.sites).map(|k| k.site),
             Some(FamilySite::Inserted(0x99))
         );
         m.on_discovered(0x3000, None, 2, None);
-        assert_eq!(FamilyKey::of(&m.maps[&0x3000]), None);
+        assert_eq!(FamilyKey::of(&m.maps[&0x3000], &m.sites), None);
     }
 }

@@ -52,6 +52,8 @@ pub struct RawSite {
 pub struct Sites {
     raw: Vec<RawSite>,
     by_raw: HashMap<RawSite, u32>,
+    /// The first reference interned with each return address.
+    by_pc: HashMap<u64, u32>,
     /// Frames of each site once symbolized.
     frames: Vec<Option<Box<[Frame]>>>,
     /// Sites not interned because [`MAX_SITE_REFS`] was reached.
@@ -72,7 +74,20 @@ impl Sites {
         self.raw.push(raw);
         self.frames.push(None);
         self.by_raw.insert(raw, i);
+        self.by_pc.entry(raw.pc).or_insert(i);
         SiteRef(i)
+    }
+
+    /// The call site of `r`: the first reference interned with its return
+    /// address, so that one line's sites are one whatever their stacks
+    /// (the kernel walks a busy site's stack on some calls only:
+    /// `tracer_common::stacks`). `r` itself when it has no address.
+    #[must_use]
+    pub fn call_site(&self, r: SiteRef) -> SiteRef {
+        match self.raw(r) {
+            Some(raw) if raw.pc != 0 => self.by_pc.get(&raw.pc).map_or(r, |&i| SiteRef(i)),
+            _ => r,
+        }
     }
 
     /// The site as the kernel gave it.
@@ -153,5 +168,38 @@ mod tests {
         assert_eq!(s.dropped, 0);
         assert_eq!(s.intern(RawSite { stack_id: 4, pc: 0 }), SiteRef::NONE);
         assert_eq!(s.dropped, 1);
+    }
+
+    /// A call's sites with different stacks, or with none (a busy site's
+    /// call the kernel did not walk), are one call site: the first
+    /// interned with that return address.
+    #[test]
+    fn one_call_site_whatever_the_stack() {
+        let mut s = Sites::default();
+        let walked = s.intern(RawSite {
+            stack_id: 7,
+            pc: 0x40,
+        });
+        let other = s.intern(RawSite {
+            stack_id: 9,
+            pc: 0x40,
+        });
+        let bare = s.intern(RawSite {
+            stack_id: -1,
+            pc: 0x40,
+        });
+        assert_ne!(walked, other);
+        assert_ne!(walked, bare);
+        for r in [walked, other, bare] {
+            assert_eq!(s.call_site(r), walked);
+        }
+        let elsewhere = s.intern(RawSite {
+            stack_id: 7,
+            pc: 0x48,
+        });
+        assert_eq!(s.call_site(elsewhere), elsewhere);
+        let no_pc = s.intern(RawSite { stack_id: 3, pc: 0 });
+        assert_eq!(s.call_site(no_pc), no_pc);
+        assert_eq!(s.call_site(SiteRef::NONE), SiteRef::NONE);
     }
 }
