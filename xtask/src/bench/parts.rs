@@ -26,17 +26,27 @@ pub(super) mod twin;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Mode {
     Untraced,
+    /// mapleak-trace at the bench's budget (the default).
     Mapleak,
+    /// mapleak-trace at `--overhead-budget 100`: every probe attached all
+    /// the time, so part 2b gives the cost of one hit (part 2b only).
+    Unbudgeted,
     Bpftrace,
 }
 
 impl Mode {
-    pub(super) const ALL: [Mode; 3] = [Mode::Untraced, Mode::Mapleak, Mode::Bpftrace];
+    pub(super) const ALL: [Mode; 4] = [
+        Mode::Untraced,
+        Mode::Mapleak,
+        Mode::Unbudgeted,
+        Mode::Bpftrace,
+    ];
 
     pub(super) fn label(self) -> &'static str {
         match self {
             Mode::Untraced => "untraced",
             Mode::Mapleak => "mapleak-trace",
+            Mode::Unbudgeted => "mapleak-trace, no budget",
             Mode::Bpftrace => "bpftrace",
         }
     }

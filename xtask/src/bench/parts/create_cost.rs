@@ -37,7 +37,7 @@ pub(crate) fn run_create_cost(
         for (kind, hint) in CREATIONS.iter().take(if b.s.smoke { 1 } else { 2 }) {
             let kind: &'static str = kind;
             for rep in 0..b.s.reps {
-                let mut modes = vec![Mode::Untraced, Mode::Mapleak];
+                let mut modes = vec![Mode::Untraced, Mode::Mapleak, Mode::Unbudgeted];
                 if rep < BPFTRACE_REPS {
                     modes.push(Mode::Bpftrace);
                 }
@@ -46,11 +46,15 @@ pub(crate) fn run_create_cost(
                 for mode in modes {
                     let tracing = match mode {
                         Mode::Untraced => Tracing::Untraced,
-                        Mode::Mapleak => Tracing::Mapleak {
+                        Mode::Mapleak | Mode::Unbudgeted => Tracing::Mapleak {
                             exe: tracer.to_path_buf(),
                             duration_s: 600,
                             stop_target: false,
-                            budget_pct: crate::bench::BUDGET_PCT,
+                            budget_pct: if mode == Mode::Unbudgeted {
+                                100.0
+                            } else {
+                                crate::bench::BUDGET_PCT
+                            },
                         },
                         Mode::Bpftrace => Tracing::Bpftrace {
                             program: bpftrace_default_program(g),

@@ -73,11 +73,15 @@ pub(crate) fn run_throughput(b: &mut Bench, gos: &[GoBin], tracer: &Path) -> Res
                 for mode in modes {
                     let tracing = match mode {
                         Mode::Untraced => Tracing::Untraced,
-                        Mode::Mapleak => Tracing::Mapleak {
+                        Mode::Mapleak | Mode::Unbudgeted => Tracing::Mapleak {
                             exe: tracer.to_path_buf(),
                             duration_s: secs.ceil() as u64 + 120,
                             stop_target: false,
-                            budget_pct: crate::bench::BUDGET_PCT,
+                            budget_pct: if mode == Mode::Unbudgeted {
+                                100.0
+                            } else {
+                                crate::bench::BUDGET_PCT
+                            },
                         },
                         Mode::Bpftrace => Tracing::Bpftrace {
                             program: bpftrace_default_program(g),
