@@ -81,6 +81,17 @@ fn check_families(go: &str) {
         r["caps_reached"]
     );
     assert_eq!(t["verdict"], "growing", "{t:#}");
+    // 25,000 maps made at two lines: after each site's first calls on
+    // each CPU the kernel walks one stack in 16, so most creations record
+    // their site alone, and still land in their site's one family.
+    let bare = r["overhead"]["counters"]["stack_not_walked"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        bare * 2 >= TENANTS && bare < TENANTS + FIXED_TENANTS,
+        "{bare} creations recorded without a stack walk of {} made",
+        TENANTS + FIXED_TENANTS
+    );
     let pace = t["entries_per_cycle"].as_f64().unwrap();
     assert!(
         (800.0..=1200.0).contains(&pace),
