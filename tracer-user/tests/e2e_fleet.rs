@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use e2e_common::{GroupGuard, Guard, harness, privileged, target_fixture};
+use e2e_common::{GroupGuard, Guard, harness, privileged, spawn_when_not_busy, target_fixture};
 use serde_json::{Value, json};
 
 /// A free loopback port (the listener is dropped).
@@ -127,14 +127,14 @@ struct Target {
 }
 
 fn start_target(bin: &Path, args: &[&str]) -> Target {
-    let mut c = Command::new(bin)
-        .arg("-wait")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut c = spawn_when_not_busy(
+        Command::new(bin)
+            .arg("-wait")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     let pid = c.id();
     let mut err = BufReader::new(c.stderr.take().unwrap());
     let go = c.stdin.take();
@@ -216,13 +216,9 @@ fn all_mode_with_prometheus_and_pprof() {
     let mut leak = start_target(&bin, &[&["-scenarios", "leaky"][..], &forever].concat());
     let mut bounded = start_target(&bin, &[&["-scenarios", "lru"][..], &forever].concat());
     let mut excl = start_target(&excluded, &[&["-scenarios", "lru"][..], &forever].concat());
-    let mut sleeper = Guard(Some(
-        Command::new(&not_go)
-            .arg("120")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
+    let mut sleeper = Guard(Some(spawn_when_not_busy(
+        Command::new(&not_go).arg("120").stdout(Stdio::null()),
+    )));
 
     let port = free_port();
     let json = at("report.json");

@@ -244,12 +244,11 @@ pub fn budget_args<'a>(extra: impl IntoIterator<Item = &'a str>) -> Vec<String> 
 }
 
 pub fn traced_run_args(mut cmd: Command, before_attach: &dyn Fn(), extra: &[&str]) -> Run {
-    let mut target = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut target = super::spawn_when_not_busy(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let pid = target.id();
     let mut stdin = target.stdin.take().unwrap();
     let mut stderr = BufReader::new(target.stderr.take().unwrap());

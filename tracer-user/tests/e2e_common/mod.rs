@@ -1,7 +1,7 @@
 //! Pieces shared by the tier-2 (root) test files.
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
-use std::process::Child;
+use std::process::{Child, Command};
 
 pub mod harness;
 
@@ -33,6 +33,27 @@ impl Drop for GroupGuard {
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// Spawns `cmd`, trying again for up to 2 s while its executable is "busy"
+/// (ETXTBSY). A test that writes an executable and then runs it can see that
+/// error when another test's thread forks in between: the child holds a copy
+/// of the file's write descriptor until it execs (close-on-exec closes it
+/// then), and the kernel refuses to exec a file open for writing. Seen in a CI
+/// run of `binary_replaced_after_start`; the window is a fork's length.
+pub fn spawn_when_not_busy(cmd: &mut Command) -> Child {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match cmd.spawn() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r.unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}")),
         }
     }
 }
