@@ -144,6 +144,12 @@ pub(crate) struct Args {
     /// planted map the tracer must report.
     #[arg(long, default_value = "http", value_parser = suite::NAMES)]
     pub(crate) workload: String,
+    /// Part 1h (twin) as a control: no tracer is started, and the phases
+    /// that would be traced are measured untraced, at the same length and
+    /// after the same settling pause. What the method reports then is what
+    /// it reports for a tracer that costs nothing (an A/A run).
+    #[arg(long)]
+    pub(crate) no_tracer: bool,
 }
 
 /// `--overhead-budget` given to mapleak-trace (its default, in percent of
@@ -196,6 +202,8 @@ struct Settings {
     phase_settle: Duration,
     /// Part 1b's workloads (one, or the suite).
     phase_workloads: Vec<&'static suite::Workload>,
+    /// Part 1h: `--no-tracer`, every phase untraced (a control).
+    no_tracer: bool,
     /// Part 1c: processes traced at once, traced phases, phase length and
     /// settling delay after every process is attached.
     fleet_procs: usize,
@@ -263,6 +271,7 @@ impl Settings {
                     .max(0.0),
             ),
             phase_workloads,
+            no_tracer: args.no_tracer,
             fleet_procs: args
                 .fleet_procs
                 .unwrap_or(if smoke { 3 } else { 20 })
@@ -562,6 +571,9 @@ fn cmdline(s: &Settings, args: &Args) -> String {
     }
     if args.workload != "http" {
         let _ = write!(cmdline, " --workload {}", args.workload);
+    }
+    if args.no_tracer {
+        let _ = write!(cmdline, " --no-tracer");
     }
     if !args.many_maps.is_empty() {
         let n: Vec<String> = args.many_maps.iter().map(u64::to_string).collect();

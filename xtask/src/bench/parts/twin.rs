@@ -234,6 +234,11 @@ fn run_one(
                 }
             }
             let mut tr = match traced {
+                // The control: the same pause, and no tracer.
+                Some(_) if b.s.no_tracer => {
+                    thread::sleep(settle);
+                    None
+                }
                 Some(i) => {
                     let t = spawn_mapleak(tracer, pids[i], p.as_secs() + 600, &json_path)?;
                     thread::sleep(settle);
