@@ -256,7 +256,9 @@ fn run_one(
             let cpu1 = pids.map(proc_cpu_s);
             let busy1 = system_busy_s();
             let cpu_s = [cpu_delta(cpu0[0], cpu1[0]), cpu_delta(cpu0[1], cpu1[1])];
-            let tracer_cpu_s = if traced.is_some() {
+            // No tracer (untraced, or the `--no-tracer` control): none of
+            // its CPU to add.
+            let tracer_cpu_s = if tr.is_some() {
                 cpu_delta(tcpu0, tcpu1)
             } else {
                 0.0
