@@ -144,10 +144,11 @@ pub(crate) struct Args {
     /// planted map the tracer must report.
     #[arg(long, default_value = "http", value_parser = suite::NAMES)]
     pub(crate) workload: String,
-    /// Part 1h (twin) as a control: no tracer is started, and the phases
-    /// that would be traced are measured untraced, at the same length and
-    /// after the same settling pause. What the method reports then is what
-    /// it reports for a tracer that costs nothing (an A/A run).
+    /// Parts 1h (twin) and 1c (fleet) as a control: no tracer is started,
+    /// and the phases that would be traced are measured untraced, at the
+    /// same length and after the same settling pause (fleet: without the
+    /// attach time before it). What the method reports then is what it
+    /// reports for a tracer that costs nothing (an A/A run).
     #[arg(long)]
     pub(crate) no_tracer: bool,
 }
@@ -202,7 +203,7 @@ struct Settings {
     phase_settle: Duration,
     /// Part 1b's workloads (one, or the suite).
     phase_workloads: Vec<&'static suite::Workload>,
-    /// Part 1h: `--no-tracer`, every phase untraced (a control).
+    /// Parts 1h and 1c: `--no-tracer`, every phase untraced (a control).
     no_tracer: bool,
     /// Part 1c: processes traced at once, traced phases, phase length and
     /// settling delay after every process is attached.

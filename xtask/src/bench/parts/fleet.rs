@@ -255,6 +255,7 @@ fn untraced_procs(pids: &[u32], cpu: &[f64]) -> Vec<FleetProc> {
 fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
     let s = &b.s;
     let (n, rounds, p, settle) = (s.fleet_procs, s.fleet_rounds, s.fleet_phase, s.fleet_settle);
+    let control = s.no_tracer;
     b.wait_idle();
     // A copy only these targets run: `--exe` selects them alone.
     let dir = b.out_dir.join("fleet");
@@ -321,6 +322,23 @@ fn run_one(b: &mut Bench, g: &GoBin, tracer: &Path) -> Result<Vec<FleetPhase>> {
             }
         }
         out.push(phase(round, false, &measure(&all_pids, p), 0.0));
+        if control {
+            // `--no-tracer`: the settling pause, and the phase that would
+            // be traced measured untraced (nothing attaches, nothing to
+            // report).
+            thread::sleep(settle);
+            let mut ph = phase(round, true, &measure(&all_pids, p), 0.0);
+            for x in &mut ph.procs {
+                x.reported = true;
+            }
+            eprintln!(
+                "bench: fleet {:9} round {round}: control, nothing traced",
+                g.tag
+            );
+            out.push(ph);
+            thread::sleep(GAP);
+            continue;
+        }
         // Traced: one tracer for every target.
         let _ = fs::remove_file(&json_path);
         let mut c = Command::new(tracer);
